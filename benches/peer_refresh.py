@@ -1,0 +1,35 @@
+"""The per-resource refresh peer: what Terraform's OCI provider (and Pulumi) do on refresh —
+one GetInstance per managed instance, 10 in parallel — with Oracle's Python SDK (`oci` on PyPI),
+against the same emulator. Prints wall seconds, calls and peak RSS as JSON.
+
+usage: python3 peer_refresh.py CONFIG_FILE ENDPOINT IDS_FILE
+"""
+import json
+import resource
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import oci
+
+config_file, endpoint, ids_file = sys.argv[1:4]
+config = oci.config.from_file(config_file, "DEFAULT")
+ids = [line.strip() for line in open(ids_file) if line.strip()]
+local = __import__("threading").local()
+
+
+def client():
+    if not hasattr(local, "c"):
+        local.c = oci.core.ComputeClient(config, service_endpoint=endpoint)
+    return local.c
+
+
+def get(i):
+    return client().get_instance(i).data.lifecycle_state
+
+
+start = time.monotonic()
+with ThreadPoolExecutor(max_workers=10) as pool:
+    states = list(pool.map(get, ids))
+elapsed = time.monotonic() - start
+print(json.dumps({"seconds": elapsed, "calls": len(ids), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -1,0 +1,178 @@
+//! Progress of an apply: on a terminal, one live line per running resource (action, elapsed) with
+//! indicatif; otherwise plain timestamped lines. Never prints request bodies or credentials.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Where progress goes.
+pub enum Progress {
+    /// Live lines on a terminal (stderr).
+    Live {
+        bars: MultiProgress,
+        lines: Mutex<Vec<(String, ProgressBar)>>,
+    },
+    /// Timestamped lines, for CI logs and pipes.
+    Plain { out: Mutex<Box<dyn Write + Send>> },
+    /// Nothing (library use, tests).
+    Silent,
+}
+
+impl Progress {
+    /// Live when stderr is a terminal, plain lines otherwise.
+    pub fn for_stderr() -> Progress {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            Progress::Live {
+                bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                lines: Mutex::new(Vec::new()),
+            }
+        } else {
+            Progress::Plain {
+                out: Mutex::new(Box::new(std::io::stderr())),
+            }
+        }
+    }
+
+    pub fn plain(out: Box<dyn Write + Send>) -> Progress {
+        Progress::Plain {
+            out: Mutex::new(out),
+        }
+    }
+
+    fn stamp() -> String {
+        chrono::Utc::now().format("%H:%M:%S").to_string()
+    }
+
+    /// A node started: `label` is e.g. `create instance.web`.
+    pub fn started(&self, label: &str) {
+        match self {
+            Progress::Live { bars, lines } => {
+                let bar = bars.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                        .expect("valid template"),
+                );
+                bar.set_message(label.to_string());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                lines
+                    .lock()
+                    .expect("progress lock")
+                    .push((label.to_string(), bar));
+            }
+            Progress::Plain { out } => {
+                let _ = writeln!(
+                    out.lock().expect("progress lock"),
+                    "{} {label}: started",
+                    Self::stamp()
+                );
+            }
+            Progress::Silent => {}
+        }
+    }
+
+    /// A step inside a node (e.g. `waiting for RUNNING`).
+    pub fn step(&self, label: &str, what: &str) {
+        match self {
+            Progress::Live { lines, .. } => {
+                if let Some((_, bar)) = lines
+                    .lock()
+                    .expect("progress lock")
+                    .iter()
+                    .find(|(l, _)| l == label)
+                {
+                    bar.set_message(format!("{label}: {what}"));
+                }
+            }
+            Progress::Plain { out } => {
+                let _ = writeln!(
+                    out.lock().expect("progress lock"),
+                    "{} {label}: {what}",
+                    Self::stamp()
+                );
+            }
+            Progress::Silent => {}
+        }
+    }
+
+    /// A node finished (`Ok`) or failed (`Err(message)`).
+    pub fn finished(&self, label: &str, elapsed: Duration, result: Result<(), &str>) {
+        let text = match result {
+            Ok(()) => format!("{label}: done in {}", human(elapsed)),
+            Err(e) => format!("{label}: FAILED after {}: {e}", human(elapsed)),
+        };
+        match self {
+            Progress::Live { bars, lines } => {
+                let mut lines = lines.lock().expect("progress lock");
+                if let Some(i) = lines.iter().position(|(l, _)| l == label) {
+                    let (_, bar) = lines.remove(i);
+                    bar.finish_and_clear();
+                    bars.remove(&bar);
+                }
+                let mark = if result.is_ok() { "✓" } else { "✗" };
+                let _ = bars.println(format!("{mark} {text}"));
+            }
+            Progress::Plain { out } => {
+                let _ = writeln!(
+                    out.lock().expect("progress lock"),
+                    "{} {text}",
+                    Self::stamp()
+                );
+            }
+            Progress::Silent => {}
+        }
+    }
+
+    /// A free-form line (e.g. the Ctrl-C notice).
+    pub fn note(&self, text: &str) {
+        match self {
+            Progress::Live { bars, .. } => {
+                let _ = bars.println(text);
+            }
+            Progress::Plain { out } => {
+                let _ = writeln!(
+                    out.lock().expect("progress lock"),
+                    "{} {text}",
+                    Self::stamp()
+                );
+            }
+            Progress::Silent => {}
+        }
+    }
+}
+
+/// `1.2s`, `3m04s`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    }
+}
+
+/// A timer for one node.
+pub struct Timer(Instant);
+
+impl Timer {
+    pub fn start() -> Timer {
+        Timer(Instant::now())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_writes_them() {
+        assert_eq!(human(Duration::from_millis(1234)), "1.2s");
+        assert_eq!(human(Duration::from_secs(184)), "3m04s");
+    }
+}

@@ -1,0 +1,202 @@
+//! `kiln apply [PATH]` and `kiln destroy [DIR]`: plan (or load a saved plan), confirm, execute.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use miette::{miette, IntoDiagnostic};
+
+use crate::apply::execute::{self, ApplyOptions, Timeouts};
+use crate::apply::progress::Progress;
+use crate::apply::walk::StopFlag;
+use crate::plan::refresh::{make_plan, PlanOptions};
+use crate::plan::render;
+use crate::plan::saved::SavedPlan;
+use crate::plan::Plan;
+use crate::state::{LockInfo, State};
+
+use super::session::{self, Common};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A manifest directory (plan, show, confirm, apply) or a plan file saved by `kiln plan --out`.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub opts: ApplyArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DestroyArgs {
+    /// Manifest directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub opts: ApplyArgs,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    #[arg(long)]
+    pub env: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, default_value = "0s", value_parser = session::parse_duration)]
+    pub lock_timeout: std::time::Duration,
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Actions run at once (default 10).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// Only this resource (and what it depends on); repeatable.
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    /// Replace this resource even if nothing changed; repeatable.
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
+    /// Wait at most this long for an instance state (default 20m).
+    #[arg(long, default_value = "20m", value_parser = session::parse_duration)]
+    pub instance_timeout: std::time::Duration,
+    /// Wait at most this long for an image to become AVAILABLE (default 2h).
+    #[arg(long, default_value = "2h", value_parser = session::parse_duration)]
+    pub image_timeout: std::time::Duration,
+}
+
+impl ApplyArgs {
+    fn common(&self, dir: PathBuf) -> Common {
+        Common {
+            dir,
+            env: self.env.clone(),
+            state_dir: self.state_dir.clone(),
+            lock_timeout: self.lock_timeout,
+            config_file: self.config_file.clone(),
+            profile: self.profile.clone(),
+            parallelism: self.parallelism,
+        }
+    }
+}
+
+fn confirm(what: &str, auto_approve: bool) -> miette::Result<bool> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(miette!(
+            help = "pass `--auto-approve` to apply without a prompt (e.g. in CI)",
+            "refusing to {what} without confirmation: standard input is not a terminal"
+        ));
+    }
+    print!("\nDo you want to {what}? Only `yes` is accepted: ");
+    std::io::stdout().flush().into_diagnostic()?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .into_diagnostic()?;
+    Ok(line.trim() == "yes")
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    if args.path.is_file() {
+        let saved = SavedPlan::read(&args.path)?;
+        let mut opts = args.opts.clone();
+        if opts.env.is_none() && saved.plan.env != "default" {
+            opts.env = Some(saved.plan.env.clone());
+        }
+        return execute_cmd(
+            opts.common(saved.manifest_dir.clone()),
+            &opts,
+            Mode::Saved(Box::new(saved.plan)),
+        );
+    }
+    execute_cmd(args.opts.common(args.path.clone()), &args.opts, Mode::Apply)
+}
+
+pub fn destroy(args: DestroyArgs) -> miette::Result<ExitCode> {
+    execute_cmd(
+        args.opts.common(args.dir.clone()),
+        &args.opts,
+        Mode::Destroy,
+    )
+}
+
+enum Mode {
+    Apply,
+    Destroy,
+    Saved(Box<Plan>),
+}
+
+fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
+    rt.block_on(async {
+        let s = session::open(&common).await?;
+        let operation = if matches!(mode, Mode::Destroy) { "destroy" } else { "apply" };
+        let lock = s.store.lock(LockInfo::new(operation), common.lock_timeout).await?;
+        let state = s.store.load().await?;
+        let plan = match mode {
+            Mode::Saved(plan) => {
+                SavedPlan::new(&common.dir, (*plan).clone()).check_state(state.as_ref().map(|s| s.lineage.as_str()), state.as_ref().map(|s| s.serial).unwrap_or(0))?;
+                *plan
+            }
+            Mode::Apply | Mode::Destroy => {
+                let popts = PlanOptions {
+                    refresh: true,
+                    targets: opts.targets.clone(),
+                    destroy: matches!(mode, Mode::Destroy),
+                    replace: opts.replace.iter().cloned().collect(),
+                    parallelism: s.parallelism,
+                    endpoint: s.endpoint.clone(),
+                };
+                let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.client), &popts).await?;
+                print!("{}", render::text(&plan, super::plan::style()));
+                if plan.changes.is_empty() && plan.forget.is_empty() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if !plan.changes.is_empty() && !confirm(if matches!(mode, Mode::Destroy) { "destroy these resources" } else { "perform these actions" }, opts.auto_approve)? {
+                    println!("Apply cancelled.");
+                    return Ok(ExitCode::FAILURE);
+                }
+                plan
+            }
+        };
+        let state = state.unwrap_or_else(State::new);
+        let stop = StopFlag::new();
+        let progress = Arc::new(Progress::for_stderr());
+        let watcher = {
+            let stop = stop.clone();
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    progress.note("Interrupted: no new action starts; waiting for the ones in flight (Ctrl-C again to quit now — the state stays valid)");
+                    stop.stop();
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            })
+        };
+        let aopts = ApplyOptions { parallelism: s.parallelism, timeouts: Timeouts { instance: opts.instance_timeout, image: opts.image_timeout, terminate: opts.instance_timeout, ..Timeouts::default() } };
+        let (_state, report) = execute::apply(&plan, s.client.clone(), s.store.clone(), lock, state, &aopts, &stop, progress).await;
+        watcher.abort();
+        for (label, e) in &report.failed {
+            eprintln!("\n✗ {label} failed:\n{e}");
+        }
+        for (label, because) in &report.skipped {
+            eprintln!("- {label} skipped: `{because}` failed");
+        }
+        println!("\n{}", report.summary_line());
+        Ok(if stop.is_stopped() {
+            ExitCode::from(130)
+        } else if report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}

@@ -1,0 +1,136 @@
+//! `kiln emulator`: run the OCI Compute emulator until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use miette::{IntoDiagnostic, WrapErr};
+
+use crate::emulator::{self, EmulatorConfig, TrustedKey};
+use crate::oci::config::ConfigFile;
+use crate::oci::keys;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on; `127.0.0.1:0` picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// OCI config file whose profiles' API keys are trusted.
+    #[arg(long, value_name = "FILE")]
+    pub oci_config: PathBuf,
+    /// Profiles to trust (repeatable; DEFAULT when none).
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    /// Persist everything to FILE (atomically, on every change); in memory without it.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Lifecycle durations × F (1.0 realistic, 0 instant).
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub time_scale: f64,
+    /// Milliseconds added to every response.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub latency_ms: u64,
+    /// Probability (0..1) of a 429 TooManyRequests per request.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_429: f64,
+    /// Probability (0..1) of a 500/503 per request.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_5xx: f64,
+    /// Probability (0..1) of a dropped connection per request.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_reset: f64,
+    /// Seed for repeatable faults.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Region the emulator serves.
+    #[arg(long, default_value = "us-ashburn-1")]
+    pub region: String,
+}
+
+/// The API keys of `profiles` (DEFAULT when empty) in an OCI config file.
+pub fn trusted_keys(
+    config: &std::path::Path,
+    profiles: &[String],
+) -> miette::Result<Vec<TrustedKey>> {
+    let file = ConfigFile::load(config)?;
+    let names = if profiles.is_empty() {
+        vec!["DEFAULT".to_string()]
+    } else {
+        profiles.to_vec()
+    };
+    names
+        .iter()
+        .map(|name| {
+            let profile = file.profile(name)?;
+            let key = keys::load_signing_key(&profile)?;
+            Ok(TrustedKey {
+                key_id: key.key_id.clone(),
+                public_key: key.key.to_public_key(),
+            })
+        })
+        .collect()
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    for (flag, p) in [
+        ("--fault-429", args.fault_429),
+        ("--fault-5xx", args.fault_5xx),
+        ("--fault-reset", args.fault_reset),
+    ] {
+        if !(0.0..=1.0).contains(&p) {
+            miette::bail!("`{flag}` must be a probability between 0 and 1, not {p}");
+        }
+    }
+    if args.time_scale < 0.0 {
+        miette::bail!("`--time-scale` must be 0 or more");
+    }
+    let trusted = trusted_keys(&args.oci_config, &args.profiles)?;
+    let config = EmulatorConfig {
+        listen: args.listen,
+        trusted_keys: trusted,
+        data_file: args.data,
+        time_scale: args.time_scale,
+        latency: Duration::from_millis(args.latency_ms),
+        fault_429: args.fault_429,
+        fault_5xx: args.fault_5xx,
+        fault_reset: args.fault_reset,
+        seed: args.seed,
+        region: args.region,
+    };
+    let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
+    rt.block_on(async {
+        let running = emulator::start(config).await?;
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", running.url()).into_diagnostic()?;
+        let f = running.fixtures();
+        writeln!(
+            out,
+            "region {} · availability domains {}",
+            f.region,
+            f.availability_domains.join(", ")
+        )
+        .into_diagnostic()?;
+        writeln!(out, "compartment {}", f.compartment_id).into_diagnostic()?;
+        writeln!(out, "vcn {}", f.vcn_id).into_diagnostic()?;
+        writeln!(out, "public subnet {}", f.public_subnet_id).into_diagnostic()?;
+        writeln!(out, "private subnet {}", f.private_subnet_id).into_diagnostic()?;
+        for i in &f.platform_images {
+            writeln!(
+                out,
+                "image {} {} {}",
+                i.id, i.operating_system, i.operating_system_version
+            )
+            .into_diagnostic()?;
+        }
+        out.flush().into_diagnostic()?;
+        drop(out);
+        tokio::signal::ctrl_c()
+            .await
+            .into_diagnostic()
+            .wrap_err("waiting for Ctrl-C")?;
+        running.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,112 @@
+//! `kiln import ADDR OCID [DIR]`: adopt an existing instance — write its `[instance.NAME]` table
+//! into kiln.toml (comments and layout kept) and record it in state, so the next plan is empty.
+
+use std::process::ExitCode;
+
+use chrono::Utc;
+use miette::{miette, IntoDiagnostic};
+
+use crate::manifest::edit::ManifestEdit;
+use crate::manifest::{Address, ResourceKind};
+use crate::plan::import::{instance_inputs, instance_table};
+use crate::state::{self, LockInfo, ResourceState};
+
+use super::session::{self, Common};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The address to give it, e.g. `instance.legacy`.
+    pub address: String,
+    /// The instance's OCID.
+    pub ocid: String,
+    #[command(flatten)]
+    pub common: Common,
+    /// Print the table instead of writing kiln.toml and the state.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let address: Address = args.address.parse().map_err(|e: String| {
+        miette!(
+            help = "e.g. `kiln import instance.legacy ocid1.instance…`",
+            "{e}"
+        )
+    })?;
+    if address.kind != ResourceKind::Instance {
+        return Err(miette!(
+            help = "import the instance, then declare the image with `from_instance`",
+            "only instances can be imported so far"
+        ));
+    }
+    let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
+    rt.block_on(async {
+        let s = session::open(&args.common).await?;
+        let live = s.client.get_instance(&args.ocid).await?;
+        if matches!(
+            live.body.lifecycle_state.as_str(),
+            "TERMINATED" | "TERMINATING"
+        ) {
+            return Err(miette!(
+                "`{}` is {}: there is nothing to import",
+                args.ocid,
+                live.body.lifecycle_state
+            ));
+        }
+        let attachments = s
+            .client
+            .list_vnic_attachments(&live.body.compartment_id, &args.ocid)
+            .await?;
+        let primary = attachments
+            .iter()
+            .filter(|a| a.lifecycle_state == "ATTACHED")
+            .min_by_key(|a| a.nic_index.unwrap_or(0))
+            .ok_or_else(|| miette!("`{}` has no attached VNIC", args.ocid))?;
+        let table = instance_table(&live.body, &primary.subnet_id);
+        let mut edit = ManifestEdit::open(&args.common.dir)?;
+        edit.add_resource("instance", &address.name, table)?;
+        if args.dry_run {
+            println!("{}", edit.to_text());
+            return Ok(ExitCode::SUCCESS);
+        }
+        let lock = s
+            .store
+            .lock(LockInfo::new("import"), args.common.lock_timeout)
+            .await?;
+        let mut st = s.store.load().await?.unwrap_or_default();
+        if st.resources.contains_key(&address.to_string()) {
+            return Err(miette!(
+                help = "see `kiln state list`",
+                "`{address}` is already in the state; nothing was changed"
+            ));
+        }
+        if let Some((other, _)) = st
+            .resources
+            .iter()
+            .find(|(_, r)| r.id.as_deref() == Some(args.ocid.as_str()))
+        {
+            return Err(miette!(
+                "`{}` is already managed as `{other}`; nothing was changed",
+                args.ocid
+            ));
+        }
+        edit.save()?;
+        let mut r = ResourceState::new(state::ResourceKind::Instance);
+        r.id = Some(args.ocid.clone());
+        r.region = crate::oci::region::from_ocid(&args.ocid).map(str::to_string);
+        r.compartment = Some(live.body.compartment_id.clone());
+        r.etag = live.etag.clone();
+        r.attributes = serde_json::to_value(&live.body).into_diagnostic()?;
+        r.inputs = instance_inputs(&primary.subnet_id);
+        r.updated_at = Utc::now();
+        st.resources.insert(address.to_string(), r);
+        s.store.save(&lock, &mut st).await?;
+        println!(
+            "Imported {} as `{address}`: added `[{address}]` to {} and recorded it in {}",
+            args.ocid,
+            args.common.dir.join("kiln.toml").display(),
+            s.store.describe()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,87 @@
+//! `kiln plan`: what would change, and what drifted.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use miette::IntoDiagnostic;
+
+use crate::plan::refresh::{make_plan, PlanOptions};
+use crate::plan::render::{self, Style};
+use crate::plan::saved::SavedPlan;
+use crate::state::LockInfo;
+
+use super::session::{self, Common};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+    /// Read live state from OCI first (`--refresh=false` plans from state alone).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub refresh: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan to FILE, for `kiln apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when nothing changes, 1 on error, 2 when there are changes or drift.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Only this resource (and what it depends on); repeatable.
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    /// Plan a replacement of this resource; repeatable.
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
+}
+
+/// Colour on a terminal without `NO_COLOR`.
+pub fn style() -> Style {
+    Style {
+        colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
+    rt.block_on(async {
+        let s = session::open(&args.common).await?;
+        let lock = s
+            .store
+            .lock(LockInfo::new("plan"), args.common.lock_timeout)
+            .await?;
+        let state = s.store.load().await?;
+        let opts = PlanOptions {
+            refresh: args.refresh,
+            targets: args.targets.clone(),
+            destroy: false,
+            replace: args.replace.iter().cloned().collect(),
+            parallelism: s.parallelism,
+            endpoint: s.endpoint.clone(),
+        };
+        let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.client), &opts).await?;
+        drop(lock);
+        if args.json {
+            println!("{}", render::json(&plan));
+        } else {
+            print!("{}", render::text(&plan, style()));
+        }
+        if let Some(out) = &args.out {
+            SavedPlan::new(&args.common.dir, plan.clone()).write(out)?;
+            if !args.json {
+                println!(
+                    "\nSaved the plan to {}: apply exactly it with `kiln apply {}`",
+                    out.display(),
+                    out.display()
+                );
+            }
+        }
+        Ok(if args.detailed_exitcode && !plan.is_empty() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}

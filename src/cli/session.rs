@@ -1,0 +1,225 @@
+//! What every OCI-facing command sets up: the manifest, the state store, and a client for the
+//! provider's endpoint — starting the embedded emulator for `endpoint = "emulator"`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use miette::{miette, IntoDiagnostic, WrapErr};
+
+use crate::emulator::{self, EmulatorConfig, RunningEmulator};
+use crate::manifest::{self, Endpoint, Manifest};
+use crate::oci::config::{self as oci_config, ConfigFile};
+use crate::oci::{keys, region, Client, ClientOptions};
+use crate::state::StateStore;
+
+/// Arguments shared by plan, apply, destroy and graph.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Common {
+    /// Manifest directory (holds `kiln.toml`).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Environment: merges `envs/<ENV>.toml` and uses `state/<ENV>.json`.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Folder of the state files (default: `<DIR>/state`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How long to wait for another kiln holding the state lock, e.g. `30s`, `5m`.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// OCI config file (default: `OCI_CLI_CONFIG_FILE`, `OCI_CONFIG_FILE`, `~/.oci/config`).
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// OCI config profile (default: `OCI_CLI_PROFILE`, then DEFAULT).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Actions (and reads) run at once (default: the manifest's `parallelism`, else 10).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+}
+
+/// `30s`, `5m`, `1h`, `250ms` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like `30s` or `5m`"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}`: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The embedded emulator's lifecycle time scale (`KILN_EMULATOR_TIME_SCALE` overrides it).
+pub const EMBEDDED_TIME_SCALE: f64 = 0.02;
+
+pub struct Session {
+    pub manifest: Manifest,
+    pub store: StateStore,
+    pub client: Client,
+    /// For the plan header.
+    pub endpoint: String,
+    pub parallelism: usize,
+    /// Kept alive for the command's duration.
+    pub _emulator: Option<RunningEmulator>,
+}
+
+pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> {
+    let m = manifest::load(dir, env)?;
+    for w in &m.warnings {
+        eprintln!("{:?}", miette::Report::msg(w.to_string()));
+    }
+    Ok(m)
+}
+
+fn state_dir(common: &Common) -> PathBuf {
+    common
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| common.dir.join("state"))
+}
+
+/// The embedded emulator: a key pair and data kept under `<state dir>/.emulator/`.
+async fn embedded(dir: &Path, region: &str) -> miette::Result<(RunningEmulator, Client, String)> {
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let home = dir.join(".emulator");
+    std::fs::create_dir_all(&home)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("creating `{}`", home.display()))?;
+    let key_file = home.join("key.pem");
+    if !key_file.exists() {
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).into_diagnostic()?;
+        let pem = key.to_pkcs8_pem(LineEnding::LF).into_diagnostic()?;
+        write_private(&key_file, pem.as_bytes())?;
+    }
+    let key = keys::load_private_key(&key_file, None)?;
+    let fingerprint = keys::fingerprint(&key.to_public_key());
+    let config = home.join("config");
+    let text = format!(
+        "# Written by kiln for its embedded emulator; this key is trusted by that emulator only.\n[DEFAULT]\nuser=ocid1.user.oc1..aaaaaaaakilnemulator\ntenancy=ocid1.tenancy.oc1..aaaaaaaakilnemulator\nfingerprint={fingerprint}\nkey_file={}\nregion={region}\n",
+        key_file.display()
+    );
+    write_private(&config, text.as_bytes())?;
+    let profile = ConfigFile::load(&config)?.profile("DEFAULT")?;
+    let signing = keys::load_signing_key(&profile)?;
+    let scale = std::env::var("KILN_EMULATOR_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(EMBEDDED_TIME_SCALE);
+    let running = emulator::start(EmulatorConfig {
+        trusted_keys: vec![emulator::TrustedKey {
+            key_id: signing.key_id.clone(),
+            public_key: signing.key.to_public_key(),
+        }],
+        data_file: Some(home.join("data.json")),
+        time_scale: scale,
+        region: region.to_string(),
+        ..EmulatorConfig::default()
+    })
+    .await?;
+    let client = Client::new(signing, ClientOptions::new(running.url()));
+    let desc = format!(
+        "embedded emulator at {}, lifecycle times scaled ×{scale}",
+        running.url()
+    );
+    Ok((running, client, desc))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> miette::Result<()> {
+    let mut f = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))
+        .into_diagnostic()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .into_diagnostic()?;
+    }
+    std::io::Write::write_all(&mut f, bytes).into_diagnostic()?;
+    f.persist(path)
+        .map_err(|e| miette!("cannot write `{}`: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// Open a session for `common.dir`.
+pub async fn open(common: &Common) -> miette::Result<Session> {
+    let manifest = load_manifest(&common.dir, common.env.as_deref())?;
+    let env_name = manifest.env.clone();
+    let store = StateStore::local(&common.dir, common.state_dir.as_deref(), &env_name);
+    let parallelism = common
+        .parallelism
+        .or(manifest.provider.parallelism)
+        .unwrap_or(10)
+        .max(1);
+    let (client, endpoint, emulator) = match &manifest.provider.endpoint {
+        Endpoint::Emulator => {
+            let region = manifest
+                .provider
+                .region
+                .clone()
+                .unwrap_or_else(|| "us-ashburn-1".into());
+            let (emu, client, desc) = embedded(&state_dir(common), &region).await?;
+            (client, desc, Some(emu))
+        }
+        other => {
+            let path = oci_config::resolve_config_path(
+                common
+                    .config_file
+                    .as_deref()
+                    .or(manifest.provider.config_file.as_deref()),
+                &oci_config::process_env,
+            );
+            let name = oci_config::resolve_profile_name(
+                common
+                    .profile
+                    .as_deref()
+                    .or(manifest.provider.profile.as_deref()),
+                &oci_config::process_env,
+            );
+            let profile = ConfigFile::load(&path)?.profile(&name)?;
+            let signing = keys::load_signing_key(&profile)?;
+            let url = match other {
+                Endpoint::Url(u) => u.to_string().trim_end_matches('/').to_string(),
+                _ => {
+                    let r = manifest
+                        .provider
+                        .region
+                        .clone()
+                        .or_else(|| {
+                            profile
+                                .region
+                                .as_deref()
+                                .and_then(|r| region::resolve(r).ok())
+                                .map(str::to_string)
+                        })
+                        .ok_or_else(|| {
+                            miette!(
+                                help = "set `region` in `[provider]` or in the profile",
+                                "no region for profile `{name}` in `{}`",
+                                path.display()
+                            )
+                        })?;
+                    region::compute_endpoint(&r)
+                }
+            };
+            let desc = format!("{url} (profile {name})");
+            (Client::new(signing, ClientOptions::new(url)), desc, None)
+        }
+    };
+    Ok(Session {
+        manifest,
+        store,
+        client,
+        endpoint,
+        parallelism,
+        _emulator: emulator,
+    })
+}

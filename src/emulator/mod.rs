@@ -1,0 +1,633 @@
+//! An OCI Compute API emulator (`kiln emulator`, and embedded for `endpoint = "emulator"`).
+//!
+//! It speaks the real wire protocol (API version 20160918: paths, camelCase JSON, headers, error
+//! bodies) strictly enough that Oracle's own `oci` CLI works against it with `--endpoint`, and it is
+//! the stand-in for OCI in every kiln test and benchmark. It is independent of the client in
+//! [`crate::oci`]: its own signature verifier ([`auth`]) and its own JSON shapes ([`api`]), so a
+//! mistake on one side cannot be mirrored on the other (it shares only the OCI config-file parser,
+//! to load trusted keys).
+//!
+//! It is served with hyper directly rather than axum: one handler routes every path (the raw
+//! request target is needed for signature checks anyway), and the `--fault-reset` fault needs to
+//! drop the connection itself, which a router cannot.
+//!
+//! ## Behaviour and the choices made where OCI's documentation is silent
+//! - Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
+//!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed).
+//! - Every response has an `opc-request-id` (three `/`-separated 32-hex segments, like OCI's).
+//! - Etags change on every mutation of a resource, lifecycle transitions included (a resource's
+//!   version counter is hashed); If-Match mismatches on Update/Terminate/Action/ChangeCompartment/
+//!   UpdateImage/DeleteImage are 412 `NoEtagMatch`. `If-Match: *` matches anything.
+//! - `opc-retry-token` on POST/PUT: the same token with the same operation, target and body within
+//!   24 h replays the first response (status, body, etag; a new opc-request-id); the same token with
+//!   a different operation or body is 409 `InvalidatedRetryToken` (no documented code exists).
+//!   Only successful (2xx) responses are remembered, as OCI does not hold failures against a token.
+//! - Status codes: TerminateInstance and DeleteImage answer 204; ChangeCompartment 200 with no body.
+//! - Lifecycles run on the wall clock × `--time-scale` and are evaluated lazily on every request
+//!   (so they survive `--data` restarts). At time-scale 1.0: launch → RUNNING 60 s, stop 30 s,
+//!   start 30 s, terminate 45 s, image capture 8 min (a RUNNING source is CREATING_IMAGE and
+//!   comes back RUNNING, a STOPPED one comes back STOPPED), image import 10 min, one capture per
+//!   instance at a time plus a 20 min cooldown after each capture (409 `IncorrectState`).
+//!   STOP on a STOPPED instance and START on a RUNNING one are accepted as no-ops (200).
+//! - Launch validation: unknown AD or shape → 400 `InvalidParameter`; flexible shapes need
+//!   `shapeConfig.ocpus` (1–64) and 1–64 GB memory per OCPU; an unknown subnet, image or boot
+//!   volume → 400 `RelatedResourceNotAuthorizedOrNotFound`; an image that is not AVAILABLE → 409
+//!   `IncorrectState`; a public IP in the private subnet → 400. Any well-formed compartment or
+//!   tenancy OCID is accepted as a compartment.
+//! - Terminated instances stay listable as TERMINATED; deleted images are DELETED on Get and
+//!   leave ListImages. ListImages lists platform images first (for any compartment), then the
+//!   compartment's custom images. `limit` is 1..1000 (default 100); `opc-next-page` tokens are
+//!   opaque offsets.
+//! - The seeded network (one VCN, a public and a private subnet) is visible from every compartment.
+//! - Faults: per request, after authentication and before any change, a seeded RNG draws a dropped
+//!   connection (`--fault-reset`), a 429 `TooManyRequests` (`--fault-429`) or a 500
+//!   `InternalServerError` / 503 `ServiceUnavailable` (`--fault-5xx`). Faulted requests change
+//!   nothing and are counted in the stats like any other.
+//! - `GET /_emulator/stats`: request counts per OCI operation name and `total`;
+//!   `GET /_emulator/fixtures`: the seeded ids. Neither needs a signature.
+
+pub mod api;
+pub mod auth;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+pub use auth::{TrustedKey, Verifier};
+
+use store::{Record, World};
+
+/// How to run an emulator.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    pub listen: SocketAddr,
+    pub trusted_keys: Vec<TrustedKey>,
+    /// Persist everything here (atomically, after every change); in memory when `None`.
+    pub data_file: Option<PathBuf>,
+    /// Lifecycle durations × this (1.0 realistic, 0 instant).
+    pub time_scale: f64,
+    /// Added to every response.
+    pub latency: Duration,
+    pub fault_429: f64,
+    pub fault_5xx: f64,
+    pub fault_reset: f64,
+    /// Seed for the fault RNG (repeatable faults).
+    pub seed: Option<u64>,
+    /// Region id (`us-ashburn-1`).
+    pub region: String,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            trusted_keys: Vec::new(),
+            data_file: None,
+            time_scale: 1.0,
+            latency: Duration::ZERO,
+            fault_429: 0.0,
+            fault_5xx: 0.0,
+            fault_reset: 0.0,
+            seed: None,
+            region: "us-ashburn-1".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum EmulatorError {
+    #[error("cannot listen on {addr}: {source}")]
+    #[diagnostic(
+        code(kiln::emulator::listen),
+        help("pick another port, or `127.0.0.1:0` for a free one")
+    )]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load the emulator data: {0}")]
+    #[diagnostic(
+        code(kiln::emulator::data),
+        help("move the file away to start from an empty cloud")
+    )]
+    Data(String),
+    #[error("unknown region `{0}` (the emulator knows us-ashburn-1, us-phoenix-1, eu-frankfurt-1, uk-london-1, ap-tokyo-1)")]
+    #[diagnostic(code(kiln::emulator::region))]
+    Region(String),
+}
+
+/// Lifecycle durations (already scaled).
+#[derive(Clone, Debug)]
+pub struct Timings {
+    pub launch: Duration,
+    pub stop: Duration,
+    pub start: Duration,
+    pub terminate: Duration,
+    pub capture: Duration,
+    pub import: Duration,
+    pub cooldown: Duration,
+    pub move_: Duration,
+}
+
+impl Timings {
+    pub fn scaled(scale: f64) -> Timings {
+        let s = |secs: f64| Duration::from_secs_f64((secs * scale.max(0.0)).max(0.0));
+        Timings {
+            launch: s(60.0),
+            stop: s(30.0),
+            start: s(30.0),
+            terminate: s(45.0),
+            capture: s(480.0),
+            import: s(600.0),
+            cooldown: s(1200.0),
+            move_: s(5.0),
+        }
+    }
+}
+
+/// A platform image in the fixtures.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PlatformImage {
+    pub id: String,
+    pub display_name: String,
+    pub operating_system: String,
+    pub operating_system_version: String,
+}
+
+/// The seeded, well-known ids (`GET /_emulator/fixtures`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Fixtures {
+    pub region: String,
+    pub region_code: String,
+    pub availability_domains: Vec<String>,
+    pub fault_domains: Vec<String>,
+    /// A compartment to use (any well-formed compartment OCID works).
+    pub compartment_id: String,
+    pub vcn_id: String,
+    pub public_subnet_id: String,
+    pub private_subnet_id: String,
+    pub platform_images: Vec<PlatformImage>,
+    pub shapes: Vec<String>,
+}
+
+const REGIONS: &[(&str, &str, &str)] = &[
+    ("us-ashburn-1", "iad", "US-ASHBURN"),
+    ("us-phoenix-1", "phx", "PHX"),
+    ("eu-frankfurt-1", "fra", "EU-FRANKFURT-1"),
+    ("uk-london-1", "lhr", "UK-LONDON-1"),
+    ("ap-tokyo-1", "nrt", "AP-TOKYO-1"),
+];
+
+fn fixed_id(kind: &str, code: &str, name: &str) -> String {
+    let h = Sha256::digest(format!("kiln-emulator/{kind}/{name}").as_bytes());
+    let tail: String = h.iter().map(|b| format!("{b:02x}")).collect::<String>()[..52].to_string();
+    format!("ocid1.{kind}.oc1.{code}.aaaaaaaa{tail}")
+}
+
+impl Fixtures {
+    fn new(region: &str) -> Result<Fixtures, EmulatorError> {
+        let (_, code, ad) = REGIONS
+            .iter()
+            .find(|(r, _, _)| *r == region)
+            .ok_or_else(|| EmulatorError::Region(region.to_string()))?;
+        let images = [
+            ("Oracle Linux", "8", "2026.08.30-0"),
+            ("Oracle Linux", "8", "2026.10.28-0"),
+            ("Oracle Linux", "9", "2026.07.31-0"),
+            ("Oracle Linux", "9", "2026.09.30-0"),
+            ("Oracle Linux", "9", "2026.10.31-0"),
+            ("Canonical Ubuntu", "22.04", "2026.09.15-0"),
+            ("Canonical Ubuntu", "22.04", "2026.10.20-0"),
+            ("Canonical Ubuntu", "24.04", "2026.09.18-0"),
+            ("Canonical Ubuntu", "24.04", "2026.10.22-0"),
+        ];
+        Ok(Fixtures {
+            region: region.to_string(),
+            region_code: code.to_string(),
+            availability_domains: (1..=3).map(|n| format!("kIdk:{ad}-AD-{n}")).collect(),
+            fault_domains: (1..=3).map(|n| format!("FAULT-DOMAIN-{n}")).collect(),
+            compartment_id: "ocid1.compartment.oc1..aaaaaaaakilnemulatorcompartment".into(),
+            vcn_id: fixed_id("vcn", code, "vcn"),
+            public_subnet_id: fixed_id("subnet", code, "public"),
+            private_subnet_id: fixed_id("subnet", code, "private"),
+            platform_images: images
+                .iter()
+                .map(|(os, v, date)| {
+                    let name = format!("{}-{v}-{date}", os.replace(' ', "-"));
+                    PlatformImage {
+                        id: fixed_id("image", code, &name),
+                        display_name: name,
+                        operating_system: os.to_string(),
+                        operating_system_version: v.to_string(),
+                    }
+                })
+                .collect(),
+            shapes: [
+                "VM.Standard.E4.Flex",
+                "VM.Standard.E5.Flex",
+                "VM.Standard3.Flex",
+                "VM.Standard.A1.Flex",
+                "VM.Standard2.1",
+                "VM.Standard2.2",
+                "VM.Standard.E2.1.Micro",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        })
+    }
+
+    pub fn vcn_json(&self) -> Value {
+        json!({ "id": self.vcn_id, "compartmentId": self.compartment_id, "displayName": "kiln-emulator-vcn", "cidrBlock": "10.0.0.0/16", "cidrBlocks": ["10.0.0.0/16"], "dnsLabel": "kilnvcn", "lifecycleState": "AVAILABLE", "timeCreated": "2026-01-01T00:00:00.000Z", "vcnDomainName": "kilnvcn.oraclevcn.com", "freeformTags": {}, "definedTags": {} })
+    }
+
+    pub fn subnets_json(&self) -> Vec<Value> {
+        [(&self.public_subnet_id, "public", "10.0.0.0/24", false), (&self.private_subnet_id, "private", "10.0.1.0/24", true)]
+            .iter()
+            .map(|(id, name, cidr, private)| {
+                json!({ "id": id, "compartmentId": self.compartment_id, "vcnId": self.vcn_id, "displayName": format!("kiln-emulator-{name}"), "cidrBlock": cidr, "dnsLabel": name, "lifecycleState": "AVAILABLE", "prohibitPublicIpOnVnic": private, "prohibitInternetIngress": private, "timeCreated": "2026-01-01T00:00:00.000Z", "freeformTags": {}, "definedTags": {} })
+            })
+            .collect()
+    }
+
+    pub fn subnet_json(&self, id: &str) -> Option<Value> {
+        self.subnets_json().into_iter().find(|s| s["id"] == id)
+    }
+
+    fn platform_records(&self) -> Vec<Record> {
+        self.platform_images
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let body = json!({ "id": p.id, "compartmentId": null, "displayName": p.display_name, "lifecycleState": "AVAILABLE", "operatingSystem": p.operating_system, "operatingSystemVersion": p.operating_system_version, "launchMode": "PARAVIRTUALIZED", "createImageAllowed": true, "sizeInMBs": 47694, "billableSizeInGBs": 3, "listingType": "NONE", "baseImageId": null, "timeCreated": format!("2026-{:02}-01T00:00:00.000Z", 1 + i), "freeformTags": {}, "definedTags": {} });
+                Record::new(body.as_object().expect("object").clone())
+            })
+            .collect()
+    }
+}
+
+struct Shared {
+    config: EmulatorConfig,
+    verifier: Verifier,
+    fixtures: Fixtures,
+    platform: Vec<Record>,
+    timings: Timings,
+    world: Mutex<World>,
+    stats: Mutex<BTreeMap<String, u64>>,
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+/// A running emulator.
+pub struct RunningEmulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningEmulator {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn fixtures(&self) -> Fixtures {
+        self.shared.fixtures.clone()
+    }
+
+    /// Request counts per operation, and `total`.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        self.shared.stats.lock().expect("stats lock").clone()
+    }
+
+    /// Stop serving (connections in flight are dropped).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Start an emulator on `config.listen`.
+pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
+    let fixtures = Fixtures::new(&config.region)?;
+    let world = match &config.data_file {
+        Some(p) => World::load(p).map_err(EmulatorError::Data)?,
+        None => World::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| EmulatorError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| EmulatorError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let rng = match config.seed {
+        Some(s) => rand::rngs::StdRng::seed_from_u64(s),
+        None => rand::rngs::StdRng::from_entropy(),
+    };
+    let shared = Arc::new(Shared {
+        verifier: Verifier::new(&config.trusted_keys),
+        platform: fixtures.platform_records(),
+        timings: Timings::scaled(config.time_scale),
+        fixtures,
+        world: Mutex::new(world),
+        stats: Mutex::new(BTreeMap::new()),
+        rng: Mutex::new(rng),
+        config,
+    });
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let s = shared.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = rx.changed() => break,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let s = s.clone();
+            let mut rx2 = rx.clone();
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let service = hyper::service::service_fn(move |req| {
+                    let s = s.clone();
+                    async move { serve(s, req).await }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(io, service);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = rx2.changed() => {}
+                }
+            });
+        }
+    });
+    Ok(RunningEmulator {
+        addr,
+        shared,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// A dropped connection (the `--fault-reset` fault): hyper closes the connection without answering.
+#[derive(Debug)]
+struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("injected connection reset")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+type Body = http_body_util::Full<Bytes>;
+
+fn request_id() -> String {
+    let mut rng = rand::thread_rng();
+    (0..3)
+        .map(|_| {
+            (0..16)
+                .map(|_| format!("{:02X}", rng.gen::<u8>()))
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Body>, Reset> {
+    use http_body_util::BodyExt;
+    let method = req.method().as_str().to_string();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let headers = req.headers().clone();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(_) => return Err(Reset),
+    };
+    let opc_request_id = request_id();
+    let reply = match process(&shared, &method, &target, &headers, &body).await {
+        Some(r) => r,
+        None => return Err(Reset),
+    };
+    let mut builder = hyper::Response::builder()
+        .status(reply.status)
+        .header("opc-request-id", &opc_request_id);
+    if !reply.body.is_empty() {
+        builder = builder.header("content-type", "application/json");
+    }
+    for (k, v) in &reply.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    Ok(builder
+        .body(Body::new(Bytes::from(reply.body)))
+        .expect("valid response"))
+}
+
+fn query_pairs(target: &str) -> Vec<(String, String)> {
+    match target.split_once('?') {
+        Some((_, q)) => url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The whole pipeline for one request; `None` = drop the connection.
+async fn process(
+    shared: &Shared,
+    method: &str,
+    target: &str,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> Option<api::Reply> {
+    let path = target.split('?').next().unwrap_or("/");
+    if let Some(rest) = path.strip_prefix("/_emulator/") {
+        return Some(match (method, rest) {
+            ("GET", "stats") => {
+                let stats = shared.stats.lock().expect("stats lock").clone();
+                api::Reply::json(200, &json!(stats))
+            }
+            ("GET", "fixtures") => api::Reply::json(
+                200,
+                &serde_json::to_value(&shared.fixtures).expect("fixtures serialise"),
+            ),
+            _ => api::error(404, "NotFound", format!("no emulator route `{rest}`")),
+        });
+    }
+    let query = query_pairs(target);
+    let Some(rel) = path
+        .strip_prefix("/20160918/")
+        .or_else(|| path.strip_prefix("/20160918"))
+    else {
+        return Some(api::error(
+            404,
+            "NotFound",
+            format!("no such route `{path}` (the Compute API lives under /20160918)"),
+        ));
+    };
+    let decoded: Vec<String> = rel
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let Some(op) = api::operation(method, &segs, &query) else {
+        return Some(api::error(
+            404,
+            "NotFound",
+            format!("no such route `{method} {path}`"),
+        ));
+    };
+    {
+        let mut stats = shared.stats.lock().expect("stats lock");
+        *stats.entry(op.to_string()).or_default() += 1;
+        *stats.entry("total".into()).or_default() += 1;
+    }
+    if !shared.config.latency.is_zero() {
+        tokio::time::sleep(shared.config.latency).await;
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let now = Utc::now();
+    let key_id = match shared.verifier.verify_at(
+        &auth::SignedRequest {
+            method,
+            target,
+            header: &header,
+            body,
+        },
+        now,
+    ) {
+        Ok(k) => k,
+        Err(reason) => {
+            tracing::debug!(target: "kiln::emulator", %method, %path, %reason, "401");
+            return Some(api::error(401, "NotAuthenticated", format!("The required information to complete authentication was not provided or was incorrect: {reason}")));
+        }
+    };
+    // Faults: decided before anything changes.
+    let cfg = &shared.config;
+    if cfg.fault_reset + cfg.fault_429 + cfg.fault_5xx > 0.0 {
+        let (draw, which): (f64, bool) = {
+            let mut rng = shared.rng.lock().expect("rng lock");
+            (rng.gen(), rng.gen())
+        };
+        if draw < cfg.fault_reset {
+            return None;
+        }
+        if draw < cfg.fault_reset + cfg.fault_429 {
+            return Some(
+                api::error(429, "TooManyRequests", "Too many requests for the user")
+                    .header("retry-after", "0"),
+            );
+        }
+        if draw < cfg.fault_reset + cfg.fault_429 + cfg.fault_5xx {
+            return Some(if which {
+                api::error(500, "InternalServerError", "Internal error (injected)")
+            } else {
+                api::error(503, "ServiceUnavailable", "Service unavailable (injected)")
+            });
+        }
+    }
+    let retry_token = header("opc-retry-token").filter(|_| matches!(method, "POST" | "PUT"));
+    let body_sha = hex::encode(Sha256::digest(body));
+    let mut world = shared.world.lock().expect("world lock");
+    world.settle(now);
+    if let Some(token) = &retry_token {
+        if token.is_empty() || token.len() > 64 {
+            return Some(api::error(
+                400,
+                "InvalidParameter",
+                "`opc-retry-token` must be 1 to 64 characters",
+            ));
+        }
+        if let Some(prev) = world.retry_tokens.get(token) {
+            if prev.operation == op && prev.target == target && prev.body_sha256 == body_sha {
+                return Some(api::Reply {
+                    status: prev.status,
+                    headers: prev.headers.clone(),
+                    body: prev.body.clone(),
+                });
+            }
+            return Some(api::error(
+                409,
+                "InvalidatedRetryToken",
+                format!(
+                    "opc-retry-token `{token}` was already used for a different request ({} {})",
+                    prev.operation, prev.target
+                ),
+            ));
+        }
+    }
+    let mut ctx = api::Ctx {
+        world: &mut world,
+        fixtures: &shared.fixtures,
+        platform: &shared.platform,
+        timings: &shared.timings,
+        now,
+        region_code: &shared.fixtures.region_code,
+        key_id: &key_id,
+        if_match: header("if-match"),
+        retry_token: retry_token.clone(),
+        mutated: false,
+    };
+    let reply = api::handle(&mut ctx, op, &segs, &query, body);
+    let mutated = ctx.mutated;
+    if let Some(token) = &retry_token {
+        if (200..300).contains(&reply.status) {
+            api::remember(&mut world, token, op, target, &body_sha, now, &reply);
+        }
+    }
+    if mutated || retry_token.is_some() {
+        if let Some(path) = &shared.config.data_file {
+            if let Err(e) = world.save(path) {
+                tracing::error!(target: "kiln::emulator", "cannot save emulator data to {}: {e}", path.display());
+            }
+        }
+    }
+    Some(reply)
+}
+
+/// Verify one request with a pinned clock (for tests of the verifier against fixed vectors).
+pub fn verify_request_at(
+    keys: &[TrustedKey],
+    req: &auth::SignedRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    Verifier::new(keys).verify_at(req, now)
+}

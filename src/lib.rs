@@ -1,0 +1,38 @@
+//! # kiln — declarative plan/apply for OCI Compute
+//!
+//! The map. Data flows one way, top to bottom; each stage is one module:
+//!
+//! ```text
+//!  kiln.toml (+ envs/<env>.toml) ──manifest::load──▶ manifest::Manifest (spans, diagnostics)
+//!                                                        │ resolve
+//!                                                        ▼
+//!  state/<env>.json ──state::StateStore::load (lock)──▶ state::State
+//!                                                        │
+//!  OCI / emulator ──oci::Client (bulk List, Get)──▶ plan::refresh ──▶ plan::diff ──▶ plan::Plan (DAG)
+//!                                                        │ render (text / JSON / saved file)
+//!                                                        ▼
+//!                                   apply::execute (tokio, bounded parallelism, If-Match,
+//!                                   opc-retry-token, waiters) ── saves state after every action
+//! ```
+//!
+//! | module | owns | reads / writes on disk |
+//! |---|---|---|
+//! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
+//! | [`state`] | versioned state format, atomic save, backup, lock | reads/writes `state/<env>.json`, `.backup`, `.lock` |
+//! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG, rendering | writes saved plans (`--out`) |
+//! | [`apply`] | DAG executor, waiters, progress | writes state after every action |
+//! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, regions | reads `~/.oci/config` and key files |
+//! | [`emulator`] | an OCI Compute API server (axum) with strict signatures, etags, retry tokens, lifecycles, faults | reads an OCI config for trusted keys; `--data` file |
+//! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
+//!
+//! Dependencies run one way: `cli → apply → plan → {manifest, state} → oci`. The `oci` client knows
+//! nothing of manifests, plans or state; the `manifest` module sends nothing to OCI; the `emulator`
+//! uses nothing of manifest, state, plan or apply (it only shares the OCI config-file parser).
+
+pub mod apply;
+pub mod cli;
+pub mod emulator;
+pub mod manifest;
+pub mod oci;
+pub mod plan;
+pub mod state;

@@ -1,0 +1,225 @@
+//! Manifest problems as miette diagnostics: each one points at a span of the file it is in
+//! (`kiln.toml` or `envs/<env>.toml`), has a namespaced code and a help line. All problems of a
+//! run are collected into one [`ManifestError`].
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode};
+
+/// The files of one manifest, by index.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    files: Vec<(String, Arc<String>)>,
+}
+
+/// Index into [`Sources`].
+pub type FileId = usize;
+
+impl Sources {
+    pub fn add(&mut self, name: String, text: String) -> FileId {
+        self.files.push((name, Arc::new(text)));
+        self.files.len() - 1
+    }
+
+    pub fn name(&self, id: FileId) -> &str {
+        &self.files[id].0
+    }
+
+    fn named(&self, id: FileId) -> NamedSource<Arc<String>> {
+        NamedSource::new(self.files[id].0.clone(), self.files[id].1.clone())
+    }
+}
+
+/// Where a problem is: a file and a byte range in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct At {
+    pub file: FileId,
+    pub span: Range<usize>,
+}
+
+/// One problem.
+pub struct Problem {
+    pub code: &'static str,
+    pub message: String,
+    pub label: String,
+    pub help: Option<String>,
+    pub severity: Severity,
+    pub at: Option<At>,
+    /// More places (e.g. every member of a cycle).
+    pub also: Vec<(At, String)>,
+    src: Option<NamedSource<Arc<String>>>,
+}
+
+impl Problem {
+    pub fn error(code: &'static str, message: impl Into<String>) -> Problem {
+        Problem {
+            code,
+            message: message.into(),
+            label: String::new(),
+            help: None,
+            severity: Severity::Error,
+            at: None,
+            also: Vec::new(),
+            src: None,
+        }
+    }
+
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Problem {
+        Problem {
+            severity: Severity::Warning,
+            ..Problem::error(code, message)
+        }
+    }
+
+    pub fn at(mut self, at: &At, label: impl Into<String>) -> Problem {
+        self.at = Some(at.clone());
+        self.label = label.into();
+        self
+    }
+
+    pub fn also(mut self, at: &At, label: impl Into<String>) -> Problem {
+        self.also.push((at.clone(), label.into()));
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Problem {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Attach the file text so the problem renders on its own.
+    pub fn attach(mut self, sources: &Sources) -> Problem {
+        if let Some(at) = &self.at {
+            self.src = Some(sources.named(at.file));
+            // Labels elsewhere in another file cannot be shown with this source: keep those in the same file.
+            let file = at.file;
+            self.also.retain(|(a, _)| a.file == file);
+        }
+        self
+    }
+}
+
+impl fmt::Debug for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Problem")
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("at", &self.at)
+            .finish()
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl Diagnostic for Problem {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(format!("kiln::manifest::{}", self.code)))
+    }
+
+    fn severity(&self) -> Option<Severity> {
+        Some(self.severity)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.src.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let at = self.at.as_ref()?;
+        self.src.as_ref()?;
+        let first = LabeledSpan::new_primary_with_span(
+            Some(self.label.clone()).filter(|l| !l.is_empty()),
+            at.span.clone(),
+        );
+        let rest = self
+            .also
+            .iter()
+            .map(|(a, l)| LabeledSpan::new_with_span(Some(l.clone()), a.span.clone()));
+        Some(Box::new(std::iter::once(first).chain(rest)))
+    }
+}
+
+/// Every problem found in one run (errors and warnings).
+#[derive(Debug)]
+pub struct ManifestError {
+    /// What was loaded, e.g. `examples/quickstart/kiln.toml`.
+    pub what: String,
+    pub problems: Vec<Problem>,
+}
+
+impl ManifestError {
+    pub fn errors(&self) -> usize {
+        self.problems.iter().filter(|p| p.is_error()).count()
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors();
+        write!(
+            f,
+            "{} has {n} problem{}",
+            self.what,
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl Diagnostic for ManifestError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new("kiln::manifest::invalid"))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new("fix the problems above; nothing was sent to OCI"))
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        Some(Box::new(self.problems.iter().map(|p| p as &dyn Diagnostic)))
+    }
+}
+
+/// Render any diagnostic as plain text at `width` columns (tests, logs, non-terminals).
+pub fn render_plain(d: &dyn Diagnostic, width: usize) -> String {
+    let mut out = String::new();
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(width);
+    handler
+        .render_report(&mut out, d)
+        .expect("rendering to a string cannot fail");
+    out
+}
+
+/// The closest of `candidates` to `word`, when close enough to suggest.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}

@@ -1,0 +1,311 @@
+//! The one table of manifest keys: validation walks it, `kiln schema` renders it as JSON Schema,
+//! so the two cannot diverge.
+
+use serde_json::{json, Map, Value};
+
+/// A key's type.
+#[derive(Clone, Copy, Debug)]
+pub enum Ty {
+    Str,
+    Int,
+    /// Integer or float.
+    Num,
+    Bool,
+    /// Table of strings (tags, metadata).
+    StrMap,
+    /// Table of tables (defined tags: namespace → key → value).
+    NestedMap,
+    StrList,
+    Enum(&'static [&'static str]),
+    Table(&'static [Field]),
+    /// Table of named tables (`[instance.NAME]`).
+    Named(&'static [Field]),
+    /// `[vars]`: any scalar values.
+    Vars,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub doc: &'static str,
+}
+
+const fn f(name: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field { name, ty, doc }
+}
+
+pub const PROVIDER: &[Field] = &[
+    f("profile", Ty::Str, "Profile of the OCI config file (default: `--profile`, `OCI_CLI_PROFILE`, then DEFAULT)"),
+    f("config_file", Ty::Str, "OCI config file (default: `--config-file`, `OCI_CLI_CONFIG_FILE`, `OCI_CONFIG_FILE`, `~/.oci/config`)"),
+    f("region", Ty::Str, "Region id or 3-letter code (default: the profile's region)"),
+    f("endpoint", Ty::Str, "`emulator` for the embedded emulator, or a URL that overrides the region's endpoint"),
+    f("parallelism", Ty::Int, "How many actions run at once (default 10)"),
+];
+
+pub const SHAPE_CONFIG: &[Field] = &[
+    f("ocpus", Ty::Num, "OCPUs of a flexible shape"),
+    f("memory_in_gbs", Ty::Num, "Memory in GB of a flexible shape"),
+    f("vcpus", Ty::Int, "vCPUs of a flexible shape"),
+    f(
+        "baseline_ocpu_utilization",
+        Ty::Enum(&["BASELINE_1_1", "BASELINE_1_2", "BASELINE_1_8"]),
+        "Burstable baseline",
+    ),
+];
+
+pub const IMAGE_LOOKUP: &[Field] = &[
+    f("os", Ty::Str, "Operating system, e.g. `Oracle Linux`"),
+    f("version", Ty::Str, "Operating system version, e.g. `9`"),
+    f(
+        "shape",
+        Ty::Str,
+        "Shape the image must support (default: the instance's shape)",
+    ),
+];
+
+pub const INSTANCE_SOURCE: &[Field] = &[
+    f("image", Ty::Str, "An image OCID or `image.NAME`"),
+    f("boot_volume", Ty::Str, "A boot volume OCID"),
+    f(
+        "image_lookup",
+        Ty::Table(IMAGE_LOOKUP),
+        "The newest platform image matching these, resolved when the instance is created",
+    ),
+];
+
+pub const INSTANCE: &[Field] = &[
+    f(
+        "display_name",
+        Ty::Str,
+        "Display name (default: the table's NAME)",
+    ),
+    f("compartment", Ty::Str, "Compartment OCID"),
+    f(
+        "availability_domain",
+        Ty::Str,
+        "Availability domain, e.g. `kIdk:US-ASHBURN-AD-1`",
+    ),
+    f(
+        "fault_domain",
+        Ty::Str,
+        "Fault domain, e.g. `FAULT-DOMAIN-1`",
+    ),
+    f("shape", Ty::Str, "Shape, e.g. `VM.Standard.E4.Flex`"),
+    f(
+        "shape_config",
+        Ty::Table(SHAPE_CONFIG),
+        "Flexible shape configuration",
+    ),
+    f("subnet", Ty::Str, "Subnet OCID of the primary VNIC"),
+    f(
+        "assign_public_ip",
+        Ty::Bool,
+        "Whether the primary VNIC gets a public IP",
+    ),
+    f(
+        "source",
+        Ty::Table(INSTANCE_SOURCE),
+        "What the instance boots from: exactly one of `image`, `boot_volume`, `image_lookup`",
+    ),
+    f(
+        "boot_volume_size_in_gbs",
+        Ty::Int,
+        "Boot volume size in GB (50 to 32768)",
+    ),
+    f("metadata", Ty::StrMap, "Instance metadata"),
+    f(
+        "user_data_file",
+        Ty::Str,
+        "File read and base64-encoded into `metadata.user_data` (relative to the manifest)",
+    ),
+    f(
+        "ssh_authorized_keys_file",
+        Ty::Str,
+        "File read into `metadata.ssh_authorized_keys` (relative to the manifest)",
+    ),
+    f("freeform_tags", Ty::StrMap, "Free-form tags"),
+    f(
+        "defined_tags",
+        Ty::NestedMap,
+        "Defined tags: namespace → key → value",
+    ),
+    f(
+        "state",
+        Ty::Enum(&["RUNNING", "STOPPED"]),
+        "Desired power state (default RUNNING)",
+    ),
+    f(
+        "preserve_boot_volume",
+        Ty::Bool,
+        "Keep the boot volume when the instance is terminated (default false)",
+    ),
+    f(
+        "ignore_changes",
+        Ty::StrList,
+        "Attribute paths whose differences are ignored, e.g. `metadata` or `freeform_tags.owner`",
+    ),
+    f(
+        "prevent_destroy",
+        Ty::Bool,
+        "Refuse any plan that would destroy or replace this instance",
+    ),
+    f(
+        "create_before_destroy",
+        Ty::Bool,
+        "On replacement, launch the new instance before terminating the old one",
+    ),
+];
+
+pub const IMAGE_OBJECT: &[Field] = &[
+    f("namespace", Ty::Str, "Object Storage namespace"),
+    f("bucket", Ty::Str, "Bucket"),
+    f("object", Ty::Str, "Object name"),
+];
+
+pub const IMAGE_SOURCE: &[Field] = &[
+    f(
+        "object_storage",
+        Ty::Table(IMAGE_OBJECT),
+        "Import from an Object Storage object",
+    ),
+    f(
+        "uri",
+        Ty::Str,
+        "Import from an Object Storage URI (pre-authenticated request)",
+    ),
+];
+
+pub const IMAGE: &[Field] = &[
+    f("display_name", Ty::Str, "Display name (default: the table's NAME)"),
+    f("compartment", Ty::Str, "Compartment OCID"),
+    f("from_instance", Ty::Str, "`instance.NAME` to capture the image from (it is stopped first)"),
+    f("source", Ty::Table(IMAGE_SOURCE), "Import source, instead of `from_instance`"),
+    f("launch_mode", Ty::Enum(&["NATIVE", "EMULATED", "PARAVIRTUALIZED", "CUSTOM"]), "Launch mode"),
+    f("operating_system", Ty::Str, "Operating system name"),
+    f("operating_system_version", Ty::Str, "Operating system version"),
+    f("freeform_tags", Ty::StrMap, "Free-form tags"),
+    f("defined_tags", Ty::NestedMap, "Defined tags: namespace → key → value"),
+    f("restart_source", Ty::Bool, "Start the source instance again after the capture when its desired state is RUNNING (default true)"),
+    f("prevent_destroy", Ty::Bool, "Refuse any plan that would destroy or replace this image"),
+];
+
+pub const DEFAULTS: &[Field] = &[
+    f(
+        "compartment",
+        Ty::Str,
+        "Compartment OCID for every resource",
+    ),
+    f(
+        "availability_domain",
+        Ty::Str,
+        "Availability domain for every instance",
+    ),
+    f("fault_domain", Ty::Str, "Fault domain for every instance"),
+    f("shape", Ty::Str, "Shape for every instance"),
+    f(
+        "shape_config",
+        Ty::Table(SHAPE_CONFIG),
+        "Shape configuration for every instance",
+    ),
+    f("subnet", Ty::Str, "Subnet OCID for every instance"),
+    f(
+        "assign_public_ip",
+        Ty::Bool,
+        "Public IP choice for every instance",
+    ),
+    f(
+        "source",
+        Ty::Table(INSTANCE_SOURCE),
+        "Boot source for every instance",
+    ),
+    f(
+        "boot_volume_size_in_gbs",
+        Ty::Int,
+        "Boot volume size for every instance",
+    ),
+    f(
+        "metadata",
+        Ty::StrMap,
+        "Metadata merged into every instance's",
+    ),
+    f(
+        "ssh_authorized_keys_file",
+        Ty::Str,
+        "SSH keys file for every instance",
+    ),
+    f(
+        "freeform_tags",
+        Ty::StrMap,
+        "Free-form tags merged into every resource's",
+    ),
+    f(
+        "defined_tags",
+        Ty::NestedMap,
+        "Defined tags merged into every resource's",
+    ),
+    f("preserve_boot_volume", Ty::Bool, "For every instance"),
+];
+
+pub const TOP: &[Field] = &[
+    f("provider", Ty::Table(PROVIDER), "How to reach OCI"),
+    f(
+        "defaults",
+        Ty::Table(DEFAULTS),
+        "Values applied to every resource that does not set them",
+    ),
+    f(
+        "vars",
+        Ty::Vars,
+        "Named values: `${vars.NAME}` in any string is replaced by the value",
+    ),
+    f(
+        "instance",
+        Ty::Named(INSTANCE),
+        "Compute instances, one table per instance: `[instance.NAME]`",
+    ),
+    f(
+        "image",
+        Ty::Named(IMAGE),
+        "Custom images, one table per image: `[image.NAME]`",
+    ),
+];
+
+fn ty_schema(ty: Ty) -> Value {
+    match ty {
+        Ty::Str => json!({ "type": "string" }),
+        Ty::Int => json!({ "type": "integer" }),
+        Ty::Num => json!({ "type": "number" }),
+        Ty::Bool => json!({ "type": "boolean" }),
+        Ty::StrMap => json!({ "type": "object", "additionalProperties": { "type": "string" } }),
+        Ty::NestedMap => json!({ "type": "object", "additionalProperties": { "type": "object" } }),
+        Ty::StrList => json!({ "type": "array", "items": { "type": "string" } }),
+        Ty::Enum(values) => json!({ "type": "string", "enum": values }),
+        Ty::Table(fields) => table_schema(fields),
+        Ty::Named(fields) => {
+            json!({ "type": "object", "additionalProperties": table_schema(fields) })
+        }
+        Ty::Vars => {
+            json!({ "type": "object", "additionalProperties": { "type": ["string", "integer", "number", "boolean"] } })
+        }
+    }
+}
+
+fn table_schema(fields: &[Field]) -> Value {
+    let mut props = Map::new();
+    for field in fields {
+        let mut s = ty_schema(field.ty);
+        s["description"] = json!(field.doc);
+        props.insert(field.name.to_string(), s);
+    }
+    json!({ "type": "object", "properties": props, "additionalProperties": false })
+}
+
+/// The JSON Schema of `kiln.toml` (and of `envs/<env>.toml`, which has the same shape).
+pub fn json_schema() -> Value {
+    let mut s = table_schema(TOP);
+    s["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    s["$id"] = json!("https://kiln.dev/schema/kiln.schema.json");
+    s["title"] = json!("kiln manifest");
+    s
+}

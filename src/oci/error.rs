@@ -1,0 +1,101 @@
+//! OCI errors: operation, resource, HTTP status, OCI error code, message and `opc-request-id`
+//! (the id Oracle support asks for).
+
+use std::fmt;
+
+/// What kind of failure, for callers that branch on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 412 `NoEtagMatch`: the resource changed since its etag was read.
+    PreconditionFailed,
+    /// 404.
+    NotFound,
+    /// 409 (`IncorrectState`, `Conflict`, a reused retry token, …).
+    Conflict,
+    /// 429 after every retry.
+    Throttled,
+    /// 5xx after every retry.
+    Server,
+    /// 401 / 403.
+    Auth,
+    /// Any other 4xx.
+    Client,
+    /// Connection refused, reset, TLS, a body that could not be read.
+    Transport,
+    /// No answer within the request timeout.
+    Timeout,
+    /// The response could not be understood.
+    Decode,
+}
+
+#[derive(Clone, Debug, miette::Diagnostic)]
+#[diagnostic(code(kiln::oci::request_failed))]
+pub struct OciError {
+    pub kind: ErrorKind,
+    /// OCI operation name, e.g. `UpdateInstance`.
+    pub operation: &'static str,
+    /// The resource id (or address) the call was about.
+    pub resource: Option<String>,
+    pub status: Option<u16>,
+    /// OCI error code, e.g. `NoEtagMatch` (`Transport`, `Timeout` for failures without a response).
+    pub code: String,
+    pub message: String,
+    pub opc_request_id: Option<String>,
+    /// Attempts made (1 = no retry).
+    pub attempts: u32,
+    #[help]
+    pub help: Option<String>,
+}
+
+impl OciError {
+    pub fn is_precondition_failed(&self) -> bool {
+        self.kind == ErrorKind::PreconditionFailed
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+
+    /// Name the resource in the message (e.g. a manifest address).
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+}
+
+impl fmt::Display for OciError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.operation)?;
+        if let Some(r) = &self.resource {
+            write!(f, " on `{r}`")?;
+        }
+        write!(f, " failed: ")?;
+        if let Some(s) = self.status {
+            write!(f, "{s} ")?;
+        }
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(id) = &self.opc_request_id {
+            write!(f, " (opc-request-id: {id})")?;
+        }
+        if self.attempts > 1 {
+            write!(f, " after {} attempts", self.attempts)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for OciError {}
+
+/// The kind for an HTTP status and OCI code.
+pub fn kind_of(status: u16, code: &str) -> ErrorKind {
+    match status {
+        412 => ErrorKind::PreconditionFailed,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        429 => ErrorKind::Throttled,
+        401 | 403 => ErrorKind::Auth,
+        s if s >= 500 => ErrorKind::Server,
+        _ if code == "NoEtagMatch" => ErrorKind::PreconditionFailed,
+        _ => ErrorKind::Client,
+    }
+}

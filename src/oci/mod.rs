@@ -1,0 +1,22 @@
+//! The OCI client: kiln's only way to OCI, real or emulated.
+//!
+//! - [`config`]: `~/.oci/config` profiles; [`keys`]: private keys and fingerprints;
+//! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
+//! - [`region`]: region ids, 3-letter codes, realms and endpoints;
+//! - [`client`]: HTTP with retries, timeouts, response headers surfaced; [`error`]: OCI errors;
+//! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters.
+//!
+//! This module knows nothing of manifests, plans or state.
+
+pub mod client;
+pub mod compute;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod models;
+pub mod region;
+pub mod signer;
+pub mod wait;
+
+pub use client::{Client, ClientOptions, MutationOptions, Response, RetryPolicy};
+pub use error::{ErrorKind, OciError};

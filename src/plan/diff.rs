@@ -1,0 +1,330 @@
+//! Per-attribute comparison: desired vs live (what will change) and state vs live (drift).
+//!
+//! Only attributes the manifest sets are compared, key by key for maps, so tags and metadata that
+//! OCI adds itself (`Oracle-Tags.CreatedBy`, …) never produce a diff. Numbers compare by value
+//! (`16` equals `16.0`); a missing key equals `null`.
+
+use serde_json::{Map, Value};
+
+use super::desired::{DesiredAttr, DesiredResource, DesiredValue, Lookup};
+use super::{AttrChange, AttrClass};
+
+/// The value at a path of keys in a JSON document (`Value::Null` when absent).
+pub fn at<'a>(doc: &'a Value, path: &[String]) -> &'a Value {
+    let mut v = doc;
+    for k in path {
+        match v.get(k) {
+            Some(x) => v = x,
+            None => return &Value::Null,
+        }
+    }
+    v
+}
+
+/// Equality as OCI means it: numbers by value, objects key by key, missing = null.
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => (x - y).abs() < 1e-9,
+            _ => x == y,
+        },
+        (Value::Object(x), Value::Object(y)) => {
+            x.iter()
+                .all(|(k, v)| same(v, y.get(k).unwrap_or(&Value::Null)))
+                && y.iter()
+                    .all(|(k, v)| same(v, x.get(k).unwrap_or(&Value::Null)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+/// What the desired value resolves to now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolved {
+    Known(Value),
+    /// A reference to a resource that is created or replaced by this plan: its id is known only
+    /// after apply, so the attribute changes.
+    AfterApply(String),
+}
+
+/// One attribute that differs, with its class.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttrDiff {
+    pub change: AttrChange,
+    pub class: AttrClass,
+}
+
+/// The current value of `attr`: from the live JSON or the recorded create-time inputs.
+pub fn current<'a>(
+    attr: &DesiredAttr,
+    live: &'a Value,
+    inputs: &'a Map<String, Value>,
+) -> &'a Value {
+    match &attr.lookup {
+        Lookup::Live(path) => at(live, path),
+        Lookup::Input(key) => inputs.get(key).unwrap_or(&Value::Null),
+    }
+}
+
+/// Desired vs live for one existing resource. `resolve` turns a reference into its id, or says it
+/// is known only after apply.
+pub fn diff(
+    desired: &DesiredResource,
+    live: &Value,
+    inputs: &Map<String, Value>,
+    resolve: &dyn Fn(&str) -> Resolved,
+) -> Vec<AttrDiff> {
+    let mut out = Vec::new();
+    for attr in &desired.attrs {
+        if desired.ignores(&attr.path) || attr.class == AttrClass::Power {
+            continue;
+        }
+        let before = current(attr, live, inputs);
+        let after = match &attr.value {
+            DesiredValue::Known(v) => Resolved::Known(v.clone()),
+            DesiredValue::IdOf(addr) => resolve(addr),
+        };
+        let (differs, after_value) = match after {
+            Resolved::Known(v) => (!same(before, &v), v),
+            Resolved::AfterApply(addr) => (
+                true,
+                Value::String(format!("(id of {addr}, known after apply)")),
+            ),
+        };
+        if differs {
+            out.push(AttrDiff {
+                change: AttrChange {
+                    path: attr.path.clone(),
+                    before: before.clone(),
+                    after: after_value,
+                    forces_replacement: attr.class == AttrClass::Replace,
+                    why: attr.why.map(str::to_string),
+                },
+                class: attr.class,
+            });
+        }
+    }
+    out
+}
+
+/// The UpdateInstanceDetails / UpdateImageDetails body for the updatable attributes that differ.
+///
+/// OCI replaces whole maps (tags, metadata) on update, so a changed map key is sent together with
+/// every key the live resource has — nothing kiln does not manage is removed.
+pub fn update_body(desired: &DesiredResource, live: &Value, changed: &[AttrDiff]) -> Value {
+    let mut body = Map::new();
+    for d in changed.iter().filter(|d| d.class == AttrClass::Update) {
+        let Some(attr) = desired.attrs.iter().find(|a| a.path == d.change.path) else {
+            continue;
+        };
+        let Lookup::Live(path) = &attr.lookup else {
+            continue;
+        };
+        // The top-level field: maps and nested objects are sent whole, starting from live.
+        let top = &path[0];
+        let entry = body
+            .entry(top.clone())
+            .or_insert_with(|| match live.get(top) {
+                Some(Value::Object(m)) if path.len() > 1 => Value::Object(m.clone()),
+                _ => Value::Null,
+            });
+        set_at(entry, &path[1..], d.change.after.clone());
+    }
+    Value::Object(body)
+}
+
+fn set_at(slot: &mut Value, rest: &[String], value: Value) {
+    match rest.split_first() {
+        None => *slot = value,
+        Some((k, tail)) => {
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            let m = slot.as_object_mut().expect("just made an object");
+            set_at(m.entry(k.clone()).or_insert(Value::Null), tail, value);
+        }
+    }
+}
+
+/// State vs live for the attributes the manifest manages: what changed outside kiln.
+/// Create-time inputs are not read live, so they cannot drift.
+pub fn drift(desired: &DesiredResource, state_attrs: &Value, live: &Value) -> Vec<AttrChange> {
+    desired
+        .attrs
+        .iter()
+        .filter(|a| !desired.ignores(&a.path))
+        .filter_map(|a| match &a.lookup {
+            Lookup::Live(path) => {
+                let (s, l) = (at(state_attrs, path), at(live, path));
+                (!same(s, l)).then(|| AttrChange {
+                    path: a.path.clone(),
+                    before: s.clone(),
+                    after: l.clone(),
+                    forces_replacement: false,
+                    why: None,
+                })
+            }
+            Lookup::Input(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::desired::Power;
+    use crate::plan::Kind;
+    use serde_json::json;
+
+    fn attr(path: &str, live: &str, v: Value, class: AttrClass) -> DesiredAttr {
+        DesiredAttr {
+            path: path.into(),
+            lookup: Lookup::live(live),
+            value: DesiredValue::Known(v),
+            class,
+            why: (class == AttrClass::Replace).then_some("cannot change"),
+        }
+    }
+
+    fn res(attrs: Vec<DesiredAttr>) -> DesiredResource {
+        DesiredResource {
+            address: "instance.web".into(),
+            kind: Kind::Instance,
+            display_name: "web".into(),
+            compartment: "c".into(),
+            attrs,
+            power: Some(Power::Running),
+            depends_on: vec![],
+            captured_from: None,
+            restart_source: true,
+            ignore_changes: vec![],
+            prevent_destroy: false,
+            create_before_destroy: false,
+            preserve_boot_volume: false,
+            create_body: Value::Null,
+        }
+    }
+
+    #[test]
+    fn numbers_compare_by_value_and_unset_keys_are_ignored() {
+        let d = res(vec![
+            attr(
+                "shape_config.ocpus",
+                "shapeConfig.ocpus",
+                json!(1),
+                AttrClass::Update,
+            ),
+            attr(
+                "freeform_tags.team",
+                "freeformTags.team",
+                json!("infra"),
+                AttrClass::Update,
+            ),
+        ]);
+        let live = json!({"shapeConfig": {"ocpus": 1.0, "memoryInGBs": 16.0},
+                          "freeformTags": {"team": "infra"},
+                          "definedTags": {"Oracle-Tags": {"CreatedBy": "x"}}});
+        assert!(diff(&d, &live, &Map::new(), &|_| Resolved::AfterApply(
+            String::new()
+        ))
+        .is_empty());
+    }
+
+    #[test]
+    fn changed_attributes_carry_class_and_reason() {
+        let mut d = res(vec![
+            attr("display_name", "displayName", json!("b"), AttrClass::Update),
+            attr(
+                "availability_domain",
+                "availabilityDomain",
+                json!("AD-2"),
+                AttrClass::Replace,
+            ),
+        ]);
+        let live = json!({"displayName": "a", "availabilityDomain": "AD-1"});
+        let out = diff(&d, &live, &Map::new(), &|_| unreachable!());
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].change.before, json!("a"));
+        assert!(out[1].change.forces_replacement);
+        d.ignore_changes = vec!["display_name".into()];
+        assert_eq!(diff(&d, &live, &Map::new(), &|_| unreachable!()).len(), 1);
+    }
+
+    #[test]
+    fn references_resolve_or_change_after_apply() {
+        let d = res(vec![DesiredAttr {
+            path: "source.image".into(),
+            lookup: Lookup::live("sourceDetails.imageId"),
+            value: DesiredValue::IdOf("image.golden".into()),
+            class: AttrClass::Replace,
+            why: Some("the source image"),
+        }]);
+        let live = json!({"sourceDetails": {"imageId": "ocid1.image.oc1..a"}});
+        assert!(diff(&d, &live, &Map::new(), &|_| Resolved::Known(json!(
+            "ocid1.image.oc1..a"
+        )))
+        .is_empty());
+        let out = diff(&d, &live, &Map::new(), &|a| {
+            Resolved::AfterApply(a.to_string())
+        });
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn drift_compares_state_with_live_on_managed_paths_only() {
+        let d = res(vec![attr(
+            "display_name",
+            "displayName",
+            json!("web"),
+            AttrClass::Update,
+        )]);
+        let state = json!({"displayName": "web", "freeformTags": {}});
+        let live = json!({"displayName": "renamed", "freeformTags": {"x": "y"}});
+        let out = drift(&d, &state, &live);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].after, json!("renamed"));
+    }
+}
+
+#[cfg(test)]
+mod update_body_tests {
+    use super::*;
+    use crate::plan::desired::Power;
+    use crate::plan::Kind;
+    use serde_json::json;
+
+    #[test]
+    fn maps_are_sent_whole_with_the_live_keys_kiln_does_not_manage() {
+        let d = DesiredResource {
+            address: "instance.web".into(),
+            kind: Kind::Instance,
+            display_name: "web".into(),
+            compartment: "c".into(),
+            attrs: vec![DesiredAttr {
+                path: "freeform_tags.team".into(),
+                lookup: Lookup::live("freeformTags.team"),
+                value: DesiredValue::Known(json!("infra")),
+                class: AttrClass::Update,
+                why: None,
+            }],
+            power: Some(Power::Running),
+            depends_on: vec![],
+            captured_from: None,
+            restart_source: true,
+            ignore_changes: vec![],
+            prevent_destroy: false,
+            create_before_destroy: false,
+            preserve_boot_volume: false,
+            create_body: Value::Null,
+        };
+        let live = json!({"freeformTags": {"team": "web", "cost": "42"}});
+        let diffs = diff(&d, &live, &Map::new(), &|_| unreachable!());
+        assert_eq!(
+            update_body(&d, &live, &diffs),
+            json!({"freeformTags": {"team": "infra", "cost": "42"}})
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! The manifest's resources → [`DesiredResource`]s: which OCI field each manifest key maps to,
+//! and how it can change (following the OCI API reference for UpdateInstanceDetails and
+//! UpdateImageDetails; anything not updatable there forces replacement, with the reason).
+
+use serde_json::{json, Map, Value};
+
+use crate::manifest::{
+    ImageSource, ImageSpec, InstanceSource, InstanceSpec, Manifest, PowerState, Ref,
+};
+
+use super::desired::{id_ref, DesiredAttr, DesiredResource, DesiredValue, Lookup, Power};
+use super::{AttrClass, Kind};
+
+/// Placeholder in a launch body for an image found by `image_lookup` (resolved at plan time).
+pub const IMAGE_LOOKUP: &str = "$image_lookup";
+
+fn known(
+    path: &str,
+    live: &str,
+    v: Value,
+    class: AttrClass,
+    why: Option<&'static str>,
+) -> DesiredAttr {
+    DesiredAttr {
+        path: path.into(),
+        lookup: Lookup::live(live),
+        value: DesiredValue::Known(v),
+        class,
+        why,
+    }
+}
+
+fn input(path: &str, key: &str, v: DesiredValue, why: &'static str) -> DesiredAttr {
+    DesiredAttr {
+        path: path.into(),
+        lookup: Lookup::Input(key.into()),
+        value: v,
+        class: AttrClass::Replace,
+        why: Some(why),
+    }
+}
+
+fn ref_value(r: &Ref) -> (DesiredValue, Value) {
+    match r {
+        Ref::Ocid(id) => (DesiredValue::Known(json!(id)), json!(id)),
+        Ref::Resource(addr) => (
+            DesiredValue::IdOf(addr.to_string()),
+            id_ref(&addr.to_string()),
+        ),
+    }
+}
+
+fn tags(
+    attrs: &mut Vec<DesiredAttr>,
+    body: &mut Map<String, Value>,
+    spec_free: &std::collections::BTreeMap<String, String>,
+    spec_defined: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>,
+) {
+    for (k, v) in spec_free {
+        attrs.push(known(
+            &format!("freeform_tags.{k}"),
+            &format!("freeformTags.{k}"),
+            json!(v),
+            AttrClass::Update,
+            None,
+        ));
+    }
+    for (ns, m) in spec_defined {
+        for (k, v) in m {
+            attrs.push(DesiredAttr {
+                path: format!("defined_tags.{ns}.{k}"),
+                lookup: Lookup::Live(vec!["definedTags".into(), ns.clone(), k.clone()]),
+                value: DesiredValue::Known(v.clone()),
+                class: AttrClass::Update,
+                why: None,
+            });
+        }
+    }
+    if !spec_free.is_empty() {
+        body.insert("freeformTags".into(), json!(spec_free));
+    }
+    if !spec_defined.is_empty() {
+        body.insert("definedTags".into(), json!(spec_defined));
+    }
+}
+
+/// One instance.
+pub fn instance(spec: &InstanceSpec) -> DesiredResource {
+    let mut attrs = vec![
+        known(
+            "display_name",
+            "displayName",
+            json!(spec.display_name),
+            AttrClass::Update,
+            None,
+        ),
+        known(
+            "compartment",
+            "compartmentId",
+            json!(spec.compartment),
+            AttrClass::Move,
+            None,
+        ),
+        known(
+            "availability_domain",
+            "availabilityDomain",
+            json!(spec.availability_domain),
+            AttrClass::Replace,
+            Some("an instance cannot move to another availability domain"),
+        ),
+        known("shape", "shape", json!(spec.shape), AttrClass::Update, None),
+    ];
+    let mut body = Map::new();
+    body.insert("availabilityDomain".into(), json!(spec.availability_domain));
+    body.insert("compartmentId".into(), json!(spec.compartment));
+    body.insert("displayName".into(), json!(spec.display_name));
+    body.insert("shape".into(), json!(spec.shape));
+    if let Some(fd) = &spec.fault_domain {
+        attrs.push(known(
+            "fault_domain",
+            "faultDomain",
+            json!(fd),
+            AttrClass::Update,
+            None,
+        ));
+        body.insert("faultDomain".into(), json!(fd));
+    }
+    if let Some(sc) = &spec.shape_config {
+        let mut cfg = Map::new();
+        for (path, live, v) in [
+            ("ocpus", "ocpus", sc.ocpus.map(|x| json!(x))),
+            (
+                "memory_in_gbs",
+                "memoryInGBs",
+                sc.memory_in_gbs.map(|x| json!(x)),
+            ),
+            ("vcpus", "vcpus", sc.vcpus.map(|x| json!(x))),
+            (
+                "baseline_ocpu_utilization",
+                "baselineOcpuUtilization",
+                sc.baseline_ocpu_utilization.as_ref().map(|x| json!(x)),
+            ),
+        ] {
+            if let Some(v) = v {
+                attrs.push(known(
+                    &format!("shape_config.{path}"),
+                    &format!("shapeConfig.{live}"),
+                    v.clone(),
+                    AttrClass::Update,
+                    None,
+                ));
+                cfg.insert(live.into(), v);
+            }
+        }
+        body.insert("shapeConfig".into(), Value::Object(cfg));
+    }
+
+    attrs.push(input(
+        "subnet",
+        "subnet_id",
+        DesiredValue::Known(json!(spec.subnet)),
+        "the primary VNIC's subnet is fixed at launch",
+    ));
+    let mut vnic = Map::new();
+    vnic.insert("subnetId".into(), json!(spec.subnet));
+    if let Some(p) = spec.assign_public_ip {
+        attrs.push(input(
+            "assign_public_ip",
+            "assign_public_ip",
+            DesiredValue::Known(json!(p)),
+            "the primary VNIC's public IP choice is fixed at launch",
+        ));
+        vnic.insert("assignPublicIp".into(), json!(p));
+    }
+    body.insert("createVnicDetails".into(), Value::Object(vnic));
+
+    let mut depends_on = Vec::new();
+    let source = match &spec.source {
+        InstanceSource::Image(r) => {
+            let (value, wire) = ref_value(r);
+            if let Ref::Resource(a) = r {
+                depends_on.push(a.to_string());
+            }
+            attrs.push(DesiredAttr {
+                path: "source.image".into(),
+                lookup: Lookup::live("sourceDetails.imageId"),
+                value,
+                class: AttrClass::Replace,
+                why: Some("the boot volume is made from the image at launch"),
+            });
+            json!({ "sourceType": "image", "imageId": wire })
+        }
+        InstanceSource::BootVolume(id) => {
+            attrs.push(known(
+                "source.boot_volume",
+                "sourceDetails.bootVolumeId",
+                json!(id),
+                AttrClass::Replace,
+                Some("an instance boots from the volume it was launched with"),
+            ));
+            json!({ "sourceType": "bootVolume", "bootVolumeId": id })
+        }
+        InstanceSource::ImageLookup { os, version, shape } => {
+            let criteria = json!({ "os": os, "version": version, "shape": shape.as_deref().unwrap_or(&spec.shape) });
+            attrs.push(input(
+                "source.image_lookup",
+                "image_lookup",
+                DesiredValue::Known(criteria.clone()),
+                "the boot volume is made from the image at launch",
+            ));
+            json!({ "sourceType": "image", "imageId": { IMAGE_LOOKUP: criteria } })
+        }
+    };
+    let mut source = source;
+    if let Some(size) = spec.boot_volume_size_in_gbs {
+        attrs.push(input(
+            "boot_volume_size_in_gbs",
+            "boot_volume_size_in_gbs",
+            DesiredValue::Known(json!(size)),
+            "the boot volume's size is set at launch",
+        ));
+        source["bootVolumeSizeInGBs"] = json!(size);
+    }
+    body.insert("sourceDetails".into(), source);
+
+    for (k, v) in &spec.metadata {
+        let immutable = matches!(k.as_str(), "ssh_authorized_keys" | "user_data");
+        attrs.push(DesiredAttr {
+            path: format!("metadata.{k}"),
+            lookup: Lookup::Live(vec!["metadata".into(), k.clone()]),
+            value: DesiredValue::Known(json!(v)),
+            class: if immutable {
+                AttrClass::Replace
+            } else {
+                AttrClass::Update
+            },
+            why: immutable
+                .then_some("OCI cannot change `ssh_authorized_keys` or `user_data` after launch"),
+        });
+    }
+    if !spec.metadata.is_empty() {
+        body.insert("metadata".into(), json!(spec.metadata));
+    }
+    tags(
+        &mut attrs,
+        &mut body,
+        &spec.freeform_tags,
+        &spec.defined_tags,
+    );
+
+    let power = match spec.state {
+        PowerState::Running => Power::Running,
+        PowerState::Stopped => Power::Stopped,
+    };
+    DesiredResource {
+        address: spec.address.to_string(),
+        kind: Kind::Instance,
+        display_name: spec.display_name.clone(),
+        compartment: spec.compartment.clone(),
+        attrs,
+        power: Some(power),
+        depends_on,
+        captured_from: None,
+        restart_source: true,
+        ignore_changes: spec.ignore_changes.clone(),
+        prevent_destroy: spec.prevent_destroy,
+        create_before_destroy: spec.create_before_destroy,
+        preserve_boot_volume: spec.preserve_boot_volume,
+        create_body: Value::Object(body),
+    }
+}
+
+/// One image.
+pub fn image(spec: &ImageSpec) -> DesiredResource {
+    let mut attrs = vec![
+        known(
+            "display_name",
+            "displayName",
+            json!(spec.display_name),
+            AttrClass::Update,
+            None,
+        ),
+        known(
+            "compartment",
+            "compartmentId",
+            json!(spec.compartment),
+            AttrClass::Move,
+            None,
+        ),
+    ];
+    let mut body = Map::new();
+    body.insert("compartmentId".into(), json!(spec.compartment));
+    body.insert("displayName".into(), json!(spec.display_name));
+    let mut depends_on = Vec::new();
+    let mut captured_from = None;
+    match &spec.source {
+        ImageSource::FromInstance(addr) => {
+            let a = addr.to_string();
+            attrs.push(input(
+                "from_instance",
+                "source_instance",
+                DesiredValue::IdOf(a.clone()),
+                "an image is captured once, from its source instance",
+            ));
+            body.insert("instanceId".into(), id_ref(&a));
+            depends_on.push(a.clone());
+            captured_from = Some(a);
+        }
+        ImageSource::ObjectStorage {
+            namespace,
+            bucket,
+            object,
+        } => {
+            let src = json!({ "sourceType": "objectStorageTuple", "namespaceName": namespace, "bucketName": bucket, "objectName": object });
+            attrs.push(input(
+                "source",
+                "source",
+                DesiredValue::Known(src.clone()),
+                "an image is imported once, from its source object",
+            ));
+            body.insert("imageSourceDetails".into(), src);
+        }
+        ImageSource::Uri(uri) => {
+            let src = json!({ "sourceType": "objectStorageUri", "sourceUri": uri });
+            attrs.push(input(
+                "source",
+                "source",
+                DesiredValue::Known(src.clone()),
+                "an image is imported once, from its source object",
+            ));
+            body.insert("imageSourceDetails".into(), src);
+        }
+    }
+    if let Some(m) = &spec.launch_mode {
+        attrs.push(known(
+            "launch_mode",
+            "launchMode",
+            json!(m),
+            AttrClass::Replace,
+            Some("the launch mode is fixed when the image is made"),
+        ));
+        body.insert("launchMode".into(), json!(m));
+    }
+    for (path, live, v) in [
+        (
+            "operating_system",
+            "operatingSystem",
+            &spec.operating_system,
+        ),
+        (
+            "operating_system_version",
+            "operatingSystemVersion",
+            &spec.operating_system_version,
+        ),
+    ] {
+        if let Some(v) = v {
+            attrs.push(known(path, live, json!(v), AttrClass::Update, None));
+            if let Some(Value::Object(src)) = body.get_mut("imageSourceDetails") {
+                src.insert(live.into(), json!(v));
+            }
+        }
+    }
+    tags(
+        &mut attrs,
+        &mut body,
+        &spec.freeform_tags,
+        &spec.defined_tags,
+    );
+    DesiredResource {
+        address: spec.address.to_string(),
+        kind: Kind::Image,
+        display_name: spec.display_name.clone(),
+        compartment: spec.compartment.clone(),
+        attrs,
+        power: None,
+        depends_on,
+        captured_from,
+        restart_source: spec.restart_source,
+        ignore_changes: Vec::new(),
+        prevent_destroy: spec.prevent_destroy,
+        create_before_destroy: true,
+        preserve_boot_volume: false,
+        create_body: Value::Object(body),
+    }
+}
+
+/// Every resource of the manifest, in address order.
+pub fn desired(manifest: &Manifest) -> Vec<DesiredResource> {
+    let mut out: Vec<DesiredResource> = manifest.instances.values().map(instance).collect();
+    out.extend(manifest.images.values().map(image));
+    out.sort_by(|a, b| a.address.cmp(&b.address));
+    out
+}

@@ -1,0 +1,115 @@
+//! `kiln import`: an existing OCI instance as a manifest table and a state record, such that the
+//! next plan shows no changes. The mapping is the inverse of [`super::from_manifest`].
+
+use serde_json::{Map, Value};
+use toml_edit::{value, InlineTable, Table};
+
+use crate::oci::models::Instance;
+
+fn inline_strings(m: &std::collections::BTreeMap<String, String>) -> InlineTable {
+    let mut t = InlineTable::new();
+    for (k, v) in m {
+        t.insert(k, v.as_str().into());
+    }
+    t
+}
+
+/// The `[instance.NAME]` table for a live instance whose primary VNIC is in `subnet`.
+pub fn instance_table(live: &Instance, subnet: &str) -> Table {
+    let mut t = Table::new();
+    if let Some(n) = &live.display_name {
+        t.insert("display_name", value(n.as_str()));
+    }
+    t.insert("compartment", value(live.compartment_id.as_str()));
+    t.insert(
+        "availability_domain",
+        value(live.availability_domain.as_str()),
+    );
+    if let Some(fd) = &live.fault_domain {
+        t.insert("fault_domain", value(fd.as_str()));
+    }
+    t.insert("shape", value(live.shape.as_str()));
+    if live.shape.contains(".Flex") {
+        if let Some(cfg) = live.extra.get("shapeConfig") {
+            let mut sc = InlineTable::new();
+            if let Some(o) = cfg.get("ocpus").and_then(Value::as_f64) {
+                sc.insert("ocpus", o.into());
+            }
+            if let Some(m) = cfg.get("memoryInGBs").and_then(Value::as_f64) {
+                sc.insert("memory_in_gbs", m.into());
+            }
+            t.insert("shape_config", value(sc));
+        }
+    }
+    t.insert("subnet", value(subnet));
+    let source = live.extra.get("sourceDetails");
+    let mut src = InlineTable::new();
+    match source
+        .and_then(|s| s.get("sourceType"))
+        .and_then(Value::as_str)
+    {
+        Some("bootVolume") => {
+            src.insert(
+                "boot_volume",
+                source
+                    .and_then(|s| s.get("bootVolumeId"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .into(),
+            );
+        }
+        _ => {
+            let image = source
+                .and_then(|s| s.get("imageId"))
+                .and_then(Value::as_str)
+                .or(live.image_id.as_deref())
+                .unwrap_or_default();
+            src.insert("image", image.into());
+        }
+    }
+    t.insert("source", value(src));
+    if !live.metadata.is_empty() {
+        t.insert("metadata", value(inline_strings(&live.metadata)));
+    }
+    if !live.freeform_tags.is_empty() {
+        t.insert("freeform_tags", value(inline_strings(&live.freeform_tags)));
+    }
+    // Defined tags OCI adds itself (Oracle-Tags) are not the user's to manage.
+    let defined: Vec<_> = live
+        .defined_tags
+        .iter()
+        .filter(|(ns, _)| ns.as_str() != "Oracle-Tags")
+        .collect();
+    if !defined.is_empty() {
+        let mut d = InlineTable::new();
+        for (ns, m) in defined {
+            let mut inner = InlineTable::new();
+            for (k, v) in m {
+                let item: toml_edit::Value = match v {
+                    Value::Bool(b) => (*b).into(),
+                    Value::Number(n) if n.is_i64() => n.as_i64().unwrap_or_default().into(),
+                    Value::Number(n) => n.as_f64().unwrap_or_default().into(),
+                    Value::String(s) => s.as_str().into(),
+                    other => other.to_string().into(),
+                };
+                inner.insert(k, item);
+            }
+            d.insert(ns, toml_edit::Value::InlineTable(inner));
+        }
+        t.insert("defined_tags", value(d));
+    }
+    if live.lifecycle_state == "STOPPED" {
+        t.insert("state", value("STOPPED"));
+    }
+    t
+}
+
+/// The create-time inputs recorded for an imported instance (what a launch by kiln records).
+pub fn instance_inputs(subnet: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("subnet_id".into(), Value::String(subnet.to_string()));
+    m.insert("prevent_destroy".into(), Value::Bool(false));
+    m.insert("preserve_boot_volume".into(), Value::Bool(false));
+    m.insert("create_before_destroy".into(), Value::Bool(false));
+    m
+}

@@ -1,0 +1,254 @@
+//! Plans: what `kiln plan` computes and `kiln apply` executes.
+//!
+//! A [`Plan`] is plain data. It keeps what the state said apart from what was read live (so drift
+//! can be shown on its own), lists every [`Change`] as a node of a DAG (`depends_on`), and records
+//! every etag the executor will send as `If-Match`. The human view and `--json` are both rendered
+//! from this one structure ([`render`]).
+//!
+//! Stages inside this module, in the order data flows:
+//! - [`desired`]: the manifest's resources as flat lists of desired attributes, each classed as
+//!   updatable in place, a move (compartment), or forcing replacement (with the reason);
+//! - [`diff`]: desired vs live (what OCI says now) → attribute changes, and state vs live → drift;
+//! - [`graph`]: a thin wrapper over petgraph with a sorted `Display` and DOT output;
+//! - [`render`]: terraform-like text and the JSON format.
+
+pub mod build;
+pub mod desired;
+pub mod diff;
+pub mod from_manifest;
+pub mod graph;
+pub mod import;
+pub mod refresh;
+pub mod render;
+pub mod saved;
+pub mod synthetic;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the `--json` and saved-plan formats.
+pub const FORMAT_VERSION: &str = "1";
+
+/// The kind of a managed resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Instance,
+    Image,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Instance => "instance",
+            Kind::Image => "image",
+        }
+    }
+}
+
+/// What one node of the plan does. Closed on purpose: the executor has one arm per variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Launch an instance / create (capture or import) an image.
+    Create,
+    /// Update attributes in place (UpdateInstance / UpdateImage).
+    Update,
+    /// Destroy and create again (an attribute cannot change in place).
+    Replace,
+    /// Change compartment (ChangeInstanceCompartment / ChangeImageCompartment).
+    Move,
+    /// Power on an instance.
+    Start,
+    /// Power off an instance.
+    Stop,
+    /// Terminate an instance / delete an image.
+    Delete,
+}
+
+impl Action {
+    /// The terraform-like symbol used in the human view.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Move => ">",
+            Action::Start => "▶",
+            Action::Stop => "■",
+            Action::Delete => "-",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Move => "move",
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// How an attribute can change on a live resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttrClass {
+    /// Sent in UpdateInstanceDetails / UpdateImageDetails.
+    Update,
+    /// The compartment: ChangeCompartment.
+    Move,
+    /// Cannot change: the resource is replaced.
+    Replace,
+    /// The desired power state (RUNNING / STOPPED): a start or stop action.
+    Power,
+}
+
+/// One attribute that differs, desired vs live (or state vs live, in [`Drift`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttrChange {
+    /// Manifest path of the attribute, e.g. `shape_config.ocpus` or `freeform_tags.team`.
+    pub path: String,
+    /// The current value (live, or state for a plan without refresh); `null` when unset.
+    pub before: Value,
+    /// The value after the change; `null` when it will be unset.
+    pub after: Value,
+    /// True when this attribute alone forces the resource to be replaced.
+    pub forces_replacement: bool,
+    /// Why it forces replacement (shown as `# forces replacement (why)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// One node of the plan's DAG.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Resource address, e.g. `instance.web`.
+    pub address: String,
+    pub kind: Kind,
+    pub action: Action,
+    /// Why this action is planned, in one line.
+    pub reason: String,
+    /// The attributes that change (empty for power actions and deletes).
+    pub attributes: Vec<AttrChange>,
+    /// The resource's OCID when it exists already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The etag read live for this resource: sent as `If-Match` by the executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The request body the executor sends (LaunchInstanceDetails, CreateImageDetails,
+    /// UpdateInstanceDetails, …), exactly as planned. A reference to another managed resource's
+    /// id is written `{"$ref": "image.golden"}` and resolved from state when the node runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
+    /// Create-time inputs to record in state once created (same `$ref` placeholders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Value>,
+    /// Indexes into [`Plan::changes`] of the nodes that must finish first.
+    #[serde(default)]
+    pub depends_on: Vec<usize>,
+    /// A delete of the previous version of a replaced image (create-before-destroy): it runs
+    /// after everything launched from the image moved to the new one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deposed: bool,
+}
+
+/// A resource changed outside kiln: live differs from what the state last recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Drift {
+    pub address: String,
+    /// `before` = state, `after` = live.
+    pub attributes: Vec<AttrChange>,
+    /// Set when the resource is gone (404, TERMINATED or DELETED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone: Option<String>,
+}
+
+/// Counts per action, for the summary line and `--json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    #[serde(rename = "move")]
+    pub move_: usize,
+    pub start: usize,
+    pub stop: usize,
+    pub delete: usize,
+    pub drifted: usize,
+}
+
+impl Summary {
+    pub fn of(changes: &[Change], drift: &[Drift]) -> Summary {
+        let mut s = Summary {
+            drifted: drift.len(),
+            ..Summary::default()
+        };
+        for c in changes.iter().filter(|c| !c.deposed) {
+            *match c.action {
+                Action::Create => &mut s.create,
+                Action::Update => &mut s.update,
+                Action::Replace => &mut s.replace,
+                Action::Move => &mut s.move_,
+                Action::Start => &mut s.start,
+                Action::Stop => &mut s.stop,
+                Action::Delete => &mut s.delete,
+            } += 1;
+        }
+        s
+    }
+
+    pub fn changes(&self) -> usize {
+        self.create + self.update + self.replace + self.move_ + self.start + self.stop + self.delete
+    }
+}
+
+/// The plan: everything `kiln apply` needs to execute it exactly, and everything the views show.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: String,
+    /// Environment name (`default` without `--env`).
+    pub env: String,
+    /// What kiln talks to, for the header (e.g. `embedded emulator, lifecycle times scaled ×0.01`).
+    pub endpoint: String,
+    /// Lineage and serial of the state the plan was made from (`None` when there was no state).
+    #[serde(default)]
+    pub state_lineage: Option<String>,
+    #[serde(default)]
+    pub state_serial: u64,
+    /// The DAG's nodes, in a stable order (dependencies before dependents).
+    pub changes: Vec<Change>,
+    /// Changes made outside kiln, reported even when the plan also fixes them.
+    pub drift: Vec<Drift>,
+    /// Addresses dropped from state: gone from OCI and no longer in the manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forget: Vec<String>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    /// True when applying would change nothing and nothing drifted (`--detailed-exitcode` 0).
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.drift.is_empty()
+    }
+
+    /// The DAG of the changes, for `kiln graph` and the executor.
+    pub fn graph(&self) -> graph::Dag<String> {
+        let mut dag = graph::Dag::new();
+        let ids: Vec<_> = self
+            .changes
+            .iter()
+            .map(|c| dag.add_node(format!("{} {}", c.action.as_str(), c.address)))
+            .collect();
+        for (i, c) in self.changes.iter().enumerate() {
+            for &d in &c.depends_on {
+                dag.add_edge(ids[d], ids[i]);
+            }
+        }
+        dag
+    }
+}

@@ -1,0 +1,414 @@
+//! Making a plan: read the live state in bulk, compute, then read the etags of what will change.
+//!
+//! API calls per plan = O(pages + changes), not O(resources): instances are read with
+//! ListInstances per compartment (the largest page size, every page), images with GetImage (a
+//! manifest has few), and only resources with a planned mutation get a GetInstance/GetImage — for
+//! the etag the executor sends as If-Match. Reads run concurrently (bounded) and are never reused
+//! across a mutation (each plan reads afresh). `image_lookup`s are resolved once per distinct
+//! lookup, for creates only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::{json, Value};
+
+use crate::manifest::Manifest;
+use crate::oci::compute::{ListImages, ListInstances};
+use crate::oci::{Client, OciError};
+use crate::state::{ResourceKind, State};
+
+use super::build::{self, Inputs, LiveRead, Prior};
+use super::desired::DesiredResource;
+use super::from_manifest::{self, IMAGE_LOOKUP};
+use super::{Action, Kind, Plan, Summary, FORMAT_VERSION};
+
+/// How to plan.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Read live state (false: plan from state alone, `--refresh=false`).
+    pub refresh: bool,
+    /// `--target`: only these addresses and what they depend on.
+    pub targets: Vec<String>,
+    /// `kiln destroy`.
+    pub destroy: bool,
+    /// `--replace`.
+    pub replace: BTreeSet<String>,
+    /// Concurrent reads.
+    pub parallelism: usize,
+    /// For the header: what kiln talks to.
+    pub endpoint: String,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PlanError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Oci(#[from] OciError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Build(#[from] build::BuildError),
+    #[error("`{0}` is not a resource of this manifest or its state")]
+    #[diagnostic(
+        code(kiln::plan::unknown_target),
+        help("addresses look like `instance.NAME` or `image.NAME`; see `kiln state list`")
+    )]
+    UnknownTarget(String),
+    #[error("no image matches `image_lookup` {criteria} of `{address}`")]
+    #[diagnostic(
+        code(kiln::plan::image_lookup),
+        help("check `os` and `version` against `oci compute image list`")
+    )]
+    NoImage { address: String, criteria: String },
+}
+
+fn prior_of(state: Option<&State>) -> BTreeMap<String, Prior> {
+    state
+        .map(|s| {
+            s.resources
+                .iter()
+                .map(|(addr, r)| {
+                    let kind = match r.kind {
+                        ResourceKind::Instance => Kind::Instance,
+                        ResourceKind::Image => Kind::Image,
+                    };
+                    (
+                        addr.clone(),
+                        Prior {
+                            kind: Some(kind),
+                            id: r.id.clone(),
+                            attributes: r.attributes.clone(),
+                            inputs: r.inputs.clone(),
+                            pending_create: r.pending_create.is_some(),
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Read every managed resource: ListInstances per compartment, GetImage per image.
+async fn read_live(
+    client: &Client,
+    prior: &BTreeMap<String, Prior>,
+    desired: &[DesiredResource],
+    parallelism: usize,
+) -> Result<HashMap<String, LiveRead>, OciError> {
+    let by_addr: HashMap<&str, &DesiredResource> =
+        desired.iter().map(|d| (d.address.as_str(), d)).collect();
+    let mut instance_ids: BTreeMap<String, String> = BTreeMap::new(); // id → compartment
+    let mut image_ids = Vec::new();
+    for (addr, p) in prior {
+        let Some(id) = &p.id else { continue };
+        let compartment = p
+            .attributes
+            .get("compartmentId")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| by_addr.get(addr.as_str()).map(|d| d.compartment.clone()))
+            .unwrap_or_default();
+        match p.kind {
+            Some(Kind::Image) => image_ids.push(id.clone()),
+            _ => {
+                instance_ids.insert(id.clone(), compartment);
+            }
+        }
+    }
+    let compartments: BTreeSet<String> = instance_ids
+        .values()
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .collect();
+    let lists: Vec<Vec<crate::oci::models::Instance>> = stream::iter(compartments)
+        .map(|c| async move {
+            client
+                .list_instances(&ListInstances {
+                    compartment_id: c,
+                    limit: Some(1000),
+                    ..Default::default()
+                })
+                .await
+        })
+        .buffer_unordered(parallelism.max(1))
+        .try_collect()
+        .await?;
+    let mut live = HashMap::new();
+    for inst in lists.into_iter().flatten() {
+        if instance_ids.contains_key(&inst.id) {
+            let body = serde_json::to_value(&inst).expect("instances serialise");
+            live.insert(inst.id.clone(), LiveRead { body, etag: None });
+        }
+    }
+    // Instances not listed where state said (moved out of band): one Get each; 404 = gone.
+    let missing: Vec<String> = instance_ids
+        .keys()
+        .filter(|id| !live.contains_key(*id))
+        .cloned()
+        .collect();
+    let gets = stream::iter(
+        missing
+            .into_iter()
+            .map(|id| (id, true))
+            .chain(image_ids.into_iter().map(|id| (id, false))),
+    )
+    .map(|(id, is_instance)| async move {
+        let r = if is_instance {
+            client
+                .get_instance(&id)
+                .await
+                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag))
+        } else {
+            client
+                .get_image(&id)
+                .await
+                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag))
+        };
+        match r {
+            Ok((body, etag)) => Ok(Some((id, LiveRead { body, etag }))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .buffer_unordered(parallelism.max(1))
+    .try_collect::<Vec<_>>()
+    .await?;
+    live.extend(gets.into_iter().flatten());
+    Ok(live)
+}
+
+/// Get (for its etag) every existing resource that a change will mutate.
+async fn read_etags(
+    client: &Client,
+    changes: &[super::Change],
+    live: &mut HashMap<String, LiveRead>,
+    parallelism: usize,
+) -> Result<(), OciError> {
+    let wanted: BTreeSet<(String, Kind)> = changes
+        .iter()
+        .filter(|c| c.action != Action::Create)
+        .filter_map(|c| c.id.clone().map(|id| (id, c.kind)))
+        .filter(|(id, _)| live.get(id).is_some_and(|l| l.etag.is_none()))
+        .collect();
+    let reads = stream::iter(wanted)
+        .map(|(id, kind)| async move {
+            let r = match kind {
+                Kind::Instance => client
+                    .get_instance(&id)
+                    .await
+                    .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
+                Kind::Image => client
+                    .get_image(&id)
+                    .await
+                    .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
+            };
+            match r {
+                Ok((body, etag)) => Ok((id, Some(LiveRead { body, etag }))),
+                Err(e) if e.is_not_found() => Ok((id, None)),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(parallelism.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    for (id, read) in reads {
+        match read {
+            Some(r) => {
+                live.insert(id, r);
+            }
+            None => {
+                live.remove(&id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replace `{"$image_lookup": …}` placeholders in create bodies with the newest matching image.
+async fn resolve_lookups(
+    client: &Client,
+    changes: &mut [super::Change],
+    desired: &[DesiredResource],
+) -> Result<(), PlanError> {
+    let mut cache: HashMap<String, String> = HashMap::new();
+    for c in changes
+        .iter_mut()
+        .filter(|c| matches!(c.action, Action::Create | Action::Replace))
+    {
+        let Some(req) = c.request.as_mut() else {
+            continue;
+        };
+        let Some(criteria) = req
+            .pointer("/sourceDetails/imageId")
+            .and_then(|v| v.get(IMAGE_LOOKUP))
+            .cloned()
+        else {
+            continue;
+        };
+        let key = criteria.to_string();
+        let id = match cache.get(&key) {
+            Some(id) => id.clone(),
+            None => {
+                let compartment = desired
+                    .iter()
+                    .find(|d| d.address == c.address)
+                    .map(|d| d.compartment.clone())
+                    .unwrap_or_default();
+                let images = client
+                    .list_images_page(
+                        &ListImages {
+                            compartment_id: compartment,
+                            operating_system: criteria["os"].as_str().map(str::to_string),
+                            operating_system_version: criteria["version"]
+                                .as_str()
+                                .map(str::to_string),
+                            shape: criteria["shape"].as_str().map(str::to_string),
+                            lifecycle_state: Some("AVAILABLE".into()),
+                            sort_by: Some("TIMECREATED".into()),
+                            sort_order: Some("DESC".into()),
+                            limit: Some(1),
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                    .await?;
+                let id = images.body.first().map(|i| i.id.clone()).ok_or_else(|| {
+                    PlanError::NoImage {
+                        address: c.address.clone(),
+                        criteria: key.clone(),
+                    }
+                })?;
+                cache.insert(key, id.clone());
+                id
+            }
+        };
+        req["sourceDetails"]["imageId"] = json!(id);
+        if let Some(attr) = c
+            .attributes
+            .iter_mut()
+            .find(|a| a.path == "source.image_lookup")
+        {
+            attr.after = json!({ "lookup": criteria, "image": id });
+        }
+    }
+    Ok(())
+}
+
+/// Keep only the targets and what they depend on (transitively), re-indexing the edges.
+fn apply_targets(
+    changes: Vec<super::Change>,
+    desired: &[DesiredResource],
+    targets: &[String],
+    known: &BTreeSet<String>,
+) -> Result<Vec<super::Change>, PlanError> {
+    if targets.is_empty() {
+        return Ok(changes);
+    }
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut stack: Vec<String> = Vec::new();
+    for t in targets {
+        if !known.contains(t) {
+            return Err(PlanError::UnknownTarget(t.clone()));
+        }
+        stack.push(t.clone());
+    }
+    while let Some(a) = stack.pop() {
+        if keep.insert(a.clone()) {
+            if let Some(d) = desired.iter().find(|d| d.address == a) {
+                stack.extend(d.depends_on.iter().cloned());
+            }
+        }
+    }
+    let old_to_new: Vec<Option<usize>> = {
+        let mut n = 0;
+        changes
+            .iter()
+            .map(|c| {
+                keep.contains(&c.address).then(|| {
+                    n += 1;
+                    n - 1
+                })
+            })
+            .collect()
+    };
+    Ok(changes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| old_to_new[*i].is_some())
+        .map(|(_, mut c)| {
+            c.depends_on = c.depends_on.iter().filter_map(|&d| old_to_new[d]).collect();
+            c
+        })
+        .collect())
+}
+
+/// The plan for `manifest` against `state` and (with a client) live OCI.
+pub async fn make_plan(
+    manifest: &Manifest,
+    state: Option<&State>,
+    client: Option<&Client>,
+    opts: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    let desired = from_manifest::desired(manifest);
+    let prior = prior_of(state);
+    let refreshed = opts.refresh && client.is_some();
+    let mut live = match (refreshed, client) {
+        (true, Some(c)) => read_live(c, &prior, &desired, opts.parallelism).await?,
+        _ => HashMap::new(),
+    };
+    let compute = |live: &HashMap<String, LiveRead>| {
+        build::compute(&Inputs {
+            desired: &desired,
+            prior: &prior,
+            live,
+            refreshed,
+            destroy: opts.destroy,
+            force_replace: &opts.replace,
+        })
+    };
+    let mut computed = compute(&live)?;
+    if let (true, Some(c)) = (refreshed, client) {
+        read_etags(c, &computed.changes, &mut live, opts.parallelism).await?;
+        computed = compute(&live)?;
+    }
+    if let Some(c) = client {
+        resolve_lookups(c, &mut computed.changes, &desired).await?;
+    }
+    let known: BTreeSet<String> = desired
+        .iter()
+        .map(|d| d.address.clone())
+        .chain(prior.keys().cloned())
+        .collect();
+    let changes = apply_targets(computed.changes, &desired, &opts.targets, &known)?;
+    let mut drift = computed.drift;
+    if !opts.targets.is_empty() {
+        let kept: BTreeSet<&str> = changes.iter().map(|c| c.address.as_str()).collect();
+        drift.retain(|d| kept.contains(d.address.as_str()) || opts.targets.contains(&d.address));
+    }
+    let desired_addrs: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
+    let forget: Vec<String> = if refreshed {
+        prior
+            .iter()
+            .filter(|(a, p)| {
+                (opts.destroy || !desired_addrs.contains(a.as_str())) && !p.pending_create
+            })
+            .filter(|(_, p)| {
+                p.id.as_ref()
+                    .is_none_or(|id| live.get(id).is_none_or(LiveRead::is_gone))
+            })
+            .map(|(a, _)| a.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Plan {
+        format_version: FORMAT_VERSION.to_string(),
+        env: manifest.env.clone(),
+        endpoint: opts.endpoint.clone(),
+        state_lineage: state.map(|s| s.lineage.clone()),
+        state_serial: state.map(|s| s.serial).unwrap_or(0),
+        summary: Summary::of(&changes, &drift),
+        changes,
+        drift,
+        forget,
+    })
+}

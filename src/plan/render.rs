@@ -1,0 +1,271 @@
+//! Views of a [`Plan`]: terraform-like text and JSON. Both come from the same structure.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use super::{Action, AttrChange, Plan};
+
+/// Colours for the human view: on only for a terminal without `NO_COLOR` (the caller decides).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Style {
+    pub colour: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn action(&self, action: Action, text: &str) -> String {
+        let code = match action {
+            Action::Create => "32",
+            Action::Update | Action::Move | Action::Start | Action::Stop => "33",
+            Action::Replace | Action::Delete => "31",
+        };
+        self.paint(code, text)
+    }
+}
+
+/// The plan as JSON (`kiln plan --json`).
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).expect("a plan always serialises")
+}
+
+fn headline(action: Action) -> &'static str {
+    match action {
+        Action::Create => "will be created",
+        Action::Update => "will be updated in place",
+        Action::Replace => "must be replaced",
+        Action::Move => "will be moved to another compartment",
+        Action::Start => "will be started",
+        Action::Stop => "will be stopped",
+        Action::Delete => "will be destroyed",
+    }
+}
+
+/// A JSON value the way the plan shows it: strings quoted, `null` as `(none)`.
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "(none)".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn attr_line(out: &mut String, style: Style, action: Action, a: &AttrChange, width: usize) {
+    let multi_line = |v: &Value| v.as_str().is_some_and(|s| s.contains('\n'));
+    let sym = if action == Action::Create { "+" } else { "~" };
+    if multi_line(&a.before) || multi_line(&a.after) {
+        let before = a.before.as_str().unwrap_or("");
+        let after = a.after.as_str().unwrap_or("");
+        let _ = writeln!(
+            out,
+            "      {} {:<width$} = <<-",
+            style.action(action, sym),
+            a.path
+        );
+        let diff = similar::TextDiff::from_lines(before, after);
+        for line in diff.unified_diff().context_radius(2).to_string().lines() {
+            let _ = writeln!(out, "          {line}");
+        }
+    } else if action == Action::Create {
+        let _ = writeln!(
+            out,
+            "      {} {:<width$} = {}",
+            style.action(action, sym),
+            a.path,
+            show(&a.after)
+        );
+    } else {
+        let _ = write!(
+            out,
+            "      {} {:<width$} = {} -> {}",
+            style.action(action, sym),
+            a.path,
+            show(&a.before),
+            show(&a.after)
+        );
+        if a.forces_replacement {
+            let why = a
+                .why
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "  {}",
+                style.paint("31", &format!("# forces replacement{why}"))
+            );
+        }
+        out.push('\n');
+    }
+}
+
+/// The human view (`kiln plan`).
+pub fn text(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "kiln plan · env {} · endpoint: {}",
+        plan.env, plan.endpoint
+    );
+    out.push('\n');
+
+    if !plan.drift.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint("1", "Drift: changed outside kiln since the last apply")
+        );
+        for d in &plan.drift {
+            match &d.gone {
+                Some(why) => {
+                    let _ = writeln!(out, "  ! {} is gone: {why}", d.address);
+                }
+                None => {
+                    let _ = writeln!(out, "  ! {}", d.address);
+                    let width = d.attributes.iter().map(|a| a.path.len()).max().unwrap_or(0);
+                    for a in &d.attributes {
+                        let _ = writeln!(
+                            out,
+                            "      ~ {:<width$} = {} (state) -> {} (live)",
+                            a.path,
+                            show(&a.before),
+                            show(&a.after)
+                        );
+                    }
+                }
+            }
+        }
+        out.push('\n');
+    }
+
+    if plan.changes.is_empty() {
+        let _ = writeln!(out, "No changes. The infrastructure matches the manifest.");
+        return out;
+    }
+
+    let _ = writeln!(out, "kiln will perform these actions:");
+    for c in &plan.changes {
+        out.push('\n');
+        let shown = if c.deposed {
+            format!("{} (previous version)", c.address)
+        } else {
+            c.address.clone()
+        };
+        let _ = writeln!(out, "  # {shown} {} ({})", headline(c.action), c.reason);
+        let sym = style.action(c.action, c.action.symbol());
+        let _ = writeln!(out, "  {sym} {shown}");
+        let width = c.attributes.iter().map(|a| a.path.len()).max().unwrap_or(0);
+        for a in &c.attributes {
+            attr_line(&mut out, style, c.action, a, width);
+        }
+    }
+    out.push('\n');
+    let s = &plan.summary;
+    let _ = writeln!(
+        out,
+        "Plan: {} to create, {} to update, {} to replace, {} to move, {} to start, {} to stop, {} to destroy.",
+        s.create, s.update, s.replace, s.move_, s.start, s.stop, s.delete
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Change, Drift, Kind, Summary};
+    use serde_json::json;
+
+    #[test]
+    fn text_view_shows_symbols_reasons_and_multiline_diffs() {
+        let changes = vec![
+            Change {
+                address: "instance.web".into(),
+                kind: Kind::Instance,
+                action: Action::Replace,
+                reason: "availability_domain cannot change".into(),
+                attributes: vec![
+                    AttrChange {
+                        path: "availability_domain".into(),
+                        before: json!("kIdk:US-ASHBURN-AD-1"),
+                        after: json!("kIdk:US-ASHBURN-AD-2"),
+                        forces_replacement: true,
+                        why: Some("an instance cannot change availability domain".into()),
+                    },
+                    AttrChange {
+                        path: "metadata.user_data".into(),
+                        before: json!("#!/bin/sh\necho a\n"),
+                        after: json!("#!/bin/sh\necho b\n"),
+                        forces_replacement: true,
+                        why: None,
+                    },
+                ],
+                id: Some("ocid1.instance.oc1.iad.a".into()),
+                etag: Some("e1".into()),
+                request: None,
+                inputs: None,
+                depends_on: vec![],
+                deposed: false,
+            },
+            Change {
+                address: "instance.db".into(),
+                kind: Kind::Instance,
+                action: Action::Stop,
+                reason: "desired state is STOPPED".into(),
+                attributes: vec![],
+                id: None,
+                etag: None,
+                request: None,
+                inputs: None,
+                depends_on: vec![],
+                deposed: false,
+            },
+        ];
+        let drift = vec![Drift {
+            address: "instance.web".into(),
+            attributes: vec![AttrChange {
+                path: "display_name".into(),
+                before: json!("web"),
+                after: json!("renamed"),
+                forces_replacement: false,
+                why: None,
+            }],
+            gone: None,
+        }];
+        let plan = Plan {
+            format_version: "1".into(),
+            env: "default".into(),
+            endpoint: "https://iaas.us-ashburn-1.oraclecloud.com".into(),
+            state_lineage: None,
+            state_serial: 0,
+            summary: Summary::of(&changes, &drift),
+            forget: vec![],
+            changes,
+            drift,
+        };
+        let t = text(&plan, Style::default());
+        assert!(t.contains("-/+ instance.web"), "{t}");
+        assert!(
+            t.contains("# forces replacement (an instance cannot change availability domain)"),
+            "{t}"
+        );
+        assert!(t.contains("-echo a"), "{t}");
+        assert!(t.contains("+echo b"), "{t}");
+        assert!(
+            t.contains("~ display_name = \"web\" (state) -> \"renamed\" (live)"),
+            "{t}"
+        );
+        assert!(t.contains("Plan: 0 to create, 0 to update, 1 to replace, 0 to move, 0 to start, 1 to stop, 0 to destroy."), "{t}");
+        let j: Value = serde_json::from_str(&json(&plan)).unwrap();
+        assert_eq!(
+            j["changes"][0]["attributes"][0]["forces_replacement"],
+            json!(true)
+        );
+        assert_eq!(j["summary"]["stop"], json!(1));
+    }
+}

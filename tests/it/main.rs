@@ -1,0 +1,13 @@
+//! kiln's integration tests: one binary, shared support, real emulator on loopback.
+
+mod support;
+
+mod client;
+mod crash;
+mod emulator;
+mod examples;
+mod import;
+mod manifest;
+mod oci_cli;
+mod plan_apply;
+mod state;

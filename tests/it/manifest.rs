@@ -1,0 +1,132 @@
+//! Manifest diagnostics: one fixture per problem in `tests/fixtures/invalid/`, each rendered
+//! without colour at 80 columns and snapshotted (the span is part of the snapshot); the schema
+//! copy in the repo matches `kiln schema`; no input makes the parser panic.
+
+use std::path::{Path, PathBuf};
+
+use kiln::manifest::{self, diagnostic::render_plain};
+use proptest::prelude::*;
+
+fn invalid_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid")
+}
+
+/// Load a fixture: `NAME.toml` is copied to a temp dir as `kiln.toml`; a folder is used as is,
+/// with env `prod` when it has `envs/prod.toml`.
+///
+/// Paths are relative to the package root (the test's working directory) and of a fixed length,
+/// so the 80-column wrapping of the rendered text is the same in every clone and on every machine.
+fn render(name: &str) -> String {
+    let path = Path::new("tests/fixtures/invalid").join(name);
+    std::fs::create_dir_all("target").unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("fixture")
+        .tempdir_in("target")
+        .unwrap();
+    let (dir, env) = if path.is_dir() {
+        let env = path.join("envs/prod.toml").exists().then_some("prod");
+        (path.clone(), env)
+    } else {
+        std::fs::copy(&path, tmp.path().join("kiln.toml")).unwrap();
+        (tmp.path().to_path_buf(), None)
+    };
+    let text = match manifest::load(&dir, env) {
+        Ok(m) => {
+            let mut out = String::from("(valid)\n");
+            for w in &m.warnings {
+                out.push_str(&render_plain(w, 80));
+            }
+            out
+        }
+        Err(e) => render_plain(&e, 80),
+    };
+    text.replace(&dir.display().to_string(), "[DIR]")
+}
+
+#[test]
+fn every_invalid_fixture_is_reported_with_its_span() {
+    let mut names: Vec<String> = std::fs::read_dir(invalid_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 18, "{names:?}");
+    for name in names {
+        let rendered = render(&name);
+        let snap = name.trim_end_matches(".toml").to_string();
+        insta::assert_snapshot!(snap, rendered);
+    }
+}
+
+#[test]
+fn all_problems_are_reported_in_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        invalid_dir().join("many_problems.toml"),
+        tmp.path().join("kiln.toml"),
+    )
+    .unwrap();
+    let e = manifest::load(tmp.path(), None).unwrap_err();
+    assert!(e.errors() >= 6, "{}", render_plain(&e, 80));
+}
+
+#[test]
+fn the_checked_in_schema_is_what_kiln_schema_prints() {
+    let repo = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/kiln.schema.json"),
+    )
+    .unwrap();
+    let now = serde_json::to_string_pretty(&manifest::schema::json_schema()).unwrap();
+    assert_eq!(
+        repo.trim_end(),
+        now.trim_end(),
+        "run `cargo run -- schema > schema/kiln.schema.json`"
+    );
+}
+
+fn arb_toml() -> impl Strategy<Value = String> {
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/golden-image/kiln.toml"),
+    )
+    .unwrap();
+    let pieces = prop::collection::vec(
+        prop_oneof![
+            Just("[instance.x]\n".to_string()),
+            Just("[image.y]\nfrom_instance = \"instance.x\"\n".to_string()),
+            Just("source = { image = \"image.y\" }\n".to_string()),
+            Just("shape_config = { ocpus = -1 }\n".to_string()),
+            Just("${vars.".to_string()),
+            Just("\"".to_string()),
+            Just("[[instance]]\n".to_string()),
+            "[a-z_.]{1,12} = [0-9\"a-z{}\\[\\] ,=.]{0,20}\n",
+            "\\PC{0,30}",
+        ],
+        0..12,
+    );
+    (pieces, any::<usize>(), any::<bool>()).prop_map(move |(ps, at, keep_base)| {
+        let mut s = if keep_base {
+            base.clone()
+        } else {
+            String::new()
+        };
+        let cut = if s.is_empty() { 0 } else { at % s.len() };
+        let cut = (0..=cut)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
+        s.insert_str(cut, &ps.concat());
+        s
+    })
+}
+
+proptest! {
+    // The default is modest for debug test runs; CI raises it (KILN_FUZZ_CASES).
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("KILN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000)))]
+    #[test]
+    fn the_parser_never_panics(text in arb_toml()) {
+        match manifest::load_str(Path::new(env!("CARGO_MANIFEST_DIR")), &text) {
+            Ok(_) => {}
+            Err(e) => { let _ = render_plain(&e, 80); }
+        }
+    }
+}

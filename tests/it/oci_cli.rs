@@ -1,0 +1,214 @@
+//! Conformance: Oracle's own `oci` CLI (PyPI `oci-cli`) against `kiln emulator`. The CLI signs
+//! with Oracle's SDK and parses responses with its models, so it judges the emulator's wire format.
+//! In CI the test fails when the CLI is missing; elsewhere it skips, loudly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::{self, COMPARTMENT, PKCS8_FP, TENANCY, USER};
+
+fn oci_available() -> bool {
+    Command::new("oci")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+struct Emulator(std::process::Child);
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn oracles_oci_cli_drives_the_emulator() {
+    if !oci_available() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "the `oci` CLI is not installed: .ci/run installs it with `pip install oci-cli`"
+            );
+        }
+        eprintln!("\n*** SKIPPING the oci CLI conformance test: `oci` is not on PATH (pip install oci-cli) ***\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(&cfg, format!("[DEFAULT]\nuser={USER}\ntenancy={TENANCY}\nfingerprint={PKCS8_FP}\nkey_file={}\nregion=us-ashburn-1\n", support::key_path("pkcs8-labelled.pem").display())).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--oci-config",
+            cfg.to_str().unwrap(),
+            "--time-scale",
+            "0.01",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Emulator(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_string();
+    let fixtures: Value = reqwest::blocking::get(format!("{url}/_emulator/fixtures"))
+        .unwrap()
+        .json()
+        .unwrap();
+
+    let oci = |args: &[&str]| -> (bool, Value, String) {
+        let out = Command::new("oci")
+            .args(args)
+            .args([
+                "--endpoint",
+                &url,
+                "--config-file",
+                cfg.to_str().unwrap(),
+                "--profile",
+                "DEFAULT",
+            ])
+            .env("OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING", "True")
+            .env_remove("OCI_CLI_PROFILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (
+            out.status.success(),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ad = fixtures["availability_domains"][0].as_str().unwrap();
+    let subnet = fixtures["public_subnet_id"].as_str().unwrap();
+    let image = fixtures["platform_images"][0]["id"].as_str().unwrap();
+    let launch = |name: &str| {
+        oci(&[
+            "compute",
+            "instance",
+            "launch",
+            "--availability-domain",
+            ad,
+            "--compartment-id",
+            COMPARTMENT,
+            "--shape",
+            "VM.Standard.E4.Flex",
+            "--shape-config",
+            r#"{"ocpus": 1, "memoryInGBs": 16}"#,
+            "--subnet-id",
+            subnet,
+            "--image-id",
+            image,
+            "--display-name",
+            name,
+            "--wait-for-state",
+            "RUNNING",
+            "--wait-interval-seconds",
+            "1",
+        ])
+    };
+    let (ok, launched, err) = launch("cli-1");
+    assert!(ok, "launch: {err}");
+    let id = launched["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(launched["data"]["lifecycle-state"], "RUNNING", "{launched}");
+    assert!(launch("cli-2").0 && launch("cli-3").0);
+
+    let (ok, got, err) = oci(&["compute", "instance", "get", "--instance-id", &id]);
+    assert!(ok, "get: {err}");
+    assert_eq!(got["data"]["display-name"], "cli-1");
+    assert!(got["etag"].is_string(), "{got}");
+
+    let (ok, listed, err) = oci(&[
+        "compute",
+        "instance",
+        "list",
+        "--compartment-id",
+        COMPARTMENT,
+        "--all",
+        "--page-size",
+        "1",
+    ]);
+    assert!(ok, "list: {err}");
+    assert_eq!(listed["data"].as_array().unwrap().len(), 3, "{listed}");
+
+    let (ok, stopped, err) = oci(&[
+        "compute",
+        "instance",
+        "action",
+        "--action",
+        "STOP",
+        "--instance-id",
+        &id,
+        "--wait-for-state",
+        "STOPPED",
+        "--wait-interval-seconds",
+        "1",
+    ]);
+    assert!(ok, "stop: {err}");
+    assert_eq!(stopped["data"]["lifecycle-state"], "STOPPED");
+
+    let (ok, img, err) = oci(&[
+        "compute",
+        "image",
+        "create",
+        "--compartment-id",
+        COMPARTMENT,
+        "--instance-id",
+        &id,
+        "--display-name",
+        "cli-image",
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
+    ]);
+    assert!(ok, "image create: {err}");
+    let image_id = img["data"]["id"].as_str().unwrap().to_string();
+    let (ok, img, err) = oci(&["compute", "image", "get", "--image-id", &image_id]);
+    assert!(ok, "image get: {err}");
+    assert_eq!(img["data"]["lifecycle-state"], "AVAILABLE");
+
+    let (ok, _, err) = oci(&[
+        "compute",
+        "instance",
+        "update",
+        "--instance-id",
+        &id,
+        "--display-name",
+        "x",
+        "--if-match",
+        "not-the-etag",
+        "--force",
+    ]);
+    assert!(!ok, "a wrong --if-match must fail");
+    assert!(err.contains("412") && err.contains("NoEtagMatch"), "{err}");
+
+    let (ok, _, err) = oci(&[
+        "compute",
+        "instance",
+        "terminate",
+        "--instance-id",
+        &id,
+        "--force",
+        "--wait-for-state",
+        "SUCCEEDED",
+        "--wait-interval-seconds",
+        "1",
+    ]);
+    assert!(ok, "terminate: {err}");
+    let (_, got, _) = oci(&["compute", "instance", "get", "--instance-id", &id]);
+    assert_eq!(got["data"]["lifecycle-state"], "TERMINATED");
+}

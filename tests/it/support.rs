@@ -1,0 +1,265 @@
+//! Shared test support: an in-process emulator trusting a fixed test key, and a kiln client for it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kiln::emulator::{self, EmulatorConfig, RunningEmulator, TrustedKey};
+use kiln::oci::keys::{self, SigningKey};
+use kiln::oci::{Client, ClientOptions, RetryPolicy};
+
+pub const TENANCY: &str = "ocid1.tenancy.oc1..aaaatest";
+pub const USER: &str = "ocid1.user.oc1..aaaatest";
+pub const PKCS1_FP: &str = "f7:f0:c3:be:cc:84:ea:6c:21:0a:72:40:37:bb:0d:ed";
+pub const PKCS8_FP: &str = "ca:f8:ba:ea:d3:cc:7a:a2:d3:8b:92:48:41:1c:f0:94";
+pub const COMPARTMENT: &str = "ocid1.compartment.oc1..aaaaaaaatestcompartment";
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn key_path(name: &str) -> PathBuf {
+    fixtures_dir().join("signing/keys").join(name)
+}
+
+/// The pkcs1 test key as kiln signs with it.
+pub fn signing_key() -> SigningKey {
+    let key = keys::load_private_key(&key_path("pkcs1.pem"), None).unwrap();
+    SigningKey {
+        key,
+        key_id: format!("{TENANCY}/{USER}/{PKCS1_FP}"),
+    }
+}
+
+/// The pkcs8 test key (not trusted by default).
+pub fn other_key() -> SigningKey {
+    let key = keys::load_private_key(&key_path("pkcs8.pem"), None).unwrap();
+    SigningKey {
+        key,
+        key_id: format!("{TENANCY}/{USER}/{PKCS8_FP}"),
+    }
+}
+
+pub fn trusted() -> Vec<TrustedKey> {
+    let k = signing_key();
+    vec![TrustedKey {
+        key_id: k.key_id.clone(),
+        public_key: k.key.to_public_key(),
+    }]
+}
+
+/// A config with fast lifecycles.
+pub fn config(time_scale: f64) -> EmulatorConfig {
+    EmulatorConfig {
+        trusted_keys: trusted(),
+        time_scale,
+        ..EmulatorConfig::default()
+    }
+}
+
+pub async fn start(config: EmulatorConfig) -> RunningEmulator {
+    emulator::start(config).await.expect("emulator starts")
+}
+
+/// A client for `emu` with quick retries.
+pub fn client(emu: &RunningEmulator) -> Client {
+    client_with(emu, signing_key())
+}
+
+pub fn client_with(emu: &RunningEmulator, key: SigningKey) -> Client {
+    let mut opts = ClientOptions::new(emu.url());
+    opts.retry = RetryPolicy {
+        max_attempts: 8,
+        max_elapsed: Duration::from_secs(60),
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+    };
+    opts.timeout = Duration::from_secs(10);
+    Client::new(key, opts)
+}
+
+pub fn wait(secs: u64) -> kiln::oci::wait::WaitOptions {
+    kiln::oci::wait::WaitOptions::new(Duration::from_secs(secs))
+}
+
+/// A minimal valid launch request on the emulator's fixtures.
+pub fn launch_details(
+    emu: &RunningEmulator,
+    name: &str,
+) -> kiln::oci::models::LaunchInstanceDetails {
+    let f = emu.fixtures();
+    serde_json::from_value(serde_json::json!({
+        "availabilityDomain": f.availability_domains[0],
+        "compartmentId": COMPARTMENT,
+        "displayName": name,
+        "shape": "VM.Standard.E4.Flex",
+        "shapeConfig": {"ocpus": 1, "memoryInGBs": 16},
+        "createVnicDetails": {"subnetId": f.public_subnet_id},
+        "sourceDetails": {"sourceType": "image", "imageId": f.platform_images[0].id},
+        "metadata": {"ssh_authorized_keys": "ssh-ed25519 AAAA test"}
+    }))
+    .unwrap()
+}
+
+/// A manifest directory wired to an in-process emulator through a real OCI config file, driven
+/// through the kiln binary.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub emu: RunningEmulator,
+    pub config: PathBuf,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Project {
+    pub async fn new(config: EmulatorConfig) -> Project {
+        let emu = start(config).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("oci-config");
+        std::fs::write(&cfg, format!("[DEFAULT]\nuser={USER}\ntenancy={TENANCY}\nfingerprint={PKCS1_FP}\nkey_file={}\nregion=us-ashburn-1\n", key_path("pkcs1.pem").display())).unwrap();
+        Project {
+            dir,
+            emu,
+            config: cfg,
+        }
+    }
+
+    /// The `[provider]` and `[defaults]` every test manifest starts with.
+    pub fn header(&self) -> String {
+        let f = self.emu.fixtures();
+        format!(
+            "[provider]\nendpoint = \"{}\"\nconfig_file = \"{}\"\n\n[defaults]\ncompartment = \"{COMPARTMENT}\"\navailability_domain = \"{}\"\nshape = \"VM.Standard.E4.Flex\"\nshape_config = {{ ocpus = 1, memory_in_gbs = 16 }}\nsubnet = \"{}\"\nsource = {{ image = \"{}\" }}\n\n",
+            self.emu.url(),
+            self.config.display(),
+            f.availability_domains[0],
+            f.public_subnet_id,
+            f.platform_images[0].id
+        )
+    }
+
+    pub fn write(&self, body: &str) {
+        std::fs::write(
+            self.dir.path().join("kiln.toml"),
+            format!("{}{body}", self.header()),
+        )
+        .unwrap();
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn kiln(&self, args: &[&str]) -> Out {
+        run_kiln(self.dir.path(), args).await
+    }
+
+    pub fn client(&self) -> Client {
+        client(&self.emu)
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.dir.path().join("state/default.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Instances that are not terminated, in the test compartment.
+    pub async fn live_instances(&self) -> Vec<kiln::oci::models::Instance> {
+        self.client()
+            .list_instances(&kiln::oci::compute::ListInstances {
+                compartment_id: COMPARTMENT.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| !matches!(i.lifecycle_state.as_str(), "TERMINATED" | "TERMINATING"))
+            .collect()
+    }
+}
+
+/// Run the kiln binary in `cwd`, without colour, with fast embedded-emulator lifecycles.
+pub async fn run_kiln(cwd: &Path, args: &[&str]) -> Out {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env("KILN_EMULATOR_TIME_SCALE", "0.002")
+        .env_remove("OCI_CLI_PROFILE")
+        .env_remove("OCI_CLI_CONFIG_FILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Replace volatile values (OCIDs, ports, times, paths) for snapshots.
+pub fn scrub(text: &str, project: Option<&Project>) -> String {
+    let mut s = text.to_string();
+    if let Some(p) = project {
+        s = s
+            .replace(&p.emu.url(), "http://127.0.0.1:PORT")
+            .replace(&p.path().display().to_string(), "[DIR]");
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut re_ocid = |s: &str| -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find("ocid1.") {
+            out.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'))
+                .unwrap_or(tail.len());
+            let ocid = &tail[..end];
+            let kind = ocid.split('.').nth(1).unwrap_or("x");
+            let n = match seen.iter().position(|o| o == ocid) {
+                Some(n) => n,
+                None => {
+                    seen.push(ocid.to_string());
+                    seen.len() - 1
+                }
+            };
+            out.push_str(&format!("ocid1.{kind}.[ID{}]", n + 1));
+            rest = &tail[end..];
+        }
+        out.push_str(rest);
+        out
+    };
+    s = re_ocid(&s);
+    // Durations and clock times.
+    let mut out = String::new();
+    for line in s.lines() {
+        let mut l = line.to_string();
+        if let Some(i) = l.find(" in ") {
+            if l.starts_with("Apply ") {
+                l.truncate(i);
+                l.push_str(" in [TIME]");
+            }
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
