@@ -2,7 +2,9 @@
 //! across crashes with a pending create recorded in state before it is sent.
 //!
 //! The state is saved after every finished action (atomic, serial + 1), so a crash or Ctrl-C loses
-//! nothing. The first mutation of a resource sends the etag the plan captured; later nodes of the
+//! nothing. Saves are group commits: an action whose change is already covered by a save that
+//! started after it does not write again, so parallel actions share writes instead of queueing
+//! one full rewrite each. The first mutation of a resource sends the etag the plan captured; later nodes of the
 //! same apply send the etag this apply read last — so an out-of-band change between plan and
 //! apply is a 412 that overwrites nothing, and kiln never trips over its own changes.
 
@@ -127,6 +129,9 @@ struct Ctx {
     store: StateStore,
     lock: StateLock,
     state: Mutex<State>,
+    /// Changes made to `state` so far, and how many of them are durably saved.
+    changed: std::sync::atomic::AtomicU64,
+    saved: Mutex<u64>,
     /// Addresses already mutated by this apply (their next mutation uses the etag read since).
     touched: Mutex<HashSet<String>>,
     timeouts: Timeouts,
@@ -158,17 +163,34 @@ impl Ctx {
         }
     }
 
-    /// Save the state with `f` applied (serial + 1, atomic).
+    /// Apply `f` to the state and return once a save that includes it is durable (serial + 1,
+    /// atomic). One save runs at a time; changes made while it runs are saved together by the
+    /// next one.
     async fn record(&self, address: &str, f: impl FnOnce(&mut State)) -> Result<(), NodeError> {
-        let mut st = self.state.lock().await;
-        f(&mut st);
+        use std::sync::atomic::Ordering;
+        let mine = {
+            let mut st = self.state.lock().await;
+            f(&mut st);
+            self.changed.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        let mut saved = self.saved.lock().await;
+        if *saved >= mine {
+            return Ok(());
+        }
+        let (mut snapshot, upto) = {
+            let st = self.state.lock().await;
+            (st.clone(), self.changed.load(Ordering::SeqCst))
+        };
         self.store
-            .save(&self.lock, &mut st)
+            .save(&self.lock, &mut snapshot)
             .await
             .map_err(|source| NodeError::State {
                 address: address.to_string(),
                 source,
-            })
+            })?;
+        self.state.lock().await.serial = snapshot.serial;
+        *saved = upto;
+        Ok(())
     }
 
     async fn id_of(&self, address: &str) -> Option<String> {
@@ -771,6 +793,8 @@ pub async fn apply(
         store,
         lock,
         state: Mutex::new(state),
+        changed: std::sync::atomic::AtomicU64::new(0),
+        saved: Mutex::new(0),
         touched: Mutex::new(HashSet::new()),
         timeouts: opts.timeouts.clone(),
         progress: progress.clone(),
@@ -832,5 +856,10 @@ pub async fn apply(
     report.deleted = n(Action::Delete);
     report.elapsed = timer.elapsed();
     let ctx = Arc::try_unwrap(ctx).ok().expect("every node finished");
+    if let Err(e) = ctx.lock.release().await {
+        report
+            .failed
+            .push(("release the state lock".into(), format!("{:?}", miette::Report::new(e))));
+    }
     (ctx.state.into_inner(), report)
 }

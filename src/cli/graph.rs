@@ -31,7 +31,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             ..Default::default()
         };
         let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.client), &opts).await?;
-        drop(lock);
+        lock.release().await?;
         print!("{}", plan.graph().to_dot());
         Ok(ExitCode::SUCCESS)
     })

@@ -101,6 +101,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         r.updated_at = Utc::now();
         st.resources.insert(address.to_string(), r);
         s.store.save(&lock, &mut st).await?;
+        lock.release().await?;
         println!(
             "Imported {} as `{address}`: added `[{address}]` to {} and recorded it in {}",
             args.ocid,

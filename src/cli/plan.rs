@@ -62,7 +62,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             endpoint: s.endpoint.clone(),
         };
         let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.client), &opts).await?;
-        drop(lock);
+        lock.release().await?;
         if args.json {
             println!("{}", render::json(&plan));
         } else {

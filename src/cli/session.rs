@@ -7,10 +7,11 @@ use std::time::Duration;
 use miette::{miette, IntoDiagnostic, WrapErr};
 
 use crate::emulator::{self, EmulatorConfig, RunningEmulator};
-use crate::manifest::{self, Endpoint, Manifest};
+use crate::manifest::{self, Backend, Endpoint, Manifest};
 use crate::oci::config::{self as oci_config, ConfigFile};
+use crate::oci::object_storage::ObjectStorage;
 use crate::oci::{keys, region, Client, ClientOptions};
-use crate::state::StateStore;
+use crate::state::{RemoteStore, StateStore};
 
 /// Arguments shared by plan, apply, destroy and graph.
 #[derive(Clone, Debug, clap::Args)]
@@ -80,7 +81,7 @@ pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> 
     Ok(m)
 }
 
-fn state_dir(common: &Common) -> PathBuf {
+pub fn state_dir(common: &Common) -> PathBuf {
     common
         .state_dir
         .clone()
@@ -149,77 +150,143 @@ fn write_private(path: &Path, bytes: &[u8]) -> miette::Result<()> {
     Ok(())
 }
 
+/// The provider's client: the embedded emulator's, or one for the configured endpoint.
+pub struct Connection {
+    pub client: Client,
+    /// For the plan header.
+    pub endpoint: String,
+    /// The provider's region, when known (the backend's default).
+    pub region: Option<String>,
+    pub emulator: Option<RunningEmulator>,
+}
+
+/// Connect to the manifest's provider (starting the embedded emulator for `endpoint = "emulator"`).
+pub async fn connect(
+    manifest: &Manifest,
+    state_dir: &Path,
+    config_file: Option<&Path>,
+    profile: Option<&str>,
+) -> miette::Result<Connection> {
+    if manifest.provider.endpoint == Endpoint::Emulator {
+        let region = manifest
+            .provider
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-ashburn-1".into());
+        let (emu, client, desc) = embedded(state_dir, &region).await?;
+        return Ok(Connection {
+            client,
+            endpoint: desc,
+            region: Some(region),
+            emulator: Some(emu),
+        });
+    }
+    let path = oci_config::resolve_config_path(
+        config_file.or(manifest.provider.config_file.as_deref()),
+        &oci_config::process_env,
+    );
+    let name = oci_config::resolve_profile_name(
+        profile.or(manifest.provider.profile.as_deref()),
+        &oci_config::process_env,
+    );
+    let profile = ConfigFile::load(&path)?.profile(&name)?;
+    let signing = keys::load_signing_key(&profile)?;
+    let region = manifest.provider.region.clone().or_else(|| {
+        profile
+            .region
+            .as_deref()
+            .and_then(|r| region::resolve(r).ok())
+            .map(str::to_string)
+    });
+    let url = match &manifest.provider.endpoint {
+        Endpoint::Url(u) => u.to_string().trim_end_matches('/').to_string(),
+        _ => {
+            let r = region.clone().ok_or_else(|| {
+                miette!(
+                    help = "set `region` in `[provider]` or in the profile",
+                    "no region for profile `{name}` in `{}`",
+                    path.display()
+                )
+            })?;
+            region::compute_endpoint(&r)
+        }
+    };
+    let desc = format!("{url} (profile {name})");
+    Ok(Connection {
+        client: Client::new(signing, ClientOptions::new(url)),
+        endpoint: desc,
+        region,
+        emulator: None,
+    })
+}
+
+/// Where the manifest's state lives: `[backend]`, else `<state dir>/<env>.json`.
+pub fn state_store(
+    manifest: &Manifest,
+    state_dir: Option<&Path>,
+    conn: &Connection,
+) -> miette::Result<StateStore> {
+    let b = match &manifest.backend {
+        Backend::Local => {
+            return Ok(StateStore::local(&manifest.dir, state_dir, &manifest.env));
+        }
+        Backend::ObjectStorage(b) => b,
+    };
+    let emulator_url = || {
+        conn.emulator.as_ref().map(|e| e.url()).ok_or_else(|| {
+            miette!(
+                help = "use the backend's own URL, or `endpoint = \"emulator\"` in `[provider]` too",
+                "`backend.endpoint = \"emulator\"` needs the embedded emulator as the provider"
+            )
+        })
+    };
+    let url = match (&b.endpoint, &manifest.provider.endpoint) {
+        (Some(Endpoint::Url(u)), _) => u.to_string().trim_end_matches('/').to_string(),
+        (Some(Endpoint::Emulator), _) | (None, Endpoint::Emulator) => emulator_url()?,
+        // An emulator (or proxy) URL for the provider serves Object Storage too.
+        (None, Endpoint::Url(u)) => u.to_string().trim_end_matches('/').to_string(),
+        (Some(Endpoint::Default), _) | (None, Endpoint::Default) => {
+            let r = b.region.clone().or_else(|| conn.region.clone()).ok_or_else(|| {
+                miette!(
+                    help = "set `region` in `[backend]` or `[provider]`",
+                    "no region for the Object Storage backend"
+                )
+            })?;
+            region::object_storage_endpoint(&r)
+        }
+    };
+    let os = ObjectStorage::new(conn.client.with_endpoint(&url));
+    Ok(StateStore::Remote(RemoteStore::new(
+        os,
+        &b.namespace,
+        &b.bucket,
+        &b.prefix,
+        &manifest.env,
+    )))
+}
+
 /// Open a session for `common.dir`.
 pub async fn open(common: &Common) -> miette::Result<Session> {
     let manifest = load_manifest(&common.dir, common.env.as_deref())?;
-    let env_name = manifest.env.clone();
-    let store = StateStore::local(&common.dir, common.state_dir.as_deref(), &env_name);
     let parallelism = common
         .parallelism
         .or(manifest.provider.parallelism)
         .unwrap_or(10)
         .max(1);
-    let (client, endpoint, emulator) = match &manifest.provider.endpoint {
-        Endpoint::Emulator => {
-            let region = manifest
-                .provider
-                .region
-                .clone()
-                .unwrap_or_else(|| "us-ashburn-1".into());
-            let (emu, client, desc) = embedded(&state_dir(common), &region).await?;
-            (client, desc, Some(emu))
-        }
-        other => {
-            let path = oci_config::resolve_config_path(
-                common
-                    .config_file
-                    .as_deref()
-                    .or(manifest.provider.config_file.as_deref()),
-                &oci_config::process_env,
-            );
-            let name = oci_config::resolve_profile_name(
-                common
-                    .profile
-                    .as_deref()
-                    .or(manifest.provider.profile.as_deref()),
-                &oci_config::process_env,
-            );
-            let profile = ConfigFile::load(&path)?.profile(&name)?;
-            let signing = keys::load_signing_key(&profile)?;
-            let url = match other {
-                Endpoint::Url(u) => u.to_string().trim_end_matches('/').to_string(),
-                _ => {
-                    let r = manifest
-                        .provider
-                        .region
-                        .clone()
-                        .or_else(|| {
-                            profile
-                                .region
-                                .as_deref()
-                                .and_then(|r| region::resolve(r).ok())
-                                .map(str::to_string)
-                        })
-                        .ok_or_else(|| {
-                            miette!(
-                                help = "set `region` in `[provider]` or in the profile",
-                                "no region for profile `{name}` in `{}`",
-                                path.display()
-                            )
-                        })?;
-                    region::compute_endpoint(&r)
-                }
-            };
-            let desc = format!("{url} (profile {name})");
-            (Client::new(signing, ClientOptions::new(url)), desc, None)
-        }
-    };
+    let conn = connect(
+        &manifest,
+        &state_dir(common),
+        common.config_file.as_deref(),
+        common.profile.as_deref(),
+    )
+    .await?;
+    let store = state_store(&manifest, common.state_dir.as_deref(), &conn)?;
     Ok(Session {
         manifest,
         store,
-        client,
-        endpoint,
+        client: conn.client,
+        endpoint: conn.endpoint,
         parallelism,
-        _emulator: emulator,
+        _emulator: conn.emulator,
     })
 }

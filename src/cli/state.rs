@@ -1,4 +1,4 @@
-//! `kiln state list|show|rm|mv` and `kiln force-unlock`.
+//! `kiln state list|show|rm|mv|migrate` and `kiln force-unlock`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use miette::{miette, IntoDiagnostic};
 
-use crate::state::{LockInfo, StateStore};
+use crate::emulator::RunningEmulator;
+use crate::manifest::Backend;
+use crate::state::{LockInfo, State, StateError, StateStore};
 
-/// Which state file.
+use super::session;
+
+/// Which state: the manifest's `[backend]` when `DIR/kiln.toml` exists, else `state/<env>.json`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StateArgs {
     /// Manifest directory.
@@ -16,19 +20,81 @@ pub struct StateArgs {
     pub dir: PathBuf,
     #[arg(long)]
     pub env: Option<String>,
+    /// Folder of the local state files (default: `<DIR>/state`).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    #[arg(long, default_value = "0s", value_parser = super::session::parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = session::parse_duration)]
     pub lock_timeout: Duration,
+    /// OCI config file, for a remote backend.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// OCI config profile, for a remote backend.
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+/// The stores a state command works on; keeps the embedded emulator alive.
+pub struct Stores {
+    /// The manifest's store (its `[backend]`, or the local file).
+    pub store: StateStore,
+    /// The local file store, and whether the manifest has a remote backend.
+    pub local: StateStore,
+    pub remote: bool,
+    _emulator: Option<RunningEmulator>,
 }
 
 impl StateArgs {
-    pub fn store(&self) -> StateStore {
+    fn local(&self) -> StateStore {
         StateStore::local(
             &self.dir,
             self.state_dir.as_deref(),
             self.env.as_deref().unwrap_or("default"),
         )
+    }
+
+    pub async fn stores(&self) -> miette::Result<Stores> {
+        if !self.dir.join("kiln.toml").exists() {
+            let local = self.local();
+            return Ok(Stores {
+                store: local.clone(),
+                local,
+                remote: false,
+                _emulator: None,
+            });
+        }
+        let manifest = session::load_manifest(&self.dir, self.env.as_deref())?;
+        let local = StateStore::local(&manifest.dir, self.state_dir.as_deref(), &manifest.env);
+        if manifest.backend == Backend::Local {
+            return Ok(Stores {
+                store: local.clone(),
+                local,
+                remote: false,
+                _emulator: None,
+            });
+        }
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join("state"));
+        let conn = session::connect(
+            &manifest,
+            &state_dir,
+            self.config_file.as_deref(),
+            self.profile.as_deref(),
+        )
+        .await?;
+        let store = session::state_store(&manifest, self.state_dir.as_deref(), &conn)?;
+        Ok(Stores {
+            store,
+            local,
+            remote: true,
+            _emulator: conn.emulator,
+        })
+    }
+
+    pub async fn store(&self) -> miette::Result<(StateStore, Stores)> {
+        let stores = self.stores().await?;
+        Ok((stores.store.clone(), stores))
     }
 }
 
@@ -59,6 +125,18 @@ pub enum StateCommand {
         #[command(flatten)]
         at: StateArgs,
     },
+    /// Move the state between the local file and the manifest's `[backend]`, keeping its lineage
+    /// and serial.
+    Migrate {
+        /// Copy `state/<env>.json` to the `[backend]` of kiln.toml.
+        #[arg(long, required_unless_present = "to_local", conflicts_with = "to_local")]
+        to_backend: bool,
+        /// Copy the `[backend]` state to `state/<env>.json`.
+        #[arg(long)]
+        to_local: bool,
+        #[command(flatten)]
+        at: StateArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,7 +152,8 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
     rt.block_on(async {
         match cmd {
             StateCommand::List { at } => {
-                let state = at.store().load().await?.unwrap_or_default();
+                let (store, _keep) = at.store().await?;
+                let state = store.load().await?.unwrap_or_default();
                 for (addr, r) in &state.resources {
                     let pending = if r.pending_create.is_some() {
                         " (create pending)"
@@ -86,7 +165,8 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Show { address, at } => {
-                let state = at.store().load().await?.unwrap_or_default();
+                let (store, _keep) = at.store().await?;
+                let state = store.load().await?.unwrap_or_default();
                 let r = state.resources.get(&address).ok_or_else(|| {
                     miette!(
                         help = "see `kiln state list`",
@@ -97,7 +177,7 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Rm { addresses, at } => {
-                let store = at.store();
+                let (store, _keep) = at.store().await?;
                 let lock = store
                     .lock(LockInfo::new("state rm"), at.lock_timeout)
                     .await?;
@@ -114,6 +194,7 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                     }
                 }
                 store.save(&lock, &mut state).await?;
+                lock.release().await?;
                 println!(
                     "Removed {} from the state (the resources stay in OCI)",
                     addresses.join(", ")
@@ -121,7 +202,7 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Mv { from, to, at } => {
-                let store = at.store();
+                let (store, _keep) = at.store().await?;
                 let lock = store
                     .lock(LockInfo::new("state mv"), at.lock_timeout)
                     .await?;
@@ -148,17 +229,103 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 })?;
                 state.resources.insert(to.clone(), r);
                 store.save(&lock, &mut state).await?;
+                lock.release().await?;
                 println!("Moved {from} to {to}");
+                Ok(ExitCode::SUCCESS)
+            }
+            StateCommand::Migrate { to_backend, at, .. } => {
+                let stores = at.stores().await?;
+                if !stores.remote {
+                    return Err(miette!(
+                        help = "add `[backend] kind = \"object_storage\"` with `namespace` and `bucket` to kiln.toml first",
+                        "`{}` has no remote `[backend]` to migrate to or from",
+                        at.dir.join("kiln.toml").display()
+                    ));
+                }
+                let (from, to) = if to_backend {
+                    (&stores.local, &stores.store)
+                } else {
+                    (&stores.store, &stores.local)
+                };
+                let moved = migrate(from, to, at.lock_timeout).await?;
+                match moved {
+                    Some(s) => println!(
+                        "Copied the state (lineage {}, serial {}, {} resources) from {} to {}",
+                        s.lineage,
+                        s.serial,
+                        s.resources.len(),
+                        from.describe(),
+                        to.describe()
+                    ),
+                    None => println!(
+                        "{} already holds this state (same lineage and serial); nothing to copy",
+                        to.describe()
+                    ),
+                }
                 Ok(ExitCode::SUCCESS)
             }
         }
     })
 }
 
+/// Copy `from` to `to` with lineage and serial kept, both locked. Refuses when `to` holds another
+/// lineage or a newer serial; `None` when `to` already holds the same version.
+pub async fn migrate(
+    from: &StateStore,
+    to: &StateStore,
+    lock_timeout: Duration,
+) -> miette::Result<Option<State>> {
+    let from_lock = from
+        .lock(LockInfo::new("state migrate"), lock_timeout)
+        .await?;
+    let to_lock = to.lock(LockInfo::new("state migrate"), lock_timeout).await?;
+    let state = from.load().await?.ok_or_else(|| StateError::Migrate {
+        reason: format!("there is no state at `{}`", from.describe()),
+    })?;
+    let refuse = |reason: String| StateError::Migrate { reason };
+    let result = match to.load().await? {
+        Some(existing) if existing.lineage != state.lineage => Err(refuse(format!(
+            "`{}` already holds a different state (lineage {}, serial {}) than `{}` (lineage {}, serial {})",
+            to.describe(),
+            existing.lineage,
+            existing.serial,
+            from.describe(),
+            state.lineage,
+            state.serial
+        ))),
+        Some(existing) if existing.serial > state.serial => Err(refuse(format!(
+            "`{}` is newer (serial {}) than `{}` (serial {})",
+            to.describe(),
+            existing.serial,
+            from.describe(),
+            state.serial
+        ))),
+        Some(existing) if existing.serial == state.serial => {
+            if existing == state {
+                Ok(None)
+            } else {
+                Err(refuse(format!(
+                    "`{}` and `{}` both have serial {} but differ",
+                    to.describe(),
+                    from.describe(),
+                    state.serial
+                )))
+            }
+        }
+        _ => {
+            to.write_exact(&to_lock, &state).await?;
+            Ok(Some(state))
+        }
+    };
+    to_lock.release().await?;
+    from_lock.release().await?;
+    Ok(result?)
+}
+
 pub fn force_unlock(args: ForceUnlockArgs) -> miette::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
-        let store = args.at.store();
+        let (store, _keep) = args.at.store().await?;
         match store.force_unlock(args.lock_id.as_deref()).await? {
             Some(h) => println!("Removed the lock held by {}", h.describe()),
             None => println!("{} was not locked", store.describe()),

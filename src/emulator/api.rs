@@ -12,7 +12,7 @@ use super::{Fixtures, Timings};
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub body: Vec<u8>,
 }
 
 impl Reply {
@@ -20,7 +20,7 @@ impl Reply {
         Reply {
             status,
             headers: Vec::new(),
-            body: body.to_string(),
+            body: body.to_string().into_bytes(),
         }
     }
 
@@ -28,7 +28,7 @@ impl Reply {
         Reply {
             status,
             headers: Vec::new(),
-            body: String::new(),
+            body: Vec::new(),
         }
     }
 
@@ -1340,7 +1340,7 @@ pub fn remember(
             at: now,
             status: reply.status,
             headers: reply.headers.clone(),
-            body: reply.body.clone(),
+            body: String::from_utf8_lossy(&reply.body).into_owned(),
         },
     );
 }

@@ -4,7 +4,8 @@
 //! - the `Authorization: Signature …` parameters, in any order;
 //! - a trusted `keyId` (`tenancy/user/fingerprint`);
 //! - the required signed headers per method (GET/HEAD/DELETE: date (request-target) host;
-//!   POST/PUT/PATCH also content-length content-type x-content-sha256), `x-date` accepted for `date`;
+//!   POST/PUT/PATCH also content-length content-type x-content-sha256, except Object Storage
+//!   PutObject), `x-date` accepted for `date`;
 //! - body hash and length; the date within ±5 minutes; the RSA-SHA256 signature.
 
 use std::collections::HashMap;
@@ -36,6 +37,9 @@ pub struct SignedRequest<'a> {
     /// Header lookup, case-insensitive.
     pub header: &'a dyn Fn(&str) -> Option<String>,
     pub body: &'a [u8],
+    /// Whether the body headers must be signed (POST/PUT/PATCH except Object Storage PutObject,
+    /// which Oracle's SDK signs with `date (request-target) host` only).
+    pub body_signed: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -84,7 +88,7 @@ impl Verifier {
             .collect();
         let method = req.method.to_ascii_lowercase();
         let mut required = vec!["(request-target)", "host"];
-        if matches!(method.as_str(), "post" | "put" | "patch") {
+        if req.body_signed && matches!(method.as_str(), "post" | "put" | "patch") {
             required.extend(["content-length", "content-type", "x-content-sha256"]);
         }
         for r in &required {

@@ -43,11 +43,15 @@
 //!   connection (`--fault-reset`), a 429 `TooManyRequests` (`--fault-429`) or a 500
 //!   `InternalServerError` / 503 `ServiceUnavailable` (`--fault-5xx`). Faulted requests change
 //!   nothing and are counted in the stats like any other.
+//! - Object Storage (for remote state) is served by the same server under `/n/…`: see
+//!   [`object_storage`] for its subset and choices. PutObject is verified as Oracle's SDK signs it:
+//!   without the body headers.
 //! - `GET /_emulator/stats`: request counts per OCI operation name and `total`;
 //!   `GET /_emulator/fixtures`: the seeded ids. Neither needs a signature.
 
 pub mod api;
 pub mod auth;
+pub mod object_storage;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -179,6 +183,9 @@ pub struct Fixtures {
     pub private_subnet_id: String,
     pub platform_images: Vec<PlatformImage>,
     pub shapes: Vec<String>,
+    /// The Object Storage namespace, and a seeded bucket in it (for remote state).
+    pub namespace: String,
+    pub bucket: String,
 }
 
 const REGIONS: &[(&str, &str, &str)] = &[
@@ -245,6 +252,8 @@ impl Fixtures {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            namespace: "kilnemulator".into(),
+            bucket: "kiln-state".into(),
         })
     }
 
@@ -325,10 +334,11 @@ impl RunningEmulator {
 /// Start an emulator on `config.listen`.
 pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
     let fixtures = Fixtures::new(&config.region)?;
-    let world = match &config.data_file {
+    let mut world = match &config.data_file {
         Some(p) => World::load(p).map_err(EmulatorError::Data)?,
         None => World::default(),
     };
+    object_storage::seed(&mut world, &fixtures);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| EmulatorError::Listen {
@@ -440,7 +450,7 @@ async fn serve(
     let mut builder = hyper::Response::builder()
         .status(reply.status)
         .header("opc-request-id", &opc_request_id);
-    if !reply.body.is_empty() {
+    if !reply.body.is_empty() && !reply.headers.iter().any(|(k, _)| k == "content-type") {
         builder = builder.header("content-type", "application/json");
     }
     for (k, v) in &reply.headers {
@@ -483,14 +493,19 @@ async fn process(
         });
     }
     let query = query_pairs(target);
-    let Some(rel) = path
+    // Compute lives under the API version; Object Storage under `/n` (no version).
+    let (rel, objects) = if let Some(rel) = path
         .strip_prefix("/20160918/")
         .or_else(|| path.strip_prefix("/20160918"))
-    else {
+    {
+        (rel, false)
+    } else if path == "/n" || path.starts_with("/n/") {
+        (&path[2..], true)
+    } else {
         return Some(api::error(
             404,
             "NotFound",
-            format!("no such route `{path}` (the Compute API lives under /20160918)"),
+            format!("no such route `{path}` (the Compute API lives under /20160918, Object Storage under /n)"),
         ));
     };
     let decoded: Vec<String> = rel
@@ -503,7 +518,12 @@ async fn process(
         })
         .collect();
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    let Some(op) = api::operation(method, &segs, &query) else {
+    let op = if objects {
+        object_storage::operation(method, &segs)
+    } else {
+        api::operation(method, &segs, &query)
+    };
+    let Some(op) = op else {
         return Some(api::error(
             404,
             "NotFound",
@@ -531,6 +551,8 @@ async fn process(
             target,
             header: &header,
             body,
+            // Oracle's SDK signs PutObject without the body headers.
+            body_signed: op != "PutObject",
         },
         now,
     ) {
@@ -564,9 +586,23 @@ async fn process(
             });
         }
     }
+    let mut world = shared.world.lock().expect("world lock");
+    if objects {
+        let req = object_storage::Request {
+            segs: &segs,
+            query: &query,
+            header: &header,
+            body,
+            now,
+        };
+        let (reply, mutated) = object_storage::handle(&mut world, &shared.fixtures, op, &req);
+        if mutated {
+            save_world(shared, &world);
+        }
+        return Some(reply);
+    }
     let retry_token = header("opc-retry-token").filter(|_| matches!(method, "POST" | "PUT"));
     let body_sha = hex::encode(Sha256::digest(body));
-    let mut world = shared.world.lock().expect("world lock");
     world.settle(now);
     if let Some(token) = &retry_token {
         if token.is_empty() || token.len() > 64 {
@@ -581,7 +617,7 @@ async fn process(
                 return Some(api::Reply {
                     status: prev.status,
                     headers: prev.headers.clone(),
-                    body: prev.body.clone(),
+                    body: prev.body.clone().into_bytes(),
                 });
             }
             return Some(api::error(
@@ -614,13 +650,18 @@ async fn process(
         }
     }
     if mutated || retry_token.is_some() {
-        if let Some(path) = &shared.config.data_file {
-            if let Err(e) = world.save(path) {
-                tracing::error!(target: "kiln::emulator", "cannot save emulator data to {}: {e}", path.display());
-            }
-        }
+        save_world(shared, &world);
     }
     Some(reply)
+}
+
+/// Persist the world when `--data` is set (atomically; a failure is logged, the reply stands).
+fn save_world(shared: &Shared, world: &World) {
+    if let Some(path) = &shared.config.data_file {
+        if let Err(e) = world.save(path) {
+            tracing::error!(target: "kiln::emulator", "cannot save emulator data to {}: {e}", path.display());
+        }
+    }
 }
 
 /// Verify one request with a pinned clock (for tests of the verifier against fixed vectors).

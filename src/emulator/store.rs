@@ -175,6 +175,9 @@ pub struct World {
     pub last_capture: BTreeMap<String, DateTime<Utc>>,
     /// Creation counter, to order resources created in the same millisecond.
     pub serial: u64,
+    /// Object Storage buckets by name (one namespace).
+    #[serde(default)]
+    pub buckets: BTreeMap<String, super::object_storage::BucketRec>,
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {

@@ -107,6 +107,28 @@ pub struct Provider {
     pub parallelism: Option<usize>,
 }
 
+/// Where the state lives (`[backend]`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Backend {
+    /// `state/<env>.json` next to the manifest (the default).
+    #[default]
+    Local,
+    ObjectStorage(ObjectStorageBackend),
+}
+
+/// `[backend] kind = "object_storage"`: the state is the object `<prefix><env>.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectStorageBackend {
+    pub namespace: String,
+    pub bucket: String,
+    pub prefix: String,
+    /// Canonical region id (default: the provider's).
+    pub region: Option<String>,
+    /// Default: the provider's endpoint (the emulator serves Object Storage too), else the
+    /// region's Object Storage endpoint.
+    pub endpoint: Option<Endpoint>,
+}
+
 /// An id: a literal OCID or another managed resource.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ref {
@@ -201,6 +223,7 @@ pub struct Manifest {
     /// `default` without `--env`.
     pub env: String,
     pub provider: Provider,
+    pub backend: Backend,
     pub instances: BTreeMap<String, InstanceSpec>,
     pub images: BTreeMap<String, ImageSpec>,
     /// Warnings (e.g. duplicate display names): shown, not fatal.
@@ -801,6 +824,10 @@ impl Loader {
         let empty = IndexMap::new();
         let top = entries(root).unwrap_or(&empty);
         let provider = self.provider(get(top, "provider").and_then(entries).unwrap_or(&empty));
+        let backend = get(top, "backend")
+            .and_then(entries)
+            .map(|t| self.backend(t, get(top, "backend").map(|n| &n.at)))
+            .unwrap_or_default();
         let defaults = get(top, "defaults")
             .and_then(entries)
             .cloned()
@@ -874,14 +901,73 @@ impl Loader {
             dir: self.dir.clone(),
             env: env.to_string(),
             provider,
+            backend,
             instances,
             images,
             warnings: Vec::new(),
         })
     }
 
-    fn provider(&mut self, t: &IndexMap<String, Entry>) -> Provider {
-        let region = str_of(get(t, "region")).and_then(|(r, at)| match crate::oci::region::resolve(r) {
+    fn backend(&mut self, t: &IndexMap<String, Entry>, table_at: Option<&At>) -> Backend {
+        let kind = str_of(get(t, "kind")).map(|(k, _)| k);
+        if kind != Some("object_storage") {
+            // `kind = "local"`, or a missing/invalid kind (the key table reports those).
+            if kind.is_none() {
+                if let Some(at) = table_at {
+                    self.problem(
+                        Problem::error("missing_field", "`[backend]` has no `kind`")
+                            .at(at, "`kind` missing")
+                            .help("set `kind = \"object_storage\"` (or `\"local\"`, the default)"),
+                    );
+                }
+            }
+            return Backend::Local;
+        }
+        let required = |key: &str, this: &mut Self| match str_of(get(t, key)) {
+            Some((v, at)) if v.trim().is_empty() => {
+                this.problem(
+                    Problem::error("invalid_value", format!("`backend.{key}` is empty"))
+                        .at(at, "empty"),
+                );
+                None
+            }
+            Some((v, _)) => Some(v.to_string()),
+            None => {
+                if let Some(at) = table_at {
+                    this.problem(
+                        Problem::error(
+                            "missing_field",
+                            format!("an `object_storage` backend needs `{key}`"),
+                        )
+                        .at(at, format!("`{key}` missing"))
+                        .help(format!(
+                            "set `{key}` in `[backend]` (`oci os ns get` prints your namespace)"
+                        )),
+                    );
+                }
+                None
+            }
+        };
+        let namespace = required("namespace", self);
+        let bucket = required("bucket", self);
+        let region = self.region(t, "backend.region");
+        let endpoint = self.endpoint(t, "backend.endpoint");
+        match (namespace, bucket) {
+            (Some(namespace), Some(bucket)) => Backend::ObjectStorage(ObjectStorageBackend {
+                namespace,
+                bucket,
+                prefix: str_of(get(t, "prefix"))
+                    .map(|(p, _)| p.to_string())
+                    .unwrap_or_default(),
+                region,
+                endpoint,
+            }),
+            _ => Backend::Local,
+        }
+    }
+
+    fn region(&mut self, t: &IndexMap<String, Entry>, _field: &str) -> Option<String> {
+        str_of(get(t, "region")).and_then(|(r, at)| match crate::oci::region::resolve(r) {
             Ok(id) => Some(id.to_string()),
             Err(_) => {
                 let p = Problem::error("unknown_region", format!("unknown region `{r}`")).at(at, "not a region");
@@ -892,18 +978,29 @@ impl Loader {
                 self.problem(p);
                 None
             }
-        });
-        let endpoint = match str_of(get(t, "endpoint")) {
-            None => Endpoint::Default,
-            Some(("emulator", _)) => Endpoint::Emulator,
+        })
+    }
+
+    /// `emulator` or an http(s) URL; `None` when absent (or invalid, which is reported).
+    fn endpoint(&mut self, t: &IndexMap<String, Entry>, field: &str) -> Option<Endpoint> {
+        match str_of(get(t, "endpoint")) {
+            None => None,
+            Some(("emulator", _)) => Some(Endpoint::Emulator),
             Some((u, at)) => match url::Url::parse(u) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") => Endpoint::Url(url),
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Some(Endpoint::Url(url)),
                 _ => {
-                    self.problem(Problem::error("invalid_endpoint", format!("`provider.endpoint` `{u}` is not a URL")).at(at, "not a URL").help("use `emulator` or a URL like `https://iaas.us-ashburn-1.oraclecloud.com`"));
-                    Endpoint::Default
+                    self.problem(Problem::error("invalid_endpoint", format!("`{field}` `{u}` is not a URL")).at(at, "not a URL").help("use `emulator` or a URL like `https://iaas.us-ashburn-1.oraclecloud.com`"));
+                    None
                 }
             },
-        };
+        }
+    }
+
+    fn provider(&mut self, t: &IndexMap<String, Entry>) -> Provider {
+        let region = self.region(t, "provider.region");
+        let endpoint = self
+            .endpoint(t, "provider.endpoint")
+            .unwrap_or(Endpoint::Default);
         let parallelism = match get(t, "parallelism") {
             Some(Node {
                 value: Value::Int(n),

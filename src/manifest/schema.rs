@@ -43,6 +43,31 @@ pub const PROVIDER: &[Field] = &[
     f("parallelism", Ty::Int, "How many actions run at once (default 10)"),
 ];
 
+pub const BACKEND: &[Field] = &[
+    f(
+        "kind",
+        Ty::Enum(&["local", "object_storage"]),
+        "`object_storage`: the state is an object in an OCI Object Storage bucket, shared by every machine; `local` (the default without `[backend]`): `state/<env>.json`",
+    ),
+    f("namespace", Ty::Str, "Object Storage namespace (`oci os ns get`)"),
+    f("bucket", Ty::Str, "Bucket that holds the state objects"),
+    f(
+        "prefix",
+        Ty::Str,
+        "Object name prefix: the state of environment ENV is `<prefix><ENV>.json` (default empty)",
+    ),
+    f(
+        "region",
+        Ty::Str,
+        "Region of the bucket (default: the provider's)",
+    ),
+    f(
+        "endpoint",
+        Ty::Str,
+        "`emulator` or a URL overriding the Object Storage endpoint (default: the provider's emulator endpoint, else `https://objectstorage.{region}.{domain}`)",
+    ),
+];
+
 pub const SHAPE_CONFIG: &[Field] = &[
     f("ocpus", Ty::Num, "OCPUs of a flexible shape"),
     f("memory_in_gbs", Ty::Num, "Memory in GB of a flexible shape"),
@@ -249,6 +274,11 @@ pub const DEFAULTS: &[Field] = &[
 
 pub const TOP: &[Field] = &[
     f("provider", Ty::Table(PROVIDER), "How to reach OCI"),
+    f(
+        "backend",
+        Ty::Table(BACKEND),
+        "Where the state lives (default: `state/<env>.json` next to the manifest)",
+    ),
     f(
         "defaults",
         Ty::Table(DEFAULTS),

@@ -133,7 +133,9 @@ impl MutationOptions {
 pub struct Call {
     pub operation: &'static str,
     pub method: Method,
-    /// Path below the API version, e.g. `/instances/ocid1…`.
+    /// The service's path prefix: [`API_VERSION`] for Compute, empty for Object Storage.
+    pub prefix: &'static str,
+    /// Path below the prefix, e.g. `/instances/ocid1…`.
     pub path: String,
     pub query: Vec<(&'static str, String)>,
     pub body: Option<Vec<u8>>,
@@ -141,6 +143,12 @@ pub struct Call {
     pub options: MutationOptions,
     /// Whether the operation accepts `opc-retry-token` (one is generated when retries are on).
     pub retry_token: bool,
+    /// Extra request headers (e.g. `if-none-match`).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body's content type (default `application/json`).
+    pub content_type: Option<String>,
+    /// Sign without the body headers (Object Storage PutObject, as Oracle's SDK does).
+    pub exclude_body: bool,
 }
 
 impl Call {
@@ -148,13 +156,36 @@ impl Call {
         Call {
             operation,
             method,
+            prefix: API_VERSION,
             path: path.into(),
             query: Vec::new(),
             body: None,
             resource: None,
             options: MutationOptions::default(),
             retry_token: false,
+            headers: Vec::new(),
+            content_type: None,
+            exclude_body: false,
         }
+    }
+
+    /// A call to a service whose paths have no version prefix (Object Storage).
+    pub fn unversioned(mut self) -> Call {
+        self.prefix = "";
+        self
+    }
+
+    pub fn header(mut self, k: &'static str, v: impl Into<String>) -> Call {
+        self.headers.push((k, v.into()));
+        self
+    }
+
+    /// A raw body of `content_type`, signed without the body headers when `exclude_body`.
+    pub fn raw_body(mut self, body: Vec<u8>, content_type: &str, exclude_body: bool) -> Call {
+        self.body = Some(body);
+        self.content_type = Some(content_type.to_string());
+        self.exclude_body = exclude_body;
+        self
     }
 
     pub fn query(mut self, k: &'static str, v: Option<impl ToString>) -> Call {
@@ -215,6 +246,19 @@ pub fn encode_query_value(v: &str) -> String {
     out
 }
 
+/// The `host` header of a URL: host, with `:port` when the URL has one.
+fn host_of(endpoint: &str) -> String {
+    url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+        })
+        .unwrap_or_default()
+}
+
 fn opc_request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string().to_uppercase()
 }
@@ -232,15 +276,7 @@ pub fn new_retry_token() -> String {
 impl Client {
     pub fn new(key: SigningKey, options: ClientOptions) -> Client {
         let endpoint = options.endpoint.trim_end_matches('/').to_string();
-        let host = url::Url::parse(&endpoint)
-            .ok()
-            .and_then(|u| {
-                u.host_str().map(|h| match u.port() {
-                    Some(p) => format!("{h}:{p}"),
-                    None => h.to_string(),
-                })
-            })
-            .unwrap_or_default();
+        let host = host_of(&endpoint);
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .user_agent(options.user_agent)
@@ -258,6 +294,26 @@ impl Client {
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The same identity and retry policy against another service endpoint (e.g. Object Storage).
+    pub fn with_endpoint(&self, endpoint: &str) -> Client {
+        let mut c = self.clone();
+        c.endpoint = endpoint.trim_end_matches('/').to_string();
+        c.host = host_of(&c.endpoint);
+        c
+    }
+
+    /// The same client on a new connection pool (for use from another runtime, e.g. a thread
+    /// that releases a lock while the process exits).
+    pub fn detached(&self, timeout: Duration, retry: RetryPolicy) -> Client {
+        let mut c = self.clone();
+        c.http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .expect("the HTTP client builds");
+        c.retry = retry;
+        c
     }
 
     /// Send with signing and retries; decode a JSON body.
@@ -295,7 +351,7 @@ impl Client {
         {
             call.options.retry_token = Some(new_retry_token());
         }
-        let mut path_and_query = format!("{API_VERSION}{}", call.path);
+        let mut path_and_query = format!("{}{}", call.prefix, call.path);
         if !call.query.is_empty() {
             path_and_query.push('?');
             path_and_query.push_str(
@@ -351,6 +407,7 @@ impl Client {
     ) -> Result<Response<Vec<u8>>, (OciError, Option<Duration>)> {
         let body = call.body.clone().unwrap_or_default();
         let date = signer::http_date_now();
+        let content_type = call.content_type.as_deref().unwrap_or("application/json");
         let signed = signer::sign(
             &self.key,
             &RequestParts {
@@ -359,8 +416,8 @@ impl Client {
                 host: &self.host,
                 date: &date,
                 body: &body,
-                content_type: "application/json",
-                exclude_body: false,
+                content_type,
+                exclude_body: call.exclude_body,
             },
         );
         let request_id = opc_request_id();
@@ -373,6 +430,13 @@ impl Client {
             req = req.header("content-type", "application/json");
         }
         for (k, v) in &signed.headers {
+            req = req.header(*k, v);
+        }
+        if call.exclude_body {
+            // The signer left the body headers out; the body still needs its type.
+            req = req.header("content-type", content_type);
+        }
+        for (k, v) in &call.headers {
             req = req.header(*k, v);
         }
         if let Some(m) = &call.options.if_match {

@@ -4,7 +4,8 @@
 //! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
 //! - [`region`]: region ids, 3-letter codes, realms and endpoints;
 //! - [`client`]: HTTP with retries, timeouts, response headers surfaced; [`error`]: OCI errors;
-//! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters.
+//! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters;
+//! - [`object_storage`]: the Object Storage subset behind remote state.
 //!
 //! This module knows nothing of manifests, plans or state.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod keys;
 pub mod models;
+pub mod object_storage;
 pub mod region;
 pub mod signer;
 pub mod wait;

@@ -8,14 +8,21 @@
 //! One writer at a time: an OS file lock on `<env>.json.lock` plus a lock record inside it (who,
 //! host, pid, operation, since) so a waiting kiln can name the holder. See `state/README.md`.
 //!
-//! [`StateStore`] is the one seam: the local file store and an in-memory store for tests behind it.
+//! [`StateStore`] is the one seam. Behind it: the local file store ([`local`]), the remote store on
+//! OCI Object Storage ([`remote`]: compare-and-swap writes with `If-Match`, a lock object created
+//! with `If-None-Match: *`) for teams whose CI runners share one state, and an in-memory store
+//! for tests.
+
+pub mod local;
+pub mod remote;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub use local::LocalStore;
+pub use remote::RemoteStore;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -160,13 +167,13 @@ pub enum StateError {
     #[error("cannot read the state `{path}`: {source}")]
     #[diagnostic(code(kiln::state::unreadable))]
     Read {
-        path: PathBuf,
+        path: String,
         #[source]
         source: std::io::Error,
     },
     #[error("the state `{path}` is corrupt or truncated: {reason}")]
     #[diagnostic(code(kiln::state::corrupt), help("nothing was overwritten; the previous version is kept next to it as `.backup` — inspect it and copy it over if it is good"))]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt { path: String, reason: String },
     #[error(
         "the state `{path}` has format version {found}, this kiln reads version {FORMAT_VERSION}"
     )]
@@ -174,62 +181,95 @@ pub enum StateError {
         code(kiln::state::version),
         help("use the kiln version that wrote it (or a newer one); nothing was overwritten")
     )]
-    Version { path: PathBuf, found: u32 },
+    Version { path: String, found: u32 },
     #[error("cannot write the state `{path}`: {source}")]
     #[diagnostic(
         code(kiln::state::unwritable),
         help("the previous state is intact; fix the problem and run again")
     )]
     Write {
-        path: PathBuf,
+        path: String,
         #[source]
         source: std::io::Error,
     },
     #[error("the state `{path}` is locked by {holder}")]
     #[diagnostic(code(kiln::state::locked), help("wait for it to finish (`--lock-timeout 5m`), or if that process is gone, run `kiln force-unlock`"))]
-    Locked { path: PathBuf, holder: String },
+    Locked { path: String, holder: String },
     #[error("the state `{path}` was written by someone else since it was read (lineage {found_lineage} serial {found_serial}, expected lineage {lineage} serial {serial})")]
     #[diagnostic(
         code(kiln::state::conflict),
         help("nothing was overwritten; run the command again")
     )]
     Conflict {
-        path: PathBuf,
+        path: String,
         lineage: String,
         serial: u64,
         found_lineage: String,
         found_serial: u64,
     },
+    #[error("the remote state `{path}`: {source}")]
+    #[diagnostic(
+        code(kiln::state::remote),
+        help("the stored state is intact (writes are compare-and-swap); check the backend's namespace, bucket and credentials, then run again")
+    )]
+    Remote {
+        path: String,
+        #[source]
+        source: crate::oci::OciError,
+    },
+    #[error("cannot migrate the state: {reason}")]
+    #[diagnostic(
+        code(kiln::state::migrate),
+        help("nothing was written; compare the two states with `kiln state list`")
+    )]
+    Migrate { reason: String },
 }
 
-/// A held lock; released on drop.
+/// A held lock; released on drop (or with [`StateLock::release`], which reports failures).
 pub struct StateLock {
     pub info: LockInfo,
-    /// (lineage, serial) this lock holder wrote last: later saves need not re-read the file.
+    /// (lineage, serial) this lock holder wrote last: later saves need not re-read the state.
     expected: Mutex<Option<(String, u64)>>,
-    file: Option<File>,
-    path: PathBuf,
-    memory: Option<Arc<Mutex<Option<LockInfo>>>>,
+    held: Held,
 }
 
-impl Drop for StateLock {
-    fn drop(&mut self) {
-        if let Some(file) = self.file.take() {
-            // Clear the record, then release the OS lock.
-            let _ = file.set_len(0);
-            let _ = fs4::fs_std::FileExt::unlock(&file);
-            let _ = std::fs::remove_file(&self.path);
+enum Held {
+    Local(local::FileLock),
+    Memory(Arc<Mutex<Option<LockInfo>>>),
+    Remote(remote::ObjectLock),
+    Released,
+}
+
+impl StateLock {
+    fn new(info: LockInfo, held: Held) -> StateLock {
+        StateLock {
+            info,
+            expected: Mutex::new(None),
+            held,
         }
-        if let Some(m) = &self.memory {
-            *m.lock().expect("memory lock") = None;
+    }
+
+    /// Release now, reporting a failure (dropping releases too, best effort).
+    pub async fn release(mut self) -> Result<(), StateError> {
+        match std::mem::replace(&mut self.held, Held::Released) {
+            Held::Remote(l) => l.release().await,
+            other => {
+                self.held = other;
+                Ok(())
+            }
         }
     }
 }
 
-/// The local file store.
-#[derive(Clone, Debug)]
-pub struct LocalStore {
-    pub path: PathBuf,
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.held, Held::Released) {
+            Held::Local(f) => f.release(),
+            Held::Memory(m) => *m.lock().expect("memory lock") = None,
+            Held::Remote(l) => l.release_blocking(),
+            Held::Released => {}
+        }
+    }
 }
 
 /// An in-memory store (tests).
@@ -243,43 +283,41 @@ pub struct MemoryStore {
 #[derive(Clone, Debug)]
 pub enum StateStore {
     Local(LocalStore),
+    Remote(RemoteStore),
     Memory(MemoryStore),
 }
 
-fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
-fn backup_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".backup");
-    PathBuf::from(p)
-}
-
-fn parse(path: &Path, text: &str) -> Result<State, StateError> {
+/// Parse a state document, refusing other format versions.
+pub(crate) fn parse(path: &str, text: &str) -> Result<State, StateError> {
     let v: Value = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
-        path: path.to_path_buf(),
+        path: path.to_string(),
         reason: e.to_string(),
     })?;
     let version = v
         .get("version")
         .and_then(Value::as_u64)
         .ok_or_else(|| StateError::Corrupt {
-            path: path.to_path_buf(),
+            path: path.to_string(),
             reason: "no `version`".into(),
         })?;
     if version != FORMAT_VERSION as u64 {
         return Err(StateError::Version {
-            path: path.to_path_buf(),
+            path: path.to_string(),
             found: version as u32,
         });
     }
     serde_json::from_value(v).map_err(|e| StateError::Corrupt {
-        path: path.to_path_buf(),
+        path: path.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// The stored form: compact JSON and a newline (states of thousands of resources are written
+/// after every action).
+pub(crate) fn serialise(state: &State) -> Vec<u8> {
+    let mut v = serde_json::to_vec(state).expect("state serialises");
+    v.push(b'\n');
+    v
 }
 
 impl StateStore {
@@ -297,17 +335,12 @@ impl StateStore {
         StateStore::Memory(MemoryStore::default())
     }
 
+    /// Where the state is, for messages: a path, or `objectstorage://NAMESPACE/BUCKET/OBJECT`.
     pub fn describe(&self) -> String {
         match self {
             StateStore::Local(l) => l.path.display().to_string(),
+            StateStore::Remote(r) => r.describe(),
             StateStore::Memory(_) => "(memory)".into(),
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        match self {
-            StateStore::Local(l) => l.path.clone(),
-            StateStore::Memory(_) => PathBuf::from("(memory)"),
         }
     }
 
@@ -316,12 +349,12 @@ impl StateStore {
         let start = Instant::now();
         let mut delay = Duration::from_millis(20);
         loop {
-            match self.try_lock(&info)? {
+            match self.try_lock(&info).await? {
                 Ok(lock) => return Ok(lock),
                 Err(holder) => {
                     if start.elapsed() >= timeout {
                         return Err(StateError::Locked {
-                            path: self.path(),
+                            path: self.describe(),
                             holder,
                         });
                     }
@@ -333,83 +366,32 @@ impl StateStore {
     }
 
     /// `Ok(Ok(lock))`, or `Ok(Err(holder))` when someone else holds it.
-    fn try_lock(&self, info: &LockInfo) -> Result<Result<StateLock, String>, StateError> {
-        match self {
+    async fn try_lock(&self, info: &LockInfo) -> Result<Result<StateLock, String>, StateError> {
+        Ok(match self {
             StateStore::Memory(m) => {
                 let mut held = m.lock.lock().expect("memory lock");
                 if let Some(h) = held.as_ref() {
                     return Ok(Err(h.describe()));
                 }
                 *held = Some(info.clone());
-                Ok(Ok(StateLock {
-                    expected: Mutex::new(None),
-                    info: info.clone(),
-                    file: None,
-                    path: PathBuf::new(),
-                    memory: Some(m.lock.clone()),
-                }))
+                Ok(StateLock::new(info.clone(), Held::Memory(m.lock.clone())))
             }
-            StateStore::Local(l) => {
-                let path = lock_path(&l.path);
-                let write_err = |source| StateError::Write {
-                    path: path.clone(),
-                    source,
-                };
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(write_err)?;
-                }
-                let mut file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)
-                    .map_err(write_err)?;
-                match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-                    Ok(true) => {}
-                    Ok(false) | Err(_) => {
-                        let mut text = String::new();
-                        let _ = file.read_to_string(&mut text);
-                        let holder = serde_json::from_str::<LockInfo>(&text)
-                            .map(|h| h.describe())
-                            .unwrap_or_else(|_| "another kiln process".into());
-                        return Ok(Err(holder));
-                    }
-                }
-                // The OS lock is ours. A record left here belongs to a process that died holding it
-                // (the OS releases flocks on exit): it is stale, and taken over with a warning.
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                if let Ok(stale) = serde_json::from_str::<LockInfo>(&text) {
-                    tracing::warn!("taking over a stale lock left by {}", stale.describe());
-                }
-                file.set_len(0).map_err(write_err)?;
-                file.rewind().map_err(write_err)?;
-                file.write_all(
-                    serde_json::to_string_pretty(info)
-                        .expect("lock info serialises")
-                        .as_bytes(),
-                )
-                .map_err(write_err)?;
-                file.sync_all().map_err(write_err)?;
-                Ok(Ok(StateLock {
-                    expected: Mutex::new(None),
-                    info: info.clone(),
-                    file: Some(file),
-                    path,
-                    memory: None,
-                }))
-            }
-        }
+            StateStore::Local(l) => l
+                .try_lock(info)?
+                .map(|f| StateLock::new(info.clone(), Held::Local(f))),
+            StateStore::Remote(r) => r
+                .try_lock(info)
+                .await?
+                .map(|o| StateLock::new(info.clone(), Held::Remote(o))),
+        })
     }
 
-    /// The current holder of the lock, if any (a record without a live OS lock is reported too).
-    pub fn lock_holder(&self) -> Option<LockInfo> {
+    /// The current holder of the lock, if any (a record without a live holder is reported too).
+    pub async fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
         match self {
-            StateStore::Memory(m) => m.lock.lock().expect("memory lock").clone(),
-            StateStore::Local(l) => std::fs::read_to_string(lock_path(&l.path))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok()),
+            StateStore::Memory(m) => Ok(m.lock.lock().expect("memory lock").clone()),
+            StateStore::Local(l) => Ok(l.lock_holder()),
+            StateStore::Remote(r) => Ok(r.lock_holder().await?.map(|(info, _)| info)),
         }
     }
 
@@ -418,48 +400,57 @@ impl StateStore {
         &self,
         expected_id: Option<&str>,
     ) -> Result<Option<LockInfo>, StateError> {
-        let holder = self.lock_holder();
-        if let (Some(h), Some(id)) = (&holder, expected_id) {
-            if h.id != id {
-                return Err(StateError::Locked {
-                    path: self.path(),
-                    holder: format!("{} — not lock id {id}", h.describe()),
-                });
-            }
-        }
-        match self {
-            StateStore::Memory(m) => *m.lock.lock().expect("memory lock") = None,
-            StateStore::Local(l) => {
-                let p = lock_path(&l.path);
-                if p.exists() {
-                    std::fs::remove_file(&p)
-                        .map_err(|source| StateError::Write { path: p, source })?;
+        let check = |holder: &Option<LockInfo>| -> Result<(), StateError> {
+            if let (Some(h), Some(id)) = (holder, expected_id) {
+                if h.id != id {
+                    return Err(StateError::Locked {
+                        path: self.describe(),
+                        holder: format!("{} — not lock id {id}", h.describe()),
+                    });
                 }
             }
+            Ok(())
+        };
+        match self {
+            StateStore::Memory(m) => {
+                let holder = m.lock.lock().expect("memory lock").clone();
+                check(&holder)?;
+                *m.lock.lock().expect("memory lock") = None;
+                Ok(holder)
+            }
+            StateStore::Local(l) => {
+                let holder = l.lock_holder();
+                check(&holder)?;
+                l.remove_lock()?;
+                Ok(holder)
+            }
+            StateStore::Remote(r) => {
+                let held = r.lock_holder().await?;
+                let holder = held.as_ref().map(|(info, _)| info.clone());
+                check(&holder)?;
+                if let Some((_, etag)) = held {
+                    r.remove_lock(&etag).await?;
+                }
+                Ok(holder)
+            }
         }
-        Ok(holder)
     }
 
     /// The state, or `None` when there is none yet.
     pub async fn load(&self) -> Result<Option<State>, StateError> {
         match self {
             StateStore::Memory(m) => Ok(m.state.lock().expect("memory state").clone()),
-            StateStore::Local(l) => match std::fs::read_to_string(&l.path) {
-                Ok(text) => parse(&l.path, &text).map(Some),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(StateError::Read {
-                    path: l.path.clone(),
-                    source,
-                }),
-            },
+            StateStore::Local(l) => l.load(),
+            StateStore::Remote(r) => r.load().await,
         }
     }
 
-    /// Write `state` with serial + 1, atomically, keeping the previous version as a backup.
+    /// Write `state` with serial + 1, keeping the previous version as a backup.
     /// Refuses when the stored state is not the one `state` was read from.
     pub async fn save(&self, lock: &StateLock, state: &mut State) -> Result<(), StateError> {
         // The lock makes this process the only writer; the serial it last wrote or read is the
-        // one on disk unless the lock was broken (force-unlock) — then refuse rather than overwrite.
+        // stored one unless the lock was broken (force-unlock) — then refuse rather than overwrite.
+        // (The remote store also compares and swaps on the object's etag.)
         let known = lock.expected.lock().expect("lock state").clone();
         let check = match known {
             Some(e) => Some(e),
@@ -468,7 +459,7 @@ impl StateStore {
         if let Some((lineage, serial)) = check.clone() {
             if lineage != state.lineage || serial != state.serial {
                 return Err(StateError::Conflict {
-                    path: self.path(),
+                    path: self.describe(),
                     lineage: state.lineage.clone(),
                     serial: state.serial,
                     found_lineage: lineage,
@@ -478,53 +469,29 @@ impl StateStore {
         }
         let mut next = state.clone();
         next.serial += 1;
-        match self {
-            StateStore::Memory(m) => *m.state.lock().expect("memory state") = Some(next.clone()),
-            StateStore::Local(l) => write_atomic(&l.path, &next, check.is_some())?,
-        }
+        self.write(&next, check.is_some()).await?;
         *lock.expected.lock().expect("lock state") = Some((next.lineage.clone(), next.serial));
         *state = next;
         Ok(())
     }
-}
 
-fn write_atomic(path: &Path, state: &State, keep_backup: bool) -> Result<(), StateError> {
-    let err = |source| StateError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    // Compact: states of thousands of resources are written after every action.
-    let text = serde_json::to_string(state).expect("state serialises");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kiln-state-")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(err)?;
+    /// Store `state` as it is (lineage and serial kept): the destination of `kiln state migrate`.
+    /// The caller holds this store's lock and has checked the destination's lineage.
+    pub async fn write_exact(&self, lock: &StateLock, state: &State) -> Result<(), StateError> {
+        let existing = self.load().await?.is_some();
+        self.write(state, existing).await?;
+        *lock.expected.lock().expect("lock state") = Some((state.lineage.clone(), state.serial));
+        Ok(())
     }
-    tmp.write_all(text.as_bytes()).map_err(err)?;
-    tmp.write_all(b"\n").map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    if keep_backup {
-        // Hard-link the old version as the backup so the rename below replaces only `path`.
-        let backup = backup_path(path);
-        let _ = std::fs::remove_file(&backup);
-        std::fs::hard_link(path, &backup)
-            .or_else(|_| std::fs::copy(path, &backup).map(|_| ()))
-            .map_err(err)?;
+
+    async fn write(&self, state: &State, has_previous: bool) -> Result<(), StateError> {
+        match self {
+            StateStore::Memory(m) => {
+                *m.state.lock().expect("memory state") = Some(state.clone());
+                Ok(())
+            }
+            StateStore::Local(l) => l.write(state, has_previous),
+            StateStore::Remote(r) => r.write(state).await,
+        }
     }
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

@@ -127,6 +127,7 @@ async fn oracle_sdk_signing_vectors_verify_and_any_tampering_fails() {
                     target,
                     header: &lookup,
                     body,
+                    body_signed: true,
                 },
                 now,
             )
@@ -181,7 +182,8 @@ async fn oracle_sdk_signing_vectors_verify_and_any_tampering_fails() {
                     method,
                     target: &target,
                     header: &lookup,
-                    body: &body
+                    body: &body,
+                    body_signed: true,
                 },
                 later
             )

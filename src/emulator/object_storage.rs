@@ -1,0 +1,303 @@
+//! The Object Storage subset (for kiln's remote state), served by the same emulator: GetNamespace,
+//! GetBucket, ListObjects, GetObject, HeadObject, PutObject, DeleteObject under
+//! `/n/{namespace}/b/{bucket}/o/{object}` (no version prefix, as on OCI).
+//!
+//! Choices where OCI's documentation is silent:
+//! - One namespace (`Fixtures::namespace`) and one seeded bucket (`Fixtures::bucket`); no
+//!   CreateBucket. Another namespace or bucket is 404 `BucketNotFound`; a missing object is 404
+//!   `ObjectNotFound` (HEAD: 404 without a body).
+//! - Object etags are strong: a new UUID on every write. `If-Match` on Get/Head/Put/Delete must
+//!   equal the current etag (a missing object fails it too): 412 `IfMatchFailed`. `If-None-Match: *`
+//!   on Put fails when the object exists: 412 `IfNoneMatchFailed`. A `Content-MD5` that does not
+//!   match the body is 400 `InvalidContentMD5`.
+//! - Object names are the rest of the path after `/o/`, percent-decoded (Oracle's SDK keeps `/`).
+//! - ListObjects returns `name` always, and `size`, `etag`, `md5`, `timeCreated`, `timeModified`
+//!   when named in `fields`; `prefix`, `start`, `end`, `limit` (1..1000, default 1000) and
+//!   `nextStartWith` work as documented.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::api::{error, Reply};
+use super::store::{rfc3339, World};
+use super::Fixtures;
+
+/// A bucket and its objects.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BucketRec {
+    pub compartment_id: String,
+    pub created: DateTime<Utc>,
+    pub etag: String,
+    pub objects: BTreeMap<String, ObjectRec>,
+}
+
+/// One object: content (base64 in the data file), etag, MD5 and times.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectRec {
+    pub data_base64: String,
+    pub content_type: String,
+    pub etag: String,
+    pub md5_base64: String,
+    pub size: u64,
+    pub created: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+}
+
+/// Make sure the seeded bucket exists (a fresh world, or data from an older emulator).
+pub fn seed(world: &mut World, fixtures: &Fixtures) {
+    world
+        .buckets
+        .entry(fixtures.bucket.clone())
+        .or_insert_with(|| BucketRec {
+            compartment_id: fixtures.compartment_id.clone(),
+            created: "2026-01-01T00:00:00Z".parse().expect("valid time"),
+            etag: uuid::Uuid::new_v4().to_string(),
+            objects: BTreeMap::new(),
+        });
+}
+
+/// The operation of a `/n…` request (`None`: no such route). `segs` are the decoded segments
+/// after `/n`; the object name is everything after `o`.
+pub fn operation(method: &str, segs: &[&str]) -> Option<&'static str> {
+    Some(match (method, segs) {
+        ("GET", []) => "GetNamespace",
+        ("GET", [_, "b", _]) => "GetBucket",
+        ("GET", [_, "b", _, "o"]) => "ListObjects",
+        ("GET", [_, "b", _, "o", _, ..]) => "GetObject",
+        ("HEAD", [_, "b", _, "o", _, ..]) => "HeadObject",
+        ("PUT", [_, "b", _, "o", _, ..]) => "PutObject",
+        ("DELETE", [_, "b", _, "o", _, ..]) => "DeleteObject",
+        _ => return None,
+    })
+}
+
+/// What a handler needs from the request.
+pub struct Request<'a> {
+    pub segs: &'a [&'a str],
+    pub query: &'a [(String, String)],
+    pub header: &'a dyn Fn(&str) -> Option<String>,
+    pub body: &'a [u8],
+    pub now: DateTime<Utc>,
+}
+
+type Result<T> = std::result::Result<T, Reply>;
+
+fn q<'a>(query: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+fn http_date(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// Handle one Object Storage operation; the reply and whether the world changed.
+pub fn handle(world: &mut World, fixtures: &Fixtures, op: &str, req: &Request<'_>) -> (Reply, bool) {
+    let r = match op {
+        "GetNamespace" => Ok((Reply::json(200, &json!(fixtures.namespace)), false)),
+        "GetBucket" => bucket(world, fixtures, req.segs).map(|(name, b)| {
+            let body = json!({
+                "namespace": fixtures.namespace, "name": name, "compartmentId": b.compartment_id,
+                "metadata": {}, "createdBy": "ocid1.user.oc1..aaaaaaaakilnemulator",
+                "timeCreated": rfc3339(b.created), "etag": b.etag, "publicAccessType": "NoPublicAccess",
+                "storageTier": "Standard", "objectEventsEnabled": false, "freeformTags": {}, "definedTags": {},
+                "versioning": "Disabled", "replicationEnabled": false, "isReadOnly": false,
+                "approximateCount": b.objects.len(), "approximateSize": b.objects.values().map(|o| o.size).sum::<u64>(),
+            });
+            (Reply::json(200, &body).header("etag", b.etag.clone()), false)
+        }),
+        "ListObjects" => list(world, fixtures, req).map(|r| (r, false)),
+        "GetObject" | "HeadObject" => read(world, fixtures, req, op == "HeadObject").map(|r| (r, false)),
+        "PutObject" => put(world, fixtures, req).map(|r| (r, true)),
+        "DeleteObject" => delete(world, fixtures, req).map(|r| (r, true)),
+        _ => Err(error(404, "NotFound", "no such operation")),
+    };
+    r.unwrap_or_else(|e| (e, false))
+}
+
+fn bucket<'w>(world: &'w World, fixtures: &Fixtures, segs: &[&str]) -> Result<(String, &'w BucketRec)> {
+    let (ns, name) = (segs[0], segs[2]);
+    match world.buckets.get(name) {
+        Some(b) if ns == fixtures.namespace => Ok((name.to_string(), b)),
+        _ => Err(bucket_not_found(ns, name)),
+    }
+}
+
+fn bucket_mut<'w>(world: &'w mut World, fixtures: &Fixtures, segs: &[&str]) -> Result<&'w mut BucketRec> {
+    let (ns, name) = (segs[0], segs[2]);
+    match world.buckets.get_mut(name) {
+        Some(b) if ns == fixtures.namespace => Ok(b),
+        _ => Err(bucket_not_found(ns, name)),
+    }
+}
+
+fn bucket_not_found(ns: &str, name: &str) -> Reply {
+    error(
+        404,
+        "BucketNotFound",
+        format!("Either the bucket named '{name}' does not exist in the namespace '{ns}' or you are not authorized to access it"),
+    )
+}
+
+fn object_name(segs: &[&str]) -> String {
+    segs[4..].join("/")
+}
+
+fn object_not_found(name: &str, bucket: &str) -> Reply {
+    error(
+        404,
+        "ObjectNotFound",
+        format!("The object '{name}' was not found in the bucket '{bucket}'"),
+    )
+}
+
+/// `If-Match` against an object that may not exist.
+fn check_if_match(req: &Request<'_>, current: Option<&ObjectRec>) -> Result<()> {
+    if let Some(m) = (req.header)("if-match") {
+        let ok = match current {
+            Some(o) => m == "*" || m == o.etag,
+            None => false,
+        };
+        if !ok {
+            return Err(error(
+                412,
+                "IfMatchFailed",
+                format!("The If-Match header `{m}` does not match the object's current entity tag"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn object_headers(reply: Reply, o: &ObjectRec) -> Reply {
+    reply
+        .header("etag", o.etag.clone())
+        .header("content-md5", o.md5_base64.clone())
+        .header("last-modified", http_date(o.modified))
+}
+
+fn read(world: &World, fixtures: &Fixtures, req: &Request<'_>, head: bool) -> Result<Reply> {
+    let (bname, b) = bucket(world, fixtures, req.segs)?;
+    let name = object_name(req.segs);
+    let Some(o) = b.objects.get(&name) else {
+        return Err(if head {
+            Reply::empty(404)
+        } else {
+            object_not_found(&name, &bname)
+        });
+    };
+    if let Err(e) = check_if_match(req, Some(o)) {
+        return Err(if head { Reply::empty(412) } else { e });
+    }
+    let data = B64.decode(&o.data_base64).unwrap_or_default();
+    let reply = Reply {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), o.content_type.clone()),
+            ("content-length".into(), o.size.to_string()),
+        ],
+        body: if head { Vec::new() } else { data },
+    };
+    Ok(object_headers(reply, o))
+}
+
+fn put(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
+    let name = object_name(req.segs);
+    let now = req.now;
+    let b = bucket_mut(world, fixtures, req.segs)?;
+    let current = b.objects.get(&name);
+    check_if_match(req, current)?;
+    if let Some(m) = (req.header)("if-none-match") {
+        if m.trim() != "*" {
+            return Err(error(400, "InvalidParameter", "PutObject accepts only `If-None-Match: *`"));
+        }
+        if current.is_some() {
+            return Err(error(
+                412,
+                "IfNoneMatchFailed",
+                format!("The object '{name}' already exists (If-None-Match: *)"),
+            ));
+        }
+    }
+    let md5 = B64.encode(Md5::digest(req.body));
+    if let Some(given) = (req.header)("content-md5") {
+        if given.trim() != md5 {
+            return Err(error(400, "InvalidContentMD5", "The Content-MD5 header does not match the body"));
+        }
+    }
+    let obj = ObjectRec {
+        data_base64: B64.encode(req.body),
+        content_type: (req.header)("content-type").unwrap_or_else(|| "application/octet-stream".into()),
+        etag: uuid::Uuid::new_v4().to_string(),
+        md5_base64: md5,
+        size: req.body.len() as u64,
+        created: current.map(|c| c.created).unwrap_or(now),
+        modified: now,
+    };
+    let reply = object_headers(Reply::empty(200), &obj).header("opc-content-md5", obj.md5_base64.clone());
+    b.objects.insert(name, obj);
+    Ok(reply)
+}
+
+fn delete(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
+    let name = object_name(req.segs);
+    let bname = req.segs[2].to_string();
+    let b = bucket_mut(world, fixtures, req.segs)?;
+    let Some(current) = b.objects.get(&name) else {
+        return Err(object_not_found(&name, &bname));
+    };
+    check_if_match(req, Some(current))?;
+    b.objects.remove(&name);
+    Ok(Reply::empty(204).header("last-modified", http_date(req.now)))
+}
+
+fn list(world: &World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
+    let (_, b) = bucket(world, fixtures, req.segs)?;
+    let prefix = q(req.query, "prefix").unwrap_or("");
+    let start = q(req.query, "start");
+    let end = q(req.query, "end");
+    let limit = match q(req.query, "limit") {
+        None => 1000,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(error(400, "InvalidParameter", format!("`limit` must be 1 to 1000, not `{l}`"))),
+        },
+    };
+    let fields: Vec<&str> = q(req.query, "fields")
+        .map(|f| f.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let mut matching = b
+        .objects
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .filter(|(n, _)| start.is_none_or(|s| n.as_str() >= s))
+        .filter(|(n, _)| end.is_none_or(|e| n.as_str() < e));
+    let mut objects = Vec::new();
+    for (n, o) in matching.by_ref().take(limit) {
+        let mut m = Map::new();
+        m.insert("name".into(), json!(n));
+        for f in &fields {
+            let v = match *f {
+                "size" => json!(o.size),
+                "etag" => json!(o.etag),
+                "md5" => json!(o.md5_base64),
+                "timeCreated" => json!(rfc3339(o.created)),
+                "timeModified" => json!(rfc3339(o.modified)),
+                "storageTier" => json!("Standard"),
+                _ => continue,
+            };
+            m.insert((*f).to_string(), v);
+        }
+        objects.push(Value::Object(m));
+    }
+    let mut body = json!({ "objects": objects, "prefixes": [] });
+    if let Some((next, _)) = matching.next() {
+        body["nextStartWith"] = json!(next);
+    }
+    Ok(Reply::json(200, &body))
+}

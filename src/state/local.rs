@@ -1,0 +1,163 @@
+//! The local file store: `state/<env>.json`, written atomically (temp file, fsync, rename, fsync of
+//! the directory), mode 0600, the previous version kept as `<env>.json.backup`. One writer at a
+//! time: an OS lock on `<env>.json.lock` plus a lock record inside it (who, host, pid, operation,
+//! since) so a waiting kiln can name the holder. The OS releases the lock when a process dies, so a
+//! record without a live OS lock is stale and is taken over with a warning.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use super::{parse, serialise, LockInfo, State, StateError};
+
+/// The local file store.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    pub path: PathBuf,
+}
+
+/// A held OS lock and its record file.
+pub(super) struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    /// Clear the record, then release the OS lock.
+    pub(super) fn release(self) {
+        let _ = self.file.set_len(0);
+        let _ = fs4::fs_std::FileExt::unlock(&self.file);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
+
+impl LocalStore {
+    fn lock_path(&self) -> PathBuf {
+        with_suffix(&self.path, ".lock")
+    }
+
+    /// `Ok(Ok(lock))`, or `Ok(Err(holder))` when another process holds the OS lock.
+    pub(super) fn try_lock(&self, info: &LockInfo) -> Result<Result<FileLock, String>, StateError> {
+        let path = self.lock_path();
+        let write_err = |source| StateError::Write {
+            path: shown(&path),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(write_err)?;
+        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = serde_json::from_str::<LockInfo>(&text)
+                    .map(|h| h.describe())
+                    .unwrap_or_else(|_| "another kiln process".into());
+                return Ok(Err(holder));
+            }
+        }
+        // The OS lock is ours. A record left here belongs to a process that died holding it
+        // (the OS releases flocks on exit): it is stale, and taken over with a warning.
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        if let Ok(stale) = serde_json::from_str::<LockInfo>(&text) {
+            tracing::warn!("taking over a stale lock left by {}", stale.describe());
+        }
+        file.set_len(0).map_err(write_err)?;
+        file.rewind().map_err(write_err)?;
+        file.write_all(
+            serde_json::to_string_pretty(info)
+                .expect("lock info serialises")
+                .as_bytes(),
+        )
+        .map_err(write_err)?;
+        file.sync_all().map_err(write_err)?;
+        Ok(Ok(FileLock { file, path }))
+    }
+
+    pub(super) fn lock_holder(&self) -> Option<LockInfo> {
+        std::fs::read_to_string(self.lock_path())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+    }
+
+    pub(super) fn remove_lock(&self) -> Result<(), StateError> {
+        let p = self.lock_path();
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|source| StateError::Write {
+                path: shown(&p),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn load(&self) -> Result<Option<State>, StateError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => parse(&shown(&self.path), &text).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Read {
+                path: shown(&self.path),
+                source,
+            }),
+        }
+    }
+
+    /// Atomic write; with `keep_backup`, the current file becomes `<env>.json.backup` first.
+    pub(super) fn write(&self, state: &State, keep_backup: bool) -> Result<(), StateError> {
+        let path = &self.path;
+        let err = |source| StateError::Write {
+            path: shown(path),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".kiln-state-")
+            .tempfile_in(dir)
+            .map_err(err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(err)?;
+        }
+        tmp.write_all(&serialise(state)).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        if keep_backup && path.exists() {
+            // Hard-link the old version as the backup so the rename below replaces only `path`.
+            let backup = with_suffix(path, ".backup");
+            let _ = std::fs::remove_file(&backup);
+            std::fs::hard_link(path, &backup)
+                .or_else(|_| std::fs::copy(path, &backup).map(|_| ()))
+                .map_err(err)?;
+        }
+        tmp.persist(path).map_err(|e| err(e.error))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
