@@ -950,7 +950,7 @@ impl Loader {
         };
         let namespace = required("namespace", self);
         let bucket = required("bucket", self);
-        let region = self.region(t, "backend.region");
+        let region = self.region(t);
         let endpoint = self.endpoint(t, "backend.endpoint");
         match (namespace, bucket) {
             (Some(namespace), Some(bucket)) => Backend::ObjectStorage(ObjectStorageBackend {
@@ -966,7 +966,7 @@ impl Loader {
         }
     }
 
-    fn region(&mut self, t: &IndexMap<String, Entry>, _field: &str) -> Option<String> {
+    fn region(&mut self, t: &IndexMap<String, Entry>) -> Option<String> {
         str_of(get(t, "region")).and_then(|(r, at)| match crate::oci::region::resolve(r) {
             Ok(id) => Some(id.to_string()),
             Err(_) => {
@@ -983,13 +983,18 @@ impl Loader {
 
     /// `emulator` or an http(s) URL; `None` when absent (or invalid, which is reported).
     fn endpoint(&mut self, t: &IndexMap<String, Entry>, field: &str) -> Option<Endpoint> {
+        let example = if field.starts_with("backend") {
+            "https://objectstorage.us-ashburn-1.oraclecloud.com"
+        } else {
+            "https://iaas.us-ashburn-1.oraclecloud.com"
+        };
         match str_of(get(t, "endpoint")) {
             None => None,
             Some(("emulator", _)) => Some(Endpoint::Emulator),
             Some((u, at)) => match url::Url::parse(u) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") => Some(Endpoint::Url(url)),
                 _ => {
-                    self.problem(Problem::error("invalid_endpoint", format!("`{field}` `{u}` is not a URL")).at(at, "not a URL").help("use `emulator` or a URL like `https://iaas.us-ashburn-1.oraclecloud.com`"));
+                    self.problem(Problem::error("invalid_endpoint", format!("`{field}` `{u}` is not a URL")).at(at, "not a URL").help(format!("use `emulator` or a URL like `{example}`")));
                     None
                 }
             },
@@ -997,7 +1002,7 @@ impl Loader {
     }
 
     fn provider(&mut self, t: &IndexMap<String, Entry>) -> Provider {
-        let region = self.region(t, "provider.region");
+        let region = self.region(t);
         let endpoint = self
             .endpoint(t, "provider.endpoint")
             .unwrap_or(Endpoint::Default);

@@ -8,6 +8,8 @@ mod emulator;
 mod examples;
 mod import;
 mod manifest;
+mod object_storage;
 mod oci_cli;
 mod plan_apply;
+mod remote_state;
 mod state;
