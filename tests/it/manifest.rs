@@ -27,8 +27,11 @@ fn render(name: &str) -> String {
         let env = path.join("envs/prod.toml").exists().then_some("prod");
         (path.clone(), env)
     } else {
-        std::fs::copy(&path, tmp.path().join("kiln.toml")).unwrap();
-        (tmp.path().to_path_buf(), None)
+        // tempfile makes the folder absolute; load it through its path relative to here.
+        let cwd = std::env::current_dir().unwrap();
+        let rel = tmp.path().strip_prefix(&cwd).unwrap().to_path_buf();
+        std::fs::copy(&path, rel.join("kiln.toml")).unwrap();
+        (rel, None)
     };
     let text = match manifest::load(&dir, env) {
         Ok(m) => {
