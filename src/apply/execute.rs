@@ -857,9 +857,10 @@ pub async fn apply(
     report.elapsed = timer.elapsed();
     let ctx = Arc::try_unwrap(ctx).ok().expect("every node finished");
     if let Err(e) = ctx.lock.release().await {
-        report
-            .failed
-            .push(("release the state lock".into(), format!("{:?}", miette::Report::new(e))));
+        report.failed.push((
+            "release the state lock".into(),
+            format!("{:?}", miette::Report::new(e)),
+        ));
     }
     (ctx.state.into_inner(), report)
 }

@@ -40,6 +40,10 @@ pub struct Args {
     /// Probability (0..1) of a dropped connection per request.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub fault_reset: f64,
+    /// Probability (0..1) of a dropped connection after a change was made (the client cannot
+    /// tell whether its request took effect).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_reset_after: f64,
     /// Seed for repeatable faults.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -77,6 +81,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         ("--fault-429", args.fault_429),
         ("--fault-5xx", args.fault_5xx),
         ("--fault-reset", args.fault_reset),
+        ("--fault-reset-after", args.fault_reset_after),
     ] {
         if !(0.0..=1.0).contains(&p) {
             miette::bail!("`{flag}` must be a probability between 0 and 1, not {p}");
@@ -95,6 +100,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         fault_429: args.fault_429,
         fault_5xx: args.fault_5xx,
         fault_reset: args.fault_reset,
+        fault_reset_after: args.fault_reset_after,
         seed: args.seed,
         region: args.region,
     };

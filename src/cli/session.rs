@@ -235,7 +235,8 @@ pub fn state_store(
     let emulator_url = || {
         conn.emulator.as_ref().map(|e| e.url()).ok_or_else(|| {
             miette!(
-                help = "use the backend's own URL, or `endpoint = \"emulator\"` in `[provider]` too",
+                help =
+                    "use the backend's own URL, or `endpoint = \"emulator\"` in `[provider]` too",
                 "`backend.endpoint = \"emulator\"` needs the embedded emulator as the provider"
             )
         })
@@ -246,12 +247,16 @@ pub fn state_store(
         // An emulator (or proxy) URL for the provider serves Object Storage too.
         (None, Endpoint::Url(u)) => u.to_string().trim_end_matches('/').to_string(),
         (Some(Endpoint::Default), _) | (None, Endpoint::Default) => {
-            let r = b.region.clone().or_else(|| conn.region.clone()).ok_or_else(|| {
-                miette!(
-                    help = "set `region` in `[backend]` or `[provider]`",
-                    "no region for the Object Storage backend"
-                )
-            })?;
+            let r = b
+                .region
+                .clone()
+                .or_else(|| conn.region.clone())
+                .ok_or_else(|| {
+                    miette!(
+                        help = "set `region` in `[backend]` or `[provider]`",
+                        "no region for the Object Storage backend"
+                    )
+                })?;
             region::object_storage_endpoint(&r)
         }
     };
@@ -281,11 +286,15 @@ pub async fn open(common: &Common) -> miette::Result<Session> {
     )
     .await?;
     let store = state_store(&manifest, common.state_dir.as_deref(), &conn)?;
+    let endpoint = match &store {
+        StateStore::Remote(r) => format!("{} · state: {}", conn.endpoint, r.describe()),
+        _ => conn.endpoint,
+    };
     Ok(Session {
         manifest,
         store,
         client: conn.client,
-        endpoint: conn.endpoint,
+        endpoint,
         parallelism,
         _emulator: conn.emulator,
     })

@@ -129,7 +129,11 @@ pub enum StateCommand {
     /// and serial.
     Migrate {
         /// Copy `state/<env>.json` to the `[backend]` of kiln.toml.
-        #[arg(long, required_unless_present = "to_local", conflicts_with = "to_local")]
+        #[arg(
+            long,
+            required_unless_present = "to_local",
+            conflicts_with = "to_local"
+        )]
         to_backend: bool,
         /// Copy the `[backend]` state to `state/<env>.json`.
         #[arg(long)]
@@ -278,7 +282,9 @@ pub async fn migrate(
     let from_lock = from
         .lock(LockInfo::new("state migrate"), lock_timeout)
         .await?;
-    let to_lock = to.lock(LockInfo::new("state migrate"), lock_timeout).await?;
+    let to_lock = to
+        .lock(LockInfo::new("state migrate"), lock_timeout)
+        .await?;
     let state = from.load().await?.ok_or_else(|| StateError::Migrate {
         reason: format!("there is no state at `{}`", from.describe()),
     })?;

@@ -42,11 +42,14 @@
 //! - Faults: per request, after authentication and before any change, a seeded RNG draws a dropped
 //!   connection (`--fault-reset`), a 429 `TooManyRequests` (`--fault-429`) or a 500
 //!   `InternalServerError` / 503 `ServiceUnavailable` (`--fault-5xx`). Faulted requests change
-//!   nothing and are counted in the stats like any other.
+//!   nothing and are counted in the stats like any other. `--fault-reset-after` drops the
+//!   connection *after* a mutating request (POST/PUT/DELETE) took effect, so the client cannot
+//!   tell whether it did: the case retry tokens and read-back checks exist for.
 //! - Object Storage (for remote state) is served by the same server under `/n/…`: see
 //!   [`object_storage`] for its subset and choices. PutObject is verified as Oracle's SDK signs it:
 //!   without the body headers.
-//! - `GET /_emulator/stats`: request counts per OCI operation name and `total`;
+//! - `GET /_emulator/stats`: request counts per OCI operation name and `total`, and injected
+//!   faults as `fault.reset`, `fault.429`, `fault.5xx`, `fault.reset_after`;
 //!   `GET /_emulator/fixtures`: the seeded ids. Neither needs a signature.
 
 pub mod api;
@@ -85,6 +88,8 @@ pub struct EmulatorConfig {
     pub fault_429: f64,
     pub fault_5xx: f64,
     pub fault_reset: f64,
+    /// Probability of dropping the connection after a mutating request took effect.
+    pub fault_reset_after: f64,
     /// Seed for the fault RNG (repeatable faults).
     pub seed: Option<u64>,
     /// Region id (`us-ashburn-1`).
@@ -102,6 +107,7 @@ impl Default for EmulatorConfig {
             fault_429: 0.0,
             fault_5xx: 0.0,
             fault_reset: 0.0,
+            fault_reset_after: 0.0,
             seed: None,
             region: "us-ashburn-1".into(),
         }
@@ -570,15 +576,18 @@ async fn process(
             (rng.gen(), rng.gen())
         };
         if draw < cfg.fault_reset {
+            count_fault(shared, "reset");
             return None;
         }
         if draw < cfg.fault_reset + cfg.fault_429 {
+            count_fault(shared, "429");
             return Some(
                 api::error(429, "TooManyRequests", "Too many requests for the user")
                     .header("retry-after", "0"),
             );
         }
         if draw < cfg.fault_reset + cfg.fault_429 + cfg.fault_5xx {
+            count_fault(shared, "5xx");
             return Some(if which {
                 api::error(500, "InternalServerError", "Internal error (injected)")
             } else {
@@ -599,7 +608,7 @@ async fn process(
         if mutated {
             save_world(shared, &world);
         }
-        return Some(reply);
+        return reset_after(shared, method, reply);
     }
     let retry_token = header("opc-retry-token").filter(|_| matches!(method, "POST" | "PUT"));
     let body_sha = hex::encode(Sha256::digest(body));
@@ -652,7 +661,30 @@ async fn process(
     if mutated || retry_token.is_some() {
         save_world(shared, &world);
     }
+    reset_after(shared, method, reply)
+}
+
+/// The `--fault-reset-after` fault: the change is made, the answer is lost.
+fn reset_after(shared: &Shared, method: &str, reply: api::Reply) -> Option<api::Reply> {
+    let p = shared.config.fault_reset_after;
+    if p > 0.0 && matches!(method, "POST" | "PUT" | "DELETE") {
+        let draw: f64 = shared.rng.lock().expect("rng lock").gen();
+        if draw < p {
+            count_fault(shared, "reset_after");
+            return None;
+        }
+    }
     Some(reply)
+}
+
+/// Injected faults are counted in the stats as `fault.KIND`.
+fn count_fault(shared: &Shared, kind: &str) {
+    *shared
+        .stats
+        .lock()
+        .expect("stats lock")
+        .entry(format!("fault.{kind}"))
+        .or_default() += 1;
 }
 
 /// Persist the world when `--data` is set (atomically; a failure is logged, the reply stands).

@@ -97,7 +97,12 @@ fn http_date(t: DateTime<Utc>) -> String {
 }
 
 /// Handle one Object Storage operation; the reply and whether the world changed.
-pub fn handle(world: &mut World, fixtures: &Fixtures, op: &str, req: &Request<'_>) -> (Reply, bool) {
+pub fn handle(
+    world: &mut World,
+    fixtures: &Fixtures,
+    op: &str,
+    req: &Request<'_>,
+) -> (Reply, bool) {
     let r = match op {
         "GetNamespace" => Ok((Reply::json(200, &json!(fixtures.namespace)), false)),
         "GetBucket" => bucket(world, fixtures, req.segs).map(|(name, b)| {
@@ -120,7 +125,11 @@ pub fn handle(world: &mut World, fixtures: &Fixtures, op: &str, req: &Request<'_
     r.unwrap_or_else(|e| (e, false))
 }
 
-fn bucket<'w>(world: &'w World, fixtures: &Fixtures, segs: &[&str]) -> Result<(String, &'w BucketRec)> {
+fn bucket<'w>(
+    world: &'w World,
+    fixtures: &Fixtures,
+    segs: &[&str],
+) -> Result<(String, &'w BucketRec)> {
     let (ns, name) = (segs[0], segs[2]);
     match world.buckets.get(name) {
         Some(b) if ns == fixtures.namespace => Ok((name.to_string(), b)),
@@ -128,7 +137,11 @@ fn bucket<'w>(world: &'w World, fixtures: &Fixtures, segs: &[&str]) -> Result<(S
     }
 }
 
-fn bucket_mut<'w>(world: &'w mut World, fixtures: &Fixtures, segs: &[&str]) -> Result<&'w mut BucketRec> {
+fn bucket_mut<'w>(
+    world: &'w mut World,
+    fixtures: &Fixtures,
+    segs: &[&str],
+) -> Result<&'w mut BucketRec> {
     let (ns, name) = (segs[0], segs[2]);
     match world.buckets.get_mut(name) {
         Some(b) if ns == fixtures.namespace => Ok(b),
@@ -214,7 +227,11 @@ fn put(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Repl
     check_if_match(req, current)?;
     if let Some(m) = (req.header)("if-none-match") {
         if m.trim() != "*" {
-            return Err(error(400, "InvalidParameter", "PutObject accepts only `If-None-Match: *`"));
+            return Err(error(
+                400,
+                "InvalidParameter",
+                "PutObject accepts only `If-None-Match: *`",
+            ));
         }
         if current.is_some() {
             return Err(error(
@@ -227,19 +244,25 @@ fn put(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Repl
     let md5 = B64.encode(Md5::digest(req.body));
     if let Some(given) = (req.header)("content-md5") {
         if given.trim() != md5 {
-            return Err(error(400, "InvalidContentMD5", "The Content-MD5 header does not match the body"));
+            return Err(error(
+                400,
+                "InvalidContentMD5",
+                "The Content-MD5 header does not match the body",
+            ));
         }
     }
     let obj = ObjectRec {
         data_base64: B64.encode(req.body),
-        content_type: (req.header)("content-type").unwrap_or_else(|| "application/octet-stream".into()),
+        content_type: (req.header)("content-type")
+            .unwrap_or_else(|| "application/octet-stream".into()),
         etag: uuid::Uuid::new_v4().to_string(),
         md5_base64: md5,
         size: req.body.len() as u64,
         created: current.map(|c| c.created).unwrap_or(now),
         modified: now,
     };
-    let reply = object_headers(Reply::empty(200), &obj).header("opc-content-md5", obj.md5_base64.clone());
+    let reply =
+        object_headers(Reply::empty(200), &obj).header("opc-content-md5", obj.md5_base64.clone());
     b.objects.insert(name, obj);
     Ok(reply)
 }
@@ -265,7 +288,13 @@ fn list(world: &World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> 
         None => 1000,
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
-            _ => return Err(error(400, "InvalidParameter", format!("`limit` must be 1 to 1000, not `{l}`"))),
+            _ => {
+                return Err(error(
+                    400,
+                    "InvalidParameter",
+                    format!("`limit` must be 1 to 1000, not `{l}`"),
+                ))
+            }
         },
     };
     let fields: Vec<&str> = q(req.query, "fields")

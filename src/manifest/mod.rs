@@ -970,10 +970,13 @@ impl Loader {
         str_of(get(t, "region")).and_then(|(r, at)| match crate::oci::region::resolve(r) {
             Ok(id) => Some(id.to_string()),
             Err(_) => {
-                let p = Problem::error("unknown_region", format!("unknown region `{r}`")).at(at, "not a region");
+                let p = Problem::error("unknown_region", format!("unknown region `{r}`"))
+                    .at(at, "not a region");
                 let p = match did_you_mean(&r.to_ascii_lowercase(), crate::oci::region::all_ids()) {
                     Some(s) => p.help(format!("did you mean `{s}`?")),
-                    None => p.help("use a region id such as `us-ashburn-1` or a 3-letter code such as `iad`"),
+                    None => p.help(
+                        "use a region id such as `us-ashburn-1` or a 3-letter code such as `iad`",
+                    ),
                 };
                 self.problem(p);
                 None
@@ -994,7 +997,11 @@ impl Loader {
             Some((u, at)) => match url::Url::parse(u) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") => Some(Endpoint::Url(url)),
                 _ => {
-                    self.problem(Problem::error("invalid_endpoint", format!("`{field}` `{u}` is not a URL")).at(at, "not a URL").help(format!("use `emulator` or a URL like `{example}`")));
+                    self.problem(
+                        Problem::error("invalid_endpoint", format!("`{field}` `{u}` is not a URL"))
+                            .at(at, "not a URL")
+                            .help(format!("use `emulator` or a URL like `{example}`")),
+                    );
                     None
                 }
             },

@@ -85,7 +85,9 @@ impl ObjectLock {
             Ok(Err(e)) => {
                 eprintln!("warning: could not release the state lock: {e}; if it stays, run `kiln force-unlock`")
             }
-            Err(_) => eprintln!("warning: could not release the state lock; if it stays, run `kiln force-unlock`"),
+            Err(_) => eprintln!(
+                "warning: could not release the state lock; if it stays, run `kiln force-unlock`"
+            ),
         }
     }
 }
@@ -93,7 +95,12 @@ impl ObjectLock {
 async fn release(store: &RemoteStore, etag: &str) -> Result<(), StateError> {
     match store
         .os
-        .delete_object(&store.namespace, &store.bucket, &store.lock_key(), Some(etag))
+        .delete_object(
+            &store.namespace,
+            &store.bucket,
+            &store.lock_key(),
+            Some(etag),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -194,7 +201,14 @@ impl RemoteStore {
         let (ns, bucket) = (&self.namespace, &self.bucket);
         if known.etag.is_some() {
             self.os
-                .put_object(ns, bucket, &self.backup_key(), known.bytes.clone(), JSON, &Precondition::None)
+                .put_object(
+                    ns,
+                    bucket,
+                    &self.backup_key(),
+                    known.bytes.clone(),
+                    JSON,
+                    &Precondition::None,
+                )
                 .await
                 .map_err(|e| self.err(e))?;
         }
@@ -261,7 +275,14 @@ impl RemoteStore {
         let body = serde_json::to_vec_pretty(info).expect("lock info serialises");
         let put = self
             .os
-            .put_object(&self.namespace, &self.bucket, &self.lock_key(), body, JSON, &Precondition::IfAbsent)
+            .put_object(
+                &self.namespace,
+                &self.bucket,
+                &self.lock_key(),
+                body,
+                JSON,
+                &Precondition::IfAbsent,
+            )
             .await;
         match put {
             Ok(etag) => Ok(Ok(ObjectLock {

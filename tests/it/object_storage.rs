@@ -1,8 +1,8 @@
 //! The emulator's Object Storage subset through kiln's client: conditional writes, 404s, HEAD,
 //! listing with prefix and pages, persistence across restarts.
 
-use kiln::oci::object_storage::{ObjectStorage, Precondition};
 use kiln::oci::client::Call;
+use kiln::oci::object_storage::{ObjectStorage, Precondition};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -23,39 +23,92 @@ async fn conditional_writes_reads_deletes_and_missing_things() {
     assert_eq!(os.get_object(NS, BUCKET, name).await.unwrap(), None);
     assert_eq!(os.head_object(NS, BUCKET, name).await.unwrap(), None);
     let e1 = os
-        .put_object(NS, BUCKET, name, b"one".to_vec(), "application/json", &Precondition::IfAbsent)
+        .put_object(
+            NS,
+            BUCKET,
+            name,
+            b"one".to_vec(),
+            "application/json",
+            &Precondition::IfAbsent,
+        )
         .await
         .unwrap();
     let again = os
-        .put_object(NS, BUCKET, name, b"two".to_vec(), "application/json", &Precondition::IfAbsent)
+        .put_object(
+            NS,
+            BUCKET,
+            name,
+            b"two".to_vec(),
+            "application/json",
+            &Precondition::IfAbsent,
+        )
         .await
         .unwrap_err();
     assert!(again.is_precondition_failed(), "{again}");
     assert_eq!(again.code, "IfNoneMatchFailed");
     let got = os.get_object(NS, BUCKET, name).await.unwrap().unwrap();
-    assert_eq!((got.body.as_slice(), got.etag.as_str()), (&b"one"[..], e1.as_str()));
-    assert_eq!(os.head_object(NS, BUCKET, name).await.unwrap(), Some(e1.clone()));
+    assert_eq!(
+        (got.body.as_slice(), got.etag.as_str()),
+        (&b"one"[..], e1.as_str())
+    );
+    assert_eq!(
+        os.head_object(NS, BUCKET, name).await.unwrap(),
+        Some(e1.clone())
+    );
 
     // If-Match: a stale etag is refused and changes nothing; the current one wins, with a new etag.
     let stale = os
-        .put_object(NS, BUCKET, name, b"x".to_vec(), "application/json", &Precondition::IfMatch("stale".into()))
+        .put_object(
+            NS,
+            BUCKET,
+            name,
+            b"x".to_vec(),
+            "application/json",
+            &Precondition::IfMatch("stale".into()),
+        )
         .await
         .unwrap_err();
-    assert_eq!((stale.status, stale.code.as_str()), (Some(412), "IfMatchFailed"));
+    assert_eq!(
+        (stale.status, stale.code.as_str()),
+        (Some(412), "IfMatchFailed")
+    );
     let e2 = os
-        .put_object(NS, BUCKET, name, b"two".to_vec(), "application/json", &Precondition::IfMatch(e1.clone()))
+        .put_object(
+            NS,
+            BUCKET,
+            name,
+            b"two".to_vec(),
+            "application/json",
+            &Precondition::IfMatch(e1.clone()),
+        )
         .await
         .unwrap();
     assert_ne!(e1, e2);
     let lost = os
-        .put_object(NS, BUCKET, name, b"three".to_vec(), "application/json", &Precondition::IfMatch(e1.clone()))
+        .put_object(
+            NS,
+            BUCKET,
+            name,
+            b"three".to_vec(),
+            "application/json",
+            &Precondition::IfMatch(e1.clone()),
+        )
         .await
         .unwrap_err();
-    assert!(lost.is_precondition_failed(), "a second writer with the old etag loses");
-    assert_eq!(os.get_object(NS, BUCKET, name).await.unwrap().unwrap().body, b"two");
+    assert!(
+        lost.is_precondition_failed(),
+        "a second writer with the old etag loses"
+    );
+    assert_eq!(
+        os.get_object(NS, BUCKET, name).await.unwrap().unwrap().body,
+        b"two"
+    );
 
     // Delete with If-Match.
-    let wrong = os.delete_object(NS, BUCKET, name, Some(&e1)).await.unwrap_err();
+    let wrong = os
+        .delete_object(NS, BUCKET, name, Some(&e1))
+        .await
+        .unwrap_err();
     assert!(wrong.is_precondition_failed());
     assert!(os.delete_object(NS, BUCKET, name, Some(&e2)).await.unwrap());
     assert!(!os.delete_object(NS, BUCKET, name, None).await.unwrap());
@@ -66,8 +119,18 @@ async fn conditional_writes_reads_deletes_and_missing_things() {
     let e = os.get_bucket("other", BUCKET).await.unwrap_err();
     assert_eq!(e.code, "BucketNotFound");
     let stats = emu.stats();
-    for op in ["GetNamespace", "GetBucket", "GetObject", "HeadObject", "PutObject", "DeleteObject"] {
-        assert!(stats.get(op).copied().unwrap_or(0) > 0, "{op} counted: {stats:?}");
+    for op in [
+        "GetNamespace",
+        "GetBucket",
+        "GetObject",
+        "HeadObject",
+        "PutObject",
+        "DeleteObject",
+    ] {
+        assert!(
+            stats.get(op).copied().unwrap_or(0) > 0,
+            "{op} counted: {stats:?}"
+        );
     }
 }
 
@@ -77,9 +140,16 @@ async fn listing_filters_by_prefix_and_pages() {
     let client = support::client(&emu);
     let os = ObjectStorage::new(client.clone());
     for n in ["a/1.json", "a/2.json", "a/3.json", "b/1.json"] {
-        os.put_object(NS, BUCKET, n, n.as_bytes().to_vec(), "text/plain", &Precondition::None)
-            .await
-            .unwrap();
+        os.put_object(
+            NS,
+            BUCKET,
+            n,
+            n.as_bytes().to_vec(),
+            "text/plain",
+            &Precondition::None,
+        )
+        .await
+        .unwrap();
     }
     let names: Vec<String> = os
         .list_objects(NS, BUCKET, "a/")
@@ -99,7 +169,11 @@ async fn listing_filters_by_prefix_and_pages() {
     };
     let first = page(None).await;
     assert_eq!(first["objects"].as_array().unwrap().len(), 2);
-    assert_eq!(first["objects"][0], serde_json::json!({"name": "a/1.json"}), "only names unless `fields`");
+    assert_eq!(
+        first["objects"][0],
+        serde_json::json!({"name": "a/1.json"}),
+        "only names unless `fields`"
+    );
     let next = first["nextStartWith"].as_str().unwrap().to_string();
     assert_eq!(next, "a/3.json");
     let second = page(Some(&next)).await;
@@ -117,7 +191,14 @@ async fn objects_and_etags_survive_a_restart_with_data() {
     let emu = support::start(cfg()).await;
     let os = ObjectStorage::new(support::client(&emu));
     let etag = os
-        .put_object(NS, BUCKET, "s.json", b"{}".to_vec(), "application/json", &Precondition::IfAbsent)
+        .put_object(
+            NS,
+            BUCKET,
+            "s.json",
+            b"{}".to_vec(),
+            "application/json",
+            &Precondition::IfAbsent,
+        )
         .await
         .unwrap();
     emu.shutdown().await;

@@ -220,11 +220,32 @@ fn oracles_oci_cli_drives_the_emulator() {
     assert_eq!(got["data"], ns);
     let file = dir.path().join("state.json");
     std::fs::write(&file, r#"{"version": 1}"#).unwrap();
-    let obj = ["--namespace", ns, "--bucket-name", bucket, "--name", "cli/state.json"];
-    let (ok, put, err) = oci(&[&["os", "object", "put", "--file", file.to_str().unwrap()][..], &obj[..]].concat());
+    let obj = [
+        "--namespace",
+        ns,
+        "--bucket-name",
+        bucket,
+        "--name",
+        "cli/state.json",
+    ];
+    let (ok, put, err) = oci(&[
+        &["os", "object", "put", "--file", file.to_str().unwrap()][..],
+        &obj[..],
+    ]
+    .concat());
     assert!(ok, "object put: {err}");
     let etag = put["etag"].as_str().unwrap().to_string();
-    let (ok, listed, err) = oci(&["os", "object", "list", "--namespace", ns, "--bucket-name", bucket, "--prefix", "cli/"]);
+    let (ok, listed, err) = oci(&[
+        "os",
+        "object",
+        "list",
+        "--namespace",
+        ns,
+        "--bucket-name",
+        bucket,
+        "--prefix",
+        "cli/",
+    ]);
     assert!(ok, "object list: {err}");
     assert_eq!(listed["data"][0]["name"], "cli/state.json", "{listed}");
     assert_eq!(listed["data"][0]["size"], 14, "{listed}");
@@ -232,13 +253,43 @@ fn oracles_oci_cli_drives_the_emulator() {
     assert!(ok, "object head: {err}");
     assert_eq!(head["etag"], etag.as_str(), "{head}");
     let copy = dir.path().join("copy.json");
-    let (ok, _, err) = oci(&[&["os", "object", "get", "--file", copy.to_str().unwrap()][..], &obj[..]].concat());
+    let (ok, _, err) = oci(&[
+        &["os", "object", "get", "--file", copy.to_str().unwrap()][..],
+        &obj[..],
+    ]
+    .concat());
     assert!(ok, "object get: {err}");
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&file).unwrap());
-    let (ok, _, err) = oci(&[&["os", "object", "delete", "--force", "--if-match", "not-the-etag"][..], &obj[..]].concat());
-    assert!(!ok && err.contains("412") && err.contains("IfMatchFailed"), "{err}");
-    let (ok, _, err) = oci(&[&["os", "object", "delete", "--force", "--if-match", &etag][..], &obj[..]].concat());
+    let (ok, _, err) = oci(&[
+        &[
+            "os",
+            "object",
+            "delete",
+            "--force",
+            "--if-match",
+            "not-the-etag",
+        ][..],
+        &obj[..],
+    ]
+    .concat());
+    assert!(
+        !ok && err.contains("412") && err.contains("IfMatchFailed"),
+        "{err}"
+    );
+    let (ok, _, err) = oci(&[
+        &["os", "object", "delete", "--force", "--if-match", &etag][..],
+        &obj[..],
+    ]
+    .concat());
     assert!(ok, "object delete: {err}");
-    let (ok, _, err) = oci(&["os", "bucket", "get", "--namespace", ns, "--bucket-name", "no-such-bucket"]);
+    let (ok, _, err) = oci(&[
+        "os",
+        "bucket",
+        "get",
+        "--namespace",
+        ns,
+        "--bucket-name",
+        "no-such-bucket",
+    ]);
     assert!(!ok && err.contains("BucketNotFound"), "{err}");
 }

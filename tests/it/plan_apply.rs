@@ -516,3 +516,41 @@ async fn replace_forces_a_replacement_and_the_request_log_shows_no_secrets() {
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answers_after_the_change_neither_duplicate_nor_fail() {
+    // Nearly every other mutation takes effect but its answer is lost: launches, updates, actions and
+    // terminations are retried (with the same retry token where OCI takes one) and must converge.
+    let mut cfg = support::config(0.002);
+    cfg.fault_reset_after = 0.4;
+    cfg.seed = Some(5);
+    let p = Project::new(cfg).await;
+    let steps = [
+        "[instance.a]\n[instance.b]\n[instance.c]\n",
+        "[instance.a]\nfreeform_tags = { v = \"2\" }\nstate = \"STOPPED\"\n[instance.b]\n",
+        "[instance.a]\nfreeform_tags = { v = \"3\" }\n[instance.b]\nstate = \"STOPPED\"\n[instance.d]\n",
+    ];
+    for body in steps {
+        p.write(body);
+        let out = p.kiln(&["apply", "--auto-approve"]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        let plan = p.kiln(&["plan", "--detailed-exitcode"]).await;
+        assert_eq!(plan.code, 0, "{plan:?}");
+    }
+    let mut names: Vec<String> = p
+        .live_instances()
+        .await
+        .into_iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i.display_name.unwrap_or_default(),
+                i.lifecycle_state
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a RUNNING", "b STOPPED", "d RUNNING"]);
+    let lost = p.emu.stats().get("fault.reset_after").copied().unwrap_or(0);
+    assert!(lost >= 1, "no answer was lost: the test tested nothing");
+}

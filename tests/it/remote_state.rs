@@ -20,8 +20,7 @@ fn backend(prefix: &str) -> String {
 async fn object(p: &Project, name: &str) -> Option<Value> {
     let os = ObjectStorage::new(p.client());
     os.get_object(NS, BUCKET, name).await.unwrap().map(|o| {
-        serde_json::from_slice(&o.body)
-            .unwrap_or_else(|e| panic!("`{name}` does not parse: {e}"))
+        serde_json::from_slice(&o.body).unwrap_or_else(|e| panic!("`{name}` does not parse: {e}"))
     })
 }
 
@@ -53,37 +52,61 @@ async fn plan_and_apply_on_the_remote_backend_and_migration_round_trips() {
     p.write(&format!("{resources}{}", backend("team/")));
     let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(!p.path().join("state/default.json").exists(), "no local state");
+    assert!(
+        !p.path().join("state/default.json").exists(),
+        "no local state"
+    );
     let state = object(&p, "team/default.json").await.expect("remote state");
     assert_eq!(state["resources"].as_object().unwrap().len(), 2);
-    assert!(object(&p, "team/default.json.lock").await.is_none(), "lock released");
-    let backup = object(&p, "team/default.json.backup").await.expect("previous version kept");
+    assert!(
+        object(&p, "team/default.json.lock").await.is_none(),
+        "lock released"
+    );
+    let backup = object(&p, "team/default.json.backup")
+        .await
+        .expect("previous version kept");
     assert!(backup["serial"].as_u64().unwrap() < state["serial"].as_u64().unwrap());
     let out = p.kiln(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let list = p.kiln(&["state", "list"]).await;
-    assert!(list.stdout.contains("instance.web") && list.stdout.contains("instance.db"), "{list:?}");
+    assert!(
+        list.stdout.contains("instance.web") && list.stdout.contains("instance.db"),
+        "{list:?}"
+    );
 
     // Remote → local; the manifest without [backend] then plans nothing from the local file.
     let out = p.kiln(&["state", "migrate", "--to-local"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    let local: Value =
-        serde_json::from_str(&std::fs::read_to_string(p.path().join("state/default.json")).unwrap())
-            .unwrap();
-    assert_eq!((&local["lineage"], &local["serial"]), (&state["lineage"], &state["serial"]));
+    let local: Value = serde_json::from_str(
+        &std::fs::read_to_string(p.path().join("state/default.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&local["lineage"], &local["serial"]),
+        (&state["lineage"], &state["serial"])
+    );
     p.write(resources);
     let out = p.kiln(&["apply", "--auto-approve"]).await;
-    assert!(out.code == 0 && out.stdout.contains("No changes"), "{out:?}");
+    assert!(
+        out.code == 0 && out.stdout.contains("No changes"),
+        "{out:?}"
+    );
 
     // Local → a new remote prefix, lineage and serial kept; plans nothing there either.
     p.write(&format!("{resources}{}", backend("moved/")));
     let out = p.kiln(&["state", "migrate", "--to-backend"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let moved = object(&p, "moved/default.json").await.unwrap();
-    assert_eq!((&moved["lineage"], &moved["serial"]), (&local["lineage"], &local["serial"]));
+    assert_eq!(
+        (&moved["lineage"], &moved["serial"]),
+        (&local["lineage"], &local["serial"])
+    );
     assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
     let again = p.kiln(&["state", "migrate", "--to-backend"]).await;
-    assert!(again.code == 0 && again.stdout.contains("nothing to copy"), "{again:?}");
+    assert!(
+        again.code == 0 && again.stdout.contains("nothing to copy"),
+        "{again:?}"
+    );
 
     // A destination holding another lineage is refused and left alone.
     let mut other = local.clone();
@@ -107,17 +130,31 @@ async fn two_applies_at_once_one_proceeds_the_other_waits_or_names_the_holder() 
     assert_eq!(won.code, 0, "{won:?}");
     assert_eq!(lost.code, 1, "{lost:?}");
     assert!(
-        lost.stderr.contains("locked") && lost.stderr.contains("pid ") && lost.stderr.contains("apply"),
+        lost.stderr.contains("locked")
+            && lost.stderr.contains("pid ")
+            && lost.stderr.contains("apply"),
         "the loser names the holder: {lost:?}"
     );
 
     // With a lock timeout both proceed, one after the other; nothing is lost or duplicated.
-    p.write(&format!("[instance.a]\n[instance.b]\n[instance.c]\n[instance.d]\n{}", backend("")));
-    let c = spawn(p.path(), &["apply", "--auto-approve", "--lock-timeout", "2m"]);
-    let d = spawn(p.path(), &["apply", "--auto-approve", "--lock-timeout", "2m"]);
+    p.write(&format!(
+        "[instance.a]\n[instance.b]\n[instance.c]\n[instance.d]\n{}",
+        backend("")
+    ));
+    let c = spawn(
+        p.path(),
+        &["apply", "--auto-approve", "--lock-timeout", "2m"],
+    );
+    let d = spawn(
+        p.path(),
+        &["apply", "--auto-approve", "--lock-timeout", "2m"],
+    );
     let (c, d) = (finish(c).await, finish(d).await);
     assert_eq!((c.code, d.code), (0, 0), "{c:?}\n{d:?}");
-    assert!(c.stdout.contains("No changes") || d.stdout.contains("No changes"), "{c:?}\n{d:?}");
+    assert!(
+        c.stdout.contains("No changes") || d.stdout.contains("No changes"),
+        "{c:?}\n{d:?}"
+    );
     assert_eq!(p.live_instances().await.len(), 4);
     let state = object(&p, "default.json").await.unwrap();
     assert_eq!(state["resources"].as_object().unwrap().len(), 4);
@@ -133,7 +170,10 @@ async fn fifty_concurrent_runs_only_raise_the_serial_and_every_version_parses() 
             backend("busy/")
         )
     };
-    p.write(&format!("[instance.web]\nfreeform_tags = {{ run = \"0\" }}\n{}", backend("busy/")));
+    p.write(&format!(
+        "[instance.web]\nfreeform_tags = {{ run = \"0\" }}\n{}",
+        backend("busy/")
+    ));
     assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
 
     // 25 applies that each change the tag, 25 plans, all at once on one remote state.
@@ -178,10 +218,16 @@ async fn fifty_concurrent_runs_only_raise_the_serial_and_every_version_parses() 
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let serials = watcher.await.unwrap();
     assert!(serials.len() > 10, "the watcher saw the runs: {serials:?}");
-    assert!(serials.windows(2).all(|w| w[0] <= w[1]), "the serial fell: {serials:?}");
+    assert!(
+        serials.windows(2).all(|w| w[0] <= w[1]),
+        "the serial fell: {serials:?}"
+    );
     assert!(serials.last() > serials.first(), "{serials:?}");
     let state = object(&p, "busy/default.json").await.unwrap();
-    assert!(state["serial"].as_u64().unwrap() >= 26, "every apply wrote: {state}");
+    assert!(
+        state["serial"].as_u64().unwrap() >= 26,
+        "every apply wrote: {state}"
+    );
     assert_eq!(p.live_instances().await.len(), 1, "no duplicates");
     assert!(object(&p, "busy/default.json.lock").await.is_none());
 }
@@ -201,7 +247,10 @@ async fn a_killed_holder_is_named_and_force_unlock_recovers() {
         if in_flight && object(&p, "default.json.lock").await.is_some() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the apply never got going");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apply never got going"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     std::process::Command::new("kill")
@@ -212,12 +261,22 @@ async fn a_killed_holder_is_named_and_force_unlock_recovers() {
 
     let out = p.kiln(&["plan"]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains(&format!("pid {pid}")) && out.stderr.contains("force-unlock"), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("pid {pid}")) && out.stderr.contains("force-unlock"),
+        "{out:?}"
+    );
     let out = p.kiln(&["force-unlock"]).await;
-    assert!(out.code == 0 && out.stdout.contains(&format!("pid {pid}")), "{out:?}");
+    assert!(
+        out.code == 0 && out.stdout.contains(&format!("pid {pid}")),
+        "{out:?}"
+    );
     let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(p.live_instances().await.len(), 2, "the crashed creates were not duplicated");
+    assert_eq!(
+        p.live_instances().await.len(),
+        2,
+        "the crashed creates were not duplicated"
+    );
     assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
 }
 
@@ -226,17 +285,26 @@ async fn injected_errors_and_resets_never_leave_a_half_written_state() {
     let p = Project::new(EmulatorConfig {
         fault_5xx: 0.15,
         fault_reset: 0.1,
+        fault_reset_after: 0.15,
         fault_429: 0.05,
         seed: Some(9),
         ..support::config(0.0)
     })
     .await;
-    p.write(&format!("[instance.a]\n[instance.b]\n[instance.c]\n{}", backend("faulty/")));
+    p.write(&format!(
+        "[instance.a]\n[instance.b]\n[instance.c]\n{}",
+        backend("faulty/")
+    ));
     let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let state = object(&p, "faulty/default.json").await.unwrap();
     let resources = state["resources"].as_object().unwrap();
-    assert!(resources.values().all(|r| r["id"].is_string() && r["pending_create"].is_null()), "{state}");
+    assert!(
+        resources
+            .values()
+            .all(|r| r["id"].is_string() && r["pending_create"].is_null()),
+        "{state}"
+    );
     let backup = object(&p, "faulty/default.json.backup").await.unwrap();
     assert_eq!(backup["lineage"], state["lineage"]);
     assert_eq!(p.live_instances().await.len(), 3);
@@ -244,4 +312,13 @@ async fn injected_errors_and_resets_never_leave_a_half_written_state() {
     assert_eq!(out.code, 0, "{out:?}");
     let stats = p.emu.stats();
     assert!(stats["PutObject"] > 4, "{stats:?}");
+    assert!(
+        stats.get("fault.reset_after").is_some_and(|n| *n > 0),
+        "{stats:?}"
+    );
+    let injected: u64 = ["fault.reset", "fault.5xx", "fault.429"]
+        .iter()
+        .filter_map(|k| stats.get(*k))
+        .sum();
+    assert!(injected > 0, "{stats:?}");
 }
