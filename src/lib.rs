@@ -6,7 +6,7 @@
 //!  kiln.toml (+ envs/<env>.toml) ──manifest::load──▶ manifest::Manifest (spans, diagnostics)
 //!                                                        │ resolve
 //!                                                        ▼
-//!  state/<env>.json ──state::StateStore::load (lock)──▶ state::State
+//!  state/<env>.json or an Object Storage object ──state::StateStore::load (lock)──▶ state::State
 //!                                                        │
 //!  OCI / emulator ──oci::Client (bulk List, Get)──▶ plan::refresh ──▶ plan::diff ──▶ plan::Plan (DAG)
 //!                                                        │ render (text / JSON / saved file)
@@ -18,11 +18,11 @@
 //! | module | owns | reads / writes on disk |
 //! |---|---|---|
 //! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
-//! | [`state`] | versioned state format, atomic save, backup, lock | reads/writes `state/<env>.json`, `.backup`, `.lock` |
+//! | [`state`] | versioned state format, atomic save, backup, lock; local file or Object Storage (compare-and-swap, lock object) | reads/writes `state/<env>.json`, `.backup`, `.lock` (or the same as objects) |
 //! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG, rendering | writes saved plans (`--out`) |
 //! | [`apply`] | DAG executor, waiters, progress | writes state after every action |
-//! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, regions | reads `~/.oci/config` and key files |
-//! | [`emulator`] | an OCI Compute API server (axum) with strict signatures, etags, retry tokens, lifecycles, faults | reads an OCI config for trusted keys; `--data` file |
+//! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, the Object Storage subset, regions | reads `~/.oci/config` and key files |
+//! | [`emulator`] | an OCI Compute (and Object Storage subset) API server on hyper, with strict signatures, etags, retry tokens, lifecycles, faults | reads an OCI config for trusted keys; `--data` file |
 //! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
 //!
 //! Dependencies run one way: `cli → apply → plan → {manifest, state} → oci`. The `oci` client knows
