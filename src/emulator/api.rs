@@ -111,7 +111,22 @@ fn new_ocid(kind: &str, region_code: &str) -> String {
     format!("ocid1.{kind}.oc1.{region_code}.{tail}")
 }
 
-fn q<'a>(query: &'a [(String, String)], k: &str) -> Option<&'a str> {
+/// The `limit` query parameter: 1..1000, `default` when absent.
+pub(super) fn page_limit(query: &[(String, String)], default: usize) -> Result<usize> {
+    match q(query, "limit") {
+        None => Ok(default),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(error(
+                400,
+                "InvalidParameter",
+                format!("`limit` `{l}` must be between 1 and 1000"),
+            )),
+        },
+    }
+}
+
+pub(super) fn q<'a>(query: &'a [(String, String)], k: &str) -> Option<&'a str> {
     query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
@@ -657,19 +672,7 @@ fn sort_items(items: &mut [Value], query: &[(String, String)], default_sort: &st
 /// One page of `items`: `limit` 1..1000 (default 100); `page` is the opaque token of the previous
 /// response's `opc-next-page`.
 fn paginate(items: Vec<Value>, query: &[(String, String)]) -> Result<Reply> {
-    let limit = match q(query, "limit") {
-        None => 100,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(error(
-                    400,
-                    "InvalidParameter",
-                    format!("`limit` `{l}` must be between 1 and 1000"),
-                ))
-            }
-        },
-    };
+    let limit = page_limit(query, 100)?;
     let start = match q(query, "page") {
         None => 0,
         Some(p) => p

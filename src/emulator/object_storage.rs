@@ -24,7 +24,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::api::{error, Reply};
+use super::api::{error, page_limit, q, Reply};
 use super::store::{rfc3339, World};
 use super::Fixtures;
 
@@ -87,10 +87,6 @@ pub struct Request<'a> {
 }
 
 type Result<T> = std::result::Result<T, Reply>;
-
-fn q<'a>(query: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-}
 
 fn http_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
@@ -284,19 +280,7 @@ fn list(world: &World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> 
     let prefix = q(req.query, "prefix").unwrap_or("");
     let start = q(req.query, "start");
     let end = q(req.query, "end");
-    let limit = match q(req.query, "limit") {
-        None => 1000,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(error(
-                    400,
-                    "InvalidParameter",
-                    format!("`limit` must be 1 to 1000, not `{l}`"),
-                ))
-            }
-        },
-    };
+    let limit = page_limit(req.query, 1000)?;
     let fields: Vec<&str> = q(req.query, "fields")
         .map(|f| f.split(',').map(str::trim).collect())
         .unwrap_or_default();

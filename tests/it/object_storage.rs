@@ -11,6 +11,23 @@ use crate::support;
 const NS: &str = "kilnemulator";
 const BUCKET: &str = "kiln-state";
 
+async fn put(
+    os: &ObjectStorage,
+    name: &str,
+    body: &[u8],
+    precondition: Precondition,
+) -> Result<String, kiln::oci::OciError> {
+    os.put_object(
+        NS,
+        BUCKET,
+        name,
+        body.to_vec(),
+        "application/json",
+        &precondition,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn conditional_writes_reads_deletes_and_missing_things() {
     let emu = support::start(support::config(0.0)).await;
@@ -22,26 +39,10 @@ async fn conditional_writes_reads_deletes_and_missing_things() {
     let name = "team a/prod.json";
     assert_eq!(os.get_object(NS, BUCKET, name).await.unwrap(), None);
     assert_eq!(os.head_object(NS, BUCKET, name).await.unwrap(), None);
-    let e1 = os
-        .put_object(
-            NS,
-            BUCKET,
-            name,
-            b"one".to_vec(),
-            "application/json",
-            &Precondition::IfAbsent,
-        )
+    let e1 = put(&os, name, b"one", Precondition::IfAbsent)
         .await
         .unwrap();
-    let again = os
-        .put_object(
-            NS,
-            BUCKET,
-            name,
-            b"two".to_vec(),
-            "application/json",
-            &Precondition::IfAbsent,
-        )
+    let again = put(&os, name, b"two", Precondition::IfAbsent)
         .await
         .unwrap_err();
     assert!(again.is_precondition_failed(), "{again}");
@@ -57,42 +58,18 @@ async fn conditional_writes_reads_deletes_and_missing_things() {
     );
 
     // If-Match: a stale etag is refused and changes nothing; the current one wins, with a new etag.
-    let stale = os
-        .put_object(
-            NS,
-            BUCKET,
-            name,
-            b"x".to_vec(),
-            "application/json",
-            &Precondition::IfMatch("stale".into()),
-        )
+    let stale = put(&os, name, b"x", Precondition::IfMatch("stale".into()))
         .await
         .unwrap_err();
     assert_eq!(
         (stale.status, stale.code.as_str()),
         (Some(412), "IfMatchFailed")
     );
-    let e2 = os
-        .put_object(
-            NS,
-            BUCKET,
-            name,
-            b"two".to_vec(),
-            "application/json",
-            &Precondition::IfMatch(e1.clone()),
-        )
+    let e2 = put(&os, name, b"two", Precondition::IfMatch(e1.clone()))
         .await
         .unwrap();
     assert_ne!(e1, e2);
-    let lost = os
-        .put_object(
-            NS,
-            BUCKET,
-            name,
-            b"three".to_vec(),
-            "application/json",
-            &Precondition::IfMatch(e1.clone()),
-        )
+    let lost = put(&os, name, b"three", Precondition::IfMatch(e1.clone()))
         .await
         .unwrap_err();
     assert!(
@@ -190,15 +167,7 @@ async fn objects_and_etags_survive_a_restart_with_data() {
     };
     let emu = support::start(cfg()).await;
     let os = ObjectStorage::new(support::client(&emu));
-    let etag = os
-        .put_object(
-            NS,
-            BUCKET,
-            "s.json",
-            b"{}".to_vec(),
-            "application/json",
-            &Precondition::IfAbsent,
-        )
+    let etag = put(&os, "s.json", b"{}", Precondition::IfAbsent)
         .await
         .unwrap();
     emu.shutdown().await;
