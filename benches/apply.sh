@@ -33,7 +33,7 @@ fi
 kiln=$KILN
 work=$(mktemp -d)
 emu_pid=
-trap '[ -n "$emu_pid" ] && kill $emu_pid 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$emu_pid" ] && kill $emu_pid 2>/dev/null; rm -rf "$work"; true' EXIT
 
 key=tests/fixtures/signing/keys/pkcs1.pem
 cat > "$work/config" <<CFG
@@ -54,7 +54,7 @@ start_emulator() {
   done
   url=$(head -1 "$work/emu.out" | sed 's/listening on //')
   [ -n "$url" ] || { cat "$work/emu.err" >&2; exit 1; }
-  fx=$(curl -s "$url/_emulator/fixtures")
+  fx=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' "$url/_emulator/fixtures")
   subnet=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["public_subnet_id"])' <<<"$fx")
   image=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["platform_images"][0]["id"])' <<<"$fx")
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod benches;
 mod client;
 mod crash;
 mod emulator;

@@ -1,0 +1,160 @@
+//! Smoke runs of the benchmark scripts at tiny sizes, so they cannot rot (BENCHMARKS.md). They
+//! check that each script runs end to end against this build's `kiln` (`KILN=…`, no release
+//! build) and that its table says something physically possible — never how fast anything is:
+//! timings are not pass/fail.
+//!
+//! They need python3 with Oracle's SDK (`oci`, from `pip install oci-cli`) and, for scenario 4,
+//! `pycloudlib`: in CI (`.ci/run` installs both) a missing one fails the test; elsewhere the test
+//! skips, loudly.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether the Python modules are there; in CI their absence is a failure.
+fn require_python(modules: &[&str], test: &str) -> bool {
+    let missing: Vec<&str> = modules.iter().copied().filter(|m| !python_has(m)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("python3 cannot import {missing:?}: .ci/run installs them with pip");
+    }
+    eprintln!("\n*** SKIPPING {test}: python3 cannot import {missing:?} (pip install oci-cli pycloudlib) ***\n");
+    false
+}
+
+/// Run a bench script with this build's kiln; its stdout (the script must succeed).
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .current_dir(root())
+        .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+        .output()
+        .expect("the script runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The data rows of the markdown table in `out`: cells, trimmed.
+fn rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("|---"))
+        .skip(1)
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+fn num(cell: &str) -> f64 {
+    cell.trim_end_matches('×')
+        .parse()
+        .unwrap_or_else(|_| panic!("`{cell}` is not a number"))
+}
+
+#[test]
+fn bench_no_change_plan_smoke() {
+    if !require_python(&["oci"], "the no-change plan bench smoke run") {
+        return;
+    }
+    let out = run(Command::new("bash")
+        .args(["benches/run.sh", "3"])
+        .env("LATENCY_MS", "5"));
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 1, "one row for N = 3:\n{out}");
+    let r = &rows[0];
+    assert_eq!(r.len(), 9, "{out}");
+    assert_eq!(r[0], "3");
+    assert!(num(&r[1]) > 0.0, "{out}");
+    // The whole estate in one ListInstances page; the peer reads each instance once.
+    assert_eq!(num(&r[3]), 1.0, "kiln API calls:\n{out}");
+    assert_eq!(num(&r[6]), 3.0, "peer API calls:\n{out}");
+    assert!(num(&r[8]) > 0.0, "{out}");
+}
+
+#[test]
+fn bench_apply_critical_path_smoke() {
+    let out = run(Command::new("bash")
+        .arg("benches/apply.sh")
+        .env("SMALL", "1"));
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 2, "two DAGs:\n{out}");
+    assert!(rows[0][0].contains("3 independent instances"), "{out}");
+    assert_eq!(rows[0][1], "3 create instance", "{out}");
+    assert!(rows[1][0].starts_with("golden image"), "{out}");
+    assert_eq!(
+        rows[1][1], "1 create image, 2 create instance, 1 start instance, 1 stop instance",
+        "{out}"
+    );
+    for r in &rows {
+        let (wall, path, ratio) = (num(&r[3]), num(&r[4]), num(&r[5]));
+        // No apply can beat the lifecycle durations it waits through.
+        assert!(
+            path > 0.0 && wall >= path,
+            "wall {wall} < critical path {path}:\n{out}"
+        );
+        // (each printed rounded: wall and path to 0.005, the ratio to 0.0005)
+        let rounding = 0.005 * (ratio + 1.0) + 0.0005 * path + 1e-9;
+        assert!(
+            (ratio * path - wall).abs() <= rounding,
+            "ratio ≠ wall ÷ path:\n{out}"
+        );
+        assert!(num(&r[6]) > 0.0, "{out}");
+    }
+    // Launches at 3 and 2 at once on 10 slots: one launch; stop → capture → start ‖ launch.
+    let scale = 0.002;
+    assert!((num(&rows[0][4]) - 60.0 * scale).abs() < 1e-6, "{out}");
+    assert!(
+        (num(&rows[1][4]) - (30.0 + 480.0 + 60.0) * scale).abs() < 0.01,
+        "{out}"
+    );
+}
+
+#[test]
+fn bench_pycloudlib_vs_kiln_smoke() {
+    if !require_python(&["oci", "pycloudlib"], "the pycloudlib bench smoke run") {
+        return;
+    }
+    let out = run(Command::new("python3")
+        .arg("benches/pycloudlib_vs_kiln.py")
+        .env("SMALL", "1"));
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[0][0].starts_with("pycloudlib"), "{out}");
+    assert!(rows[1][0].starts_with("kiln apply"), "{out}");
+    for r in &rows {
+        let (wall, path) = (num(&r[2]), num(&r[3]));
+        assert!(
+            path > 0.0 && wall >= path,
+            "wall {wall} < critical path {path}:\n{out}"
+        );
+    }
+    // Each tool launched one instance and captured one image.
+    for tool in ["pycloudlib", "kiln"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("- {tool} API calls by operation:")))
+            .unwrap_or_else(|| panic!("no call breakdown for {tool}:\n{out}"));
+        assert!(line.contains("LaunchInstance 1,"), "{line}");
+        assert!(line.contains("CreateImage 1,"), "{line}");
+    }
+}
