@@ -107,17 +107,20 @@ class Emulator:
             [kiln, "emulator", "--listen", "127.0.0.1:0", "--oci-config", config,
              "--time-scale", str(SCALE), "--latency-ms", str(LATENCY)],
             stdout=self.out, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            self.out.seek(0)
-            line = self.out.readline()
-            if line.startswith("listening on "):
-                self.url = line.split()[-1]
-                break
-            time.sleep(0.05)
-        else:
-            self.proc.kill()
-            raise SystemExit("the emulator did not start")
-        self.fixtures = self.get("fixtures")
+        try:
+            for _ in range(200):
+                self.out.seek(0)
+                line = self.out.readline()
+                if line.startswith("listening on "):
+                    self.url = line.split()[-1]
+                    break
+                time.sleep(0.05)
+            else:
+                raise SystemExit("the emulator did not start")
+            self.fixtures = self.get("fixtures")
+        except BaseException:
+            self.stop()
+            raise
 
     def get(self, what):
         return json.load(urllib.request.urlopen(f"{self.url}/_emulator/{what}"))
