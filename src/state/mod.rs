@@ -207,7 +207,7 @@ pub enum StateError {
         found_lineage: String,
         found_serial: u64,
     },
-    #[error("the remote state `{path}`: {source}")]
+    #[error("cannot use the remote state `{path}`")]
     #[diagnostic(
         code(kiln::state::remote),
         help("the stored state is intact (writes are compare-and-swap); check the backend's namespace, bucket and credentials, then run again")

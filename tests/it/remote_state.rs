@@ -322,3 +322,24 @@ async fn injected_errors_and_resets_never_leave_a_half_written_state() {
         .sum();
     assert!(injected > 0, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_a_clear_error_and_nothing_is_sent_to_compute() {
+    let p = Project::new(support::config(0.0)).await;
+    p.write(&format!(
+        "[instance.a]\n{}",
+        backend("").replace(BUCKET, "no-such-bucket")
+    ));
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    for part in [
+        "cannot use the remote state",
+        "objectstorage://kilnemulator/no-such-bucket/",
+        "PutObject",
+        "404 BucketNotFound",
+        "opc-request-id",
+    ] {
+        assert!(out.stderr.contains(part), "`{part}` missing: {out:?}");
+    }
+    assert!(p.emu.stats().get("LaunchInstance").is_none());
+}
