@@ -26,43 +26,8 @@ fleet=${FLEET:-20}
 scale=${TIME_SCALE:-0.05}
 latency=${LATENCY_MS:-50}
 par=${PARALLELISM:-10}
-if [ -z "${KILN:-}" ]; then
-  cargo build --release --quiet
-  KILN=target/release/kiln
-fi
-kiln=$KILN
-work=$(mktemp -d)
-emu_pid=
-trap '[ -n "$emu_pid" ] && kill $emu_pid 2>/dev/null; rm -rf "$work"; true' EXIT
-
-key=tests/fixtures/signing/keys/pkcs1.pem
-cat > "$work/config" <<CFG
-[DEFAULT]
-user=ocid1.user.oc1..aaaatest
-tenancy=ocid1.tenancy.oc1..aaaatest
-fingerprint=f7:f0:c3:be:cc:84:ea:6c:21:0a:72:40:37:bb:0d:ed
-key_file=$PWD/$key
-region=us-ashburn-1
-CFG
-
-start_emulator() {
-  "$kiln" emulator --listen 127.0.0.1:0 --oci-config "$work/config" --time-scale "$scale" --latency-ms "$latency" > "$work/emu.out" 2> "$work/emu.err" &
-  emu_pid=$!
-  for _ in $(seq 1 200); do
-    head -1 "$work/emu.out" 2>/dev/null | grep -q listening && break
-    sleep 0.05
-  done
-  url=$(head -1 "$work/emu.out" | sed 's/listening on //')
-  [ -n "$url" ] || { cat "$work/emu.err" >&2; exit 1; }
-  fx=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' "$url/_emulator/fixtures")
-  subnet=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["public_subnet_id"])' <<<"$fx")
-  image=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["platform_images"][0]["id"])' <<<"$fx")
-}
-
-stop_emulator() {
-  kill $emu_pid; wait $emu_pid 2>/dev/null || true
-  emu_pid=
-}
+. benches/common.sh
+emulator_flags=(--time-scale "$scale" --latency-ms "$latency")
 
 header() {
   printf '[provider]\nendpoint = "%s"\nconfig_file = "%s"\n\n[defaults]\ncompartment = "ocid1.compartment.oc1..aaaaaaaabench"\navailability_domain = "kIdk:US-ASHBURN-AD-1"\nshape = "VM.Standard.E4.Flex"\nshape_config = { ocpus = 1, memory_in_gbs = 16 }\nsubnet = "%s"\n\n' "$url" "$work/config" "$subnet"
@@ -133,7 +98,7 @@ echo "| DAG | actions | parallelism | kiln apply (s) | critical path (s) | ratio
 echo "|---|---|---|---|---|---|---|---|"
 
 # 1. N independent instances.
-start_emulator
+start_emulator "${emulator_flags[@]}"
 dir="$work/independent"; mkdir -p "$dir"
 {
   header
@@ -143,7 +108,7 @@ measure "$n independent instances" "$dir"
 stop_emulator
 
 # 2. The golden-image DAG: the builder exists and runs; stop → capture → start ‖ fleet launches.
-start_emulator
+start_emulator "${emulator_flags[@]}"
 dir="$work/golden"; mkdir -p "$dir"
 {
   header

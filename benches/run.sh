@@ -10,42 +10,15 @@ cd "$(dirname "$0")/.."
 sizes=("$@")
 [ $# -eq 0 ] && sizes=(100 1000)
 latency=${LATENCY_MS:-50}
-if [ -z "${KILN:-}" ]; then
-  cargo build --release --quiet
-  KILN=target/release/kiln
-fi
-kiln=$KILN
-work=$(mktemp -d)
-emu_pid=
-trap '[ -n "$emu_pid" ] && kill $emu_pid 2>/dev/null; rm -rf "$work"; true' EXIT
-
-key=tests/fixtures/signing/keys/pkcs1.pem
-cat > "$work/config" <<CFG
-[DEFAULT]
-user=ocid1.user.oc1..aaaatest
-tenancy=ocid1.tenancy.oc1..aaaatest
-fingerprint=f7:f0:c3:be:cc:84:ea:6c:21:0a:72:40:37:bb:0d:ed
-key_file=$PWD/$key
-region=us-ashburn-1
-CFG
+. benches/common.sh
 
 echo "| N | kiln plan (s) | of which emulator CPU (s) | kiln API calls | kiln peak RSS (MiB) | peer refresh (s) | peer API calls | peer peak RSS (MiB) | speed-up |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for n in "${sizes[@]}"; do
   # Build the estate with kiln itself on the same emulator (in memory: with `--data` the emulator
   # rewrites its whole data file on every change: quadratic in N, most of the build time at N = 1,000).
-  "$kiln" emulator --listen 127.0.0.1:0 --oci-config "$work/config" --time-scale 0 --latency-ms "$latency" > "$work/emu.out" &
-  emu_pid=$!
-  for _ in $(seq 1 200); do
-    head -1 "$work/emu.out" 2>/dev/null | grep -q listening && break
-    sleep 0.05
-  done
-  url=$(head -1 "$work/emu.out" | sed 's/listening on //')
-  [ -n "$url" ] || { echo "the emulator did not start" >&2; exit 1; }
+  start_emulator --time-scale 0 --latency-ms "$latency"
   dir="$work/m-$n"; mkdir -p "$dir"
-  fx=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' "$url/_emulator/fixtures")
-  subnet=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["public_subnet_id"])' <<<"$fx")
-  image=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["platform_images"][0]["id"])' <<<"$fx")
   {
     printf '[provider]\nendpoint = "%s"\nconfig_file = "%s"\n\n[defaults]\ncompartment = "ocid1.compartment.oc1..aaaaaaaabench"\navailability_domain = "kIdk:US-ASHBURN-AD-1"\nshape = "VM.Standard.E4.Flex"\nshape_config = { ocpus = 1, memory_in_gbs = 16 }\nsubnet = "%s"\nsource = { image = "%s" }\n\n' "$url" "$work/config" "$subnet" "$image"
     for i in $(seq 1 "$n"); do printf '[instance.i%05d]\n' "$i"; done
@@ -82,6 +55,5 @@ import json, sys
 n, k, p = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 print(f"| {n} | {k['seconds']:.2f} | {k['emulator_cpu']:.2f} | {k['calls']} | {k['peak_rss_mib']:.0f} | {p['seconds']:.2f} | {p['calls']} | {p['peak_rss_mib']:.0f} | {p['seconds']/k['seconds']:.1f}× |")
 PY
-  kill $emu_pid; wait $emu_pid 2>/dev/null || true
-  emu_pid=
+  stop_emulator
 done
