@@ -81,11 +81,11 @@ pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> 
     Ok(m)
 }
 
-pub fn state_dir(common: &Common) -> PathBuf {
-    common
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| common.dir.join("state"))
+/// `--state-dir`, else `<manifest dir>/state` (local state files and the embedded emulator's data).
+pub fn state_dir(dir: &Path, state_dir: Option<&Path>) -> PathBuf {
+    state_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("state"))
 }
 
 /// The embedded emulator: a key pair and data kept under `<state dir>/.emulator/`.
@@ -280,7 +280,7 @@ pub async fn open(common: &Common) -> miette::Result<Session> {
         .max(1);
     let conn = connect(
         &manifest,
-        &state_dir(common),
+        &state_dir(&common.dir, common.state_dir.as_deref()),
         common.config_file.as_deref(),
         common.profile.as_deref(),
     )

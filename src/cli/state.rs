@@ -37,64 +37,51 @@ pub struct StateArgs {
 pub struct Stores {
     /// The manifest's store (its `[backend]`, or the local file).
     pub store: StateStore,
-    /// The local file store, and whether the manifest has a remote backend.
+    /// The local file store.
     pub local: StateStore,
-    pub remote: bool,
     _emulator: Option<RunningEmulator>,
 }
 
-impl StateArgs {
-    fn local(&self) -> StateStore {
-        StateStore::local(
-            &self.dir,
-            self.state_dir.as_deref(),
-            self.env.as_deref().unwrap_or("default"),
-        )
+impl Stores {
+    /// Whether the manifest keeps its state in a remote `[backend]`.
+    pub fn remote(&self) -> bool {
+        matches!(self.store, StateStore::Remote(_))
     }
+}
 
+impl StateArgs {
     pub async fn stores(&self) -> miette::Result<Stores> {
-        if !self.dir.join("kiln.toml").exists() {
-            let local = self.local();
-            return Ok(Stores {
-                store: local.clone(),
-                local,
-                remote: false,
-                _emulator: None,
-            });
-        }
-        let manifest = session::load_manifest(&self.dir, self.env.as_deref())?;
-        let local = StateStore::local(&manifest.dir, self.state_dir.as_deref(), &manifest.env);
-        if manifest.backend == Backend::Local {
-            return Ok(Stores {
-                store: local.clone(),
-                local,
-                remote: false,
-                _emulator: None,
-            });
-        }
-        let state_dir = self
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| self.dir.join("state"));
-        let conn = session::connect(
-            &manifest,
-            &state_dir,
-            self.config_file.as_deref(),
-            self.profile.as_deref(),
-        )
-        .await?;
-        let store = session::state_store(&manifest, self.state_dir.as_deref(), &conn)?;
+        let manifest = match self.dir.join("kiln.toml").exists() {
+            true => Some(session::load_manifest(&self.dir, self.env.as_deref())?),
+            false => None,
+        };
+        let local = match &manifest {
+            Some(m) => StateStore::local(&m.dir, self.state_dir.as_deref(), &m.env),
+            None => StateStore::local(
+                &self.dir,
+                self.state_dir.as_deref(),
+                self.env.as_deref().unwrap_or("default"),
+            ),
+        };
+        let (store, emulator) = match &manifest {
+            Some(m) if m.backend != Backend::Local => {
+                let conn = session::connect(
+                    m,
+                    &session::state_dir(&self.dir, self.state_dir.as_deref()),
+                    self.config_file.as_deref(),
+                    self.profile.as_deref(),
+                )
+                .await?;
+                let store = session::state_store(m, self.state_dir.as_deref(), &conn)?;
+                (store, conn.emulator)
+            }
+            _ => (local.clone(), None),
+        };
         Ok(Stores {
             store,
             local,
-            remote: true,
-            _emulator: conn.emulator,
+            _emulator: emulator,
         })
-    }
-
-    pub async fn store(&self) -> miette::Result<(StateStore, Stores)> {
-        let stores = self.stores().await?;
-        Ok((stores.store.clone(), stores))
     }
 }
 
@@ -156,7 +143,8 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
     rt.block_on(async {
         match cmd {
             StateCommand::List { at } => {
-                let (store, _keep) = at.store().await?;
+                let stores = at.stores().await?;
+                let store = &stores.store;
                 let state = store.load().await?.unwrap_or_default();
                 for (addr, r) in &state.resources {
                     let pending = if r.pending_create.is_some() {
@@ -169,7 +157,8 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Show { address, at } => {
-                let (store, _keep) = at.store().await?;
+                let stores = at.stores().await?;
+                let store = &stores.store;
                 let state = store.load().await?.unwrap_or_default();
                 let r = state.resources.get(&address).ok_or_else(|| {
                     miette!(
@@ -181,7 +170,8 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Rm { addresses, at } => {
-                let (store, _keep) = at.store().await?;
+                let stores = at.stores().await?;
+                let store = &stores.store;
                 let lock = store
                     .lock(LockInfo::new("state rm"), at.lock_timeout)
                     .await?;
@@ -206,7 +196,8 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Mv { from, to, at } => {
-                let (store, _keep) = at.store().await?;
+                let stores = at.stores().await?;
+                let store = &stores.store;
                 let lock = store
                     .lock(LockInfo::new("state mv"), at.lock_timeout)
                     .await?;
@@ -239,7 +230,7 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
             }
             StateCommand::Migrate { to_backend, at, .. } => {
                 let stores = at.stores().await?;
-                if !stores.remote {
+                if !stores.remote() {
                     return Err(miette!(
                         help = "add `[backend] kind = \"object_storage\"` with `namespace` and `bucket` to kiln.toml first",
                         "`{}` has no remote `[backend]` to migrate to or from",
@@ -331,7 +322,8 @@ pub async fn migrate(
 pub fn force_unlock(args: ForceUnlockArgs) -> miette::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
-        let (store, _keep) = args.at.store().await?;
+        let stores = args.at.stores().await?;
+        let store = &stores.store;
         match store.force_unlock(args.lock_id.as_deref()).await? {
             Some(h) => println!("Removed the lock held by {}", h.describe()),
             None => println!("{} was not locked", store.describe()),

@@ -121,8 +121,8 @@ impl LocalStore {
         }
     }
 
-    /// Atomic write; with `keep_backup`, the current file becomes `<env>.json.backup` first.
-    pub(super) fn write(&self, state: &State, keep_backup: bool) -> Result<(), StateError> {
+    /// Atomic write; the current file, if any, becomes `<env>.json.backup` first.
+    pub(super) fn write(&self, state: &State) -> Result<(), StateError> {
         let path = &self.path;
         let err = |source| StateError::Write {
             path: shown(path),
@@ -146,7 +146,7 @@ impl LocalStore {
         }
         tmp.write_all(&serialise(state)).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
-        if keep_backup && path.exists() {
+        if path.exists() {
             // Hard-link the old version as the backup so the rename below replaces only `path`.
             let backup = with_suffix(path, ".backup");
             let _ = std::fs::remove_file(&backup);

@@ -451,9 +451,15 @@ impl StateStore {
         // The lock makes this process the only writer; the serial it last wrote or read is the
         // stored one unless the lock was broken (force-unlock) — then refuse rather than overwrite.
         // (The remote store also compares and swaps on the object's etag.)
+        // A remote store remembers the version it read last: its etag guards the write, so it
+        // need not be read again.
         let known = lock.expected.lock().expect("lock state").clone();
-        let check = match known {
-            Some(e) => Some(e),
+        let cached = match self {
+            StateStore::Remote(r) => r.cached_version(),
+            _ => None,
+        };
+        let check = match known.or(cached) {
+            Some(version) => Some(version),
             None => self.load().await?.map(|cur| (cur.lineage, cur.serial)),
         };
         if let Some((lineage, serial)) = check.clone() {
@@ -469,7 +475,7 @@ impl StateStore {
         }
         let mut next = state.clone();
         next.serial += 1;
-        self.write(&next, check.is_some()).await?;
+        self.write(&next).await?;
         *lock.expected.lock().expect("lock state") = Some((next.lineage.clone(), next.serial));
         *state = next;
         Ok(())
@@ -478,19 +484,19 @@ impl StateStore {
     /// Store `state` as it is (lineage and serial kept): the destination of `kiln state migrate`.
     /// The caller holds this store's lock and has checked the destination's lineage.
     pub async fn write_exact(&self, lock: &StateLock, state: &State) -> Result<(), StateError> {
-        let existing = self.load().await?.is_some();
-        self.write(state, existing).await?;
+        self.write(state).await?;
         *lock.expected.lock().expect("lock state") = Some((state.lineage.clone(), state.serial));
         Ok(())
     }
 
-    async fn write(&self, state: &State, has_previous: bool) -> Result<(), StateError> {
+    /// Write, keeping the version replaced (if any) as the backup.
+    async fn write(&self, state: &State) -> Result<(), StateError> {
         match self {
             StateStore::Memory(m) => {
                 *m.state.lock().expect("memory state") = Some(state.clone());
                 Ok(())
             }
-            StateStore::Local(l) => l.write(state, has_previous),
+            StateStore::Local(l) => l.write(state),
             StateStore::Remote(r) => r.write(state).await,
         }
     }

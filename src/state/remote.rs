@@ -31,6 +31,8 @@ struct Known {
     /// `None`: the object did not exist.
     etag: Option<String>,
     bytes: Vec<u8>,
+    /// The lineage and serial in `bytes`.
+    version: Option<(String, u64)>,
 }
 
 /// The Object Storage store.
@@ -147,6 +149,15 @@ impl RemoteStore {
         }
     }
 
+    /// The lineage and serial of the version this process read or wrote last, if it did.
+    pub(super) fn cached_version(&self) -> Option<(String, u64)> {
+        self.last
+            .lock()
+            .expect("remote state cache")
+            .as_ref()
+            .and_then(|k| k.version.clone())
+    }
+
     fn remember(&self, known: Known) {
         *self.last.lock().expect("remote state cache") = Some(known);
     }
@@ -171,6 +182,7 @@ impl RemoteStore {
                 self.remember(Known {
                     etag: Some(obj.etag),
                     bytes: obj.body,
+                    version: Some((state.lineage.clone(), state.serial)),
                 });
                 Ok(Some(state))
             }
@@ -178,6 +190,7 @@ impl RemoteStore {
                 self.remember(Known {
                     etag: None,
                     bytes: Vec::new(),
+                    version: None,
                 });
                 Ok(None)
             }
@@ -213,6 +226,7 @@ impl RemoteStore {
                 .map_err(|e| self.err(e))?;
         }
         let bytes = serialise(state);
+        let version = Some((state.lineage.clone(), state.serial));
         let precondition = match &known.etag {
             Some(etag) => Precondition::IfMatch(etag.clone()),
             None => Precondition::IfAbsent,
@@ -226,6 +240,7 @@ impl RemoteStore {
                 self.remember(Known {
                     etag: Some(etag),
                     bytes,
+                    version,
                 });
                 Ok(())
             }
@@ -241,19 +256,18 @@ impl RemoteStore {
                         self.remember(Known {
                             etag: Some(cur.etag),
                             bytes,
+                            version,
                         });
                         Ok(())
                     }
                     other => {
-                        let expected = self.parse_bytes(&known.bytes).ok();
                         let found = other.and_then(|o| self.parse_bytes(&o.body).ok());
+                        let (lineage, serial) =
+                            known.version.unwrap_or_else(|| ("(none)".into(), 0));
                         Err(StateError::Conflict {
                             path: self.describe(),
-                            lineage: expected
-                                .as_ref()
-                                .map(|s| s.lineage.clone())
-                                .unwrap_or_else(|| "(none)".into()),
-                            serial: expected.as_ref().map(|s| s.serial).unwrap_or(0),
+                            lineage,
+                            serial,
                             found_lineage: found
                                 .as_ref()
                                 .map(|s| s.lineage.clone())
