@@ -32,6 +32,7 @@
 pub mod apply;
 pub mod cli;
 pub mod emulator;
+pub mod failpoint;
 pub mod manifest;
 pub mod oci;
 pub mod plan;

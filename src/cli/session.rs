@@ -228,7 +228,7 @@ pub fn state_store(
 ) -> miette::Result<StateStore> {
     let b = match &manifest.backend {
         Backend::Local => {
-            return Ok(StateStore::local(&manifest.dir, state_dir, &manifest.env));
+            return Ok(StateStore::local(&manifest.dir, state_dir, &manifest.env)?);
         }
         Backend::ObjectStorage(b) => b,
     };

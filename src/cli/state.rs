@@ -56,12 +56,12 @@ impl StateArgs {
             false => None,
         };
         let local = match &manifest {
-            Some(m) => StateStore::local(&m.dir, self.state_dir.as_deref(), &m.env),
+            Some(m) => StateStore::local(&m.dir, self.state_dir.as_deref(), &m.env)?,
             None => StateStore::local(
                 &self.dir,
                 self.state_dir.as_deref(),
                 self.env.as_deref().unwrap_or("default"),
-            ),
+            )?,
         };
         let (store, emulator) = match &manifest {
             Some(m) if m.backend != Backend::Local => {
@@ -134,6 +134,10 @@ pub enum StateCommand {
 pub struct ForceUnlockArgs {
     /// Only remove the lock with this id.
     pub lock_id: Option<String>,
+    /// Remove the lock even though the kiln holding it is still running on this machine (its
+    /// later state saves are then refused; they never overwrite).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub at: StateArgs,
 }
@@ -324,7 +328,10 @@ pub fn force_unlock(args: ForceUnlockArgs) -> miette::Result<ExitCode> {
     rt.block_on(async {
         let stores = args.at.stores().await?;
         let store = &stores.store;
-        match store.force_unlock(args.lock_id.as_deref()).await? {
+        match store
+            .force_unlock(args.lock_id.as_deref(), args.force)
+            .await?
+        {
             Some(h) => println!("Removed the lock held by {}", h.describe()),
             None => println!("{} was not locked", store.describe()),
         }

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::error::{kind_of, ErrorKind, OciError};
 use super::keys::SigningKey;
 use super::signer::{self, RequestParts};
+use crate::failpoint::{self, Fault};
 
 /// Compute API version path.
 pub const API_VERSION: &str = "/20160918";
@@ -405,6 +406,9 @@ impl Client {
         url: &str,
         path_and_query: &str,
     ) -> Result<Response<Vec<u8>>, (OciError, Option<Duration>)> {
+        if let Some(fault) = failpoint::cross(failpoint::OCI_REQUEST) {
+            return Err((injected(call, fault), None));
+        }
         let body = call.body.clone().unwrap_or_default();
         let date = signer::http_date_now();
         let content_type = call.content_type.as_deref().unwrap_or("application/json");
@@ -492,6 +496,9 @@ impl Client {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(Duration::from_secs_f64);
         let bytes = resp.bytes().await.map_err(transport)?.to_vec();
+        if let Some(fault) = failpoint::cross(failpoint::OCI_RESPONSE) {
+            return Err((injected(call, fault), None));
+        }
         tracing::debug!(
             method = %call.method,
             path = path_and_query,
@@ -548,6 +555,47 @@ impl Client {
     }
 }
 
+/// The error an injected fault stands for (see [`failpoint`]): an answer with that status, a
+/// dropped connection, or a process that is no longer there to see anything.
+fn injected(call: &Call, fault: Fault) -> OciError {
+    let (kind, status, code, message) = match fault {
+        Fault::Status(s) => {
+            let code = match s {
+                401 => "NotAuthenticated",
+                404 => "NotAuthorizedOrNotFound",
+                409 => "Conflict",
+                429 => "TooManyRequests",
+                500 => "InternalServerError",
+                _ => "InjectedFault",
+            };
+            (kind_of(s, code), Some(s), code, "injected answer")
+        }
+        Fault::Lost | Fault::Error => (
+            ErrorKind::Transport,
+            None,
+            "Transport",
+            "connection closed before the answer (injected)",
+        ),
+        Fault::Abort => (
+            ErrorKind::Transport,
+            None,
+            "Aborted",
+            "the process was aborted (injected)",
+        ),
+    };
+    OciError {
+        kind,
+        operation: call.operation,
+        resource: call.resource.clone(),
+        status,
+        code: code.into(),
+        message: message.into(),
+        opc_request_id: None,
+        attempts: 1,
+        help: None,
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -560,6 +608,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn retryable(e: &OciError) -> bool {
+    if failpoint::aborted() {
+        return false;
+    }
     match e.kind {
         ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::Throttled => true,
         ErrorKind::Server => matches!(e.status, Some(500 | 502 | 503 | 504)),

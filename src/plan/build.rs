@@ -36,6 +36,8 @@ pub struct Prior {
     pub inputs: Map<String, Value>,
     /// A create was started (retry token recorded) but its result never reached the state.
     pub pending_create: bool,
+    /// Superseded objects of this address not destroyed yet (a replacement's predecessors).
+    pub deposed: Vec<String>,
 }
 
 /// One live read: the OCI JSON and, when read with a Get, its etag.
@@ -198,6 +200,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                 inputs: None,
                 depends_on: Vec::new(),
                 deposed: false,
+                observed: None,
             };
 
             // 1. create
@@ -276,6 +279,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                             inputs: None,
                             depends_on: Vec::new(),
                             deposed: false,
+                            observed: None,
                         },
                     );
                     nodes[s].after.push(i);
@@ -494,6 +498,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                         inputs: None,
                         depends_on: Vec::new(),
                         deposed: false,
+                        observed: None,
                     },
                 );
                 Some(s)
@@ -538,6 +543,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                         inputs: None,
                         depends_on: Vec::new(),
                         deposed: false,
+                        observed: None,
                     },
                 );
                 nodes[s].after.extend(capture.iter().copied());
@@ -587,21 +593,25 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                 inputs: None,
                 depends_on: Vec::new(),
                 deposed: true,
+                observed: None,
             },
         );
         nodes[i].after.push(r);
         nodes[i].after.extend(dependents);
     }
 
-    // Deletes: resources in state that the manifest no longer has (or all, for destroy).
-    let gone_addrs: Vec<(&String, &Prior)> = inp
-        .prior
-        .iter()
-        .filter(|(addr, p)| p.id.is_some() && (inp.destroy || !by_addr.contains_key(addr.as_str())))
-        .collect();
+    // Deletes: resources in state that the manifest no longer has (or all, for destroy), and the
+    // deposed predecessors of earlier replacements (whatever the manifest says: kiln owns them).
+    let doomed = inp.prior.iter().flat_map(|(addr, p)| {
+        let own =
+            p.id.clone()
+                .filter(|_| inp.destroy || !by_addr.contains_key(addr.as_str()))
+                .map(|id| (addr, p, id, false));
+        own.into_iter()
+            .chain(p.deposed.iter().map(move |id| (addr, p, id.clone(), true)))
+    });
     let mut delete_nodes = Vec::new();
-    for (addr, p) in gone_addrs {
-        let id = p.id.clone().expect("filtered");
+    for (addr, p, id, deposed) in doomed {
         let live = if inp.refreshed {
             inp.live.get(&id)
         } else {
@@ -610,11 +620,13 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
         if inp.refreshed && live.is_none_or(LiveRead::is_gone) {
             continue; // already gone: nothing to do (the state entry is dropped by apply)
         }
-        if p.inputs.get("prevent_destroy").and_then(Value::as_bool) == Some(true)
-            || (inp.destroy
-                && by_addr
-                    .get(addr.as_str())
-                    .is_some_and(|d| d.prevent_destroy))
+        // `prevent_destroy` is the manifest's: removing it (or the resource) from the manifest
+        // lifts it.
+        if !deposed
+            && inp.destroy
+            && by_addr
+                .get(addr.as_str())
+                .is_some_and(|d| d.prevent_destroy)
         {
             return Err(BuildError::PreventDestroy {
                 address: addr.clone(),
@@ -632,7 +644,9 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                 address: addr.clone(),
                 kind,
                 action: Action::Delete,
-                reason: if inp.destroy {
+                reason: if deposed {
+                    format!("{id} was superseded by a replacement and is not destroyed yet")
+                } else if inp.destroy {
                     "kiln destroy".into()
                 } else {
                     "in state but no longer in the manifest".into()
@@ -643,9 +657,19 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                 request: None,
                 inputs: None,
                 depends_on: Vec::new(),
-                deposed: false,
+                deposed,
+                observed: None,
             },
         );
+        if deposed {
+            // Create before destroy: a predecessor goes once its successor exists.
+            let successor: Vec<usize> = node_of[addr.as_str()]
+                .iter()
+                .copied()
+                .filter(|&n| matches!(nodes[n].change.action, Action::Create | Action::Replace))
+                .collect();
+            nodes[i].after.extend(successor);
+        }
         delete_nodes.push((i, id));
     }
     // A delete waits for every node of the resources that used it: instances launched from a
@@ -853,6 +877,7 @@ mod tests {
             changes: c.changes.clone(),
             drift: c.drift.clone(),
             forget: vec![],
+            forget_deposed: vec![],
             summary: Default::default(),
         };
         plan.graph().to_string()
@@ -865,6 +890,7 @@ mod tests {
             attributes: attrs,
             inputs: Map::new(),
             pending_create: false,
+            deposed: Vec::new(),
         }
     }
 
@@ -986,28 +1012,41 @@ mod tests {
     }
 
     #[test]
-    fn prevent_destroy_refuses_deletes() {
+    fn prevent_destroy_is_the_manifests() {
+        // The state still records `prevent_destroy` from when it was created; the manifest is
+        // what counts: removing the resource (and its flag) from the manifest lifts it.
         let mut p = BTreeMap::new();
-        let mut pr = prior("i1", json!({}));
+        let mut pr = prior(
+            "i1",
+            json!({"displayName": "db", "availabilityDomain": "AD-1"}),
+        );
         pr.inputs.insert("prevent_destroy".into(), json!(true));
         p.insert("instance.db".to_string(), pr);
         let mut live = HashMap::new();
         live.insert(
             "i1".to_string(),
             LiveRead {
-                body: json!({"lifecycleState": "RUNNING"}),
+                body: json!({"displayName": "db", "availabilityDomain": "AD-1", "lifecycleState": "RUNNING"}),
                 etag: None,
             },
         );
-        let err = compute(&Inputs {
-            desired: &[],
-            prior: &p,
-            live: &live,
-            refreshed: true,
-            destroy: false,
-            force_replace: &BTreeSet::new(),
-        })
-        .unwrap_err();
+        let run = |desired: &[DesiredResource], destroy| {
+            compute(&Inputs {
+                desired,
+                prior: &p,
+                live: &live,
+                refreshed: true,
+                destroy,
+                force_replace: &BTreeSet::new(),
+            })
+        };
+        let removed = run(&[], false).unwrap();
+        assert_eq!(removed.changes[0].action, Action::Delete);
+        let mut db = instance("db", Power::Running, None);
+        db.prevent_destroy = true;
+        let err = run(std::slice::from_ref(&db), true).unwrap_err();
         assert!(err.to_string().contains("prevent_destroy"));
+        db.prevent_destroy = false;
+        assert_eq!(run(&[db], true).unwrap().changes[0].action, Action::Delete);
     }
 }

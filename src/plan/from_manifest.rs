@@ -50,7 +50,13 @@ fn ref_value(r: &Ref) -> (DesiredValue, Value) {
     }
 }
 
+/// The freeform tag kiln puts on everything it creates: the resource's address. It lets kiln
+/// find a resource whose create answer it never saw (see `apply::execute`), and it is not
+/// compared by plans (kiln manages it, the manifest does not).
+pub const ADDRESS_TAG: &str = "kiln-address";
+
 fn tags(
+    address: &str,
     attrs: &mut Vec<DesiredAttr>,
     body: &mut Map<String, Value>,
     spec_free: &std::collections::BTreeMap<String, String>,
@@ -76,9 +82,9 @@ fn tags(
             });
         }
     }
-    if !spec_free.is_empty() {
-        body.insert("freeformTags".into(), json!(spec_free));
-    }
+    let mut free = json!(spec_free);
+    free[ADDRESS_TAG] = json!(address);
+    body.insert("freeformTags".into(), free);
     if !spec_defined.is_empty() {
         body.insert("definedTags".into(), json!(spec_defined));
     }
@@ -242,6 +248,7 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
         body.insert("metadata".into(), json!(spec.metadata));
     }
     tags(
+        &spec.address.to_string(),
         &mut attrs,
         &mut body,
         &spec.freeform_tags,
@@ -361,6 +368,7 @@ pub fn image(spec: &ImageSpec) -> DesiredResource {
         }
     }
     tags(
+        &spec.address.to_string(),
         &mut attrs,
         &mut body,
         &spec.freeform_tags,

@@ -155,6 +155,28 @@ pub struct Change {
     /// after everything launched from the image moved to the new one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deposed: bool,
+    /// Digest of the resource as the plan read it, lifecycle state aside ([`observed_digest`]):
+    /// when a guarded mutation is refused (412, or 409 while the resource is changing state), a
+    /// resource that differs from this only in its lifecycle was not changed by anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+}
+
+/// The fields of a resource that change with its lifecycle alone (a capture, a stop, a start).
+const LIFECYCLE_FIELDS: &[&str] = &["lifecycleState", "timeMaintenanceRebootDue"];
+
+/// Hex SHA-256 of a resource's JSON without its [`LIFECYCLE_FIELDS`].
+pub fn observed_digest(body: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut b = body.clone();
+    if let Value::Object(m) = &mut b {
+        for f in LIFECYCLE_FIELDS {
+            m.remove(*f);
+        }
+    }
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(&b).expect("json serialises"),
+    ))
 }
 
 /// A resource changed outside kiln: live differs from what the state last recorded.
@@ -227,6 +249,9 @@ pub struct Plan {
     /// Addresses dropped from state: gone from OCI and no longer in the manifest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forget: Vec<String>,
+    /// Deposed objects dropped from state because they are gone from OCI: (address, OCID).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forget_deposed: Vec<(String, String)>,
     pub summary: Summary,
 }
 

@@ -79,6 +79,7 @@ fn prior_of(state: Option<&State>) -> BTreeMap<String, Prior> {
                             attributes: r.attributes.clone(),
                             inputs: r.inputs.clone(),
                             pending_create: r.pending_create.is_some(),
+                            deposed: r.deposed.iter().map(|d| d.id.clone()).collect(),
                         },
                     )
                 })
@@ -98,6 +99,14 @@ async fn read_live(
         desired.iter().map(|d| (d.address.as_str(), d)).collect();
     let mut instance_ids: BTreeMap<String, String> = BTreeMap::new(); // id → compartment
     let mut image_ids = Vec::new();
+    // Deposed objects: few, read one by one.
+    let mut deposed_instances = Vec::new();
+    for p in prior.values() {
+        match p.kind {
+            Some(Kind::Image) => image_ids.extend(p.deposed.iter().cloned()),
+            _ => deposed_instances.extend(p.deposed.iter().cloned()),
+        }
+    }
     for (addr, p) in prior {
         let Some(id) = &p.id else { continue };
         let compartment = p
@@ -144,6 +153,7 @@ async fn read_live(
         .keys()
         .filter(|id| !live.contains_key(*id))
         .cloned()
+        .chain(deposed_instances)
         .collect();
     let gets = stream::iter(
         missing
@@ -293,27 +303,65 @@ async fn resolve_lookups(
     Ok(())
 }
 
-/// Keep only the targets and what they depend on (transitively), re-indexing the edges.
+/// The addresses that use `address` (launched from its image, captured from its instance), by
+/// the manifest's references and by what the state recorded.
+fn dependents_of(
+    address: &str,
+    desired: &[DesiredResource],
+    prior: &BTreeMap<String, Prior>,
+) -> Vec<String> {
+    let ids: Vec<&str> = prior
+        .get(address)
+        .map(|p| p.id.iter().chain(&p.deposed).map(String::as_str).collect())
+        .unwrap_or_default();
+    let by_manifest = desired
+        .iter()
+        .filter(|d| d.depends_on.iter().any(|a| a == address))
+        .map(|d| d.address.clone());
+    let by_state = prior
+        .iter()
+        .filter(|(_, p)| {
+            let image = p
+                .attributes
+                .pointer("/sourceDetails/imageId")
+                .and_then(Value::as_str);
+            let source = p.inputs.get("source_instance").and_then(Value::as_str);
+            ids.iter()
+                .any(|id| image == Some(*id) || source == Some(*id))
+        })
+        .map(|(a, _)| a.clone());
+    by_manifest.chain(by_state).collect()
+}
+
+/// Record what the plan read of each resource a change mutates (see [`super::Change::observed`]).
+fn fill_observed(changes: &mut [super::Change], live: &HashMap<String, LiveRead>) {
+    for c in changes.iter_mut().filter(|c| c.action != Action::Create) {
+        if let Some(read) = c.id.as_ref().and_then(|id| live.get(id)) {
+            c.observed = Some(super::observed_digest(&read.body));
+        }
+    }
+}
+
+/// Keep only the targets and what they depend on (transitively) — or, for `kiln destroy`, the
+/// targets and what depends on them (destroying an image takes the instances launched from it,
+/// never the instance it was captured from) — re-indexing the edges.
 fn apply_targets(
     changes: Vec<super::Change>,
     desired: &[DesiredResource],
+    prior: &BTreeMap<String, Prior>,
     targets: &[String],
-    known: &BTreeSet<String>,
+    destroy: bool,
 ) -> Result<Vec<super::Change>, PlanError> {
     if targets.is_empty() {
         return Ok(changes);
     }
     let mut keep: BTreeSet<String> = BTreeSet::new();
-    let mut stack: Vec<String> = Vec::new();
-    for t in targets {
-        if !known.contains(t) {
-            return Err(PlanError::UnknownTarget(t.clone()));
-        }
-        stack.push(t.clone());
-    }
+    let mut stack: Vec<String> = targets.to_vec();
     while let Some(a) = stack.pop() {
         if keep.insert(a.clone()) {
-            if let Some(d) = desired.iter().find(|d| d.address == a) {
+            if destroy {
+                stack.extend(dependents_of(&a, desired, prior));
+            } else if let Some(d) = desired.iter().find(|d| d.address == a) {
                 stack.extend(d.depends_on.iter().cloned());
             }
         }
@@ -350,6 +398,16 @@ pub async fn make_plan(
 ) -> Result<Plan, PlanError> {
     let desired = from_manifest::desired(manifest);
     let prior = prior_of(state);
+    let known: BTreeSet<&str> = desired
+        .iter()
+        .map(|d| d.address.as_str())
+        .chain(prior.keys().map(String::as_str))
+        .collect();
+    for t in opts.targets.iter().chain(&opts.replace) {
+        if !known.contains(t.as_str()) {
+            return Err(PlanError::UnknownTarget(t.clone()));
+        }
+    }
     let refreshed = opts.refresh && client.is_some();
     let mut live = match (refreshed, client) {
         (true, Some(c)) => read_live(c, &prior, &desired, opts.parallelism).await?,
@@ -373,12 +431,14 @@ pub async fn make_plan(
     if let Some(c) = client {
         resolve_lookups(c, &mut computed.changes, &desired).await?;
     }
-    let known: BTreeSet<String> = desired
-        .iter()
-        .map(|d| d.address.clone())
-        .chain(prior.keys().cloned())
-        .collect();
-    let changes = apply_targets(computed.changes, &desired, &opts.targets, &known)?;
+    fill_observed(&mut computed.changes, &live);
+    let changes = apply_targets(
+        computed.changes,
+        &desired,
+        &prior,
+        &opts.targets,
+        opts.destroy,
+    )?;
     let mut drift = computed.drift;
     if !opts.targets.is_empty() {
         let kept: BTreeSet<&str> = changes.iter().map(|c| c.address.as_str()).collect();
@@ -400,7 +460,18 @@ pub async fn make_plan(
     } else {
         Vec::new()
     };
+    let forget_deposed: Vec<(String, String)> = if refreshed {
+        prior
+            .iter()
+            .flat_map(|(a, p)| p.deposed.iter().map(move |id| (a, id)))
+            .filter(|(_, id)| live.get(*id).is_none_or(LiveRead::is_gone))
+            .map(|(a, id)| (a.clone(), id.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Plan {
+        forget_deposed,
         format_version: FORMAT_VERSION.to_string(),
         env: manifest.env.clone(),
         endpoint: opts.endpoint.clone(),

@@ -211,6 +211,7 @@ mod tests {
                 inputs: None,
                 depends_on: vec![],
                 deposed: false,
+                observed: None,
             },
             Change {
                 address: "instance.db".into(),
@@ -224,6 +225,7 @@ mod tests {
                 inputs: None,
                 depends_on: vec![],
                 deposed: false,
+                observed: None,
             },
         ];
         let drift = vec![Drift {
@@ -245,6 +247,7 @@ mod tests {
             state_serial: 0,
             summary: Summary::of(&changes, &drift),
             forget: vec![],
+            forget_deposed: vec![],
             changes,
             drift,
         };

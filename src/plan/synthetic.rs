@@ -54,6 +54,7 @@ pub fn instances(n: usize) -> Synthetic {
                 attributes: body,
                 inputs,
                 pending_create: false,
+                deposed: Vec::new(),
             },
         );
         live.insert(

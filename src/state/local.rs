@@ -2,7 +2,11 @@
 //! the directory), mode 0600, the previous version kept as `<env>.json.backup`. One writer at a
 //! time: an OS lock on `<env>.json.lock` plus a lock record inside it (who, host, pid, operation,
 //! since) so a waiting kiln can name the holder. The OS releases the lock when a process dies, so a
-//! record without a live OS lock is stale and is taken over with a warning.
+//! record without a live OS lock is stale and is taken over with a warning. The lock file is never
+//! removed while kiln runs (only by `force-unlock --force`), and a lock taken on a file that was
+//! removed meanwhile is dropped and taken again on the file that is there. Every save compares
+//! the stored lineage and serial with the ones this process read or wrote (compare-and-swap), so
+//! a broken lock can make a save fail but never roll the state back.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -19,15 +23,15 @@ pub struct LocalStore {
 /// A held OS lock and its record file.
 pub(super) struct FileLock {
     file: File,
-    path: PathBuf,
 }
 
 impl FileLock {
-    /// Clear the record, then release the OS lock.
+    /// Clear the record, then release the OS lock. The file itself stays: unlinking it would let a
+    /// waiter that opened it before hold a lock on a deleted file while a third kiln locks a new one.
     pub(super) fn release(self) {
         let _ = self.file.set_len(0);
+        let _ = self.file.sync_all();
         let _ = fs4::fs_std::FileExt::unlock(&self.file);
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -39,6 +43,41 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 fn shown(path: &Path) -> String {
     path.display().to_string()
+}
+
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+/// Who holds the OS lock on `file`, from its record.
+fn holder_of(mut file: File) -> String {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    serde_json::from_str::<LockInfo>(&text)
+        .map(|h| h.describe())
+        .unwrap_or_else(|_| "another kiln process".into())
+}
+
+/// Whether the open `file` is the file at `path` now.
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
 }
 
 impl LocalStore {
@@ -56,24 +95,18 @@ impl LocalStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(write_err)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(write_err)?;
-        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = serde_json::from_str::<LockInfo>(&text)
-                    .map(|h| h.describe())
-                    .unwrap_or_else(|_| "another kiln process".into());
-                return Ok(Err(holder));
+        let mut file = loop {
+            let file = open_lock_file(&path).map_err(write_err)?;
+            match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return Ok(Err(holder_of(file))),
             }
-        }
+            // The file may have been removed (`force-unlock --force`) between opening and locking:
+            // then this lock is on a file nobody else will open. Lock the one at `path` instead.
+            if same_file(&file, &path) {
+                break file;
+            }
+        };
         // The OS lock is ours. A record left here belongs to a process that died holding it
         // (the OS releases flocks on exit): it is stale, and taken over with a warning.
         let mut text = String::new();
@@ -90,7 +123,7 @@ impl LocalStore {
         )
         .map_err(write_err)?;
         file.sync_all().map_err(write_err)?;
-        Ok(Ok(FileLock { file, path }))
+        Ok(Ok(FileLock { file }))
     }
 
     pub(super) fn lock_holder(&self) -> Option<LockInfo> {
@@ -99,15 +132,63 @@ impl LocalStore {
             .and_then(|t| serde_json::from_str(&t).ok())
     }
 
-    pub(super) fn remove_lock(&self) -> Result<(), StateError> {
-        let p = self.lock_path();
-        if p.exists() {
-            std::fs::remove_file(&p).map_err(|source| StateError::Write {
-                path: shown(&p),
-                source,
-            })?;
+    /// `kiln force-unlock`: clear a stale record; refuse while a process holds the OS lock (it is
+    /// running) unless `force`, which removes the lock file so the next kiln locks a new one —
+    /// the running holder's later saves then fail their compare-and-swap instead of overwriting.
+    pub(super) fn force_unlock(&self, force: bool) -> Result<Option<LockInfo>, StateError> {
+        let path = self.lock_path();
+        let holder = self.lock_holder();
+        let write_err = |source| StateError::Write {
+            path: shown(&path),
+            source,
+        };
+        let file = match open_lock_file(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(write_err(e)),
+        };
+        if let Ok(true) = fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+            // Nobody holds it: whatever record is there is stale.
+            FileLock { file }.release();
+            return Ok(holder);
         }
-        Ok(())
+        if !force {
+            return Err(StateError::HolderAlive {
+                path: shown(&self.path),
+                holder: holder
+                    .map(|h| h.describe())
+                    .unwrap_or_else(|| "another kiln process".into()),
+            });
+        }
+        std::fs::remove_file(&path).map_err(write_err)?;
+        Ok(holder)
+    }
+
+    /// The lineage and serial of the stored state, for compare-and-swap (`None`: no state).
+    pub(super) fn version(&self) -> Result<Option<(String, u64)>, StateError> {
+        #[derive(serde::Deserialize)]
+        struct Header {
+            lineage: String,
+            serial: u64,
+        }
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice::<Header>(&bytes)
+                .map(|h| Some((h.lineage, h.serial)))
+                .map_err(|e| StateError::Corrupt {
+                    path: shown(&self.path),
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Read {
+                path: shown(&self.path),
+                source,
+            }),
+        }
+    }
+
+    /// Whether the file holds exactly `bytes` (a write whose success was not reported).
+    pub(super) fn holds(&self, bytes: &[u8]) -> bool {
+        std::fs::read(&self.path).is_ok_and(|b| b == bytes)
     }
 
     pub(super) fn load(&self) -> Result<Option<State>, StateError> {

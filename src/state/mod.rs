@@ -13,13 +13,18 @@
 //! with `If-None-Match: *`) for teams whose CI runners share one state, and an in-memory store
 //! for tests.
 
+mod check;
 pub mod local;
 pub mod remote;
+
+pub use check::address_kind;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::failpoint;
 
 pub use local::LocalStore;
 pub use remote::RemoteStore;
@@ -28,8 +33,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The state format this kiln reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The state format this kiln writes. Version 2 added deposed objects and the exact request of a
+/// pending create; a kiln that knows only version 1 refuses it rather than drop them.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this kiln reads (and upgrades on its next write).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,12 +47,22 @@ pub enum ResourceKind {
 }
 
 /// A create that was sent (or about to be) but whose result is not recorded yet.
+///
+/// It is kept, with its token and its exact request, until the outcome is known: resending the
+/// same request with the same token returns the resource the first send made (or makes it, if the
+/// first send never arrived), so a crash, a lost answer or a refusal that says nothing about the
+/// first send (401, 404, 5xx) can never lead to a second resource.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PendingCreate {
     /// The `opc-retry-token` the create is sent with; resending it returns the same resource.
     pub retry_token: String,
-    /// Hex SHA-256 of the request body (a changed request must not reuse the token).
+    /// Hex SHA-256 of the request body.
     pub request_digest: String,
+    /// The exact request body sent with the token (references resolved). `None` in states written
+    /// by format version 1, which kept only the digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
     pub started_at: DateTime<Utc>,
     #[serde(default)]
     pub display_name: Option<String>,
@@ -52,7 +70,22 @@ pub struct PendingCreate {
     pub compartment: Option<String>,
 }
 
+/// A previous object of an address that a replacement superseded and that is not destroyed yet
+/// (create-before-destroy): kiln still owns it, shows it in every plan and destroys it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deposed {
+    pub id: String,
+    /// The etag kiln last saw for it: the `If-Match` of its delete.
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub compartment: Option<String>,
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResourceState {
     pub kind: ResourceKind,
     /// The OCID; `None` while only a pending create exists.
@@ -72,6 +105,9 @@ pub struct ResourceState {
     pub inputs: Map<String, Value>,
     #[serde(default)]
     pub pending_create: Option<PendingCreate>,
+    /// Superseded objects of this address still to be destroyed (see [`Deposed`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deposed: Vec<Deposed>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -86,12 +122,27 @@ impl ResourceState {
             attributes: Value::Null,
             inputs: Map::new(),
             pending_create: None,
+            deposed: Vec::new(),
             updated_at: Utc::now(),
         }
+    }
+
+    /// Nothing left to track: no object, no pending create, nothing deposed.
+    pub fn is_empty(&self) -> bool {
+        self.id.is_none() && self.pending_create.is_none() && self.deposed.is_empty()
+    }
+
+    /// Every OCID this address owns: its object and its deposed ones.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.id
+            .as_deref()
+            .into_iter()
+            .chain(self.deposed.iter().map(|d| d.id.as_str()))
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct State {
     pub version: u32,
     pub lineage: String,
@@ -195,6 +246,12 @@ pub enum StateError {
     #[error("the state `{path}` is locked by {holder}")]
     #[diagnostic(code(kiln::state::locked), help("wait for it to finish (`--lock-timeout 5m`), or if that process is gone, run `kiln force-unlock`"))]
     Locked { path: String, holder: String },
+    #[error("the state `{path}` is locked by {holder}, which is still running")]
+    #[diagnostic(
+        code(kiln::state::holder_alive),
+        help("wait for it to finish; `kiln force-unlock --force` breaks the lock anyway (its later saves are then refused, never overwriting)")
+    )]
+    HolderAlive { path: String, holder: String },
     #[error("the state `{path}` was written by someone else since it was read (lineage {found_lineage} serial {found_serial}, expected lineage {lineage} serial {serial})")]
     #[diagnostic(
         code(kiln::state::conflict),
@@ -217,6 +274,12 @@ pub enum StateError {
         #[source]
         source: crate::oci::OciError,
     },
+    #[error("`{env}` is not an environment name")]
+    #[diagnostic(
+        code(kiln::state::env),
+        help("environment names are letters, digits, `-`, `_` and `.`, at most 64 (`envs/<ENV>.toml`, `state/<ENV>.json`)")
+    )]
+    BadEnv { env: String },
     #[error("cannot migrate the state: {reason}")]
     #[diagnostic(
         code(kiln::state::migrate),
@@ -228,9 +291,8 @@ pub enum StateError {
 /// A held lock; released on drop (or with [`StateLock::release`], which reports failures).
 pub struct StateLock {
     pub info: LockInfo,
-    /// (lineage, serial) this lock holder wrote last: later saves need not re-read the state.
-    expected: Mutex<Option<(String, u64)>>,
-    held: Held,
+    /// Shared with [`LockReleaser`]s, so a signal handler can release it before the process exits.
+    held: Arc<Mutex<Held>>,
 }
 
 enum Held {
@@ -240,21 +302,75 @@ enum Held {
     Released,
 }
 
+impl Held {
+    /// Release without reporting (a destructor, or a process about to exit).
+    fn release_now(&mut self) {
+        if self.faulted().is_none() {
+            self.release_unchecked();
+        }
+    }
+
+    /// Cross the unlock boundary; on an injected fault, forget the lock as a process that died
+    /// here would: its local flock closes with it (the record stays, stale), a lock object stays.
+    fn faulted(&mut self) -> Option<failpoint::Fault> {
+        if matches!(self, Held::Released) {
+            return None;
+        }
+        let fault = failpoint::cross(failpoint::STATE_UNLOCK)?;
+        *self = Held::Released;
+        Some(fault)
+    }
+
+    fn release_unchecked(&mut self) {
+        match std::mem::replace(self, Held::Released) {
+            Held::Local(f) => f.release(),
+            Held::Memory(m) => *m.lock().expect("memory lock") = None,
+            Held::Remote(l) => l.release_blocking(),
+            Held::Released => {}
+        }
+    }
+}
+
+/// A handle that releases a [`StateLock`] from elsewhere (e.g. the second Ctrl-C, right before
+/// the process exits). Releasing twice is harmless.
+#[derive(Clone)]
+pub struct LockReleaser(Arc<Mutex<Held>>);
+
+impl LockReleaser {
+    /// Release now, best effort, blocking the calling thread for at most a few seconds.
+    pub fn release_now(&self) {
+        self.0.lock().expect("state lock handle").release_now();
+    }
+}
+
 impl StateLock {
     fn new(info: LockInfo, held: Held) -> StateLock {
         StateLock {
             info,
-            expected: Mutex::new(None),
-            held,
+            held: Arc::new(Mutex::new(held)),
         }
     }
 
+    pub fn releaser(&self) -> LockReleaser {
+        LockReleaser(self.held.clone())
+    }
+
     /// Release now, reporting a failure (dropping releases too, best effort).
-    pub async fn release(mut self) -> Result<(), StateError> {
-        match std::mem::replace(&mut self.held, Held::Released) {
+    pub async fn release(self) -> Result<(), StateError> {
+        let held = {
+            let mut guard = self.held.lock().expect("state lock handle");
+            if let Some(fault) = guard.faulted() {
+                return Err(StateError::Write {
+                    path: "(the state lock)".into(),
+                    source: failpoint::io_error(failpoint::STATE_UNLOCK, fault),
+                });
+            }
+            std::mem::replace(&mut *guard, Held::Released)
+        };
+        match held {
             Held::Remote(l) => l.release().await,
-            other => {
-                self.held = other;
+            mut other => {
+                other.release_unchecked();
                 Ok(())
             }
         }
@@ -263,11 +379,8 @@ impl StateLock {
 
 impl Drop for StateLock {
     fn drop(&mut self) {
-        match std::mem::replace(&mut self.held, Held::Released) {
-            Held::Local(f) => f.release(),
-            Held::Memory(m) => *m.lock().expect("memory lock") = None,
-            Held::Remote(l) => l.release_blocking(),
-            Held::Released => {}
+        if let Ok(mut held) = self.held.lock() {
+            held.release_now();
         }
     }
 }
@@ -287,30 +400,7 @@ pub enum StateStore {
     Memory(MemoryStore),
 }
 
-/// Parse a state document, refusing other format versions.
-pub(crate) fn parse(path: &str, text: &str) -> Result<State, StateError> {
-    let v: Value = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
-        path: path.to_string(),
-        reason: e.to_string(),
-    })?;
-    let version = v
-        .get("version")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| StateError::Corrupt {
-            path: path.to_string(),
-            reason: "no `version`".into(),
-        })?;
-    if version != FORMAT_VERSION as u64 {
-        return Err(StateError::Version {
-            path: path.to_string(),
-            found: version as u32,
-        });
-    }
-    serde_json::from_value(v).map_err(|e| StateError::Corrupt {
-        path: path.to_string(),
-        reason: e.to_string(),
-    })
-}
+pub(crate) use check::parse;
 
 /// The stored form: compact JSON and a newline (states of thousands of resources are written
 /// after every action).
@@ -320,15 +410,45 @@ pub(crate) fn serialise(state: &State) -> Vec<u8> {
     v
 }
 
+/// Check an environment name before it becomes part of a path or an object name: letters,
+/// digits, `-`, `_` and `.` (not only dots), so `--env ../x` cannot write outside `state/`.
+pub fn validate_env(env: &str) -> Result<(), StateError> {
+    let ok = !env.is_empty()
+        && env.len() <= 64
+        && env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !env.chars().all(|c| c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::BadEnv {
+            env: env.to_string(),
+        })
+    }
+}
+
+fn injected(path: String, name: &'static str, fault: failpoint::Fault) -> StateError {
+    StateError::Write {
+        path,
+        source: failpoint::io_error(name, fault),
+    }
+}
+
 impl StateStore {
     /// `<dir>/state/<env>.json`, or `<state_dir>/<env>.json`.
-    pub fn local(manifest_dir: &Path, state_dir: Option<&Path>, env: &str) -> StateStore {
+    pub fn local(
+        manifest_dir: &Path,
+        state_dir: Option<&Path>,
+        env: &str,
+    ) -> Result<StateStore, StateError> {
+        validate_env(env)?;
         let dir = state_dir
             .map(Path::to_path_buf)
             .unwrap_or_else(|| manifest_dir.join("state"));
-        StateStore::Local(LocalStore {
+        Ok(StateStore::Local(LocalStore {
             path: dir.join(format!("{env}.json")),
-        })
+        }))
     }
 
     pub fn memory() -> StateStore {
@@ -349,6 +469,9 @@ impl StateStore {
         let start = Instant::now();
         let mut delay = Duration::from_millis(20);
         loop {
+            if let Some(fault) = failpoint::cross(failpoint::STATE_LOCK) {
+                return Err(injected(self.describe(), failpoint::STATE_LOCK, fault));
+            }
             match self.try_lock(&info).await? {
                 Ok(lock) => return Ok(lock),
                 Err(holder) => {
@@ -395,10 +518,12 @@ impl StateStore {
         }
     }
 
-    /// Remove a lock record (the holder is gone). With `expected_id`, only that lock.
+    /// Remove a lock record whose holder is gone. With `expected_id`, only that lock. A local
+    /// lock whose holder is still running (it holds the OS lock) is refused unless `force`.
     pub async fn force_unlock(
         &self,
         expected_id: Option<&str>,
+        force: bool,
     ) -> Result<Option<LockInfo>, StateError> {
         let check = |holder: &Option<LockInfo>| -> Result<(), StateError> {
             if let (Some(h), Some(id)) = (holder, expected_id) {
@@ -421,8 +546,7 @@ impl StateStore {
             StateStore::Local(l) => {
                 let holder = l.lock_holder();
                 check(&holder)?;
-                l.remove_lock()?;
-                Ok(holder)
+                l.force_unlock(force)
             }
             StateStore::Remote(r) => {
                 let held = r.lock_holder().await?;
@@ -438,6 +562,12 @@ impl StateStore {
 
     /// The state, or `None` when there is none yet.
     pub async fn load(&self) -> Result<Option<State>, StateError> {
+        if let Some(fault) = failpoint::cross(failpoint::STATE_LOAD) {
+            return Err(StateError::Read {
+                path: self.describe(),
+                source: failpoint::io_error(failpoint::STATE_LOAD, fault),
+            });
+        }
         match self {
             StateStore::Memory(m) => Ok(m.state.lock().expect("memory state").clone()),
             StateStore::Local(l) => l.load(),
@@ -445,48 +575,85 @@ impl StateStore {
         }
     }
 
-    /// Write `state` with serial + 1, keeping the previous version as a backup.
-    /// Refuses when the stored state is not the one `state` was read from.
+    /// The lineage and serial stored now (`None`: no state), for compare-and-swap.
+    async fn stored_version(&self) -> Result<Option<(String, u64)>, StateError> {
+        match self {
+            StateStore::Memory(m) => Ok(m
+                .state
+                .lock()
+                .expect("memory state")
+                .as_ref()
+                .map(|s| (s.lineage.clone(), s.serial))),
+            StateStore::Local(l) => l.version(),
+            // The version this process read or wrote last: the object's etag guards the write
+            // itself (a PUT with If-Match), so it need not be read again.
+            StateStore::Remote(r) => match r.cached_version() {
+                Some(v) => Ok(Some(v)),
+                None => Ok(r.load().await?.map(|s| (s.lineage, s.serial))),
+            },
+        }
+    }
+
+    /// Write `state` with serial + 1, keeping the previous version as a backup: compare-and-swap
+    /// against the stored version, which must still be the one `state` was read from or last
+    /// written as (a state written by anyone else meanwhile is never overwritten).
     pub async fn save(&self, lock: &StateLock, state: &mut State) -> Result<(), StateError> {
-        // The lock makes this process the only writer; the serial it last wrote or read is the
-        // stored one unless the lock was broken (force-unlock) — then refuse rather than overwrite.
-        // (The remote store also compares and swaps on the object's etag.)
-        // A remote store remembers the version it read last: its etag guards the write, so it
-        // need not be read again.
-        let known = lock.expected.lock().expect("lock state").clone();
-        let cached = match self {
-            StateStore::Remote(r) => r.cached_version(),
-            _ => None,
-        };
-        let check = match known.or(cached) {
-            Some(version) => Some(version),
-            None => self.load().await?.map(|cur| (cur.lineage, cur.serial)),
-        };
-        if let Some((lineage, serial)) = check.clone() {
-            if lineage != state.lineage || serial != state.serial {
-                return Err(StateError::Conflict {
-                    path: self.describe(),
-                    lineage: state.lineage.clone(),
-                    serial: state.serial,
-                    found_lineage: lineage,
-                    found_serial: serial,
-                });
-            }
+        let _held = lock; // only a lock holder saves
+        let serial = state
+            .serial
+            .checked_add(1)
+            .ok_or_else(|| StateError::Corrupt {
+                path: self.describe(),
+                reason: "the serial cannot grow any more".into(),
+            })?;
+        if let Some(fault) = failpoint::cross(failpoint::STATE_SAVE) {
+            return Err(injected(self.describe(), failpoint::STATE_SAVE, fault));
+        }
+        let stored = self.stored_version().await?;
+        let expected =
+            (state.serial > 0 || stored.is_some()).then(|| (state.lineage.clone(), state.serial));
+        if stored != expected {
+            let (found_lineage, found_serial) = stored.unwrap_or_else(|| ("(no state)".into(), 0));
+            return Err(StateError::Conflict {
+                path: self.describe(),
+                lineage: state.lineage.clone(),
+                serial: state.serial,
+                found_lineage,
+                found_serial,
+            });
         }
         let mut next = state.clone();
-        next.serial += 1;
-        self.write(&next).await?;
-        *lock.expected.lock().expect("lock state") = Some((next.lineage.clone(), next.serial));
+        next.serial = serial;
+        let mut written = self.write(&next).await;
+        if written.is_ok() {
+            if let Some(fault) = failpoint::cross(failpoint::STATE_SAVED) {
+                written = Err(injected(self.describe(), failpoint::STATE_SAVED, fault));
+            }
+        }
+        if let Err(e) = written {
+            // An error after the write may hide a write that landed: read it back.
+            if failpoint::aborted() || !self.holds(&next).await {
+                return Err(e);
+            }
+        }
         *state = next;
         Ok(())
+    }
+
+    /// Whether the store holds exactly `state` now.
+    async fn holds(&self, state: &State) -> bool {
+        match self {
+            StateStore::Memory(m) => m.state.lock().expect("memory state").as_ref() == Some(state),
+            StateStore::Local(l) => l.holds(&serialise(state)),
+            StateStore::Remote(r) => r.holds(&serialise(state)).await,
+        }
     }
 
     /// Store `state` as it is (lineage and serial kept): the destination of `kiln state migrate`.
     /// The caller holds this store's lock and has checked the destination's lineage.
     pub async fn write_exact(&self, lock: &StateLock, state: &State) -> Result<(), StateError> {
-        self.write(state).await?;
-        *lock.expected.lock().expect("lock state") = Some((state.lineage.clone(), state.serial));
-        Ok(())
+        let _held = lock;
+        self.write(state).await
     }
 
     /// Write, keeping the version replaced (if any) as the backup.

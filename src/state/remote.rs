@@ -281,6 +281,31 @@ impl RemoteStore {
         }
     }
 
+    /// Whether the object holds exactly `bytes` now (a write whose success was not reported);
+    /// if so, its etag becomes the version this process knows.
+    pub(super) async fn holds(&self, bytes: &[u8]) -> bool {
+        let Ok(Some(cur)) = self
+            .os
+            .get_object(&self.namespace, &self.bucket, &self.key)
+            .await
+        else {
+            return false;
+        };
+        if cur.body != bytes {
+            return false;
+        }
+        let version = self
+            .parse_bytes(&cur.body)
+            .ok()
+            .map(|s| (s.lineage, s.serial));
+        self.remember(Known {
+            etag: Some(cur.etag),
+            bytes: cur.body,
+            version,
+        });
+        true
+    }
+
     /// `Ok(Ok(lock))`, or `Ok(Err(holder))` when another kiln holds the lock object.
     pub(super) async fn try_lock(
         &self,

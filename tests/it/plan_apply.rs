@@ -49,7 +49,7 @@ async fn create_then_nothing_to_do_with_ci_exit_codes() {
     );
     // State: versioned, serial rose with every action, mode 0600, backup kept.
     let st = p.state();
-    assert_eq!(st["version"], 1);
+    assert_eq!(st["version"], 2);
     assert!(st["serial"].as_u64().unwrap() >= 5, "{st}");
     #[cfg(unix)]
     {

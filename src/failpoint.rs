@@ -1,0 +1,165 @@
+//! Named I/O boundaries (failpoints), where the crash-safety tests inject faults.
+//!
+//! Every place where kiln touches the world outside its own memory crosses one of the
+//! [`POINTS`]: an OCI request about to be sent, an OCI answer about to be read, a state save,
+//! load or lock operation. In a normal build [`cross`] is an inlined `None` and costs nothing.
+//! Built with the `failpoints` cargo feature (the test suite turns it on), each crossing consults
+//! the [`fail`] crate's registry, so a test can make the k-th crossing of a point fail in one of
+//! the [`Fault`] ways — and every crossing can be observed, so a reference run lists them.
+//!
+//! [`Fault::Abort`] stands for the process dying at that instant: from then on every boundary
+//! refuses (no request leaves, no byte is written, no lock is released — as after a `kill -9`)
+//! until the harness calls [`revive`]. The apply in flight is then dropped by the test, exactly as
+//! the operating system would drop it.
+
+/// Every boundary, by name (the names a test configures with `fail::cfg`).
+pub const POINTS: &[&str] = &[
+    OCI_REQUEST,
+    OCI_RESPONSE,
+    STATE_LOCK,
+    STATE_UNLOCK,
+    STATE_LOAD,
+    STATE_SAVE,
+    STATE_SAVED,
+];
+
+/// An OCI request attempt is about to be sent (faults: abort, or an error answer instead of
+/// sending it: `status(401)`, `status(404)`, `status(409)`, `status(429)`, `status(500)`).
+pub const OCI_REQUEST: &str = "oci.request";
+/// OCI answered a request attempt; kiln has not read the answer yet (faults: abort, `lost` —
+/// the change is made, the answer never arrives).
+pub const OCI_RESPONSE: &str = "oci.response";
+/// A state lock is about to be taken (faults: abort, `error`).
+pub const STATE_LOCK: &str = "state.lock";
+/// A state lock is about to be released (faults: abort, `error`).
+pub const STATE_UNLOCK: &str = "state.unlock";
+/// The state is about to be read (faults: abort, `error`).
+pub const STATE_LOAD: &str = "state.load";
+/// A state save is about to be written (faults: abort, `error` — nothing is written).
+pub const STATE_SAVE: &str = "state.save";
+/// A state save is durable; its caller has not learnt it yet (faults: abort, `lost` — written,
+/// but reported as failed).
+pub const STATE_SAVED: &str = "state.saved";
+
+/// What a test makes happen at a crossing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The process dies here.
+    Abort,
+    /// The effect happened but its answer is lost (a dropped connection; a write reported failed).
+    Lost,
+    /// OCI answers this HTTP status instead (the request is not sent).
+    Status(u16),
+    /// The operation fails with an I/O error before it has any effect.
+    Error,
+}
+
+impl Fault {
+    /// The `return(...)` argument naming this fault in a `fail::cfg` action.
+    pub fn arg(self) -> String {
+        match self {
+            Fault::Abort => "abort".into(),
+            Fault::Lost => "lost".into(),
+            Fault::Status(s) => format!("status({s})"),
+            Fault::Error => "error".into(),
+        }
+    }
+
+    /// Parse [`Fault::arg`]'s form.
+    pub fn parse(s: &str) -> Option<Fault> {
+        Some(match s.trim() {
+            "abort" => Fault::Abort,
+            "lost" => Fault::Lost,
+            "error" => Fault::Error,
+            other => Fault::Status(
+                other
+                    .strip_prefix("status(")?
+                    .strip_suffix(')')?
+                    .parse()
+                    .ok()?,
+            ),
+        })
+    }
+}
+
+/// Cross the boundary `name`: `None` to go on; under the `failpoints` feature, the fault a test
+/// configured for this crossing.
+#[inline]
+pub fn cross(name: &'static str) -> Option<Fault> {
+    #[cfg(feature = "failpoints")]
+    {
+        imp::cross(name)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = name;
+        None
+    }
+}
+
+/// An I/O error standing for an injected fault at `name`.
+pub fn io_error(name: &str, fault: Fault) -> std::io::Error {
+    std::io::Error::other(format!("injected fault `{}` at `{name}`", fault.arg()))
+}
+
+/// Whether an injected abort has "killed" this process (always false without the feature).
+pub fn aborted() -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        imp::ABORTED.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        false
+    }
+}
+
+/// Bring the "process" back after an injected abort (the next run of the crash tests).
+#[cfg(feature = "failpoints")]
+pub fn revive() {
+    imp::ABORTED.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[cfg(feature = "failpoints")]
+mod imp {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::Fault;
+
+    pub(super) static ABORTED: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn cross(name: &'static str) -> Option<Fault> {
+        if ABORTED.load(Ordering::SeqCst) {
+            return Some(Fault::Abort);
+        }
+        let fault = fail::eval(name, |arg| {
+            let arg = arg.unwrap_or_default();
+            Fault::parse(&arg)
+                .unwrap_or_else(|| panic!("failpoint `{name}`: unknown fault `{arg}`"))
+        })?;
+        if fault == Fault::Abort {
+            ABORTED.store(true, Ordering::SeqCst);
+        }
+        Some(fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_args_round_trip() {
+        for f in [
+            Fault::Abort,
+            Fault::Lost,
+            Fault::Error,
+            Fault::Status(401),
+            Fault::Status(500),
+        ] {
+            assert_eq!(Fault::parse(&f.arg()), Some(f));
+        }
+        assert_eq!(Fault::parse("status(x)"), None);
+        assert_eq!(Fault::parse("nonsense"), None);
+    }
+}

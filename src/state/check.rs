@@ -1,0 +1,280 @@
+//! The loader's distrust: a state document is accepted only when every part of it can be trusted.
+//!
+//! kiln acts on what the state says — it resends pending creates, destroys what the manifest no
+//! longer declares, renames by address — so a state that is subtly wrong is worse than none: a
+//! repeated `"resources"` key that reads as an empty map would duplicate every resource, an id on
+//! the wrong address would rename or destroy the wrong instance. Such a state is refused with the
+//! file and the problem named, and nothing is written over it.
+//!
+//! Checked here: JSON syntax; no object key appears twice (at any depth); a known format version;
+//! no unknown field; a lineage; a serial that can still grow; every address parses
+//! (`instance.NAME`, `image.NAME`, optionally with a `[0]` or `["key"]` member index) and matches
+//! its record's kind; every id is an OCID of that kind; a record without an id has a pending
+//! create or deposed objects (else it claims a resource it cannot name); no OCID belongs to two
+//! records.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use super::{ResourceKind, State, StateError, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
+
+/// Parse and check a state document (`path` names it in errors).
+pub(crate) fn parse(path: &str, text: &str) -> Result<State, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt {
+        path: path.to_string(),
+        reason,
+    };
+    serde_json::from_str::<NoDuplicateKeys>(text).map_err(|e| corrupt(e.to_string()))?;
+    let v: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    let version = v
+        .get("version")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| corrupt("no `version`".into()))?;
+    if !(OLDEST_FORMAT_VERSION as u64..=FORMAT_VERSION as u64).contains(&version) {
+        return Err(StateError::Version {
+            path: path.to_string(),
+            found: version.min(u32::MAX as u64) as u32,
+        });
+    }
+    let state: State = serde_json::from_value(v).map_err(|e| corrupt(e.to_string()))?;
+    check(&state).map_err(corrupt)?;
+    Ok(state)
+}
+
+/// The semantic checks (see the module doc); `Err` says what is wrong.
+pub(crate) fn check(state: &State) -> Result<(), String> {
+    if state.lineage.trim().is_empty() {
+        return Err("the lineage is empty".into());
+    }
+    if state.serial == u64::MAX {
+        return Err(format!(
+            "the serial {} cannot grow any more; a state kiln cannot write again is refused",
+            state.serial
+        ));
+    }
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    for (address, r) in &state.resources {
+        let kind = address_kind(address).ok_or_else(|| {
+            format!("`{address}` is not an address like `instance.NAME` or `image.NAME`")
+        })?;
+        if kind != r.kind {
+            return Err(format!(
+                "`{address}` is recorded with kind `{}`",
+                kind_name(r.kind)
+            ));
+        }
+        if r.is_empty() {
+            return Err(format!(
+                "`{address}` has no id, no pending create and nothing deposed"
+            ));
+        }
+        for id in r.ids() {
+            let prefix = format!("ocid1.{}.", kind_name(kind));
+            if !id.starts_with(&prefix) || id.len() <= prefix.len() {
+                return Err(format!(
+                    "`{address}` has the id `{id}`, which is not an OCID of an {}",
+                    kind_name(kind)
+                ));
+            }
+            if let Some(other) = owner.insert(id, address) {
+                return Err(format!(
+                    "`{id}` is recorded for both `{other}` and `{address}`"
+                ));
+            }
+        }
+        if let Some(p) = &r.pending_create {
+            if p.retry_token.is_empty() || p.retry_token.len() > 64 {
+                return Err(format!(
+                    "`{address}` has a pending create without a valid retry token"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kind_name(k: ResourceKind) -> &'static str {
+    match k {
+        ResourceKind::Instance => "instance",
+        ResourceKind::Image => "image",
+    }
+}
+
+/// The kind of a well-formed address: `KIND.NAME`, optionally `[N]` or `["KEY"]` after it.
+pub fn address_kind(address: &str) -> Option<ResourceKind> {
+    let (kind, rest) = address.split_once('.')?;
+    let kind = match kind {
+        "instance" => ResourceKind::Instance,
+        "image" => ResourceKind::Image,
+        _ => return None,
+    };
+    let (name, index) = match rest.find('[') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let index_ok = match index {
+        None => true,
+        Some(ix) => {
+            let inner = ix.strip_prefix('[').and_then(|x| x.strip_suffix(']'));
+            match inner {
+                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => true,
+                Some(k) => {
+                    k.len() >= 3
+                        && k.starts_with('"')
+                        && k.ends_with('"')
+                        && !k[1..k.len() - 1].contains(['"', '\\'])
+                }
+                None => false,
+            }
+        }
+    };
+    (name_ok && index_ok).then_some(kind)
+}
+
+/// Deserialises any JSON and fails on an object key that appears twice (serde_json keeps the last).
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(de::Error::custom(format!(
+                    "the key `{key}` appears twice in one object"
+                )));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        for ok in [
+            "instance.web",
+            "image.golden-1",
+            "instance.web[0]",
+            "instance.web[\"a\"]",
+        ] {
+            assert!(address_kind(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "web",
+            "vm.web",
+            "instance.",
+            "instance.a b",
+            "instance.web[",
+            "instance.web[]",
+            "instance.web[x]",
+            "instance.web[0]x",
+            "instance.../x",
+        ] {
+            assert!(address_kind(bad).is_none(), "{bad}");
+        }
+    }
+
+    fn doc(resources: &str) -> String {
+        format!(r#"{{"version":2,"lineage":"l","serial":3,"resources":{{{resources}}}}}"#)
+    }
+
+    fn rec(kind: &str, id: &str) -> String {
+        format!(r#"{{"kind":"{kind}","id":{id},"updated_at":"2026-11-23T00:00:00Z"}}"#)
+    }
+
+    #[test]
+    fn untrustworthy_states_are_refused() {
+        let good = rec("instance", "\"ocid1.instance.oc1.iad.a\"");
+        assert!(parse("s", &doc(&format!(r#""instance.a":{good}"#))).is_ok());
+        let cases = [
+            (
+                format!(
+                    r#"{{"version":2,"lineage":"l","serial":3,"resources":{{"instance.a":{good}}},"resources":{{}}}}"#
+                ),
+                "appears twice",
+            ),
+            (
+                doc(&format!(r#""instance.a":{}"#, rec("instance", "null"))),
+                "no id",
+            ),
+            (
+                doc(&format!(
+                    r#""instance.a":{}"#,
+                    rec("image", "\"ocid1.image.oc1.iad.a\"")
+                )),
+                "kind",
+            ),
+            (
+                doc(&format!(
+                    r#""instance.a":{}"#,
+                    rec("instance", "\"ocid1.image.oc1.iad.a\"")
+                )),
+                "not an OCID",
+            ),
+            (
+                doc(&format!(r#""instance.a":{good},"instance.b":{good}"#)),
+                "both",
+            ),
+            (doc(&format!(r#""instance a":{good}"#)), "not an address"),
+            (
+                r#"{"version":2,"lineage":"l","serial":18446744073709551615,"resources":{}}"#
+                    .to_string(),
+                "cannot grow",
+            ),
+            (
+                r#"{"version":2,"lineage":"l","serial":1,"resources":{},"extra":1}"#.to_string(),
+                "unknown field",
+            ),
+        ];
+        for (text, why) in cases {
+            let e = parse("s", &text).unwrap_err().to_string();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
+}
