@@ -300,6 +300,41 @@ impl Ctx {
         }
     }
 
+    /// Record what OCI says now about `address` (no change planned for it, only drift).
+    async fn accept_drift(&self, address: &str) -> Result<(), NodeError> {
+        let found = self
+            .state
+            .lock()
+            .await
+            .resources
+            .get(address)
+            .and_then(|r| {
+                let kind = match r.kind {
+                    ResourceKind::Instance => Kind::Instance,
+                    ResourceKind::Image => Kind::Image,
+                };
+                r.id.clone().map(|id| (id, kind))
+            });
+        let Some((id, kind)) = found else {
+            return Ok(());
+        };
+        let c = Change {
+            address: address.to_string(),
+            kind,
+            action: Action::Update,
+            reason: "drift".into(),
+            attributes: Vec::new(),
+            id: Some(id.clone()),
+            etag: None,
+            request: None,
+            inputs: None,
+            depends_on: Vec::new(),
+            deposed: false,
+            observed: None,
+        };
+        self.refresh_record(&c, &id).await
+    }
+
     pub(super) async fn refresh_record(&self, c: &Change, id: &str) -> Result<(), NodeError> {
         let (body, etag) = self
             .read(c, id)
@@ -635,6 +670,20 @@ pub async fn apply(
             report
                 .failed
                 .push(("forget gone resources".into(), e.to_string()));
+        }
+    }
+    // Drift the plan showed and changes nothing of: the state takes what OCI says (the plan was
+    // approved with it), so the next plan does not show it again.
+    let changing: HashSet<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
+    for d in plan
+        .drift
+        .iter()
+        .filter(|d| d.gone.is_none() && !changing.contains(d.address.as_str()))
+    {
+        if let Err(e) = ctx.accept_drift(&d.address).await {
+            report
+                .failed
+                .push((format!("refresh {}", d.address), e.to_string()));
         }
     }
     let deps: Vec<Vec<usize>> = plan.changes.iter().map(|c| c.depends_on.clone()).collect();

@@ -44,6 +44,19 @@ impl StopFlag {
     pub fn is_stopped(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
+
+    /// Resolves once a stop is requested.
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Walk `deps.len()` nodes; `deps[i]` lists the nodes `i` waits for (indexes). `run(i)` does node i.

@@ -17,6 +17,7 @@ use crate::plan::Plan;
 use crate::state::{LockInfo, State};
 
 use super::session::{self, Common};
+use super::signals::{Interrupts, INTERRUPTED};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -82,7 +83,9 @@ impl ApplyArgs {
     }
 }
 
-fn confirm(what: &str, auto_approve: bool) -> miette::Result<bool> {
+/// Ask for `yes` on the terminal. The question is read on a thread of its own, so an interrupt
+/// (`stop`) cancels it at once.
+async fn confirm(what: &str, auto_approve: bool, stop: &StopFlag) -> miette::Result<bool> {
     if auto_approve {
         return Ok(true);
     }
@@ -94,12 +97,16 @@ fn confirm(what: &str, auto_approve: bool) -> miette::Result<bool> {
     }
     print!("\nDo you want to {what}? Only `yes` is accepted: ");
     std::io::stdout().flush().into_diagnostic()?;
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .into_diagnostic()?;
-    Ok(line.trim() == "yes")
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).map(|_| line);
+        let _ = tx.send(read);
+    });
+    tokio::select! {
+        line = rx => Ok(line.into_diagnostic()?.into_diagnostic()?.trim() == "yes"),
+        _ = stop.stopped() => Ok(false),
+    }
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -135,13 +142,27 @@ enum Mode {
 fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
+        // Before the lock: no signal may find a lock it cannot release.
+        let interrupts = Interrupts::install();
+        let stop = interrupts.stop.clone();
         let s = session::open(&common).await?;
-        let operation = if matches!(mode, Mode::Destroy) { "destroy" } else { "apply" };
-        let lock = s.store.lock(LockInfo::new(operation), common.lock_timeout).await?;
+        let operation = if matches!(mode, Mode::Destroy) {
+            "destroy"
+        } else {
+            "apply"
+        };
+        let lock = s
+            .store
+            .lock(LockInfo::new(operation), common.lock_timeout)
+            .await?;
+        interrupts.hold(&lock);
         let state = s.store.load().await?;
         let plan = match mode {
             Mode::Saved(plan) => {
-                SavedPlan::new(&common.dir, (*plan).clone()).check_state(state.as_ref().map(|s| s.lineage.as_str()), state.as_ref().map(|s| s.serial).unwrap_or(0))?;
+                SavedPlan::new(&common.dir, (*plan).clone()).check_state(
+                    state.as_ref().map(|s| s.lineage.as_str()),
+                    state.as_ref().map(|s| s.serial).unwrap_or(0),
+                )?;
                 *plan
             }
             Mode::Apply | Mode::Destroy => {
@@ -155,35 +176,54 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
                 };
                 let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.client), &popts).await?;
                 print!("{}", render::text(&plan, super::plan::style()));
-                if plan.changes.is_empty() && plan.forget.is_empty() {
+                if plan.changes.is_empty()
+                    && plan.forget.is_empty()
+                    && plan.forget_deposed.is_empty()
+                    && plan.drift.is_empty()
+                {
+                    lock.release().await?;
                     return Ok(ExitCode::SUCCESS);
                 }
-                if !plan.changes.is_empty() && !confirm(if matches!(mode, Mode::Destroy) { "destroy these resources" } else { "perform these actions" }, opts.auto_approve)? {
-                    println!("Apply cancelled.");
-                    return Ok(ExitCode::FAILURE);
+                let what = if matches!(mode, Mode::Destroy) {
+                    "destroy these resources"
+                } else {
+                    "perform these actions"
+                };
+                if !plan.changes.is_empty() && !confirm(what, opts.auto_approve, &stop).await? {
+                    lock.release().await?;
+                    println!("\nApply cancelled.");
+                    return Ok(if interrupts.interrupted() {
+                        ExitCode::from(INTERRUPTED)
+                    } else {
+                        ExitCode::FAILURE
+                    });
                 }
                 plan
             }
         };
         let state = state.unwrap_or_else(State::new);
-        let stop = StopFlag::new();
         let progress = Arc::new(Progress::for_stderr());
-        let watcher = {
-            let stop = stop.clone();
-            let progress = progress.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    progress.note("Interrupted: no new action starts; waiting for the ones in flight (Ctrl-C again to quit now — the state stays valid)");
-                    stop.stop();
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
-                    }
-                }
-            })
+        interrupts.report_to(progress.clone());
+        let aopts = ApplyOptions {
+            parallelism: s.parallelism,
+            timeouts: Timeouts {
+                instance: opts.instance_timeout,
+                image: opts.image_timeout,
+                terminate: opts.instance_timeout,
+                ..Timeouts::default()
+            },
         };
-        let aopts = ApplyOptions { parallelism: s.parallelism, timeouts: Timeouts { instance: opts.instance_timeout, image: opts.image_timeout, terminate: opts.instance_timeout, ..Timeouts::default() } };
-        let (_state, report) = execute::apply(&plan, s.client.clone(), s.store.clone(), lock, state, &aopts, &stop, progress).await;
-        watcher.abort();
+        let (_state, report) = execute::apply(
+            &plan,
+            s.client.clone(),
+            s.store.clone(),
+            lock,
+            state,
+            &aopts,
+            &stop,
+            progress,
+        )
+        .await;
         for (label, e) in &report.failed {
             eprintln!("\n✗ {label} failed:\n{e}");
         }
@@ -191,8 +231,8 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
             eprintln!("- {label} skipped: `{because}` failed");
         }
         println!("\n{}", report.summary_line());
-        Ok(if stop.is_stopped() {
-            ExitCode::from(130)
+        Ok(if interrupts.interrupted() {
+            ExitCode::from(INTERRUPTED)
         } else if report.ok() {
             ExitCode::SUCCESS
         } else {

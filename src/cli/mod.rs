@@ -13,6 +13,7 @@ mod import;
 mod plan;
 mod schema;
 mod session;
+mod signals;
 mod state;
 mod validate;
 

@@ -72,7 +72,8 @@ use sha2::{Digest, Sha256};
 
 pub use auth::{TrustedKey, Verifier};
 
-use store::{Record, World};
+use store::Record;
+pub use store::World;
 
 /// How to run an emulator.
 #[derive(Clone, Debug)]
@@ -328,6 +329,21 @@ impl RunningEmulator {
     /// Request counts per operation, and `total`.
     pub fn stats(&self) -> BTreeMap<String, u64> {
         self.shared.stats.lock().expect("stats lock").clone()
+    }
+
+    /// A copy of everything the emulator holds, settled to now: the independent observer tests
+    /// check kiln against, and a point to rewind to with [`RunningEmulator::restore`].
+    pub fn snapshot(&self) -> World {
+        let mut world = self.shared.world.lock().expect("world lock");
+        world.settle(Utc::now());
+        world.clone()
+    }
+
+    /// Replace everything the emulator holds with `world` (a [`RunningEmulator::snapshot`]).
+    pub fn restore(&self, world: World) {
+        let mut held = self.shared.world.lock().expect("world lock");
+        *held = world;
+        save_world(&self.shared, &held);
     }
 
     /// Stop serving (connections in flight are dropped).

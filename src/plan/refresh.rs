@@ -162,28 +162,42 @@ async fn read_live(
             .chain(image_ids.into_iter().map(|id| (id, false))),
     )
     .map(|(id, is_instance)| async move {
-        let r = if is_instance {
-            client
-                .get_instance(&id)
-                .await
-                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag))
+        let kind = if is_instance {
+            Kind::Instance
         } else {
-            client
-                .get_image(&id)
-                .await
-                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag))
+            Kind::Image
         };
-        match r {
-            Ok((body, etag)) => Ok(Some((id, LiveRead { body, etag }))),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok::<_, OciError>(get_live(client, &id, kind).await?.map(|read| (id, read)))
     })
     .buffer_unordered(parallelism.max(1))
     .try_collect::<Vec<_>>()
     .await?;
     live.extend(gets.into_iter().flatten());
     Ok(live)
+}
+
+/// One resource read with a Get (`None`: gone). A 404 is read again before it is believed:
+/// `NotAuthorizedOrNotFound` also answers a request OCI refused for another reason, and a
+/// resource wrongly taken for gone would be created a second time.
+async fn get_live(client: &Client, id: &str, kind: Kind) -> Result<Option<LiveRead>, OciError> {
+    for _ in 0..2 {
+        let r = match kind {
+            Kind::Instance => client
+                .get_instance(id)
+                .await
+                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
+            Kind::Image => client
+                .get_image(id)
+                .await
+                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
+        };
+        match r {
+            Ok((body, etag)) => return Ok(Some(LiveRead { body, etag })),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Get (for its etag) every existing resource that a change will mutate.
@@ -201,21 +215,8 @@ async fn read_etags(
         .collect();
     let reads = stream::iter(wanted)
         .map(|(id, kind)| async move {
-            let r = match kind {
-                Kind::Instance => client
-                    .get_instance(&id)
-                    .await
-                    .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
-                Kind::Image => client
-                    .get_image(&id)
-                    .await
-                    .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
-            };
-            match r {
-                Ok((body, etag)) => Ok((id, Some(LiveRead { body, etag }))),
-                Err(e) if e.is_not_found() => Ok((id, None)),
-                Err(e) => Err(e),
-            }
+            let read = get_live(client, &id, kind).await?;
+            Ok::<_, OciError>((id, read))
         })
         .buffer_unordered(parallelism.max(1))
         .try_collect::<Vec<_>>()

@@ -1,0 +1,98 @@
+//! Ctrl-C and SIGTERM for commands that take the state lock.
+//!
+//! The watcher is installed before the lock is taken, so no signal ever finds a lock it cannot
+//! release. The first SIGINT or SIGTERM (CI runners send SIGTERM) asks for a stop: no new action
+//! starts, actions in flight finish and are saved, the lock is released, and kiln exits 130; at
+//! the confirmation prompt it cancels at once. A second one releases the lock and exits
+//! immediately (the state stays valid: every finished action was saved).
+
+use std::sync::{Arc, Mutex};
+
+use crate::apply::progress::Progress;
+use crate::apply::walk::StopFlag;
+use crate::state::{LockReleaser, StateLock};
+
+/// The exit code after an interruption.
+pub const INTERRUPTED: u8 = 130;
+
+/// The installed watcher: what it releases and where it reports.
+#[derive(Clone)]
+pub struct Interrupts {
+    pub stop: StopFlag,
+    interrupted: Arc<std::sync::atomic::AtomicBool>,
+    lock: Arc<Mutex<Option<LockReleaser>>>,
+    progress: Arc<Mutex<Option<Arc<Progress>>>>,
+}
+
+impl Interrupts {
+    /// Install the watcher on the current tokio runtime.
+    pub fn install() -> Interrupts {
+        let me = Interrupts {
+            stop: StopFlag::new(),
+            interrupted: Arc::default(),
+            lock: Arc::new(Mutex::new(None)),
+            progress: Arc::new(Mutex::new(None)),
+        };
+        let watcher = me.clone();
+        tokio::spawn(async move {
+            let mut term = terminate_signal();
+            if !next_signal(&mut term).await {
+                return;
+            }
+            watcher.note("Interrupted: no new action starts; waiting for the ones in flight (interrupt again to quit now — the state stays valid)");
+            watcher
+                .interrupted
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            watcher.stop.stop();
+            if next_signal(&mut term).await {
+                watcher.release();
+                std::process::exit(INTERRUPTED as i32);
+            }
+        });
+        me
+    }
+
+    /// Whether a signal asked kiln to stop.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The lock to release if kiln must quit at once.
+    pub fn hold(&self, lock: &StateLock) {
+        *self.lock.lock().expect("interrupts") = Some(lock.releaser());
+    }
+
+    /// Where to report from now on (the live progress display, so no spinner is left frozen).
+    pub fn report_to(&self, progress: Arc<Progress>) {
+        *self.progress.lock().expect("interrupts") = Some(progress);
+    }
+
+    fn note(&self, text: &str) {
+        match self.progress.lock().expect("interrupts").as_ref() {
+            Some(p) => p.note(text),
+            None => eprintln!("\n{text}"),
+        }
+    }
+
+    /// Release the lock now (best effort).
+    pub fn release(&self) {
+        if let Some(l) = self.lock.lock().expect("interrupts").take() {
+            l.release_now();
+        }
+    }
+}
+
+/// The next SIGINT or SIGTERM (`false` if signals cannot be watched).
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) -> bool {
+    match term {
+        Some(t) => tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            r = t.recv() => r.is_some(),
+        },
+        None => tokio::signal::ctrl_c().await.is_ok(),
+    }
+}
+
+fn terminate_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
+}

@@ -1,0 +1,596 @@
+//! Never twice, never lost: the fault-enumeration suite.
+//!
+//! One scenario — about fifty resources: the golden-image DAG (a builder stopped, captured and
+//! started again, three instances launched from the image), plain creates from an `image_lookup`,
+//! updates, stops, starts, replacements in both orders, an image replaced under the instance
+//! launched from it, moves and destroys — is applied once as a reference, listing every I/O
+//! boundary it crosses (`kiln::failpoint::POINTS`: each OCI request and answer, each state lock,
+//! load and save). Then, for every crossing k and every fault class that applies there — process
+//! abort, lost answer (the change is made, the reply dropped), answers 401/404/409/429/500 —
+//! the cloud and the state are rewound, the apply runs with that one fault, and the next apply
+//! (sometimes with an edited manifest: a changed tag, a newer image for the lookups) must
+//! converge. After each, [`invariants`] checks against the emulator's own records, not kiln's
+//! state: no display name live more often than declared, no live resource missing from the state,
+//! no declared resource destroyed, the state parses and its serial only grows, the final plan is
+//! empty.
+//!
+//! Everything runs in this process against the in-process emulator at time scale 0, with
+//! parallelism 1 so that crossing k is the same request in every run (a failure names its seed,
+//! k, point and fault, and reruns exactly). Every crossing gets abort and (where the point has an
+//! answer to lose) lost; of the five error answers, each request crossing gets one, rotated by a
+//! seed printed in the output (`KILN_FAULT_SEED` sets it); `KILN_FAULTS=all` runs every answer on
+//! every request crossing (the nightly-style full product). The failpoint registry is global, so
+//! this suite is its own test binary and runs its scenarios one at a time.
+
+#[path = "it/support.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln::apply::execute::{self, ApplyOptions, Report, Timeouts};
+use kiln::apply::progress::Progress;
+use kiln::apply::walk::StopFlag;
+use kiln::emulator::World;
+use kiln::failpoint::{self, Fault};
+use kiln::oci::Client;
+use kiln::plan::refresh::{make_plan, PlanOptions};
+use kiln::plan::Plan;
+use kiln::state::{LockInfo, State, StateStore};
+
+use support::COMPARTMENT;
+
+const OTHER_COMPARTMENT: &str = "ocid1.compartment.oc1..aaaaaaaaothercompartment";
+const STATUSES: [u16; 5] = [401, 404, 409, 429, 500];
+/// The image the harness imports itself (not kiln's).
+const NEWER_IMAGE: &str = "Oracle-Linux-9-newer";
+
+/// The manifest: `v2` is what the faulted apply moves to from `v1`; `edited` changes tags of
+/// resources it creates.
+fn manifest(p: &support::Project, v2: bool, edited: bool) -> String {
+    let f = p.emu.fixtures();
+    let (ad1, ad2) = (&f.availability_domains[0], &f.availability_domains[1]);
+    let mut m = String::new();
+    for n in 0..20 {
+        m += &format!("[instance.keep{n:02}]\n");
+    }
+    for n in 0..3 {
+        let v = if v2 { 2 } else { 1 };
+        m += &format!("[instance.upd{n}]\nfreeform_tags = {{ v = \"{v}\" }}\n");
+    }
+    for n in 0..2 {
+        let (stop, start) = if v2 {
+            ("STOPPED", "RUNNING")
+        } else {
+            ("RUNNING", "STOPPED")
+        };
+        m += &format!(
+            "[instance.stop{n}]\nstate = \"{stop}\"\n[instance.start{n}]\nstate = \"{start}\"\n"
+        );
+    }
+    let ad = if v2 { ad2 } else { ad1 };
+    for n in 0..2 {
+        m += &format!("[instance.cbd{n}]\navailability_domain = \"{ad}\"\ncreate_before_destroy = true\n[instance.dbc{n}]\navailability_domain = \"{ad}\"\n");
+        let c = if v2 { OTHER_COMPARTMENT } else { COMPARTMENT };
+        m += &format!("[instance.mv{n}]\ncompartment = \"{c}\"\n");
+    }
+    if !v2 {
+        for n in 0..3 {
+            m += &format!("[instance.gone{n}]\n");
+        }
+    }
+    let base = if v2 { "base-v2" } else { "base-v1" };
+    m += &format!("[image.base]\nsource = {{ uri = \"https://objectstorage.us-ashburn-1.oraclecloud.com/n/kilnemulator/b/images/o/{base}.qcow2\" }}\n[instance.onbase]\nsource = {{ image = \"image.base\" }}\n");
+    if v2 {
+        let tag = if edited { "edited" } else { "first" };
+        m += "[instance.builder]\n[image.golden]\nfrom_instance = \"instance.builder\"\n";
+        for n in 0..3 {
+            m += &format!("[instance.web{n}]\nsource = {{ image = \"image.golden\" }}\nfreeform_tags = {{ t = \"{tag}\" }}\n");
+            m += &format!("[instance.new{n}]\nsource = {{ image_lookup = {{ os = \"Oracle Linux\", version = \"9\" }} }}\nfreeform_tags = {{ t = \"{tag}\" }}\n");
+        }
+    }
+    m
+}
+
+/// What a run may do to each address of v1, from its own state.
+struct Expect {
+    /// Addresses v2 declares, and the display name each has.
+    declared: BTreeMap<String, String>,
+    /// OCIDs of v1 that v2 keeps (neither replaced nor destroyed): they must stay live.
+    kept: BTreeMap<String, String>,
+}
+
+fn expect(v1: &State, v2_addresses: &BTreeSet<String>) -> Expect {
+    let replaced = |a: &str| {
+        a.starts_with("instance.cbd")
+            || a.starts_with("instance.dbc")
+            || a == "image.base"
+            || a == "instance.onbase"
+    };
+    let kept = v1
+        .resources
+        .iter()
+        .filter(|(a, _)| v2_addresses.contains(*a) && !replaced(a))
+        .map(|(a, r)| (a.clone(), r.id.clone().expect("v1 applied")))
+        .collect();
+    let declared = v2_addresses
+        .iter()
+        .map(|a| (a.clone(), a.split_once('.').unwrap().1.to_string()))
+        .collect();
+    Expect { declared, kept }
+}
+
+/// Live resources in the emulator's own records: (id, display name, kiln-address tag).
+fn live(world: &World) -> Vec<(String, String, Option<String>)> {
+    let gone = ["TERMINATING", "TERMINATED", "DELETED"];
+    world
+        .instances
+        .values()
+        .chain(world.images.values())
+        .filter(|r| !gone.contains(&r.state()))
+        .filter(|r| r.body["displayName"] != NEWER_IMAGE)
+        .map(|r| {
+            (
+                r.id().to_string(),
+                r.body["displayName"].as_str().unwrap_or("").to_string(),
+                r.body["freeformTags"]["kiln-address"]
+                    .as_str()
+                    .map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// Every invariant, checked against the emulator's records; `Err` lists the violations.
+fn invariants(
+    world: &World,
+    state: &State,
+    exp: &Expect,
+    last_serial: u64,
+    converged: bool,
+) -> Result<(), String> {
+    let mut bad = Vec::new();
+    if state.serial < last_serial {
+        bad.push(format!(
+            "the serial went back from {last_serial} to {}",
+            state.serial
+        ));
+    }
+    let live = live(world);
+    let live_ids: BTreeSet<&str> = live.iter().map(|(id, _, _)| id.as_str()).collect();
+    // Never twice.
+    let mut per_name: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, name, _) in &live {
+        *per_name.entry(name.as_str()).or_default() += 1;
+    }
+    for (name, n) in &per_name {
+        let address = exp
+            .declared
+            .iter()
+            .find(|(_, d)| d.as_str() == *name)
+            .map(|(a, _)| a.as_str());
+        let deposed = address
+            .and_then(|a| state.resources.get(a))
+            .map(|r| r.deposed.len())
+            .unwrap_or(0);
+        let (allowed, why) = match (address, converged) {
+            (Some(_), true) => (1, "declared once"),
+            (Some(_), false) => (1 + deposed, "declared once (plus what is deposed)"),
+            (None, true) => (0, "not declared"),
+            // Not declared (destroyed by this run) but possibly not destroyed yet.
+            (None, false) => (1, "destroyed or about to be"),
+        };
+        if *n > allowed {
+            bad.push(format!("`{name}` is live {n} times ({why})"));
+        }
+    }
+    // Never lost: every live resource kiln made is in the state (its object, deposed, or the
+    // resource of a pending create).
+    for (id, name, tag) in &live {
+        let Some(address) = tag else {
+            bad.push(format!("{id} (`{name}`) has no kiln-address tag"));
+            continue;
+        };
+        let tracked = state.resources.get(address).is_some_and(|r| {
+            r.id.as_deref() == Some(id.as_str())
+                || r.deposed.iter().any(|d| &d.id == id)
+                || (r.pending_create.is_some() && !converged)
+        });
+        if !tracked {
+            bad.push(format!("{id} (`{address}`) is live but not in the state"));
+        }
+    }
+    // Nothing declared destroyed.
+    for (address, id) in &exp.kept {
+        if !live_ids.contains(id.as_str()) {
+            bad.push(format!(
+                "{id} (`{address}`, declared and kept) was destroyed"
+            ));
+        }
+        if converged && state.resources.get(address).and_then(|r| r.id.as_deref()) != Some(id) {
+            bad.push(format!("`{address}` no longer records {id}"));
+        }
+    }
+    if converged {
+        for (address, r) in &state.resources {
+            if !r.deposed.is_empty() || r.pending_create.is_some() {
+                bad.push(format!(
+                    "`{address}` still has deposed objects or a pending create"
+                ));
+            }
+            if r.id.as_deref().is_some_and(|id| !live_ids.contains(id)) {
+                bad.push(format!("`{address}` records {:?}, which is not live", r.id));
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("\n  "))
+    }
+}
+
+struct Scenario {
+    project: support::Project,
+    client: Client,
+    state_dir: tempfile::TempDir,
+    v1_world: World,
+    v1_state: Vec<u8>,
+    expect: Expect,
+}
+
+impl Scenario {
+    fn state_path(&self) -> PathBuf {
+        self.state_dir.path().join("default.json")
+    }
+
+    fn store(&self) -> StateStore {
+        StateStore::local(self.project.path(), Some(self.state_dir.path()), "default").unwrap()
+    }
+
+    fn write(&self, v2: bool, edited: bool) {
+        self.project.write(&manifest(&self.project, v2, edited));
+    }
+
+    /// Back to the applied v1: the cloud, the state (and no lock left).
+    fn rewind(&self) {
+        self.project.emu.restore(self.v1_world.clone());
+        for leftover in ["default.json.backup", "default.json.lock"] {
+            let _ = std::fs::remove_file(self.state_dir.path().join(leftover));
+        }
+        std::fs::write(self.state_path(), &self.v1_state).unwrap();
+        self.write(true, false);
+    }
+
+    fn state(&self) -> Result<State, String> {
+        let text = std::fs::read_to_string(self.state_path()).map_err(|e| e.to_string())?;
+        let st: State =
+            serde_json::from_str(&text).map_err(|e| format!("the state does not parse: {e}"))?;
+        Ok(st)
+    }
+}
+
+fn options() -> ApplyOptions {
+    let t = Duration::from_secs(30);
+    ApplyOptions {
+        parallelism: 1,
+        timeouts: Timeouts {
+            instance: t,
+            image: t,
+            terminate: t,
+            work_request: t,
+        },
+    }
+}
+
+/// The plan for the manifest in `dir` against `store` (the state read under no lock).
+async fn plan(dir: &Path, store: &StateStore, client: &Client) -> Result<Plan, String> {
+    let m = kiln::manifest::load(dir, None).map_err(|e| format!("{e:?}"))?;
+    let state = store.load().await.map_err(|e| e.to_string())?;
+    make_plan(&m, state.as_ref(), Some(client), &plan_options())
+        .await
+        .map_err(|e| format!("{:?}", miette::Report::new(e)))
+}
+
+fn plan_options() -> PlanOptions {
+    PlanOptions {
+        refresh: true,
+        parallelism: 1,
+        endpoint: "emulator".into(),
+        ..PlanOptions::default()
+    }
+}
+
+/// `kiln apply --auto-approve`, as the CLI runs it: lock, load, plan, execute, release.
+async fn apply(dir: &Path, store: &StateStore, client: &Client) -> Result<Report, String> {
+    let m = kiln::manifest::load(dir, None).map_err(|e| format!("{e:?}"))?;
+    let lock = store
+        .lock(LockInfo::new("apply"), Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = store.load().await.map_err(|e| e.to_string())?;
+    let plan = make_plan(&m, state.as_ref(), Some(client), &plan_options())
+        .await
+        .map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+    let (_, report) = execute::apply(
+        &plan,
+        client.clone(),
+        store.clone(),
+        lock,
+        state.unwrap_or_else(State::new),
+        &options(),
+        &StopFlag::new(),
+        Arc::new(Progress::Silent),
+    )
+    .await;
+    Ok(report)
+}
+
+fn report_errors(r: &Report) -> String {
+    r.failed
+        .iter()
+        .map(|(l, e)| format!("{l}: {e}"))
+        .chain(
+            r.skipped
+                .iter()
+                .map(|(l, b)| format!("{l}: skipped ({b} failed)")),
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The suite's own small key (`tests/fixtures/signing/README.md`): its signatures are cheap.
+fn fast_key() -> kiln::oci::keys::SigningKey {
+    let key = kiln::oci::keys::load_private_key(&support::key_path("fault-suite-1024.pem"), None)
+        .unwrap();
+    let fingerprint = kiln::oci::keys::fingerprint(&key.to_public_key());
+    kiln::oci::keys::SigningKey {
+        key_id: format!("{}/{}/{fingerprint}", support::TENANCY, support::USER),
+        key,
+    }
+}
+
+async fn setup() -> Scenario {
+    let key = fast_key();
+    let config = kiln::emulator::EmulatorConfig {
+        trusted_keys: vec![kiln::emulator::TrustedKey {
+            key_id: key.key_id.clone(),
+            public_key: key.key.to_public_key(),
+        }],
+        time_scale: 0.0,
+        ..kiln::emulator::EmulatorConfig::default()
+    };
+    let project = support::Project::new(config).await;
+    let client = support::client_with(&project.emu, key);
+    let state_dir = match tempfile::tempdir_in("/dev/shm") {
+        Ok(d) => d,
+        Err(_) => tempfile::tempdir().unwrap(),
+    };
+    let mut s = Scenario {
+        project,
+        client,
+        state_dir,
+        v1_world: World::default(),
+        v1_state: Vec::new(),
+        expect: Expect {
+            declared: BTreeMap::new(),
+            kept: BTreeMap::new(),
+        },
+    };
+    s.write(false, false);
+    let r = apply(s.project.path(), &s.store(), &s.client)
+        .await
+        .unwrap();
+    assert!(r.ok(), "v1 applies: {}", report_errors(&r));
+    s.v1_world = s.project.emu.snapshot();
+    s.v1_state = std::fs::read(s.state_path()).unwrap();
+    s.write(true, false);
+    let v2: BTreeSet<String> = kiln::manifest::load(s.project.path(), None)
+        .unwrap()
+        .resources()
+        .map(|a| a.to_string())
+        .collect();
+    s.expect = expect(&s.state().unwrap(), &v2);
+    s
+}
+
+/// The reference run: every crossing of every boundary, in order.
+async fn reference(s: &Scenario) -> Vec<&'static str> {
+    s.rewind();
+    let log: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let _scenario = fail::FailScenario::setup();
+    for point in failpoint::POINTS {
+        let log = log.clone();
+        fail::cfg_callback(*point, move || log.lock().unwrap().push(point)).unwrap();
+    }
+    let r = apply(s.project.path(), &s.store(), &s.client)
+        .await
+        .unwrap();
+    for point in failpoint::POINTS {
+        fail::remove(point);
+    }
+    assert!(r.ok(), "the reference apply: {}", report_errors(&r));
+    let crossings = log.lock().unwrap().clone();
+    crossings
+}
+
+/// The faults that apply at a crossing of `point` (the `k`-th), given the seed.
+fn faults(point: &str, k: usize, seed: u64, all: bool) -> Vec<Fault> {
+    let mut out = vec![Fault::Abort];
+    match point {
+        failpoint::OCI_REQUEST => {
+            if all {
+                out.extend(STATUSES.map(Fault::Status));
+            } else {
+                out.push(Fault::Status(
+                    STATUSES[(seed as usize).wrapping_add(k) % STATUSES.len()],
+                ));
+            }
+        }
+        failpoint::OCI_RESPONSE | failpoint::STATE_SAVED => out.push(Fault::Lost),
+        _ => out.push(Fault::Error),
+    }
+    out
+}
+
+/// One run: the fault at crossing `k` (the `j`-th crossing of `point`), then convergence.
+async fn run_one(
+    s: &Scenario,
+    k: usize,
+    point: &'static str,
+    j: usize,
+    fault: Fault,
+    edit: bool,
+) -> Result<(), String> {
+    s.rewind();
+    let last_serial = s.state()?.serial;
+    {
+        let _scenario = fail::FailScenario::setup();
+        let action = match j {
+            0 => format!("1*return({})", fault.arg()),
+            j => format!("{j}*off->1*return({})", fault.arg()),
+        };
+        fail::cfg(point, &action).unwrap();
+        let faulted = tokio::time::timeout(
+            Duration::from_secs(120),
+            apply(s.project.path(), &s.store(), &s.client),
+        )
+        .await
+        .map_err(|_| "the faulted apply hung".to_string())?;
+        failpoint::revive();
+        drop(faulted);
+    }
+    let st = s.state()?;
+    invariants(
+        &s.project.emu.snapshot(),
+        &st,
+        &s.expect,
+        last_serial,
+        false,
+    )
+    .map_err(|v| format!("after the faulted apply:\n  {v}"))?;
+    if edit {
+        s.write(true, true);
+        import_newer_image(s).await;
+    }
+    let again = apply(s.project.path(), &s.store(), &s.client).await?;
+    if !again.ok() {
+        return Err(format!("the next apply failed:\n{}", report_errors(&again)));
+    }
+    let st2 = s.state()?;
+    invariants(&s.project.emu.snapshot(), &st2, &s.expect, st.serial, true)
+        .map_err(|v| format!("after the next apply:\n  {v}"))?;
+    let p = plan(s.project.path(), &s.store(), &s.client).await?;
+    if !p.changes.is_empty()
+        || !p.drift.is_empty()
+        || !p.forget.is_empty()
+        || !p.forget_deposed.is_empty()
+    {
+        return Err(format!(
+            "the final plan is not empty:\n{}",
+            kiln::plan::render::text(&p, kiln::plan::render::Style::default())
+        ));
+    }
+    let _ = k;
+    Ok(())
+}
+
+/// A newer "Oracle Linux 9" image, so `image_lookup`s resolve differently on the next apply.
+async fn import_newer_image(s: &Scenario) {
+    let details: kiln::oci::models::CreateImageDetails = serde_json::from_value(serde_json::json!({
+        "compartmentId": COMPARTMENT,
+        "displayName": NEWER_IMAGE,
+        "imageSourceDetails": {
+            "sourceType": "objectStorageUri",
+            "sourceUri": "https://objectstorage.us-ashburn-1.oraclecloud.com/n/kilnemulator/b/images/o/ol9-newer.qcow2",
+            "operatingSystem": "Oracle Linux",
+            "operatingSystemVersion": "9"
+        }
+    }))
+    .unwrap();
+    s.client
+        .create_image(&details, &Default::default())
+        .await
+        .expect("the newer image is imported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
+    assert!(
+        fail::has_failpoints(),
+        "this suite needs kiln built with `--features failpoints`"
+    );
+    let all = std::env::var("KILN_FAULTS").is_ok_and(|v| v == "all");
+    let seed: u64 = std::env::var("KILN_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand_seed);
+    let s = setup().await;
+    let crossings = reference(&s).await;
+    let points: BTreeSet<&str> = crossings.iter().copied().collect();
+    println!(
+        "fault suite: seed {seed}{}; {} crossings of {} boundaries in the reference apply",
+        if all { " (KILN_FAULTS=all)" } else { "" },
+        crossings.len(),
+        points.len()
+    );
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut pairs: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for (k, point) in crossings.iter().copied().enumerate() {
+        let j = *seen.entry(point).and_modify(|n| *n += 1).or_insert(0);
+        for fault in faults(point, k, seed, all) {
+            let edit = (k + runs) % 4 == 1;
+            runs += 1;
+            *pairs.entry((point, fault.arg())).or_default() += 1;
+            let t = std::time::Instant::now();
+            let result = run_one(&s, k, point, j, fault, edit).await;
+            if std::env::var_os("KILN_FAULTS_VERBOSE").is_some() {
+                eprintln!(
+                    "crossing {k} {point} #{j} {}: {:?} in {:?}",
+                    fault.arg(),
+                    result.as_ref().map(|_| "ok"),
+                    t.elapsed()
+                );
+            }
+            if let Err(e) = result {
+                failures.push(format!(
+                    "seed {seed}, crossing {k} ({point} #{j}), fault {}{}: {e}",
+                    fault.arg(),
+                    if edit { ", edited manifest" } else { "" }
+                ));
+                if failures.len() >= 5 {
+                    break;
+                }
+            }
+        }
+        if failures.len() >= 5 {
+            break;
+        }
+    }
+    let summary: Vec<String> = pairs
+        .iter()
+        .map(|((p, f), n)| format!("{p}×{f}: {n}"))
+        .collect();
+    println!(
+        "fault suite: {runs} (crossing, fault) pairs checked — {}",
+        summary.join(", ")
+    );
+    assert!(
+        failures.is_empty(),
+        "{} fault runs broke an invariant:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn rand_seed() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}
