@@ -6,7 +6,10 @@
 //! - the required signed headers per method (GET/HEAD/DELETE: date (request-target) host;
 //!   POST/PUT/PATCH also content-length content-type x-content-sha256, except Object Storage
 //!   PutObject), `x-date` accepted for `date`;
-//! - body hash and length; the date within ±5 minutes; the RSA-SHA256 signature.
+//! - body hash and length; the RSA-SHA256 signature;
+//! - the signed date within ±5 minutes: `x-date` when `x-date` is in the signed headers list, else
+//!   `date` (which must then be signed), so an unsigned fresh `x-date` added to a stale request
+//!   changes nothing.
 
 use std::collections::HashMap;
 
@@ -96,9 +99,14 @@ impl Verifier {
                 return Err(format!("`{r}` is not signed"));
             }
         }
-        if !headers.iter().any(|h| h == "date" || h == "x-date") {
+        // The date window applies to the date that was signed, never to an unsigned one.
+        let date_header = if headers.iter().any(|h| h == "x-date") {
+            "x-date"
+        } else if headers.iter().any(|h| h == "date") {
+            "date"
+        } else {
             return Err("neither `date` nor `x-date` is signed".into());
-        }
+        };
         let mut lines = Vec::with_capacity(headers.len());
         for h in &headers {
             let value = if h == "(request-target)" {
@@ -123,16 +131,14 @@ impl Verifier {
                 return Err("content-length does not match the body".into());
             }
         }
-        // Date window (`x-date` wins when both are present).
-        let date = (req.header)("x-date")
-            .or_else(|| (req.header)("date"))
-            .ok_or("no date header")?;
+        // Date window: `x-date` when it is signed, else `date`.
+        let date = (req.header)(date_header).ok_or("no date header")?;
         let when =
             httpdate::parse_http_date(&date).map_err(|_| format!("cannot parse date `{date}`"))?;
         let when: DateTime<Utc> = when.into();
         if (now - when).num_seconds().abs() > MAX_SKEW_SECONDS {
             return Err(format!(
-                "date `{date}` is more than 5 minutes from the server's clock"
+                "`{date_header}` `{date}` is more than 5 minutes from the server's clock"
             ));
         }
         let sig = B64

@@ -229,6 +229,20 @@ async fn every_signature_failure_mode_is_401_not_authenticated() {
             Box::new(|_, _, _| {}),
         ),
         (
+            // Regression: the window used to check `x-date` whenever present, signed or not.
+            "a stale signed date with a fresh unsigned x-date",
+            {
+                let mut r = Raw::new("GET", &list, b"");
+                r.date = httpdate::fmt_http_date(
+                    std::time::SystemTime::now() - std::time::Duration::from_secs(600),
+                );
+                r
+            },
+            Box::new(|h: &mut Vec<(String, String)>, _, _| {
+                h.push(("x-date".into(), signer::http_date_now()))
+            }),
+        ),
+        (
             "wrong key",
             {
                 let mut r = Raw::new("GET", &list, b"");
