@@ -5,7 +5,11 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use kiln::emulator::{self, auth::SignedRequest, TrustedKey};
+use kiln::emulator::{
+    self,
+    auth::{RequestHead, SignedRequest},
+    TrustedKey,
+};
 use kiln::oci::signer::{self, RequestParts};
 use kiln::oci::MutationOptions;
 
@@ -123,11 +127,13 @@ async fn oracle_sdk_signing_vectors_verify_and_any_tampering_fails() {
             emulator::verify_request_at(
                 &keys,
                 &SignedRequest {
-                    method,
-                    target,
-                    header: &lookup,
+                    head: RequestHead {
+                        method,
+                        target,
+                        header: &lookup,
+                        body_signed: true,
+                    },
                     body,
-                    body_signed: true,
                 },
                 now,
             )
@@ -179,11 +185,13 @@ async fn oracle_sdk_signing_vectors_verify_and_any_tampering_fails() {
             emulator::verify_request_at(
                 &keys,
                 &SignedRequest {
-                    method,
-                    target: &target,
-                    header: &lookup,
+                    head: RequestHead {
+                        method,
+                        target: &target,
+                        header: &lookup,
+                        body_signed: true,
+                    },
                     body: &body,
-                    body_signed: true,
                 },
                 later
             )

@@ -13,4 +13,5 @@ mod object_storage;
 mod oci_cli;
 mod plan_apply;
 mod remote_state;
+mod request_limits;
 mod state;
