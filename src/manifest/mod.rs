@@ -13,6 +13,7 @@
 
 pub mod diagnostic;
 pub mod edit;
+pub mod excerpt;
 pub mod schema;
 pub mod tree;
 

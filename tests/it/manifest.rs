@@ -141,6 +141,41 @@ fn the_checked_in_schema_is_what_kiln_schema_prints() {
     );
 }
 
+/// Regression: miette printed whole source lines (a diagnostic as large as the file) and panicked
+/// on a label more than 65,535 columns into a line.
+#[test]
+fn a_very_long_line_renders_a_bounded_diagnostic_without_panicking() {
+    let pad = "a".repeat(100_000);
+    let cases = [
+        // A syntax error 1 MB into one line.
+        (
+            "long_line_syntax",
+            format!(
+                "[instance.web]\ndisplay_name = \"{}\" = oops\n",
+                "a".repeat(1_000_000)
+            ),
+        ),
+        // A 200k-character string value with an error in it.
+        (
+            "long_line_value",
+            format!("{DEFAULTS}[instance.web]\ndisplay_name = \"{pad}${{vars.nope}}{pad}\"\n"),
+        ),
+        // An error whose message quotes a 200k-character name.
+        (
+            "long_line_message",
+            format!("{DEFAULTS}[instance.web]\ndisplay_name = \"${{vars.{pad}{pad}}}\"\n"),
+        ),
+    ];
+    for (name, text) in cases {
+        let e = manifest::load_str(Path::new("."), &text).unwrap_err();
+        let rendered = render_plain(&e, 80);
+        assert!(rendered.len() < 10_000, "{name}: {} bytes", rendered.len());
+        if name != "long_line_message" {
+            insta::assert_snapshot!(name, rendered);
+        }
+    }
+}
+
 fn arb_toml() -> impl Strategy<Value = String> {
     let base = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/golden-image/kiln.toml"),
