@@ -7,6 +7,7 @@ mod client;
 mod crash;
 mod emulator;
 mod examples;
+mod fuzz;
 mod import;
 mod manifest;
 mod object_storage;
