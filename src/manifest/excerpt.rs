@@ -175,7 +175,7 @@ mod tests {
             "y".repeat(5000)
         ));
         let x = text.find('X').unwrap();
-        let e = Excerpt::new(text.clone(), &[x..x + 1]);
+        let e = Excerpt::new(text.clone(), std::slice::from_ref(&(x..x + 1)));
         let shown = e.shown.as_str();
         let lines: Vec<&str> = shown.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -190,7 +190,7 @@ mod tests {
         // Nothing to cut: the same text.
         let short = Arc::new("a = 1\n".to_string());
         assert!(Arc::ptr_eq(
-            &Excerpt::new(short.clone(), &[0..1]).shown,
+            &Excerpt::new(short.clone(), std::slice::from_ref(&(0..1))).shown,
             &short
         ));
     }

@@ -67,7 +67,9 @@ const DEFAULTS: &str = "[defaults]\ncompartment = \"ocid1.compartment.oc1..aaaa\
 fn load_within_bounds(dir: &Path) -> Result<manifest::Manifest, manifest::ManifestError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let d = dir.to_path_buf();
-    std::thread::spawn(move || tx.send(manifest::load(&d, None)));
+    std::thread::spawn(move || {
+        let _ = tx.send(manifest::load(&d, None));
+    });
     rx.recv_timeout(std::time::Duration::from_secs(20))
         .expect("the manifest loads without waiting on a side file")
 }
