@@ -57,7 +57,7 @@ impl Excerpt {
             let anchor = labels
                 .iter()
                 .map(|l| l.start)
-                .filter(|s| line.contains(s))
+                .filter(|s| (line.start..=line.end).contains(s))
                 .min()
                 .filter(|_| {
                     !labels
@@ -187,6 +187,11 @@ mod tests {
         assert_eq!(e.column(x), x - 6);
         // Positions left out map to the edges of what is shown.
         assert!(e.map(x - 1000) < e.map(x) && e.map(x + 1000) > e.map(x + 1));
+        // A label at the very end of a long line is shown there, not at the cut.
+        let eol = text[..text.len() - 1].rfind('\n').unwrap();
+        let e = Excerpt::new(text.clone(), std::slice::from_ref(&(eol..eol)));
+        assert!(e.shown[..e.map(eol)].ends_with("yy\""));
+        assert_eq!(&e.shown[e.map(eol)..], "\nc = 3\n");
         // Nothing to cut: the same text.
         let short = Arc::new("a = 1\n".to_string());
         assert!(Arc::ptr_eq(
