@@ -24,6 +24,7 @@
 //! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, the Object Storage subset, regions | reads `~/.oci/config` and key files |
 //! | [`emulator`] | an OCI Compute (and Object Storage subset) API server on hyper, with strict signatures, etags, retry tokens, lifecycles, faults | reads an OCI config for trusted keys; `--data` file |
 //! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
+//! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
 //!
 //! Dependencies run one way: `cli → apply → plan → {manifest, state} → oci`. The `oci` client knows
 //! nothing of manifests, plans or state; the `manifest` module sends nothing to OCI; the `emulator`
@@ -36,4 +37,5 @@ pub mod failpoint;
 pub mod manifest;
 pub mod oci;
 pub mod plan;
+pub mod small_file;
 pub mod state;

@@ -19,7 +19,8 @@
 //! k, point and fault, and reruns exactly). Every crossing gets abort and (where the point has an
 //! answer to lose) lost; of the five error answers, each request crossing gets one, rotated by a
 //! seed printed in the output (`KILN_FAULT_SEED` sets it); `KILN_FAULTS=all` runs every answer on
-//! every request crossing (the nightly-style full product). The failpoint registry is global, so
+//! every request crossing (the nightly-style full product); `KILN_FAULT_CROSSING=k` reruns one
+//! crossing (with the seed of the failure). The failpoint registry is global, so
 //! this suite is its own test binary and runs its scenarios one at a time.
 
 #[path = "it/support.rs"]
@@ -540,8 +541,14 @@ async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
     let mut pairs: BTreeMap<(&str, String), usize> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut runs = 0;
+    let only: Option<usize> = std::env::var("KILN_FAULT_CROSSING")
+        .ok()
+        .and_then(|k| k.parse().ok());
     for (k, point) in crossings.iter().copied().enumerate() {
         let j = *seen.entry(point).and_modify(|n| *n += 1).or_insert(0);
+        if only.is_some_and(|o| o != k) {
+            continue;
+        }
         for fault in faults(point, k, seed, all) {
             let edit = (k + runs) % 4 == 1;
             runs += 1;

@@ -103,6 +103,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         fault_reset_after: args.fault_reset_after,
         seed: args.seed,
         region: args.region,
+        body_limits: emulator::BodyLimits::default(),
     };
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {

@@ -1,12 +1,19 @@
 //! The emulator's own signature verifier (independent of the client's signer, so a mistake on one
 //! side cannot be mirrored on the other). It rebuilds the draft-cavage signing string from the
-//! raw, undecoded request target and the headers as they arrived, and checks:
-//! - the `Authorization: Signature …` parameters, in any order;
-//! - a trusted `keyId` (`tenancy/user/fingerprint`);
-//! - the required signed headers per method (GET/HEAD/DELETE: date (request-target) host;
-//!   POST/PUT/PATCH also content-length content-type x-content-sha256, except Object Storage
-//!   PutObject), `x-date` accepted for `date`;
-//! - body hash and length; the date within ±5 minutes; the RSA-SHA256 signature.
+//! raw, undecoded request target and the headers as they arrived.
+//!
+//! It runs in two stages, so that nothing is spent on the body of a request that is not
+//! authentic:
+//! 1. [`Verifier::verify_head_at`], before the body is read, checks everything the headers can
+//!    prove: the `Authorization: Signature …` parameters (in any order); a trusted `keyId`
+//!    (`tenancy/user/fingerprint`); the required signed headers per method (GET/HEAD/DELETE:
+//!    a date, `(request-target)`, `host`; POST/PUT/PATCH also `content-length`, `content-type`,
+//!    `x-content-sha256`, except Object Storage PutObject); the date within ±5 minutes; and the
+//!    RSA-SHA256 signature. The date checked is the one that was signed: `x-date` when `x-date`
+//!    is in the signed headers list, else `date` (which must then be signed) — an unsigned
+//!    `x-date` added to a stale request changes nothing.
+//! 2. [`HeadVerified::check_body`], once the body is read, checks it against the signed
+//!    `x-content-sha256` and `content-length`.
 
 use std::collections::HashMap;
 
@@ -29,17 +36,50 @@ pub struct TrustedKey {
 /// Allowed clock skew.
 pub const MAX_SKEW_SECONDS: i64 = 300;
 
-/// The parts of a request the verifier looks at.
-pub struct SignedRequest<'a> {
+/// What the header stage looks at: everything of a request but its body.
+pub struct RequestHead<'a> {
     pub method: &'a str,
     /// Path and query exactly as received.
     pub target: &'a str,
     /// Header lookup, case-insensitive.
-    pub header: &'a dyn Fn(&str) -> Option<String>,
-    pub body: &'a [u8],
+    pub header: &'a (dyn Fn(&str) -> Option<String> + Sync),
     /// Whether the body headers must be signed (POST/PUT/PATCH except Object Storage PutObject,
     /// which Oracle's SDK signs with `date (request-target) host` only).
     pub body_signed: bool,
+}
+
+/// A whole request, for verifying both stages at once.
+pub struct SignedRequest<'a> {
+    pub head: RequestHead<'a>,
+    pub body: &'a [u8],
+}
+
+/// A request whose headers verified; its body is still to be checked against what was signed.
+#[must_use = "the body is not checked until `check_body` is called"]
+#[derive(Debug)]
+pub struct HeadVerified {
+    key_id: String,
+    /// The signed `x-content-sha256` (base64), when it was signed.
+    sha256: Option<String>,
+    /// The signed `content-length`, when it was signed.
+    content_length: Option<String>,
+}
+
+impl HeadVerified {
+    /// The body stage: the body must match the signed hash and length. Returns the `keyId`.
+    pub fn check_body(self, body: &[u8]) -> Result<String, String> {
+        if let Some(sha) = &self.sha256 {
+            if *sha != B64.encode(Sha256::digest(body)) {
+                return Err("x-content-sha256 does not match the body".into());
+            }
+        }
+        if let Some(len) = &self.content_length {
+            if len.trim().parse::<usize>().ok() != Some(body.len()) {
+                return Err("content-length does not match the body".into());
+            }
+        }
+        Ok(self.key_id)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -57,8 +97,17 @@ impl Verifier {
         }
     }
 
-    /// Verify at `now`. `Err` says why (the reason is safe to show: it holds no secret).
+    /// Both stages at `now`. `Err` says why (the reason is safe to show: it holds no secret).
     pub fn verify_at(&self, req: &SignedRequest<'_>, now: DateTime<Utc>) -> Result<String, String> {
+        self.verify_head_at(&req.head, now)?.check_body(req.body)
+    }
+
+    /// The header stage at `now`: everything but the body. `Err` says why (no secret in it).
+    pub fn verify_head_at(
+        &self,
+        req: &RequestHead<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<HeadVerified, String> {
         let auth = (req.header)("authorization").ok_or("missing Authorization header")?;
         let params = auth
             .strip_prefix("Signature ")
@@ -86,19 +135,25 @@ impl Verifier {
             .split(' ')
             .map(|h| h.to_ascii_lowercase())
             .collect();
+        let signed = |name: &str| headers.iter().any(|h| h == name);
         let method = req.method.to_ascii_lowercase();
         let mut required = vec!["(request-target)", "host"];
         if req.body_signed && matches!(method.as_str(), "post" | "put" | "patch") {
             required.extend(["content-length", "content-type", "x-content-sha256"]);
         }
         for r in &required {
-            if !headers.iter().any(|h| h == r) {
+            if !signed(r) {
                 return Err(format!("`{r}` is not signed"));
             }
         }
-        if !headers.iter().any(|h| h == "date" || h == "x-date") {
+        // The date window applies to the date that was signed, never to an unsigned one.
+        let date_header = if signed("x-date") {
+            "x-date"
+        } else if signed("date") {
+            "date"
+        } else {
             return Err("neither `date` nor `x-date` is signed".into());
-        }
+        };
         let mut lines = Vec::with_capacity(headers.len());
         for h in &headers {
             let value = if h == "(request-target)" {
@@ -108,31 +163,13 @@ impl Verifier {
             };
             lines.push(format!("{h}: {value}"));
         }
-        // Body checks.
-        if let Some(sha) = (req.header)("x-content-sha256") {
-            if headers.iter().any(|h| h == "x-content-sha256")
-                && sha != B64.encode(Sha256::digest(req.body))
-            {
-                return Err("x-content-sha256 does not match the body".into());
-            }
-        }
-        if let Some(len) = (req.header)("content-length") {
-            if headers.iter().any(|h| h == "content-length")
-                && len.trim().parse::<usize>().ok() != Some(req.body.len())
-            {
-                return Err("content-length does not match the body".into());
-            }
-        }
-        // Date window (`x-date` wins when both are present).
-        let date = (req.header)("x-date")
-            .or_else(|| (req.header)("date"))
-            .ok_or("no date header")?;
+        let date = (req.header)(date_header).ok_or("no date header")?;
         let when =
             httpdate::parse_http_date(&date).map_err(|_| format!("cannot parse date `{date}`"))?;
         let when: DateTime<Utc> = when.into();
         if (now - when).num_seconds().abs() > MAX_SKEW_SECONDS {
             return Err(format!(
-                "date `{date}` is more than 5 minutes from the server's clock"
+                "`{date_header}` `{date}` is more than 5 minutes from the server's clock"
             ));
         }
         let sig = B64
@@ -142,7 +179,15 @@ impl Verifier {
         VerifyingKey::<Sha256>::new(key.clone())
             .verify(lines.join("\n").as_bytes(), &sig)
             .map_err(|_| "the signature does not verify".to_string())?;
-        Ok(key_id.clone())
+        Ok(HeadVerified {
+            key_id: key_id.clone(),
+            sha256: signed("x-content-sha256")
+                .then(|| (req.header)("x-content-sha256"))
+                .flatten(),
+            content_length: signed("content-length")
+                .then(|| (req.header)("content-length"))
+                .flatten(),
+        })
     }
 }
 

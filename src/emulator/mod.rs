@@ -13,7 +13,10 @@
 //!
 //! ## Behaviour and the choices made where OCI's documentation is silent
 //! - Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
-//!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed).
+//!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed). The
+//!   signature over the headers is checked before any of the body is read; the body is then read
+//!   up to a cap per service (1 MiB for Compute, 64 MiB for Object Storage: 413
+//!   `RequestEntityTooLarge` beyond it, see [`body`]) and checked against the signed hash.
 //! - Every response has an `opc-request-id` (three `/`-separated 32-hex segments, like OCI's).
 //! - Etags change on every mutation of a resource, lifecycle transitions included (a resource's
 //!   version counter is hashed); If-Match mismatches on Update/Terminate/Action/ChangeCompartment/
@@ -54,6 +57,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod object_storage;
 pub mod store;
 
@@ -71,6 +75,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 pub use auth::{TrustedKey, Verifier};
+pub use body::BodyLimits;
 
 use store::Record;
 pub use store::World;
@@ -95,6 +100,8 @@ pub struct EmulatorConfig {
     pub seed: Option<u64>,
     /// Region id (`us-ashburn-1`).
     pub region: String,
+    /// The largest request body per service ([`body`]).
+    pub body_limits: BodyLimits,
 }
 
 impl Default for EmulatorConfig {
@@ -111,6 +118,7 @@ impl Default for EmulatorConfig {
             fault_reset_after: 0.0,
             seed: None,
             region: "us-ashburn-1".into(),
+            body_limits: BodyLimits::default(),
         }
     }
 }
@@ -452,20 +460,15 @@ async fn serve(
     shared: Arc<Shared>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Body>, Reset> {
-    use http_body_util::BodyExt;
-    let method = req.method().as_str().to_string();
-    let target = req
-        .uri()
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_string();
+    let target = parts
+        .uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let headers = req.headers().clone();
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes().to_vec(),
-        Err(_) => return Err(Reset),
-    };
     let opc_request_id = request_id();
-    let reply = match process(&shared, &method, &target, &headers, &body).await {
+    let reply = match process(&shared, &method, &target, &parts.headers, body).await {
         Some(r) => r,
         None => return Err(Reset),
     };
@@ -492,13 +495,14 @@ fn query_pairs(target: &str) -> Vec<(String, String)> {
     }
 }
 
-/// The whole pipeline for one request; `None` = drop the connection.
+/// The whole pipeline for one request; `None` = drop the connection. The body is read only once
+/// the headers are authentic, and only up to the service's cap ([`body`]).
 async fn process(
     shared: &Shared,
     method: &str,
     target: &str,
     headers: &hyper::HeaderMap,
-    body: &[u8],
+    incoming: hyper::body::Incoming,
 ) -> Option<api::Reply> {
     let path = target.split('?').next().unwrap_or("/");
     if let Some(rest) = path.strip_prefix("/_emulator/") {
@@ -566,24 +570,44 @@ async fn process(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let now = Utc::now();
-    let key_id = match shared.verifier.verify_at(
-        &auth::SignedRequest {
-            method,
-            target,
-            header: &header,
-            body,
-            // Oracle's SDK signs PutObject without the body headers.
-            body_signed: op != "PutObject",
-        },
-        now,
-    ) {
-        Ok(k) => k,
-        Err(reason) => {
-            tracing::debug!(target: "kiln::emulator", %method, %path, %reason, "401");
-            return Some(api::error(401, "NotAuthenticated", format!("The required information to complete authentication was not provided or was incorrect: {reason}")));
-        }
+    let not_authenticated = |reason: String| {
+        tracing::debug!(target: "kiln::emulator", %method, %path, %reason, "401");
+        api::error(401, "NotAuthenticated", format!("The required information to complete authentication was not provided or was incorrect: {reason}"))
     };
+    let head = auth::RequestHead {
+        method,
+        target,
+        header: &header,
+        // Oracle's SDK signs PutObject without the body headers.
+        body_signed: op != "PutObject",
+    };
+    let verified = match shared.verifier.verify_head_at(&head, Utc::now()) {
+        Ok(v) => v,
+        Err(reason) => return Some(not_authenticated(reason)),
+    };
+    let (limit, service) = if objects {
+        (shared.config.body_limits.object_storage, "Object Storage")
+    } else {
+        (shared.config.body_limits.compute, "Compute")
+    };
+    let declared = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    let body = match body::read_capped(incoming, declared, limit).await {
+        Ok(b) => b,
+        Err(body::BodyError::TooLarge { limit }) => {
+            return Some(api::error(
+                413,
+                "RequestEntityTooLarge",
+                format!("The request body is larger than the {limit} bytes the emulator accepts for a {service} request"),
+            ))
+        }
+        Err(body::BodyError::Broken) => return None,
+    };
+    let body = &body[..];
+    let key_id = match verified.check_body(body) {
+        Ok(k) => k,
+        Err(reason) => return Some(not_authenticated(reason)),
+    };
+    let now = Utc::now();
     // Faults: decided before anything changes.
     let cfg = &shared.config;
     if cfg.fault_reset + cfg.fault_429 + cfg.fault_5xx > 0.0 {

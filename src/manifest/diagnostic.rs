@@ -1,12 +1,29 @@
 //! Manifest problems as miette diagnostics: each one points at a span of the file it is in
 //! (`kiln.toml` or `envs/<env>.toml`), has a namespaced code and a help line. All problems of a
 //! run are collected into one [`ManifestError`].
+//!
+//! What a problem renders is bounded whatever the file holds: long source lines are cut around
+//! the label ([`super::excerpt`]), and a message, label or help longer than [`MAX_TEXT`]
+//! characters (one quoting a huge value) is cut with `…`.
 
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode};
+
+use super::excerpt::Excerpt;
+
+/// The longest message, label or help shown, in characters.
+pub const MAX_TEXT: usize = 1000;
+
+/// `text`, cut to [`MAX_TEXT`] characters.
+fn clip(text: String) -> String {
+    match text.char_indices().nth(MAX_TEXT) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
+}
 
 /// The files of one manifest, by index.
 #[derive(Clone, Debug, Default)]
@@ -27,8 +44,10 @@ impl Sources {
         &self.files[id].0
     }
 
-    fn named(&self, id: FileId) -> NamedSource<Arc<String>> {
-        NamedSource::new(self.files[id].0.clone(), self.files[id].1.clone())
+    /// What a problem with labels on `spans` of file `id` shows of it.
+    fn excerpt(&self, id: FileId, spans: &[Range<usize>]) -> NamedSource<Excerpt> {
+        let (name, text) = &self.files[id];
+        NamedSource::new(name.clone(), Excerpt::new(text.clone(), spans))
     }
 }
 
@@ -49,14 +68,14 @@ pub struct Problem {
     pub at: Option<At>,
     /// More places (e.g. every member of a cycle).
     pub also: Vec<(At, String)>,
-    src: Option<NamedSource<Arc<String>>>,
+    src: Option<NamedSource<Excerpt>>,
 }
 
 impl Problem {
     pub fn error(code: &'static str, message: impl Into<String>) -> Problem {
         Problem {
             code,
-            message: message.into(),
+            message: clip(message.into()),
             label: String::new(),
             help: None,
             severity: Severity::Error,
@@ -75,17 +94,17 @@ impl Problem {
 
     pub fn at(mut self, at: &At, label: impl Into<String>) -> Problem {
         self.at = Some(at.clone());
-        self.label = label.into();
+        self.label = clip(label.into());
         self
     }
 
     pub fn also(mut self, at: &At, label: impl Into<String>) -> Problem {
-        self.also.push((at.clone(), label.into()));
+        self.also.push((at.clone(), clip(label.into())));
         self
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Problem {
-        self.help = Some(help.into());
+        self.help = Some(clip(help.into()));
         self
     }
 
@@ -96,10 +115,14 @@ impl Problem {
     /// Attach the file text so the problem renders on its own.
     pub fn attach(mut self, sources: &Sources) -> Problem {
         if let Some(at) = &self.at {
-            self.src = Some(sources.named(at.file));
             // Labels elsewhere in another file cannot be shown with this source: keep those in the same file.
             let file = at.file;
             self.also.retain(|(a, _)| a.file == file);
+            let spans: Vec<Range<usize>> = std::iter::once(&at.span)
+                .chain(self.also.iter().map(|(a, _)| &a.span))
+                .cloned()
+                .collect();
+            self.src = Some(sources.excerpt(file, &spans));
         }
         self
     }
@@ -144,15 +167,16 @@ impl Diagnostic for Problem {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let at = self.at.as_ref()?;
-        self.src.as_ref()?;
+        let excerpt = self.src.as_ref()?.inner();
+        let shown = |span: &Range<usize>| excerpt.map(span.start)..excerpt.map(span.end);
         let first = LabeledSpan::new_primary_with_span(
             Some(self.label.clone()).filter(|l| !l.is_empty()),
-            at.span.clone(),
+            shown(&at.span),
         );
         let rest = self
             .also
             .iter()
-            .map(|(a, l)| LabeledSpan::new_with_span(Some(l.clone()), a.span.clone()));
+            .map(move |(a, l)| LabeledSpan::new_with_span(Some(l.clone()), shown(&a.span)));
         Some(Box::new(std::iter::once(first).chain(rest)))
     }
 }

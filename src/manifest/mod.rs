@@ -6,10 +6,14 @@
 //! over the base; `${vars.NAME}` strings are substituted; [`schema`] (the one table of keys) checks
 //! keys and types; then each resource is resolved with `[defaults]` applied and checked
 //! (OCIDs and their kinds, regions, availability domains, shape configs, references, cycles).
+//! Side files (`user_data_file`, `ssh_authorized_keys_file`) are read only if they are regular
+//! files within [`USER_DATA_FILE_LIMIT`] and [`SSH_KEYS_FILE_LIMIT`]; anything else is a
+//! diagnostic on the field, and a FIFO or a device is never opened for reading.
 //! This module sends nothing to OCI.
 
 pub mod diagnostic;
 pub mod edit;
+pub mod excerpt;
 pub mod schema;
 pub mod tree;
 
@@ -25,6 +29,14 @@ use diagnostic::{did_you_mean, At, Sources};
 pub use diagnostic::{ManifestError, Problem};
 use schema::{Field, Ty};
 use tree::{Entry, Node, Value};
+
+/// The largest `user_data_file`, in bytes. OCI takes at most 32,000 bytes of instance metadata
+/// (`metadata` and `extendedMetadata` together) and `user_data` is sent base64-encoded, 4 bytes for
+/// every 3, so a larger file could never be launched.
+pub const USER_DATA_FILE_LIMIT: u64 = 24_000;
+
+/// The largest `ssh_authorized_keys_file`, in bytes (a 4096-bit RSA public key is about 750).
+pub const SSH_KEYS_FILE_LIMIT: u64 = 16 * 1024;
 
 /// `instance` or `image`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1085,11 +1097,43 @@ impl Loader {
         (free, defined)
     }
 
-    fn read_file(&mut self, rel: &str, at: &At, field: &str) -> Option<String> {
+    /// A side file named by `field`, read only if it is a regular file of at most `limit` bytes.
+    fn read_file(&mut self, rel: &str, at: &At, field: &str, limit: u64) -> Option<String> {
+        use crate::small_file::ReadError;
         let path = self.dir.join(rel);
-        match std::fs::read(&path) {
+        match crate::small_file::read(&path, limit) {
             Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-            Err(e) => {
+            Err(ReadError::TooLarge { limit }) => {
+                let help = if field == "user_data_file" {
+                    "OCI takes at most 32,000 bytes of instance metadata and `user_data` is base64 (4 bytes for every 3): keep the file within 24000 bytes, e.g. gzip it (cloud-init reads gzip)".to_string()
+                } else {
+                    format!("`{field}` holds public keys only: keep it within {limit} bytes")
+                };
+                self.problem(
+                    Problem::error(
+                        "file_too_large",
+                        format!(
+                            "`{field}`: `{}` is larger than {limit} bytes",
+                            path.display()
+                        ),
+                    )
+                    .at(at, "too large")
+                    .help(help),
+                );
+                None
+            }
+            Err(e @ ReadError::NotRegular(_)) => {
+                self.problem(
+                    Problem::error(
+                        "unreadable_file",
+                        format!("`{field}`: cannot read `{}`: {e}", path.display()),
+                    )
+                    .at(at, "not a regular file")
+                    .help(format!("point `{field}` at a regular file")),
+                );
+                None
+            }
+            Err(ReadError::Io(e)) => {
                 self.problem(
                     Problem::error(
                         "unreadable_file",
@@ -1198,7 +1242,7 @@ impl Loader {
         let mut metadata = str_map(get(defaults, "metadata"));
         metadata.extend(str_map(get(t, "metadata")));
         if let Some((file, at)) = str_of(get(t, "user_data_file")) {
-            if let Some(text) = self.read_file(file, at, "user_data_file") {
+            if let Some(text) = self.read_file(file, at, "user_data_file", USER_DATA_FILE_LIMIT) {
                 metadata.insert(
                     "user_data".into(),
                     base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
@@ -1206,7 +1250,9 @@ impl Loader {
             }
         }
         if let Some((file, at)) = str_of(Self::field(t, defaults, "ssh_authorized_keys_file")) {
-            if let Some(text) = self.read_file(file, at, "ssh_authorized_keys_file") {
+            if let Some(text) =
+                self.read_file(file, at, "ssh_authorized_keys_file", SSH_KEYS_FILE_LIMIT)
+            {
                 metadata.insert("ssh_authorized_keys".into(), text.trim_end().to_string());
             }
         }

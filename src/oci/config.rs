@@ -3,7 +3,8 @@
 //!
 //! Which file: `--config-file`, then `OCI_CLI_CONFIG_FILE`, then `OCI_CONFIG_FILE`, then
 //! `~/.oci/config`. Which profile: `--profile`, then `OCI_CLI_PROFILE`, then `DEFAULT`.
-//! Every error names the file, the profile and the key.
+//! Every error names the file, the profile and the key. The file is read only if it is a regular
+//! file of at most [`CONFIG_FILE_LIMIT`] bytes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -117,6 +118,9 @@ pub enum ConfigError {
     },
 }
 
+/// The largest OCI config file kiln reads (real ones are a few hundred bytes per profile).
+pub const CONFIG_FILE_LIMIT: u64 = 1024 * 1024;
+
 /// One parsed config file.
 #[derive(Clone, Debug)]
 pub struct ConfigFile {
@@ -142,9 +146,11 @@ pub struct Profile {
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
-            path: path.to_path_buf(),
-            source,
+        let text = crate::small_file::read_to_string(path, CONFIG_FILE_LIMIT).map_err(|e| {
+            ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                source: e.into(),
+            }
         })?;
         ConfigFile::parse(path, &text)
     }

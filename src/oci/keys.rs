@@ -1,5 +1,7 @@
 //! API signing keys: PKCS#1 and PKCS#8 PEM, encrypted PKCS#8 with a pass phrase, the trailing
-//! `OCI_API_KEY` label that `oci setup keys` appends, and OCI key fingerprints.
+//! `OCI_API_KEY` label that `oci setup keys` appends, and OCI key fingerprints. Key and session
+//! token files are read only if they are regular files within [`KEY_FILE_LIMIT`] and
+//! [`SECURITY_TOKEN_LIMIT`].
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +50,12 @@ pub enum KeyError {
     Invalid { path: PathBuf, reason: String },
 }
 
+/// The largest key file kiln reads (a 4096-bit RSA key in PEM is about 3.3 KB).
+pub const KEY_FILE_LIMIT: u64 = 1024 * 1024;
+
+/// The largest `security_token_file` kiln reads (a session token is a JWT of a few KB).
+pub const SECURITY_TOKEN_LIMIT: u64 = 1024 * 1024;
+
 /// The first PEM block of `text` (anything after its END line, such as `OCI_API_KEY`, is ignored).
 fn pem_block(text: &str) -> Option<(String, &str)> {
     let start = text.find("-----BEGIN ")?;
@@ -60,9 +68,11 @@ fn pem_block(text: &str) -> Option<(String, &str)> {
 
 /// Load an RSA private key from a PEM file.
 pub fn load_private_key(path: &Path, pass_phrase: Option<&str>) -> Result<RsaPrivateKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Unreadable {
-        path: path.to_path_buf(),
-        source,
+    let text = crate::small_file::read_to_string(path, KEY_FILE_LIMIT).map_err(|e| {
+        KeyError::Unreadable {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }
     })?;
     parse_private_key(path, &text, pass_phrase)
 }
@@ -155,11 +165,13 @@ pub fn load_signing_key(profile: &Profile) -> Result<SigningKey, ConfigError> {
     let actual = fingerprint(&key.to_public_key());
     if let Some(token_file) = &profile.security_token_file {
         let token =
-            std::fs::read_to_string(token_file).map_err(|source| ConfigError::SecurityToken {
-                path: profile.config_path.clone(),
-                profile: profile.name.clone(),
-                file: token_file.clone(),
-                source,
+            crate::small_file::read_to_string(token_file, SECURITY_TOKEN_LIMIT).map_err(|e| {
+                ConfigError::SecurityToken {
+                    path: profile.config_path.clone(),
+                    profile: profile.name.clone(),
+                    file: token_file.clone(),
+                    source: e.into(),
+                }
             })?;
         return Ok(SigningKey {
             key,
@@ -242,6 +254,49 @@ mod tests {
         assert!(matches!(e, KeyError::LegacyEncrypted { .. }));
         let help = miette::Diagnostic::help(&e).unwrap().to_string();
         assert!(help.contains("openssl pkcs8 -topk8"), "{help}");
+    }
+
+    #[test]
+    fn config_key_and_token_files_must_be_small_regular_files() {
+        use super::super::config::ConfigFile;
+        let dir = tempfile::tempdir().unwrap();
+        let e = ConfigFile::load(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read the OCI config file `/dev/zero`: it is a character device, not a regular file"
+        );
+        let big = dir.path().join("config");
+        std::fs::write(&big, "#".repeat(1024 * 1024 + 1)).unwrap();
+        assert_eq!(
+            ConfigFile::load(&big).unwrap_err().to_string(),
+            format!(
+                "cannot read the OCI config file `{}`: it is larger than the limit of 1048576 bytes",
+                big.display()
+            )
+        );
+        let e = load_private_key(dir.path(), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot read `{}`: it is a directory, not a regular file",
+                dir.path().display()
+            )
+        );
+        let cfg = dir.path().join("token-config");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[DEFAULT]\ntenancy=ocid1.tenancy.oc1..aaaatest\nkey_file={}\nfingerprint=f7:f0:c3:be:cc:84:ea:6c:21:0a:72:40:37:bb:0d:ed\nsecurity_token_file=/dev/zero\n",
+                fixture("pkcs1.pem").display()
+            ),
+        )
+        .unwrap();
+        let profile = ConfigFile::load(&cfg).unwrap().profile("DEFAULT").unwrap();
+        let e = load_signing_key(&profile).unwrap_err().to_string();
+        assert!(
+            e.ends_with("cannot read `security_token_file` `/dev/zero`: it is a character device, not a regular file"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,7 +5,11 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use kiln::emulator::{self, auth::SignedRequest, TrustedKey};
+use kiln::emulator::{
+    self,
+    auth::{RequestHead, SignedRequest},
+    TrustedKey,
+};
 use kiln::oci::signer::{self, RequestParts};
 use kiln::oci::MutationOptions;
 
@@ -123,11 +127,13 @@ async fn oracle_sdk_signing_vectors_verify_and_any_tampering_fails() {
             emulator::verify_request_at(
                 &keys,
                 &SignedRequest {
-                    method,
-                    target,
-                    header: &lookup,
+                    head: RequestHead {
+                        method,
+                        target,
+                        header: &lookup,
+                        body_signed: true,
+                    },
                     body,
-                    body_signed: true,
                 },
                 now,
             )
@@ -179,11 +185,13 @@ async fn oracle_sdk_signing_vectors_verify_and_any_tampering_fails() {
             emulator::verify_request_at(
                 &keys,
                 &SignedRequest {
-                    method,
-                    target: &target,
-                    header: &lookup,
+                    head: RequestHead {
+                        method,
+                        target: &target,
+                        header: &lookup,
+                        body_signed: true,
+                    },
                     body: &body,
-                    body_signed: true,
                 },
                 later
             )
@@ -227,6 +235,20 @@ async fn every_signature_failure_mode_is_401_not_authenticated() {
                 r
             },
             Box::new(|_, _, _| {}),
+        ),
+        (
+            // Regression: the window used to check `x-date` whenever present, signed or not.
+            "a stale signed date with a fresh unsigned x-date",
+            {
+                let mut r = Raw::new("GET", &list, b"");
+                r.date = httpdate::fmt_http_date(
+                    std::time::SystemTime::now() - std::time::Duration::from_secs(600),
+                );
+                r
+            },
+            Box::new(|h: &mut Vec<(String, String)>, _, _| {
+                h.push(("x-date".into(), signer::http_date_now()))
+            }),
         ),
         (
             "wrong key",

@@ -18,22 +18,36 @@ fn invalid_dir() -> PathBuf {
 /// so the 80-column wrapping of the rendered text is the same in every clone and on every machine.
 fn render(name: &str) -> String {
     let path = Path::new("tests/fixtures/invalid").join(name);
+    let (_tmp, rel) = relative_tempdir();
+    let (dir, env) = if path.is_dir() {
+        let env = path.join("envs/prod.toml").exists().then_some("prod");
+        (path.clone(), env)
+    } else {
+        std::fs::copy(&path, rel.join("kiln.toml")).unwrap();
+        (rel, None)
+    };
+    render_loaded(&dir, manifest::load(&dir, env))
+}
+
+/// A temporary folder under `target/`, and its path relative to here (tempfile makes it
+/// absolute), so that rendered paths have the same length everywhere.
+fn relative_tempdir() -> (tempfile::TempDir, PathBuf) {
     std::fs::create_dir_all("target").unwrap();
     let tmp = tempfile::Builder::new()
         .prefix("fixture")
         .tempdir_in("target")
         .unwrap();
-    let (dir, env) = if path.is_dir() {
-        let env = path.join("envs/prod.toml").exists().then_some("prod");
-        (path.clone(), env)
-    } else {
-        // tempfile makes the folder absolute; load it through its path relative to here.
-        let cwd = std::env::current_dir().unwrap();
-        let rel = tmp.path().strip_prefix(&cwd).unwrap().to_path_buf();
-        std::fs::copy(&path, rel.join("kiln.toml")).unwrap();
-        (rel, None)
-    };
-    let text = match manifest::load(&dir, env) {
+    let cwd = std::env::current_dir().unwrap();
+    let rel = tmp.path().strip_prefix(&cwd).unwrap().to_path_buf();
+    (tmp, rel)
+}
+
+/// What a load says, rendered without colour at 80 columns, with `dir` as `[DIR]`.
+fn render_loaded(
+    dir: &Path,
+    loaded: Result<manifest::Manifest, manifest::ManifestError>,
+) -> String {
+    let text = match loaded {
         Ok(m) => {
             let mut out = String::from("(valid)\n");
             for w in &m.warnings {
@@ -44,6 +58,48 @@ fn render(name: &str) -> String {
         Err(e) => render_plain(&e, 80),
     };
     text.replace(&dir.display().to_string(), "[DIR]")
+}
+
+const DEFAULTS: &str = "[defaults]\ncompartment = \"ocid1.compartment.oc1..aaaa\"\navailability_domain = \"kIdk:US-ASHBURN-AD-1\"\nshape = \"VM.Standard.E4.Flex\"\nsubnet = \"ocid1.subnet.oc1.iad.aaaa\"\nsource = { image = \"ocid1.image.oc1.iad.aaaa\" }\n\n";
+
+/// Load `dir` on another thread and fail if that takes longer than a reading-free load can: a
+/// loader that opened a FIFO would wait for a writer forever.
+fn load_within_bounds(dir: &Path) -> Result<manifest::Manifest, manifest::ManifestError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(manifest::load(&d, None));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the manifest loads without waiting on a side file")
+}
+
+#[cfg(unix)]
+#[test]
+fn oversized_side_files_and_fifos_are_refused_without_reading_them() {
+    let (_tmp, dir) = relative_tempdir();
+    std::fs::write(
+        dir.join("kiln.toml"),
+        format!("{DEFAULTS}[instance.web]\nuser_data_file = \"cloud-init.yaml\"\nssh_authorized_keys_file = \"keys.fifo\"\n"),
+    )
+    .unwrap();
+    let limit = manifest::USER_DATA_FILE_LIMIT as usize;
+    std::fs::write(dir.join("cloud-init.yaml"), "#".repeat(limit + 1)).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("keys.fifo").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let rendered = render_loaded(&dir, load_within_bounds(&dir));
+    insta::assert_snapshot!(rendered);
+
+    // At the limit, the file is used.
+    std::fs::write(dir.join("cloud-init.yaml"), "#".repeat(limit)).unwrap();
+    std::fs::write(dir.join("keys.pub"), "ssh-ed25519 AAAA test\n").unwrap();
+    let text = std::fs::read_to_string(dir.join("kiln.toml")).unwrap();
+    std::fs::write(dir.join("kiln.toml"), text.replace("keys.fifo", "keys.pub")).unwrap();
+    let m = load_within_bounds(&dir).unwrap_or_else(|e| panic!("{}", render_plain(&e, 80)));
+    assert_eq!(
+        m.instances["web"].metadata["user_data"].len(),
+        limit / 3 * 4
+    );
 }
 
 #[test]
@@ -85,6 +141,41 @@ fn the_checked_in_schema_is_what_kiln_schema_prints() {
         now.trim_end(),
         "run `cargo run -- schema > schema/kiln.schema.json`"
     );
+}
+
+/// Regression: miette printed whole source lines (a diagnostic as large as the file) and panicked
+/// on a label more than 65,535 columns into a line.
+#[test]
+fn a_very_long_line_renders_a_bounded_diagnostic_without_panicking() {
+    let pad = "a".repeat(100_000);
+    let cases = [
+        // A syntax error 1 MB into one line.
+        (
+            "long_line_syntax",
+            format!(
+                "[instance.web]\ndisplay_name = \"{}\" = oops\n",
+                "a".repeat(1_000_000)
+            ),
+        ),
+        // A 200k-character string value with an error in it.
+        (
+            "long_line_value",
+            format!("{DEFAULTS}[instance.web]\ndisplay_name = \"{pad}${{vars.nope}}{pad}\"\n"),
+        ),
+        // An error whose message quotes a 200k-character name.
+        (
+            "long_line_message",
+            format!("{DEFAULTS}[instance.web]\ndisplay_name = \"${{vars.{pad}{pad}}}\"\n"),
+        ),
+    ];
+    for (name, text) in cases {
+        let e = manifest::load_str(Path::new("."), &text).unwrap_err();
+        let rendered = render_plain(&e, 80);
+        assert!(rendered.len() < 10_000, "{name}: {} bytes", rendered.len());
+        if name != "long_line_message" {
+            insta::assert_snapshot!(name, rendered);
+        }
+    }
 }
 
 fn arb_toml() -> impl Strategy<Value = String> {
