@@ -97,6 +97,32 @@ pub fn cross(name: &'static str) -> Option<Fault> {
     }
 }
 
+/// [`cross`], and then the same boundary narrowed to one OCI operation (`oci.response.CreateImage`),
+/// so a test can fault one kind of request wherever it falls.
+#[inline]
+pub fn cross_op(name: &'static str, operation: &str) -> Option<Fault> {
+    #[cfg(feature = "failpoints")]
+    {
+        imp::cross(name).or_else(|| imp::cross_named(&format!("{name}.{operation}")))
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = (name, operation);
+        None
+    }
+}
+
+/// In a kiln binary built with the feature: configure the failpoints named in the `FAILPOINTS`
+/// environment variable (the `fail` crate's syntax, e.g. `oci.response.LaunchInstance=return(abort)`),
+/// with [`Fault::Abort`] aborting the process for real. Without the feature: nothing.
+pub fn setup_from_env() {
+    #[cfg(feature = "failpoints")]
+    if std::env::var_os("FAILPOINTS").is_some() {
+        std::mem::forget(fail::FailScenario::setup());
+        imp::REAL_ABORT.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// An I/O error standing for an injected fault at `name`.
 pub fn io_error(name: &str, fault: Fault) -> std::io::Error {
     std::io::Error::other(format!("injected fault `{}` at `{name}`", fault.arg()))
@@ -127,8 +153,14 @@ mod imp {
     use super::Fault;
 
     pub(super) static ABORTED: AtomicBool = AtomicBool::new(false);
+    /// A binary under test: an injected abort is a real one.
+    pub(super) static REAL_ABORT: AtomicBool = AtomicBool::new(false);
 
     pub(super) fn cross(name: &'static str) -> Option<Fault> {
+        cross_named(name)
+    }
+
+    pub(super) fn cross_named(name: &str) -> Option<Fault> {
         if ABORTED.load(Ordering::SeqCst) {
             return Some(Fault::Abort);
         }
@@ -138,6 +170,9 @@ mod imp {
                 .unwrap_or_else(|| panic!("failpoint `{name}`: unknown fault `{arg}`"))
         })?;
         if fault == Fault::Abort {
+            if REAL_ABORT.load(Ordering::SeqCst) {
+                std::process::abort();
+            }
             ABORTED.store(true, Ordering::SeqCst);
         }
         Some(fault)

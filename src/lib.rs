@@ -33,6 +33,7 @@
 pub mod apply;
 pub mod cli;
 pub mod emulator;
+pub mod env_name;
 pub mod failpoint;
 pub mod manifest;
 pub mod oci;

@@ -60,6 +60,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    crate::failpoint::setup_from_env();
     let result = match cli.command {
         Command::Plan(args) => plan::run(args),
         Command::Apply(args) => apply::run(args),

@@ -450,6 +450,13 @@ impl Loader {
 
     fn run(&mut self, env: Option<&str>) -> Option<Manifest> {
         let (_, mut root) = self.read(Path::new("kiln.toml"))?;
+        if let Some(env) = env.filter(|e| !crate::env_name::is_valid(e)) {
+            self.problem(
+                Problem::error("invalid_env", format!("`{env}` is not an environment name"))
+                    .help("environment names are letters, digits, `-`, `_` and `.`, at most 64 (`envs/<ENV>.toml`)"),
+            );
+            return None;
+        }
         if let Some(env) = env {
             let rel = PathBuf::from("envs").join(format!("{env}.toml"));
             if !self.dir.join(&rel).exists() {

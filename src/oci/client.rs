@@ -406,7 +406,7 @@ impl Client {
         url: &str,
         path_and_query: &str,
     ) -> Result<Response<Vec<u8>>, (OciError, Option<Duration>)> {
-        if let Some(fault) = failpoint::cross(failpoint::OCI_REQUEST) {
+        if let Some(fault) = failpoint::cross_op(failpoint::OCI_REQUEST, call.operation) {
             return Err((injected(call, fault), None));
         }
         let body = call.body.clone().unwrap_or_default();
@@ -496,7 +496,7 @@ impl Client {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(Duration::from_secs_f64);
         let bytes = resp.bytes().await.map_err(transport)?.to_vec();
-        if let Some(fault) = failpoint::cross(failpoint::OCI_RESPONSE) {
+        if let Some(fault) = failpoint::cross_op(failpoint::OCI_RESPONSE, call.operation) {
             return Err((injected(call, fault), None));
         }
         tracing::debug!(

@@ -410,16 +410,10 @@ pub(crate) fn serialise(state: &State) -> Vec<u8> {
     v
 }
 
-/// Check an environment name before it becomes part of a path or an object name: letters,
-/// digits, `-`, `_` and `.` (not only dots), so `--env ../x` cannot write outside `state/`.
+/// Check an environment name before it becomes part of a path or an object name
+/// ([`crate::env_name`]).
 pub fn validate_env(env: &str) -> Result<(), StateError> {
-    let ok = !env.is_empty()
-        && env.len() <= 64
-        && env
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !env.chars().all(|c| c == '.');
-    if ok {
+    if crate::env_name::is_valid(env) {
         Ok(())
     } else {
         Err(StateError::BadEnv {

@@ -10,6 +10,7 @@ mod examples;
 mod fuzz;
 mod import;
 mod manifest;
+mod never_twice;
 mod object_storage;
 mod oci_cli;
 mod plan_apply;

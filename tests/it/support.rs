@@ -168,6 +168,25 @@ impl Project {
         run_kiln(self.dir.path(), args).await
     }
 
+    /// Run kiln with failpoints set (`FAILPOINTS`, see `kiln::failpoint`).
+    pub async fn kiln_faulted(&self, failpoints: &str, args: &[&str]) -> Out {
+        run_kiln_env(self.dir.path(), args, &[("FAILPOINTS", failpoints)]).await
+    }
+
+    /// Instances and images that are not terminated or deleted, in the test compartment.
+    pub async fn live_images(&self) -> Vec<kiln::oci::models::Image> {
+        self.client()
+            .list_images(&kiln::oci::compute::ListImages {
+                compartment_id: COMPARTMENT.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.compartment_id.is_some() && i.lifecycle_state != "DELETED")
+            .collect()
+    }
+
     pub fn client(&self) -> Client {
         client(&self.emu)
     }
@@ -196,8 +215,14 @@ impl Project {
 
 /// Run the kiln binary in `cwd`, without colour, with fast embedded-emulator lifecycles.
 pub async fn run_kiln(cwd: &Path, args: &[&str]) -> Out {
+    run_kiln_env(cwd, args, &[]).await
+}
+
+/// [`run_kiln`] with extra environment variables (e.g. `FAILPOINTS`).
+pub async fn run_kiln_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env("KILN_EMULATOR_TIME_SCALE", "0.002")
