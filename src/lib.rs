@@ -18,13 +18,15 @@
 //! | module | owns | reads / writes on disk |
 //! |---|---|---|
 //! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
-//! | [`state`] | versioned state format, atomic save, backup, lock; local file or Object Storage (compare-and-swap, lock object) | reads/writes `state/<env>.json`, `.backup`, `.lock` (or the same as objects) |
+//! | [`state`] | versioned state format (pending creates, deposed objects), a loader that refuses what it cannot trust, atomic compare-and-swap saves, backup, lock; local file or Object Storage (lock object) | reads/writes `state/<env>.json`, `.backup`, `.lock` (or the same as objects) |
 //! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG, rendering | writes saved plans (`--out`) |
-//! | [`apply`] | DAG executor, waiters, progress | writes state after every action |
+//! | [`apply`] | DAG executor: creates never made twice, If-Match'ed mutations that re-read after a refusal, replacements that depose; progress | writes state after every action |
 //! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, the Object Storage subset, regions | reads `~/.oci/config` and key files |
 //! | [`emulator`] | an OCI Compute (and Object Storage subset) API server on hyper, with strict signatures, etags, retry tokens, lifecycles, faults | reads an OCI config for trusted keys; `--data` file |
 //! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
+//! | [`env_name`] | a leaf `manifest` and `state` use: what an environment name may be (it becomes a file name) | — |
+//! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
 //!
 //! Dependencies run one way: `cli → apply → plan → {manifest, state} → oci`. The `oci` client knows
 //! nothing of manifests, plans or state; the `manifest` module sends nothing to OCI; the `emulator`

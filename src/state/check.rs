@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::{ResourceKind, State, StateError, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 
 /// Parse and check a state document (`path` names it in errors).
-pub(crate) fn parse(path: &str, text: &str) -> Result<State, StateError> {
+pub fn parse(path: &str, text: &str) -> Result<State, StateError> {
     let corrupt = |reason: String| StateError::Corrupt {
         path: path.to_string(),
         reason,

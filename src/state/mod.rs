@@ -400,7 +400,8 @@ pub enum StateStore {
     Memory(MemoryStore),
 }
 
-pub(crate) use check::parse;
+/// Parse and check a state document (`path` names it in errors): the loader of every store.
+pub use check::parse;
 
 /// The stored form: compact JSON and a newline (states of thousands of resources are written
 /// after every action).

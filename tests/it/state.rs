@@ -121,3 +121,139 @@ async fn state_list_show_rm_and_mv() {
         "state rm leaves resources in OCI"
     );
 }
+
+mod fuzz {
+    //! State files through the loader: never a panic; what it accepts is a state kiln can write
+    //! and read back unchanged.
+
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn valid() -> Value {
+        json!({
+            "version": 2, "lineage": "4f0c", "serial": 7,
+            "resources": {
+                "instance.web": {"kind": "instance", "id": "ocid1.instance.oc1.iad.aaaa", "etag": "e1",
+                    "attributes": {"displayName": "web", "lifecycleState": "RUNNING"}, "inputs": {"subnet_id": "s"},
+                    "updated_at": "2026-11-23T00:00:00Z"},
+                "image.golden": {"kind": "image", "id": null, "updated_at": "2026-11-23T00:00:00Z",
+                    "pending_create": {"retry_token": "abc", "request_digest": "d", "request": {"displayName": "g"},
+                        "started_at": "2026-11-23T00:00:00Z"},
+                    "deposed": [{"id": "ocid1.image.oc1.iad.bbbb", "since": "2026-11-23T00:00:00Z"}]}
+            }
+        })
+    }
+
+    fn arb_scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[a-z.\\[\\]\"0-9]{0,12}".prop_map(Value::from),
+            Just(json!("ocid1.instance.oc1.iad.aaaa")),
+            Just(json!("instance.web")),
+        ]
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        arb_scalar().prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        "[a-z_]{1,10}".boxed(),
+                        prop::sample::select(vec![
+                            "version",
+                            "lineage",
+                            "serial",
+                            "resources",
+                            "kind",
+                            "id",
+                            "deposed",
+                            "pending_create",
+                            "retry_token",
+                            "updated_at",
+                            "instance.web"
+                        ])
+                        .prop_map(str::to_string)
+                        .boxed()
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A valid state with one field somewhere replaced by an arbitrary value.
+    fn arb_mutated() -> impl Strategy<Value = String> {
+        (any::<prop::sample::Index>(), arb_value()).prop_map(|(ix, v)| {
+            let mut doc = valid();
+            let mut paths = Vec::new();
+            fn walk(v: &Value, at: String, out: &mut Vec<String>) {
+                out.push(at.clone());
+                if let Value::Object(m) = v {
+                    for (k, x) in m {
+                        walk(
+                            x,
+                            format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                            out,
+                        );
+                    }
+                }
+            }
+            walk(&doc, String::new(), &mut paths);
+            let path = ix.get(&paths).clone();
+            match doc.pointer_mut(&path) {
+                Some(slot) => *slot = v,
+                None => doc = v,
+            }
+            doc.to_string()
+        })
+    }
+
+    /// Raw text: valid documents cut, spliced, with keys repeated.
+    fn arb_text() -> impl Strategy<Value = String> {
+        let text = valid().to_string();
+        (0..text.len(), 0..text.len(), "[{}\\[\\]\",:0-9a-z ]{0,8}").prop_map(
+            move |(a, b, junk)| {
+                let (a, b) = (a.min(b), a.max(b));
+                let mut t = text.clone();
+                if a % 3 == 0 {
+                    // Repeat a key: `"resources":{}` inserted after the opening brace.
+                    t.insert_str(1, "\"resources\":{},");
+                }
+                t.replace_range(a..b, &junk);
+                t
+            },
+        )
+    }
+
+    fn check(text: &str) {
+        if let Ok(state) = kiln::state::parse("fuzz.json", text) {
+            let again = serde_json::to_string(&state).unwrap();
+            let back =
+                kiln::state::parse("fuzz.json", &again).expect("what is accepted reads back");
+            assert_eq!(back, state);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(std::env::var("KILN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)))]
+        #[test]
+        fn the_state_loader_never_panics(text in prop_oneof![arb_mutated(), arb_text(), arb_value().prop_map(|v| v.to_string())]) {
+            check(&text);
+        }
+    }
+
+    #[test]
+    fn the_valid_sample_is_accepted() {
+        check(&valid().to_string());
+        assert!(kiln::state::parse("x", &valid().to_string()).is_ok());
+    }
+}
