@@ -22,6 +22,12 @@
 //! every request crossing (the nightly-style full product); `KILN_FAULT_CROSSING=k` reruns one
 //! crossing (with the seed of the failure). The failpoint registry is global, so
 //! this suite is its own test binary and runs its scenarios one at a time.
+//!
+//! The sweep runs twice: with the state in a local file (every crossing), and with the state on
+//! Object Storage in the emulator (its saves and lock are OCI requests too, so they are crossings
+//! of their own; a quarter of the crossings, chosen by the seed, or all with `KILN_FAULTS=all`).
+//! A dead kiln's remote lock stays, so after an abort the harness runs `force-unlock` as its user
+//! would; any other fault must leave no lock behind.
 
 #[path = "it/support.rs"]
 mod support;
@@ -236,6 +242,9 @@ fn invariants(
 struct Scenario {
     project: support::Project,
     client: Client,
+    /// The state on Object Storage (in the emulator, so rewinding the cloud rewinds it too)
+    /// rather than in a local file.
+    remote: bool,
     state_dir: tempfile::TempDir,
     v1_world: World,
     v1_state: Vec<u8>,
@@ -247,8 +256,21 @@ impl Scenario {
         self.state_dir.path().join("default.json")
     }
 
+    /// The store, as a new kiln process would open it.
     fn store(&self) -> StateStore {
-        StateStore::local(self.project.path(), Some(self.state_dir.path()), "default").unwrap()
+        if self.remote {
+            let os = kiln::oci::object_storage::ObjectStorage::new(self.client.clone());
+            let f = self.project.emu.fixtures();
+            StateStore::Remote(kiln::state::RemoteStore::new(
+                os,
+                &f.namespace,
+                &f.bucket,
+                "faults/",
+                "default",
+            ))
+        } else {
+            StateStore::local(self.project.path(), Some(self.state_dir.path()), "default").unwrap()
+        }
     }
 
     fn write(&self, v2: bool, edited: bool) {
@@ -258,18 +280,22 @@ impl Scenario {
     /// Back to the applied v1: the cloud, the state (and no lock left).
     fn rewind(&self) {
         self.project.emu.restore(self.v1_world.clone());
-        for leftover in ["default.json.backup", "default.json.lock"] {
-            let _ = std::fs::remove_file(self.state_dir.path().join(leftover));
+        if !self.remote {
+            for leftover in ["default.json.backup", "default.json.lock"] {
+                let _ = std::fs::remove_file(self.state_dir.path().join(leftover));
+            }
+            std::fs::write(self.state_path(), &self.v1_state).unwrap();
         }
-        std::fs::write(self.state_path(), &self.v1_state).unwrap();
         self.write(true, false);
     }
 
-    fn state(&self) -> Result<State, String> {
-        let text = std::fs::read_to_string(self.state_path()).map_err(|e| e.to_string())?;
-        let st: State =
-            serde_json::from_str(&text).map_err(|e| format!("the state does not parse: {e}"))?;
-        Ok(st)
+    /// The state as stored (through kiln's own loader: it must accept it).
+    async fn state(&self) -> Result<State, String> {
+        self.store()
+            .load()
+            .await
+            .map_err(|e| format!("{:?}", miette::Report::new(e)))?
+            .ok_or_else(|| "the state is gone".to_string())
     }
 }
 
@@ -353,7 +379,7 @@ fn fast_key() -> kiln::oci::keys::SigningKey {
     }
 }
 
-async fn setup() -> Scenario {
+async fn setup(remote: bool) -> Scenario {
     let key = fast_key();
     let config = kiln::emulator::EmulatorConfig {
         trusted_keys: vec![kiln::emulator::TrustedKey {
@@ -372,6 +398,7 @@ async fn setup() -> Scenario {
     let mut s = Scenario {
         project,
         client,
+        remote,
         state_dir,
         v1_world: World::default(),
         v1_state: Vec::new(),
@@ -386,14 +413,16 @@ async fn setup() -> Scenario {
         .unwrap();
     assert!(r.ok(), "v1 applies: {}", report_errors(&r));
     s.v1_world = s.project.emu.snapshot();
-    s.v1_state = std::fs::read(s.state_path()).unwrap();
+    if !remote {
+        s.v1_state = std::fs::read(s.state_path()).unwrap();
+    }
     s.write(true, false);
     let v2: BTreeSet<String> = kiln::manifest::load(s.project.path(), None)
         .unwrap()
         .resources()
         .map(|a| a.to_string())
         .collect();
-    s.expect = expect(&s.state().unwrap(), &v2);
+    s.expect = expect(&s.state().await.unwrap(), &v2);
     s
 }
 
@@ -439,14 +468,13 @@ fn faults(point: &str, k: usize, seed: u64, all: bool) -> Vec<Fault> {
 /// One run: the fault at crossing `k` (the `j`-th crossing of `point`), then convergence.
 async fn run_one(
     s: &Scenario,
-    k: usize,
     point: &'static str,
     j: usize,
     fault: Fault,
     edit: bool,
 ) -> Result<(), String> {
     s.rewind();
-    let last_serial = s.state()?.serial;
+    let last_serial = s.state().await?.serial;
     {
         let _scenario = fail::FailScenario::setup();
         let action = match j {
@@ -463,7 +491,23 @@ async fn run_one(
         failpoint::revive();
         drop(faulted);
     }
-    let st = s.state()?;
+    // A lock is left only by a kiln that died (or failed to release it); its user then runs
+    // `kiln force-unlock`, as the lock error says.
+    let store = s.store();
+    let left = store.lock_holder().await.map_err(|e| e.to_string())?;
+    if left.is_some() {
+        let dead = fault == Fault::Abort || point == failpoint::STATE_UNLOCK;
+        if !dead && s.remote {
+            return Err(format!("the lock was left behind: {left:?}"));
+        }
+        if s.remote {
+            store
+                .force_unlock(None, false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let st = s.state().await?;
     invariants(
         &s.project.emu.snapshot(),
         &st,
@@ -480,7 +524,7 @@ async fn run_one(
     if !again.ok() {
         return Err(format!("the next apply failed:\n{}", report_errors(&again)));
     }
-    let st2 = s.state()?;
+    let st2 = s.state().await?;
     invariants(&s.project.emu.snapshot(), &st2, &s.expect, st.serial, true)
         .map_err(|v| format!("after the next apply:\n  {v}"))?;
     let p = plan(s.project.path(), &s.store(), &s.client).await?;
@@ -494,7 +538,6 @@ async fn run_one(
             kiln::plan::render::text(&p, kiln::plan::render::Style::default())
         ));
     }
-    let _ = k;
     Ok(())
 }
 
@@ -517,6 +560,85 @@ async fn import_newer_image(s: &Scenario) {
         .expect("the newer image is imported");
 }
 
+/// Fault every crossing (or, with `sample`, every crossing `k` with `k % n == r`) in each
+/// applicable way; returns the (point, fault) counts and the failures.
+async fn sweep(
+    s: &Scenario,
+    seed: u64,
+    all: bool,
+    sample: Option<(usize, usize)>,
+) -> (BTreeMap<(&'static str, String), usize>, Vec<String>) {
+    let crossings = reference(s).await;
+    let points: BTreeSet<&str> = crossings.iter().copied().collect();
+    let backend = if s.remote {
+        "remote state"
+    } else {
+        "local state"
+    };
+    println!(
+        "fault suite ({backend}): seed {seed}{}; {} crossings of {} boundaries in the reference apply{}",
+        if all { " (KILN_FAULTS=all)" } else { "" },
+        crossings.len(),
+        points.len(),
+        match sample {
+            Some((n, _)) => format!("; one crossing in {n}, picked by the seed"),
+            None => String::new(),
+        }
+    );
+    let only: Option<usize> = std::env::var("KILN_FAULT_CROSSING")
+        .ok()
+        .and_then(|k| k.parse().ok());
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut pairs: BTreeMap<(&'static str, String), usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for (k, point) in crossings.iter().copied().enumerate() {
+        let j = *seen.entry(point).and_modify(|n| *n += 1).or_insert(0);
+        let picked = |(n, r): (usize, usize)| {
+            // Scattered, not periodic: crossings repeat in patterns a `k % n` would alias with.
+            let h = (k as u64 ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+            h as usize % n == r
+        };
+        if only.is_some_and(|o| o != k) || sample.is_some_and(|s| !picked(s)) {
+            continue;
+        }
+        for fault in faults(point, k, seed, all) {
+            let edit = (k + runs) % 4 == 1;
+            runs += 1;
+            *pairs.entry((point, fault.arg())).or_default() += 1;
+            let t = std::time::Instant::now();
+            let result = run_one(s, point, j, fault, edit).await;
+            if std::env::var_os("KILN_FAULTS_VERBOSE").is_some() {
+                eprintln!(
+                    "{backend}: crossing {k} {point} #{j} {}: {:?} in {:?}",
+                    fault.arg(),
+                    result.as_ref().map(|_| "ok"),
+                    t.elapsed()
+                );
+            }
+            if let Err(e) = result {
+                failures.push(format!(
+                    "{backend}, seed {seed}, crossing {k} ({point} #{j}), fault {}{}: {e}",
+                    fault.arg(),
+                    if edit { ", edited manifest" } else { "" }
+                ));
+            }
+            if failures.len() >= 5 {
+                return (pairs, failures);
+            }
+        }
+    }
+    let summary: Vec<String> = pairs
+        .iter()
+        .map(|((p, f), n)| format!("{p}×{f}: {n}"))
+        .collect();
+    println!(
+        "fault suite ({backend}): {runs} (crossing, fault) pairs checked — {}",
+        summary.join(", ")
+    );
+    (pairs, failures)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
     assert!(
@@ -528,64 +650,18 @@ async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand_seed);
-    let s = setup().await;
-    let crossings = reference(&s).await;
-    let points: BTreeSet<&str> = crossings.iter().copied().collect();
-    println!(
-        "fault suite: seed {seed}{}; {} crossings of {} boundaries in the reference apply",
-        if all { " (KILN_FAULTS=all)" } else { "" },
-        crossings.len(),
-        points.len()
-    );
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut pairs: BTreeMap<(&str, String), usize> = BTreeMap::new();
-    let mut failures = Vec::new();
-    let mut runs = 0;
-    let only: Option<usize> = std::env::var("KILN_FAULT_CROSSING")
-        .ok()
-        .and_then(|k| k.parse().ok());
-    for (k, point) in crossings.iter().copied().enumerate() {
-        let j = *seen.entry(point).and_modify(|n| *n += 1).or_insert(0);
-        if only.is_some_and(|o| o != k) {
-            continue;
-        }
-        for fault in faults(point, k, seed, all) {
-            let edit = (k + runs) % 4 == 1;
-            runs += 1;
-            *pairs.entry((point, fault.arg())).or_default() += 1;
-            let t = std::time::Instant::now();
-            let result = run_one(&s, k, point, j, fault, edit).await;
-            if std::env::var_os("KILN_FAULTS_VERBOSE").is_some() {
-                eprintln!(
-                    "crossing {k} {point} #{j} {}: {:?} in {:?}",
-                    fault.arg(),
-                    result.as_ref().map(|_| "ok"),
-                    t.elapsed()
-                );
-            }
-            if let Err(e) = result {
-                failures.push(format!(
-                    "seed {seed}, crossing {k} ({point} #{j}), fault {}{}: {e}",
-                    fault.arg(),
-                    if edit { ", edited manifest" } else { "" }
-                ));
-                if failures.len() >= 5 {
-                    break;
-                }
-            }
-        }
-        if failures.len() >= 5 {
-            break;
-        }
-    }
-    let summary: Vec<String> = pairs
-        .iter()
-        .map(|((p, f), n)| format!("{p}×{f}: {n}"))
-        .collect();
-    println!(
-        "fault suite: {runs} (crossing, fault) pairs checked — {}",
-        summary.join(", ")
-    );
+    // Every crossing with the local store; with the remote store (whose writes are OCI requests
+    // and whose lock outlives a dead holder), a quarter of them in the normal run, all of them
+    // with KILN_FAULTS=all. One scenario at a time: the failpoint registry is global.
+    let local = setup(false).await;
+    let (local_pairs, mut failures) = sweep(&local, seed, all, None).await;
+    drop(local);
+    let remote = setup(true).await;
+    let sample = (!all).then_some((4, 0));
+    let (remote_pairs, remote_failures) = sweep(&remote, seed, all, sample).await;
+    failures.extend(remote_failures);
+    let checked: usize = local_pairs.values().chain(remote_pairs.values()).sum();
+    println!("fault suite: {checked} (crossing, fault) pairs checked in all, seed {seed}");
     assert!(
         failures.is_empty(),
         "{} fault runs broke an invariant:\n{}",

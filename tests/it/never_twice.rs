@@ -372,3 +372,71 @@ async fn sigterm_stops_like_ctrl_c_saves_and_releases_the_lock() {
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(p.live_instances().await.len(), 20);
 }
+
+/// Run `kiln ARGS` in `dir` on a pseudo-terminal, and send it SIGINT once it prints `wait_for`:
+/// returns its exit code and everything it printed.
+fn interrupt_on_a_terminal(dir: &std::path::Path, args: &[&str], wait_for: &str) -> (i32, String) {
+    let script = r#"
+import os, pty, signal, sys, time
+exe, wait_for, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["NO_COLOR"] = "1"
+    os.execv(exe, [exe] + args)
+out = b""
+deadline = time.time() + 60
+while wait_for.encode() not in out and time.time() < deadline:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+os.kill(pid, signal.SIGINT)
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+sys.stdout.write(out.decode(errors="replace"))
+sys.stdout.write("\nEXIT %d\n" % code)
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .arg(wait_for)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = text
+        .rsplit_once("EXIT ")
+        .and_then(|(_, c)| c.trim().parse().ok())
+        .unwrap_or(i32::MIN);
+    (code, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_at_the_confirmation_prompt_cancels_and_releases_the_lock() {
+    let p = Project::new(support::config(0.0)).await;
+    p.write("[instance.web]\n");
+    let dir = p.path().to_path_buf();
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        interrupt_on_a_terminal(&dir, &["apply"], "Only `yes` is accepted")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 130, "{text}");
+    assert!(text.contains("Apply cancelled"), "{text}");
+    let lock = std::fs::read_to_string(p.path().join("state/default.json.lock")).unwrap();
+    assert!(lock.is_empty(), "the lock record was cleared: {lock}");
+    assert!(p.live_instances().await.is_empty());
+}

@@ -343,3 +343,45 @@ async fn a_missing_bucket_is_a_clear_error_and_nothing_is_sent_to_compute() {
     }
     assert!(p.emu.stats().get("LaunchInstance").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_interrupt_releases_the_lock_object_before_exiting() {
+    use tokio::io::AsyncBufReadExt;
+    let p = Project::new(support::config(0.01)).await;
+    let body: String = (0..20).map(|n| format!("[instance.c{n:02}]\n")).collect();
+    p.write(&format!("{body}{}", backend("interrupted/")));
+    let mut child = spawn(p.path(), &["apply", "--auto-approve", "--parallelism", "2"]);
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let pid = child.id().unwrap().to_string();
+    let interrupt = || {
+        assert!(std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    // The first interrupt once an action runs; the second once kiln has acknowledged the first.
+    let mut seen = String::new();
+    let mut sent = 0;
+    while let Some(line) = stderr.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if sent == 0 && line.contains("started") {
+            interrupt();
+            sent = 1;
+        } else if sent == 1 && line.contains("Interrupted") {
+            interrupt();
+            sent = 2;
+        }
+    }
+    let status = child.wait().await.unwrap();
+    assert_eq!(sent, 2, "{seen}");
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(
+        object(&p, "interrupted/default.json.lock").await.is_none(),
+        "the lock object was released: {seen}"
+    );
+    let again = finish(spawn(p.path(), &["apply", "--auto-approve"])).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(p.live_instances().await.len(), 20);
+}
