@@ -649,6 +649,27 @@ pub async fn apply(
         stop: stop.clone(),
     });
     let mut report = Report::default();
+    if !plan.moved.is_empty() {
+        let moved = plan.moved.clone();
+        if let Err(e) = ctx
+            .record("state", |st| {
+                for (from, to) in &moved {
+                    if !st.resources.contains_key(to) {
+                        if let Some(r) = st.resources.remove(from) {
+                            st.resources.insert(to.clone(), r);
+                        }
+                    }
+                }
+            })
+            .await
+        {
+            // Nothing else may run on a state that does not have the names the plan uses.
+            report
+                .failed
+                .push(("move state addresses".into(), e.to_string()));
+            stop.stop();
+        }
+    }
     if !plan.forget.is_empty() || !plan.forget_deposed.is_empty() {
         let (forget, forget_deposed) = (plan.forget.clone(), plan.forget_deposed.clone());
         if let Err(e) = ctx

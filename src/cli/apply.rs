@@ -176,11 +176,7 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
                 };
                 let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.client), &popts).await?;
                 print!("{}", render::text(&plan, super::plan::style()));
-                if plan.changes.is_empty()
-                    && plan.forget.is_empty()
-                    && plan.forget_deposed.is_empty()
-                    && plan.drift.is_empty()
-                {
+                if plan.is_noop() {
                     lock.release().await?;
                     return Ok(ExitCode::SUCCESS);
                 }

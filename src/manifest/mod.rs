@@ -14,6 +14,7 @@
 pub mod diagnostic;
 pub mod edit;
 pub mod excerpt;
+mod fleet;
 pub mod schema;
 pub mod tree;
 
@@ -54,11 +55,31 @@ impl ResourceKind {
     }
 }
 
-/// A resource address: `instance.web`, `image.golden`.
+/// `[[moved]] from = "instance.web" to = "instance.web[0]"`: the state of `from` becomes `to`'s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Moved {
+    pub from: Address,
+    pub to: Address,
+}
+
+/// A resource address: `instance.web`, `image.golden`, or a fleet member `instance.web[0]`,
+/// `instance.web["a"]`. `name` is everything after the kind, member index included.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Address {
     pub kind: ResourceKind,
     pub name: String,
+}
+
+impl Address {
+    /// The table's name: `web` for `instance.web[0]`.
+    pub fn fleet(&self) -> &str {
+        self.name.split('[').next().unwrap_or(&self.name)
+    }
+
+    /// Whether this is a member of a fleet (`[0]`, `["a"]`).
+    pub fn is_member(&self) -> bool {
+        self.name.contains('[')
+    }
 }
 
 impl fmt::Display for Address {
@@ -67,30 +88,58 @@ impl fmt::Display for Address {
     }
 }
 
+/// Whether `name` is a table name: letters, digits, `_` and `-`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Whether `key` can be a `for_each` key (it is written `["key"]` in addresses).
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty() && !key.contains(['"', '\\', '[', ']']) && !key.chars().any(char::is_control)
+}
+
 impl FromStr for Address {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (kind, name) = s.split_once('.').ok_or_else(|| {
-            format!("`{s}` is not an address like `instance.NAME` or `image.NAME`")
-        })?;
+        let not_address = || {
+            format!(
+                "`{s}` is not an address like `instance.NAME`, `image.NAME` or `instance.NAME[0]`"
+            )
+        };
+        let (kind, name) = s.split_once('.').ok_or_else(not_address)?;
         let kind = match kind {
             "instance" => ResourceKind::Instance,
             "image" => ResourceKind::Image,
-            _ => {
-                return Err(format!(
-                    "`{s}` is not an address like `instance.NAME` or `image.NAME`"
-                ))
-            }
+            _ => return Err(not_address()),
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        let (base, index) = match name.find('[') {
+            Some(i) => (&name[..i], Some(&name[i..])),
+            None => (name, None),
+        };
+        if !valid_name(base) {
             return Err(format!(
                 "`{s}`: a resource name uses letters, digits, `_` and `-`"
             ));
+        }
+        if let Some(index) = index {
+            let inner = index
+                .strip_prefix('[')
+                .and_then(|x| x.strip_suffix(']'))
+                .ok_or_else(not_address)?;
+            let ok = (!inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()))
+                || inner
+                    .strip_prefix('"')
+                    .and_then(|x| x.strip_suffix('"'))
+                    .is_some_and(valid_key);
+            if !ok {
+                return Err(format!(
+                    "`{s}`: a member is `[N]` (count) or `[\"KEY\"]` (for_each)"
+                ));
+            }
         }
         Ok(Address {
             kind,
@@ -238,6 +287,8 @@ pub struct Manifest {
     pub backend: Backend,
     pub instances: BTreeMap<String, InstanceSpec>,
     pub images: BTreeMap<String, ImageSpec>,
+    /// `[[moved]]`: addresses renamed in the manifest, in order.
+    pub moved: Vec<Moved>,
     /// Warnings (e.g. duplicate display names): shown, not fatal.
     pub warnings: Vec<Problem>,
 }
@@ -566,6 +617,12 @@ impl Loader {
                             break;
                         };
                         let inner = &rest[start + 2..start + end];
+                        if inner.starts_with("count.") || inner.starts_with("each.") {
+                            // A fleet member's index or key: substituted when the fleet expands.
+                            out.push_str(&rest[start..start + end + 1]);
+                            rest = &rest[start + end + 1..];
+                            continue;
+                        }
                         match inner
                             .strip_prefix("vars.")
                             .and_then(|n| vars.get(n).map(|v| (n, v)))
@@ -715,7 +772,7 @@ impl Loader {
             (Ty::Named(fields), Value::Table(t)) => {
                 for (name, e) in t {
                     let here = format!("{path}.{name}");
-                    if format!("{path}.{name}").parse::<Address>().is_err() {
+                    if !valid_name(name) {
                         self.problem(
                             Problem::error(
                                 "invalid_name",
@@ -734,6 +791,18 @@ impl Loader {
                 }
             }
             (Ty::Named(_), _) => self.wrong_type(node, path, "a table of named tables"),
+            (Ty::TableArray(fields), Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let here = format!("{path}[{i}]");
+                    match &item.value {
+                        Value::Table(_) => self.check_table(item, fields, &here),
+                        _ => self.wrong_type(item, &here, &format!("a table (`[[{path}]]`)")),
+                    }
+                }
+            }
+            (Ty::TableArray(_), _) => {
+                self.wrong_type(node, path, &format!("an array of tables (`[[{path}]]`)"))
+            }
             (Ty::Vars, Value::Table(t)) => {
                 for (k, e) in t {
                     if matches!(
@@ -859,6 +928,12 @@ impl Loader {
             .and_then(entries)
             .cloned()
             .unwrap_or_default();
+        let mut problems = Vec::new();
+        let instances_x = fleet::expand("instance", &instances_t, &mut problems);
+        let images_x = fleet::expand("image", &images_t, &mut problems);
+        self.problems.extend(problems);
+        let instances_t = instances_x.tables.clone();
+        let images_t = images_x.tables.clone();
         let instance_names: BTreeSet<String> = instances_t.keys().cloned().collect();
         let image_names: BTreeSet<String> = images_t.keys().cloned().collect();
 
@@ -898,24 +973,68 @@ impl Loader {
                 ResourceKind::Image => image_names.contains(&to.name),
             };
             if !exists {
-                let names: Vec<&str> = match to.kind {
-                    ResourceKind::Instance => instance_names.iter().map(String::as_str).collect(),
-                    ResourceKind::Image => image_names.iter().map(String::as_str).collect(),
+                let (names, x) = match to.kind {
+                    ResourceKind::Instance => (&instance_names, &instances_x),
+                    ResourceKind::Image => (&image_names, &images_x),
                 };
-                let p = Problem::error(
-                    "dangling_reference",
-                    format!("`{from}` refers to `{to}`, which this manifest does not declare"),
-                )
-                .at(at, "no such resource");
-                let p = match did_you_mean(&to.name, names) {
-                    Some(s) => p.help(format!("did you mean `{}.{s}`?", to.kind.as_str())),
-                    None => p.help(format!("declare `[{to}]`, or use an OCID")),
+                let kind = to.kind.as_str();
+                let p = if let (false, Some(members)) = (to.is_member(), x.fleets.get(&to.name)) {
+                    Problem::error(
+                        "fleet_reference",
+                        format!(
+                            "`{from}` refers to `{to}`, a fleet of {} members",
+                            members.len()
+                        ),
+                    )
+                    .at(at, "a fleet, not one resource")
+                    .help(match members.first() {
+                        Some(m) => format!("refer to one member, e.g. `{kind}.{m}`"),
+                        None => format!(
+                            "`{to}` has no members here (`count = 0` or an empty `for_each`)"
+                        ),
+                    })
+                } else if x.disabled.contains(to.fleet()) {
+                    Problem::error(
+                        "disabled_reference",
+                        format!("`{from}` refers to `{to}`, which is `enabled = false` here"),
+                    )
+                    .at(at, "disabled")
+                    .help(format!(
+                        "enable `{kind}.{}` in this environment, or refer to something else",
+                        to.fleet()
+                    ))
+                } else if let (true, Some(members)) = (to.is_member(), x.fleets.get(to.fleet())) {
+                    Problem::error(
+                        "dangling_reference",
+                        format!(
+                            "`{from}` refers to `{to}`, which is not a member of `{kind}.{}`",
+                            to.fleet()
+                        ),
+                    )
+                    .at(at, "no such member")
+                    .help(match (members.first(), members.last()) {
+                        (Some(a), Some(b)) => {
+                            format!("its members are `{kind}.{a}` … `{kind}.{b}`")
+                        }
+                        _ => format!("`{kind}.{}` has no members here", to.fleet()),
+                    })
+                } else {
+                    let p = Problem::error(
+                        "dangling_reference",
+                        format!("`{from}` refers to `{to}`, which this manifest does not declare"),
+                    )
+                    .at(at, "no such resource");
+                    match did_you_mean(&to.name, names.iter().map(String::as_str)) {
+                        Some(s) => p.help(format!("did you mean `{kind}.{s}`?")),
+                        None => p.help(format!("declare `[{to}]`, or use an OCID")),
+                    }
                 };
                 self.problem(p);
             }
         }
         self.cycles(&ref_sites);
         self.duplicate_names(&instances, &images, &instances_t, &images_t);
+        let moved = self.moved(get(top, "moved"), &instance_names, &image_names);
         Some(Manifest {
             dir: self.dir.clone(),
             env: env.to_string(),
@@ -923,8 +1042,89 @@ impl Loader {
             backend,
             instances,
             images,
+            moved,
             warnings: Vec::new(),
         })
+    }
+
+    /// `[[moved]]` tables: both addresses valid and of one kind, `to` declared, `from` not.
+    fn moved(
+        &mut self,
+        node: Option<&Node>,
+        instance_names: &BTreeSet<String>,
+        image_names: &BTreeSet<String>,
+    ) -> Vec<Moved> {
+        let Some(Value::Array(items)) = node.map(|n| &n.value) else {
+            return Vec::new();
+        };
+        let declared = |a: &Address| match a.kind {
+            ResourceKind::Instance => instance_names.contains(&a.name),
+            ResourceKind::Image => image_names.contains(&a.name),
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(t) = entries(item) else { continue };
+            let parse = |key: &str, this: &mut Self| -> Option<(Address, At)> {
+                let Some((v, at)) = str_of(get(t, key)) else {
+                    this.problem(
+                        Problem::error("missing_field", format!("`[[moved]]` needs `{key}`"))
+                            .at(&item.at, format!("`{key}` missing"))
+                            .help("`from = \"instance.OLD\"`, `to = \"instance.NEW\"`"),
+                    );
+                    return None;
+                };
+                match v.parse::<Address>() {
+                    Ok(a) => Some((a, at.clone())),
+                    Err(e) => {
+                        this.problem(Problem::error("invalid_address", e).at(at, "not an address"));
+                        None
+                    }
+                }
+            };
+            let (Some((from, from_at)), Some((to, to_at))) =
+                (parse("from", self), parse("to", self))
+            else {
+                continue;
+            };
+            if from.kind != to.kind {
+                self.problem(
+                    Problem::error(
+                        "moved_kind",
+                        format!("`{from}` cannot move to `{to}`: a move keeps the kind"),
+                    )
+                    .at(&to_at, "another kind"),
+                );
+                continue;
+            }
+            if !declared(&to) {
+                self.problem(
+                    Problem::error(
+                        "moved_to_undeclared",
+                        format!("`[[moved]]` to `{to}`, which this manifest does not declare"),
+                    )
+                    .at(&to_at, "not declared")
+                    .help(format!(
+                        "declare `[{}.{}]`, or fix the address",
+                        to.kind.as_str(),
+                        to.fleet()
+                    )),
+                );
+                continue;
+            }
+            if declared(&from) {
+                self.problem(
+                    Problem::error(
+                        "moved_from_declared",
+                        format!("`[[moved]]` from `{from}`, which this manifest still declares"),
+                    )
+                    .at(&from_at, "still declared")
+                    .help("a move renames: remove the old table, or remove this `[[moved]]`"),
+                );
+                continue;
+            }
+            out.push(Moved { from, to });
+        }
+        out
     }
 
     fn backend(&mut self, t: &IndexMap<String, Entry>, table_at: Option<&At>) -> Backend {

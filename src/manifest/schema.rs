@@ -22,6 +22,8 @@ pub enum Ty {
     Named(&'static [Field]),
     /// `[vars]`: any scalar values.
     Vars,
+    /// An array of tables (`[[moved]]`).
+    TableArray(&'static [Field]),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -100,6 +102,9 @@ pub const INSTANCE_SOURCE: &[Field] = &[
 ];
 
 pub const INSTANCE: &[Field] = &[
+    f("count", Ty::Int, "Declare N members `NAME[0]` … `NAME[N-1]` (`${count.index}` in any string is the member's index)"),
+    f("for_each", Ty::StrList, "Declare one member `NAME[\"KEY\"]` per key (`${each.key}` in any string is the member's key)"),
+    f("enabled", Ty::Bool, "`false`: declare nothing (e.g. in one environment); default true"),
     f(
         "display_name",
         Ty::Str,
@@ -202,6 +207,9 @@ pub const IMAGE_SOURCE: &[Field] = &[
 ];
 
 pub const IMAGE: &[Field] = &[
+    f("count", Ty::Int, "Declare N members `NAME[0]` … `NAME[N-1]` (`${count.index}` in any string is the member's index)"),
+    f("for_each", Ty::StrList, "Declare one member `NAME[\"KEY\"]` per key (`${each.key}` in any string is the member's key)"),
+    f("enabled", Ty::Bool, "`false`: declare nothing (e.g. in one environment); default true"),
     f("display_name", Ty::Str, "Display name (default: the table's NAME)"),
     f("compartment", Ty::Str, "Compartment OCID"),
     f("from_instance", Ty::Str, "`instance.NAME` to capture the image from (it is stopped first)"),
@@ -299,6 +307,20 @@ pub const TOP: &[Field] = &[
         Ty::Named(IMAGE),
         "Custom images, one table per image: `[image.NAME]`",
     ),
+    f(
+        "moved",
+        Ty::TableArray(MOVED),
+        "`[[moved]]`: an address renamed in the manifest, so its state moves with it (never destroy + create)",
+    ),
+];
+
+pub const MOVED: &[Field] = &[
+    f("from", Ty::Str, "The address in state, e.g. `instance.web`"),
+    f(
+        "to",
+        Ty::Str,
+        "The address in the manifest now, e.g. `instance.web[0]`",
+    ),
 ];
 
 fn ty_schema(ty: Ty) -> Value {
@@ -315,6 +337,7 @@ fn ty_schema(ty: Ty) -> Value {
         Ty::Named(fields) => {
             json!({ "type": "object", "additionalProperties": table_schema(fields) })
         }
+        Ty::TableArray(fields) => json!({ "type": "array", "items": table_schema(fields) }),
         Ty::Vars => {
             json!({ "type": "object", "additionalProperties": { "type": ["string", "integer", "number", "boolean"] } })
         }

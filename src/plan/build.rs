@@ -878,6 +878,8 @@ mod tests {
             drift: c.drift.clone(),
             forget: vec![],
             forget_deposed: vec![],
+            moved: vec![],
+            warnings: vec![],
             summary: Default::default(),
         };
         plan.graph().to_string()

@@ -252,13 +252,24 @@ pub struct Plan {
     /// Deposed objects dropped from state because they are gone from OCI: (address, OCID).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forget_deposed: Vec<(String, String)>,
+    /// `[[moved]]` renames the apply makes in the state first: (from, to).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<(String, String)>,
+    /// Things the user should know that do not stop the plan (e.g. a `[[moved]]` already done).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub summary: Summary,
 }
 
 impl Plan {
     /// True when applying would change nothing and nothing drifted (`--detailed-exitcode` 0).
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.drift.is_empty()
+        self.changes.is_empty() && self.drift.is_empty() && self.moved.is_empty()
+    }
+
+    /// Whether applying changes nothing at all, in OCI or in the state.
+    pub fn is_noop(&self) -> bool {
+        self.is_empty() && self.forget.is_empty() && self.forget_deposed.is_empty()
     }
 
     /// The DAG of the changes, for `kiln graph` and the executor.

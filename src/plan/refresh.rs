@@ -53,6 +53,12 @@ pub enum PlanError {
         help("addresses look like `instance.NAME` or `image.NAME`; see `kiln state list`")
     )]
     UnknownTarget(String),
+    #[error("`[[moved]]` from `{from}` to `{to}`, but the state has both")]
+    #[diagnostic(
+        code(kiln::plan::moved_both),
+        help("one of them is not what the manifest means: `kiln state rm` the wrong one (or `kiln state mv` it elsewhere), then plan again")
+    )]
+    MovedBoth { from: String, to: String },
     #[error("no image matches `image_lookup` {criteria} of `{address}`")]
     #[diagnostic(
         code(kiln::plan::image_lookup),
@@ -334,6 +340,40 @@ fn dependents_of(
     by_manifest.chain(by_state).collect()
 }
 
+/// The state with the manifest's `[[moved]]` renames made (`None`: nothing to rename), the
+/// renames, and warnings for moves with nothing to move.
+#[allow(clippy::type_complexity)]
+fn apply_moves(
+    manifest: &Manifest,
+    state: Option<&State>,
+) -> Result<(Option<State>, Vec<(String, String)>, Vec<String>), PlanError> {
+    let mut renamed: Option<State> = None;
+    let mut moved = Vec::new();
+    let mut warnings = Vec::new();
+    for m in &manifest.moved {
+        let (from, to) = (m.from.to_string(), m.to.to_string());
+        let current = renamed.as_ref().or(state);
+        let has = |a: &str| current.is_some_and(|s| s.resources.contains_key(a));
+        match (has(&from), has(&to)) {
+            (true, true) => return Err(PlanError::MovedBoth { from, to }),
+            (true, false) => {
+                let st = renamed.get_or_insert_with(|| state.cloned().unwrap_or_default());
+                if let Some(r) = st.resources.remove(&from) {
+                    st.resources.insert(to.clone(), r);
+                }
+                moved.push((from, to));
+            }
+            (false, true) => warnings.push(format!(
+                "`[[moved]]` from `{from}` to `{to}` is done; the `[[moved]]` table can be removed"
+            )),
+            (false, false) => warnings.push(format!(
+                "`[[moved]]` from `{from}`: the state has no `{from}` (nothing to move)"
+            )),
+        }
+    }
+    Ok((renamed, moved, warnings))
+}
+
 /// Record what the plan read of each resource a change mutates (see [`super::Change::observed`]).
 fn fill_observed(changes: &mut [super::Change], live: &HashMap<String, LiveRead>) {
     for c in changes.iter_mut().filter(|c| c.action != Action::Create) {
@@ -398,6 +438,8 @@ pub async fn make_plan(
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let desired = from_manifest::desired(manifest);
+    let (moved_state, moved, warnings) = apply_moves(manifest, state)?;
+    let state = moved_state.as_ref().or(state);
     let prior = prior_of(state);
     let known: BTreeSet<&str> = desired
         .iter()
@@ -473,6 +515,8 @@ pub async fn make_plan(
     };
     Ok(Plan {
         forget_deposed,
+        moved,
+        warnings,
         format_version: FORMAT_VERSION.to_string(),
         env: manifest.env.clone(),
         endpoint: opts.endpoint.clone(),

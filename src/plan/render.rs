@@ -115,6 +115,27 @@ pub fn text(plan: &Plan, style: Style) -> String {
     );
     out.push('\n');
 
+    for w in &plan.warnings {
+        let _ = writeln!(out, "{} {w}", style.paint("33", "Warning:"));
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
+    if !plan.moved.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint(
+                "1",
+                "Moved in the manifest (the state follows; nothing changes in OCI)"
+            )
+        );
+        for (from, to) in &plan.moved {
+            let _ = writeln!(out, "  # {from} has moved to {to}");
+        }
+        out.push('\n');
+    }
+
     if !plan.drift.is_empty() {
         let _ = writeln!(
             out,
@@ -144,6 +165,14 @@ pub fn text(plan: &Plan, style: Style) -> String {
         out.push('\n');
     }
 
+    if plan.changes.is_empty() && !plan.moved.is_empty() {
+        let _ = writeln!(
+            out,
+            "Plan: {} to rename in the state, nothing to change in OCI.",
+            plan.moved.len()
+        );
+        return out;
+    }
     if plan.changes.is_empty() {
         let _ = writeln!(out, "No changes. The infrastructure matches the manifest.");
         return out;
@@ -248,6 +277,8 @@ mod tests {
             summary: Summary::of(&changes, &drift),
             forget: vec![],
             forget_deposed: vec![],
+            moved: vec![],
+            warnings: vec![],
             changes,
             drift,
         };

@@ -7,6 +7,7 @@ mod client;
 mod crash;
 mod emulator;
 mod examples;
+mod fleets;
 mod fuzz;
 mod import;
 mod manifest;

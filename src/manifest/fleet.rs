@@ -1,0 +1,213 @@
+//! Fleets: `count`, `for_each` and `enabled` turn one `[instance.NAME]` or `[image.NAME]` table
+//! into the resources it declares.
+//!
+//! - `count = N` declares the members `NAME[0]` … `NAME[N-1]`; `for_each = ["a", "b"]` declares
+//!   `NAME["a"]`, `NAME["b"]`. In every string of the table, `${count.index}` / `${each.key}` is
+//!   replaced by the member's index / key, and a member's default `display_name` is
+//!   `NAME-<index>` / `NAME-<key>`.
+//! - `enabled = false` declares nothing (an environment file may switch a resource off, or size a
+//!   fleet differently).
+//!
+//! Expansion runs on the merged tree (after the environment file and `${vars.…}`), before the
+//! resources are built, so every later check — references, cycles, duplicate names — sees the
+//! members with the spans of the table that declared them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use indexmap::IndexMap;
+
+use super::diagnostic::Problem;
+use super::tree::{Entry, Node, Value};
+use super::{entries, get, valid_key};
+
+/// At most this many members per fleet.
+pub const MAX_MEMBERS: i64 = 10_000;
+
+/// The tables of one kind after expansion, and what the diagnostics need to know about the rest.
+#[derive(Default)]
+pub struct Expanded {
+    /// Member (or plain) name → its table.
+    pub tables: IndexMap<String, Entry>,
+    /// Fleet name → its members' names, in order.
+    pub fleets: BTreeMap<String, Vec<String>>,
+    /// Tables switched off with `enabled = false`.
+    pub disabled: BTreeSet<String>,
+}
+
+/// Expand the `[KIND.NAME]` tables (`kind` is `instance` or `image`, for messages).
+pub fn expand(
+    kind: &str,
+    tables: &IndexMap<String, Entry>,
+    problems: &mut Vec<Problem>,
+) -> Expanded {
+    let mut out = Expanded::default();
+    for (name, e) in tables {
+        let Some(t) = entries(&e.node) else {
+            out.tables.insert(name.clone(), e.clone());
+            continue;
+        };
+        if get(t, "enabled").is_some_and(|n| n.value == Value::Bool(false)) {
+            out.disabled.insert(name.clone());
+            continue;
+        }
+        let count = get(t, "count");
+        let for_each = get(t, "for_each");
+        let members: Vec<(String, String, &str)> = match (count, for_each) {
+            (Some(_), Some(f)) => {
+                problems.push(
+                    Problem::error(
+                        "count_and_for_each",
+                        format!("`{kind}.{name}` sets both `count` and `for_each`"),
+                    )
+                    .at(&f.at, "one or the other")
+                    .help("`count = N` makes members [0]..[N-1]; `for_each = [\"a\", …]` makes members [\"a\"], …"),
+                );
+                continue;
+            }
+            (Some(c), None) => match c.value {
+                Value::Int(n) if (0..=MAX_MEMBERS).contains(&n) => (0..n)
+                    .map(|i| (format!("{name}[{i}]"), i.to_string(), "count.index"))
+                    .collect(),
+                Value::Int(n) => {
+                    problems.push(
+                        Problem::error("invalid_count", format!("`{kind}.{name}`: `count` is {n}"))
+                            .at(&c.at, format!("0 to {MAX_MEMBERS}"))
+                            .help("use `count = 0` for no member, or `enabled = false`"),
+                    );
+                    continue;
+                }
+                // A wrong type is reported by the key table.
+                _ => continue,
+            },
+            (None, Some(f)) => {
+                let Value::Array(items) = &f.value else {
+                    continue;
+                };
+                let mut keys = Vec::new();
+                let mut seen: BTreeMap<&str, &Node> = BTreeMap::new();
+                for item in items {
+                    let Value::Str(k) = &item.value else { continue };
+                    if let Some(first) = seen.insert(k, item) {
+                        problems.push(
+                            Problem::error(
+                                "duplicate_key",
+                                format!("`{kind}.{name}`: `for_each` lists `{k}` twice"),
+                            )
+                            .at(&item.at, "again")
+                            .also(&first.at, "first here")
+                            .help("each key makes one member; list it once"),
+                        );
+                        continue;
+                    }
+                    if !valid_key(k) {
+                        problems.push(
+                            Problem::error(
+                                "invalid_key",
+                                format!("`{kind}.{name}`: `{k}` cannot be a `for_each` key"),
+                            )
+                            .at(&item.at, "not a key")
+                            .help("keys are non-empty and have no quotes, backslashes or brackets"),
+                        );
+                        continue;
+                    }
+                    keys.push((format!("{name}[\"{k}\"]"), k.clone(), "each.key"));
+                }
+                keys
+            }
+            (None, None) => {
+                let mut plain = e.clone();
+                strip(&mut plain.node);
+                if let Some(p) = stray_placeholder(&plain.node, kind, name) {
+                    problems.push(p);
+                }
+                out.tables.insert(name.clone(), plain);
+                continue;
+            }
+        };
+        let mut names = Vec::with_capacity(members.len());
+        for (member, index, var) in members {
+            let mut m = e.clone();
+            strip(&mut m.node);
+            let other = if var == "count.index" {
+                "each.key"
+            } else {
+                "count.index"
+            };
+            substitute(&mut m.node, var, &index);
+            if let Some(p) = stray(&m.node, other, kind, name) {
+                problems.push(p);
+            }
+            if let Value::Table(t) = &mut m.node.value {
+                if !t.contains_key("display_name") {
+                    t.insert(
+                        "display_name".into(),
+                        Entry {
+                            key_at: e.key_at.clone(),
+                            node: Node {
+                                at: e.key_at.clone(),
+                                value: Value::Str(format!("{name}-{index}")),
+                            },
+                        },
+                    );
+                }
+            }
+            names.push(member.clone());
+            out.tables.insert(member, m);
+        }
+        out.fleets.insert(name.clone(), names);
+    }
+    out
+}
+
+/// Drop the fleet keys from a table (they describe the table, not a resource).
+fn strip(node: &mut Node) {
+    if let Value::Table(t) = &mut node.value {
+        for k in ["count", "for_each", "enabled"] {
+            t.shift_remove(k);
+        }
+    }
+}
+
+/// Replace `${VAR}` in every string.
+fn substitute(node: &mut Node, var: &str, value: &str) {
+    let pattern = format!("${{{var}}}");
+    match &mut node.value {
+        Value::Table(t) => t
+            .values_mut()
+            .for_each(|e| substitute(&mut e.node, var, value)),
+        Value::Array(a) => a.iter_mut().for_each(|n| substitute(n, var, value)),
+        Value::Str(s) if s.contains(&pattern) => *s = s.replace(&pattern, value),
+        _ => {}
+    }
+}
+
+/// A `${VAR}` left where it means nothing.
+fn stray(node: &Node, var: &str, kind: &str, name: &str) -> Option<Problem> {
+    let pattern = format!("${{{var}}}");
+    match &node.value {
+        Value::Table(t) => t.values().find_map(|e| stray(&e.node, var, kind, name)),
+        Value::Array(a) => a.iter().find_map(|n| stray(n, var, kind, name)),
+        Value::Str(s) if s.contains(&pattern) => Some(
+            Problem::error(
+                "fleet_placeholder",
+                format!(
+                    "`${{{var}}}` in `{kind}.{name}`, which has no `{}`",
+                    match var {
+                        "count.index" => "count",
+                        _ => "for_each",
+                    }
+                ),
+            )
+            .at(&node.at, "means nothing here")
+            .help(match var {
+                "count.index" => "`${count.index}` is for tables with `count = N`",
+                _ => "`${each.key}` is for tables with `for_each = [...]`",
+            }),
+        ),
+        _ => None,
+    }
+}
+
+fn stray_placeholder(node: &Node, kind: &str, name: &str) -> Option<Problem> {
+    stray(node, "count.index", kind, name).or_else(|| stray(node, "each.key", kind, name))
+}
