@@ -33,6 +33,7 @@ fn main() {
             refreshed: true,
             destroy: false,
             force_replace: &Default::default(),
+            default_region: None,
         })
         .unwrap();
         times.push(t.elapsed().as_secs_f64());

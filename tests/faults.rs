@@ -316,9 +316,14 @@ fn options() -> ApplyOptions {
 async fn plan(dir: &Path, store: &StateStore, client: &Client) -> Result<Plan, String> {
     let m = kiln::manifest::load(dir, None).map_err(|e| format!("{e:?}"))?;
     let state = store.load().await.map_err(|e| e.to_string())?;
-    make_plan(&m, state.as_ref(), Some(client), &plan_options())
+    make_plan(&m, state.as_ref(), Some(&regional(client)), &plan_options())
         .await
         .map_err(|e| format!("{:?}", miette::Report::new(e)))
+}
+
+/// The emulator serves one region.
+fn regional(client: &Client) -> kiln::oci::Clients {
+    kiln::oci::Clients::single("us-ashburn-1", client.clone())
 }
 
 fn plan_options() -> PlanOptions {
@@ -338,12 +343,13 @@ async fn apply(dir: &Path, store: &StateStore, client: &Client) -> Result<Report
         .await
         .map_err(|e| e.to_string())?;
     let state = store.load().await.map_err(|e| e.to_string())?;
-    let plan = make_plan(&m, state.as_ref(), Some(client), &plan_options())
+    let clients = regional(client);
+    let plan = make_plan(&m, state.as_ref(), Some(&clients), &plan_options())
         .await
         .map_err(|e| format!("{:?}", miette::Report::new(e)))?;
     let (_, report) = execute::apply(
         &plan,
-        client.clone(),
+        clients,
         store.clone(),
         lock,
         state.unwrap_or_else(State::new),

@@ -123,7 +123,7 @@ impl Ctx {
             Kind::Instance => {
                 let details: LaunchInstanceDetails = serde_json::from_value(sent_body.clone())
                     .map_err(|e| self.invalid(c, format!("launch request: {e}")))?;
-                self.client
+                self.in_region(c)
                     .launch_instance(&details, &opts)
                     .await
                     .map(|r| (r.body.id.clone(), to_json(r.body), r.etag))
@@ -131,7 +131,7 @@ impl Ctx {
             Kind::Image => {
                 let details: CreateImageDetails = serde_json::from_value(sent_body.clone())
                     .map_err(|e| self.invalid(c, format!("image request: {e}")))?;
-                self.client
+                self.in_region(c)
                     .create_image(&details, &opts)
                     .await
                     .map(|r| (r.body.id.clone(), to_json(r.body), r.etag))
@@ -314,7 +314,7 @@ impl Ctx {
             Kind::Instance => {
                 self.progress.step(&label(c), "waiting for RUNNING");
                 let r = self
-                    .client
+                    .at(id)
                     .wait_for_instance(id, &["RUNNING"], &WaitOptions::new(self.timeouts.instance))
                     .await
                     .map_err(|e| self.oci(&c.address, e))?;
@@ -323,7 +323,7 @@ impl Ctx {
             Kind::Image => {
                 self.progress.step(&label(c), "waiting for AVAILABLE");
                 let r = self
-                    .client
+                    .at(id)
                     .wait_for_image(id, &["AVAILABLE"], &WaitOptions::new(self.timeouts.image))
                     .await
                     .map_err(|e| self.oci(&c.address, e))?;
@@ -347,7 +347,7 @@ impl Ctx {
             return Ok(());
         };
         let r = self
-            .client
+            .at(instance_id)
             .get_instance(instance_id)
             .await
             .map_err(|e| self.oci(&address, e))?;
@@ -389,7 +389,7 @@ impl Ctx {
         };
         let candidates: Vec<String> = match c.kind {
             Kind::Instance => self
-                .client
+                .in_region(c)
                 .list_instances(&ListInstances {
                     compartment_id: compartment,
                     display_name: Some(name),
@@ -409,7 +409,7 @@ impl Ctx {
                         .collect()
                 }),
             Kind::Image => self
-                .client
+                .in_region(c)
                 .list_images(&ListImages {
                     compartment_id: compartment,
                     display_name: Some(name),

@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 
 use crate::oci::models::{InstanceAction, UpdateImageDetails, UpdateInstanceDetails};
 use crate::oci::wait::WaitOptions;
-use crate::oci::{Client, MutationOptions, OciError};
+use crate::oci::{Client, Clients, MutationOptions, OciError};
 use crate::plan::desired::resolve_refs;
 use crate::plan::{Action, Change, Kind, Plan};
 use crate::state::{
@@ -128,7 +128,8 @@ impl Report {
 }
 
 pub(super) struct Ctx {
-    pub(super) client: Client,
+    /// A client per region; [`Ctx::at`] and [`Ctx::in_region`] pick one.
+    clients: Clients,
     store: StateStore,
     lock: StateLock,
     pub(super) state: Mutex<State>,
@@ -159,6 +160,22 @@ pub(super) fn to_json(body: impl serde::Serialize) -> Value {
 }
 
 impl Ctx {
+    /// The client of the region `id` lives in. Every region with a resource in the plan has one
+    /// (the session makes them from the manifest and the state); a missing one would send the
+    /// request to the wrong region, whose 404 would read as "gone", so it is a bug, not a guess.
+    pub(super) fn at(&self, id: &str) -> &Client {
+        self.clients
+            .for_id(id)
+            .unwrap_or_else(|e| panic!("no client for {id}: {e}"))
+    }
+
+    /// The client of the region a create goes to.
+    pub(super) fn in_region(&self, c: &Change) -> &Client {
+        self.clients
+            .for_region(c.region.as_deref())
+            .unwrap_or_else(|e| panic!("no client for `{}`: {e}", c.address))
+    }
+
     pub(super) fn oci(&self, address: &str, e: OciError) -> NodeError {
         NodeError::Oci {
             address: address.to_string(),
@@ -288,12 +305,12 @@ impl Ctx {
     ) -> Result<(Value, Option<String>), OciError> {
         match c.kind {
             Kind::Instance => self
-                .client
+                .at(id)
                 .get_instance(id)
                 .await
                 .map(|r| (to_json(r.body), r.etag)),
             Kind::Image => self
-                .client
+                .at(id)
                 .get_image(id)
                 .await
                 .map(|r| (to_json(r.body), r.etag)),
@@ -321,6 +338,7 @@ impl Ctx {
         let c = Change {
             address: address.to_string(),
             kind,
+            region: None,
             action: Action::Update,
             reason: "drift".into(),
             attributes: Vec::new(),
@@ -380,7 +398,7 @@ impl Ctx {
             |etag| {
                 let id = id.clone();
                 async move {
-                    self.client
+                    self.at(&id)
                         .instance_action(
                             &id,
                             action,
@@ -396,7 +414,7 @@ impl Ctx {
         self.progress
             .step(&label(c), &format!("waiting for {target}"));
         let r = self
-            .client
+            .at(&id)
             .wait_for_instance(&id, &[target], &WaitOptions::new(self.timeouts.instance))
             .await
             .map_err(|e| self.oci(&c.address, e))?;
@@ -446,7 +464,7 @@ impl Ctx {
                             Kind::Instance => {
                                 let d: UpdateInstanceDetails = serde_json::from_value(body)
                                     .map_err(|e| decode_error("UpdateInstance", e))?;
-                                self.client
+                                self.at(id)
                                     .update_instance(id, &d, &opts)
                                     .await
                                     .map(|r| (to_json(r.body), r.etag))
@@ -454,7 +472,7 @@ impl Ctx {
                             Kind::Image => {
                                 let d: UpdateImageDetails = serde_json::from_value(body)
                                     .map_err(|e| decode_error("UpdateImage", e))?;
-                                self.client
+                                self.at(id)
                                     .update_image(id, &d, &opts)
                                     .await
                                     .map(|r| (to_json(r.body), r.etag))
@@ -495,12 +513,12 @@ impl Ctx {
                         let opts = MutationOptions::if_match(etag.as_deref());
                         match c.kind {
                             Kind::Instance => {
-                                self.client
+                                self.at(&id)
                                     .change_instance_compartment(&id, &target, &opts)
                                     .await
                             }
                             Kind::Image => {
-                                self.client
+                                self.at(&id)
                                     .change_image_compartment(&id, &target, &opts)
                                     .await
                             }
@@ -513,7 +531,7 @@ impl Ctx {
             if let Some(wr) = r.opc_work_request_id {
                 self.progress
                     .step(&label(c), "waiting for the work request");
-                self.client
+                self.at(&id)
                     .wait_for_work_request(&wr, &WaitOptions::new(self.timeouts.work_request))
                     .await
                     .map_err(|e| self.oci(&c.address, e))?;
@@ -627,7 +645,7 @@ fn decode_error(operation: &'static str, e: serde_json::Error) -> OciError {
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
     plan: &Plan,
-    client: Client,
+    clients: Clients,
     store: StateStore,
     lock: StateLock,
     state: State,
@@ -637,7 +655,7 @@ pub async fn apply(
 ) -> (State, Report) {
     let timer = Timer::start();
     let ctx = Arc::new(Ctx {
-        client,
+        clients,
         store,
         lock,
         state: Mutex::new(state),
@@ -649,6 +667,26 @@ pub async fn apply(
         stop: stop.clone(),
     });
     let mut report = Report::default();
+    // Every region the plan touches needs its client before anything starts (a request sent to
+    // another region would read a resource as gone).
+    let unreachable: Vec<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| {
+            let reach = match &c.id {
+                Some(id) => ctx.clients.for_id(id).map(|_| ()),
+                None => ctx.clients.for_region(c.region.as_deref()).map(|_| ()),
+            };
+            reach.err().map(|e| format!("{}: {}", label(c), e.message))
+        })
+        .collect();
+    if !unreachable.is_empty() {
+        report.failed.push((
+            "reach every region of the plan".into(),
+            unreachable.join("\n"),
+        ));
+        stop.stop();
+    }
     if !plan.moved.is_empty() {
         let moved = plan.moved.clone();
         if let Err(e) = ctx

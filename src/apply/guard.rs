@@ -61,12 +61,12 @@ impl Ctx {
         let wait = self.wait(c);
         let r = match c.kind {
             Kind::Instance => self
-                .client
+                .at(id)
                 .wait_for_instance(id, states, &wait)
                 .await
                 .map(|r| (super::execute::to_json(r.body), r.etag)),
             Kind::Image => self
-                .client
+                .at(id)
                 .wait_for_image(id, states, &wait)
                 .await
                 .map(|r| (super::execute::to_json(r.body), r.etag)),
@@ -166,17 +166,17 @@ impl Ctx {
             let opts = MutationOptions::if_match(etag.as_deref());
             match c.kind {
                 Kind::Instance => self
-                    .client
+                    .at(id)
                     .terminate_instance(id, preserve, None, &opts)
                     .await
                     .map(|_| ()),
-                Kind::Image => self.client.delete_image(id, &opts).await.map(|_| ()),
+                Kind::Image => self.at(id).delete_image(id, &opts).await.map(|_| ()),
             }
         })
         .await?;
         if c.kind == Kind::Instance {
             self.progress.step(&label(c), "waiting for TERMINATED");
-            self.client
+            self.at(id)
                 .wait_for_termination(
                     id,
                     &crate::oci::wait::WaitOptions::new(self.timeouts.terminate),

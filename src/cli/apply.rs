@@ -174,7 +174,7 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
                     parallelism: s.parallelism,
                     endpoint: s.endpoint.clone(),
                 };
-                let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.client), &popts).await?;
+                let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &popts).await?;
                 print!("{}", render::text(&plan, super::plan::style()));
                 if plan.is_noop() {
                     lock.release().await?;
@@ -211,7 +211,7 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
         };
         let (_state, report) = execute::apply(
             &plan,
-            s.client.clone(),
+            s.clients.clone(),
             s.store.clone(),
             lock,
             state,

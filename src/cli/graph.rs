@@ -30,7 +30,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             endpoint: s.endpoint.clone(),
             ..Default::default()
         };
-        let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.client), &opts).await?;
+        let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &opts).await?;
         lock.release().await?;
         print!("{}", plan.graph().to_dot());
         Ok(ExitCode::SUCCESS)

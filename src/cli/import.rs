@@ -42,7 +42,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
         let s = session::open(&args.common).await?;
-        let live = s.client.get_instance(&args.ocid).await?;
+        let client = s.clients.for_id(&args.ocid)?;
+        let live = client.get_instance(&args.ocid).await?;
         if matches!(
             live.body.lifecycle_state.as_str(),
             "TERMINATED" | "TERMINATING"
@@ -53,8 +54,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                 live.body.lifecycle_state
             ));
         }
-        let attachments = s
-            .client
+        let attachments = client
             .list_vnic_attachments(&live.body.compartment_id, &args.ocid)
             .await?;
         let primary = attachments

@@ -61,7 +61,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             parallelism: s.parallelism,
             endpoint: s.endpoint.clone(),
         };
-        let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.client), &opts).await?;
+        let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &opts).await?;
         lock.release().await?;
         if args.json {
             println!("{}", render::json(&plan));

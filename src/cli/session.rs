@@ -10,7 +10,7 @@ use crate::emulator::{self, EmulatorConfig, RunningEmulator};
 use crate::manifest::{self, Backend, Endpoint, Manifest};
 use crate::oci::config::{self as oci_config, ConfigFile};
 use crate::oci::object_storage::ObjectStorage;
-use crate::oci::{keys, region, Client, ClientOptions};
+use crate::oci::{keys, region, Client, ClientOptions, Clients};
 use crate::state::{RemoteStore, StateStore};
 
 /// Arguments shared by plan, apply, destroy and graph.
@@ -65,12 +65,13 @@ pub const EMBEDDED_TIME_SCALE: f64 = 0.02;
 pub struct Session {
     pub manifest: Manifest,
     pub store: StateStore,
-    pub client: Client,
+    /// A client per region (see [`connect`]).
+    pub clients: Clients,
     /// For the plan header.
     pub endpoint: String,
     pub parallelism: usize,
     /// Kept alive for the command's duration.
-    pub _emulator: Option<RunningEmulator>,
+    pub _emulators: Vec<RunningEmulator>,
 }
 
 pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> {
@@ -88,8 +89,16 @@ pub fn state_dir(dir: &Path, state_dir: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| dir.join("state"))
 }
 
-/// The embedded emulator: a key pair and data kept under `<state dir>/.emulator/`.
-async fn embedded(dir: &Path, region: &str) -> miette::Result<(RunningEmulator, Client, String)> {
+/// The embedded emulator: a key pair and data kept under `<state dir>/.emulator/`, one emulator
+/// per region (each OCI region is a world of its own: its ADs, subnets, images and resources).
+/// The first region's data is `data.json`, another's `data-<region>.json`.
+struct Embedded {
+    emulators: Vec<RunningEmulator>,
+    clients: Clients,
+    desc: String,
+}
+
+async fn embedded(dir: &Path, regions: &[String]) -> miette::Result<Embedded> {
     use rsa::pkcs8::{EncodePrivateKey, LineEnding};
     let home = dir.join(".emulator");
     std::fs::create_dir_all(&home)
@@ -105,8 +114,9 @@ async fn embedded(dir: &Path, region: &str) -> miette::Result<(RunningEmulator, 
     let fingerprint = keys::fingerprint(&key.to_public_key());
     let config = home.join("config");
     let text = format!(
-        "# Written by kiln for its embedded emulator; this key is trusted by that emulator only.\n[DEFAULT]\nuser=ocid1.user.oc1..aaaaaaaakilnemulator\ntenancy=ocid1.tenancy.oc1..aaaaaaaakilnemulator\nfingerprint={fingerprint}\nkey_file={}\nregion={region}\n",
-        key_file.display()
+        "# Written by kiln for its embedded emulator; this key is trusted by that emulator only.\n[DEFAULT]\nuser=ocid1.user.oc1..aaaaaaaakilnemulator\ntenancy=ocid1.tenancy.oc1..aaaaaaaakilnemulator\nfingerprint={fingerprint}\nkey_file={}\nregion={}\n",
+        key_file.display(),
+        regions[0]
     );
     write_private(&config, text.as_bytes())?;
     let profile = ConfigFile::load(&config)?.profile("DEFAULT")?;
@@ -115,23 +125,47 @@ async fn embedded(dir: &Path, region: &str) -> miette::Result<(RunningEmulator, 
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or(EMBEDDED_TIME_SCALE);
-    let running = emulator::start(EmulatorConfig {
-        trusted_keys: vec![emulator::TrustedKey {
-            key_id: signing.key_id.clone(),
-            public_key: signing.key.to_public_key(),
-        }],
-        data_file: Some(home.join("data.json")),
-        time_scale: scale,
-        region: region.to_string(),
-        ..EmulatorConfig::default()
-    })
-    .await?;
-    let client = Client::new(signing, ClientOptions::new(running.url()));
+    let mut emulators = Vec::new();
+    let mut clients: Option<Clients> = None;
+    let mut urls = Vec::new();
+    for (i, region) in regions.iter().enumerate() {
+        let data = if i == 0 {
+            home.join("data.json")
+        } else {
+            home.join(format!("data-{region}.json"))
+        };
+        let running = emulator::start(EmulatorConfig {
+            trusted_keys: vec![emulator::TrustedKey {
+                key_id: signing.key_id.clone(),
+                public_key: signing.key.to_public_key(),
+            }],
+            data_file: Some(data),
+            time_scale: scale,
+            region: region.to_string(),
+            ..EmulatorConfig::default()
+        })
+        .await?;
+        let client = Client::new(signing.clone(), ClientOptions::new(running.url()));
+        match &mut clients {
+            None => clients = Some(Clients::single(region.clone(), client)),
+            Some(c) => c.insert(region.clone(), client),
+        }
+        urls.push(if regions.len() > 1 {
+            format!("{region} {}", running.url())
+        } else {
+            running.url()
+        });
+        emulators.push(running);
+    }
     let desc = format!(
         "embedded emulator at {}, lifecycle times scaled ×{scale}",
-        running.url()
+        urls.join(", ")
     );
-    Ok((running, client, desc))
+    Ok(Embedded {
+        emulators,
+        clients: clients.expect("at least one region"),
+        desc,
+    })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> miette::Result<()> {
@@ -150,73 +184,127 @@ fn write_private(path: &Path, bytes: &[u8]) -> miette::Result<()> {
     Ok(())
 }
 
-/// The provider's client: the embedded emulator's, or one for the configured endpoint.
+/// The provider's clients, one per region: the embedded emulator's, or the configured endpoints.
 pub struct Connection {
-    pub client: Client,
+    pub clients: Clients,
     /// For the plan header.
     pub endpoint: String,
     /// The provider's region, when known (the backend's default).
     pub region: Option<String>,
-    pub emulator: Option<RunningEmulator>,
+    /// Embedded emulators, kept alive for the command's duration.
+    pub emulators: Vec<RunningEmulator>,
 }
 
-/// Connect to the manifest's provider (starting the embedded emulator for `endpoint = "emulator"`).
+impl Connection {
+    /// The default region's client (the provider's).
+    pub fn client(&self) -> &Client {
+        self.clients.default_client()
+    }
+}
+
+/// Connect to the manifest's provider: a client for every region the manifest names (and, on
+/// OCI itself, for every region, so that resources left in a region the manifest no longer names
+/// can still be read and destroyed). `endpoint = "emulator"` starts the embedded emulator, one per
+/// region; `[provider] endpoints` points single regions elsewhere.
 pub async fn connect(
     manifest: &Manifest,
     state_dir: &Path,
     config_file: Option<&Path>,
     profile: Option<&str>,
 ) -> miette::Result<Connection> {
-    if manifest.provider.endpoint == Endpoint::Emulator {
-        let region = manifest
-            .provider
-            .region
-            .clone()
-            .unwrap_or_else(|| "us-ashburn-1".into());
-        let (emu, client, desc) = embedded(state_dir, &region).await?;
+    let p = &manifest.provider;
+    let mut regions: Vec<String> = manifest.regions().into_iter().collect();
+    regions.extend(
+        p.endpoints
+            .keys()
+            .filter(|r| !regions.contains(r))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    if p.endpoint == Endpoint::Emulator {
+        let default = p.region.clone().unwrap_or_else(|| "us-ashburn-1".into());
+        regions.retain(|r| *r != default);
+        regions.insert(0, default.clone());
+        let e = embedded(state_dir, &regions).await?;
         return Ok(Connection {
-            client,
-            endpoint: desc,
-            region: Some(region),
-            emulator: Some(emu),
+            clients: e.clients,
+            endpoint: e.desc,
+            region: Some(default),
+            emulators: e.emulators,
         });
     }
     let path = oci_config::resolve_config_path(
-        config_file.or(manifest.provider.config_file.as_deref()),
+        config_file.or(p.config_file.as_deref()),
         &oci_config::process_env,
     );
     let name = oci_config::resolve_profile_name(
-        profile.or(manifest.provider.profile.as_deref()),
+        profile.or(p.profile.as_deref()),
         &oci_config::process_env,
     );
     let profile = ConfigFile::load(&path)?.profile(&name)?;
     let signing = keys::load_signing_key(&profile)?;
-    let region = manifest.provider.region.clone().or_else(|| {
+    let region = p.region.clone().or_else(|| {
         profile
             .region
             .as_deref()
             .and_then(|r| region::resolve(r).ok())
             .map(str::to_string)
     });
-    let url = match &manifest.provider.endpoint {
-        Endpoint::Url(u) => u.to_string().trim_end_matches('/').to_string(),
-        _ => {
-            let r = region.clone().ok_or_else(|| {
-                miette!(
-                    help = "set `region` in `[provider]` or in the profile",
-                    "no region for profile `{name}` in `{}`",
-                    path.display()
-                )
-            })?;
-            region::compute_endpoint(&r)
-        }
+    let no_region = || {
+        miette!(
+            help = "set `region` in `[provider]` or in the profile",
+            "no region for profile `{name}` in `{}`",
+            path.display()
+        )
     };
-    let desc = format!("{url} (profile {name})");
+    let default_url = match &p.endpoint {
+        Endpoint::Url(u) => u.to_string().trim_end_matches('/').to_string(),
+        _ => region::compute_endpoint(region.as_deref().ok_or_else(no_region)?),
+    };
+    // With an explicit endpoint and no region, the endpoint is the default region's.
+    let default = region.clone().unwrap_or_else(|| "us-ashburn-1".into());
+    let base = Client::new(signing, ClientOptions::new(default_url.clone()));
+    let mut clients = Clients::single(default.clone(), base.clone());
+    if p.endpoint == Endpoint::Default {
+        for r in region::all_ids() {
+            clients.insert(r, base.with_endpoint(&region::compute_endpoint(r)));
+        }
+        clients.insert(default.clone(), base.clone());
+    }
+    let mut emulators = Vec::new();
+    for (r, ep) in &p.endpoints {
+        match ep {
+            Endpoint::Url(u) => clients.insert(
+                r.clone(),
+                base.with_endpoint(u.as_str().trim_end_matches('/')),
+            ),
+            Endpoint::Default => {
+                clients.insert(r.clone(), base.with_endpoint(&region::compute_endpoint(r)))
+            }
+            Endpoint::Emulator => {
+                let e = embedded(state_dir, std::slice::from_ref(r)).await?;
+                for reg in e.clients.regions() {
+                    clients.insert(
+                        reg,
+                        e.clients
+                            .for_region(Some(reg))
+                            .expect("its own region")
+                            .clone(),
+                    );
+                }
+                emulators.extend(e.emulators);
+            }
+        }
+    }
+    let desc = match p.endpoints.is_empty() {
+        true => format!("{default_url} (profile {name})"),
+        false => format!("{default_url} and per-region endpoints (profile {name})"),
+    };
     Ok(Connection {
-        client: Client::new(signing, ClientOptions::new(url)),
+        clients,
         endpoint: desc,
         region,
-        emulator: None,
+        emulators,
     })
 }
 
@@ -233,7 +321,7 @@ pub fn state_store(
         Backend::ObjectStorage(b) => b,
     };
     let emulator_url = || {
-        conn.emulator.as_ref().map(|e| e.url()).ok_or_else(|| {
+        conn.emulators.first().map(|e| e.url()).ok_or_else(|| {
             miette!(
                 help =
                     "use the backend's own URL, or `endpoint = \"emulator\"` in `[provider]` too",
@@ -260,7 +348,7 @@ pub fn state_store(
             region::object_storage_endpoint(&r)
         }
     };
-    let os = ObjectStorage::new(conn.client.with_endpoint(&url));
+    let os = ObjectStorage::new(conn.client().with_endpoint(&url));
     Ok(StateStore::Remote(RemoteStore::new(
         os,
         &b.namespace,
@@ -293,9 +381,9 @@ pub async fn open(common: &Common) -> miette::Result<Session> {
     Ok(Session {
         manifest,
         store,
-        client: conn.client,
+        clients: conn.clients,
         endpoint,
         parallelism,
-        _emulator: conn.emulator,
+        _emulators: conn.emulators,
     })
 }

@@ -39,7 +39,7 @@ pub struct Stores {
     pub store: StateStore,
     /// The local file store.
     pub local: StateStore,
-    _emulator: Option<RunningEmulator>,
+    _emulators: Vec<RunningEmulator>,
 }
 
 impl Stores {
@@ -73,14 +73,14 @@ impl StateArgs {
                 )
                 .await?;
                 let store = session::state_store(m, self.state_dir.as_deref(), &conn)?;
-                (store, conn.emulator)
+                (store, conn.emulators)
             }
-            _ => (local.clone(), None),
+            _ => (local.clone(), Vec::new()),
         };
         Ok(Stores {
             store,
             local,
-            _emulator: emulator,
+            _emulators: emulator,
         })
     }
 }

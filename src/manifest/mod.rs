@@ -165,6 +165,8 @@ pub struct Provider {
     /// Canonical region id (3-letter codes resolved).
     pub region: Option<String>,
     pub endpoint: Endpoint,
+    /// `endpoints = { REGION = URL or "emulator" }`: where each region is reached, over `endpoint`.
+    pub endpoints: BTreeMap<String, Endpoint>,
     pub parallelism: Option<usize>,
 }
 
@@ -229,6 +231,8 @@ pub type DefinedTags = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceSpec {
     pub address: Address,
+    /// The region it lives in (`None`: the provider's).
+    pub region: Option<String>,
     pub display_name: String,
     pub compartment: String,
     pub availability_domain: String,
@@ -265,6 +269,8 @@ pub enum ImageSource {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageSpec {
     pub address: Address,
+    /// The region it lives in (`None`: the provider's).
+    pub region: Option<String>,
     pub display_name: String,
     pub compartment: String,
     pub source: ImageSource,
@@ -300,6 +306,17 @@ impl Manifest {
             .values()
             .map(|i| i.address.clone())
             .chain(self.images.values().map(|i| i.address.clone()))
+    }
+
+    /// Every region a resource of this manifest names, with the provider's (when set).
+    pub fn regions(&self) -> BTreeSet<String> {
+        self.instances
+            .values()
+            .map(|i| i.region.clone())
+            .chain(self.images.values().map(|i| i.region.clone()))
+            .chain(std::iter::once(self.provider.region.clone()))
+            .flatten()
+            .collect()
     }
 
     /// Dependency edges `(dependent, dependency)`.
@@ -1032,6 +1049,10 @@ impl Loader {
                 self.problem(p);
             }
         }
+        if get(&defaults, "region").is_some() {
+            self.region(&defaults);
+        }
+        self.cross_region(&ref_sites, &provider, &instances, &images);
         self.cycles(&ref_sites);
         self.duplicate_names(&instances, &images, &instances_t, &images_t);
         let moved = self.moved(get(top, "moved"), &instance_names, &image_names);
@@ -1045,6 +1066,44 @@ impl Loader {
             moved,
             warnings: Vec::new(),
         })
+    }
+
+    /// A reference from one region to another: impossible in OCI (an image is regional; it is
+    /// exported and imported, not launched across regions).
+    fn cross_region(
+        &mut self,
+        refs: &[(Address, Address, At)],
+        provider: &Provider,
+        instances: &BTreeMap<String, InstanceSpec>,
+        images: &BTreeMap<String, ImageSpec>,
+    ) {
+        let region_of = |a: &Address| -> Option<Option<&str>> {
+            let r = match a.kind {
+                ResourceKind::Instance => instances.get(&a.name)?.region.as_deref(),
+                ResourceKind::Image => images.get(&a.name)?.region.as_deref(),
+            };
+            Some(r.or(provider.region.as_deref()))
+        };
+        for (from, to, at) in refs {
+            let (Some(rf), Some(rt)) = (region_of(from), region_of(to)) else {
+                continue;
+            };
+            if rf != rt {
+                let name = |r: Option<&str>| r.unwrap_or("the provider's region").to_string();
+                self.problem(
+                    Problem::error(
+                        "cross_region_reference",
+                        format!(
+                            "`{from}` ({}) refers to `{to}` ({}): resources cannot be used across regions",
+                            name(rf),
+                            name(rt)
+                        ),
+                    )
+                    .at(at, "in another region")
+                    .help("put both in one region (an image is regional: export it and import it in the other region)"),
+                );
+            }
+        }
     }
 
     /// `[[moved]]` tables: both addresses valid and of one kind, `to` declared, `from` not.
@@ -1185,6 +1244,22 @@ impl Loader {
         }
     }
 
+    /// A resource's `region`, else `[defaults]`' (unknown regions are reported where written;
+    /// `[defaults]`' once, by `build`).
+    fn resource_region(
+        &mut self,
+        t: &IndexMap<String, Entry>,
+        defaults: &IndexMap<String, Entry>,
+    ) -> Option<String> {
+        if get(t, "region").is_some() {
+            self.region(t)
+        } else {
+            str_of(get(defaults, "region"))
+                .and_then(|(r, _)| crate::oci::region::resolve(r).ok())
+                .map(str::to_string)
+        }
+    }
+
     fn region(&mut self, t: &IndexMap<String, Entry>) -> Option<String> {
         str_of(get(t, "region")).and_then(|(r, at)| match crate::oci::region::resolve(r) {
             Ok(id) => Some(id.to_string()),
@@ -1205,12 +1280,16 @@ impl Loader {
 
     /// `emulator` or an http(s) URL; `None` when absent (or invalid, which is reported).
     fn endpoint(&mut self, t: &IndexMap<String, Entry>, field: &str) -> Option<Endpoint> {
+        self.endpoint_value(get(t, "endpoint"), field)
+    }
+
+    fn endpoint_value(&mut self, node: Option<&Node>, field: &str) -> Option<Endpoint> {
         let example = if field.starts_with("backend") {
             "https://objectstorage.us-ashburn-1.oraclecloud.com"
         } else {
             "https://iaas.us-ashburn-1.oraclecloud.com"
         };
-        match str_of(get(t, "endpoint")) {
+        match str_of(node) {
             None => None,
             Some(("emulator", _)) => Some(Endpoint::Emulator),
             Some((u, at)) => match url::Url::parse(u) {
@@ -1252,7 +1331,26 @@ impl Loader {
             }
             _ => None,
         };
+        let mut endpoints = BTreeMap::new();
+        if let Some(m) = get(t, "endpoints").and_then(entries) {
+            for (region, e) in m {
+                let Ok(id) = crate::oci::region::resolve(region) else {
+                    self.problem(
+                        Problem::error("unknown_region", format!("unknown region `{region}`"))
+                            .at(&e.key_at, "not a region")
+                            .help("use a region id such as `us-ashburn-1` or a 3-letter code such as `iad`"),
+                    );
+                    continue;
+                };
+                if let Some(ep) =
+                    self.endpoint_value(Some(&e.node), &format!("provider.endpoints.{region}"))
+                {
+                    endpoints.insert(id.to_string(), ep);
+                }
+            }
+        }
         Provider {
+            endpoints,
             profile: str_of(get(t, "profile")).map(|(s, _)| s.to_string()),
             config_file: str_of(get(t, "config_file")).map(|(s, _)| PathBuf::from(s)),
             region,
@@ -1502,6 +1600,7 @@ impl Loader {
             return None;
         }
         Some(InstanceSpec {
+            region: self.resource_region(t, defaults),
             display_name: str_of(get(t, "display_name"))
                 .map(|(s, _)| s.to_string())
                 .unwrap_or_else(|| address.name.clone()),
@@ -1676,6 +1775,7 @@ impl Loader {
             return None;
         }
         Some(ImageSpec {
+            region: self.resource_region(t, defaults),
             display_name: str_of(get(t, "display_name"))
                 .map(|(s, _)| s.to_string())
                 .unwrap_or_else(|| address.name.clone()),

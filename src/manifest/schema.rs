@@ -43,6 +43,7 @@ pub const PROVIDER: &[Field] = &[
     f("region", Ty::Str, "Region id or 3-letter code (default: the profile's region)"),
     f("endpoint", Ty::Str, "`emulator` for the embedded emulator, or a URL that overrides the region's endpoint"),
     f("parallelism", Ty::Int, "How many actions run at once (default 10)"),
+    f("endpoints", Ty::StrMap, "Per region: `emulator` or a URL, e.g. `{ us-phoenix-1 = \"http://127.0.0.1:8002\" }` (over `endpoint`)"),
 ];
 
 pub const BACKEND: &[Field] = &[
@@ -102,6 +103,7 @@ pub const INSTANCE_SOURCE: &[Field] = &[
 ];
 
 pub const INSTANCE: &[Field] = &[
+    f("region", Ty::Str, "Region it lives in, id or 3-letter code (default: `[defaults]`, else the provider's)"),
     f("count", Ty::Int, "Declare N members `NAME[0]` … `NAME[N-1]` (`${count.index}` in any string is the member's index)"),
     f("for_each", Ty::StrList, "Declare one member `NAME[\"KEY\"]` per key (`${each.key}` in any string is the member's key)"),
     f("enabled", Ty::Bool, "`false`: declare nothing (e.g. in one environment); default true"),
@@ -207,6 +209,7 @@ pub const IMAGE_SOURCE: &[Field] = &[
 ];
 
 pub const IMAGE: &[Field] = &[
+    f("region", Ty::Str, "Region it lives in, id or 3-letter code (default: `[defaults]`, else the provider's)"),
     f("count", Ty::Int, "Declare N members `NAME[0]` … `NAME[N-1]` (`${count.index}` in any string is the member's index)"),
     f("for_each", Ty::StrList, "Declare one member `NAME[\"KEY\"]` per key (`${each.key}` in any string is the member's key)"),
     f("enabled", Ty::Bool, "`false`: declare nothing (e.g. in one environment); default true"),
@@ -224,6 +227,11 @@ pub const IMAGE: &[Field] = &[
 ];
 
 pub const DEFAULTS: &[Field] = &[
+    f(
+        "region",
+        Ty::Str,
+        "Region of every resource (default: the provider's)",
+    ),
     f(
         "compartment",
         Ty::Str,

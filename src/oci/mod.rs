@@ -17,8 +17,10 @@ pub mod keys;
 pub mod models;
 pub mod object_storage;
 pub mod region;
+pub mod regional;
 pub mod signer;
 pub mod wait;
 
 pub use client::{Client, ClientOptions, MutationOptions, Response, RetryPolicy};
 pub use error::{ErrorKind, OciError};
+pub use regional::Clients;

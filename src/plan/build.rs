@@ -76,6 +76,8 @@ pub struct Inputs<'a> {
     pub destroy: bool,
     /// `--replace ADDR`: forced replacements.
     pub force_replace: &'a BTreeSet<String>,
+    /// The provider's region: where a resource without `region` lives.
+    pub default_region: Option<&'a str>,
 }
 
 /// The result: nodes in a stable order (dependencies first) and drift.
@@ -191,6 +193,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
             let base = Change {
                 address: d.address.clone(),
                 kind: d.kind,
+                region: d.region.clone(),
                 action: Action::Create,
                 reason: String::new(),
                 attributes: Vec::new(),
@@ -270,6 +273,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                         Change {
                             address: d.address.clone(),
                             kind: d.kind,
+                            region: d.region.clone(),
                             action: Action::Stop,
                             reason: "desired state is STOPPED".into(),
                             attributes: Vec::new(),
@@ -302,7 +306,24 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
             }
 
             // 2.-3. attribute changes
-            let diffs = diff::diff(d, &live.body, &prior.inputs, &resolve);
+            let mut diffs = diff::diff(d, &live.body, &prior.inputs, &resolve);
+            // A resource lives in one region: another region is another resource.
+            let wanted_region = d.region.as_deref().or(inp.default_region);
+            let region_now = id.as_deref().and_then(crate::oci::region::from_ocid);
+            if let (Some(want), Some(now)) = (wanted_region, region_now) {
+                if want != now {
+                    diffs.push(diff::AttrDiff {
+                        change: AttrChange {
+                            path: "region".into(),
+                            before: Value::String(now.into()),
+                            after: Value::String(want.into()),
+                            forces_replacement: true,
+                            why: Some("a resource cannot move to another region".into()),
+                        },
+                        class: AttrClass::Replace,
+                    });
+                }
+            }
             let forced = inp.force_replace.contains(&d.address);
             let replace: Vec<_> = diffs
                 .iter()
@@ -486,6 +507,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                     Change {
                         address: source.to_string(),
                         kind: Kind::Instance,
+                        region: None,
                         action: Action::Stop,
                         reason: format!(
                             "`{}` is captured from it: the source must be STOPPED",
@@ -531,6 +553,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
                     Change {
                         address: source.to_string(),
                         kind: Kind::Instance,
+                        region: None,
                         action: Action::Start,
                         reason: format!(
                             "started again after `{}` is captured (`restart_source`)",
@@ -582,6 +605,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
             Change {
                 address: address.clone(),
                 kind: Kind::Image,
+                region: None,
                 action: Action::Delete,
                 reason:
                     "the previous image, once its replacement exists and its dependents moved to it"
@@ -643,6 +667,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
             Change {
                 address: addr.clone(),
                 kind,
+                region: None,
                 action: Action::Delete,
                 reason: if deposed {
                     format!("{id} was superseded by a replacement and is not destroyed yet")
@@ -811,6 +836,7 @@ mod tests {
         DesiredResource {
             address: format!("instance.{name}"),
             kind: Kind::Instance,
+            region: None,
             display_name: name.into(),
             compartment: "c".into(),
             attrs,
@@ -830,6 +856,7 @@ mod tests {
         DesiredResource {
             address: format!("image.{name}"),
             kind: Kind::Image,
+            region: None,
             display_name: name.into(),
             compartment: "c".into(),
             attrs: vec![DesiredAttr {
@@ -863,6 +890,7 @@ mod tests {
             refreshed: true,
             destroy: false,
             force_replace: &BTreeSet::new(),
+            default_region: None,
         })
         .unwrap()
     }
@@ -872,6 +900,7 @@ mod tests {
             format_version: "1".into(),
             env: "t".into(),
             endpoint: "e".into(),
+            regions: vec![],
             state_lineage: None,
             state_serial: 0,
             changes: c.changes.clone(),
@@ -1040,6 +1069,7 @@ mod tests {
                 refreshed: true,
                 destroy,
                 force_replace: &BTreeSet::new(),
+                default_region: None,
             })
         };
         let removed = run(&[], false).unwrap();

@@ -58,6 +58,8 @@ pub enum Power {
 pub struct DesiredResource {
     pub address: String,
     pub kind: Kind,
+    /// The region it lives in (`None`: the provider's).
+    pub region: Option<String>,
     pub display_name: String,
     pub compartment: String,
     pub attrs: Vec<DesiredAttr>,

@@ -193,6 +193,7 @@ mod tests {
         DesiredResource {
             address: "instance.web".into(),
             kind: Kind::Instance,
+            region: None,
             display_name: "web".into(),
             compartment: "c".into(),
             attrs,
@@ -301,6 +302,7 @@ mod update_body_tests {
         let d = DesiredResource {
             address: "instance.web".into(),
             kind: Kind::Instance,
+            region: None,
             display_name: "web".into(),
             compartment: "c".into(),
             attrs: vec![DesiredAttr {

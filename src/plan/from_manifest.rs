@@ -262,6 +262,7 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
     DesiredResource {
         address: spec.address.to_string(),
         kind: Kind::Instance,
+        region: spec.region.clone(),
         display_name: spec.display_name.clone(),
         compartment: spec.compartment.clone(),
         attrs,
@@ -377,6 +378,7 @@ pub fn image(spec: &ImageSpec) -> DesiredResource {
     DesiredResource {
         address: spec.address.to_string(),
         kind: Kind::Image,
+        region: spec.region.clone(),
         display_name: spec.display_name.clone(),
         compartment: spec.compartment.clone(),
         attrs,

@@ -134,6 +134,10 @@ pub struct Change {
     pub reason: String,
     /// The attributes that change (empty for power actions and deletes).
     pub attributes: Vec<AttrChange>,
+    /// The region of the resource this node makes (`None`: the provider's). Existing resources
+    /// are reached in the region of their OCID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The resource's OCID when it exists already.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -237,6 +241,9 @@ pub struct Plan {
     pub env: String,
     /// What kiln talks to, for the header (e.g. `embedded emulator, lifecycle times scaled ×0.01`).
     pub endpoint: String,
+    /// The regions the manifest spans, when more than the provider's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
     /// Lineage and serial of the state the plan was made from (`None` when there was no state).
     #[serde(default)]
     pub state_lineage: Option<String>,

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::manifest::Manifest;
 use crate::oci::compute::{ListImages, ListInstances};
-use crate::oci::{Client, OciError};
+use crate::oci::{Clients, OciError};
 use crate::state::{ResourceKind, State};
 
 use super::build::{self, Inputs, LiveRead, Prior};
@@ -94,9 +94,10 @@ fn prior_of(state: Option<&State>) -> BTreeMap<String, Prior> {
         .unwrap_or_default()
 }
 
-/// Read every managed resource: ListInstances per compartment, GetImage per image.
+/// Read every managed resource: ListInstances per (region, compartment) — all pairs at once,
+/// bounded by `parallelism` — and GetImage per image.
 async fn read_live(
-    client: &Client,
+    clients: &Clients,
     prior: &BTreeMap<String, Prior>,
     desired: &[DesiredResource],
     parallelism: usize,
@@ -129,14 +130,15 @@ async fn read_live(
             }
         }
     }
-    let compartments: BTreeSet<String> = instance_ids
-        .values()
-        .filter(|c| !c.is_empty())
-        .cloned()
+    let pairs: BTreeSet<(Option<&str>, String)> = instance_ids
+        .iter()
+        .filter(|(_, c)| !c.is_empty())
+        .map(|(id, c)| (crate::oci::region::from_ocid(id), c.clone()))
         .collect();
-    let lists: Vec<Vec<crate::oci::models::Instance>> = stream::iter(compartments)
-        .map(|c| async move {
-            client
+    let lists: Vec<Vec<crate::oci::models::Instance>> = stream::iter(pairs)
+        .map(|(region, c)| async move {
+            clients
+                .for_region(region)?
                 .list_instances(&ListInstances {
                     compartment_id: c,
                     limit: Some(1000),
@@ -173,7 +175,7 @@ async fn read_live(
         } else {
             Kind::Image
         };
-        Ok::<_, OciError>(get_live(client, &id, kind).await?.map(|read| (id, read)))
+        Ok::<_, OciError>(get_live(clients, &id, kind).await?.map(|read| (id, read)))
     })
     .buffer_unordered(parallelism.max(1))
     .try_collect::<Vec<_>>()
@@ -185,7 +187,8 @@ async fn read_live(
 /// One resource read with a Get (`None`: gone). A 404 is read again before it is believed:
 /// `NotAuthorizedOrNotFound` also answers a request OCI refused for another reason, and a
 /// resource wrongly taken for gone would be created a second time.
-async fn get_live(client: &Client, id: &str, kind: Kind) -> Result<Option<LiveRead>, OciError> {
+async fn get_live(clients: &Clients, id: &str, kind: Kind) -> Result<Option<LiveRead>, OciError> {
+    let client = clients.for_id(id)?;
     for _ in 0..2 {
         let r = match kind {
             Kind::Instance => client
@@ -208,7 +211,7 @@ async fn get_live(client: &Client, id: &str, kind: Kind) -> Result<Option<LiveRe
 
 /// Get (for its etag) every existing resource that a change will mutate.
 async fn read_etags(
-    client: &Client,
+    clients: &Clients,
     changes: &[super::Change],
     live: &mut HashMap<String, LiveRead>,
     parallelism: usize,
@@ -221,7 +224,7 @@ async fn read_etags(
         .collect();
     let reads = stream::iter(wanted)
         .map(|(id, kind)| async move {
-            let read = get_live(client, &id, kind).await?;
+            let read = get_live(clients, &id, kind).await?;
             Ok::<_, OciError>((id, read))
         })
         .buffer_unordered(parallelism.max(1))
@@ -242,7 +245,7 @@ async fn read_etags(
 
 /// Replace `{"$image_lookup": …}` placeholders in create bodies with the newest matching image.
 async fn resolve_lookups(
-    client: &Client,
+    clients: &Clients,
     changes: &mut [super::Change],
     desired: &[DesiredResource],
 ) -> Result<(), PlanError> {
@@ -270,7 +273,8 @@ async fn resolve_lookups(
                     .find(|d| d.address == c.address)
                     .map(|d| d.compartment.clone())
                     .unwrap_or_default();
-                let images = client
+                let images = clients
+                    .for_region(c.region.as_deref())?
                     .list_images_page(
                         &ListImages {
                             compartment_id: compartment,
@@ -434,7 +438,7 @@ fn apply_targets(
 pub async fn make_plan(
     manifest: &Manifest,
     state: Option<&State>,
-    client: Option<&Client>,
+    clients: Option<&Clients>,
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let desired = from_manifest::desired(manifest);
@@ -451,8 +455,18 @@ pub async fn make_plan(
             return Err(PlanError::UnknownTarget(t.clone()));
         }
     }
-    let refreshed = opts.refresh && client.is_some();
-    let mut live = match (refreshed, client) {
+    if let Some(clients) = clients {
+        // Every region of the state and of the manifest must be reachable before anything is
+        // read: a resource read in the wrong region would look gone.
+        for id in prior.values().flat_map(|p| p.id.iter().chain(&p.deposed)) {
+            clients.for_id(id)?;
+        }
+        for d in &desired {
+            clients.for_region(d.region.as_deref())?;
+        }
+    }
+    let refreshed = opts.refresh && clients.is_some();
+    let mut live = match (refreshed, clients) {
         (true, Some(c)) => read_live(c, &prior, &desired, opts.parallelism).await?,
         _ => HashMap::new(),
     };
@@ -464,14 +478,19 @@ pub async fn make_plan(
             refreshed,
             destroy: opts.destroy,
             force_replace: &opts.replace,
+            default_region: manifest
+                .provider
+                .region
+                .as_deref()
+                .or(clients.map(|c| c.default_region())),
         })
     };
     let mut computed = compute(&live)?;
-    if let (true, Some(c)) = (refreshed, client) {
+    if let (true, Some(c)) = (refreshed, clients) {
         read_etags(c, &computed.changes, &mut live, opts.parallelism).await?;
         computed = compute(&live)?;
     }
-    if let Some(c) = client {
+    if let Some(c) = clients {
         resolve_lookups(c, &mut computed.changes, &desired).await?;
     }
     fill_observed(&mut computed.changes, &live);
@@ -514,6 +533,14 @@ pub async fn make_plan(
         Vec::new()
     };
     Ok(Plan {
+        regions: {
+            let r = manifest.regions();
+            if r.len() > 1 {
+                r.into_iter().collect()
+            } else {
+                Vec::new()
+            }
+        },
         forget_deposed,
         moved,
         warnings,

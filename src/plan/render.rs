@@ -113,6 +113,9 @@ pub fn text(plan: &Plan, style: Style) -> String {
         "kiln plan · env {} · endpoint: {}",
         plan.env, plan.endpoint
     );
+    if !plan.regions.is_empty() {
+        let _ = writeln!(out, "regions: {}", plan.regions.join(", "));
+    }
     out.push('\n');
 
     for w in &plan.warnings {
@@ -216,6 +219,7 @@ mod tests {
             Change {
                 address: "instance.web".into(),
                 kind: Kind::Instance,
+                region: None,
                 action: Action::Replace,
                 reason: "availability_domain cannot change".into(),
                 attributes: vec![
@@ -245,6 +249,7 @@ mod tests {
             Change {
                 address: "instance.db".into(),
                 kind: Kind::Instance,
+                region: None,
                 action: Action::Stop,
                 reason: "desired state is STOPPED".into(),
                 attributes: vec![],
@@ -272,6 +277,7 @@ mod tests {
             format_version: "1".into(),
             env: "default".into(),
             endpoint: "https://iaas.us-ashburn-1.oraclecloud.com".into(),
+            regions: vec![],
             state_lineage: None,
             state_serial: 0,
             summary: Summary::of(&changes, &drift),

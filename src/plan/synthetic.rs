@@ -67,6 +67,7 @@ pub fn instances(n: usize) -> Synthetic {
         desired.push(DesiredResource {
             address: format!("instance.{name}"),
             kind: Kind::Instance,
+            region: None,
             display_name: name.clone(),
             compartment: "ocid1.compartment.oc1..c".into(),
             attrs: vec![
@@ -166,6 +167,7 @@ mod tests {
             refreshed: true,
             destroy: false,
             force_replace: &Default::default(),
+            default_region: None,
         })
         .unwrap();
         assert_eq!(c.changes.len(), 3);
