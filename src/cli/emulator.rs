@@ -47,9 +47,11 @@ pub struct Args {
     /// Seed for repeatable faults.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Region the emulator serves.
-    #[arg(long, default_value = "us-ashburn-1")]
-    pub region: String,
+    /// Region the emulator serves; repeat it to serve several, each a world of its own on its own
+    /// port (the first on `--listen`, the next ones on the following ports, or free ports with
+    /// port 0; with `--data FILE`, region N > 1 keeps its data in `FILE.<region>`).
+    #[arg(long = "region", default_value = "us-ashburn-1")]
+    pub regions: Vec<String>,
 }
 
 /// The API keys of `profiles` (DEFAULT when empty) in an OCI config file.
@@ -91,45 +93,65 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         miette::bail!("`--time-scale` must be 0 or more");
     }
     let trusted = trusted_keys(&args.oci_config, &args.profiles)?;
-    let config = EmulatorConfig {
-        listen: args.listen,
-        trusted_keys: trusted,
-        data_file: args.data,
-        time_scale: args.time_scale,
-        latency: Duration::from_millis(args.latency_ms),
-        fault_429: args.fault_429,
-        fault_5xx: args.fault_5xx,
-        fault_reset: args.fault_reset,
-        fault_reset_after: args.fault_reset_after,
-        seed: args.seed,
-        region: args.region,
-        body_limits: emulator::BodyLimits::default(),
-    };
+    let mut configs = Vec::new();
+    for (i, region) in args.regions.iter().enumerate() {
+        let region = crate::oci::region::resolve(region).unwrap_or(region);
+        let mut listen = args.listen;
+        if listen.port() != 0 {
+            listen.set_port(listen.port() + i as u16);
+        }
+        configs.push(EmulatorConfig {
+            listen,
+            trusted_keys: trusted.clone(),
+            data_file: args.data.as_ref().map(|d| match i {
+                0 => d.clone(),
+                _ => {
+                    let mut p = d.clone().into_os_string();
+                    p.push(format!(".{region}"));
+                    PathBuf::from(p)
+                }
+            }),
+            time_scale: args.time_scale,
+            latency: Duration::from_millis(args.latency_ms),
+            fault_429: args.fault_429,
+            fault_5xx: args.fault_5xx,
+            fault_reset: args.fault_reset,
+            fault_reset_after: args.fault_reset_after,
+            seed: args.seed.map(|s| s + i as u64),
+            region: region.to_string(),
+            body_limits: emulator::BodyLimits::default(),
+        });
+    }
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
-        let running = emulator::start(config).await?;
+        let mut running = Vec::new();
+        for config in configs {
+            running.push(emulator::start(config).await?);
+        }
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {}", running.url()).into_diagnostic()?;
-        let f = running.fixtures();
-        writeln!(
-            out,
-            "region {} · availability domains {}",
-            f.region,
-            f.availability_domains.join(", ")
-        )
-        .into_diagnostic()?;
-        writeln!(out, "compartment {}", f.compartment_id).into_diagnostic()?;
-        writeln!(out, "vcn {}", f.vcn_id).into_diagnostic()?;
-        writeln!(out, "public subnet {}", f.public_subnet_id).into_diagnostic()?;
-        writeln!(out, "private subnet {}", f.private_subnet_id).into_diagnostic()?;
-        for i in &f.platform_images {
+        for r in &running {
+            let f = r.fixtures();
+            writeln!(out, "listening on {}", r.url()).into_diagnostic()?;
             writeln!(
                 out,
-                "image {} {} {}",
-                i.id, i.operating_system, i.operating_system_version
+                "region {} · availability domains {}",
+                f.region,
+                f.availability_domains.join(", ")
             )
             .into_diagnostic()?;
+            writeln!(out, "compartment {}", f.compartment_id).into_diagnostic()?;
+            writeln!(out, "vcn {}", f.vcn_id).into_diagnostic()?;
+            writeln!(out, "public subnet {}", f.public_subnet_id).into_diagnostic()?;
+            writeln!(out, "private subnet {}", f.private_subnet_id).into_diagnostic()?;
+            for i in &f.platform_images {
+                writeln!(
+                    out,
+                    "image {} {} {}",
+                    i.id, i.operating_system, i.operating_system_version
+                )
+                .into_diagnostic()?;
+            }
         }
         out.flush().into_diagnostic()?;
         drop(out);
@@ -137,7 +159,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             .await
             .into_diagnostic()
             .wrap_err("waiting for Ctrl-C")?;
-        running.shutdown().await;
+        for r in running {
+            r.shutdown().await;
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -218,6 +218,11 @@ fn fixed_id(kind: &str, code: &str, name: &str) -> String {
 }
 
 impl Fixtures {
+    /// The seeded ids an emulator of `region` serves (each region has its own).
+    pub fn for_region(region: &str) -> Result<Fixtures, EmulatorError> {
+        Fixtures::new(region)
+    }
+
     fn new(region: &str) -> Result<Fixtures, EmulatorError> {
         let (_, code, ad) = REGIONS
             .iter()

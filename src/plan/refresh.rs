@@ -264,7 +264,8 @@ async fn resolve_lookups(
         else {
             continue;
         };
-        let key = criteria.to_string();
+        // Images are regional: one lookup per (region, criteria).
+        let key = format!("{:?} {criteria}", c.region);
         let id = match cache.get(&key) {
             Some(id) => id.clone(),
             None => {
@@ -295,7 +296,7 @@ async fn resolve_lookups(
                 let id = images.body.first().map(|i| i.id.clone()).ok_or_else(|| {
                     PlanError::NoImage {
                         address: c.address.clone(),
-                        criteria: key.clone(),
+                        criteria: criteria.to_string(),
                     }
                 })?;
                 cache.insert(key, id.clone());
@@ -534,7 +535,10 @@ pub async fn make_plan(
     };
     Ok(Plan {
         regions: {
-            let r = manifest.regions();
+            let mut r = manifest.regions();
+            if let Some(c) = clients {
+                r.insert(c.default_region().to_string());
+            }
             if r.len() > 1 {
                 r.into_iter().collect()
             } else {

@@ -15,6 +15,7 @@ mod never_twice;
 mod object_storage;
 mod oci_cli;
 mod plan_apply;
+mod regions;
 mod remote_state;
 mod request_limits;
 mod state;

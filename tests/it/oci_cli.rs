@@ -27,20 +27,8 @@ impl Drop for Emulator {
     }
 }
 
-#[test]
-fn oracles_oci_cli_drives_the_emulator() {
-    if !oci_available() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "the `oci` CLI is not installed: .ci/run installs it with `pip install oci-cli`"
-            );
-        }
-        eprintln!("\n*** SKIPPING the oci CLI conformance test: `oci` is not on PATH (pip install oci-cli) ***\n");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config");
-    std::fs::write(&cfg, format!("[DEFAULT]\nuser={USER}\ntenancy={TENANCY}\nfingerprint={PKCS8_FP}\nkey_file={}\nregion=us-ashburn-1\n", support::key_path("pkcs8-labelled.pem").display())).unwrap();
+/// `kiln emulator` with `extra` arguments; the URL of each region it serves, in order.
+fn spawn_emulator(cfg: &std::path::Path, extra: &[&str]) -> (Emulator, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args([
             "emulator",
@@ -51,18 +39,103 @@ fn oracles_oci_cli_drives_the_emulator() {
             "--time-scale",
             "0.01",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _guard = Emulator(child);
+    let guard = Emulator(child);
+    let regions = extra.iter().filter(|a| **a == "--region").count().max(1);
+    let mut urls = Vec::new();
     let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {first}"))
-        .to_string();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            urls.push(url.to_string());
+            if urls.len() == regions {
+                break;
+            }
+        }
+    }
+    assert_eq!(urls.len(), regions, "the emulator printed its URLs");
+    // Keep reading what it prints, so that it never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (guard, urls)
+}
+
+fn require_oci() -> bool {
+    if oci_available() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("the `oci` CLI is not installed: .ci/run installs it with `pip install oci-cli`");
+    }
+    eprintln!("\n*** SKIPPING an oci CLI conformance test: `oci` is not on PATH (pip install oci-cli) ***\n");
+    false
+}
+
+#[test]
+fn oracles_oci_cli_reaches_every_region_of_one_emulator_process() {
+    if !require_oci() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(&cfg, format!("[DEFAULT]\nuser={USER}\ntenancy={TENANCY}\nfingerprint={PKCS8_FP}\nkey_file={}\nregion=us-ashburn-1\n", support::key_path("pkcs8.pem").display())).unwrap();
+    let (_guard, urls) = spawn_emulator(&cfg, &["--region", "iad", "--region", "eu-frankfurt-1"]);
+    for (url, code) in urls.iter().zip(["iad", "fra"]) {
+        let out = Command::new("oci")
+            .args([
+                "compute",
+                "image",
+                "list",
+                "--compartment-id",
+                COMPARTMENT,
+                "--all",
+            ])
+            .args([
+                "--endpoint",
+                url,
+                "--config-file",
+                cfg.to_str().unwrap(),
+                "--profile",
+                "DEFAULT",
+            ])
+            .env("OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING", "True")
+            .env_remove("OCI_CLI_PROFILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ids: Vec<&str> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert!(
+            !ids.is_empty() && ids.iter().all(|id| id.contains(&format!(".{code}."))),
+            "{url}: {ids:?}"
+        );
+    }
+}
+
+#[test]
+fn oracles_oci_cli_drives_the_emulator() {
+    if !require_oci() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(&cfg, format!("[DEFAULT]\nuser={USER}\ntenancy={TENANCY}\nfingerprint={PKCS8_FP}\nkey_file={}\nregion=us-ashburn-1\n", support::key_path("pkcs8-labelled.pem").display())).unwrap();
+    let (_guard, urls) = spawn_emulator(&cfg, &[]);
+    let url = urls[0].clone();
     let fixtures: Value = reqwest::blocking::get(format!("{url}/_emulator/fixtures"))
         .unwrap()
         .json()
