@@ -62,9 +62,22 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             .filter(|a| a.lifecycle_state == "ATTACHED")
             .min_by_key(|a| a.nic_index.unwrap_or(0))
             .ok_or_else(|| miette!("`{}` has no attached VNIC", args.ocid))?;
+        // A fleet member is declared by its fleet's table: the manifest must have it already.
+        let member = address.is_member();
+        if member && !s.manifest.instances.contains_key(&address.name) {
+            return Err(miette!(
+                help = format!(
+                    "declare `[instance.{}]` with a `count` or `for_each` that makes `{address}`, then import",
+                    address.fleet()
+                ),
+                "`{address}` is not a member of a fleet in kiln.toml"
+            ));
+        }
         let table = instance_table(&live.body, &primary.subnet_id);
         let mut edit = ManifestEdit::open(&args.common.dir)?;
-        edit.add_resource("instance", &address.name, table)?;
+        if !member {
+            edit.add_resource("instance", &address.name, table)?;
+        }
         if args.dry_run {
             println!("{}", edit.to_text());
             return Ok(ExitCode::SUCCESS);
@@ -90,7 +103,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                 args.ocid
             ));
         }
-        edit.save()?;
+        if !member {
+            edit.save()?;
+        }
         let mut r = ResourceState::new(state::ResourceKind::Instance);
         r.id = Some(args.ocid.clone());
         r.region = crate::oci::region::from_ocid(&args.ocid).map(str::to_string);
@@ -102,12 +117,21 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         st.resources.insert(address.to_string(), r);
         s.store.save(&lock, &mut st).await?;
         lock.release().await?;
-        println!(
-            "Imported {} as `{address}`: added `[{address}]` to {} and recorded it in {}",
-            args.ocid,
-            args.common.dir.join("kiln.toml").display(),
-            s.store.describe()
-        );
+        if member {
+            println!(
+                "Imported {} as `{address}` (declared by `[instance.{}]`): recorded it in {}",
+                args.ocid,
+                address.fleet(),
+                s.store.describe()
+            );
+        } else {
+            println!(
+                "Imported {} as `{address}`: added `[{address}]` to {} and recorded it in {}",
+                args.ocid,
+                args.common.dir.join("kiln.toml").display(),
+                s.store.describe()
+            );
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

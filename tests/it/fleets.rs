@@ -217,3 +217,41 @@ async fn a_golden_image_serves_a_whole_fleet() {
         assert_eq!(i.extra["sourceDetails"]["imageId"], image.as_str());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_member_can_be_imported_and_state_commands_take_members() {
+    let p = Project::new(support::config(0.0)).await;
+    p.write("[instance.web]\ncount = 2\n");
+    let c = p.client();
+    let made = c
+        .launch_instance(
+            &support::launch_details(&p.emu, "web-1"),
+            &kiln::oci::MutationOptions::default(),
+        )
+        .await
+        .unwrap()
+        .body;
+    let out = p.kiln(&["import", "instance.web[5]", &made.id]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("not a member"), "{out:?}");
+    let out = p.kiln(&["import", "instance.web[1]", &made.id]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!std::fs::read_to_string(p.path().join("kiln.toml"))
+        .unwrap()
+        .contains("web[1]"));
+    let show = p.kiln(&["state", "show", "instance.web[1]"]).await;
+    assert_eq!(show.code, 0, "{show:?}");
+    assert!(show.stdout.contains(&made.id));
+    apply(&p, &[]).await;
+    let names = live(&p).await;
+    assert_eq!(
+        names["web-1"], made.id,
+        "the imported member is kept, not recreated"
+    );
+    assert_eq!(names.len(), 2);
+    let mv = p
+        .kiln(&["state", "mv", "instance.web[1]", "instance.web[\"x\"]"])
+        .await;
+    assert_eq!(mv.code, 0, "{mv:?}");
+    assert!(p.state()["resources"]["instance.web[\"x\"]"]["id"].is_string());
+}
