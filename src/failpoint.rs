@@ -121,6 +121,10 @@ pub fn setup_from_env() {
         std::mem::forget(fail::FailScenario::setup());
         imp::REAL_ABORT.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+    #[cfg(not(feature = "failpoints"))]
+    if std::env::var_os("FAILPOINTS").is_some() {
+        eprintln!("warning: FAILPOINTS is set, but this kiln was built without the `failpoints` feature: it is ignored");
+    }
 }
 
 /// An I/O error standing for an injected fault at `name`.

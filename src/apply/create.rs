@@ -23,7 +23,6 @@ use sha2::{Digest, Sha256};
 
 use crate::oci::compute::{ListImages, ListInstances};
 use crate::oci::models::{CreateImageDetails, LaunchInstanceDetails};
-use crate::oci::wait::WaitOptions;
 use crate::oci::{MutationOptions, OciError};
 use crate::plan::from_manifest::ADDRESS_TAG;
 use crate::plan::{Change, Kind};
@@ -310,28 +309,18 @@ impl Ctx {
 
     /// Wait until the new resource is ready; record and return that read.
     async fn wait_ready(&self, c: &Change, id: &str) -> Result<Value, NodeError> {
-        let (body, etag) = match c.kind {
-            Kind::Instance => {
-                self.progress.step(&label(c), "waiting for RUNNING");
-                let r = self
-                    .at(id)
-                    .wait_for_instance(id, &["RUNNING"], &WaitOptions::new(self.timeouts.instance))
-                    .await
-                    .map_err(|e| self.oci(&c.address, e))?;
-                (to_json(r.body), r.etag)
-            }
-            Kind::Image => {
-                self.progress.step(&label(c), "waiting for AVAILABLE");
-                let r = self
-                    .at(id)
-                    .wait_for_image(id, &["AVAILABLE"], &WaitOptions::new(self.timeouts.image))
-                    .await
-                    .map_err(|e| self.oci(&c.address, e))?;
-                (to_json(r.body), r.etag)
-            }
+        let (target, failed): (&[&str], &[&str]) = match c.kind {
+            Kind::Instance => (&["RUNNING"], &["TERMINATING", "TERMINATED"]),
+            Kind::Image => (&["AVAILABLE"], &["DELETED", "DISABLED"]),
         };
-        self.store_read(c, id, body.clone(), etag, None).await?;
-        Ok(body)
+        self.progress
+            .step(&label(c), &format!("waiting for {}", target[0]));
+        let r = self
+            .wait_for(c, id, target, failed, self.wait(c).timeout)
+            .await
+            .map_err(|e| self.oci(&c.address, e))?;
+        self.store_read(c, id, r.body.clone(), r.etag, None).await?;
+        Ok(r.body)
     }
 
     async fn refresh_source(&self, instance_id: &str) -> Result<(), NodeError> {

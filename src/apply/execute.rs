@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 
 use crate::oci::models::{InstanceAction, UpdateImageDetails, UpdateInstanceDetails};
 use crate::oci::wait::WaitOptions;
+use crate::oci::watch;
 use crate::oci::{Client, Clients, MutationOptions, OciError};
 use crate::plan::desired::resolve_refs;
 use crate::plan::{Action, Change, Kind, Plan};
@@ -142,6 +143,8 @@ pub(super) struct Ctx {
     pub(super) progress: Arc<Progress>,
     /// Raised when a save fails: nothing new starts that the state could not record.
     stop: StopFlag,
+    /// Waits that share listings, per compartment.
+    watches: watch::Watches,
 }
 
 pub(super) fn label(c: &Change) -> String {
@@ -361,6 +364,42 @@ impl Ctx {
         self.store_read(c, id, body, etag, None).await
     }
 
+    /// Wait until the resource `id` of `c` is in one of `states` (`failed` ones end the wait),
+    /// with the other waits of its compartment sharing one listing per round
+    /// ([`crate::oci::watch`]); the final read, with its etag.
+    pub(super) async fn wait_for(
+        &self,
+        c: &Change,
+        id: &str,
+        states: &[&str],
+        failed: &[&str],
+        timeout: Duration,
+    ) -> Result<crate::oci::Response<Value>, OciError> {
+        let compartment = self
+            .state
+            .lock()
+            .await
+            .resources
+            .get(&c.address)
+            .and_then(|r| {
+                r.compartment.clone().or_else(|| {
+                    r.deposed
+                        .iter()
+                        .find(|d| d.id == id)
+                        .and_then(|d| d.compartment.clone())
+                })
+            })
+            .unwrap_or_default();
+        let kind = match c.kind {
+            Kind::Instance => watch::Kind::Instance,
+            Kind::Image => watch::Kind::Image,
+        };
+        self.watches
+            .get(self.at(id), &compartment, kind)
+            .wait(id, states, failed, &WaitOptions::new(timeout))
+            .await
+    }
+
     pub(super) fn wait(&self, c: &Change) -> WaitOptions {
         WaitOptions::new(match c.kind {
             Kind::Instance => self.timeouts.instance,
@@ -414,11 +453,16 @@ impl Ctx {
         self.progress
             .step(&label(c), &format!("waiting for {target}"));
         let r = self
-            .at(&id)
-            .wait_for_instance(&id, &[target], &WaitOptions::new(self.timeouts.instance))
+            .wait_for(
+                c,
+                &id,
+                &[target],
+                &["TERMINATING", "TERMINATED"],
+                self.timeouts.instance,
+            )
             .await
             .map_err(|e| self.oci(&c.address, e))?;
-        self.store_read(c, &id, to_json(r.body), r.etag, None).await
+        self.store_read(c, &id, r.body, r.etag, None).await
     }
 
     async fn update(&self, c: &Change) -> Result<(), NodeError> {
@@ -665,6 +709,7 @@ pub async fn apply(
         timeouts: opts.timeouts.clone(),
         progress: progress.clone(),
         stop: stop.clone(),
+        watches: watch::Watches::default(),
     });
     let mut report = Report::default();
     // Every region the plan touches needs its client before anything starts (a request sent to

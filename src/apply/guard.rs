@@ -176,13 +176,15 @@ impl Ctx {
         .await?;
         if c.kind == Kind::Instance {
             self.progress.step(&label(c), "waiting for TERMINATED");
-            self.at(id)
-                .wait_for_termination(
-                    id,
-                    &crate::oci::wait::WaitOptions::new(self.timeouts.terminate),
-                )
+            match self
+                .wait_for(c, id, &["TERMINATED"], &[], self.timeouts.terminate)
                 .await
-                .map_err(|e| self.oci(&c.address, e))?;
+            {
+                Ok(_) => {}
+                // Purged already: gone.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(self.oci(&c.address, e)),
+            }
         }
         let id = id.to_string();
         self.record(&c.address, |st| {

@@ -20,6 +20,7 @@ pub mod region;
 pub mod regional;
 pub mod signer;
 pub mod wait;
+pub mod watch;
 
 pub use client::{Client, ClientOptions, MutationOptions, Response, RetryPolicy};
 pub use error::{ErrorKind, OciError};
