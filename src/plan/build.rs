@@ -879,6 +879,9 @@ mod tests {
             forget: vec![],
             forget_deposed: vec![],
             summary: Default::default(),
+            refresh_only: false,
+            refresh: vec![],
+            read_network: vec![],
         };
         plan.graph().to_string()
     }
