@@ -57,7 +57,7 @@ pub enum PlanError {
         help("addresses look like `instance.NAME` or `image.NAME`; see `kiln state list`")
     )]
     UnknownTarget(String),
-    #[error("`--exclude {address}`: `{address}` is not a resource of this manifest or its state")]
+    #[error("`{address}` is not a resource of this manifest or its state")]
     #[diagnostic(code(kiln::plan::unknown_exclude), help("{help}"))]
     UnknownExclude { address: String, help: String },
     #[error("no image matches `image_lookup` {criteria} of `{address}`")]

@@ -154,10 +154,13 @@ pub fn text(plan: &Plan, style: Style) -> String {
         if plan.drift.is_empty() {
             let _ = writeln!(out, "No drift. The state matches OCI.");
         } else {
-            let gone = plan.drift.iter().filter(|d| d.gone.is_some()).count();
+            let gone = match plan.drift.iter().filter(|d| d.gone.is_some()).count() {
+                0 => String::new(),
+                n => format!(" ({n} gone)"),
+            };
             let _ = writeln!(
                 out,
-                "Refresh only: {} drifted, {gone} of them gone. `kiln apply --refresh-only` writes what OCI says into the state (accepting the drift) and changes nothing in OCI.",
+                "Refresh only: {} drifted{gone}. `kiln apply --refresh-only` writes what OCI says\ninto the state (accepting the drift) and changes nothing in OCI.",
                 plan.drift.len()
             );
         }
