@@ -1,6 +1,7 @@
 //! `kiln output [DIR] [ADDRESS[.ATTRIBUTE]] [--env E] [--json]`: what the state knows of each
 //! resource (ids, IPs, hostnames, …), read without contacting OCI ([`crate::output`]).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,13 +63,18 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     rt.block_on(async {
         let stores = at.stores().await?;
         let state = stores.store.load().await?.unwrap_or_default();
-        match queries.first() {
-            Some(q) => print!("{}", crate::output::query(&state, q)?.render(args.json)),
-            None if args.json => println!(
-                "{}",
+        let text = match queries.first() {
+            Some(q) => crate::output::query(&state, q)?.render(args.json),
+            None if args.json => format!(
+                "{}\n",
                 serde_json::to_string_pretty(&crate::output::json(&state)).into_diagnostic()?
             ),
-            None => print!("{}", crate::output::text(&state)),
+            None => crate::output::text(&state),
+        };
+        // Piped into `head`, or a script that stops reading: not an error.
+        match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).into_diagnostic()?,
+            _ => {}
         }
         Ok(ExitCode::SUCCESS)
     })

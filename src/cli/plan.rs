@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long = "exclude", value_name = "ADDR")]
     pub excludes: Vec<String>,
     /// Show only drift (what changed outside kiln); plan no change.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "replace")]
     pub refresh_only: bool,
     /// Plan a replacement of this resource; repeatable.
     #[arg(long = "replace", value_name = "ADDR")]

@@ -335,8 +335,7 @@ pub async fn make_plan(
         .chain(prior.keys().cloned())
         .collect();
     let known: BTreeSet<&str> = known_owned.iter().map(String::as_str).collect();
-    let named: Vec<&String> = opts.targets.iter().chain(&opts.replace).collect();
-    select::check(&named, &opts.excludes, &known)?;
+    select::check(&opts.targets, &opts.replace, &opts.excludes, &known)?;
     // Excluded resources are neither read nor planned (see `select`).
     let excluded = select::excluded(&opts.excludes, &known, &desired, &prior, opts.destroy);
     let targeted = select::targeted(&opts.targets, &known, &desired, &prior, opts.destroy);
@@ -421,6 +420,12 @@ pub async fn make_plan(
     } else {
         Vec::new()
     };
+    // (A replaced instance is read once its successor exists; a deleted one is not read.)
+    let superseded: BTreeSet<&str> = changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Replace | Action::Delete) && !c.deposed)
+        .map(|c| c.address.as_str())
+        .collect();
     let read_network: Vec<String> = match (state, opts.destroy) {
         (Some(st), false) => st
             .resources
@@ -429,6 +434,7 @@ pub async fn make_plan(
                 r.kind == ResourceKind::Instance
                     && prior.contains_key(*a)
                     && selected(a)
+                    && !superseded.contains(a.as_str())
                     && (opts.refresh_only || r.network.is_none())
                     && r.id.as_ref().is_some_and(|id| !refreshed || !is_gone(id))
             })

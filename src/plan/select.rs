@@ -42,15 +42,22 @@ fn expand<'a>(selector: &str, known: &BTreeSet<&'a str>) -> Option<Vec<&'a str>>
     (!hits.is_empty()).then_some(hits)
 }
 
-/// Check every selector of `--target` and `--replace` (`targets`) and `--exclude` (`excludes`).
+/// Check every selector of `--target` and `--exclude`, and every address of `--replace` (one
+/// resource: no fleet name).
 pub(super) fn check(
-    targets: &[&String],
+    targets: &[String],
+    replace: &BTreeSet<String>,
     excludes: &[String],
     known: &BTreeSet<&str>,
 ) -> Result<(), PlanError> {
     for t in targets {
         if expand(t, known).is_none() {
             return Err(PlanError::UnknownTarget(t.to_string()));
+        }
+    }
+    for r in replace {
+        if !known.contains(r.as_str()) {
+            return Err(PlanError::UnknownTarget(r.to_string()));
         }
     }
     for x in excludes {
