@@ -720,8 +720,8 @@ pub async fn apply(
         }
     }
     // Drift the plan showed and changes nothing of: the state takes what OCI says (the plan was
-    // approved with it), so the next plan does not show it again.
-    // A refresh-only plan lists every record to read again.
+    // approved with it), so the next plan does not show it again; under `--refresh-only`, also
+    // every record OCI now describes differently (`plan.refresh`).
     let changing: HashSet<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
     let accept: BTreeSet<&str> = plan
         .drift
