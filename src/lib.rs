@@ -19,16 +19,18 @@
 //! |---|---|---|
 //! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
 //! | [`state`] | versioned state format (pending creates, deposed objects), a loader that refuses what it cannot trust, atomic compare-and-swap saves, backup, lock; local file or Object Storage (lock object) | reads/writes `state/<env>.json`, `.backup`, `.lock` (or the same as objects) |
-//! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG, rendering | writes saved plans (`--out`) |
-//! | [`apply`] | DAG executor: creates never made twice, If-Match'ed mutations that re-read after a refusal, replacements that depose; progress | writes state after every action |
+//! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG, `--target`/`--exclude`, refresh-only, rendering | writes saved plans (`--out`) |
+//! | [`apply`] | DAG executor: creates never made twice, If-Match'ed mutations that re-read after a refusal, replacements that depose; network facts of what it made, read in bulk after; progress | writes state after every action |
 //! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, the Object Storage subset, regions | reads `~/.oci/config` and key files |
 //! | [`emulator`] | an OCI Compute (and Object Storage subset) API server on hyper, with strict signatures, etags, retry tokens, lifecycles, faults | reads an OCI config for trusted keys; `--data` file |
+//! | [`output`] | what `kiln output` prints: ids, IPs, hostnames, sizes, as text, JSON or one bare value — a view of the state, no network | reads the state (through [`state`]) |
 //! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
 //! | [`env_name`] | a leaf `manifest` and `state` use: what an environment name may be (it becomes a file name) | — |
 //! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
 //!
-//! Dependencies run one way: `cli → apply → plan → {manifest, state} → oci`. The `oci` client knows
+//! Dependencies run one way: `cli → apply → plan → {manifest, state} → oci`, and
+//! `cli → output → state`. The `oci` client knows
 //! nothing of manifests, plans or state; the `manifest` module sends nothing to OCI; the `emulator`
 //! uses nothing of manifest, state, plan or apply (it only shares the OCI config-file parser).
 
@@ -39,6 +41,7 @@ pub mod env_name;
 pub mod failpoint;
 pub mod manifest;
 pub mod oci;
+pub mod output;
 pub mod plan;
 pub mod small_file;
 pub mod state;

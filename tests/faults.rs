@@ -11,8 +11,8 @@
 //! (sometimes with an edited manifest: a changed tag, a newer image for the lookups) must
 //! converge. After each, [`invariants`] checks against the emulator's own records, not kiln's
 //! state: no display name live more often than declared, no live resource missing from the state,
-//! no declared resource destroyed, the state parses and its serial only grows, the final plan is
-//! empty.
+//! no declared resource destroyed, the state parses and its serial only grows, network facts are
+//! the instance's own (and, once converged, every instance has them), the final plan is empty.
 //!
 //! Everything runs in this process against the in-process emulator at time scale 0, with
 //! parallelism 1 so that crossing k is the same request in every run (a failure names its seed,
@@ -218,6 +218,37 @@ fn invariants(
         }
         if converged && state.resources.get(address).and_then(|r| r.id.as_deref()) != Some(id) {
             bad.push(format!("`{address}` no longer records {id}"));
+        }
+    }
+    // Network facts, when recorded, are the instance's own primary VNIC's; once converged, every
+    // live instance has them.
+    for (address, r) in &state.resources {
+        let Some(id) = r.id.as_deref().filter(|id| live_ids.contains(id)) else {
+            continue;
+        };
+        let vnic = world
+            .vnic_attachments
+            .values()
+            .find(|a| a["instanceId"] == id)
+            .and_then(|a| world.vnics.get(a["vnicId"].as_str().unwrap_or("")));
+        match (&r.network, vnic) {
+            (Some(n), Some(v)) => {
+                if v["id"] != n.vnic_id.as_str()
+                    || v["privateIp"].as_str() != n.private_ip.as_deref()
+                    || v["publicIp"].as_str() != n.public_ip.as_deref()
+                {
+                    bad.push(format!(
+                        "`{address}` records the network {n:?}, the emulator has {v}"
+                    ));
+                }
+            }
+            (Some(n), None) => bad.push(format!(
+                "`{address}` records the network {n:?}, the emulator has no VNIC for {id}"
+            )),
+            (None, _) if converged && id.starts_with("ocid1.instance.") => {
+                bad.push(format!("`{address}` ({id}) has no network facts"))
+            }
+            (None, _) => {}
         }
     }
     if converged {
@@ -538,6 +569,7 @@ async fn run_one(
         || !p.drift.is_empty()
         || !p.forget.is_empty()
         || !p.forget_deposed.is_empty()
+        || !p.read_network.is_empty()
     {
         return Err(format!(
             "the final plan is not empty:\n{}",

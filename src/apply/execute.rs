@@ -15,7 +15,7 @@
 //! records the old object as *deposed* before its successor is created, so a failure or a crash
 //! between the two leaves it in the state, shown in the next plan and destroyed by it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +103,14 @@ pub struct Report {
     pub skipped: Vec<(String, String)>,
     pub not_started: Vec<String>,
     pub elapsed: Duration,
+    /// The plan was `--refresh-only`: the summary says what was recorded.
+    pub refresh_only: bool,
+    /// State records replaced with a fresh read (accepted drift, refresh-only).
+    pub refreshed: usize,
+    /// Addresses dropped from the state because their resource is gone.
+    pub forgotten: usize,
+    /// Instances whose network facts were read.
+    pub networks_read: usize,
 }
 
 impl Report {
@@ -111,6 +119,17 @@ impl Report {
     }
 
     pub fn summary_line(&self) -> String {
+        if self.refresh_only {
+            return format!(
+                "Refresh {}: {} records refreshed, {} gone resources dropped from the state, network facts of {} instances read, {} failed; nothing was changed in OCI in {}",
+                if self.ok() { "complete" } else { "incomplete" },
+                self.refreshed,
+                self.forgotten,
+                self.networks_read,
+                self.failed.len(),
+                super::progress::human(self.elapsed)
+            );
+        }
         format!(
             "Apply {}: {} created, {} updated, {} replaced, {} moved, {} started, {} stopped, {} destroyed, {} failed, {} skipped in {}",
             if self.ok() { "complete" } else { "incomplete" },
@@ -130,7 +149,7 @@ impl Report {
 
 pub(super) struct Ctx {
     /// A client per region; [`Ctx::at`] and [`Ctx::in_region`] pick one.
-    clients: Clients,
+    pub(super) clients: Clients,
     store: StateStore,
     lock: StateLock,
     pub(super) state: Mutex<State>,
@@ -145,6 +164,9 @@ pub(super) struct Ctx {
     stop: StopFlag,
     /// Waits that share listings, per compartment.
     watches: watch::Watches,
+    /// Instances created, replaced or moved by this apply: their network facts are read after
+    /// the walk ([`super::network`]).
+    network_stale: std::sync::Mutex<BTreeSet<String>>,
 }
 
 pub(super) fn label(c: &Change) -> String {
@@ -284,6 +306,13 @@ impl Ctx {
                 .entry(c.address.clone())
                 .or_insert_with(|| ResourceState::new(kind));
             r.kind = kind;
+            if r.id.as_deref() != Some(id) {
+                // Another object: what was read of the network of the previous one is not its.
+                r.network = None;
+                if kind == ResourceKind::Instance {
+                    self.mark_network_stale(&c.address);
+                }
+            }
             r.id = Some(id.to_string());
             r.region = crate::oci::region::from_ocid(id).map(str::to_string);
             r.compartment = body
@@ -299,6 +328,14 @@ impl Ctx {
             r.updated_at = Utc::now();
         })
         .await
+    }
+
+    /// Read the network facts of this instance after the walk.
+    pub(super) fn mark_network_stale(&self, address: &str) {
+        self.network_stale
+            .lock()
+            .expect("network set")
+            .insert(address.to_string());
     }
 
     pub(super) async fn read(
@@ -320,7 +357,8 @@ impl Ctx {
         }
     }
 
-    /// Record what OCI says now about `address` (no change planned for it, only drift).
+    /// Record what OCI says now about `address` (no change planned for it, only drift, or a
+    /// refresh-only plan).
     async fn accept_drift(&self, address: &str) -> Result<(), NodeError> {
         let found = self
             .state
@@ -581,7 +619,11 @@ impl Ctx {
                     .map_err(|e| self.oci(&c.address, e))?;
             }
         }
-        self.refresh_record(c, &id).await
+        self.refresh_record(c, &id).await?;
+        if c.kind == Kind::Instance {
+            self.mark_network_stale(&c.address);
+        }
+        Ok(())
     }
 
     /// Record `old` as a deposed object of the address (it stops being the address's object).
@@ -594,9 +636,7 @@ impl Ctx {
                 .entry(c.address.clone())
                 .or_insert_with(|| ResourceState::new(kind));
             if r.id.as_deref() == Some(old.as_str()) {
-                r.id = None;
-                r.attributes = Value::Null;
-                r.etag = None;
+                r.clear_object();
             }
             if !r.deposed.iter().any(|d| d.id == old) {
                 r.deposed.push(Deposed {
@@ -710,8 +750,12 @@ pub async fn apply(
         progress: progress.clone(),
         stop: stop.clone(),
         watches: watch::Watches::default(),
+        network_stale: std::sync::Mutex::new(BTreeSet::new()),
     });
-    let mut report = Report::default();
+    let mut report = Report {
+        refresh_only: plan.refresh_only,
+        ..Report::default()
+    };
     // Every region the plan touches needs its client before anything starts (a request sent to
     // another region would read a resource as gone).
     let unreachable: Vec<String> = plan
@@ -760,6 +804,7 @@ pub async fn apply(
                 for a in &forget {
                     if let Some(r) = st.resources.get_mut(a) {
                         r.id = None;
+                        r.network = None;
                     }
                 }
                 for (a, id) in &forget_deposed {
@@ -774,20 +819,28 @@ pub async fn apply(
             report
                 .failed
                 .push(("forget gone resources".into(), e.to_string()));
+        } else {
+            report.forgotten = plan.forget.len();
         }
     }
     // Drift the plan showed and changes nothing of: the state takes what OCI says (the plan was
-    // approved with it), so the next plan does not show it again.
+    // approved with it), so the next plan does not show it again; under `--refresh-only`, also
+    // every record OCI now describes differently (`plan.refresh`).
     let changing: HashSet<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
-    for d in plan
+    let accept: BTreeSet<&str> = plan
         .drift
         .iter()
-        .filter(|d| d.gone.is_none() && !changing.contains(d.address.as_str()))
-    {
-        if let Err(e) = ctx.accept_drift(&d.address).await {
-            report
+        .filter(|d| d.gone.is_none())
+        .map(|d| d.address.as_str())
+        .chain(plan.refresh.iter().map(String::as_str))
+        .filter(|a| !changing.contains(a) && !plan.forget.iter().any(|f| f == a))
+        .collect();
+    for address in accept {
+        match ctx.accept_drift(address).await {
+            Ok(()) => report.refreshed += 1,
+            Err(e) => report
                 .failed
-                .push((format!("refresh {}", d.address), e.to_string()));
+                .push((format!("refresh {address}"), e.to_string())),
         }
     }
     let deps: Vec<Vec<usize>> = plan.changes.iter().map(|c| c.depends_on.clone()).collect();
@@ -809,6 +862,21 @@ pub async fn apply(
         }
     })
     .await;
+    // The network facts of what was created, replaced or moved (and of what the state lacks):
+    // reads only, after every action, so a failed read fails no action (see `network`).
+    if !stop.is_stopped() {
+        let mut wanted: BTreeSet<String> = plan.read_network.iter().cloned().collect();
+        wanted.extend(
+            ctx.network_stale
+                .lock()
+                .expect("network set")
+                .iter()
+                .cloned(),
+        );
+        let (read, failed) = ctx.read_networks(&wanted, opts.parallelism).await;
+        report.networks_read = read;
+        report.failed.extend(failed);
+    }
     let mut counts: BTreeMap<Action, usize> = BTreeMap::new();
     for (i, o) in outcomes.into_iter().enumerate() {
         let c = &plan.changes[i];

@@ -190,9 +190,7 @@ impl Ctx {
         self.record(&c.address, |st| {
             if let Some(r) = st.resources.get_mut(&c.address) {
                 if r.id.as_deref() == Some(id.as_str()) {
-                    r.id = None;
-                    r.etag = None;
-                    r.attributes = Value::Null;
+                    r.clear_object();
                 }
                 r.deposed.retain(|d| d.id != id);
                 if r.is_empty() {

@@ -24,6 +24,10 @@ pub struct Args {
     /// A manifest directory (plan, show, confirm, apply) or a plan file saved by `kiln plan --out`.
     #[arg(default_value = ".")]
     pub path: PathBuf,
+    /// Write what OCI says into the state (accepting drift, dropping what is gone) and change
+    /// nothing in OCI.
+    #[arg(long, conflicts_with = "replace")]
+    pub refresh_only: bool,
     #[command(flatten)]
     pub opts: ApplyArgs,
 }
@@ -55,9 +59,14 @@ pub struct ApplyArgs {
     /// Actions run at once (default 10).
     #[arg(long)]
     pub parallelism: Option<usize>,
-    /// Only this resource (and what it depends on); repeatable.
+    /// Only this resource (and what it depends on; for destroy, what depends on it); a fleet
+    /// name means all its members; repeatable.
     #[arg(long = "target", value_name = "ADDR")]
     pub targets: Vec<String>,
+    /// Everything except this resource (and what depends on it; for destroy, what it depends
+    /// on); a fleet name means all its members; repeatable.
+    #[arg(long = "exclude", value_name = "ADDR")]
+    pub excludes: Vec<String>,
     /// Replace this resource even if nothing changed; repeatable.
     #[arg(long = "replace", value_name = "ADDR")]
     pub replace: Vec<String>,
@@ -111,6 +120,12 @@ async fn confirm(what: &str, auto_approve: bool, stop: &StopFlag) -> miette::Res
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     if args.path.is_file() {
+        if args.refresh_only {
+            return Err(miette!(
+                help = "save a refresh-only plan with `kiln plan --refresh-only --out FILE`",
+                "`--refresh-only` is for a manifest directory; a saved plan is applied as it was made"
+            ));
+        }
         let saved = SavedPlan::read(&args.path)?;
         let mut opts = args.opts.clone();
         if opts.env.is_none() && saved.plan.env != "default" {
@@ -122,7 +137,12 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             Mode::Saved(Box::new(saved.plan)),
         );
     }
-    execute_cmd(args.opts.common(args.path.clone()), &args.opts, Mode::Apply)
+    let mode = if args.refresh_only {
+        Mode::RefreshOnly
+    } else {
+        Mode::Apply
+    };
+    execute_cmd(args.opts.common(args.path.clone()), &args.opts, mode)
 }
 
 pub fn destroy(args: DestroyArgs) -> miette::Result<ExitCode> {
@@ -135,6 +155,8 @@ pub fn destroy(args: DestroyArgs) -> miette::Result<ExitCode> {
 
 enum Mode {
     Apply,
+    /// `kiln apply --refresh-only`.
+    RefreshOnly,
     Destroy,
     Saved(Box<Plan>),
 }
@@ -165,10 +187,13 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
                 )?;
                 *plan
             }
-            Mode::Apply | Mode::Destroy => {
+            Mode::Apply | Mode::RefreshOnly | Mode::Destroy => {
+                let refresh_only = matches!(mode, Mode::RefreshOnly);
                 let popts = PlanOptions {
                     refresh: true,
                     targets: opts.targets.clone(),
+                    excludes: opts.excludes.clone(),
+                    refresh_only,
                     destroy: matches!(mode, Mode::Destroy),
                     replace: opts.replace.iter().cloned().collect(),
                     parallelism: s.parallelism,
@@ -180,12 +205,15 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
                     lock.release().await?;
                     return Ok(ExitCode::SUCCESS);
                 }
-                let what = if matches!(mode, Mode::Destroy) {
-                    "destroy these resources"
-                } else {
-                    "perform these actions"
+                let what = match mode {
+                    Mode::Destroy => "destroy these resources",
+                    Mode::RefreshOnly => "write what OCI says into the state",
+                    _ => "perform these actions",
                 };
-                if !plan.changes.is_empty() && !confirm(what, opts.auto_approve, &stop).await? {
+                // A refresh-only apply asks before it accepts drift (or forgets what is gone).
+                let ask = !plan.changes.is_empty()
+                    || (refresh_only && !(plan.drift.is_empty() && plan.forget.is_empty()));
+                if ask && !confirm(what, opts.auto_approve, &stop).await? {
                     lock.release().await?;
                     println!("\nApply cancelled.");
                     return Ok(if interrupts.interrupted() {

@@ -55,7 +55,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             ));
         }
         let attachments = client
-            .list_vnic_attachments(&live.body.compartment_id, &args.ocid)
+            .list_vnic_attachments(&live.body.compartment_id, Some(&args.ocid))
             .await?;
         let primary = attachments
             .iter()

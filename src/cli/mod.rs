@@ -10,6 +10,7 @@ mod completions;
 mod emulator;
 mod graph;
 mod import;
+mod output;
 mod plan;
 mod schema;
 mod session;
@@ -39,6 +40,8 @@ pub enum Command {
     Destroy(apply::DestroyArgs),
     /// Adopt an existing instance: add its table to kiln.toml and record it in state.
     Import(import::Args),
+    /// Print what the state knows of each resource (ids, IPs, hostnames), or one value.
+    Output(output::Args),
     /// Print the plan's dependency graph as Graphviz DOT.
     Graph(graph::Args),
     /// Inspect and edit the state.
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Destroy(args) => apply::destroy(args),
+        Command::Output(args) => output::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Import(args) => import::run(args),
         Command::State(cmd) => state::run(cmd),

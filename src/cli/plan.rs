@@ -26,12 +26,20 @@ pub struct Args {
     /// Save the plan to FILE, for `kiln apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Exit 0 when nothing changes, 1 on error, 2 when there are changes or drift.
+    /// Exit 0 when nothing changes, 1 on error, 2 when there are changes or drift (with
+    /// `--refresh-only`: when there is drift).
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Only this resource (and what it depends on); repeatable.
+    /// Only this resource (and what it depends on); a fleet name means all its members; repeatable.
     #[arg(long = "target", value_name = "ADDR")]
     pub targets: Vec<String>,
+    /// Everything except this resource (and what depends on it); a fleet name means all its
+    /// members; repeatable.
+    #[arg(long = "exclude", value_name = "ADDR")]
+    pub excludes: Vec<String>,
+    /// Show only drift (what changed outside kiln); plan no change.
+    #[arg(long, conflicts_with = "replace")]
+    pub refresh_only: bool,
     /// Plan a replacement of this resource; repeatable.
     #[arg(long = "replace", value_name = "ADDR")]
     pub replace: Vec<String>,
@@ -46,6 +54,12 @@ pub fn style() -> Style {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
+    if args.refresh_only && !args.refresh {
+        return Err(miette::miette!(
+            help = "drop `--refresh=false`: a refresh-only plan is the live reads",
+            "`--refresh-only` reads OCI; it cannot be combined with `--refresh=false`"
+        ));
+    }
     rt.block_on(async {
         let s = session::open(&args.common).await?;
         let lock = s
@@ -56,6 +70,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         let opts = PlanOptions {
             refresh: args.refresh,
             targets: args.targets.clone(),
+            excludes: args.excludes.clone(),
+            refresh_only: args.refresh_only,
             destroy: false,
             replace: args.replace.iter().cloned().collect(),
             parallelism: s.parallelism,

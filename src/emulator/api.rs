@@ -562,6 +562,7 @@ fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
     let display_name = str_field(&b, "displayName")?
         .map(str::to_string)
         .unwrap_or_else(|| format!("instance{}", ctx.now.format("%Y%m%d%H%M%S")));
+    let hostname = hostname_label(ctx.world, subnet, vnic, &b, &display_name)?;
     ctx.world.serial += 1;
     let body = json!({
         "id": id,
@@ -613,10 +614,23 @@ fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
         new_ocid("vnicattachment", ctx.region_code),
     );
     let n = ctx.world.serial % 250 + 2;
+    let vnic_name = vnic
+        .and_then(|v| v.get("displayName"))
+        .and_then(Value::as_str)
+        .unwrap_or(&display_name)
+        .to_string();
+    let mac = format!(
+        "02:00:17:{:02X}:{:02X}:{:02X}",
+        (ctx.world.serial >> 16) & 0xff,
+        (ctx.world.serial >> 8) & 0xff,
+        ctx.world.serial & 0xff
+    );
     ctx.world.vnics.insert(
         vnic_id.clone(),
         json!({ "id": vnic_id, "compartmentId": compartment, "availabilityDomain": ad, "subnetId": subnet, "isPrimary": true, "lifecycleState": "AVAILABLE",
+                "displayName": vnic_name, "hostnameLabel": hostname, "macAddress": mac,
                 "privateIp": format!("10.0.{}.{n}", if private { 1 } else { 0 }), "publicIp": if public { Value::String(format!("203.0.113.{n}")) } else { Value::Null },
+                "nsgIds": [], "freeformTags": {}, "definedTags": {},
                 "timeCreated": rfc3339(ctx.now), "skipSourceDestCheck": false }),
     );
     ctx.world.vnic_attachments.insert(
@@ -626,6 +640,83 @@ fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
     ctx.world.instances.insert(id, rec);
     ctx.mutated = true;
     Ok(reply)
+}
+
+/// The primary VNIC's `hostnameLabel`: `createVnicDetails.hostnameLabel` (or the deprecated
+/// top-level `hostnameLabel`; both must agree), else one made from the display name as OCI does
+/// (lower case, letters, digits and `-`, at most 63, starting with a letter; a number is appended
+/// when the subnet has it already), none when `assignPrivateDnsRecord` is false or the name gives
+/// no label.
+fn hostname_label(
+    world: &World,
+    subnet: &str,
+    vnic: Option<&Map<String, Value>>,
+    b: &Map<String, Value>,
+    display_name: &str,
+) -> Result<Value> {
+    let given = vnic
+        .and_then(|v| v.get("hostnameLabel"))
+        .and_then(Value::as_str);
+    let legacy = str_field(b, "hostnameLabel")?;
+    if let (Some(g), Some(l)) = (given, legacy) {
+        if g != l {
+            return Err(error(
+                400,
+                "InvalidParameter",
+                "`hostnameLabel` and `createVnicDetails.hostnameLabel` differ",
+            ));
+        }
+    }
+    let taken = |label: &str| {
+        world
+            .vnics
+            .values()
+            .any(|v| v["subnetId"] == subnet && v["hostnameLabel"] == label)
+    };
+    if let Some(label) = given.or(legacy) {
+        let valid = !label.is_empty()
+            && label.len() <= 63
+            && label.starts_with(|c: char| c.is_ascii_alphabetic())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid {
+            return Err(error(
+                400,
+                "InvalidParameter",
+                format!("`hostnameLabel` `{label}` is not a valid hostname (RFC 952 and RFC 1123)"),
+            ));
+        }
+        if taken(label) {
+            return Err(error(
+                400,
+                "InvalidParameter",
+                format!("`hostnameLabel` `{label}` is already used in subnet `{subnet}`"),
+            ));
+        }
+        return Ok(json!(label));
+    }
+    let dns = vnic
+        .and_then(|v| v.get("assignPrivateDnsRecord"))
+        .and_then(Value::as_bool)
+        != Some(false);
+    let base: String = display_name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .chars()
+        .take(58)
+        .collect();
+    if !dns || !base.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Ok(Value::Null);
+    }
+    let mut label = base.clone();
+    let mut n = 1;
+    while taken(&label) {
+        n += 1;
+        label = format!("{base}-{n}");
+    }
+    Ok(json!(label))
 }
 
 /// Sort list items as `sortBy`/`sortOrder` ask (TIMECREATED: newest first by default;
@@ -989,6 +1080,14 @@ fn change_compartment(ctx: &mut Ctx<'_>, kind: &str, id: &str, body: &[u8]) -> R
     rec.touch();
     let etag = rec.etag();
     let _ = now;
+    if kind == "instance" {
+        // A VNIC attachment is in its instance's compartment; the VNIC itself stays where it is.
+        for a in ctx.world.vnic_attachments.values_mut() {
+            if a["instanceId"] == id {
+                a["compartmentId"] = json!(target);
+            }
+        }
+    }
     let op = if kind == "instance" {
         "ChangeInstanceCompartment"
     } else {

@@ -42,6 +42,16 @@
 //!   compartment's custom images. `limit` is 1..1000 (default 100); `opc-next-page` tokens are
 //!   opaque offsets.
 //! - The seeded network (one VCN, a public and a private subnet) is visible from every compartment.
+//! - Every launch makes a primary VNIC and its attachment (`nicIndex` 0, ATTACHED; DETACHED once
+//!   the instance is TERMINATED): `privateIp` 10.0.0.N (public subnet) or 10.0.1.N (private),
+//!   `publicIp` 203.0.113.N (TEST-NET-3) unless `assignPublicIp` is false or the subnet is private,
+//!   `hostnameLabel` as given in `createVnicDetails` (or the deprecated top-level `hostnameLabel`;
+//!   400 when the two differ, when it is not a valid hostname or when the subnet has it already),
+//!   else made from the display name as the Console does (lower case; letters, digits and `-`; a
+//!   number appended when the subnet has it already; none when `assignPrivateDnsRecord` is false
+//!   or the name starts with no letter), `displayName` (the instance's by default), `macAddress`.
+//!   ChangeInstanceCompartment moves the attachment with its instance (an attachment is in its
+//!   instance's compartment) but not the VNIC (OCI: "VNICs are not moved").
 //! - Faults: per request, after authentication and before any change, a seeded RNG draws a dropped
 //!   connection (`--fault-reset`), a 429 `TooManyRequests` (`--fault-429`) or a 500
 //!   `InternalServerError` / 503 `ServiceUnavailable` (`--fault-5xx`). Faulted requests change

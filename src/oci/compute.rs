@@ -359,17 +359,36 @@ impl Client {
 
     // ---- network (read-only) ----
 
-    /// The VNIC attachments of an instance (its primary VNIC first).
+    /// One page of ListVnicAttachments: the compartment's attachments, or one instance's.
+    pub async fn list_vnic_attachments_page(
+        &self,
+        compartment_id: &str,
+        instance_id: Option<&str>,
+        page: Option<&str>,
+    ) -> Result<Response<Vec<VnicAttachment>>, OciError> {
+        let mut call = Call::new("ListVnicAttachments", Method::GET, "/vnicAttachments")
+            .query("compartmentId", Some(compartment_id))
+            .query("instanceId", instance_id)
+            .query("limit", Some(1000))
+            .query("page", page);
+        if let Some(id) = instance_id {
+            call = call.resource(id);
+        }
+        self.send_json(call).await
+    }
+
+    /// Every VNIC attachment of a compartment (`instance_id: None`: one call per 1,000, for every
+    /// instance at once) or of one instance, following every page.
     pub async fn list_vnic_attachments(
         &self,
         compartment_id: &str,
-        instance_id: &str,
+        instance_id: Option<&str>,
     ) -> Result<Vec<VnicAttachment>, OciError> {
-        let call = Call::new("ListVnicAttachments", Method::GET, "/vnicAttachments")
-            .query("compartmentId", Some(compartment_id))
-            .query("instanceId", Some(instance_id))
-            .resource(instance_id);
-        Ok(self.send_json(call).await?.body)
+        all_pages(|page| async move {
+            self.list_vnic_attachments_page(compartment_id, instance_id, page.as_deref())
+                .await
+        })
+        .await
     }
 
     pub async fn get_vnic(&self, id: &str) -> Result<Response<Vnic>, OciError> {

@@ -163,6 +163,11 @@ pub struct Vnic {
     pub private_ip: Option<String>,
     #[serde(default)]
     pub public_ip: Option<String>,
+    /// The DNS hostname of the primary private IP (with the subnet's domain, the FQDN).
+    #[serde(default)]
+    pub hostname_label: Option<String>,
+    #[serde(default)]
+    pub lifecycle_state: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

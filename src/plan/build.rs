@@ -910,6 +910,9 @@ mod tests {
             moved: vec![],
             warnings: vec![],
             summary: Default::default(),
+            refresh_only: false,
+            refresh: vec![],
+            read_network: vec![],
         };
         plan.graph().to_string()
     }

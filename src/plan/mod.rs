@@ -10,6 +10,7 @@
 //!   updatable in place, a move (compartment), or forcing replacement (with the reason);
 //! - [`diff`]: desired vs live (what OCI says now) → attribute changes, and state vs live → drift;
 //! - [`graph`]: a thin wrapper over petgraph with a sorted `Display` and DOT output;
+//! - [`select`]: what `--target` and `--exclude` keep;
 //! - [`render`]: terraform-like text and the JSON format.
 
 pub mod build;
@@ -21,6 +22,7 @@ pub mod import;
 pub mod refresh;
 pub mod render;
 pub mod saved;
+pub mod select;
 pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
@@ -266,6 +268,21 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub summary: Summary,
+    /// `--refresh-only`: no changes; apply writes what OCI says into the state (the drift is
+    /// accepted, gone resources are dropped from it) and changes nothing in OCI.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
+    /// Addresses whose state record apply replaces with a fresh read (a Get, no mutation): under
+    /// `--refresh-only`, every one OCI describes differently from the state. (Drift on resources
+    /// no change touches is recorded so too, in any apply.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refresh: Vec<String>,
+    /// Instances whose network facts (primary VNIC: IPs, hostname) apply reads and records,
+    /// changing nothing in OCI: those the state has none of (a state from before kiln recorded
+    /// them, a read that failed), or every instance under `--refresh-only`. Instances that apply
+    /// creates, replaces or moves are read too, without being listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_network: Vec<String>,
 }
 
 impl Plan {
@@ -276,7 +293,11 @@ impl Plan {
 
     /// Whether applying changes nothing at all, in OCI or in the state.
     pub fn is_noop(&self) -> bool {
-        self.is_empty() && self.forget.is_empty() && self.forget_deposed.is_empty()
+        self.is_empty()
+            && self.forget.is_empty()
+            && self.forget_deposed.is_empty()
+            && self.refresh.is_empty()
+            && self.read_network.is_empty()
     }
 
     /// The DAG of the changes, for `kiln graph` and the executor.

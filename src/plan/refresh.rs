@@ -20,15 +20,19 @@ use crate::state::{ResourceKind, State};
 use super::build::{self, Inputs, LiveRead, Prior};
 use super::desired::DesiredResource;
 use super::from_manifest::{self, IMAGE_LOOKUP};
-use super::{Action, Kind, Plan, Summary, FORMAT_VERSION};
+use super::{select, Action, Kind, Plan, Summary, FORMAT_VERSION};
 
 /// How to plan.
 #[derive(Clone, Debug, Default)]
 pub struct PlanOptions {
     /// Read live state (false: plan from state alone, `--refresh=false`).
     pub refresh: bool,
-    /// `--target`: only these addresses and what they depend on.
+    /// `--target`: only these addresses and what they depend on ([`super::select`]).
     pub targets: Vec<String>,
+    /// `--exclude`: everything but these addresses and what depends on them.
+    pub excludes: Vec<String>,
+    /// `--refresh-only`: plan no change; apply writes what was read live into the state.
+    pub refresh_only: bool,
     /// `kiln destroy`.
     pub destroy: bool,
     /// `--replace`.
@@ -59,6 +63,9 @@ pub enum PlanError {
         help("one of them is not what the manifest means: `kiln state rm` the wrong one (or `kiln state mv` it elsewhere), then plan again")
     )]
     MovedBoth { from: String, to: String },
+    #[error("`{address}` is not a resource of this manifest or its state")]
+    #[diagnostic(code(kiln::plan::unknown_exclude), help("{help}"))]
+    UnknownExclude { address: String, help: String },
     #[error("no image matches `image_lookup` {criteria} of `{address}`")]
     #[diagnostic(
         code(kiln::plan::image_lookup),
@@ -315,36 +322,6 @@ async fn resolve_lookups(
     Ok(())
 }
 
-/// The addresses that use `address` (launched from its image, captured from its instance), by
-/// the manifest's references and by what the state recorded.
-fn dependents_of(
-    address: &str,
-    desired: &[DesiredResource],
-    prior: &BTreeMap<String, Prior>,
-) -> Vec<String> {
-    let ids: Vec<&str> = prior
-        .get(address)
-        .map(|p| p.id.iter().chain(&p.deposed).map(String::as_str).collect())
-        .unwrap_or_default();
-    let by_manifest = desired
-        .iter()
-        .filter(|d| d.depends_on.iter().any(|a| a == address))
-        .map(|d| d.address.clone());
-    let by_state = prior
-        .iter()
-        .filter(|(_, p)| {
-            let image = p
-                .attributes
-                .pointer("/sourceDetails/imageId")
-                .and_then(Value::as_str);
-            let source = p.inputs.get("source_instance").and_then(Value::as_str);
-            ids.iter()
-                .any(|id| image == Some(*id) || source == Some(*id))
-        })
-        .map(|(a, _)| a.clone());
-    by_manifest.chain(by_state).collect()
-}
-
 /// The state with the manifest's `[[moved]]` renames made (`None`: nothing to rename), the
 /// renames, and warnings for moves with nothing to move.
 #[allow(clippy::type_complexity)]
@@ -388,53 +365,6 @@ fn fill_observed(changes: &mut [super::Change], live: &HashMap<String, LiveRead>
     }
 }
 
-/// Keep only the targets and what they depend on (transitively) — or, for `kiln destroy`, the
-/// targets and what depends on them (destroying an image takes the instances launched from it,
-/// never the instance it was captured from) — re-indexing the edges.
-fn apply_targets(
-    changes: Vec<super::Change>,
-    desired: &[DesiredResource],
-    prior: &BTreeMap<String, Prior>,
-    targets: &[String],
-    destroy: bool,
-) -> Result<Vec<super::Change>, PlanError> {
-    if targets.is_empty() {
-        return Ok(changes);
-    }
-    let mut keep: BTreeSet<String> = BTreeSet::new();
-    let mut stack: Vec<String> = targets.to_vec();
-    while let Some(a) = stack.pop() {
-        if keep.insert(a.clone()) {
-            if destroy {
-                stack.extend(dependents_of(&a, desired, prior));
-            } else if let Some(d) = desired.iter().find(|d| d.address == a) {
-                stack.extend(d.depends_on.iter().cloned());
-            }
-        }
-    }
-    let old_to_new: Vec<Option<usize>> = {
-        let mut n = 0;
-        changes
-            .iter()
-            .map(|c| {
-                keep.contains(&c.address).then(|| {
-                    n += 1;
-                    n - 1
-                })
-            })
-            .collect()
-    };
-    Ok(changes
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| old_to_new[*i].is_some())
-        .map(|(_, mut c)| {
-            c.depends_on = c.depends_on.iter().filter_map(|&d| old_to_new[d]).collect();
-            c
-        })
-        .collect())
-}
-
 /// The plan for `manifest` against `state` and (with a client) live OCI.
 pub async fn make_plan(
     manifest: &Manifest,
@@ -442,20 +372,17 @@ pub async fn make_plan(
     clients: Option<&Clients>,
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let desired = from_manifest::desired(manifest);
+    let mut desired = from_manifest::desired(manifest);
     let (moved_state, moved, warnings) = apply_moves(manifest, state)?;
     let state = moved_state.as_ref().or(state);
-    let prior = prior_of(state);
-    let known: BTreeSet<&str> = desired
+    let mut prior = prior_of(state);
+    let known_owned: BTreeSet<String> = desired
         .iter()
-        .map(|d| d.address.as_str())
-        .chain(prior.keys().map(String::as_str))
+        .map(|d| d.address.clone())
+        .chain(prior.keys().cloned())
         .collect();
-    for t in opts.targets.iter().chain(&opts.replace) {
-        if !known.contains(t.as_str()) {
-            return Err(PlanError::UnknownTarget(t.clone()));
-        }
-    }
+    let known: BTreeSet<&str> = known_owned.iter().map(String::as_str).collect();
+    select::check(&opts.targets, &opts.replace, &opts.excludes, &known)?;
     if let Some(clients) = clients {
         // Every region of the state and of the manifest must be reachable before anything is
         // read: a resource read in the wrong region would look gone.
@@ -466,7 +393,14 @@ pub async fn make_plan(
             clients.for_region(d.region.as_deref())?;
         }
     }
-    let refreshed = opts.refresh && clients.is_some();
+    // Excluded resources are neither read nor planned (see `select`).
+    let excluded = select::excluded(&opts.excludes, &known, &desired, &prior, opts.destroy);
+    let targeted = select::targeted(&opts.targets, &known, &desired, &prior, opts.destroy);
+    desired.retain(|d| !excluded.contains(&d.address));
+    prior.retain(|a, _| !excluded.contains(a));
+    let selected = |a: &str| targeted.as_ref().is_none_or(|t| t.contains(a));
+
+    let refreshed = (opts.refresh || opts.refresh_only) && clients.is_some();
     let mut live = match (refreshed, clients) {
         (true, Some(c)) => read_live(c, &prior, &desired, opts.parallelism).await?,
         _ => HashMap::new(),
@@ -487,37 +421,36 @@ pub async fn make_plan(
         })
     };
     let mut computed = compute(&live)?;
-    if let (true, Some(c)) = (refreshed, clients) {
-        read_etags(c, &computed.changes, &mut live, opts.parallelism).await?;
-        computed = compute(&live)?;
-    }
-    if let Some(c) = clients {
-        resolve_lookups(c, &mut computed.changes, &desired).await?;
+    // A refresh-only plan executes no change: no etags, no image lookups.
+    if !opts.refresh_only {
+        if let (true, Some(c)) = (refreshed, clients) {
+            read_etags(c, &computed.changes, &mut live, opts.parallelism).await?;
+            computed = compute(&live)?;
+        }
+        if let Some(c) = clients {
+            resolve_lookups(c, &mut computed.changes, &desired).await?;
+        }
     }
     fill_observed(&mut computed.changes, &live);
-    let changes = apply_targets(
-        computed.changes,
-        &desired,
-        &prior,
-        &opts.targets,
-        opts.destroy,
-    )?;
+    let changes = match (&targeted, opts.refresh_only) {
+        (_, true) => Vec::new(),
+        (Some(t), false) => select::keep_changes(computed.changes, t),
+        (None, false) => computed.changes,
+    };
     let mut drift = computed.drift;
-    if !opts.targets.is_empty() {
-        let kept: BTreeSet<&str> = changes.iter().map(|c| c.address.as_str()).collect();
-        drift.retain(|d| kept.contains(d.address.as_str()) || opts.targets.contains(&d.address));
-    }
+    drift.retain(|d| selected(&d.address));
     let desired_addrs: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
+    let is_gone = |id: &String| live.get(id).is_none_or(LiveRead::is_gone);
     let forget: Vec<String> = if refreshed {
         prior
             .iter()
             .filter(|(a, p)| {
-                (opts.destroy || !desired_addrs.contains(a.as_str())) && !p.pending_create
+                // Refresh-only accepts that a declared resource is gone, as drift.
+                (opts.destroy || opts.refresh_only || !desired_addrs.contains(a.as_str()))
+                    && !p.pending_create
+                    && selected(a)
             })
-            .filter(|(_, p)| {
-                p.id.as_ref()
-                    .is_none_or(|id| live.get(id).is_none_or(LiveRead::is_gone))
-            })
+            .filter(|(_, p)| p.id.as_ref().is_none_or(is_gone))
             .map(|(a, _)| a.clone())
             .collect()
     } else {
@@ -526,12 +459,50 @@ pub async fn make_plan(
     let forget_deposed: Vec<(String, String)> = if refreshed {
         prior
             .iter()
+            .filter(|(a, _)| selected(a))
             .flat_map(|(a, p)| p.deposed.iter().map(move |id| (a, id)))
-            .filter(|(_, id)| live.get(*id).is_none_or(LiveRead::is_gone))
+            .filter(|(_, id)| is_gone(id))
             .map(|(a, id)| (a.clone(), id.clone()))
             .collect()
     } else {
         Vec::new()
+    };
+    // Refresh-only: every record OCI now describes differently (drifted or not) is read again.
+    let refresh: Vec<String> = if opts.refresh_only {
+        prior
+            .iter()
+            .filter(|(a, _)| selected(a))
+            .filter(|(_, p)| {
+                p.id.as_ref()
+                    .and_then(|id| live.get(id))
+                    .is_some_and(|l| !l.is_gone() && l.body != p.attributes)
+            })
+            .map(|(a, _)| a.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // (A replaced instance is read once its successor exists; a deleted one is not read.)
+    let superseded: BTreeSet<&str> = changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Replace | Action::Delete) && !c.deposed)
+        .map(|c| c.address.as_str())
+        .collect();
+    let read_network: Vec<String> = match (state, opts.destroy) {
+        (Some(st), false) => st
+            .resources
+            .iter()
+            .filter(|(a, r)| {
+                r.kind == ResourceKind::Instance
+                    && prior.contains_key(*a)
+                    && selected(a)
+                    && !superseded.contains(a.as_str())
+                    && (opts.refresh_only || r.network.is_none())
+                    && r.id.as_ref().is_some_and(|id| !refreshed || !is_gone(id))
+            })
+            .map(|(a, _)| a.clone())
+            .collect(),
+        _ => Vec::new(),
     };
     Ok(Plan {
         regions: {
@@ -557,5 +528,8 @@ pub async fn make_plan(
         changes,
         drift,
         forget,
+        refresh_only: opts.refresh_only,
+        refresh,
+        read_network,
     })
 }

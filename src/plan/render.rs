@@ -110,8 +110,14 @@ pub fn text(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "kiln plan · env {} · endpoint: {}",
-        plan.env, plan.endpoint
+        "kiln plan{} · env {} · endpoint: {}",
+        if plan.refresh_only {
+            " (refresh only)"
+        } else {
+            ""
+        },
+        plan.env,
+        plan.endpoint
     );
     if !plan.regions.is_empty() {
         let _ = writeln!(out, "regions: {}", plan.regions.join(", "));
@@ -168,6 +174,24 @@ pub fn text(plan: &Plan, style: Style) -> String {
         out.push('\n');
     }
 
+    if plan.refresh_only {
+        if plan.drift.is_empty() {
+            let _ = writeln!(out, "No drift. The state matches OCI.");
+        } else {
+            let gone = match plan.drift.iter().filter(|d| d.gone.is_some()).count() {
+                0 => String::new(),
+                n => format!(" ({n} gone)"),
+            };
+            let _ = writeln!(
+                out,
+                "Refresh only: {} drifted{gone}. `kiln apply --refresh-only` writes what OCI says\ninto the state (accepting the drift) and changes nothing in OCI.",
+                plan.drift.len()
+            );
+        }
+        network_note(&mut out, plan);
+        return out;
+    }
+
     if plan.changes.is_empty() && !plan.moved.is_empty() {
         let _ = writeln!(
             out,
@@ -178,6 +202,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
     }
     if plan.changes.is_empty() {
         let _ = writeln!(out, "No changes. The infrastructure matches the manifest.");
+        network_note(&mut out, plan);
         return out;
     }
 
@@ -204,7 +229,20 @@ pub fn text(plan: &Plan, style: Style) -> String {
         "Plan: {} to create, {} to update, {} to replace, {} to move, {} to start, {} to stop, {} to destroy.",
         s.create, s.update, s.replace, s.move_, s.start, s.stop, s.delete
     );
+    network_note(&mut out, plan);
     out
+}
+
+/// Which instances' network facts apply reads without a change (none: nothing is said).
+fn network_note(out: &mut String, plan: &Plan) {
+    if plan.read_network.is_empty() || plan.refresh_only {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nThe state has no network facts (IPs, hostname) of {}: apply reads them, changing nothing in OCI.",
+        plan.read_network.join(", ")
+    );
 }
 
 #[cfg(test)]
@@ -287,6 +325,9 @@ mod tests {
             warnings: vec![],
             changes,
             drift,
+            refresh_only: false,
+            refresh: vec![],
+            read_network: vec![],
         };
         let t = text(&plan, Style::default());
         assert!(t.contains("-/+ instance.web"), "{t}");

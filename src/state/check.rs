@@ -11,7 +11,7 @@
 //! (`instance.NAME`, `image.NAME`, optionally with a `[0]` or `["key"]` member index) and matches
 //! its record's kind; every id is an OCID of that kind; a record without an id has a pending
 //! create or deposed objects (else it claims a resource it cannot name); no OCID belongs to two
-//! records.
+//! records; network facts belong to an instance and name a VNIC OCID.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -81,6 +81,19 @@ pub(crate) fn check(state: &State) -> Result<(), String> {
             if let Some(other) = owner.insert(id, address) {
                 return Err(format!(
                     "`{id}` is recorded for both `{other}` and `{address}`"
+                ));
+            }
+        }
+        if let Some(n) = &r.network {
+            if kind != ResourceKind::Instance {
+                return Err(format!(
+                    "`{address}` has network facts but is not an instance"
+                ));
+            }
+            if !n.vnic_id.starts_with("ocid1.vnic.") {
+                return Err(format!(
+                    "`{address}` has the VNIC id `{}`, which is not an OCID of a VNIC",
+                    n.vnic_id
                 ));
             }
         }
@@ -232,6 +245,13 @@ mod tests {
     fn untrustworthy_states_are_refused() {
         let good = rec("instance", "\"ocid1.instance.oc1.iad.a\"");
         assert!(parse("s", &doc(&format!(r#""instance.a":{good}"#))).is_ok());
+        let with_network = r#"{"kind":"instance","id":"ocid1.instance.oc1.iad.a","network":{"vnic_id":"ocid1.vnic.oc1.iad.v","private_ip":"10.0.0.2","public_ip":null,"read_at":"2026-11-23T00:00:00Z"},"updated_at":"2026-11-23T00:00:00Z"}"#;
+        let st = parse("s", &doc(&format!(r#""instance.a":{with_network}"#))).unwrap();
+        let n = st.resources["instance.a"].network.as_ref().unwrap();
+        assert_eq!(
+            (n.private_ip.as_deref(), n.public_ip.as_deref()),
+            (Some("10.0.0.2"), None)
+        );
         let cases = [
             (
                 format!(
@@ -269,6 +289,28 @@ mod tests {
             ),
             (
                 r#"{"version":2,"lineage":"l","serial":1,"resources":{},"extra":1}"#.to_string(),
+                "unknown field",
+            ),
+            (
+                doc(&format!(
+                    r#""image.a":{{"kind":"image","id":"ocid1.image.oc1.iad.a","network":{net},"updated_at":"2026-11-23T00:00:00Z"}}"#,
+                    net = r#"{"vnic_id":"ocid1.vnic.oc1.iad.v","read_at":"2026-11-23T00:00:00Z"}"#
+                )),
+                "network facts",
+            ),
+            (
+                doc(&format!(
+                    r#""instance.a":{{"kind":"instance","id":"ocid1.instance.oc1.iad.a","network":{net},"updated_at":"2026-11-23T00:00:00Z"}}"#,
+                    net =
+                        r#"{"vnic_id":"ocid1.subnet.oc1.iad.v","read_at":"2026-11-23T00:00:00Z"}"#
+                )),
+                "not an OCID of a VNIC",
+            ),
+            (
+                doc(&format!(
+                    r#""instance.a":{{"kind":"instance","id":"ocid1.instance.oc1.iad.a","network":{net},"updated_at":"2026-11-23T00:00:00Z"}}"#,
+                    net = r#"{"vnic_id":"ocid1.vnic.oc1.iad.v","mac":"x","read_at":"2026-11-23T00:00:00Z"}"#
+                )),
                 "unknown field",
             ),
         ];

@@ -2,8 +2,9 @@
 //!
 //! `state/<env>.json` holds a format version, a lineage fixed at creation, a serial that rises by
 //! one with every write, and per resource address its kind, OCID, region, compartment, last etag,
-//! last read attributes, the create-time inputs OCI does not return, and any pending create (the
-//! retry token that makes a crashed create safe to resend). Writes are atomic (temp file, fsync,
+//! last read attributes, the create-time inputs OCI does not return, any pending create (the
+//! retry token that makes a crashed create safe to resend), and for instances the network facts of
+//! the primary VNIC ([`Network`]: what `kiln output` prints). Writes are atomic (temp file, fsync,
 //! rename, fsync of the directory), mode 0600, and keep the previous version as `<env>.json.backup`.
 //! One writer at a time: an OS file lock on `<env>.json.lock` plus a lock record inside it (who,
 //! host, pid, operation, since) so a waiting kiln can name the holder. See `state/README.md`.
@@ -84,6 +85,28 @@ pub struct Deposed {
     pub since: DateTime<Utc>,
 }
 
+/// The primary VNIC of an instance as apply last read it (ListVnicAttachments, then GetVnic):
+/// what `kiln output` prints, so that it needs no network. Recorded after an instance is created,
+/// replaced or moved, and by `kiln apply --refresh-only`; absent in states written before kiln
+/// recorded it, and when the read failed (the next apply reads it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// The primary VNIC's OCID.
+    pub vnic_id: String,
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    #[serde(default)]
+    pub private_ip: Option<String>,
+    /// `None`: the VNIC has no public IP.
+    #[serde(default)]
+    pub public_ip: Option<String>,
+    /// The DNS hostname label of the primary private IP (`None` without DNS).
+    #[serde(default)]
+    pub hostname_label: Option<String>,
+    pub read_at: DateTime<Utc>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceState {
@@ -108,6 +131,10 @@ pub struct ResourceState {
     /// Superseded objects of this address still to be destroyed (see [`Deposed`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deposed: Vec<Deposed>,
+    /// Instances: the primary VNIC's addresses, for `kiln output` (see [`Network`]). Cleared when
+    /// the address gets another object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -123,6 +150,7 @@ impl ResourceState {
             inputs: Map::new(),
             pending_create: None,
             deposed: Vec::new(),
+            network: None,
             updated_at: Utc::now(),
         }
     }
@@ -130,6 +158,14 @@ impl ResourceState {
     /// Nothing left to track: no object, no pending create, nothing deposed.
     pub fn is_empty(&self) -> bool {
         self.id.is_none() && self.pending_create.is_none() && self.deposed.is_empty()
+    }
+
+    /// The address no longer has an object (destroyed, deposed or gone): drop what was read of it.
+    pub fn clear_object(&mut self) {
+        self.id = None;
+        self.etag = None;
+        self.attributes = Value::Null;
+        self.network = None;
     }
 
     /// Every OCID this address owns: its object and its deposed ones.

@@ -910,3 +910,106 @@ async fn faults_are_injected_and_the_client_converges_without_duplicates() {
         "some launches were faulted and retried: {stats:?}"
     );
 }
+
+#[tokio::test]
+async fn a_launch_makes_a_primary_vnic_with_addresses_and_a_hostname() {
+    let emu = support::start(support::config(0.0)).await;
+    let c = support::client(&emu);
+    let f = emu.fixtures();
+    let launch = |name: &str, vnic: Value| {
+        let mut d = support::launch_details(&emu, name);
+        d.create_vnic_details = Some(serde_json::from_value(vnic).unwrap());
+        let c = c.clone();
+        async move { c.launch_instance(&d, &MutationOptions::default()).await }
+    };
+    let web = launch("Web Server", json!({"subnetId": f.public_subnet_id}))
+        .await
+        .unwrap()
+        .body;
+    let web2 = launch("web server", json!({"subnetId": f.public_subnet_id}))
+        .await
+        .unwrap()
+        .body;
+    let db = launch(
+        "db",
+        json!({"subnetId": f.private_subnet_id, "hostnameLabel": "primary-db"}),
+    )
+    .await
+    .unwrap()
+    .body;
+    let taken = launch(
+        "x",
+        json!({"subnetId": f.private_subnet_id, "hostnameLabel": "primary-db"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (taken.status, taken.code.as_str()),
+        (Some(400), "InvalidParameter")
+    );
+    let quiet = launch(
+        "quiet",
+        json!({"subnetId": f.private_subnet_id, "assignPrivateDnsRecord": false}),
+    )
+    .await
+    .unwrap()
+    .body;
+    // One list of the compartment finds every primary attachment.
+    let all = c.list_vnic_attachments(COMPARTMENT, None).await.unwrap();
+    assert_eq!(all.len(), 4, "{all:?}");
+    let vnic = |instance: String| {
+        let a = all
+            .iter()
+            .find(|a| a.instance_id == instance)
+            .unwrap()
+            .clone();
+        let c = c.clone();
+        async move {
+            assert_eq!(
+                (a.lifecycle_state.as_str(), a.nic_index),
+                ("ATTACHED", Some(0))
+            );
+            c.get_vnic(a.vnic_id.as_deref().unwrap())
+                .await
+                .unwrap()
+                .body
+        }
+    };
+    let v = vnic(web.id.clone()).await;
+    assert_eq!(v.is_primary, Some(true));
+    assert_eq!(v.hostname_label.as_deref(), Some("web-server"));
+    assert!(v.private_ip.as_deref().unwrap().starts_with("10.0.0."));
+    assert!(v.public_ip.as_deref().unwrap().starts_with("203.0.113."));
+    assert_eq!(v.extra["displayName"], "Web Server");
+    assert!(v.extra["macAddress"].is_string());
+    assert_eq!(
+        vnic(web2.id.clone()).await.hostname_label.as_deref(),
+        Some("web-server-2"),
+        "unique in the subnet"
+    );
+    let d = vnic(db.id.clone()).await;
+    assert_eq!(d.hostname_label.as_deref(), Some("primary-db"));
+    assert_eq!(d.public_ip, None, "a private subnet has no public IPs");
+    assert_eq!(vnic(quiet.id.clone()).await.hostname_label, None);
+    // A moved instance takes its attachment along; the VNIC stays.
+    let other = "ocid1.compartment.oc1..aaaaaaaaothercompartment";
+    c.change_instance_compartment(&db.id, other, &MutationOptions::default())
+        .await
+        .unwrap();
+    let moved = c.list_vnic_attachments(other, None).await.unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].instance_id, db.id);
+    let v = c
+        .get_vnic(moved[0].vnic_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(v.extra["compartmentId"], COMPARTMENT);
+    assert_eq!(
+        c.list_vnic_attachments(COMPARTMENT, None)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}

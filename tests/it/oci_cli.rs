@@ -199,6 +199,19 @@ fn oracles_oci_cli_drives_the_emulator() {
     assert!(ok, "get: {err}");
     assert_eq!(got["data"]["display-name"], "cli-1");
     assert!(got["etag"].is_string(), "{got}");
+    // Oracle's CLI reads the primary VNIC (ListVnicAttachments, then GetVnic) as kiln does.
+    let (ok, vnics, err) = oci(&["compute", "instance", "list-vnics", "--instance-id", &id]);
+    assert!(ok, "list-vnics: {err}");
+    let vnic = &vnics["data"][0];
+    assert_eq!(vnic["is-primary"], true, "{vnics}");
+    assert_eq!(vnic["hostname-label"], "cli-1", "{vnics}");
+    assert!(
+        vnic["private-ip"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.0."))
+            && vnic["mac-address"].is_string(),
+        "{vnics}"
+    );
 
     let (ok, listed, err) = oci(&[
         "compute",

@@ -135,6 +135,8 @@ mod fuzz {
             "resources": {
                 "instance.web": {"kind": "instance", "id": "ocid1.instance.oc1.iad.aaaa", "etag": "e1",
                     "attributes": {"displayName": "web", "lifecycleState": "RUNNING"}, "inputs": {"subnet_id": "s"},
+                    "network": {"vnic_id": "ocid1.vnic.oc1.iad.cccc", "private_ip": "10.0.0.2", "public_ip": null,
+                        "hostname_label": "web", "read_at": "2026-11-23T00:00:00Z"},
                     "updated_at": "2026-11-23T00:00:00Z"},
                 "image.golden": {"kind": "image", "id": null, "updated_at": "2026-11-23T00:00:00Z",
                     "pending_create": {"retry_token": "abc", "request_digest": "d", "request": {"displayName": "g"},
@@ -176,6 +178,8 @@ mod fuzz {
                             "deposed",
                             "pending_create",
                             "retry_token",
+                            "network",
+                            "vnic_id",
                             "updated_at",
                             "instance.web"
                         ])

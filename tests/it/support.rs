@@ -213,6 +213,18 @@ impl Project {
     }
 }
 
+/// The emulator's request counts that grew between two `stats()`: `Operation×n` each.
+pub fn calls_between(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(op, n)| op.as_str() != "total" && before.get(*op).copied().unwrap_or(0) < **n)
+        .map(|(op, n)| format!("{op}×{}", n - before.get(op).copied().unwrap_or(0)))
+        .collect()
+}
+
 /// Run the kiln binary in `cwd`, without colour, with fast embedded-emulator lifecycles.
 pub async fn run_kiln(cwd: &Path, args: &[&str]) -> Out {
     run_kiln_env(cwd, args, &[]).await
