@@ -58,8 +58,18 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod details;
+pub mod fixtures;
+pub mod identity;
+pub mod images;
+pub mod instances;
+pub mod list;
+pub mod network;
 pub mod object_storage;
+pub mod shapes;
 pub mod store;
+pub mod volumes;
+pub mod work_requests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -70,12 +80,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 pub use auth::{TrustedKey, Verifier};
 pub use body::BodyLimits;
+pub use fixtures::{Compartment, Fixtures, PlatformImage, TagNamespace};
 
 use store::Record;
 pub use store::World;
@@ -102,6 +112,12 @@ pub struct EmulatorConfig {
     pub region: String,
     /// The largest request body per service ([`body`]).
     pub body_limits: BodyLimits,
+    /// Compartments known besides the tenancy roots of the trusted keys and the named fixtures
+    /// (`--compartment`); any other compartment is 404.
+    pub compartments: Vec<String>,
+    /// Log every request (method, path, status, duration, opc-request-id; never a header's
+    /// secret) at info level under `kiln::emulator` (`kiln emulator -v`).
+    pub log_requests: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -119,6 +135,8 @@ impl Default for EmulatorConfig {
             seed: None,
             region: "us-ashburn-1".into(),
             body_limits: BodyLimits::default(),
+            compartments: Vec::new(),
+            log_requests: false,
         }
     }
 }
@@ -172,132 +190,6 @@ impl Timings {
             cooldown: s(1200.0),
             move_: s(5.0),
         }
-    }
-}
-
-/// A platform image in the fixtures.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct PlatformImage {
-    pub id: String,
-    pub display_name: String,
-    pub operating_system: String,
-    pub operating_system_version: String,
-}
-
-/// The seeded, well-known ids (`GET /_emulator/fixtures`).
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Fixtures {
-    pub region: String,
-    pub region_code: String,
-    pub availability_domains: Vec<String>,
-    pub fault_domains: Vec<String>,
-    /// A compartment to use (any well-formed compartment OCID works).
-    pub compartment_id: String,
-    pub vcn_id: String,
-    pub public_subnet_id: String,
-    pub private_subnet_id: String,
-    pub platform_images: Vec<PlatformImage>,
-    pub shapes: Vec<String>,
-    /// The Object Storage namespace, and a seeded bucket in it (for remote state).
-    pub namespace: String,
-    pub bucket: String,
-}
-
-const REGIONS: &[(&str, &str, &str)] = &[
-    ("us-ashburn-1", "iad", "US-ASHBURN"),
-    ("us-phoenix-1", "phx", "PHX"),
-    ("eu-frankfurt-1", "fra", "EU-FRANKFURT-1"),
-    ("uk-london-1", "lhr", "UK-LONDON-1"),
-    ("ap-tokyo-1", "nrt", "AP-TOKYO-1"),
-];
-
-fn fixed_id(kind: &str, code: &str, name: &str) -> String {
-    let h = Sha256::digest(format!("kiln-emulator/{kind}/{name}").as_bytes());
-    let tail: String = h.iter().map(|b| format!("{b:02x}")).collect::<String>()[..52].to_string();
-    format!("ocid1.{kind}.oc1.{code}.aaaaaaaa{tail}")
-}
-
-impl Fixtures {
-    fn new(region: &str) -> Result<Fixtures, EmulatorError> {
-        let (_, code, ad) = REGIONS
-            .iter()
-            .find(|(r, _, _)| *r == region)
-            .ok_or_else(|| EmulatorError::Region(region.to_string()))?;
-        let images = [
-            ("Oracle Linux", "8", "2026.08.30-0"),
-            ("Oracle Linux", "8", "2026.10.28-0"),
-            ("Oracle Linux", "9", "2026.07.31-0"),
-            ("Oracle Linux", "9", "2026.09.30-0"),
-            ("Oracle Linux", "9", "2026.10.31-0"),
-            ("Canonical Ubuntu", "22.04", "2026.09.15-0"),
-            ("Canonical Ubuntu", "22.04", "2026.10.20-0"),
-            ("Canonical Ubuntu", "24.04", "2026.09.18-0"),
-            ("Canonical Ubuntu", "24.04", "2026.10.22-0"),
-        ];
-        Ok(Fixtures {
-            region: region.to_string(),
-            region_code: code.to_string(),
-            availability_domains: (1..=3).map(|n| format!("kIdk:{ad}-AD-{n}")).collect(),
-            fault_domains: (1..=3).map(|n| format!("FAULT-DOMAIN-{n}")).collect(),
-            compartment_id: "ocid1.compartment.oc1..aaaaaaaakilnemulatorcompartment".into(),
-            vcn_id: fixed_id("vcn", code, "vcn"),
-            public_subnet_id: fixed_id("subnet", code, "public"),
-            private_subnet_id: fixed_id("subnet", code, "private"),
-            platform_images: images
-                .iter()
-                .map(|(os, v, date)| {
-                    let name = format!("{}-{v}-{date}", os.replace(' ', "-"));
-                    PlatformImage {
-                        id: fixed_id("image", code, &name),
-                        display_name: name,
-                        operating_system: os.to_string(),
-                        operating_system_version: v.to_string(),
-                    }
-                })
-                .collect(),
-            shapes: [
-                "VM.Standard.E4.Flex",
-                "VM.Standard.E5.Flex",
-                "VM.Standard3.Flex",
-                "VM.Standard.A1.Flex",
-                "VM.Standard2.1",
-                "VM.Standard2.2",
-                "VM.Standard.E2.1.Micro",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            namespace: "kilnemulator".into(),
-            bucket: "kiln-state".into(),
-        })
-    }
-
-    pub fn vcn_json(&self) -> Value {
-        json!({ "id": self.vcn_id, "compartmentId": self.compartment_id, "displayName": "kiln-emulator-vcn", "cidrBlock": "10.0.0.0/16", "cidrBlocks": ["10.0.0.0/16"], "dnsLabel": "kilnvcn", "lifecycleState": "AVAILABLE", "timeCreated": "2026-01-01T00:00:00.000Z", "vcnDomainName": "kilnvcn.oraclevcn.com", "freeformTags": {}, "definedTags": {} })
-    }
-
-    pub fn subnets_json(&self) -> Vec<Value> {
-        [(&self.public_subnet_id, "public", "10.0.0.0/24", false), (&self.private_subnet_id, "private", "10.0.1.0/24", true)]
-            .iter()
-            .map(|(id, name, cidr, private)| {
-                json!({ "id": id, "compartmentId": self.compartment_id, "vcnId": self.vcn_id, "displayName": format!("kiln-emulator-{name}"), "cidrBlock": cidr, "dnsLabel": name, "lifecycleState": "AVAILABLE", "prohibitPublicIpOnVnic": private, "prohibitInternetIngress": private, "timeCreated": "2026-01-01T00:00:00.000Z", "freeformTags": {}, "definedTags": {} })
-            })
-            .collect()
-    }
-
-    pub fn subnet_json(&self, id: &str) -> Option<Value> {
-        self.subnets_json().into_iter().find(|s| s["id"] == id)
-    }
-
-    fn platform_records(&self) -> Vec<Record> {
-        self.platform_images
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let body = json!({ "id": p.id, "compartmentId": null, "displayName": p.display_name, "lifecycleState": "AVAILABLE", "operatingSystem": p.operating_system, "operatingSystemVersion": p.operating_system_version, "launchMode": "PARAVIRTUALIZED", "createImageAllowed": true, "sizeInMBs": 47694, "billableSizeInGBs": 3, "listingType": "NONE", "baseImageId": null, "timeCreated": format!("2026-{:02}-01T00:00:00.000Z", 1 + i), "freeformTags": {}, "definedTags": {} });
-                Record::new(body.as_object().expect("object").clone())
-            })
-            .collect()
     }
 }
 
@@ -363,7 +255,15 @@ impl RunningEmulator {
 
 /// Start an emulator on `config.listen`.
 pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
-    let fixtures = Fixtures::new(&config.region)?;
+    let mut fixtures = Fixtures::new(&config.region)?;
+    let tenancies: Vec<String> = config
+        .trusted_keys
+        .iter()
+        .filter_map(|k| k.key_id.split('/').next())
+        .filter(|t| api::well_formed_ocid(t, &["tenancy"]))
+        .map(str::to_string)
+        .collect();
+    fixtures.add_compartments(&tenancies, &config.compartments);
     let mut world = match &config.data_file {
         Some(p) => World::load(p).map_err(EmulatorError::Data)?,
         None => World::default(),
@@ -460,6 +360,7 @@ async fn serve(
     shared: Arc<Shared>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Body>, Reset> {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_string();
     let target = parts
@@ -467,10 +368,31 @@ async fn serve(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let opc_request_id = request_id();
-    let reply = match process(&shared, &method, &target, &parts.headers, body).await {
-        Some(r) => r,
-        None => return Err(Reset),
+    let opc_request_id = response_request_id(
+        parts
+            .headers
+            .get("opc-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut op = None;
+    let reply = process(&shared, &method, &target, &parts.headers, body, &mut op).await;
+    count_outcome(
+        &shared,
+        &method,
+        &target,
+        op,
+        reply.as_ref().map(|r| r.status),
+    );
+    if shared.config.log_requests {
+        let path = target.split('?').next().unwrap_or("/");
+        let status = reply
+            .as_ref()
+            .map(|r| r.status.to_string())
+            .unwrap_or_else(|| "dropped".into());
+        tracing::info!(target: "kiln::emulator", "{method} {path} {status} {}ms {} opc-request-id={opc_request_id}", started.elapsed().as_millis(), op.unwrap_or("-"));
+    }
+    let Some(reply) = reply else {
+        return Err(Reset);
     };
     let mut builder = hyper::Response::builder()
         .status(reply.status)
@@ -484,6 +406,61 @@ async fn serve(
     Ok(builder
         .body(Body::new(Bytes::from(reply.body)))
         .expect("valid response"))
+}
+
+/// The response's `opc-request-id`: the client's own id when it sent one (printable, at most 128
+/// characters), followed by two server parts — as OCI composes it — or three server parts.
+fn response_request_id(client: Option<&str>) -> String {
+    let server = request_id();
+    match client
+        .filter(|c| !c.is_empty() && c.len() <= 128 && c.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        Some(c) => {
+            let tail = server.split_once('/').map(|(_, t)| t).unwrap_or("");
+            format!("{c}/{tail}")
+        }
+        None => server,
+    }
+}
+
+/// Stats after a request: `errors.<Operation>` for answers of 400 and above, and
+/// `unknown_route` (with `unknown_route.<METHOD> <path>`, OCIDs elided) for paths the emulator
+/// does not serve.
+fn count_outcome(
+    shared: &Shared,
+    method: &str,
+    target: &str,
+    op: Option<&'static str>,
+    status: Option<u16>,
+) {
+    let path = target.split('?').next().unwrap_or("/");
+    if path.starts_with("/_emulator/") {
+        return;
+    }
+    let mut stats = shared.stats.lock().expect("stats lock");
+    match op {
+        Some(op) => {
+            if status.is_some_and(|s| s >= 400) {
+                *stats.entry(format!("errors.{op}")).or_default() += 1;
+            }
+        }
+        None => {
+            let shape: Vec<&str> = path
+                .split('/')
+                .map(|seg| {
+                    if seg.starts_with("ocid1.") {
+                        "{id}"
+                    } else {
+                        seg
+                    }
+                })
+                .collect();
+            *stats.entry("unknown_route".into()).or_default() += 1;
+            *stats
+                .entry(format!("unknown_route.{method} {}", shape.join("/")))
+                .or_default() += 1;
+        }
+    }
 }
 
 fn query_pairs(target: &str) -> Vec<(String, String)> {
@@ -503,6 +480,7 @@ async fn process(
     target: &str,
     headers: &hyper::HeaderMap,
     incoming: hyper::body::Incoming,
+    seen_op: &mut Option<&'static str>,
 ) -> Option<api::Reply> {
     let path = target.split('?').next().unwrap_or("/");
     if let Some(rest) = path.strip_prefix("/_emulator/") {
@@ -556,6 +534,7 @@ async fn process(
             format!("no such route `{method} {path}`"),
         ));
     };
+    *seen_op = Some(op);
     {
         let mut stats = shared.stats.lock().expect("stats lock");
         *stats.entry(op.to_string()).or_default() += 1;

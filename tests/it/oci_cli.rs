@@ -50,6 +50,8 @@ fn oracles_oci_cli_drives_the_emulator() {
             cfg.to_str().unwrap(),
             "--time-scale",
             "0.01",
+            "--compartment",
+            COMPARTMENT,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
