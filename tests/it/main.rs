@@ -6,6 +6,7 @@ mod benches;
 mod client;
 mod crash;
 mod emulator;
+mod emulator_fidelity;
 mod examples;
 mod fleets;
 mod fuzz;
