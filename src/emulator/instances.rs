@@ -376,6 +376,7 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
     }];
     let volume = match &src.boot_volume {
         Some(v) => v.clone(),
+        // The boot volume is made from the image first: AVAILABLE halfway through the launch.
         None => volumes::create(
             ctx,
             &compartment,
@@ -385,7 +386,7 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
             src.size_gb,
             src.vpus,
             &display_name,
-            ready,
+            ctx.after(ctx.timings.launch / 2),
         ),
     };
     volumes::attach(ctx, &volume, &id, &compartment, &ad, ready);

@@ -150,6 +150,14 @@ pub fn on_terminate(ctx: &mut Ctx<'_>, instance: &str, preserve: bool, done: Dat
         }
     }
     if preserve {
+        // A volume still being made is ready by the time its instance is gone.
+        for v in volumes {
+            if let Some(rec) = ctx.world.boot_volumes.get_mut(&v) {
+                for step in rec.steps.iter_mut() {
+                    step.at = step.at.min(done);
+                }
+            }
+        }
         return;
     }
     for v in volumes {

@@ -1584,3 +1584,27 @@ async fn kilns_image_lookup_picks_the_image_the_shape_can_boot() {
     let again = p.kiln(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(again.code, 0, "{again:?}");
 }
+
+/// Found by Oracle's SDK: an instance terminated while still PROVISIONING, keeping its boot
+/// volume, left the volume PROVISIONING after the instance was gone, so it could not boot again.
+#[tokio::test]
+async fn a_volume_preserved_from_a_provisioning_instance_is_available_when_it_is_terminated() {
+    let emu = emulator().await;
+    let api = Api::new(&emu);
+    let i = api.launch("early", json!({})).await;
+    let id = i["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.delete(&format!("/instances/{id}?preserveBootVolume=true"))
+            .await
+            .status,
+        204
+    );
+    let w = emu.snapshot();
+    let gone = w.instances[&id].steps.last().unwrap().at;
+    let volume = w.boot_volumes.values().next().unwrap();
+    assert!(
+        volume.steps.iter().all(|s| s.at <= gone),
+        "{:?} vs {gone}",
+        volume.steps
+    );
+}

@@ -15,6 +15,7 @@ mod manifest;
 mod never_twice;
 mod object_storage;
 mod oci_cli;
+mod oci_sdk;
 mod plan_apply;
 mod remote_state;
 mod request_limits;
