@@ -11,37 +11,95 @@
 //! request target is needed for signature checks anyway), and the `--fault-reset` fault needs to
 //! drop the connection itself, which a router cannot.
 //!
-//! ## Behaviour and the choices made where OCI's documentation is silent
+//! ## What it models
+//! - **Compute** ([`instances`], [`images`], [`shapes`]): LaunchInstance, Get/List/Update/
+//!   TerminateInstance, InstanceAction, ChangeInstanceCompartment; Create/Get/List/Update/
+//!   DeleteImage, ChangeImageCompartment; ListShapes. Every field of Oracle's SDK `Instance` and
+//!   `Image` models is in every response (null or empty where OCI would say so).
+//! - **Block Volume** ([`volumes`]): a launch from an image makes a boot volume and attaches it;
+//!   Get/List/DeleteBootVolume, Get/ListBootVolumeAttachments.
+//! - **Networking** ([`network`]): one VCN with a public and a private /18 subnet and one network
+//!   security group per region; the primary VNIC of every launch, its attachment and its primary
+//!   private IP; ListPrivateIps, ListIpv6s (none: the subnets have no IPv6 prefix).
+//! - **Identity** ([`identity`], Identity API paths under the same `/20160918`):
+//!   ListAvailabilityDomains, ListFaultDomains, Get/ListCompartments, tag namespaces and tags.
+//! - **Work requests** ([`work_requests`]): Get, List, errors and logs, for every mutation.
+//! - **Object Storage** ([`object_storage`]), for remote state and image files to import.
+//! - Fixtures ([`fixtures`]) are per region (`Fixtures::new(region)`); compartments and tag
+//!   namespaces are the same in every region, as OCI's identity is global.
+//!
+//! ## Behaviour, and the choices made where OCI's documentation is silent
 //! - Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
 //!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed). The
 //!   signature over the headers is checked before any of the body is read; the body is then read
 //!   up to a cap per service (1 MiB for Compute, 64 MiB for Object Storage: 413
 //!   `RequestEntityTooLarge` beyond it, see [`body`]) and checked against the signed hash.
-//! - Every response has an `opc-request-id` (three `/`-separated 32-hex segments, like OCI's).
+//! - Every response has an `opc-request-id`: the client's own id followed by two server parts when
+//!   the client sent one (as OCI composes it), else three `/`-separated 32-hex parts.
+//! - **No silent drops** ([`details`]): a request body is checked field by field against the
+//!   SDK's details type. A modelled field is type-checked, kept and returned (LaunchInstance's
+//!   `agentConfig`, `instanceOptions`, `availabilityConfig`, `launchOptions`, `platformConfig`,
+//!   `preemptibleInstanceConfig`, `securityAttributes`, `ipxeScript`, `extendedMetadata`; the VNIC
+//!   details `privateIp`, `hostnameLabel`, `displayName`, `skipSourceDestCheck`, `nsgIds`, tags —
+//!   GetVnic returns them). A field of the type that is not modelled (dedicated hosts, capacity
+//!   reservations, VLANs, KMS keys, launch volume attachments, dense-I/O shape options, …) or no
+//!   field of it at all is 400 `InvalidParameter` naming it.
 //! - Etags change on every mutation of a resource, lifecycle transitions included (a resource's
 //!   version counter is hashed); If-Match mismatches on Update/Terminate/Action/ChangeCompartment/
-//!   UpdateImage/DeleteImage are 412 `NoEtagMatch`. `If-Match: *` matches anything.
+//!   UpdateImage/DeleteImage/DeleteBootVolume are 412 `NoEtagMatch`. `If-Match: *` matches
+//!   anything.
 //! - `opc-retry-token` on POST/PUT: the same token with the same operation, target and body within
 //!   24 h replays the first response (status, body, etag; a new opc-request-id); the same token with
 //!   a different operation or body is 409 `InvalidatedRetryToken` (no documented code exists).
 //!   Only successful (2xx) responses are remembered, as OCI does not hold failures against a token.
-//! - Status codes: TerminateInstance and DeleteImage answer 204; ChangeCompartment 200 with no body.
+//! - Status codes: TerminateInstance, DeleteImage and DeleteBootVolume answer 204;
+//!   ChangeInstanceCompartment and ChangeImageCompartment 202 with no body.
 //! - Lifecycles run on the wall clock × `--time-scale` and are evaluated lazily on every request
-//!   (so they survive `--data` restarts). At time-scale 1.0: launch → RUNNING 60 s, stop 30 s,
-//!   start 30 s, terminate 45 s, image capture 8 min (a RUNNING source is CREATING_IMAGE and
-//!   comes back RUNNING, a STOPPED one comes back STOPPED), image import 10 min, one capture per
-//!   instance at a time plus a 20 min cooldown after each capture (409 `IncorrectState`).
-//!   STOP on a STOPPED instance and START on a RUNNING one are accepted as no-ops (200).
-//! - Launch validation: unknown AD or shape → 400 `InvalidParameter`; flexible shapes need
-//!   `shapeConfig.ocpus` (1–64) and 1–64 GB memory per OCPU; an unknown subnet, image or boot
-//!   volume → 400 `RelatedResourceNotAuthorizedOrNotFound`; an image that is not AVAILABLE → 409
-//!   `IncorrectState`; a public IP in the private subnet → 400. Any well-formed compartment or
-//!   tenancy OCID is accepted as a compartment.
-//! - Terminated instances stay listable as TERMINATED; deleted images are DELETED on Get and
-//!   leave ListImages. ListImages lists platform images first (for any compartment), then the
-//!   compartment's custom images. `limit` is 1..1000 (default 100); `opc-next-page` tokens are
-//!   opaque offsets.
-//! - The seeded network (one VCN, a public and a private subnet) is visible from every compartment.
+//!   (so they survive `--data` restarts). At time-scale 1.0: launch → RUNNING 60 s (its boot
+//!   volume AVAILABLE after 30 s), stop 30 s, start 30 s, terminate 45 s, image capture 8 min (a
+//!   RUNNING source is CREATING_IMAGE and comes back RUNNING, a STOPPED one comes back STOPPED),
+//!   image import 10 min, a compartment move 5 s, one capture per instance at a time plus a 20 min
+//!   cooldown after each capture (409 `IncorrectState`). STOP on a STOPPED instance and START on a
+//!   RUNNING one are accepted as no-ops (200).
+//! - A move puts the record in the target compartment at once; an instance is MOVING until the
+//!   move's work request succeeds, then back in the state it had (an image has no MOVING state and
+//!   stays AVAILABLE). Only RUNNING/STOPPED instances and AVAILABLE images move (409 otherwise).
+//!   The instance's VNIC and boot volume attachments move with it; the VNIC and the volume stay.
+//! - UpdateInstance: a new shape, or new OCPUs or memory, on a RUNNING instance reboots it
+//!   (STOPPING → STARTING → RUNNING over stop + start time; the work request finishes then);
+//!   `updateOperationConstraint: AVOID_DOWNTIME` then is 400. `shapeConfig` takes only
+//!   UpdateInstanceShapeConfigDetails fields: a server-set field of InstanceShapeConfig
+//!   (`processorDescription`, `gpus`, …) is 400. Left-out shape config values keep their current
+//!   values. `ssh_authorized_keys` and `user_data` in metadata cannot change (400).
+//! - Launch validation: unknown AD or shape → 400 `InvalidParameter`; flexible shapes take OCPUs
+//!   and memory within the shape's ranges (ListShapes shows them) and the shape's defaults for
+//!   what is left out (1 OCPU, the default GB per OCPU); a fixed shape refuses a `shapeConfig`; an
+//!   image of the other architecture (x86 on `VM.Standard.A1.Flex`, Arm elsewhere) → 400; an
+//!   unknown subnet, image, boot volume or NSG → 400 `RelatedResourceNotAuthorizedOrNotFound`; an
+//!   image that is not AVAILABLE → 409 `IncorrectState`; a public IP in the private subnet → 400;
+//!   a private IP or hostname label already used in the subnet → 409 `Conflict`.
+//! - Boot volumes: a boot volume that is attached (or not AVAILABLE) cannot boot a new instance
+//!   (409), nor one in another availability domain (400). Terminating detaches the volume and,
+//!   unless `preserveBootVolume=true`, deletes it (TERMINATING → TERMINATED). The instance's
+//!   `sourceDetails` names the boot volume size (47 GB by default).
+//! - Compartments are fixtures: the tenancy root of every trusted key, `kiln-emulator`, `dev`,
+//!   `prod`, and any given with `--compartment`. A well-formed OCID of any other is 404
+//!   `NotAuthorizedOrNotFound` wherever a compartment is named; a malformed one is 400.
+//! - Defined tags: namespaces `Oracle-Tags` (CreatedBy, CreatedOn) and `Operations` (CostCenter,
+//!   Environment, Owner, Project); a namespace or key that does not exist is 400 (names match
+//!   case-insensitively). OCI adds `Oracle-Tags` on create.
+//! - Terminated instances stay listable as TERMINATED (their attachments read DETACHED, their
+//!   private IPs are released); deleted images are DELETED on Get and leave ListImages. ListImages
+//!   lists platform images first (for any compartment), then the compartment's custom images;
+//!   `shape` keeps the images that shape can boot. `limit` is 1..1000 (default 100).
+//! - Page tokens are keysets, not offsets ([`list`]): a list walked while resources are created or
+//!   deleted never repeats an item and never skips one that existed throughout.
+//! - CreateImage from Object Storage imports only an object that exists in the emulator's own
+//!   namespace (the seeded `images` bucket): any other is accepted (200, IMPORTING) and then fails —
+//!   the work request ends FAILED with an error, and the image is DELETED.
+//! - Work request statuses are the SDK model's: ACCEPTED (at the instant it is made), IN_PROGRESS,
+//!   SUCCEEDED, FAILED; never CANCELING or CANCELED (there is no CancelWorkRequest).
+//! - The seeded network is visible from every compartment.
 //! - Faults: per request, after authentication and before any change, a seeded RNG draws a dropped
 //!   connection (`--fault-reset`), a 429 `TooManyRequests` (`--fault-429`) or a 500
 //!   `InternalServerError` / 503 `ServiceUnavailable` (`--fault-5xx`). Faulted requests change
@@ -51,9 +109,24 @@
 //! - Object Storage (for remote state) is served by the same server under `/n/…`: see
 //!   [`object_storage`] for its subset and choices. PutObject is verified as Oracle's SDK signs it:
 //!   without the body headers.
-//! - `GET /_emulator/stats`: request counts per OCI operation name and `total`, and injected
-//!   faults as `fault.reset`, `fault.429`, `fault.5xx`, `fault.reset_after`;
-//!   `GET /_emulator/fixtures`: the seeded ids. Neither needs a signature.
+//! - `GET /_emulator/stats`: request counts per OCI operation name and `total`; `errors.<Op>` for
+//!   answers of 400 and above; `unknown_route` and `unknown_route.<METHOD> <path>` (OCIDs elided)
+//!   for requests to paths the emulator does not serve, so a client's unserved calls show; injected
+//!   faults as `fault.reset`, `fault.429`, `fault.5xx`, `fault.reset_after`. `GET
+//!   /_emulator/fixtures`: the seeded ids. Neither needs a signature.
+//! - `kiln -v emulator` logs every request at info level (method, path, status, duration,
+//!   operation, opc-request-id) — never a header's value, so never the Authorization header.
+//!
+//! ## Where it knowingly differs from OCI
+//! - One region per process, one VCN, two subnets, no IPv6, no secondary VNICs, no block volumes
+//!   besides boot volumes, no dedicated hosts, capacity reservations, cluster placement groups,
+//!   instance configurations or pools (their fields are refused, see above).
+//! - Security attributes (ZPR) are kept and returned as given; their namespaces are not checked.
+//! - Auto-assigned public IPs come from 203.0.113.0/21 (documentation space) and are not
+//!   resources of their own (no ListPublicIps).
+//! - Error messages are the emulator's own; codes and statuses follow OCI's documented ones.
+//! - Images captured from an instance are of its architecture; imported ones are x86.
+//! - Lifecycle durations are fixed (× the time scale), never random.
 
 pub mod api;
 pub mod auth;
