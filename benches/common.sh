@@ -22,7 +22,8 @@ CFG
 
 # start_emulator [EMULATOR FLAGS…]: sets emu_pid, url, and the seeded subnet and image ids.
 start_emulator() {
-  "$kiln" emulator --listen 127.0.0.1:0 --oci-config "$work/config" "$@" > "$work/emu.out" 2> "$work/emu.err" &
+  # The benches' compartment: the emulator answers 404 for compartments it does not know.
+  "$kiln" emulator --listen 127.0.0.1:0 --oci-config "$work/config" --compartment ocid1.compartment.oc1..aaaaaaaabench "$@" > "$work/emu.out" 2> "$work/emu.err" &
   emu_pid=$!
   for _ in $(seq 1 200); do
     head -1 "$work/emu.out" 2>/dev/null | grep -q listening && break

@@ -105,6 +105,7 @@ class Emulator:
         self.out = open(os.path.join(work, "emulator.out"), "w+")
         self.proc = subprocess.Popen(
             [kiln, "emulator", "--listen", "127.0.0.1:0", "--oci-config", config,
+             "--compartment", COMPARTMENT,
              "--time-scale", str(SCALE), "--latency-ms", str(LATENCY)],
             stdout=self.out, stderr=subprocess.DEVNULL)
         try:

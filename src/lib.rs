@@ -22,7 +22,7 @@
 //! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG, `--target`/`--exclude`, refresh-only, rendering | writes saved plans (`--out`) |
 //! | [`apply`] | DAG executor: creates never made twice, If-Match'ed mutations that re-read after a refusal, replacements that depose; network facts of what it made, read in bulk after; progress | writes state after every action |
 //! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, the Object Storage subset, regions | reads `~/.oci/config` and key files |
-//! | [`emulator`] | an OCI Compute (and Object Storage subset) API server on hyper, with strict signatures, etags, retry tokens, lifecycles, faults | reads an OCI config for trusted keys; `--data` file |
+//! | [`emulator`] | an OCI API server on hyper (Compute, boot volumes, the networking and identity Compute users touch, work requests, an Object Storage subset), strict about every field, with signatures, etags, retry tokens, lifecycles, keyset pages, faults; one file per resource family | reads an OCI config for trusted keys; `--data` file |
 //! | [`output`] | what `kiln output` prints: ids, IPs, hostnames, sizes, as text, JSON or one bare value — a view of the state, no network | reads the state (through [`state`]) |
 //! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |

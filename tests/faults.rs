@@ -49,7 +49,7 @@ use kiln::state::{LockInfo, State, StateStore};
 
 use support::COMPARTMENT;
 
-const OTHER_COMPARTMENT: &str = "ocid1.compartment.oc1..aaaaaaaaothercompartment";
+const OTHER_COMPARTMENT: &str = support::OTHER_COMPARTMENT;
 const STATUSES: [u16; 5] = [401, 404, 409, 429, 500];
 /// The image the harness imports itself (not kiln's).
 const NEWER_IMAGE: &str = "Oracle-Linux-9-newer";
@@ -428,6 +428,10 @@ async fn setup(remote: bool) -> Scenario {
     };
     let project = support::Project::new(config).await;
     let client = support::client_with(&project.emu, key);
+    // The image files the manifests import (the emulator imports only objects that exist).
+    for base in ["base-v1", "base-v2"] {
+        support::put_image_file(&project.emu, &client, &format!("{base}.qcow2")).await;
+    }
     let state_dir = match tempfile::tempdir_in("/dev/shm") {
         Ok(d) => d,
         Err(_) => tempfile::tempdir().unwrap(),
@@ -581,17 +585,19 @@ async fn run_one(
 
 /// A newer "Oracle Linux 9" image, so `image_lookup`s resolve differently on the next apply.
 async fn import_newer_image(s: &Scenario) {
-    let details: kiln::oci::models::CreateImageDetails = serde_json::from_value(serde_json::json!({
-        "compartmentId": COMPARTMENT,
-        "displayName": NEWER_IMAGE,
-        "imageSourceDetails": {
-            "sourceType": "objectStorageUri",
-            "sourceUri": "https://objectstorage.us-ashburn-1.oraclecloud.com/n/kilnemulator/b/images/o/ol9-newer.qcow2",
-            "operatingSystem": "Oracle Linux",
-            "operatingSystemVersion": "9"
-        }
-    }))
-    .unwrap();
+    let uri = support::put_image_file(&s.project.emu, &s.client, "ol9-newer.qcow2").await;
+    let details: kiln::oci::models::CreateImageDetails =
+        serde_json::from_value(serde_json::json!({
+            "compartmentId": COMPARTMENT,
+            "displayName": NEWER_IMAGE,
+            "imageSourceDetails": {
+                "sourceType": "objectStorageUri",
+                "sourceUri": uri,
+                "operatingSystem": "Oracle Linux",
+                "operatingSystemVersion": "9"
+            }
+        }))
+        .unwrap();
     s.client
         .create_image(&details, &Default::default())
         .await

@@ -531,13 +531,7 @@ impl Ctx {
                 etag,
                 seen,
                 // Done when the resource already has every value sent (a lost answer).
-                |live| {
-                    wanted.as_object().is_some_and(|m| {
-                        m.iter().all(|(k, v)| {
-                            crate::plan::diff::same(live.get(k).unwrap_or(&Value::Null), v)
-                        })
-                    })
-                },
+                |live| crate::plan::diff::update_applied(live, &wanted),
                 |etag| {
                     let body = body.clone();
                     async move {

@@ -52,6 +52,10 @@ pub struct Args {
     /// port 0; with `--data FILE`, region N > 1 keeps its data in `FILE.<region>`).
     #[arg(long = "region", default_value = "us-ashburn-1")]
     pub regions: Vec<String>,
+    /// A compartment OCID to know besides the tenancy roots of the trusted keys and the named
+    /// fixtures (repeatable); any other compartment is 404, as on OCI.
+    #[arg(long = "compartment", value_name = "OCID")]
+    pub compartments: Vec<String>,
 }
 
 /// The API keys of `profiles` (DEFAULT when empty) in an OCI config file.
@@ -78,7 +82,16 @@ pub fn trusted_keys(
         .collect()
 }
 
-pub fn run(args: Args) -> miette::Result<ExitCode> {
+/// `verbose` (`kiln -v emulator`) logs every request: method, path, status, duration and
+/// opc-request-id, never a header's value.
+pub fn run(args: Args, verbose: u8) -> miette::Result<ExitCode> {
+    if let Some(bad) = args
+        .compartments
+        .iter()
+        .find(|c| !emulator::api::well_formed_ocid(c, &["compartment", "tenancy"]))
+    {
+        miette::bail!("`--compartment` `{bad}` is not a compartment OCID");
+    }
     for (flag, p) in [
         ("--fault-429", args.fault_429),
         ("--fault-5xx", args.fault_5xx),
@@ -120,6 +133,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             seed: args.seed.map(|s| s + i as u64),
             region: region.to_string(),
             body_limits: emulator::BodyLimits::default(),
+            compartments: args.compartments.clone(),
+            log_requests: verbose > 0,
         });
     }
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
@@ -141,6 +156,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             )
             .into_diagnostic()?;
             writeln!(out, "compartment {}", f.compartment_id).into_diagnostic()?;
+            for c in &f.compartments {
+                writeln!(out, "known compartment {} ({})", c.id, c.name).into_diagnostic()?;
+            }
             writeln!(out, "vcn {}", f.vcn_id).into_diagnostic()?;
             writeln!(out, "public subnet {}", f.public_subnet_id).into_diagnostic()?;
             writeln!(out, "private subnet {}", f.private_subnet_id).into_diagnostic()?;

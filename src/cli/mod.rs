@@ -75,7 +75,7 @@ pub fn main() -> ExitCode {
         Command::ForceUnlock(args) => state::force_unlock(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema => schema::run(),
-        Command::Emulator(args) => emulator::run(args),
+        Command::Emulator(args) => emulator::run(args, cli.verbose),
         Command::Completions(args) => Ok(completions::run(args, &mut Cli::command())),
     };
     match result {
@@ -87,13 +87,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logging goes to stderr. `-v` shows the request log (debug level of `kiln::oci`), `-vv` everything
+/// Logging goes to stderr. `-v` shows the request log (debug level of `kiln::oci`; `kiln emulator`'s
+/// own request log at info level of `kiln::emulator`), `-vv` everything
 /// at debug level; `RUST_LOG` overrides both.
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
-        1 => "warn,kiln::oci=debug",
+        1 => "warn,kiln::oci=debug,kiln::emulator=info",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

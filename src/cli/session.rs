@@ -98,7 +98,13 @@ struct Embedded {
     desc: String,
 }
 
-async fn embedded(dir: &Path, regions: &[String]) -> miette::Result<Embedded> {
+/// The embedded emulator of `regions`, knowing the `compartments` the manifest names (as an
+/// account where they exist would).
+async fn embedded(
+    dir: &Path,
+    regions: &[String],
+    compartments: &[String],
+) -> miette::Result<Embedded> {
     use rsa::pkcs8::{EncodePrivateKey, LineEnding};
     let home = dir.join(".emulator");
     std::fs::create_dir_all(&home)
@@ -142,6 +148,7 @@ async fn embedded(dir: &Path, regions: &[String]) -> miette::Result<Embedded> {
             data_file: Some(data),
             time_scale: scale,
             region: region.to_string(),
+            compartments: compartments.to_vec(),
             ..EmulatorConfig::default()
         })
         .await?;
@@ -213,6 +220,7 @@ pub async fn connect(
     profile: Option<&str>,
 ) -> miette::Result<Connection> {
     let p = &manifest.provider;
+    let compartments: Vec<String> = manifest.compartments().into_iter().collect();
     let mut regions: Vec<String> = manifest.regions().into_iter().collect();
     regions.extend(
         p.endpoints
@@ -225,7 +233,7 @@ pub async fn connect(
         let default = p.region.clone().unwrap_or_else(|| "us-ashburn-1".into());
         regions.retain(|r| *r != default);
         regions.insert(0, default.clone());
-        let e = embedded(state_dir, &regions).await?;
+        let e = embedded(state_dir, &regions, &compartments).await?;
         return Ok(Connection {
             clients: e.clients,
             endpoint: e.desc,
@@ -282,7 +290,7 @@ pub async fn connect(
                 clients.insert(r.clone(), base.with_endpoint(&region::compute_endpoint(r)))
             }
             Endpoint::Emulator => {
-                let e = embedded(state_dir, std::slice::from_ref(r)).await?;
+                let e = embedded(state_dir, std::slice::from_ref(r), &compartments).await?;
                 for reg in e.clients.regions() {
                     clients.insert(
                         reg,

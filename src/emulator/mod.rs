@@ -11,47 +11,95 @@
 //! request target is needed for signature checks anyway), and the `--fault-reset` fault needs to
 //! drop the connection itself, which a router cannot.
 //!
-//! ## Behaviour and the choices made where OCI's documentation is silent
+//! ## What it models
+//! - **Compute** ([`instances`], [`images`], [`shapes`]): LaunchInstance, Get/List/Update/
+//!   TerminateInstance, InstanceAction, ChangeInstanceCompartment; Create/Get/List/Update/
+//!   DeleteImage, ChangeImageCompartment; ListShapes. Every field of Oracle's SDK `Instance` and
+//!   `Image` models is in every response (null or empty where OCI would say so).
+//! - **Block Volume** ([`volumes`]): a launch from an image makes a boot volume and attaches it;
+//!   Get/List/DeleteBootVolume, Get/ListBootVolumeAttachments.
+//! - **Networking** ([`network`]): one VCN with a public and a private /18 subnet and one network
+//!   security group per region; the primary VNIC of every launch, its attachment and its primary
+//!   private IP; ListPrivateIps, ListIpv6s (none: the subnets have no IPv6 prefix).
+//! - **Identity** ([`identity`], Identity API paths under the same `/20160918`):
+//!   ListAvailabilityDomains, ListFaultDomains, Get/ListCompartments, tag namespaces and tags.
+//! - **Work requests** ([`work_requests`]): Get, List, errors and logs, for every mutation.
+//! - **Object Storage** ([`object_storage`]), for remote state and image files to import.
+//! - Fixtures ([`fixtures`]) are per region (`Fixtures::new(region)`); compartments and tag
+//!   namespaces are the same in every region, as OCI's identity is global.
+//!
+//! ## Behaviour, and the choices made where OCI's documentation is silent
 //! - Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
 //!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed). The
 //!   signature over the headers is checked before any of the body is read; the body is then read
 //!   up to a cap per service (1 MiB for Compute, 64 MiB for Object Storage: 413
 //!   `RequestEntityTooLarge` beyond it, see [`body`]) and checked against the signed hash.
-//! - Every response has an `opc-request-id` (three `/`-separated 32-hex segments, like OCI's).
+//! - Every response has an `opc-request-id`: the client's own id followed by two server parts when
+//!   the client sent one (as OCI composes it), else three `/`-separated 32-hex parts.
+//! - **No silent drops** ([`details`]): a request body is checked field by field against the
+//!   SDK's details type. A modelled field is type-checked, kept and returned (LaunchInstance's
+//!   `agentConfig`, `instanceOptions`, `availabilityConfig`, `launchOptions`, `platformConfig`,
+//!   `preemptibleInstanceConfig`, `securityAttributes`, `ipxeScript`, `extendedMetadata`; the VNIC
+//!   details `privateIp`, `hostnameLabel`, `displayName`, `skipSourceDestCheck`, `nsgIds`, tags —
+//!   GetVnic returns them). A field of the type that is not modelled (dedicated hosts, capacity
+//!   reservations, VLANs, KMS keys, launch volume attachments, dense-I/O shape options, …) or no
+//!   field of it at all is 400 `InvalidParameter` naming it.
 //! - Etags change on every mutation of a resource, lifecycle transitions included (a resource's
 //!   version counter is hashed); If-Match mismatches on Update/Terminate/Action/ChangeCompartment/
-//!   UpdateImage/DeleteImage are 412 `NoEtagMatch`. `If-Match: *` matches anything.
+//!   UpdateImage/DeleteImage/DeleteBootVolume are 412 `NoEtagMatch`. `If-Match: *` matches
+//!   anything.
 //! - `opc-retry-token` on POST/PUT: the same token with the same operation, target and body within
 //!   24 h replays the first response (status, body, etag; a new opc-request-id); the same token with
 //!   a different operation or body is 409 `InvalidatedRetryToken` (no documented code exists).
 //!   Only successful (2xx) responses are remembered, as OCI does not hold failures against a token.
-//! - Status codes: TerminateInstance and DeleteImage answer 204; ChangeCompartment 200 with no body.
+//! - Status codes: TerminateInstance, DeleteImage and DeleteBootVolume answer 204;
+//!   ChangeInstanceCompartment and ChangeImageCompartment 202 with no body.
 //! - Lifecycles run on the wall clock × `--time-scale` and are evaluated lazily on every request
-//!   (so they survive `--data` restarts). At time-scale 1.0: launch → RUNNING 60 s, stop 30 s,
-//!   start 30 s, terminate 45 s, image capture 8 min (a RUNNING source is CREATING_IMAGE and
-//!   comes back RUNNING, a STOPPED one comes back STOPPED), image import 10 min, one capture per
-//!   instance at a time plus a 20 min cooldown after each capture (409 `IncorrectState`).
-//!   STOP on a STOPPED instance and START on a RUNNING one are accepted as no-ops (200).
-//! - Launch validation: unknown AD or shape → 400 `InvalidParameter`; flexible shapes need
-//!   `shapeConfig.ocpus` (1–64) and 1–64 GB memory per OCPU; an unknown subnet, image or boot
-//!   volume → 400 `RelatedResourceNotAuthorizedOrNotFound`; an image that is not AVAILABLE → 409
-//!   `IncorrectState`; a public IP in the private subnet → 400. Any well-formed compartment or
-//!   tenancy OCID is accepted as a compartment.
-//! - Terminated instances stay listable as TERMINATED; deleted images are DELETED on Get and
-//!   leave ListImages. ListImages lists platform images first (for any compartment), then the
-//!   compartment's custom images. `limit` is 1..1000 (default 100); `opc-next-page` tokens are
-//!   opaque offsets.
-//! - The seeded network (one VCN, a public and a private subnet) is visible from every compartment.
-//! - Every launch makes a primary VNIC and its attachment (`nicIndex` 0, ATTACHED; DETACHED once
-//!   the instance is TERMINATED): `privateIp` 10.0.0.N (public subnet) or 10.0.1.N (private),
-//!   `publicIp` 203.0.113.N (TEST-NET-3) unless `assignPublicIp` is false or the subnet is private,
-//!   `hostnameLabel` as given in `createVnicDetails` (or the deprecated top-level `hostnameLabel`;
-//!   400 when the two differ, when it is not a valid hostname or when the subnet has it already),
-//!   else made from the display name as the Console does (lower case; letters, digits and `-`; a
-//!   number appended when the subnet has it already; none when `assignPrivateDnsRecord` is false
-//!   or the name starts with no letter), `displayName` (the instance's by default), `macAddress`.
-//!   ChangeInstanceCompartment moves the attachment with its instance (an attachment is in its
-//!   instance's compartment) but not the VNIC (OCI: "VNICs are not moved").
+//!   (so they survive `--data` restarts). At time-scale 1.0: launch → RUNNING 60 s (its boot
+//!   volume AVAILABLE after 30 s), stop 30 s, start 30 s, terminate 45 s, image capture 8 min (a
+//!   RUNNING source is CREATING_IMAGE and comes back RUNNING, a STOPPED one comes back STOPPED),
+//!   image import 10 min, a compartment move 5 s, one capture per instance at a time plus a 20 min
+//!   cooldown after each capture (409 `IncorrectState`). STOP on a STOPPED instance and START on a
+//!   RUNNING one are accepted as no-ops (200).
+//! - A move puts the record in the target compartment at once; an instance is MOVING until the
+//!   move's work request succeeds, then back in the state it had (an image has no MOVING state and
+//!   stays AVAILABLE). Only RUNNING/STOPPED instances and AVAILABLE images move (409 otherwise).
+//!   The instance's VNIC and boot volume attachments move with it; the VNIC and the volume stay.
+//! - UpdateInstance: a new shape, or new OCPUs or memory, on a RUNNING instance reboots it
+//!   (STOPPING → STARTING → RUNNING over stop + start time; the work request finishes then);
+//!   `updateOperationConstraint: AVOID_DOWNTIME` then is 400. `shapeConfig` takes only
+//!   UpdateInstanceShapeConfigDetails fields: a server-set field of InstanceShapeConfig
+//!   (`processorDescription`, `gpus`, …) is 400. Left-out shape config values keep their current
+//!   values. `ssh_authorized_keys` and `user_data` in metadata cannot change (400).
+//! - Launch validation: unknown AD or shape → 400 `InvalidParameter`; flexible shapes take OCPUs
+//!   and memory within the shape's ranges (ListShapes shows them) and the shape's defaults for
+//!   what is left out (1 OCPU, the default GB per OCPU); a fixed shape refuses a `shapeConfig`; an
+//!   image of the other architecture (x86 on `VM.Standard.A1.Flex`, Arm elsewhere) → 400; an
+//!   unknown subnet, image, boot volume or NSG → 400 `RelatedResourceNotAuthorizedOrNotFound`; an
+//!   image that is not AVAILABLE → 409 `IncorrectState`; a public IP in the private subnet → 400;
+//!   a private IP or hostname label already used in the subnet → 409 `Conflict`.
+//! - Boot volumes: a boot volume that is attached (or not AVAILABLE) cannot boot a new instance
+//!   (409), nor one in another availability domain (400). Terminating detaches the volume and,
+//!   unless `preserveBootVolume=true`, deletes it (TERMINATING → TERMINATED). The instance's
+//!   `sourceDetails` names the boot volume size (47 GB by default).
+//! - Compartments are fixtures: the tenancy root of every trusted key, `kiln-emulator`, `dev`,
+//!   `prod`, and any given with `--compartment`. A well-formed OCID of any other is 404
+//!   `NotAuthorizedOrNotFound` wherever a compartment is named; a malformed one is 400.
+//! - Defined tags: namespaces `Oracle-Tags` (CreatedBy, CreatedOn) and `Operations` (CostCenter,
+//!   Environment, Owner, Project); a namespace or key that does not exist is 400 (names match
+//!   case-insensitively). OCI adds `Oracle-Tags` on create.
+//! - Terminated instances stay listable as TERMINATED (their attachments read DETACHED, their
+//!   private IPs are released); deleted images are DELETED on Get and leave ListImages. ListImages
+//!   lists platform images first (for any compartment), then the compartment's custom images;
+//!   `shape` keeps the images that shape can boot. `limit` is 1..1000 (default 100).
+//! - Page tokens are keysets, not offsets ([`list`]): a list walked while resources are created or
+//!   deleted never repeats an item and never skips one that existed throughout.
+//! - CreateImage from Object Storage imports only an object that exists in the emulator's own
+//!   namespace (the seeded `images` bucket): any other is accepted (200, IMPORTING) and then fails —
+//!   the work request ends FAILED with an error, and the image is DELETED.
+//! - Work request statuses are the SDK model's: ACCEPTED (at the instant it is made), IN_PROGRESS,
+//!   SUCCEEDED, FAILED; never CANCELING or CANCELED (there is no CancelWorkRequest).
+//! - The seeded network is visible from every compartment.
 //! - Faults: per request, after authentication and before any change, a seeded RNG draws a dropped
 //!   connection (`--fault-reset`), a 429 `TooManyRequests` (`--fault-429`) or a 500
 //!   `InternalServerError` / 503 `ServiceUnavailable` (`--fault-5xx`). Faulted requests change
@@ -61,15 +109,40 @@
 //! - Object Storage (for remote state) is served by the same server under `/n/…`: see
 //!   [`object_storage`] for its subset and choices. PutObject is verified as Oracle's SDK signs it:
 //!   without the body headers.
-//! - `GET /_emulator/stats`: request counts per OCI operation name and `total`, and injected
-//!   faults as `fault.reset`, `fault.429`, `fault.5xx`, `fault.reset_after`;
-//!   `GET /_emulator/fixtures`: the seeded ids. Neither needs a signature.
+//! - `GET /_emulator/stats`: request counts per OCI operation name and `total`; `errors.<Op>` for
+//!   answers of 400 and above; `unknown_route` and `unknown_route.<METHOD> <path>` (OCIDs elided)
+//!   for requests to paths the emulator does not serve, so a client's unserved calls show; injected
+//!   faults as `fault.reset`, `fault.429`, `fault.5xx`, `fault.reset_after`. `GET
+//!   /_emulator/fixtures`: the seeded ids. Neither needs a signature.
+//! - `kiln -v emulator` logs every request at info level (method, path, status, duration,
+//!   operation, opc-request-id) — never a header's value, so never the Authorization header.
+//!
+//! ## Where it knowingly differs from OCI
+//! - One region per process, one VCN, two subnets, no IPv6, no secondary VNICs, no block volumes
+//!   besides boot volumes, no dedicated hosts, capacity reservations, cluster placement groups,
+//!   instance configurations or pools (their fields are refused, see above).
+//! - Security attributes (ZPR) are kept and returned as given; their namespaces are not checked.
+//! - Auto-assigned public IPs come from 203.0.113.0/21 (documentation space) and are not
+//!   resources of their own (no ListPublicIps).
+//! - Error messages are the emulator's own; codes and statuses follow OCI's documented ones.
+//! - Images captured from an instance are of its architecture; imported ones are x86.
+//! - Lifecycle durations are fixed (× the time scale), never random.
 
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod details;
+pub mod fixtures;
+pub mod identity;
+pub mod images;
+pub mod instances;
+pub mod list;
+pub mod network;
 pub mod object_storage;
+pub mod shapes;
 pub mod store;
+pub mod volumes;
+pub mod work_requests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -80,12 +153,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 pub use auth::{TrustedKey, Verifier};
 pub use body::BodyLimits;
+pub use fixtures::{Compartment, Fixtures, PlatformImage, TagNamespace};
 
 use store::Record;
 pub use store::World;
@@ -112,6 +185,12 @@ pub struct EmulatorConfig {
     pub region: String,
     /// The largest request body per service ([`body`]).
     pub body_limits: BodyLimits,
+    /// Compartments known besides the tenancy roots of the trusted keys and the named fixtures
+    /// (`--compartment`); any other compartment is 404.
+    pub compartments: Vec<String>,
+    /// Log every request (method, path, status, duration, opc-request-id; never a header's
+    /// secret) at info level under `kiln::emulator` (`kiln emulator -v`).
+    pub log_requests: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -129,6 +208,8 @@ impl Default for EmulatorConfig {
             seed: None,
             region: "us-ashburn-1".into(),
             body_limits: BodyLimits::default(),
+            compartments: Vec::new(),
+            log_requests: false,
         }
     }
 }
@@ -182,137 +263,6 @@ impl Timings {
             cooldown: s(1200.0),
             move_: s(5.0),
         }
-    }
-}
-
-/// A platform image in the fixtures.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct PlatformImage {
-    pub id: String,
-    pub display_name: String,
-    pub operating_system: String,
-    pub operating_system_version: String,
-}
-
-/// The seeded, well-known ids (`GET /_emulator/fixtures`).
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Fixtures {
-    pub region: String,
-    pub region_code: String,
-    pub availability_domains: Vec<String>,
-    pub fault_domains: Vec<String>,
-    /// A compartment to use (any well-formed compartment OCID works).
-    pub compartment_id: String,
-    pub vcn_id: String,
-    pub public_subnet_id: String,
-    pub private_subnet_id: String,
-    pub platform_images: Vec<PlatformImage>,
-    pub shapes: Vec<String>,
-    /// The Object Storage namespace, and a seeded bucket in it (for remote state).
-    pub namespace: String,
-    pub bucket: String,
-}
-
-const REGIONS: &[(&str, &str, &str)] = &[
-    ("us-ashburn-1", "iad", "US-ASHBURN"),
-    ("us-phoenix-1", "phx", "PHX"),
-    ("eu-frankfurt-1", "fra", "EU-FRANKFURT-1"),
-    ("uk-london-1", "lhr", "UK-LONDON-1"),
-    ("ap-tokyo-1", "nrt", "AP-TOKYO-1"),
-];
-
-fn fixed_id(kind: &str, code: &str, name: &str) -> String {
-    let h = Sha256::digest(format!("kiln-emulator/{kind}/{name}").as_bytes());
-    let tail: String = h.iter().map(|b| format!("{b:02x}")).collect::<String>()[..52].to_string();
-    format!("ocid1.{kind}.oc1.{code}.aaaaaaaa{tail}")
-}
-
-impl Fixtures {
-    /// The seeded ids an emulator of `region` serves (each region has its own).
-    pub fn for_region(region: &str) -> Result<Fixtures, EmulatorError> {
-        Fixtures::new(region)
-    }
-
-    fn new(region: &str) -> Result<Fixtures, EmulatorError> {
-        let (_, code, ad) = REGIONS
-            .iter()
-            .find(|(r, _, _)| *r == region)
-            .ok_or_else(|| EmulatorError::Region(region.to_string()))?;
-        let images = [
-            ("Oracle Linux", "8", "2026.08.30-0"),
-            ("Oracle Linux", "8", "2026.10.28-0"),
-            ("Oracle Linux", "9", "2026.07.31-0"),
-            ("Oracle Linux", "9", "2026.09.30-0"),
-            ("Oracle Linux", "9", "2026.10.31-0"),
-            ("Canonical Ubuntu", "22.04", "2026.09.15-0"),
-            ("Canonical Ubuntu", "22.04", "2026.10.20-0"),
-            ("Canonical Ubuntu", "24.04", "2026.09.18-0"),
-            ("Canonical Ubuntu", "24.04", "2026.10.22-0"),
-        ];
-        Ok(Fixtures {
-            region: region.to_string(),
-            region_code: code.to_string(),
-            availability_domains: (1..=3).map(|n| format!("kIdk:{ad}-AD-{n}")).collect(),
-            fault_domains: (1..=3).map(|n| format!("FAULT-DOMAIN-{n}")).collect(),
-            compartment_id: "ocid1.compartment.oc1..aaaaaaaakilnemulatorcompartment".into(),
-            vcn_id: fixed_id("vcn", code, "vcn"),
-            public_subnet_id: fixed_id("subnet", code, "public"),
-            private_subnet_id: fixed_id("subnet", code, "private"),
-            platform_images: images
-                .iter()
-                .map(|(os, v, date)| {
-                    let name = format!("{}-{v}-{date}", os.replace(' ', "-"));
-                    PlatformImage {
-                        id: fixed_id("image", code, &name),
-                        display_name: name,
-                        operating_system: os.to_string(),
-                        operating_system_version: v.to_string(),
-                    }
-                })
-                .collect(),
-            shapes: [
-                "VM.Standard.E4.Flex",
-                "VM.Standard.E5.Flex",
-                "VM.Standard3.Flex",
-                "VM.Standard.A1.Flex",
-                "VM.Standard2.1",
-                "VM.Standard2.2",
-                "VM.Standard.E2.1.Micro",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            namespace: "kilnemulator".into(),
-            bucket: "kiln-state".into(),
-        })
-    }
-
-    pub fn vcn_json(&self) -> Value {
-        json!({ "id": self.vcn_id, "compartmentId": self.compartment_id, "displayName": "kiln-emulator-vcn", "cidrBlock": "10.0.0.0/16", "cidrBlocks": ["10.0.0.0/16"], "dnsLabel": "kilnvcn", "lifecycleState": "AVAILABLE", "timeCreated": "2026-01-01T00:00:00.000Z", "vcnDomainName": "kilnvcn.oraclevcn.com", "freeformTags": {}, "definedTags": {} })
-    }
-
-    pub fn subnets_json(&self) -> Vec<Value> {
-        [(&self.public_subnet_id, "public", "10.0.0.0/24", false), (&self.private_subnet_id, "private", "10.0.1.0/24", true)]
-            .iter()
-            .map(|(id, name, cidr, private)| {
-                json!({ "id": id, "compartmentId": self.compartment_id, "vcnId": self.vcn_id, "displayName": format!("kiln-emulator-{name}"), "cidrBlock": cidr, "dnsLabel": name, "lifecycleState": "AVAILABLE", "prohibitPublicIpOnVnic": private, "prohibitInternetIngress": private, "timeCreated": "2026-01-01T00:00:00.000Z", "freeformTags": {}, "definedTags": {} })
-            })
-            .collect()
-    }
-
-    pub fn subnet_json(&self, id: &str) -> Option<Value> {
-        self.subnets_json().into_iter().find(|s| s["id"] == id)
-    }
-
-    fn platform_records(&self) -> Vec<Record> {
-        self.platform_images
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let body = json!({ "id": p.id, "compartmentId": null, "displayName": p.display_name, "lifecycleState": "AVAILABLE", "operatingSystem": p.operating_system, "operatingSystemVersion": p.operating_system_version, "launchMode": "PARAVIRTUALIZED", "createImageAllowed": true, "sizeInMBs": 47694, "billableSizeInGBs": 3, "listingType": "NONE", "baseImageId": null, "timeCreated": format!("2026-{:02}-01T00:00:00.000Z", 1 + i), "freeformTags": {}, "definedTags": {} });
-                Record::new(body.as_object().expect("object").clone())
-            })
-            .collect()
     }
 }
 
@@ -378,7 +328,15 @@ impl RunningEmulator {
 
 /// Start an emulator on `config.listen`.
 pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
-    let fixtures = Fixtures::new(&config.region)?;
+    let mut fixtures = Fixtures::new(&config.region)?;
+    let tenancies: Vec<String> = config
+        .trusted_keys
+        .iter()
+        .filter_map(|k| k.key_id.split('/').next())
+        .filter(|t| api::well_formed_ocid(t, &["tenancy"]))
+        .map(str::to_string)
+        .collect();
+    fixtures.add_compartments(&tenancies, &config.compartments);
     let mut world = match &config.data_file {
         Some(p) => World::load(p).map_err(EmulatorError::Data)?,
         None => World::default(),
@@ -475,6 +433,7 @@ async fn serve(
     shared: Arc<Shared>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Body>, Reset> {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_string();
     let target = parts
@@ -482,10 +441,31 @@ async fn serve(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let opc_request_id = request_id();
-    let reply = match process(&shared, &method, &target, &parts.headers, body).await {
-        Some(r) => r,
-        None => return Err(Reset),
+    let opc_request_id = response_request_id(
+        parts
+            .headers
+            .get("opc-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut op = None;
+    let reply = process(&shared, &method, &target, &parts.headers, body, &mut op).await;
+    count_outcome(
+        &shared,
+        &method,
+        &target,
+        op,
+        reply.as_ref().map(|r| r.status),
+    );
+    if shared.config.log_requests {
+        let path = target.split('?').next().unwrap_or("/");
+        let status = reply
+            .as_ref()
+            .map(|r| r.status.to_string())
+            .unwrap_or_else(|| "dropped".into());
+        tracing::info!(target: "kiln::emulator", "{method} {path} {status} {}ms {} opc-request-id={opc_request_id}", started.elapsed().as_millis(), op.unwrap_or("-"));
+    }
+    let Some(reply) = reply else {
+        return Err(Reset);
     };
     let mut builder = hyper::Response::builder()
         .status(reply.status)
@@ -499,6 +479,61 @@ async fn serve(
     Ok(builder
         .body(Body::new(Bytes::from(reply.body)))
         .expect("valid response"))
+}
+
+/// The response's `opc-request-id`: the client's own id when it sent one (printable, at most 128
+/// characters), followed by two server parts — as OCI composes it — or three server parts.
+fn response_request_id(client: Option<&str>) -> String {
+    let server = request_id();
+    match client
+        .filter(|c| !c.is_empty() && c.len() <= 128 && c.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        Some(c) => {
+            let tail = server.split_once('/').map(|(_, t)| t).unwrap_or("");
+            format!("{c}/{tail}")
+        }
+        None => server,
+    }
+}
+
+/// Stats after a request: `errors.<Operation>` for answers of 400 and above, and
+/// `unknown_route` (with `unknown_route.<METHOD> <path>`, OCIDs elided) for paths the emulator
+/// does not serve.
+fn count_outcome(
+    shared: &Shared,
+    method: &str,
+    target: &str,
+    op: Option<&'static str>,
+    status: Option<u16>,
+) {
+    let path = target.split('?').next().unwrap_or("/");
+    if path.starts_with("/_emulator/") {
+        return;
+    }
+    let mut stats = shared.stats.lock().expect("stats lock");
+    match op {
+        Some(op) => {
+            if status.is_some_and(|s| s >= 400) {
+                *stats.entry(format!("errors.{op}")).or_default() += 1;
+            }
+        }
+        None => {
+            let shape: Vec<&str> = path
+                .split('/')
+                .map(|seg| {
+                    if seg.starts_with("ocid1.") {
+                        "{id}"
+                    } else {
+                        seg
+                    }
+                })
+                .collect();
+            *stats.entry("unknown_route".into()).or_default() += 1;
+            *stats
+                .entry(format!("unknown_route.{method} {}", shape.join("/")))
+                .or_default() += 1;
+        }
+    }
 }
 
 fn query_pairs(target: &str) -> Vec<(String, String)> {
@@ -518,6 +553,7 @@ async fn process(
     target: &str,
     headers: &hyper::HeaderMap,
     incoming: hyper::body::Incoming,
+    seen_op: &mut Option<&'static str>,
 ) -> Option<api::Reply> {
     let path = target.split('?').next().unwrap_or("/");
     if let Some(rest) = path.strip_prefix("/_emulator/") {
@@ -571,6 +607,7 @@ async fn process(
             format!("no such route `{method} {path}`"),
         ));
     };
+    *seen_op = Some(op);
     {
         let mut stats = shared.stats.lock().expect("stats lock");
         *stats.entry(op.to_string()).or_default() += 1;

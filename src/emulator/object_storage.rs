@@ -3,8 +3,8 @@
 //! `/n/{namespace}/b/{bucket}/o/{object}` (no version prefix, as on OCI).
 //!
 //! Choices where OCI's documentation is silent:
-//! - One namespace (`Fixtures::namespace`) and one seeded bucket (`Fixtures::bucket`); no
-//!   CreateBucket. Another namespace or bucket is 404 `BucketNotFound`; a missing object is 404
+//! - One namespace (`Fixtures::namespace`) and two seeded buckets (`Fixtures::bucket` for state,
+//!   `Fixtures::image_bucket` for image files to import); no CreateBucket. Another namespace or bucket is 404 `BucketNotFound`; a missing object is 404
 //!   `ObjectNotFound` (HEAD: 404 without a body).
 //! - Object etags are strong: a new UUID on every write. `If-Match` on Get/Head/Put/Delete must
 //!   equal the current etag (a missing object fails it too): 412 `IfMatchFailed`. `If-None-Match: *`
@@ -49,17 +49,35 @@ pub struct ObjectRec {
     pub modified: DateTime<Utc>,
 }
 
-/// Make sure the seeded bucket exists (a fresh world, or data from an older emulator).
+/// Make sure the seeded buckets exist (a fresh world, or data from an older emulator): the one
+/// for remote state, and `images`, where image files to import are put.
 pub fn seed(world: &mut World, fixtures: &Fixtures) {
-    world
-        .buckets
-        .entry(fixtures.bucket.clone())
-        .or_insert_with(|| BucketRec {
-            compartment_id: fixtures.compartment_id.clone(),
-            created: "2026-01-01T00:00:00Z".parse().expect("valid time"),
-            etag: uuid::Uuid::new_v4().to_string(),
-            objects: BTreeMap::new(),
-        });
+    for name in [&fixtures.bucket, &fixtures.image_bucket] {
+        world
+            .buckets
+            .entry(name.clone())
+            .or_insert_with(|| BucketRec {
+                compartment_id: fixtures.compartment_id.clone(),
+                created: "2026-01-01T00:00:00Z".parse().expect("valid time"),
+                etag: uuid::Uuid::new_v4().to_string(),
+                objects: BTreeMap::new(),
+            });
+    }
+}
+
+/// Does `namespace`/`bucket`/`object` exist (an image file to import)?
+pub fn object_exists(
+    world: &World,
+    fixtures: &Fixtures,
+    namespace: &str,
+    bucket: &str,
+    object: &str,
+) -> bool {
+    namespace == fixtures.namespace
+        && world
+            .buckets
+            .get(bucket)
+            .is_some_and(|b| b.objects.contains_key(object))
 }
 
 /// The operation of a `/n…` request (`None`: no such route). `segs` are the decoded segments

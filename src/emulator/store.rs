@@ -17,13 +17,17 @@ pub struct Step {
     pub state: String,
 }
 
-/// One resource (instance or image): its JSON, its version (etag) and its pending steps.
+/// One resource (instance, image, boot volume, attachment): its JSON, its version (etag), its
+/// pending steps, and what the emulator knows of it that is not on the wire (`meta`: an image's
+/// architecture, an instance's boot volume).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub body: Map<String, Value>,
     pub version: u64,
     #[serde(default)]
     pub steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub meta: Map<String, Value>,
 }
 
 impl Record {
@@ -32,7 +36,18 @@ impl Record {
             body,
             version: 1,
             steps: Vec::new(),
+            meta: Map::new(),
         }
+    }
+
+    /// A string the emulator keeps beside the wire JSON.
+    pub fn meta_str(&self, k: &str) -> Option<&str> {
+        self.meta.get(k).and_then(Value::as_str)
+    }
+
+    /// A string field of the wire JSON.
+    pub fn str(&self, k: &str) -> &str {
+        self.body.get(k).and_then(Value::as_str).unwrap_or("")
     }
 
     pub fn state(&self) -> &str {
@@ -163,12 +178,20 @@ pub struct Replay {
 pub struct World {
     pub instances: BTreeMap<String, Record>,
     pub images: BTreeMap<String, Record>,
-    pub boot_volumes: BTreeMap<String, Value>,
+    /// Boot volumes and their attachments, made at launch (older data files kept minimal boot
+    /// volume stubs under `boot_volumes`: they are dropped).
+    #[serde(default, rename = "boot_volume_records")]
+    pub boot_volumes: BTreeMap<String, Record>,
+    #[serde(default)]
+    pub boot_volume_attachments: BTreeMap<String, Record>,
     /// Primary VNIC attachments (by attachment id) and VNICs (by id), made at launch.
     #[serde(default)]
     pub vnic_attachments: BTreeMap<String, Value>,
     #[serde(default)]
     pub vnics: BTreeMap<String, Value>,
+    /// The primary private IP of every VNIC (by private IP id).
+    #[serde(default)]
+    pub private_ips: BTreeMap<String, Value>,
     pub work_requests: BTreeMap<String, WorkRequestRec>,
     pub retry_tokens: BTreeMap<String, Replay>,
     /// Per instance: when its last image capture finished (for the cooldown).
@@ -186,7 +209,13 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 
 impl World {
     pub fn settle(&mut self, now: DateTime<Utc>) {
-        for r in self.instances.values_mut().chain(self.images.values_mut()) {
+        for r in self
+            .instances
+            .values_mut()
+            .chain(self.images.values_mut())
+            .chain(self.boot_volumes.values_mut())
+            .chain(self.boot_volume_attachments.values_mut())
+        {
             r.settle(now);
         }
         // Retry tokens expire after 24 hours.

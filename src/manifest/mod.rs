@@ -319,6 +319,15 @@ impl Manifest {
             .collect()
     }
 
+    /// Every compartment a resource names.
+    pub fn compartments(&self) -> BTreeSet<String> {
+        self.instances
+            .values()
+            .map(|i| i.compartment.clone())
+            .chain(self.images.values().map(|i| i.compartment.clone()))
+            .collect()
+    }
+
     /// Dependency edges `(dependent, dependency)`.
     pub fn edges(&self) -> Vec<(Address, Address)> {
         let mut out = Vec::new();

@@ -110,10 +110,16 @@ pub fn diff(
     out
 }
 
+/// Objects whose update details are a type of their own (UpdateInstanceShapeConfigDetails), not
+/// a map OCI replaces: only the keys kiln manages are sent, never the server-set fields of the
+/// live object (`processorDescription`, `gpus`, …, which OCI refuses).
+const PARTIAL_OBJECTS: &[&str] = &["shapeConfig"];
+
 /// The UpdateInstanceDetails / UpdateImageDetails body for the updatable attributes that differ.
 ///
 /// OCI replaces whole maps (tags, metadata) on update, so a changed map key is sent together with
-/// every key the live resource has — nothing kiln does not manage is removed.
+/// every key the live resource has — nothing kiln does not manage is removed. A
+/// [`PARTIAL_OBJECTS`] field is sent with every key of it the manifest manages, and no other.
 pub fn update_body(desired: &DesiredResource, live: &Value, changed: &[AttrDiff]) -> Value {
     let mut body = Map::new();
     for d in changed.iter().filter(|d| d.class == AttrClass::Update) {
@@ -123,8 +129,15 @@ pub fn update_body(desired: &DesiredResource, live: &Value, changed: &[AttrDiff]
         let Lookup::Live(path) = &attr.lookup else {
             continue;
         };
-        // The top-level field: maps and nested objects are sent whole, starting from live.
         let top = &path[0];
+        if PARTIAL_OBJECTS.contains(&top.as_str()) && path.len() > 1 {
+            let entry = body
+                .entry(top.clone())
+                .or_insert_with(|| managed_keys(desired, top));
+            set_at(entry, &path[1..], d.change.after.clone());
+            continue;
+        }
+        // The top-level field: maps and nested objects are sent whole, starting from live.
         let entry = body
             .entry(top.clone())
             .or_insert_with(|| match live.get(top) {
@@ -134,6 +147,36 @@ pub fn update_body(desired: &DesiredResource, live: &Value, changed: &[AttrDiff]
         set_at(entry, &path[1..], d.change.after.clone());
     }
     Value::Object(body)
+}
+
+/// The keys of the object `top` the manifest manages, with their desired (known) values.
+fn managed_keys(desired: &DesiredResource, top: &str) -> Value {
+    let mut obj = Value::Object(Map::new());
+    for a in desired.attrs.iter().filter(|a| !desired.ignores(&a.path)) {
+        if let (Lookup::Live(p), DesiredValue::Known(v)) = (&a.lookup, &a.value) {
+            if p.len() > 1 && p[0] == top {
+                set_at(&mut obj, &p[1..], v.clone());
+            }
+        }
+    }
+    obj
+}
+
+/// Whether `live` already has what an update body `sent` asks for (a lost answer): maps and
+/// values must be equal, a [`PARTIAL_OBJECTS`] field only on the keys sent.
+pub fn update_applied(live: &Value, sent: &Value) -> bool {
+    let Some(m) = sent.as_object() else {
+        return false;
+    };
+    m.iter().all(|(k, v)| {
+        let l = live.get(k).unwrap_or(&Value::Null);
+        match v.as_object() {
+            Some(o) if PARTIAL_OBJECTS.contains(&k.as_str()) => o
+                .iter()
+                .all(|(kk, vv)| same(l.get(kk).unwrap_or(&Value::Null), vv)),
+            _ => same(l, v),
+        }
+    })
 }
 
 fn set_at(slot: &mut Value, rest: &[String], value: Value) {
@@ -328,5 +371,50 @@ mod update_body_tests {
             update_body(&d, &live, &diffs),
             json!({"freeformTags": {"team": "infra", "cost": "42"}})
         );
+    }
+
+    #[test]
+    fn a_shape_config_is_sent_with_the_managed_keys_only() {
+        let attr = |path: &str, live: &str, v: Value| DesiredAttr {
+            path: path.into(),
+            lookup: Lookup::live(live),
+            value: DesiredValue::Known(v),
+            class: AttrClass::Update,
+            why: None,
+        };
+        let d = DesiredResource {
+            address: "instance.web".into(),
+            kind: Kind::Instance,
+            display_name: "web".into(),
+            compartment: "c".into(),
+            region: None,
+            attrs: vec![
+                attr("shape_config.ocpus", "shapeConfig.ocpus", json!(2.0)),
+                attr(
+                    "shape_config.memory_in_gbs",
+                    "shapeConfig.memoryInGBs",
+                    json!(16.0),
+                ),
+            ],
+            power: Some(Power::Running),
+            depends_on: vec![],
+            captured_from: None,
+            restart_source: true,
+            ignore_changes: vec![],
+            prevent_destroy: false,
+            create_before_destroy: false,
+            preserve_boot_volume: false,
+            create_body: Value::Null,
+        };
+        let live = json!({"shapeConfig": {"ocpus": 1.0, "memoryInGBs": 16.0, "processorDescription": "AMD", "gpus": 0, "networkingBandwidthInGbps": 1.0}});
+        let diffs = diff(&d, &live, &Map::new(), &|_| unreachable!());
+        let body = update_body(&d, &live, &diffs);
+        assert_eq!(
+            body,
+            json!({"shapeConfig": {"ocpus": 2.0, "memoryInGBs": 16.0}})
+        );
+        let after = json!({"shapeConfig": {"ocpus": 2.0, "memoryInGBs": 16.0, "processorDescription": "AMD"}});
+        assert!(update_applied(&after, &body));
+        assert!(!update_applied(&live, &body));
     }
 }

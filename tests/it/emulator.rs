@@ -584,7 +584,7 @@ async fn pagination_lists_every_page_in_order() {
     assert_eq!(one.len(), 1);
     let other = c
         .list_instances(&kiln::oci::compute::ListInstances {
-            compartment_id: "ocid1.compartment.oc1..other".into(),
+            compartment_id: support::OTHER_COMPARTMENT.into(),
             ..Default::default()
         })
         .await
@@ -741,7 +741,7 @@ async fn images_capture_list_update_delete_and_compartment_moves() {
         })
         .await
         .unwrap();
-    assert_eq!(ubuntu.len(), 2);
+    assert_eq!(ubuntu.len(), 3, "two x86 builds and one for Arm");
     // Update with If-Match, then move, then delete.
     let upd: kiln::oci::models::UpdateImageDetails =
         serde_json::from_value(json!({"displayName": "golden-2"})).unwrap();
@@ -766,7 +766,7 @@ async fn images_capture_list_update_delete_and_compartment_moves() {
         .await
         .unwrap();
     assert_eq!(u.body.display_name.as_deref(), Some("golden-2"));
-    let other = "ocid1.compartment.oc1..aaaaaaaaother";
+    let other = support::OTHER_COMPARTMENT;
     let moved = c
         .change_image_compartment(
             &img.body.id,
@@ -814,7 +814,9 @@ async fn images_capture_list_update_delete_and_compartment_moves() {
         "DELETED"
     );
     // Importing from Object Storage.
-    let import: kiln::oci::models::CreateImageDetails = serde_json::from_value(json!({"compartmentId": COMPARTMENT, "imageSourceDetails": {"sourceType": "objectStorageTuple", "namespaceName": "ns", "bucketName": "b", "objectName": "o.qcow2", "operatingSystem": "Custom Linux"}})).unwrap();
+    support::put_image_file(&emu, &c, "o.qcow2").await;
+    let f = emu.fixtures();
+    let import: kiln::oci::models::CreateImageDetails = serde_json::from_value(json!({"compartmentId": COMPARTMENT, "imageSourceDetails": {"sourceType": "objectStorageTuple", "namespaceName": f.namespace, "bucketName": f.image_bucket, "objectName": "o.qcow2", "operatingSystem": "Custom Linux"}})).unwrap();
     let im = c
         .create_image(&import, &MutationOptions::default())
         .await
@@ -943,10 +945,7 @@ async fn a_launch_makes_a_primary_vnic_with_addresses_and_a_hostname() {
     )
     .await
     .unwrap_err();
-    assert_eq!(
-        (taken.status, taken.code.as_str()),
-        (Some(400), "InvalidParameter")
-    );
+    assert_eq!((taken.status, taken.code.as_str()), (Some(409), "Conflict"));
     let quiet = launch(
         "quiet",
         json!({"subnetId": f.private_subnet_id, "assignPrivateDnsRecord": false}),

@@ -23,17 +23,19 @@ async fn assert_converged(p: &Project) {
 }
 
 async fn import_newer_image(p: &Project) -> String {
-    let details: kiln::oci::models::CreateImageDetails = serde_json::from_value(serde_json::json!({
-        "compartmentId": COMPARTMENT,
-        "displayName": "Oracle-Linux-9-newer",
-        "imageSourceDetails": {
-            "sourceType": "objectStorageUri",
-            "sourceUri": "https://objectstorage.us-ashburn-1.oraclecloud.com/n/kilnemulator/b/images/o/ol9.qcow2",
-            "operatingSystem": "Oracle Linux",
-            "operatingSystemVersion": "9"
-        }
-    }))
-    .unwrap();
+    let uri = support::put_image_file(&p.emu, &p.client(), "ol9.qcow2").await;
+    let details: kiln::oci::models::CreateImageDetails =
+        serde_json::from_value(serde_json::json!({
+            "compartmentId": COMPARTMENT,
+            "displayName": "Oracle-Linux-9-newer",
+            "imageSourceDetails": {
+                "sourceType": "objectStorageUri",
+                "sourceUri": uri,
+                "operatingSystem": "Oracle Linux",
+                "operatingSystemVersion": "9"
+            }
+        }))
+        .unwrap();
     let id = p
         .client()
         .create_image(&details, &Default::default())

@@ -40,6 +40,8 @@ fn spawn_emulator(cfg: &std::path::Path, extra: &[&str]) -> (Emulator, Vec<Strin
             cfg.to_str().unwrap(),
             "--time-scale",
             "0.01",
+            "--compartment",
+            COMPARTMENT,
         ])
         .args(extra)
         .stdout(Stdio::piped())

@@ -81,13 +81,13 @@ async fn out_of_band_edits_are_drift_but_oracle_tags_never_are() {
         .find(|i| i.display_name.as_deref() == Some("web"))
         .unwrap();
 
-    // OCI (or a person) adds defined tags in the Oracle-Tags namespace: never a diff.
+    // A person adds a defined tag the manifest does not manage: never a diff.
     let got = c.get_instance(&web.id).await.unwrap();
     let mut defined = got.body.defined_tags.clone();
     defined
-        .entry("Oracle-Tags".into())
+        .entry("Operations".into())
         .or_default()
-        .insert("Extra".into(), json!("x"));
+        .insert("CostCenter".into(), json!("42"));
     let upd: kiln::oci::models::UpdateInstanceDetails =
         serde_json::from_value(json!({ "definedTags": defined })).unwrap();
     c.update_instance(&web.id, &upd, &MutationOptions::default())

@@ -14,6 +14,12 @@ pub const USER: &str = "ocid1.user.oc1..aaaatest";
 pub const PKCS1_FP: &str = "f7:f0:c3:be:cc:84:ea:6c:21:0a:72:40:37:bb:0d:ed";
 pub const PKCS8_FP: &str = "ca:f8:ba:ea:d3:cc:7a:a2:d3:8b:92:48:41:1c:f0:94";
 pub const COMPARTMENT: &str = "ocid1.compartment.oc1..aaaaaaaatestcompartment";
+/// A second compartment (moves).
+pub const OTHER_COMPARTMENT: &str = "ocid1.compartment.oc1..aaaaaaaaothercompartment";
+
+/// The compartments the tests use: the emulator knows these besides its fixtures, and answers
+/// 404 for any other, as OCI does.
+pub const TEST_COMPARTMENTS: &[&str] = &[COMPARTMENT, OTHER_COMPARTMENT];
 
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -58,8 +64,34 @@ pub fn config(time_scale: f64) -> EmulatorConfig {
     }
 }
 
-pub async fn start(config: EmulatorConfig) -> RunningEmulator {
+/// Start `config`, knowing the [`TEST_COMPARTMENTS`] too.
+pub async fn start(mut config: EmulatorConfig) -> RunningEmulator {
+    for c in TEST_COMPARTMENTS {
+        if !config.compartments.iter().any(|k| k == c) {
+            config.compartments.push(c.to_string());
+        }
+    }
     emulator::start(config).await.expect("emulator starts")
+}
+
+/// Put an image file to import into the emulator's `images` bucket; its `sourceUri`.
+pub async fn put_image_file(emu: &RunningEmulator, client: &Client, name: &str) -> String {
+    let f = emu.fixtures();
+    kiln::oci::object_storage::ObjectStorage::new(client.clone())
+        .put_object(
+            &f.namespace,
+            &f.image_bucket,
+            name,
+            b"QFI not really a qcow2".to_vec(),
+            "application/octet-stream",
+            &kiln::oci::object_storage::Precondition::None,
+        )
+        .await
+        .expect("the image file is put");
+    format!(
+        "https://objectstorage.{}.oraclecloud.com/n/{}/b/{}/o/{name}",
+        f.region, f.namespace, f.image_bucket
+    )
 }
 
 /// A client for `emu` with quick retries.

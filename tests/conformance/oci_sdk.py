@@ -1,0 +1,224 @@
+"""Conformance: Oracle's Python SDK (PyPI `oci`) against `kiln emulator` (issue 14).
+
+Driven by tests/it/oci_sdk.rs: `python3 oci_sdk.py URL CONFIG_FILE`. The SDK signs the requests
+and parses every response with its own models, so it judges the emulator's wire format. Walks:
+launch with every modelled field and read each back (instance and VNIC); boot volume preserve,
+then relaunch from it; the shape-filtered image lookup; compartment 404; defined tag 400; a
+compartment move seen as MOVING; pagination under concurrent creates. Waits are the SDK's own
+waiters polling the emulator's state. Prints one line per check and `N passed, M failed`;
+exits 1 on any failure.
+"""
+
+import json
+import sys
+import threading
+import urllib.request
+
+import oci
+from oci.core import models as m
+
+URL, CONFIG_FILE = sys.argv[1:3]
+config = oci.config.from_file(CONFIG_FILE, "DEFAULT")
+compute = oci.core.ComputeClient(config, service_endpoint=URL)
+network = oci.core.VirtualNetworkClient(config, service_endpoint=URL)
+storage = oci.core.BlockstorageClient(config, service_endpoint=URL)
+identity = oci.identity.IdentityClient(config, service_endpoint=URL)
+work = oci.work_requests.WorkRequestClient(config, service_endpoint=URL)
+fx = json.load(urllib.request.urlopen(URL + "/_emulator/fixtures"))
+
+COMPARTMENT = fx["compartment_id"]
+OTHER = next(c["id"] for c in fx["compartments"] if c["name"] == "dev")
+TENANCY = config["tenancy"]
+AD = fx["availability_domains"][0]
+SUBNET = fx["public_subnet_id"]
+X86 = fx["platform_images"][0]["id"]
+ARM = [i["id"] for i in fx["platform_images"] if i["arch"] == "aarch64"]
+
+results = []
+
+
+def check(name, ok, detail=""):
+    results.append(ok)
+    print(("ok   " if ok else "FAIL ") + name + ("" if ok else f": {detail}"), flush=True)
+
+
+def status_of(call):
+    """The HTTP status of a call that should fail (200 if it did not)."""
+    try:
+        call()
+        return 200
+    except oci.exceptions.ServiceError as e:
+        return e.status
+
+
+def wait_state(get, state):
+    return oci.wait_until(compute, get(), "lifecycle_state", state,
+                          max_interval_seconds=1, max_wait_seconds=120).data
+
+
+def launch(name, **over):
+    details = dict(
+        availability_domain=AD, compartment_id=COMPARTMENT, display_name=name,
+        shape="VM.Standard.E4.Flex",
+        shape_config=m.LaunchInstanceShapeConfigDetails(ocpus=1, memory_in_gbs=16),
+        create_vnic_details=m.CreateVnicDetails(subnet_id=SUBNET),
+        source_details=m.InstanceSourceViaImageDetails(image_id=X86),
+        metadata={"ssh_authorized_keys": "ssh-ed25519 AAAA sdk"},
+    )
+    details.update(over)
+    return compute.launch_instance(m.LaunchInstanceDetails(**details))
+
+
+# Identity.
+ads = identity.list_availability_domains(TENANCY).data
+check("ListAvailabilityDomains names the fixtures' domains",
+      [a.name for a in ads] == fx["availability_domains"], [a.name for a in ads])
+fds = identity.list_fault_domains(TENANCY, AD).data
+check("ListFaultDomains lists three", len(fds) == 3 and fds[0].availability_domain == AD, fds)
+unknown = "ocid1.compartment.oc1..aaaaaaaanosuchcompartment"
+check("GetCompartment of an unknown compartment is 404",
+      status_of(lambda: identity.get_compartment(unknown)) == 404)
+check("ListInstances in an unknown compartment is 404",
+      status_of(lambda: compute.list_instances(unknown)) == 404)
+check("a defined tag outside the tag namespaces is 400",
+      status_of(lambda: launch("badtag", defined_tags={"NoSuchNamespace": {"k": "v"}})) == 400)
+check("a defined tag key that does not exist is 400",
+      status_of(lambda: launch("badkey", defined_tags={"Operations": {"NoSuchKey": "v"}})) == 400)
+
+# Launch with every modelled field, and read each back.
+full = launch(
+    "sdk-full",
+    fault_domain="FAULT-DOMAIN-3",
+    freeform_tags={"team": "sdk"},
+    defined_tags={"Operations": {"CostCenter": "42"}},
+    extended_metadata={"nested": {"a": "b"}},
+    ipxe_script="#!ipxe",
+    agent_config=m.LaunchInstanceAgentConfigDetails(
+        is_monitoring_disabled=True,
+        plugins_config=[m.InstanceAgentPluginConfigDetails(name="Bastion", desired_state="ENABLED")]),
+    instance_options=m.InstanceOptions(are_legacy_imds_endpoints_disabled=True),
+    availability_config=m.LaunchInstanceAvailabilityConfigDetails(
+        recovery_action="STOP_INSTANCE", is_live_migration_preferred=True),
+    launch_options=m.LaunchOptions(network_type="VFIO", firmware="BIOS"),
+    platform_config=m.AmdVmLaunchInstancePlatformConfig(is_secure_boot_enabled=True),
+    source_details=m.InstanceSourceViaImageDetails(image_id=X86, boot_volume_size_in_gbs=60),
+    create_vnic_details=m.CreateVnicDetails(
+        subnet_id=SUBNET, private_ip="10.0.0.50", hostname_label="sdkweb", display_name="sdk-nic",
+        skip_source_dest_check=True, nsg_ids=[fx["nsg_id"]], assign_public_ip=False),
+)
+iid = full.data.id
+check("LaunchInstance answers with a work request", bool(full.headers.get("opc-work-request-id")))
+i = compute.get_instance(iid).data
+for name, got, want in [
+    ("agentConfig.isMonitoringDisabled", i.agent_config.is_monitoring_disabled, True),
+    ("agentConfig.pluginsConfig", [(p.name, p.desired_state) for p in i.agent_config.plugins_config or []], [("Bastion", "ENABLED")]),
+    ("instanceOptions", i.instance_options.are_legacy_imds_endpoints_disabled, True),
+    ("availabilityConfig.recoveryAction", i.availability_config.recovery_action, "STOP_INSTANCE"),
+    ("availabilityConfig.isLiveMigrationPreferred", i.availability_config.is_live_migration_preferred, True),
+    ("launchOptions.networkType", i.launch_options.network_type, "VFIO"),
+    ("launchOptions.firmware", i.launch_options.firmware, "BIOS"),
+    ("platformConfig", (i.platform_config.type, i.platform_config.is_secure_boot_enabled), ("AMD_VM", True)),
+    ("faultDomain", i.fault_domain, "FAULT-DOMAIN-3"),
+    ("freeformTags", i.freeform_tags, {"team": "sdk"}),
+    ("definedTags", i.defined_tags.get("Operations"), {"CostCenter": "42"}),
+    ("extendedMetadata", i.extended_metadata, {"nested": {"a": "b"}}),
+    ("ipxeScript", i.ipxe_script, "#!ipxe"),
+    ("sourceDetails.bootVolumeSizeInGBs", i.source_details.boot_volume_size_in_gbs, 60),
+    ("securityAttributes", i.security_attributes, {}),
+]:
+    check(f"GetInstance returns {name}", got == want, f"{got!r} != {want!r}")
+att = compute.list_vnic_attachments(COMPARTMENT, instance_id=iid).data[0]
+v = network.get_vnic(att.vnic_id).data
+for name, got, want in [
+    ("privateIp", v.private_ip, "10.0.0.50"), ("hostnameLabel", v.hostname_label, "sdkweb"),
+    ("displayName", v.display_name, "sdk-nic"), ("skipSourceDestCheck", v.skip_source_dest_check, True),
+    ("nsgIds", v.nsg_ids, [fx["nsg_id"]]), ("publicIp", v.public_ip, None),
+]:
+    check(f"GetVnic returns {name}", got == want, f"{got!r} != {want!r}")
+ips = network.list_private_ips(vnic_id=att.vnic_id).data
+check("ListPrivateIps by VNIC", [p.ip_address for p in ips] == ["10.0.0.50"], ips)
+check("ListIpv6s by VNIC is served (empty)", network.list_ipv6s(vnic_id=att.vnic_id).data == [])
+check("an unmodelled field is refused, not dropped",
+      status_of(lambda: launch("vlan", create_vnic_details=m.CreateVnicDetails(subnet_id=SUBNET, vlan_id="ocid1.vlan.oc1.iad.x"))) == 400)
+
+# Move: MOVING until the work request succeeds.
+wait_state(lambda: compute.get_instance(iid), "RUNNING")
+moved = compute.change_instance_compartment(iid, m.ChangeInstanceCompartmentDetails(compartment_id=OTHER))
+check("ChangeInstanceCompartment is 202 with a work request",
+      moved.status == 202 and bool(moved.headers.get("opc-work-request-id")), moved.status)
+check("the instance is MOVING during the move", compute.get_instance(iid).data.lifecycle_state == "MOVING")
+wr = oci.wait_until(work, work.get_work_request(moved.headers["opc-work-request-id"]), "status", "SUCCEEDED",
+                    max_interval_seconds=1, max_wait_seconds=60).data
+check("the move's work request succeeds", wr.status == "SUCCEEDED")
+after = compute.get_instance(iid).data
+check("after the move the instance is RUNNING in the target compartment",
+      (after.lifecycle_state, after.compartment_id) == ("RUNNING", OTHER), (after.lifecycle_state, after.compartment_id))
+logs = work.list_work_request_logs(wr.id).data
+check("ListWorkRequestLogs tells the story", len(logs) >= 2 and all(l.message for l in logs), logs)
+
+# Boot volume: preserve on terminate, then relaunch from it.
+bv_inst = launch("sdk-bv").data
+bva = compute.list_boot_volume_attachments(AD, COMPARTMENT, instance_id=bv_inst.id).data
+check("a launch attaches a boot volume", len(bva) == 1, bva)
+bv = bva[0].boot_volume_id
+check("GetBootVolume", storage.get_boot_volume(bv).data.image_id == X86)
+check("ListBootVolumes", bv in [b.id for b in storage.list_boot_volumes(availability_domain=AD, compartment_id=COMPARTMENT).data])
+compute.terminate_instance(bv_inst.id, preserve_boot_volume=True)
+wait_state(lambda: compute.get_instance(bv_inst.id), "TERMINATED")
+check("a preserved boot volume stays AVAILABLE", storage.get_boot_volume(bv).data.lifecycle_state == "AVAILABLE")
+check("its attachment is DETACHED",
+      compute.list_boot_volume_attachments(AD, COMPARTMENT, boot_volume_id=bv).data[0].lifecycle_state == "DETACHED")
+again = launch("sdk-relaunch", source_details=m.InstanceSourceViaBootVolumeDetails(boot_volume_id=bv)).data
+check("a relaunch from the preserved volume boots it",
+      again.source_details.boot_volume_id == bv and again.image_id == X86, again.source_details)
+check("a launch from an attached volume is 409",
+      status_of(lambda: launch("sdk-twice", source_details=m.InstanceSourceViaBootVolumeDetails(boot_volume_id=bv))) == 409)
+
+# Shapes and the shape-filtered image lookup.
+images = compute.list_images(COMPARTMENT, operating_system="Oracle Linux", operating_system_version="9",
+                             shape="VM.Standard.A1.Flex", sort_by="TIMECREATED", sort_order="DESC").data
+check("ListImages with an Arm shape lists only Arm images", images and all(x.id in ARM for x in images), images)
+shapes = compute.list_shapes(COMPARTMENT, image_id=ARM[0]).data
+check("ListShapes for an Arm image lists A1 only, with its ranges",
+      [s.shape for s in shapes] == ["VM.Standard.A1.Flex"] and shapes[0].ocpu_options.max == 80, shapes)
+check("an x86 image on A1 is 400",
+      status_of(lambda: launch("sdk-arm", shape="VM.Standard.A1.Flex", shape_config=None)) == 400)
+arm = launch("sdk-arm", shape="VM.Standard.A1.Flex", shape_config=None,
+             source_details=m.InstanceSourceViaImageDetails(image_id=images[0].id)).data
+check("A1 without shapeConfig gets the shape's defaults",
+      (arm.shape_config.ocpus, arm.shape_config.memory_in_gbs) == (1, 6), arm.shape_config)
+
+# Pagination while another thread launches.
+for n in range(5):
+    launch(f"sdk-page-{n}")
+before = {x.id for x in compute.list_instances(COMPARTMENT, limit=1000).data}
+stop = threading.Event()
+
+
+def creator():
+    n = 0
+    while not stop.is_set() and n < 40:
+        launch(f"sdk-new-{n}")
+        n += 1
+
+
+t = threading.Thread(target=creator)
+t.start()
+seen, page = [], None
+try:
+    while True:
+        r = compute.list_instances(COMPARTMENT, limit=2, page=page) if page else compute.list_instances(COMPARTMENT, limit=2)
+        seen += [x.id for x in r.data]
+        page = r.headers.get("opc-next-page")
+        if not page:
+            break
+finally:
+    stop.set()
+    t.join()
+check("pagination under concurrent creates: nothing twice", len(seen) == len(set(seen)), len(seen) - len(set(seen)))
+check("pagination under concurrent creates: nothing that existed is skipped",
+      before <= set(seen), before - set(seen))
+
+failed = results.count(False)
+print(f"{len(results) - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
