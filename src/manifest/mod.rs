@@ -1264,18 +1264,18 @@ impl Loader {
             self.region(t)
         } else {
             str_of(get(defaults, "region"))
-                .and_then(|(r, _)| crate::oci::region::resolve(r).ok())
+                .and_then(|(r, _)| crate::region::resolve(r).ok())
                 .map(str::to_string)
         }
     }
 
     fn region(&mut self, t: &IndexMap<String, Entry>) -> Option<String> {
-        str_of(get(t, "region")).and_then(|(r, at)| match crate::oci::region::resolve(r) {
+        str_of(get(t, "region")).and_then(|(r, at)| match crate::region::resolve(r) {
             Ok(id) => Some(id.to_string()),
             Err(_) => {
                 let p = Problem::error("unknown_region", format!("unknown region `{r}`"))
                     .at(at, "not a region");
-                let p = match did_you_mean(&r.to_ascii_lowercase(), crate::oci::region::all_ids()) {
+                let p = match did_you_mean(&r.to_ascii_lowercase(), crate::region::all_ids()) {
                     Some(s) => p.help(format!("did you mean `{s}`?")),
                     None => p.help(
                         "use a region id such as `us-ashburn-1` or a 3-letter code such as `iad`",
@@ -1343,7 +1343,7 @@ impl Loader {
         let mut endpoints = BTreeMap::new();
         if let Some(m) = get(t, "endpoints").and_then(entries) {
             for (region, e) in m {
-                let Ok(id) = crate::oci::region::resolve(region) else {
+                let Ok(id) = crate::region::resolve(region) else {
                     self.problem(
                         Problem::error("unknown_region", format!("unknown region `{region}`"))
                             .at(&e.key_at, "not a region")
@@ -1804,7 +1804,7 @@ impl Loader {
 
     /// A dependency cycle is one problem naming every member.
     fn cycles(&mut self, refs: &[(Address, Address, At)]) {
-        let mut dag = crate::plan::graph::Dag::new();
+        let mut dag = crate::dag::Dag::new();
         let mut ids: BTreeMap<&Address, _> = BTreeMap::new();
         for (a, b, _) in refs {
             for x in [a, b] {
