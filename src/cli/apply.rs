@@ -16,80 +16,80 @@ use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
 use crate::state::{LockInfo, State};
 
-use super::session::{self, Common};
+use super::args::{manifest_dir, parse_duration, Common, Dir, LockWait, Parallelism, Verbosity};
+use super::session;
 use super::signals::{Interrupts, INTERRUPTED};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A manifest directory (plan, show, confirm, apply) or a plan file saved by `kiln plan --out`.
-    #[arg(default_value = ".")]
+    /// Manifest directory (plan, show, confirm, apply), or a plan file saved by `kiln plan --out`
+    #[arg(value_name = "DIR|PLANFILE", default_value = ".")]
     pub path: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub lock: LockWait,
+    #[command(flatten)]
+    pub parallelism: Parallelism,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Replace this resource even if nothing changed; repeatable
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
     /// Write what OCI says into the state (accepting drift, dropping what is gone) and change
-    /// nothing in OCI.
+    /// nothing in OCI
     #[arg(long, conflicts_with = "replace")]
     pub refresh_only: bool,
     #[command(flatten)]
-    pub opts: ApplyArgs,
+    pub verbosity: Verbosity,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DestroyArgs {
-    /// Manifest directory.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
     #[command(flatten)]
-    pub opts: ApplyArgs,
+    pub dir: Dir,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub lock: LockWait,
+    #[command(flatten)]
+    pub parallelism: Parallelism,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
+/// What apply and destroy share.
 #[derive(Clone, Debug, clap::Args)]
-pub struct ApplyArgs {
-    /// Do not ask for confirmation.
+pub struct RunArgs {
+    /// Do not ask for confirmation
     #[arg(long)]
     pub auto_approve: bool,
-    #[arg(long)]
-    pub env: Option<String>,
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    #[arg(long, default_value = "0s", value_parser = session::parse_duration)]
-    pub lock_timeout: std::time::Duration,
-    #[arg(long, value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Actions run at once (default 10).
-    #[arg(long)]
-    pub parallelism: Option<usize>,
     /// Only this resource (and what it depends on; for destroy, what depends on it); a fleet
-    /// name means all its members; repeatable.
+    /// name means all its members; repeatable
     #[arg(long = "target", value_name = "ADDR")]
     pub targets: Vec<String>,
     /// Everything except this resource (and what depends on it; for destroy, what it depends
-    /// on); a fleet name means all its members; repeatable.
+    /// on); a fleet name means all its members; repeatable
     #[arg(long = "exclude", value_name = "ADDR")]
     pub excludes: Vec<String>,
-    /// Replace this resource even if nothing changed; repeatable.
-    #[arg(long = "replace", value_name = "ADDR")]
-    pub replace: Vec<String>,
-    /// Wait at most this long for an instance state (default 20m).
-    #[arg(long, default_value = "20m", value_parser = session::parse_duration)]
+    /// Wait at most this long for an instance to reach a state
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
     pub instance_timeout: std::time::Duration,
-    /// Wait at most this long for an image to become AVAILABLE (default 2h).
-    #[arg(long, default_value = "2h", value_parser = session::parse_duration)]
+    /// Wait at most this long for an image to become AVAILABLE
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
     pub image_timeout: std::time::Duration,
 }
 
-impl ApplyArgs {
-    fn common(&self, dir: PathBuf) -> Common {
-        Common {
-            dir,
-            env: self.env.clone(),
-            state_dir: self.state_dir.clone(),
-            lock_timeout: self.lock_timeout,
-            config_file: self.config_file.clone(),
-            profile: self.profile.clone(),
-            parallelism: self.parallelism,
-        }
-    }
+/// One run's settings, whichever command it came from.
+struct Run<'a> {
+    dir: PathBuf,
+    common: Common,
+    lock: &'a LockWait,
+    parallelism: Option<usize>,
+    run: &'a RunArgs,
+    replace: &'a [String],
 }
 
 /// Ask for `yes` on the terminal. The question is read on a thread of its own, so an interrupt
@@ -119,7 +119,9 @@ async fn confirm(what: &str, auto_approve: bool, stop: &StopFlag) -> miette::Res
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    if args.path.is_file() {
+    let mut common = args.common.clone();
+    // A file: a saved plan (a manifest file gets told to pass its directory).
+    if args.path.is_file() && args.path.extension().is_none_or(|e| e != "toml") {
         if args.refresh_only {
             return Err(miette!(
                 help = "save a refresh-only plan with `kiln plan --refresh-only --out FILE`",
@@ -127,30 +129,46 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             ));
         }
         let saved = SavedPlan::read(&args.path)?;
-        let mut opts = args.opts.clone();
-        if opts.env.is_none() && saved.plan.env != "default" {
-            opts.env = Some(saved.plan.env.clone());
+        if common.env.env.is_none() && saved.plan.env != "default" {
+            common.env.env = Some(saved.plan.env.clone());
         }
-        return execute_cmd(
-            opts.common(saved.manifest_dir.clone()),
-            &opts,
-            Mode::Saved(Box::new(saved.plan)),
-        );
+        let run = Run {
+            dir: saved.manifest_dir.clone(),
+            common,
+            lock: &args.lock,
+            parallelism: args.parallelism.parallelism,
+            run: &args.run,
+            replace: &args.replace,
+        };
+        return execute_cmd(run, Mode::Saved(Box::new(saved.plan)));
     }
+    manifest_dir(&args.path)?;
     let mode = if args.refresh_only {
         Mode::RefreshOnly
     } else {
         Mode::Apply
     };
-    execute_cmd(args.opts.common(args.path.clone()), &args.opts, mode)
+    let run = Run {
+        dir: args.path.clone(),
+        common,
+        lock: &args.lock,
+        parallelism: args.parallelism.parallelism,
+        run: &args.run,
+        replace: &args.replace,
+    };
+    execute_cmd(run, mode)
 }
 
 pub fn destroy(args: DestroyArgs) -> miette::Result<ExitCode> {
-    execute_cmd(
-        args.opts.common(args.dir.clone()),
-        &args.opts,
-        Mode::Destroy,
-    )
+    let run = Run {
+        dir: args.dir.checked()?,
+        common: args.common.clone(),
+        lock: &args.lock,
+        parallelism: args.parallelism.parallelism,
+        run: &args.run,
+        replace: &[],
+    };
+    execute_cmd(run, Mode::Destroy)
 }
 
 enum Mode {
@@ -161,13 +179,14 @@ enum Mode {
     Saved(Box<Plan>),
 }
 
-fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<ExitCode> {
+fn execute_cmd(r: Run<'_>, mode: Mode) -> miette::Result<ExitCode> {
+    let opts = r.run;
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
         // Before the lock: no signal may find a lock it cannot release.
         let interrupts = Interrupts::install();
         let stop = interrupts.stop.clone();
-        let s = session::open(&common).await?;
+        let s = session::open(&r.dir, &r.common, r.parallelism).await?;
         let operation = if matches!(mode, Mode::Destroy) {
             "destroy"
         } else {
@@ -175,13 +194,13 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
         };
         let lock = s
             .store
-            .lock(LockInfo::new(operation), common.lock_timeout)
+            .lock(LockInfo::new(operation), r.lock.lock_timeout)
             .await?;
         interrupts.hold(&lock);
         let state = s.store.load().await?;
         let plan = match mode {
             Mode::Saved(plan) => {
-                SavedPlan::new(&common.dir, (*plan).clone()).check_state(
+                SavedPlan::new(&r.dir, (*plan).clone()).check_state(
                     state.as_ref().map(|s| s.lineage.as_str()),
                     state.as_ref().map(|s| s.serial).unwrap_or(0),
                 )?;
@@ -195,7 +214,7 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
                     excludes: opts.excludes.clone(),
                     refresh_only,
                     destroy: matches!(mode, Mode::Destroy),
-                    replace: opts.replace.iter().cloned().collect(),
+                    replace: r.replace.iter().cloned().collect(),
                     parallelism: s.parallelism,
                     endpoint: s.endpoint.clone(),
                 };

@@ -56,6 +56,8 @@ pub struct Args {
     /// fixtures (repeatable); any other compartment is 404, as on OCI.
     #[arg(long = "compartment", value_name = "OCID")]
     pub compartments: Vec<String>,
+    #[command(flatten)]
+    pub verbosity: super::args::Verbosity,
 }
 
 /// The API keys of `profiles` (DEFAULT when empty) in an OCI config file.
@@ -82,9 +84,10 @@ pub fn trusted_keys(
         .collect()
 }
 
-/// `verbose` (`kiln -v emulator`) logs every request: method, path, status, duration and
+/// `-v` (`kiln emulator -v`) logs every request: method, path, status, duration and
 /// opc-request-id, never a header's value.
-pub fn run(args: Args, verbose: u8) -> miette::Result<ExitCode> {
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let verbose = args.verbosity.verbose;
     if let Some(bad) = args
         .compartments
         .iter()

@@ -7,21 +7,35 @@ use miette::IntoDiagnostic;
 use crate::plan::refresh::{make_plan, PlanOptions};
 use crate::state::LockInfo;
 
-use super::session::{self, Common};
+use super::args::{Common, Dir, LockWait, Parallelism, Verbosity};
+use super::session;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
+    pub dir: Dir,
+    #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub lock: LockWait,
+    #[command(flatten)]
+    pub parallelism: Parallelism,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
-        let s = session::open(&args.common).await?;
+        let s = session::open(
+            &args.dir.checked()?,
+            &args.common,
+            args.parallelism.parallelism,
+        )
+        .await?;
         let lock = s
             .store
-            .lock(LockInfo::new("graph"), args.common.lock_timeout)
+            .lock(LockInfo::new("graph"), args.lock.lock_timeout)
             .await?;
         let state = s.store.load().await?;
         let opts = PlanOptions {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod apply;
+mod args;
 mod completions;
 mod emulator;
 mod graph;
@@ -22,10 +23,6 @@ mod validate;
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log every OCI request (method, path, status, duration, opc-request-id); repeat for more.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,10 +56,29 @@ pub enum Command {
     Completions(completions::Args),
 }
 
+impl Command {
+    /// `-v` given this many times (the commands that contact nothing have no `-v`).
+    fn verbose(&self) -> u8 {
+        match self {
+            Command::Plan(a) => a.verbosity.verbose,
+            Command::Apply(a) => a.verbosity.verbose,
+            Command::Destroy(a) => a.verbosity.verbose,
+            Command::Import(a) => a.verbosity.verbose,
+            Command::Output(a) => a.verbosity.verbose,
+            Command::Graph(a) => a.verbosity.verbose,
+            Command::State(c) => c.verbose(),
+            Command::ForceUnlock(a) => a.at.verbosity.verbose,
+            Command::Emulator(a) => a.verbosity.verbose,
+            Command::Validate(_) | Command::Schema | Command::Completions(_) => 0,
+        }
+    }
+}
+
 /// Entry point used by `src/main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let verbose = cli.command.verbose();
+    init_logging(verbose);
     crate::failpoint::setup_from_env();
     let result = match cli.command {
         Command::Plan(args) => plan::run(args),
@@ -75,7 +91,7 @@ pub fn main() -> ExitCode {
         Command::ForceUnlock(args) => state::force_unlock(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema => schema::run(),
-        Command::Emulator(args) => emulator::run(args, cli.verbose),
+        Command::Emulator(args) => emulator::run(args),
         Command::Completions(args) => Ok(completions::run(args, &mut Cli::command())),
     };
     match result {

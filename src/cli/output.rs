@@ -4,11 +4,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use miette::{miette, IntoDiagnostic};
 
-use super::state::StateArgs;
+use super::args::{is_address, Common, Verbosity};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,25 +17,13 @@ pub struct Args {
     /// directory).
     #[arg(value_name = "DIR|ADDRESS[.ATTRIBUTE]", num_args = 0..=2)]
     pub args: Vec<String>,
-    /// Environment: reads `state/<ENV>.json` (or the `[backend]`'s object for it).
-    #[arg(long)]
-    pub env: Option<String>,
-    /// Print JSON: one object keyed by address (or, for one attribute, its JSON value).
+    /// Print JSON: one object keyed by address (or, for one attribute, its JSON value)
     #[arg(long)]
     pub json: bool,
-    /// Folder of the state files (default: `<DIR>/state`).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// OCI config file, for a remote `[backend]`.
-    #[arg(long, value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-    /// OCI config profile, for a remote `[backend]`.
-    #[arg(long)]
-    pub profile: Option<String>,
-}
-
-fn is_address(arg: &str) -> bool {
-    arg.starts_with("instance.") || arg.starts_with("image.")
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -48,20 +35,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             "give at most one directory and one address"
         ));
     }
-    let at = StateArgs {
-        dir: dirs
-            .first()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(".")),
-        env: args.env.clone(),
-        state_dir: args.state_dir.clone(),
-        lock_timeout: Duration::ZERO,
-        config_file: args.config_file.clone(),
-        profile: args.profile.clone(),
-    };
+    let dir = dirs
+        .first()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    super::args::manifest_dir(&dir)?;
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
-        let stores = at.stores().await?;
+        let stores = super::state::stores(&dir, &args.common).await?;
         let state = stores.store.load().await?.unwrap_or_default();
         let text = match queries.first() {
             Some(q) => crate::output::query(&state, q)?.render(args.json),
