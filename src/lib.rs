@@ -24,7 +24,7 @@
 //! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, the Object Storage subset, a client per region | reads `~/.oci/config` and key files |
 //! | [`emulator`] | an OCI API server on hyper (Compute, boot volumes, the networking and identity Compute users touch, work requests, an Object Storage subset), strict about every field, with signatures, etags, retry tokens, lifecycles, keyset pages, faults; one file per resource family | reads an OCI config for trusted keys; `--data` file |
 //! | [`output`] | what `kiln output` prints: ids, IPs, hostnames, sizes, as text, JSON or one bare value — a view of the state, no network | reads the state (through [`state`]) |
-//! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
+//! | [`cli`] | one thin file per subcommand, calling into the stages above; the flags several share defined once (`args`); one door for printing that takes a closed pipe quietly and colours only a terminal (`out`) | — |
 //! | [`dag`] | a leaf `manifest` (reference cycles) and `plan` (the action DAG) share: a petgraph wrapper with sorted `Display` and DOT | — |
 //! | [`region`] | a leaf `manifest` (validation), `oci` (endpoints) and `plan` share: region ids, 3-letter codes, realms, endpoints, the region of an OCID | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |

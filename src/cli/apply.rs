@@ -1,6 +1,6 @@
 //! `kiln apply [PATH]` and `kiln destroy [DIR]`: plan (or load a saved plan), confirm, execute.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use crate::plan::Plan;
 use crate::state::{LockInfo, State};
 
 use super::args::{manifest_dir, parse_duration, Common, Dir, LockWait, Parallelism, Verbosity};
+use super::out;
 use super::session;
 use super::signals::{Interrupts, INTERRUPTED};
 
@@ -104,8 +105,9 @@ async fn confirm(what: &str, auto_approve: bool, stop: &StopFlag) -> miette::Res
             "refusing to {what} without confirmation: standard input is not a terminal"
         ));
     }
-    print!("\nDo you want to {what}? Only `yes` is accepted: ");
-    std::io::stdout().flush().into_diagnostic()?;
+    out::print(&format!(
+        "\nDo you want to {what}? Only `yes` is accepted: "
+    ))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -219,7 +221,7 @@ fn execute_cmd(r: Run<'_>, mode: Mode) -> miette::Result<ExitCode> {
                     endpoint: s.endpoint.clone(),
                 };
                 let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &popts).await?;
-                print!("{}", render::text(&plan, super::plan::style()));
+                out::print(&render::text(&plan, super::plan::style()))?;
                 if plan.is_noop() {
                     lock.release().await?;
                     return Ok(ExitCode::SUCCESS);
@@ -234,7 +236,7 @@ fn execute_cmd(r: Run<'_>, mode: Mode) -> miette::Result<ExitCode> {
                     || (refresh_only && !(plan.drift.is_empty() && plan.forget.is_empty()));
                 if ask && !confirm(what, opts.auto_approve, &stop).await? {
                     lock.release().await?;
-                    println!("\nApply cancelled.");
+                    out::println("\nApply cancelled.")?;
                     return Ok(if interrupts.interrupted() {
                         ExitCode::from(INTERRUPTED)
                     } else {
@@ -247,6 +249,7 @@ fn execute_cmd(r: Run<'_>, mode: Mode) -> miette::Result<ExitCode> {
         let state = state.unwrap_or_else(State::new);
         let progress = Arc::new(Progress::for_stderr());
         interrupts.report_to(progress.clone());
+        let shown = progress.clone();
         let aopts = ApplyOptions {
             parallelism: s.parallelism,
             timeouts: Timeouts {
@@ -267,13 +270,14 @@ fn execute_cmd(r: Run<'_>, mode: Mode) -> miette::Result<ExitCode> {
             progress,
         )
         .await;
+        shown.clear();
         for (label, e) in &report.failed {
-            eprintln!("\n✗ {label} failed:\n{e}");
+            out::eprintln(&format!("\n✗ {label} failed:\n{e}"));
         }
         for (label, because) in &report.skipped {
-            eprintln!("- {label} skipped: `{because}` failed");
+            out::eprintln(&format!("- {label} skipped: `{because}` failed"));
         }
-        println!("\n{}", report.summary_line());
+        out::println(&format!("\n{}", report.summary_line()))?;
         Ok(if interrupts.interrupted() {
             ExitCode::from(INTERRUPTED)
         } else if report.ok() {

@@ -146,8 +146,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         for config in configs {
             running.push(emulator::start(config).await?);
         }
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
+        use std::fmt::Write;
+        let mut out = String::new();
         for r in &running {
             let f = r.fixtures();
             writeln!(out, "listening on {}", r.url()).into_diagnostic()?;
@@ -174,8 +174,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                 .into_diagnostic()?;
             }
         }
-        out.flush().into_diagnostic()?;
-        drop(out);
+        super::out::print(&out)?;
         tokio::signal::ctrl_c()
             .await
             .into_diagnostic()

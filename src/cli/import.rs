@@ -12,6 +12,7 @@ use crate::plan::import::{instance_inputs, instance_table};
 use crate::state::{self, LockInfo, ResourceState};
 
 use super::args::{Common, Dir, LockWait, Verbosity};
+use super::out;
 use super::session;
 
 #[derive(Debug, clap::Args)]
@@ -87,7 +88,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             edit.add_resource("instance", &address.name, table)?;
         }
         if args.dry_run {
-            println!("{}", edit.to_text());
+            out::println(&edit.to_text())?;
             return Ok(ExitCode::SUCCESS);
         }
         let lock = s
@@ -126,19 +127,19 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         s.store.save(&lock, &mut st).await?;
         lock.release().await?;
         if member {
-            println!(
+            out::println(&format!(
                 "Imported {} as `{address}` (declared by `[instance.{}]`): recorded it in {}",
                 args.ocid,
                 address.fleet(),
                 s.store.describe()
-            );
+            ))?;
         } else {
-            println!(
+            out::println(&format!(
                 "Imported {} as `{address}`: added `[{address}]` to {} and recorded it in {}",
                 args.ocid,
                 dir.join("kiln.toml").display(),
                 s.store.describe()
-            );
+            ))?;
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch. One thin file per subcommand; each calls
-//! into the library and turns its result into output and an exit code.
+//! into the library and turns its result into output and an exit code. The arguments several
+//! subcommands share are defined once in `args`; everything printed goes through `out`.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ mod completions;
 mod emulator;
 mod graph;
 mod import;
+mod out;
 mod output;
 mod plan;
 mod schema;
@@ -39,7 +41,7 @@ pub enum Command {
     Import(import::Args),
     /// Print what the state knows of each resource (ids, IPs, hostnames), or one value.
     Output(output::Args),
-    /// Print the plan's dependency graph as Graphviz DOT.
+    /// Print the resource graph (with the planned actions) as Graphviz DOT.
     Graph(graph::Args),
     /// Inspect and edit the state.
     #[command(subcommand)]
@@ -92,12 +94,12 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Schema => schema::run(),
         Command::Emulator(args) => emulator::run(args),
-        Command::Completions(args) => Ok(completions::run(args, &mut Cli::command())),
+        Command::Completions(args) => completions::run(args, &mut Cli::command()),
     };
     match result {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            out::report(&report);
             ExitCode::FAILURE
         }
     }
@@ -117,6 +119,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(out::stderr_colour())
         .with_target(false)
         .try_init();
 }

@@ -11,7 +11,7 @@ use super::args::{is_address, Common, Verbosity};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The manifest directory (default `.`), and/or one `ADDRESS` or `ADDRESS.ATTRIBUTE` (e.g.
+    /// The manifest directory [default: .], and/or one `ADDRESS` or `ADDRESS.ATTRIBUTE` (e.g.
     /// `instance.web.public_ip`, `'instance.web[0].private_ip'`) to print alone. An argument
     /// that starts with `instance.` or `image.` is an address (write `./instance.x` for such a
     /// directory).

@@ -1,6 +1,5 @@
 //! `kiln plan`: what would change, and what drifted.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +11,7 @@ use crate::plan::saved::SavedPlan;
 use crate::state::LockInfo;
 
 use super::args::{Common, Dir, LockWait, Parallelism, Verbosity};
+use super::out;
 use super::session;
 
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,7 @@ pub struct Args {
 /// Colour on a terminal without `NO_COLOR`.
 pub fn style() -> Style {
     Style {
-        colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        colour: out::stdout_colour(),
     }
 }
 
@@ -90,18 +90,18 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &opts).await?;
         lock.release().await?;
         if args.json {
-            println!("{}", render::json(&plan));
+            out::println(&render::json(&plan))?;
         } else {
-            print!("{}", render::text(&plan, style()));
+            out::print(&render::text(&plan, style()))?;
         }
         if let Some(out) = &args.out {
             SavedPlan::new(&dir, plan.clone()).write(out)?;
             if !args.json {
-                println!(
+                out::println(&format!(
                     "\nSaved the plan to {}: apply exactly it with `kiln apply {}`",
                     out.display(),
                     out.display()
-                );
+                ))?;
             }
         }
         Ok(if args.detailed_exitcode && !plan.is_empty() {

@@ -13,6 +13,7 @@ use crate::region;
 use crate::state::{RemoteStore, StateStore};
 
 use super::args::Common;
+use super::out;
 
 /// The embedded emulator's lifecycle time scale (`KILN_EMULATOR_TIME_SCALE` overrides it).
 pub const EMBEDDED_TIME_SCALE: f64 = 0.02;
@@ -34,7 +35,7 @@ pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> 
     super::args::manifest_dir(dir)?;
     let m = manifest::load(dir, env)?;
     for w in &m.warnings {
-        eprintln!("{:?}", miette::Report::msg(w.to_string()));
+        out::diagnostic(w);
     }
     Ok(m)
 }

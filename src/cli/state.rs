@@ -11,6 +11,7 @@ use crate::manifest::Backend;
 use crate::state::{LockInfo, State, StateError, StateStore};
 
 use super::args::{is_address, Common, Dir, LockWait, Verbosity};
+use super::out;
 use super::session;
 
 /// Which state: the manifest's `[backend]` when `DIR/kiln.toml` exists, else `state/<env>.json`.
@@ -211,7 +212,7 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                     } else {
                         ""
                     };
-                    println!("{addr}\t{}{pending}", r.id.as_deref().unwrap_or("-"));
+                    out::println(&format!("{addr}\t{}{pending}", r.id.as_deref().unwrap_or("-")))?;
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -225,7 +226,7 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                         "`{address}` is not in the state"
                     )
                 })?;
-                println!("{}", serde_json::to_string_pretty(r).into_diagnostic()?);
+                out::println(&serde_json::to_string_pretty(r).into_diagnostic()?)?;
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Rm {
@@ -255,10 +256,10 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 }
                 store.save(&lock, &mut state).await?;
                 lock.release().await?;
-                println!(
+                out::println(&format!(
                     "Removed {} from the state (the resources stay in OCI)",
                     addresses.join(", ")
-                );
+                ))?;
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Mv { from, to, at, lock } => {
@@ -291,7 +292,7 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 state.resources.insert(to.clone(), r);
                 store.save(&lock, &mut state).await?;
                 lock.release().await?;
-                println!("Moved {from} to {to}");
+                out::println(&format!("Moved {from} to {to}"))?;
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Migrate {
@@ -315,18 +316,18 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 };
                 let moved = migrate(from, to, lock.lock_timeout).await?;
                 match moved {
-                    Some(s) => println!(
+                    Some(s) => out::println(&format!(
                         "Copied the state (lineage {}, serial {}, {} resources) from {} to {}",
                         s.lineage,
                         s.serial,
                         s.resources.len(),
                         from.describe(),
                         to.describe()
-                    ),
-                    None => println!(
+                    ))?,
+                    None => out::println(&format!(
                         "{} already holds this state (same lineage and serial); nothing to copy",
                         to.describe()
-                    ),
+                    ))?,
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -402,8 +403,8 @@ pub fn force_unlock(args: ForceUnlockArgs) -> miette::Result<ExitCode> {
         };
         let store = &stores.store;
         match store.force_unlock(lock_id.as_deref(), args.force).await? {
-            Some(h) => println!("Removed the lock held by {}", h.describe()),
-            None => println!("{} was not locked", store.describe()),
+            Some(h) => out::println(&format!("Removed the lock held by {}", h.describe()))?,
+            None => out::println(&format!("{} was not locked", store.describe()))?,
         }
         Ok(ExitCode::SUCCESS)
     })

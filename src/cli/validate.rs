@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::manifest;
 
 use super::args::{Dir, Env};
+use super::out;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,9 +20,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     match manifest::load(&dir, args.env.env.as_deref()) {
         Ok(m) => {
             for w in m.warnings {
-                eprintln!("{:?}", miette::Report::new(w));
+                out::diagnostic(&w);
             }
-            println!(
+            out::println(&format!(
                 "{} is valid: {} instance{}, {} image{} (env {})",
                 dir.join("kiln.toml").display(),
                 m.instances.len(),
@@ -29,11 +30,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                 m.images.len(),
                 if m.images.len() == 1 { "" } else { "s" },
                 m.env
-            );
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
+            out::manifest_error(&e);
             Ok(ExitCode::FAILURE)
         }
     }

@@ -14,6 +14,7 @@
 //! - Objects are replaced whole by PutObject, so a failed or interrupted write never leaves a
 //!   half-written state.
 
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,12 +85,16 @@ impl ObjectLock {
         .join();
         match joined {
             Ok(Ok(())) => {}
+            // Written without `eprintln!`, which would panic on a closed stderr.
             Ok(Err(e)) => {
-                eprintln!("warning: could not release the state lock: {e}; if it stays, run `kiln force-unlock`")
+                let _ = writeln!(std::io::stderr(), "warning: could not release the state lock: {e}; if it stays, run `kiln force-unlock`");
             }
-            Err(_) => eprintln!(
-                "warning: could not release the state lock; if it stays, run `kiln force-unlock`"
-            ),
+            Err(_) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: could not release the state lock; if it stays, run `kiln force-unlock`"
+                );
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 mod support;
 
 mod benches;
+mod cli;
 mod client;
 mod crash;
 mod emulator;
