@@ -118,7 +118,10 @@
 //!   operation, opc-request-id) — never a header's value, so never the Authorization header.
 //!
 //! ## Where it knowingly differs from OCI
-//! - One region per process, one VCN, two subnets, no IPv6, no secondary VNICs, no block volumes
+//! - One region per server (`kiln emulator --region a --region b` runs one server per region,
+//!   each a world of its own on its own port, as OCI's regions share nothing but identity); a
+//!   taken hostname label is refused at once with 409 `Conflict`, where OCI accepts the launch
+//!   and fails its work request (`vcn-error`: "Hostname … is already used in subnet"). One VCN, two subnets, no IPv6, no secondary VNICs, no block volumes
 //!   besides boot volumes, no dedicated hosts, capacity reservations, cluster placement groups,
 //!   instance configurations or pools (their fields are refused, see above).
 //! - Security attributes (ZPR) are kept and returned as given; their namespaces are not checked.
