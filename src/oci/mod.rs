@@ -2,10 +2,11 @@
 //!
 //! - [`config`]: `~/.oci/config` profiles; [`keys`]: private keys and fingerprints;
 //! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
-//! - [`region`]: region ids, 3-letter codes, realms and endpoints;
 //! - [`client`]: HTTP with retries, timeouts, response headers surfaced; [`error`]: OCI errors;
 //! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters;
 //! - [`object_storage`]: the Object Storage subset behind remote state.
+//!
+//! Region ids, codes, realms and endpoints are the leaf [`crate::region`], shared with `manifest`.
 //!
 //! This module knows nothing of manifests, plans or state.
 
@@ -16,7 +17,6 @@ pub mod error;
 pub mod keys;
 pub mod models;
 pub mod object_storage;
-pub mod region;
 pub mod regional;
 pub mod signer;
 pub mod wait;

@@ -21,8 +21,8 @@ use serde_json::{Map, Value};
 
 use super::desired::{DesiredResource, Power};
 use super::diff::{self, Resolved};
-use super::graph::Dag;
 use super::{Action, AttrChange, AttrClass, Change, Drift, Kind};
+use crate::dag::Dag;
 
 /// What the state says about one address.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -309,7 +309,7 @@ pub fn compute(inp: &Inputs<'_>) -> Result<Computed, BuildError> {
             let mut diffs = diff::diff(d, &live.body, &prior.inputs, &resolve);
             // A resource lives in one region: another region is another resource.
             let wanted_region = d.region.as_deref().or(inp.default_region);
-            let region_now = id.as_deref().and_then(crate::oci::region::from_ocid);
+            let region_now = id.as_deref().and_then(crate::region::from_ocid);
             if let (Some(want), Some(now)) = (wanted_region, region_now) {
                 if want != now {
                     diffs.push(diff::AttrDiff {
