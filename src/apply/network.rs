@@ -22,7 +22,8 @@ use serde_json::Value;
 use crate::oci::models::{Vnic, VnicAttachment};
 use crate::state::{Network, ResourceKind};
 
-use super::execute::{Ctx, NodeError};
+use super::ctx::Ctx;
+use super::execute::NodeError;
 
 /// An instance to read: (address, instance id, compartment).
 type Target = (String, String, String);
