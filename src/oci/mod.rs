@@ -1,6 +1,8 @@
 //! The OCI client: kiln's only way to OCI, real or emulated.
 //!
 //! - [`config`]: `~/.oci/config` profiles; [`keys`]: private keys and fingerprints;
+//! - [`auth`]: the four ways to authenticate (API key, session token, resource and instance
+//!   principals) and renewing their tokens; [`net`]: proxies and a CA bundle;
 //! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
 //! - [`region`]: region ids, 3-letter codes, realms and endpoints;
 //! - [`client`]: HTTP with retries, timeouts, response headers surfaced; [`error`]: OCI errors;
@@ -9,12 +11,14 @@
 //!
 //! This module knows nothing of manifests, plans or state.
 
+pub mod auth;
 pub mod client;
 pub mod compute;
 pub mod config;
 pub mod error;
 pub mod keys;
 pub mod models;
+pub mod net;
 pub mod object_storage;
 pub mod region;
 pub mod regional;
