@@ -347,6 +347,20 @@ impl RunningEmulator {
         self.shared.issuer.issue(principal, public_key, lifetime)
     }
 
+    /// [`RunningEmulator::issue_token`] with its times given: issued at `iat` (which may lie in
+    /// the past, as a token that has been in use for a while), expiring at `exp`.
+    pub fn issue_token_between(
+        &self,
+        principal: &Principal,
+        public_key: &rsa::RsaPublicKey,
+        iat: DateTime<Utc>,
+        exp: DateTime<Utc>,
+    ) -> String {
+        self.shared
+            .issuer
+            .issue_between(principal, public_key, iat, exp)
+    }
+
     /// Move the token clock forward (tokens expire on it; nothing else does).
     pub fn advance_token_clock(&self, by: Duration) {
         self.shared.issuer.advance(by);

@@ -115,7 +115,18 @@ impl Issuer {
         lifetime: Duration,
     ) -> String {
         let iat = self.now();
-        let mut exp = iat + chrono::Duration::from_std(lifetime).unwrap_or_default();
+        let exp = iat + chrono::Duration::from_std(lifetime).unwrap_or_default();
+        self.issue_between(principal, public_key, iat, exp)
+    }
+
+    /// A token issued at `iat`, expiring at `exp` (a session's, at most at its end).
+    pub fn issue_between(
+        &self,
+        principal: &Principal,
+        public_key: &RsaPublicKey,
+        iat: DateTime<Utc>,
+        mut exp: DateTime<Utc>,
+    ) -> String {
         let mut claims = Map::new();
         let mut put = |k: &str, v: Value| {
             claims.insert(k.to_string(), v);

@@ -673,6 +673,8 @@ fn retryable(e: &OciError) -> bool {
         return false;
     }
     match e.kind {
+        // A certificate the trusted roots do not vouch for will not change on a retry.
+        ErrorKind::Transport if e.message.contains("invalid peer certificate") => false,
         ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::Throttled => true,
         ErrorKind::Server => matches!(e.status, Some(500 | 502 | 503 | 504)),
         ErrorKind::Conflict => matches!(e.code.as_str(), "IncorrectState" | "LockConflict"),
