@@ -352,8 +352,8 @@ async fn credentials(
         Some(AuthMethod::ResourcePrincipal) => {
             let settings =
                 auth::resource::Settings::from_env(env).map_err(auth::AuthError::from)?;
-            let rp = auth::resource::ResourcePrincipal::new(settings)
-                .map_err(auth::AuthError::from)?;
+            let rp =
+                auth::resource::ResourcePrincipal::new(settings).map_err(auth::AuthError::from)?;
             Ok(Signer {
                 region: rp.region().map(str::to_string),
                 credentials: Credentials::resource(rp),
@@ -376,7 +376,8 @@ async fn credentials(
             })
         }
         Some(AuthMethod::ApiKey) | Some(AuthMethod::SecurityToken) | None => {
-            let path = oci_config::resolve_config_path(config_file.or(p.config_file.as_deref()), env);
+            let path =
+                oci_config::resolve_config_path(config_file.or(p.config_file.as_deref()), env);
             let name = oci_config::resolve_profile_name(profile.or(p.profile.as_deref()), env);
             let profile = ConfigFile::load(&path)?.profile(&name)?;
             let region = profile
@@ -390,7 +391,11 @@ async fn credentials(
             });
             let (credentials, who) = match method {
                 AuthMethod::SecurityToken => {
-                    let at = p.region.as_deref().or(region.as_deref()).unwrap_or("us-ashburn-1");
+                    let at = p
+                        .region
+                        .as_deref()
+                        .or(region.as_deref())
+                        .unwrap_or("us-ashburn-1");
                     let session = auth::session::SessionToken::new(
                         &profile,
                         &auth::auth_service_url(env, at),

@@ -135,9 +135,7 @@ pub(super) async fn handle(
                 return Some(invalid("the body must be `{\"currentToken\": \"…\"}`"));
             };
             let signed_with = (head.header)("authorization")
-                .and_then(|a| {
-                    super::auth::parse_params(a.strip_prefix("Signature ")?).ok()
-                })
+                .and_then(|a| super::auth::parse_params(a.strip_prefix("Signature ")?).ok())
                 .and_then(|p| p.get("keyId").cloned())
                 .unwrap_or_default();
             if signed_with.strip_prefix("ST$") != Some(current.as_str()) {

@@ -159,9 +159,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 pub use auth::{TrustedKey, Verifier};
-pub use tokens::Principal;
 pub use body::BodyLimits;
 pub use fixtures::{Compartment, Fixtures, PlatformImage, TagNamespace};
+pub use tokens::Principal;
 
 use store::Record;
 pub use store::World;

@@ -180,7 +180,12 @@ impl Issuer {
     pub fn reissue(&self, accepted: &Accepted) -> Result<String, String> {
         let now = self.now();
         let c = &accepted.claims;
-        let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |k: &str| {
+            c.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         if s("ptype") != "user" {
             return Err("only a user's session token can be refreshed".into());
         }
@@ -322,7 +327,10 @@ mod tests {
         let ok = issuer.verify(&t).unwrap();
         assert_eq!(ok.public_key, key());
         assert_eq!(ok.principal, "ocid1.tenancy.oc1..t/ocid1.instance.oc1..i");
-        assert!(issuer.reissue(&ok).is_err(), "instance tokens are not refreshed");
+        assert!(
+            issuer.reissue(&ok).is_err(),
+            "instance tokens are not refreshed"
+        );
         // Another issuer's token, and a tampered one.
         let other = Issuer::new(Duration::from_secs(600));
         other.issue(&p, &key(), Duration::from_secs(1));

@@ -256,8 +256,8 @@ mod tests {
         let none = Network::from_env(&env(&[("HTTPS_PROXY", "  ")]), None).unwrap();
         assert_eq!(none.describe(), "direct");
         // The password of a proxy URL never shows.
-        let secret = Network::from_env(&env(&[("HTTPS_PROXY", "http://u:hunter2@p:1")]), None)
-            .unwrap();
+        let secret =
+            Network::from_env(&env(&[("HTTPS_PROXY", "http://u:hunter2@p:1")]), None).unwrap();
         assert!(!format!("{secret:?} {}", secret.describe()).contains("hunter2"));
     }
 

@@ -261,7 +261,10 @@ async fn metadata_server(state: Arc<Mutex<Imds>>) -> String {
             let mut s = state.lock().unwrap();
             let path = req.uri().path().to_string();
             *s.hits.entry(path.clone()).or_default() += 1;
-            if req.headers().get("authorization").and_then(|v| v.to_str().ok())
+            if req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
                 != Some("Bearer Oracle")
             {
                 s.unauthorized += 1;
@@ -298,10 +301,16 @@ async fn proxy_server() -> (SocketAddr, Arc<ProxyLog>) {
         let upstream = upstream.clone();
         async move {
             if req.method() == hyper::Method::CONNECT {
-                let target = req.uri().authority().map(|a| a.to_string()).unwrap_or_default();
+                let target = req
+                    .uri()
+                    .authority()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
                 log.connects.lock().unwrap().push(target.clone());
                 tokio::spawn(async move {
-                    let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
+                    let Ok(upgraded) = hyper::upgrade::on(req).await else {
+                        return;
+                    };
                     let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
                         return;
                     };
@@ -317,7 +326,12 @@ async fn proxy_server() -> (SocketAddr, Arc<ProxyLog>) {
             let (parts, body) = req.into_parts();
             let body = body.collect().await.unwrap().to_bytes();
             let mut headers = parts.headers.clone();
-            for hop in ["connection", "proxy-connection", "keep-alive", "proxy-authorization"] {
+            for hop in [
+                "connection",
+                "proxy-connection",
+                "keep-alive",
+                "proxy-authorization",
+            ] {
                 headers.remove(hop);
             }
             let resp = upstream
@@ -374,7 +388,9 @@ async fn tls_forwarder(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
             let acceptor = acceptor.clone();
             let n = n.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
                 n.fetch_add(1, Ordering::SeqCst);
                 let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else {
                     return;
@@ -423,7 +439,8 @@ fn resource_principal() -> Principal {
 
 /// The project's manifest header with `extra` lines added to `[provider]`.
 fn header_with(p: &Project, extra: &str) -> String {
-    p.header().replacen("[provider]\n", &format!("[provider]\n{extra}"), 1)
+    p.header()
+        .replacen("[provider]\n", &format!("[provider]\n{extra}"), 1)
 }
 
 fn write_manifest(p: &Project, header: &str, body: &str) {
@@ -485,8 +502,8 @@ async fn resource_principal_from_its_environment_drives_plan_and_apply_inline_an
         "the emulator knew the request came from the resource principal"
     );
     // `-v` logs every request, and nothing secret.
-    let out = support::run_kiln_env(p.path(), &["-v", "plan", "--detailed-exitcode"], &inline)
-        .await;
+    let out =
+        support::run_kiln_env(p.path(), &["-v", "plan", "--detailed-exitcode"], &inline).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("ListInstances 200"), "{out:?}");
     assert_no_secrets(&out.stderr, &[&rpst, &pem[40..100]]);
@@ -541,7 +558,11 @@ async fn resource_principal_files_are_read_again_after_a_401_inline_values_are_n
     let key = fixture_key("pkcs8.pem", None);
     let dir = tempfile::tempdir().unwrap();
     let tf = dir.path().join("rpst");
-    std::fs::write(&tf, emu.issue_token(&resource_principal(), &key.to_public_key(), HOUR)).unwrap();
+    std::fs::write(
+        &tf,
+        emu.issue_token(&resource_principal(), &key.to_public_key(), HOUR),
+    )
+    .unwrap();
     let env = {
         let t = tf.display().to_string();
         let k = key_path("pkcs8.pem").display().to_string();
@@ -558,7 +579,11 @@ async fn resource_principal_files_are_read_again_after_a_401_inline_values_are_n
 
     // The runtime replaces the token in its file; the old one expires on the emulator's clock.
     emu.advance_token_clock(2 * HOUR);
-    std::fs::write(&tf, emu.issue_token(&resource_principal(), &key.to_public_key(), HOUR)).unwrap();
+    std::fs::write(
+        &tf,
+        emu.issue_token(&resource_principal(), &key.to_public_key(), HOUR),
+    )
+    .unwrap();
     client.list_instances(&list()).await.unwrap();
     assert_eq!(stat(&emu, "errors.ListInstances"), 1, "{:?}", emu.stats());
     assert_eq!(stat(&emu, "ListInstances"), 3);
@@ -579,12 +604,12 @@ async fn resource_principal_files_are_read_again_after_a_401_inline_values_are_n
     let e = client.list_instances(&list()).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Auth);
     assert_eq!(e.status, Some(401));
+    assert!(e.message.contains("the security token expired at"), "{e}");
     assert!(
-        e.message.contains("the security token expired at"),
-        "{e}"
-    );
-    assert!(
-        e.help.as_deref().unwrap_or("").contains("auth: resource_principal"),
+        e.help
+            .as_deref()
+            .unwrap_or("")
+            .contains("auth: resource_principal"),
         "{e:?}"
     );
 }
@@ -656,7 +681,10 @@ async fn instance_principal_through_the_metadata_service_drives_plan_and_apply()
         format!("oracleidentitycloudservice/{INSTANCE}")
     );
     let s = imds.lock().unwrap();
-    assert_eq!(s.unauthorized, 0, "every metadata request said `Bearer Oracle`");
+    assert_eq!(
+        s.unauthorized, 0,
+        "every metadata request said `Bearer Oracle`"
+    );
     assert_eq!(s.hits.get("/opc/v2/instance/region"), Some(&1));
     assert_eq!(s.hits.get("/opc/v2/identity/cert.pem"), Some(&1));
 }
@@ -712,7 +740,10 @@ async fn an_expired_instance_token_is_renewed_with_rotated_certificates() {
     let e = client.list_instances(&list()).await.unwrap_err();
     assert_eq!(e.status, Some(401), "{e}");
     assert!(
-        e.help.as_deref().unwrap_or("").contains("auth: instance_principal"),
+        e.help
+            .as_deref()
+            .unwrap_or("")
+            .contains("auth: instance_principal"),
         "{e:?}"
     );
     assert_eq!(stat(&emu, "errors.X509Federation"), 1);
@@ -786,7 +817,12 @@ async fn a_session_token_about_to_expire_is_refreshed_and_written_back() {
     .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("auth: security_token"), "{out:?}");
-    assert_eq!(stat(&p.emu, "RefreshSecurityToken"), 1, "{:?}", p.emu.stats());
+    assert_eq!(
+        stat(&p.emu, "RefreshSecurityToken"),
+        1,
+        "{:?}",
+        p.emu.stats()
+    );
     assert_eq!(stat(&p.emu, "errors.RefreshSecurityToken"), 0);
     let fresh = std::fs::read_to_string(&token_file).unwrap();
     assert_ne!(fresh, token, "the refreshed token was written back");
@@ -825,12 +861,19 @@ async fn an_ended_session_is_a_401_that_names_the_auth_method() {
     session_project_files(&p, &token);
     let emu_url = p.emu.url();
     let env = [("OCI_SDK_AUTH_CLIENT_REGION_URL", emu_url.as_str())];
-    let out = support::run_kiln_env(p.path(), &["plan"], &env).await;
+    let out = support::run_kiln_env(p.path(), &["apply", "--auto-approve"], &env).await;
     assert_eq!(out.code, 0, "{out:?}");
     // Three hours on, for the emulator: the token expired, the session ended.
     p.emu.advance_token_clock(3 * HOUR);
     let out = support::run_kiln_env(p.path(), &["-v", "plan"], &env).await;
     assert_eq!(out.code, 1, "{out:?}");
+    // As one line, without miette's wrapping.
+    let flat = out
+        .stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     for needle in [
         "401",
         "NotAuthenticated",
@@ -838,7 +881,7 @@ async fn an_ended_session_is_a_401_that_names_the_auth_method() {
         "auth: security_token",
         "oci session authenticate",
     ] {
-        assert!(out.stderr.contains(needle), "`{needle}` missing: {out:?}");
+        assert!(flat.contains(needle), "`{needle}` missing: {out:?}");
     }
     assert_no_secrets(&out.stderr, &[&token]);
     assert!(
@@ -866,15 +909,26 @@ async fn http_proxy_carries_every_request_unless_no_proxy_says_otherwise() {
     assert_eq!(out.code, 0, "{out:?}");
     let through = log.forwarded.load(Ordering::SeqCst);
     assert!(through > 0);
-    assert_eq!(through, stat(&p.emu, "total"), "every request went through the proxy");
+    assert_eq!(
+        through,
+        stat(&p.emu, "total"),
+        "every request went through the proxy"
+    );
     let out = support::run_kiln_env(
         p.path(),
         &["plan", "--detailed-exitcode"],
-        &[("http_proxy", proxy_url.as_str()), ("NO_PROXY", "127.0.0.1")],
+        &[
+            ("http_proxy", proxy_url.as_str()),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
     )
     .await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(log.forwarded.load(Ordering::SeqCst), through, "NO_PROXY bypassed it");
+    assert_eq!(
+        log.forwarded.load(Ordering::SeqCst),
+        through,
+        "NO_PROXY bypassed it"
+    );
     assert!(stat(&p.emu, "total") > through);
 }
 
@@ -883,15 +937,16 @@ async fn https_through_a_connect_proxy_to_an_endpoint_trusted_by_a_ca_bundle() {
     let p = Project::new(support::config(0.0)).await;
     let (tls, sessions) = tls_forwarder(p.emu.addr()).await;
     let endpoint = format!("https://{tls}");
-    let header = p
-        .header()
-        .replace(&format!("endpoint = \"{}\"", p.emu.url()), &format!("endpoint = \"{endpoint}\""));
+    let header = p.header().replace(
+        &format!("endpoint = \"{}\"", p.emu.url()),
+        &format!("endpoint = \"{endpoint}\""),
+    );
     write_manifest(&p, &header, "[instance.web]\n");
     let root = p.path().join("corporate-root.pem");
     std::fs::write(&root, &pki().root_pem).unwrap();
 
     // The built-in roots do not know the test CA: refused at once, not retried for minutes.
-    let out = support::run_kiln(p.path(), &["plan"]).await;
+    let out = support::run_kiln(p.path(), &["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("certificate"), "{out:?}");
     assert!(!out.stderr.contains("after 2 attempts"), "{out:?}");
@@ -911,7 +966,10 @@ async fn https_through_a_connect_proxy_to_an_endpoint_trusted_by_a_ca_bundle() {
     assert_eq!(out.code, 0, "{out:?}");
     let connects = log.connects.lock().unwrap().clone();
     assert!(!connects.is_empty());
-    assert!(connects.iter().all(|c| *c == tls.to_string()), "{connects:?}");
+    assert!(
+        connects.iter().all(|c| *c == tls.to_string()),
+        "{connects:?}"
+    );
     assert_eq!(log.forwarded.load(Ordering::SeqCst), 0);
     assert!(sessions.load(Ordering::SeqCst) >= connects.len() as u64);
     assert_eq!(p.live_instances().await.len(), 1);
@@ -919,11 +977,20 @@ async fn https_through_a_connect_proxy_to_an_endpoint_trusted_by_a_ca_bundle() {
     // `[provider] ca_bundle`, relative to the manifest directory, direct.
     write_manifest(
         &p,
-        &header.replacen("[provider]\n", "[provider]\nca_bundle = \"corporate-root.pem\"\n", 1),
+        &header.replacen(
+            "[provider]\n",
+            "[provider]\nca_bundle = \"corporate-root.pem\"\n",
+            1,
+        ),
         "[instance.web]\n",
     );
     let before = connects.len();
+    let sessions_before = sessions.load(Ordering::SeqCst);
     let out = support::run_kiln(p.path(), &["plan", "--detailed-exitcode"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(log.connects.lock().unwrap().len(), before);
+    assert!(
+        sessions.load(Ordering::SeqCst) > sessions_before,
+        "the plan read over TLS"
+    );
 }

@@ -42,7 +42,9 @@ pub const DEFAULT_METADATA_URL: &str = "http://169.254.169.254/opc/v2";
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum InstanceError {
-    #[error("instance principal: cannot read `{url}` from the instance metadata service: {reason}")]
+    #[error(
+        "instance principal: cannot read `{url}` from the instance metadata service: {reason}"
+    )]
     #[diagnostic(
         code(kiln::oci::instance_principal),
         help("instance principals work only on an OCI Compute instance (the metadata service is {DEFAULT_METADATA_URL}, or `OCI_METADATA_BASE_URL`); elsewhere use another auth method")
@@ -293,9 +295,11 @@ fn certificates(what: &str, pem: &str) -> Result<Vec<Vec<u8>>, InstanceError> {
         let cert = x509_cert::Certificate::from_pem(rest[start..end].as_bytes()).map_err(|e| {
             InstanceError::Certificate(format!("{what} is not a valid certificate: {e}"))
         })?;
-        out.push(cert.to_der().map_err(|e| {
-            InstanceError::Certificate(format!("{what} does not re-encode: {e}"))
-        })?);
+        out.push(
+            cert.to_der().map_err(|e| {
+                InstanceError::Certificate(format!("{what} does not re-encode: {e}"))
+            })?,
+        );
         rest = &rest[end..];
     }
     if out.is_empty() {

@@ -136,10 +136,7 @@ pub fn resolve_method(
 pub fn auth_service_url(env: &dyn Fn(&str) -> Option<String>, region: &str) -> String {
     match env(AUTH_URL_ENV).filter(|v| !v.trim().is_empty()) {
         Some(v) => v.trim().trim_end_matches('/').to_string(),
-        None => format!(
-            "https://auth.{region}.{}",
-            super::region::domain(region)
-        ),
+        None => format!("https://auth.{region}.{}", super::region::domain(region)),
     }
 }
 
@@ -337,13 +334,10 @@ pub(crate) async fn auth_post(
     } else {
         signer::sign_without_host(key, &parts)
     };
-    let mut req = http
-        .post(url)
-        .header("accept", "application/json")
-        .header(
-            "opc-request-id",
-            uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
-        );
+    let mut req = http.post(url).header("accept", "application/json").header(
+        "opc-request-id",
+        uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+    );
     for (k, v) in &signed.headers {
         req = req.header(*k, v);
     }
@@ -361,7 +355,12 @@ pub(crate) async fn auth_post(
     let body = resp
         .bytes()
         .await
-        .map_err(|e| format!("the auth service at {url} broke off its answer: {}", chain(&e)))?
+        .map_err(|e| {
+            format!(
+                "the auth service at {url} broke off its answer: {}",
+                chain(&e)
+            )
+        })?
         .to_vec();
     Ok(AuthReply {
         status,
@@ -424,15 +423,22 @@ mod tests {
             Some((AuthMethod::InstancePrincipal, Chosen::Env))
         );
         assert_eq!(
-            resolve_method(None, &env(&[("OCI_CLI_AUTH", " ")]), Some(AuthMethod::ApiKey))
-                .unwrap(),
+            resolve_method(
+                None,
+                &env(&[("OCI_CLI_AUTH", " ")]),
+                Some(AuthMethod::ApiKey)
+            )
+            .unwrap(),
             Some((AuthMethod::ApiKey, Chosen::Manifest))
         );
         assert_eq!(resolve_method(None, &env(&[]), None).unwrap(), None);
         let bad = resolve_method(None, &env(&[("OCI_CLI_AUTH", "password")]), None)
             .unwrap_err()
             .to_string();
-        assert_eq!(bad, "`OCI_CLI_AUTH` is `password`, which is not an auth method");
+        assert_eq!(
+            bad,
+            "`OCI_CLI_AUTH` is `password`, which is not an auth method"
+        );
         for m in AuthMethod::ALL {
             assert_eq!(m.name().parse::<AuthMethod>(), Ok(m));
         }

@@ -33,7 +33,7 @@ pub const REGION: &str = "OCI_RESOURCE_PRINCIPAL_REGION";
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ResourceError {
-    #[error("`--auth resource_principal` needs `{var}`, which is not set")]
+    #[error("auth `resource_principal` needs `{var}`, which is not set")]
     #[diagnostic(
         code(kiln::oci::resource_principal),
         help("resource principals are given by OCI to DevOps build runners and Functions as OCI_RESOURCE_PRINCIPAL_VERSION=2.2, OCI_RESOURCE_PRINCIPAL_RPST, OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM and OCI_RESOURCE_PRINCIPAL_REGION; outside such a runtime use another auth method")
@@ -174,7 +174,8 @@ impl Settings {
         let key = keys::parse_private_key(
             &label,
             pem.expose(),
-            pass.as_ref().map(|p| p.expose().trim_end_matches(['\n', '\r'])),
+            pass.as_ref()
+                .map(|p| p.expose().trim_end_matches(['\n', '\r'])),
         )
         .map_err(|source| ResourceError::Key {
             var: PRIVATE_PEM,
@@ -328,7 +329,7 @@ mod tests {
         let e = |vars| Settings::from_env(&env(vars)).unwrap_err().to_string();
         assert_eq!(
             e(vec![]),
-            "`--auth resource_principal` needs `OCI_RESOURCE_PRINCIPAL_VERSION`, which is not set"
+            "auth `resource_principal` needs `OCI_RESOURCE_PRINCIPAL_VERSION`, which is not set"
         );
         assert_eq!(
             e(vec![(VERSION, "1.1".into())]),
@@ -336,7 +337,7 @@ mod tests {
         );
         assert_eq!(
             e(vec![(VERSION, "2.2".into()), (RPST, "x".into())]),
-            "`--auth resource_principal` needs `OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM`, which is not set"
+            "auth `resource_principal` needs `OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM`, which is not set"
         );
         let s = Settings::from_env(&env(vec![
             (VERSION, "2.2".into()),

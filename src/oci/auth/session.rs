@@ -22,7 +22,7 @@ use crate::oci::net::Network;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum SessionError {
-    #[error("profile `{profile}` in `{path}` has no `security_token_file`, which `--auth security_token` needs")]
+    #[error("profile `{profile}` in `{path}` has no `security_token_file`, which auth `security_token` needs")]
     #[diagnostic(
         code(kiln::oci::security_token),
         help("create a session with `oci session authenticate --profile-name {profile}`, or use another auth method")
@@ -87,13 +87,14 @@ impl SessionToken {
         auth_url: &str,
         network: &Network,
     ) -> Result<SessionToken, super::AuthError> {
-        let file = profile
-            .security_token_file
-            .clone()
-            .ok_or_else(|| SessionError::NoTokenFile {
-                path: profile.config_path.clone(),
-                profile: profile.name.clone(),
-            })?;
+        let file =
+            profile
+                .security_token_file
+                .clone()
+                .ok_or_else(|| SessionError::NoTokenFile {
+                    path: profile.config_path.clone(),
+                    profile: profile.name.clone(),
+                })?;
         let key = keys::load_private_key(
             &profile.key_file,
             profile.pass_phrase.as_ref().map(|p| p.expose()),
