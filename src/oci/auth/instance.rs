@@ -292,7 +292,7 @@ fn certificates(what: &str, pem: &str) -> Result<Vec<Vec<u8>>, InstanceError> {
             .find(end_marker)
             .map(|e| start + e + end_marker.len())
             .ok_or_else(|| InstanceError::Certificate(format!("{what} is cut short")))?;
-        let cert = x509_cert::Certificate::from_pem(rest[start..end].as_bytes()).map_err(|e| {
+        let cert = x509_cert::Certificate::from_pem(&rest.as_bytes()[start..end]).map_err(|e| {
             InstanceError::Certificate(format!("{what} is not a valid certificate: {e}"))
         })?;
         out.push(

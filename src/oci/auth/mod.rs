@@ -150,7 +150,7 @@ pub enum AuthError {
     UnknownMethod { value: String },
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Config(#[from] super::config::ConfigError),
+    Config(Box<super::config::ConfigError>),
     #[error(transparent)]
     #[diagnostic(transparent)]
     Resource(#[from] resource::ResourceError),
@@ -162,6 +162,12 @@ pub enum AuthError {
     Session(#[from] session::SessionError),
 }
 
+impl From<super::config::ConfigError> for AuthError {
+    fn from(e: super::config::ConfigError) -> Self {
+        AuthError::Config(Box::new(e))
+    }
+}
+
 /// What signs kiln's requests. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Credentials {
@@ -171,9 +177,9 @@ pub struct Credentials {
 #[derive(Debug)]
 enum Inner {
     Static(Arc<SigningKey>),
-    Session(session::SessionToken),
-    Resource(resource::ResourcePrincipal),
-    Instance(instance::InstancePrincipal),
+    Session(Box<session::SessionToken>),
+    Resource(Box<resource::ResourcePrincipal>),
+    Instance(Box<instance::InstancePrincipal>),
 }
 
 impl Credentials {
@@ -186,19 +192,19 @@ impl Credentials {
 
     pub fn session(s: session::SessionToken) -> Credentials {
         Credentials {
-            inner: Arc::new(Inner::Session(s)),
+            inner: Arc::new(Inner::Session(Box::new(s))),
         }
     }
 
     pub fn resource(r: resource::ResourcePrincipal) -> Credentials {
         Credentials {
-            inner: Arc::new(Inner::Resource(r)),
+            inner: Arc::new(Inner::Resource(Box::new(r))),
         }
     }
 
     pub fn instance(i: instance::InstancePrincipal) -> Credentials {
         Credentials {
-            inner: Arc::new(Inner::Instance(i)),
+            inner: Arc::new(Inner::Instance(Box::new(i))),
         }
     }
 

@@ -188,7 +188,7 @@ impl Settings {
         Ok((token, signing))
     }
 
-    fn from_files(&self) -> bool {
+    fn uses_files(&self) -> bool {
         self.rpst.is_file() || self.pem.is_file()
     }
 }
@@ -203,7 +203,7 @@ impl std::fmt::Debug for ResourcePrincipal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResourcePrincipal")
             .field("region", &self.settings.region)
-            .field("from_files", &self.settings.from_files())
+            .field("from_files", &self.settings.uses_files())
             .finish_non_exhaustive()
     }
 }
@@ -223,7 +223,7 @@ impl ResourcePrincipal {
 
     /// Read the files again; whether they hold another token now.
     fn reload(&self, cur: &mut (Token, Arc<SigningKey>)) -> bool {
-        if !self.settings.from_files() {
+        if !self.settings.uses_files() {
             return false;
         }
         match self.settings.load() {
@@ -295,7 +295,7 @@ mod tests {
         let (t, k) = s.load().unwrap();
         assert_eq!(t.expose(), token);
         assert_eq!(k.key_id, format!("ST${token}"));
-        assert!(!s.from_files());
+        assert!(!s.uses_files());
         assert!(!format!("{s:?}").contains(&token));
 
         let dir = tempfile::tempdir().unwrap();
@@ -319,7 +319,7 @@ mod tests {
             (PASSPHRASE, pf.display().to_string()),
         ]))
         .unwrap();
-        assert!(s.from_files());
+        assert!(s.uses_files());
         assert_eq!(s.region, None);
         assert_eq!(s.load().unwrap().0.expose(), token);
     }

@@ -167,8 +167,9 @@ impl SessionToken {
     pub async fn signing_key(&self) -> Result<Arc<SigningKey>, String> {
         let mut cur = self.current.lock().await;
         let now = Utc::now();
-        if cur.token.needs_refresh(now) && !(self.reread(&mut cur) && !cur.token.needs_refresh(now))
-        {
+        let fresh_in_file =
+            |this: &Self, cur: &mut Current| this.reread(cur) && !cur.token.needs_refresh(now);
+        if cur.token.needs_refresh(now) && !fresh_in_file(self, &mut cur) {
             if let Err(e) = self.refresh(&mut cur).await {
                 if cur.token.expired(Utc::now()) {
                     return Err(format!(
