@@ -29,7 +29,13 @@
 //!   namespaces are the same in every region, as OCI's identity is global.
 //!
 //! ## Behaviour, and the choices made where OCI's documentation is silent
-//! - Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
+//! - Principals ([`tokens`], [`federation`]): a `keyId` of `ST$<token>` is accepted for a token the
+  emulator issued (RS256 with its own key) that has not expired on its token clock, when the
+  request is signed with the token's `jwk` key; the auth service's `POST /v1/x509` (instance
+  certificates chained to a trusted CA) and `POST /v1/authentication/refresh` are served on the
+  emulator's own URL, and tests mint session tokens and RPSTs with
+  [`RunningEmulator::issue_token`].
+- Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
 //!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed). The
 //!   signature over the headers is checked before any of the body is read; the body is then read
 //!   up to a cap per service (1 MiB for Compute, 64 MiB for Object Storage: 413
