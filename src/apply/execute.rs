@@ -314,7 +314,7 @@ impl Ctx {
                 }
             }
             r.id = Some(id.to_string());
-            r.region = crate::oci::region::from_ocid(id).map(str::to_string);
+            r.region = crate::region::from_ocid(id).map(str::to_string);
             r.compartment = body
                 .get("compartmentId")
                 .and_then(Value::as_str)

@@ -66,7 +66,7 @@ impl Ctx {
         // One ListVnicAttachments per (region, compartment).
         let compartments: BTreeSet<(Option<&'static str>, String)> = targets
             .iter()
-            .map(|t| (crate::oci::region::from_ocid(&t.1), t.2.clone()))
+            .map(|t| (crate::region::from_ocid(&t.1), t.2.clone()))
             .collect();
         let lists: Vec<_> = stream::iter(compartments)
             .map(|(region, c)| async move {

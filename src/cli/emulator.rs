@@ -123,7 +123,7 @@ pub fn run(args: Args, verbose: u8) -> miette::Result<ExitCode> {
     }
     let mut configs = Vec::new();
     for (i, region) in args.regions.iter().enumerate() {
-        let region = crate::oci::region::resolve(region).unwrap_or(region);
+        let region = crate::region::resolve(region).unwrap_or(region);
         let mut listen = args.listen;
         if listen.port() != 0 {
             listen.set_port(listen.port() + i as u16);

@@ -12,7 +12,8 @@ use crate::oci::auth::{self, AuthMethod, Credentials};
 use crate::oci::config::{self as oci_config, ConfigFile};
 use crate::oci::net::Network;
 use crate::oci::object_storage::ObjectStorage;
-use crate::oci::{keys, region, Client, ClientOptions, Clients};
+use crate::oci::{keys, Client, ClientOptions, Clients};
+use crate::region;
 use crate::state::{RemoteStore, StateStore};
 
 /// Arguments shared by plan, apply, destroy and graph.

@@ -30,12 +30,12 @@
 //!
 //! ## Behaviour, and the choices made where OCI's documentation is silent
 //! - Principals ([`tokens`], [`federation`]): a `keyId` of `ST$<token>` is accepted for a token the
-  emulator issued (RS256 with its own key) that has not expired on its token clock, when the
-  request is signed with the token's `jwk` key; the auth service's `POST /v1/x509` (instance
-  certificates chained to a trusted CA) and `POST /v1/authentication/refresh` are served on the
-  emulator's own URL, and tests mint session tokens and RPSTs with
-  [`RunningEmulator::issue_token`].
-- Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
+//!   emulator issued (RS256 with its own key) that has not expired on its token clock, when the
+//!   request is signed with the token's `jwk` key; the auth service's `POST /v1/x509` (instance
+//!   certificates chained to a trusted CA) and `POST /v1/authentication/refresh` are served on the
+//!   emulator's own URL, and tests mint session tokens and RPSTs with
+//!   [`RunningEmulator::issue_token`].
+//! - Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
 //!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed). The
 //!   signature over the headers is checked before any of the body is read; the body is then read
 //!   up to a cap per service (1 MiB for Compute, 64 MiB for Object Storage: 413
@@ -124,7 +124,10 @@
 //!   operation, opc-request-id) — never a header's value, so never the Authorization header.
 //!
 //! ## Where it knowingly differs from OCI
-//! - One region per process, one VCN, two subnets, no IPv6, no secondary VNICs, no block volumes
+//! - One region per server (`kiln emulator --region a --region b` runs one server per region,
+//!   each a world of its own on its own port, as OCI's regions share nothing but identity); a
+//!   taken hostname label is refused at once with 409 `Conflict`, where OCI accepts the launch
+//!   and fails its work request (`vcn-error`: "Hostname … is already used in subnet"). One VCN, two subnets, no IPv6, no secondary VNICs, no block volumes
 //!   besides boot volumes, no dedicated hosts, capacity reservations, cluster placement groups,
 //!   instance configurations or pools (their fields are refused, see above).
 //! - Security attributes (ZPR) are kept and returned as given; their namespaces are not checked.

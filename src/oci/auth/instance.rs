@@ -170,15 +170,12 @@ impl InstancePrincipal {
             .expect("the HTTP client builds");
         let raw = get_metadata(&imds, &endpoints.metadata, "instance/region").await?;
         let raw = raw.trim().to_ascii_lowercase();
-        let region = crate::oci::region::resolve(&raw)
+        let region = crate::region::resolve(&raw)
             .map(str::to_string)
             .unwrap_or(raw);
         let auth = match &endpoints.auth_override {
             Some(u) => u.clone(),
-            None => format!(
-                "https://auth.{region}.{}",
-                crate::oci::region::domain(&region)
-            ),
+            None => format!("https://auth.{region}.{}", crate::region::domain(&region)),
         };
         let identity = fetch_identity(&imds, &endpoints.metadata).await?;
         let http = super::auth_http(network);

@@ -136,7 +136,7 @@ pub fn resolve_method(
 pub fn auth_service_url(env: &dyn Fn(&str) -> Option<String>, region: &str) -> String {
     match env(AUTH_URL_ENV).filter(|v| !v.trim().is_empty()) {
         Some(v) => v.trim().trim_end_matches('/').to_string(),
-        None => format!("https://auth.{region}.{}", super::region::domain(region)),
+        None => format!("https://auth.{region}.{}", crate::region::domain(region)),
     }
 }
 

@@ -135,7 +135,7 @@ impl Settings {
         let region = match get(REGION) {
             None => None,
             Some(r) => Some(
-                crate::oci::region::resolve(&r)
+                crate::region::resolve(&r)
                     .map(str::to_string)
                     .or_else(|_| {
                         // A region of a realm kiln's catalogue lacks is used as given.
