@@ -340,6 +340,7 @@ fn options() -> ApplyOptions {
             terminate: t,
             work_request: t,
         },
+        wait_reads: Default::default(),
     }
 }
 

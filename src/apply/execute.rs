@@ -61,6 +61,8 @@ impl Default for Timeouts {
 pub struct ApplyOptions {
     pub parallelism: usize,
     pub timeouts: Timeouts,
+    /// How waits read ([`watch::WaitReads`]: shared listings by default).
+    pub wait_reads: watch::WaitReads,
 }
 
 /// Why a node failed.
@@ -76,6 +78,12 @@ pub enum NodeError {
         etag: String,
         source: OciError,
     },
+    #[error("`{address}` changed in OCI since this apply read it; run `kiln plan` again")]
+    #[diagnostic(
+        code(kiln::apply::changed_since_read),
+        help("nothing was overwritten: review the change with `kiln plan`, then apply again")
+    )]
+    ChangedSinceRead { address: String },
     #[error("`{address}`: {source}")]
     #[diagnostic(code(kiln::apply::oci))]
     Oci { address: String, source: OciError },
@@ -268,21 +276,54 @@ impl Ctx {
     }
 
     /// The If-Match for a node and the digest of the version it names: the plan's etag for the
-    /// first mutation of the resource in this apply, then the etag this apply read last.
-    pub(super) async fn if_match(&self, c: &Change) -> (Option<String>, Option<String>) {
+    /// first mutation of the resource in this apply, then the version this apply read last
+    /// ([`Ctx::recorded_version`]).
+    pub(super) async fn if_match(
+        &self,
+        c: &Change,
+    ) -> Result<(Option<String>, Option<String>), NodeError> {
         let first = self.touched.lock().await.insert(c.address.clone());
-        let st = self.state.lock().await;
-        let recorded = st.resources.get(&c.address);
         if first && c.etag.is_some() {
-            (c.etag.clone(), c.observed.clone())
-        } else {
+            return Ok((c.etag.clone(), c.observed.clone()));
+        }
+        self.recorded_version(c).await
+    }
+
+    /// The etag the state records for the address and the digest of the version it names. A
+    /// record read from a listing has no etag ([`crate::oci::watch`]): one Get reads it now, and
+    /// its etag is used only if everything but the lifecycle is as recorded — otherwise someone
+    /// changed the resource since kiln read it, which is never overwritten.
+    pub(super) async fn recorded_version(
+        &self,
+        c: &Change,
+    ) -> Result<(Option<String>, Option<String>), NodeError> {
+        let (id, etag, seen) = {
+            let st = self.state.lock().await;
+            let r = st.resources.get(&c.address);
             (
-                recorded.and_then(|r| r.etag.clone()),
-                recorded
-                    .filter(|r| !r.attributes.is_null())
+                r.and_then(|r| r.id.clone()),
+                r.and_then(|r| r.etag.clone()),
+                r.filter(|r| !r.attributes.is_null())
                     .map(|r| crate::plan::observed_digest(&r.attributes)),
             )
+        };
+        let id = match (etag, id) {
+            (Some(etag), _) => return Ok((Some(etag), seen)),
+            (None, None) => return Ok((None, seen)),
+            (None, Some(id)) => id,
+        };
+        let (body, etag) = self
+            .read(c, &id)
+            .await
+            .map_err(|e| self.oci(&c.address, e))?;
+        let now = crate::plan::observed_digest(&body);
+        if seen.as_ref().is_some_and(|s| *s != now) {
+            return Err(NodeError::ChangedSinceRead {
+                address: c.address.clone(),
+            });
         }
+        self.store_read(c, &id, body, etag.clone(), None).await?;
+        Ok((etag, Some(now)))
     }
 
     /// Mark an address as mutated by this apply without sending anything yet.
@@ -404,7 +445,8 @@ impl Ctx {
 
     /// Wait until the resource `id` of `c` is in one of `states` (`failed` ones end the wait),
     /// with the other waits of its compartment sharing one listing per round
-    /// ([`crate::oci::watch`]); the final read, with its etag.
+    /// ([`crate::oci::watch`]); the final read — with its etag when it was a Get, without one
+    /// when a listing saw it (recorded so; [`Ctx::recorded_version`] reads it before a mutation).
     pub(super) async fn wait_for(
         &self,
         c: &Change,
@@ -455,7 +497,7 @@ impl Ctx {
             .id_of(&c.address)
             .await
             .ok_or_else(|| self.invalid(c, "no instance id in state"))?;
-        let (etag, seen) = self.if_match(c).await;
+        let (etag, seen) = self.if_match(c).await?;
         // Done once the instance is in (or on its way to) the target state: a lost answer or
         // someone else's start/stop did it already.
         let heading = match action {
@@ -510,7 +552,7 @@ impl Ctx {
         let body = self
             .resolve(&c.address, c.request.as_ref().unwrap_or(&Value::Null))
             .await?;
-        let (etag, seen) = self.if_match(c).await;
+        let (etag, seen) = self.if_match(c).await?;
         self.update_with(c, &id, body, etag, seen).await
     }
 
@@ -575,7 +617,7 @@ impl Ctx {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let (etag, seen) = self.if_match(c).await;
+        let (etag, seen) = self.if_match(c).await?;
         let sent = self
             .guarded(
                 c,
@@ -647,7 +689,7 @@ impl Ctx {
 
     async fn replace(&self, c: &Change) -> Result<(), NodeError> {
         let old = c.id.clone();
-        let (etag, seen) = self.if_match(c).await;
+        let (etag, seen) = self.if_match(c).await?;
         let create_first = c.kind == Kind::Image
             || c.inputs
                 .as_ref()
@@ -695,7 +737,7 @@ impl Ctx {
                     self.destroy(c, &id, c.etag.clone(), c.observed.clone())
                         .await
                 } else {
-                    let (etag, seen) = self.if_match(c).await;
+                    let (etag, seen) = self.if_match(c).await?;
                     self.destroy(c, &id, etag, seen).await
                 }
             }
@@ -743,7 +785,7 @@ pub async fn apply(
         timeouts: opts.timeouts.clone(),
         progress: progress.clone(),
         stop: stop.clone(),
-        watches: watch::Watches::default(),
+        watches: watch::Watches::new(opts.wait_reads),
         network_stale: std::sync::Mutex::new(BTreeSet::new()),
     });
     let mut report = Report {

@@ -23,3 +23,4 @@ mod regions;
 mod remote_state;
 mod request_limits;
 mod state;
+mod waiting;
