@@ -12,15 +12,15 @@
 //!                                                        │ render (text / JSON / saved file)
 //!                                                        ▼
 //!                                   apply::execute (tokio, bounded parallelism, If-Match,
-//!                                   opc-retry-token, waiters) ── saves state after every action
+//!                                   opc-retry-token, waiters) ── commits state after every action
 //! ```
 //!
 //! | module | owns | reads / writes on disk |
 //! |---|---|---|
 //! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
-//! | [`state`] | versioned state format (pending creates, deposed objects), a loader that refuses what it cannot trust, atomic compare-and-swap saves, backup, lock; local file or Object Storage (lock object) | reads/writes `state/<env>.json`, `.backup`, `.lock` (or the same as objects) |
+//! | [`state`] | versioned state format (pending creates, deposed objects), a loader that refuses what it cannot trust, atomic compare-and-swap saves, an apply's commit journal (folded at its end), backup, lock; local file or Object Storage (lock object) | reads/writes `state/<env>.json`, `.journal`, `.backup`, `.lock` (or the same as objects, without a journal) |
 //! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG, `--target`/`--exclude`, refresh-only, rendering | writes saved plans (`--out`) |
-//! | [`apply`] | DAG executor: creates never made twice, If-Match'ed mutations that re-read after a refusal, replacements that depose; network facts of what it made, read in bulk after; progress | writes state after every action |
+//! | [`apply`] | DAG executor: creates never made twice, If-Match'ed mutations that re-read after a refusal, replacements that depose; waits that share listings; network facts of what it made, read in bulk after; progress | commits state after every action (a journal append) |
 //! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, the Object Storage subset, regions | reads `~/.oci/config` and key files |
 //! | [`emulator`] | an OCI API server on hyper (Compute, boot volumes, the networking and identity Compute users touch, work requests, an Object Storage subset), strict about every field, with signatures, etags, retry tokens, lifecycles, keyset pages, faults; one file per resource family | reads an OCI config for trusted keys; `--data` file |
 //! | [`output`] | what `kiln output` prints: ids, IPs, hostnames, sizes, as text, JSON or one bare value — a view of the state, no network | reads the state (through [`state`]) |

@@ -1,11 +1,13 @@
 //! The executor: one arm per [`Action`], each mutation guarded by If-Match ([`super::guard`]),
 //! each create made idempotent across crashes ([`super::create`]).
 //!
-//! The state is saved after every finished action (atomic, serial + 1, compare-and-swap), so a
-//! crash or Ctrl-C loses nothing. Saves are group commits: an action whose change is already
-//! covered by a save that started after it does not write again, so parallel actions share writes
-//! instead of queueing one full rewrite each. A save that fails stops the apply: no new action
-//! starts that the state could not record.
+//! The state is committed after every finished action (serial + 1, compare-and-swap), so a crash
+//! or Ctrl-C loses nothing. A commit records only the records it changed — an append to the local
+//! store's journal, folded into the state file at the end ([`crate::state::journal`]) — so its
+//! cost does not grow with the estate (the remote store writes the whole object). Commits are
+//! group commits: an action whose change is already covered by a commit that started after it
+//! does not write again, so parallel actions share writes. A commit that fails stops the apply:
+//! no new action starts that the state could not record.
 //!
 //! The first mutation of a resource sends the etag the plan captured; later nodes of the same
 //! apply send the etag this apply read last — so an out-of-band change between plan and apply is
@@ -30,7 +32,7 @@ use crate::oci::{Client, Clients, MutationOptions, OciError};
 use crate::plan::desired::resolve_refs;
 use crate::plan::{Action, Change, Kind, Plan};
 use crate::state::{
-    Deposed, ResourceKind, ResourceState, State, StateError, StateLock, StateStore,
+    Commits, Deposed, ResourceKind, ResourceState, State, StateError, StateLock, StateStore,
 };
 
 use super::guard::Sent;
@@ -119,6 +121,8 @@ pub struct Report {
     pub forgotten: usize,
     /// Instances whose network facts were read.
     pub networks_read: usize,
+    /// What went wrong without failing anything (printed, not counted).
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -158,12 +162,14 @@ impl Report {
 pub(super) struct Ctx {
     /// A client per region; [`Ctx::at`] and [`Ctx::in_region`] pick one.
     pub(super) clients: Clients,
-    store: StateStore,
     lock: StateLock,
     pub(super) state: Mutex<State>,
-    /// Changes made to `state` so far, and how many of them are durably saved.
+    /// Changes made to `state` so far; and how many of them are durably committed, with the
+    /// writer of commits.
     changed: std::sync::atomic::AtomicU64,
-    saved: Mutex<u64>,
+    commits: Mutex<(u64, Commits)>,
+    /// Addresses changed since the last commit started (locked inside `state`'s lock).
+    dirty: std::sync::Mutex<BTreeSet<String>>,
     /// Addresses already mutated by this apply (their next mutation uses the etag read since).
     touched: Mutex<HashSet<String>>,
     pub(super) timeouts: Timeouts,
@@ -223,38 +229,84 @@ impl Ctx {
         }
     }
 
-    /// Apply `f` to the state and return once a save that includes it is durable (serial + 1,
-    /// atomic). One save runs at a time; changes made while it runs are saved together by the
-    /// next one.
+    /// Apply `f` to the state of `address` and return once a commit that includes it is durable
+    /// ([`Ctx::record_at`]).
     pub(super) async fn record(
         &self,
         address: &str,
+        f: impl FnOnce(&mut State),
+    ) -> Result<(), NodeError> {
+        self.record_at(address, &[address.to_string()], f).await
+    }
+
+    /// Apply `f` to the state — it changes the records of `addresses` and nothing else — and
+    /// return once a commit that includes it is durable (serial + 1; the local store appends the
+    /// changed records to its journal, other stores save the whole state: [`Commits`]). One
+    /// commit runs at a time; changes made while it runs are committed together by the next one.
+    /// `label` names the work in errors.
+    pub(super) async fn record_at(
+        &self,
+        label: &str,
+        addresses: &[String],
         f: impl FnOnce(&mut State),
     ) -> Result<(), NodeError> {
         use std::sync::atomic::Ordering;
         let mine = {
             let mut st = self.state.lock().await;
             f(&mut st);
+            self.dirty
+                .lock()
+                .expect("dirty set")
+                .extend(addresses.iter().cloned());
             self.changed.fetch_add(1, Ordering::SeqCst) + 1
         };
-        let mut saved = self.saved.lock().await;
+        let mut commits = self.commits.lock().await;
+        let (saved, writes) = &mut *commits;
         if *saved >= mine {
             return Ok(());
         }
-        let (mut snapshot, upto) = {
-            let st = self.state.lock().await;
-            (st.clone(), self.changed.load(Ordering::SeqCst))
+        // Taken with the state locked, so that `upto` counts exactly the changes in `dirty`.
+        let (upto, dirty, result) = if writes.journaled() {
+            let (lineage, serial, upto, dirty, changes) = {
+                let st = self.state.lock().await;
+                let dirty = std::mem::take(&mut *self.dirty.lock().expect("dirty set"));
+                let changes: BTreeMap<String, Option<ResourceState>> = dirty
+                    .iter()
+                    .map(|a| (a.clone(), st.resources.get(a).cloned()))
+                    .collect();
+                let upto = self.changed.load(Ordering::SeqCst);
+                (st.lineage.clone(), st.serial, upto, dirty, changes)
+            };
+            let r = writes.append(&self.lock, &lineage, serial, changes).await;
+            (upto, dirty, r)
+        } else {
+            let (mut snapshot, upto, dirty) = {
+                let st = self.state.lock().await;
+                let dirty = std::mem::take(&mut *self.dirty.lock().expect("dirty set"));
+                (st.clone(), self.changed.load(Ordering::SeqCst), dirty)
+            };
+            let r = writes
+                .save(&self.lock, &mut snapshot)
+                .await
+                .map(|()| snapshot.serial);
+            (upto, dirty, r)
         };
-        if let Err(source) = self.store.save(&self.lock, &mut snapshot).await {
-            self.stop.stop();
-            return Err(NodeError::State {
-                address: address.to_string(),
-                source,
-            });
+        match result {
+            Ok(serial) => {
+                self.state.lock().await.serial = serial;
+                *saved = upto;
+                Ok(())
+            }
+            Err(source) => {
+                // Not recorded: the next commit (or the end of the apply) tries them again.
+                self.dirty.lock().expect("dirty set").extend(dirty);
+                self.stop.stop();
+                Err(NodeError::State {
+                    address: label.to_string(),
+                    source,
+                })
+            }
         }
-        self.state.lock().await.serial = snapshot.serial;
-        *saved = upto;
-        Ok(())
     }
 
     pub(super) async fn id_of(&self, address: &str) -> Option<String> {
@@ -776,11 +828,11 @@ pub async fn apply(
     let timer = Timer::start();
     let ctx = Arc::new(Ctx {
         clients,
-        store,
         lock,
         state: Mutex::new(state),
         changed: std::sync::atomic::AtomicU64::new(0),
-        saved: Mutex::new(0),
+        commits: Mutex::new((0, Commits::new(store))),
+        dirty: std::sync::Mutex::new(BTreeSet::new()),
         touched: Mutex::new(HashSet::new()),
         timeouts: opts.timeouts.clone(),
         progress: progress.clone(),
@@ -812,10 +864,26 @@ pub async fn apply(
         ));
         stop.stop();
     }
+    // A journal left by a kiln that died is folded first: this apply starts its own.
+    {
+        let st = ctx.state.lock().await;
+        let mut commits = ctx.commits.lock().await;
+        if let Err(e) = commits.1.begin(&ctx.lock, &st).await {
+            report.failed.push((
+                "fold the state journal left by an earlier apply".into(),
+                format!("{:?}", miette::Report::new(e)),
+            ));
+            stop.stop();
+        }
+    }
     if !plan.moved.is_empty() {
         let moved = plan.moved.clone();
+        let touched: Vec<String> = moved
+            .iter()
+            .flat_map(|(from, to)| [from.clone(), to.clone()])
+            .collect();
         if let Err(e) = ctx
-            .record("state", |st| {
+            .record_at("state", &touched, |st| {
                 for (from, to) in &moved {
                     if !st.resources.contains_key(to) {
                         if let Some(r) = st.resources.remove(from) {
@@ -835,8 +903,13 @@ pub async fn apply(
     }
     if !plan.forget.is_empty() || !plan.forget_deposed.is_empty() {
         let (forget, forget_deposed) = (plan.forget.clone(), plan.forget_deposed.clone());
+        let touched: Vec<String> = forget
+            .iter()
+            .cloned()
+            .chain(forget_deposed.iter().map(|(a, _)| a.clone()))
+            .collect();
         if let Err(e) = ctx
-            .record("state", |st| {
+            .record_at("state", &touched, |st| {
                 for a in &forget {
                     if let Some(r) = st.resources.get_mut(a) {
                         r.id = None;
@@ -935,6 +1008,23 @@ pub async fn apply(
     report.deleted = n(Action::Delete);
     report.elapsed = timer.elapsed();
     let ctx = Arc::try_unwrap(ctx).ok().expect("every node finished");
+    // The journal folded into the state file; changes whose commit failed are saved whole.
+    let unrecorded = !ctx.dirty.lock().expect("dirty set").is_empty();
+    {
+        let mut st = ctx.state.lock().await;
+        let mut commits = ctx.commits.lock().await;
+        if let Err(e) = commits.1.finish(&ctx.lock, &mut st, unrecorded).await {
+            let e = format!("{:?}", miette::Report::new(e));
+            if unrecorded {
+                report.failed.push(("record the state".into(), e));
+            } else {
+                // Every commit is durable in the journal: the next kiln folds it.
+                report.warnings.push(format!(
+                    "the state journal was not folded into the state file (the next kiln run folds it): {e}"
+                ));
+            }
+        }
+    }
     if let Err(e) = ctx.lock.release().await {
         report.failed.push((
             "release the state lock".into(),

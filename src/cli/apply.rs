@@ -275,6 +275,9 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
         for (label, e) in &report.failed {
             eprintln!("\n✗ {label} failed:\n{e}");
         }
+        for w in &report.warnings {
+            eprintln!("\nwarning: {w}");
+        }
         for (label, because) in &report.skipped {
             eprintln!("- {label} skipped: `{because}` failed");
         }
