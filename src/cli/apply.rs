@@ -10,6 +10,7 @@ use miette::{miette, IntoDiagnostic};
 use crate::apply::execute::{self, ApplyOptions, Timeouts};
 use crate::apply::progress::Progress;
 use crate::apply::walk::StopFlag;
+use crate::oci::watch::WaitReads;
 use crate::plan::refresh::{make_plan, PlanOptions};
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
@@ -80,6 +81,28 @@ pub struct ApplyArgs {
     /// Wait at most this long for an image to become AVAILABLE (default 2h).
     #[arg(long, default_value = "2h", value_parser = session::parse_duration)]
     pub image_timeout: std::time::Duration,
+    /// How waits read what they wait for: `list` — the waits of one compartment share one
+    /// listing per poll round (a lone wait reads with a Get); `get` — every wait reads its
+    /// resource with its own Get each round, as per-resource tools do (more API calls; for
+    /// comparison, or an API that lists slowly).
+    #[arg(long, value_enum, default_value = "list")]
+    pub wait_reads: WaitReadsArg,
+}
+
+/// `--wait-reads`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WaitReadsArg {
+    List,
+    Get,
+}
+
+impl From<WaitReadsArg> for WaitReads {
+    fn from(a: WaitReadsArg) -> WaitReads {
+        match a {
+            WaitReadsArg::List => WaitReads::List,
+            WaitReadsArg::Get => WaitReads::Get,
+        }
+    }
 }
 
 impl ApplyArgs {
@@ -241,6 +264,7 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
                 terminate: opts.instance_timeout,
                 ..Timeouts::default()
             },
+            wait_reads: opts.wait_reads.into(),
         };
         let (_state, report) = execute::apply(
             &plan,
@@ -255,6 +279,9 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
         .await;
         for (label, e) in &report.failed {
             eprintln!("\n✗ {label} failed:\n{e}");
+        }
+        for w in &report.warnings {
+            eprintln!("\nwarning: {w}");
         }
         for (label, because) in &report.skipped {
             eprintln!("- {label} skipped: `{because}` failed");

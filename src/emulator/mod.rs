@@ -61,7 +61,8 @@
 //! - Status codes: TerminateInstance, DeleteImage and DeleteBootVolume answer 204;
 //!   ChangeInstanceCompartment and ChangeImageCompartment 202 with no body.
 //! - Lifecycles run on the wall clock × `--time-scale` and are evaluated lazily on every request
-//!   (so they survive `--data` restarts). At time-scale 1.0: launch → RUNNING 60 s (its boot
+//!   (so they survive `--data` restarts), for the records that have a step due ([`store::Index`]:
+//!   a request costs what it touches, not the size of the world). At time-scale 1.0: launch → RUNNING 60 s (its boot
 //!   volume AVAILABLE after 30 s), stop 30 s, start 30 s, terminate 45 s, image capture 8 min (a
 //!   RUNNING source is CREATING_IMAGE and comes back RUNNING, a STOPPED one comes back STOPPED),
 //!   image import 10 min, a compartment move 5 s, one capture per instance at a time plus a 20 min
@@ -337,7 +338,8 @@ impl RunningEmulator {
     }
 
     /// Replace everything the emulator holds with `world` (a [`RunningEmulator::snapshot`]).
-    pub fn restore(&self, world: World) {
+    pub fn restore(&self, mut world: World) {
+        world.rebuild_index();
         let mut held = self.shared.world.lock().expect("world lock");
         *held = world;
         save_world(&self.shared, &held);
@@ -807,6 +809,14 @@ async fn process(
                 "InvalidParameter",
                 "`opc-retry-token` must be 1 to 64 characters",
             ));
+        }
+        // A token older than its lifetime is forgotten (purged hourly by `settle`).
+        if world
+            .retry_tokens
+            .get(token)
+            .is_some_and(|prev| now - prev.at >= store::retry_token_lifetime())
+        {
+            world.retry_tokens.remove(token);
         }
         if let Some(prev) = world.retry_tokens.get(token) {
             if prev.operation == op && prev.target == target && prev.body_sha256 == body_sha {

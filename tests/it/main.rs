@@ -24,3 +24,4 @@ mod regions;
 mod remote_state;
 mod request_limits;
 mod state;
+mod waiting;

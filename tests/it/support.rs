@@ -245,6 +245,16 @@ impl Project {
     }
 }
 
+/// The state of `dir`'s default environment as kiln loads it (the state file with any journal
+/// folded in); `None` when there is none.
+pub async fn stored_state(dir: &Path) -> Result<Option<kiln::state::State>, String> {
+    kiln::state::StateStore::local(dir, None, "default")
+        .map_err(|e| e.to_string())?
+        .load()
+        .await
+        .map_err(|e| format!("{:?}", miette::Report::new(e)))
+}
+
 /// The emulator's request counts that grew between two `stats()`: `Operation×n` each.
 pub fn calls_between(
     before: &std::collections::BTreeMap<String, u64>,
