@@ -2,7 +2,7 @@
 //!
 //! Every place where kiln touches the world outside its own memory crosses one of the
 //! [`POINTS`]: an OCI request about to be sent, an OCI answer about to be read, a state save,
-//! load or lock operation. In a normal build [`cross`] is an inlined `None` and costs nothing.
+//! load or lock operation, a state journal append or fold. In a normal build [`cross`] is an inlined `None` and costs nothing.
 //! Built with the `failpoints` cargo feature (the test suite turns it on), each crossing consults
 //! the [`fail`] crate's registry, so a test can make the k-th crossing of a point fail in one of
 //! the [`Fault`] ways — and every crossing can be observed, so a reference run lists them.
@@ -21,6 +21,10 @@ pub const POINTS: &[&str] = &[
     STATE_LOAD,
     STATE_SAVE,
     STATE_SAVED,
+    STATE_JOURNAL,
+    STATE_JOURNALED,
+    STATE_FOLD,
+    STATE_FOLDED,
 ];
 
 /// An OCI request attempt is about to be sent (faults: abort, or an error answer instead of
@@ -40,6 +44,19 @@ pub const STATE_SAVE: &str = "state.save";
 /// A state save is durable; its caller has not learnt it yet (faults: abort, `lost` — written,
 /// but reported as failed).
 pub const STATE_SAVED: &str = "state.saved";
+
+/// A commit is about to be appended to the state journal (faults: abort — the process dies in
+/// the middle of the write, leaving half a line; `error` — nothing is written).
+pub const STATE_JOURNAL: &str = "state.journal";
+/// A journal append is durable; its caller has not learnt it yet (faults: abort, `lost` —
+/// written, but reported as failed).
+pub const STATE_JOURNALED: &str = "state.journaled";
+/// The journal is about to be folded into the state file (faults: abort, `error` — nothing is
+/// written).
+pub const STATE_FOLD: &str = "state.fold";
+/// The folded state is written; the journal is not removed yet (faults: abort, `lost` — written,
+/// but reported as failed).
+pub const STATE_FOLDED: &str = "state.folded";
 
 /// What a test makes happen at a crossing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -312,7 +312,11 @@ impl Scenario {
     fn rewind(&self) {
         self.project.emu.restore(self.v1_world.clone());
         if !self.remote {
-            for leftover in ["default.json.backup", "default.json.lock"] {
+            for leftover in [
+                "default.json.backup",
+                "default.json.lock",
+                "default.json.journal",
+            ] {
                 let _ = std::fs::remove_file(self.state_dir.path().join(leftover));
             }
             std::fs::write(self.state_path(), &self.v1_state).unwrap();
@@ -340,6 +344,7 @@ fn options() -> ApplyOptions {
             terminate: t,
             work_request: t,
         },
+        wait_reads: Default::default(),
     }
 }
 
@@ -500,7 +505,10 @@ fn faults(point: &str, k: usize, seed: u64, all: bool) -> Vec<Fault> {
                 ));
             }
         }
-        failpoint::OCI_RESPONSE | failpoint::STATE_SAVED => out.push(Fault::Lost),
+        failpoint::OCI_RESPONSE
+        | failpoint::STATE_SAVED
+        | failpoint::STATE_JOURNALED
+        | failpoint::STATE_FOLDED => out.push(Fault::Lost),
         _ => out.push(Fault::Error),
     }
     out

@@ -26,7 +26,7 @@ impl Ctx {
             .id_of(&c.address)
             .await
             .ok_or_else(|| self.invalid(c, "no instance id in state"))?;
-        let (etag, seen) = self.if_match(c).await;
+        let (etag, seen) = self.if_match(c).await?;
         // Done once the instance is in (or on its way to) the target state: a lost answer or
         // someone else's start/stop did it already.
         let heading = match action {
@@ -81,7 +81,7 @@ impl Ctx {
         let body = self
             .resolve(&c.address, c.request.as_ref().unwrap_or(&Value::Null))
             .await?;
-        let (etag, seen) = self.if_match(c).await;
+        let (etag, seen) = self.if_match(c).await?;
         self.update_with(c, &id, body, etag, seen).await
     }
 
@@ -146,7 +146,7 @@ impl Ctx {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let (etag, seen) = self.if_match(c).await;
+        let (etag, seen) = self.if_match(c).await?;
         let sent = self
             .guarded(
                 c,
@@ -218,7 +218,7 @@ impl Ctx {
 
     async fn replace(&self, c: &Change) -> Result<(), NodeError> {
         let old = c.id.clone();
-        let (etag, seen) = self.if_match(c).await;
+        let (etag, seen) = self.if_match(c).await?;
         let create_first = c.kind == Kind::Image
             || c.inputs
                 .as_ref()
@@ -266,7 +266,7 @@ impl Ctx {
                     self.destroy(c, &id, c.etag.clone(), c.observed.clone())
                         .await
                 } else {
-                    let (etag, seen) = self.if_match(c).await;
+                    let (etag, seen) = self.if_match(c).await?;
                     self.destroy(c, &id, etag, seen).await
                 }
             }

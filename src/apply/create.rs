@@ -294,15 +294,8 @@ impl Ctx {
             &label(c),
             "updating names and tags changed since the first request",
         );
-        // The etag of kiln's own last read, after its own create.
-        let (etag, seen) = {
-            let st = self.state.lock().await;
-            let r = st.resources.get(&c.address);
-            (
-                r.and_then(|r| r.etag.clone()),
-                r.map(|r| crate::plan::observed_digest(&r.attributes)),
-            )
-        };
+        // The version of kiln's own last read, after its own create.
+        let (etag, seen) = self.recorded_version(c).await?;
         self.touch(&c.address).await;
         self.update_with(c, id, Value::Object(update), etag, seen)
             .await

@@ -1,8 +1,8 @@
 //! What every action of an apply shares ([`Ctx`]): a client per region, the state behind
-//! group-committed saves ([`Ctx::record`]), the If-Match to send ([`Ctx::if_match`]), fresh reads
+//! group commits ([`Ctx::record`]: a journal append on the local store), the If-Match to send ([`Ctx::if_match`]), fresh reads
 //! stored as an address's object, and waits that share listings.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::oci::watch;
 use crate::oci::{Client, Clients, OciError};
 use crate::plan::desired::resolve_refs;
 use crate::plan::{Action, Change, Kind};
-use crate::state::{ResourceKind, ResourceState, State, StateLock, StateStore};
+use crate::state::{Commits, ResourceKind, ResourceState, State, StateLock};
 
 use super::execute::{NodeError, Timeouts};
 use super::progress::Progress;
@@ -24,12 +24,14 @@ use super::walk::StopFlag;
 pub(super) struct Ctx {
     /// A client per region; [`Ctx::at`] and [`Ctx::in_region`] pick one.
     pub(super) clients: Clients,
-    pub(super) store: StateStore,
     pub(super) lock: StateLock,
     pub(super) state: Mutex<State>,
-    /// Changes made to `state` so far, and how many of them are durably saved.
+    /// Changes made to `state` so far; and how many of them are durably committed, with the
+    /// writer of commits.
     pub(super) changed: std::sync::atomic::AtomicU64,
-    pub(super) saved: Mutex<u64>,
+    pub(super) commits: Mutex<(u64, Commits)>,
+    /// Addresses changed since the last commit started (locked inside `state`'s lock).
+    pub(super) dirty: std::sync::Mutex<BTreeSet<String>>,
     /// Addresses already mutated by this apply (their next mutation uses the etag read since).
     pub(super) touched: Mutex<HashSet<String>>,
     pub(super) timeouts: Timeouts,
@@ -89,38 +91,84 @@ impl Ctx {
         }
     }
 
-    /// Apply `f` to the state and return once a save that includes it is durable (serial + 1,
-    /// atomic). One save runs at a time; changes made while it runs are saved together by the
-    /// next one.
+    /// Apply `f` to the state of `address` and return once a commit that includes it is durable
+    /// ([`Ctx::record_at`]).
     pub(super) async fn record(
         &self,
         address: &str,
+        f: impl FnOnce(&mut State),
+    ) -> Result<(), NodeError> {
+        self.record_at(address, &[address.to_string()], f).await
+    }
+
+    /// Apply `f` to the state — it changes the records of `addresses` and nothing else — and
+    /// return once a commit that includes it is durable (serial + 1; the local store appends the
+    /// changed records to its journal, other stores save the whole state: [`Commits`]). One
+    /// commit runs at a time; changes made while it runs are committed together by the next one.
+    /// `label` names the work in errors.
+    pub(super) async fn record_at(
+        &self,
+        label: &str,
+        addresses: &[String],
         f: impl FnOnce(&mut State),
     ) -> Result<(), NodeError> {
         use std::sync::atomic::Ordering;
         let mine = {
             let mut st = self.state.lock().await;
             f(&mut st);
+            self.dirty
+                .lock()
+                .expect("dirty set")
+                .extend(addresses.iter().cloned());
             self.changed.fetch_add(1, Ordering::SeqCst) + 1
         };
-        let mut saved = self.saved.lock().await;
+        let mut commits = self.commits.lock().await;
+        let (saved, writes) = &mut *commits;
         if *saved >= mine {
             return Ok(());
         }
-        let (mut snapshot, upto) = {
-            let st = self.state.lock().await;
-            (st.clone(), self.changed.load(Ordering::SeqCst))
+        // Taken with the state locked, so that `upto` counts exactly the changes in `dirty`.
+        let (upto, dirty, result) = if writes.journaled() {
+            let (lineage, serial, upto, dirty, changes) = {
+                let st = self.state.lock().await;
+                let dirty = std::mem::take(&mut *self.dirty.lock().expect("dirty set"));
+                let changes: BTreeMap<String, Option<ResourceState>> = dirty
+                    .iter()
+                    .map(|a| (a.clone(), st.resources.get(a).cloned()))
+                    .collect();
+                let upto = self.changed.load(Ordering::SeqCst);
+                (st.lineage.clone(), st.serial, upto, dirty, changes)
+            };
+            let r = writes.append(&self.lock, &lineage, serial, changes).await;
+            (upto, dirty, r)
+        } else {
+            let (mut snapshot, upto, dirty) = {
+                let st = self.state.lock().await;
+                let dirty = std::mem::take(&mut *self.dirty.lock().expect("dirty set"));
+                (st.clone(), self.changed.load(Ordering::SeqCst), dirty)
+            };
+            let r = writes
+                .save(&self.lock, &mut snapshot)
+                .await
+                .map(|()| snapshot.serial);
+            (upto, dirty, r)
         };
-        if let Err(source) = self.store.save(&self.lock, &mut snapshot).await {
-            self.stop.stop();
-            return Err(NodeError::State {
-                address: address.to_string(),
-                source,
-            });
+        match result {
+            Ok(serial) => {
+                self.state.lock().await.serial = serial;
+                *saved = upto;
+                Ok(())
+            }
+            Err(source) => {
+                // Not recorded: the next commit (or the end of the apply) tries them again.
+                self.dirty.lock().expect("dirty set").extend(dirty);
+                self.stop.stop();
+                Err(NodeError::State {
+                    address: label.to_string(),
+                    source,
+                })
+            }
         }
-        self.state.lock().await.serial = snapshot.serial;
-        *saved = upto;
-        Ok(())
     }
 
     pub(super) async fn id_of(&self, address: &str) -> Option<String> {
@@ -142,21 +190,54 @@ impl Ctx {
     }
 
     /// The If-Match for a node and the digest of the version it names: the plan's etag for the
-    /// first mutation of the resource in this apply, then the etag this apply read last.
-    pub(super) async fn if_match(&self, c: &Change) -> (Option<String>, Option<String>) {
+    /// first mutation of the resource in this apply, then the version this apply read last
+    /// ([`Ctx::recorded_version`]).
+    pub(super) async fn if_match(
+        &self,
+        c: &Change,
+    ) -> Result<(Option<String>, Option<String>), NodeError> {
         let first = self.touched.lock().await.insert(c.address.clone());
-        let st = self.state.lock().await;
-        let recorded = st.resources.get(&c.address);
         if first && c.etag.is_some() {
-            (c.etag.clone(), c.observed.clone())
-        } else {
+            return Ok((c.etag.clone(), c.observed.clone()));
+        }
+        self.recorded_version(c).await
+    }
+
+    /// The etag the state records for the address and the digest of the version it names. A
+    /// record read from a listing has no etag ([`crate::oci::watch`]): one Get reads it now, and
+    /// its etag is used only if everything but the lifecycle is as recorded — otherwise someone
+    /// changed the resource since kiln read it, which is never overwritten.
+    pub(super) async fn recorded_version(
+        &self,
+        c: &Change,
+    ) -> Result<(Option<String>, Option<String>), NodeError> {
+        let (id, etag, seen) = {
+            let st = self.state.lock().await;
+            let r = st.resources.get(&c.address);
             (
-                recorded.and_then(|r| r.etag.clone()),
-                recorded
-                    .filter(|r| !r.attributes.is_null())
+                r.and_then(|r| r.id.clone()),
+                r.and_then(|r| r.etag.clone()),
+                r.filter(|r| !r.attributes.is_null())
                     .map(|r| crate::plan::observed_digest(&r.attributes)),
             )
+        };
+        let id = match (etag, id) {
+            (Some(etag), _) => return Ok((Some(etag), seen)),
+            (None, None) => return Ok((None, seen)),
+            (None, Some(id)) => id,
+        };
+        let (body, etag) = self
+            .read(c, &id)
+            .await
+            .map_err(|e| self.oci(&c.address, e))?;
+        let now = crate::plan::observed_digest(&body);
+        if seen.as_ref().is_some_and(|s| *s != now) {
+            return Err(NodeError::ChangedSinceRead {
+                address: c.address.clone(),
+            });
         }
+        self.store_read(c, &id, body, etag.clone(), None).await?;
+        Ok((etag, Some(now)))
     }
 
     /// Mark an address as mutated by this apply without sending anything yet.
@@ -278,7 +359,8 @@ impl Ctx {
 
     /// Wait until the resource `id` of `c` is in one of `states` (`failed` ones end the wait),
     /// with the other waits of its compartment sharing one listing per round
-    /// ([`crate::oci::watch`]); the final read, with its etag.
+    /// ([`crate::oci::watch`]); the final read — with its etag when it was a Get, without one
+    /// when a listing saw it (recorded so; [`Ctx::recorded_version`] reads it before a mutation).
     pub(super) async fn wait_for(
         &self,
         c: &Change,

@@ -2,11 +2,13 @@
 //! what they share in `ctx`), each mutation guarded by If-Match (`guard`), each create made
 //! idempotent across crashes (`create`); then it reads the network facts and sums up a [`Report`].
 //!
-//! The state is saved after every finished action (atomic, serial + 1, compare-and-swap), so a
-//! crash or Ctrl-C loses nothing. Saves are group commits: an action whose change is already
-//! covered by a save that started after it does not write again, so parallel actions share writes
-//! instead of queueing one full rewrite each. A save that fails stops the apply: no new action
-//! starts that the state could not record.
+//! The state is committed after every finished action (serial + 1, compare-and-swap), so a crash
+//! or Ctrl-C loses nothing. A commit records only the records it changed — an append to the local
+//! store's journal, folded into the state file at the end ([`crate::state::journal`]) — so its
+//! cost does not grow with the estate (the remote store writes the whole object). Commits are
+//! group commits: an action whose change is already covered by a commit that started after it
+//! does not write again, so parallel actions share writes. A commit that fails stops the apply:
+//! no new action starts that the state could not record.
 //!
 //! The first mutation of a resource sends the etag the plan captured; later nodes of the same
 //! apply send the etag this apply read last — so an out-of-band change between plan and apply is
@@ -25,7 +27,7 @@ use tokio::sync::Mutex;
 use crate::oci::watch;
 use crate::oci::{Clients, OciError};
 use crate::plan::{Action, Change, Plan};
-use crate::state::{State, StateError, StateLock, StateStore};
+use crate::state::{Commits, State, StateError, StateLock, StateStore};
 
 use super::ctx::{label, Ctx};
 use super::progress::{Progress, Timer};
@@ -55,6 +57,8 @@ impl Default for Timeouts {
 pub struct ApplyOptions {
     pub parallelism: usize,
     pub timeouts: Timeouts,
+    /// How waits read ([`watch::WaitReads`]: shared listings by default).
+    pub wait_reads: watch::WaitReads,
 }
 
 /// Why a node failed.
@@ -70,6 +74,12 @@ pub enum NodeError {
         etag: String,
         source: OciError,
     },
+    #[error("`{address}` changed in OCI since this apply read it; run `kiln plan` again")]
+    #[diagnostic(
+        code(kiln::apply::changed_since_read),
+        help("nothing was overwritten: review the change with `kiln plan`, then apply again")
+    )]
+    ChangedSinceRead { address: String },
     #[error("`{address}`: {source}")]
     #[diagnostic(code(kiln::apply::oci))]
     Oci { address: String, source: OciError },
@@ -105,6 +115,8 @@ pub struct Report {
     pub forgotten: usize,
     /// Instances whose network facts were read.
     pub networks_read: usize,
+    /// What went wrong without failing anything (printed, not counted).
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -157,16 +169,16 @@ pub async fn apply(
     let timer = Timer::start();
     let ctx = Arc::new(Ctx {
         clients,
-        store,
         lock,
         state: Mutex::new(state),
         changed: std::sync::atomic::AtomicU64::new(0),
-        saved: Mutex::new(0),
+        commits: Mutex::new((0, Commits::new(store))),
+        dirty: std::sync::Mutex::new(BTreeSet::new()),
         touched: Mutex::new(HashSet::new()),
         timeouts: opts.timeouts.clone(),
         progress: progress.clone(),
         stop: stop.clone(),
-        watches: watch::Watches::default(),
+        watches: watch::Watches::new(opts.wait_reads),
         network_stale: std::sync::Mutex::new(BTreeSet::new()),
     });
     let mut report = Report {
@@ -193,10 +205,26 @@ pub async fn apply(
         ));
         stop.stop();
     }
+    // A journal left by a kiln that died is folded first: this apply starts its own.
+    {
+        let st = ctx.state.lock().await;
+        let mut commits = ctx.commits.lock().await;
+        if let Err(e) = commits.1.begin(&ctx.lock, &st).await {
+            report.failed.push((
+                "fold the state journal left by an earlier apply".into(),
+                format!("{:?}", miette::Report::new(e)),
+            ));
+            stop.stop();
+        }
+    }
     if !plan.moved.is_empty() {
         let moved = plan.moved.clone();
+        let touched: Vec<String> = moved
+            .iter()
+            .flat_map(|(from, to)| [from.clone(), to.clone()])
+            .collect();
         if let Err(e) = ctx
-            .record("state", |st| {
+            .record_at("state", &touched, |st| {
                 for (from, to) in &moved {
                     if !st.resources.contains_key(to) {
                         if let Some(r) = st.resources.remove(from) {
@@ -216,8 +244,13 @@ pub async fn apply(
     }
     if !plan.forget.is_empty() || !plan.forget_deposed.is_empty() {
         let (forget, forget_deposed) = (plan.forget.clone(), plan.forget_deposed.clone());
+        let touched: Vec<String> = forget
+            .iter()
+            .cloned()
+            .chain(forget_deposed.iter().map(|(a, _)| a.clone()))
+            .collect();
         if let Err(e) = ctx
-            .record("state", |st| {
+            .record_at("state", &touched, |st| {
                 for a in &forget {
                     if let Some(r) = st.resources.get_mut(a) {
                         r.id = None;
@@ -323,6 +356,23 @@ pub async fn apply(
     report.deleted = n(Action::Delete);
     report.elapsed = timer.elapsed();
     let ctx = Arc::try_unwrap(ctx).ok().expect("every node finished");
+    // The journal folded into the state file; changes whose commit failed are saved whole.
+    let unrecorded = !ctx.dirty.lock().expect("dirty set").is_empty();
+    {
+        let mut st = ctx.state.lock().await;
+        let mut commits = ctx.commits.lock().await;
+        if let Err(e) = commits.1.finish(&ctx.lock, &mut st, unrecorded).await {
+            let e = format!("{:?}", miette::Report::new(e));
+            if unrecorded {
+                report.failed.push(("record the state".into(), e));
+            } else {
+                // Every commit is durable in the journal: the next kiln folds it.
+                report.warnings.push(format!(
+                    "the state journal was not folded into the state file (the next kiln run folds it): {e}"
+                ));
+            }
+        }
+    }
     if let Err(e) = ctx.lock.release().await {
         report.failed.push((
             "release the state lock".into(),

@@ -178,8 +178,9 @@ impl Ctx {
                 .collect()
         };
         if !changed.is_empty() {
+            let touched: Vec<String> = changed.iter().map(|(a, _, _)| a.clone()).collect();
             let saved = self
-                .record("network facts", |st| {
+                .record_at("network facts", &touched, |st| {
                     for (a, id, n) in changed {
                         if let Some(r) = st.resources.get_mut(&a) {
                             if r.id.as_deref() == Some(id.as_str()) {

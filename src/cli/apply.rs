@@ -10,6 +10,7 @@ use miette::{miette, IntoDiagnostic};
 use crate::apply::execute::{self, ApplyOptions, Timeouts};
 use crate::apply::progress::Progress;
 use crate::apply::walk::StopFlag;
+use crate::oci::watch::WaitReads;
 use crate::plan::refresh::{make_plan, PlanOptions};
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
@@ -81,6 +82,28 @@ pub struct RunArgs {
     /// Wait at most this long for an image to become AVAILABLE
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
     pub image_timeout: std::time::Duration,
+    /// How waits read what they wait for: `list` — the waits of one compartment share one
+    /// listing per poll round (a lone wait reads with a Get); `get` — every wait reads its
+    /// resource with its own Get each round, as per-resource tools do (more API calls; for
+    /// comparison, or an API that lists slowly).
+    #[arg(long, value_enum, default_value = "list")]
+    pub wait_reads: WaitReadsArg,
+}
+
+/// `--wait-reads`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WaitReadsArg {
+    List,
+    Get,
+}
+
+impl From<WaitReadsArg> for WaitReads {
+    fn from(a: WaitReadsArg) -> WaitReads {
+        match a {
+            WaitReadsArg::List => WaitReads::List,
+            WaitReadsArg::Get => WaitReads::Get,
+        }
+    }
 }
 
 /// One run's settings, whichever command it came from.
@@ -258,6 +281,7 @@ fn execute_cmd(r: Run<'_>, mode: Mode) -> miette::Result<ExitCode> {
                 terminate: opts.instance_timeout,
                 ..Timeouts::default()
             },
+            wait_reads: opts.wait_reads.into(),
         };
         let (_state, report) = execute::apply(
             &plan,
@@ -273,6 +297,9 @@ fn execute_cmd(r: Run<'_>, mode: Mode) -> miette::Result<ExitCode> {
         shown.clear();
         for (label, e) in &report.failed {
             out::eprintln(&format!("\n✗ {label} failed:\n{e}"));
+        }
+        for w in &report.warnings {
+            out::eprintln(&format!("\nwarning: {w}"));
         }
         for (label, because) in &report.skipped {
             out::eprintln(&format!("- {label} skipped: `{because}` failed"));

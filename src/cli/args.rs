@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use miette::miette;
 
+use crate::oci::auth::AuthMethod;
+
 /// `[DIR]`: the manifest directory, a positional argument like `kiln plan [DIR]`'s.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Dir {
@@ -79,7 +81,7 @@ pub struct Env {
 }
 
 /// Which environment, where its state is, and how to reach OCI: `--env`, `--state-dir`,
-/// `--config-file`, `--profile`.
+/// `--config-file`, `--profile`, `--auth`.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct Common {
     #[command(flatten)]
@@ -94,6 +96,11 @@ pub struct Common {
     /// OCI config profile [default: `OCI_CLI_PROFILE`, else `DEFAULT`]
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
+    /// How to authenticate: `api_key`, `security_token`, `resource_principal` or
+    /// `instance_principal` [default: `OCI_CLI_AUTH`, else the manifest's `auth`, else the
+    /// profile's: `security_token` with a `security_token_file`, else `api_key`]
+    #[arg(long, value_name = "METHOD", value_parser = parse_auth)]
+    pub auth: Option<AuthMethod>,
 }
 
 impl Common {
@@ -133,6 +140,11 @@ pub struct Verbosity {
     /// everything
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `--auth`: one of Oracle's CLI names.
+pub fn parse_auth(s: &str) -> Result<AuthMethod, String> {
+    s.parse()
 }
 
 /// `30s`, `5m`, `1h`, `250ms` or plain seconds.

@@ -66,6 +66,7 @@ pub async fn stores(dir: &Path, common: &Common) -> miette::Result<Stores> {
                 &session::state_dir(dir, state_dir),
                 common.config_file.as_deref(),
                 common.profile.as_deref(),
+                common.auth,
             )
             .await?;
             let store = session::state_store(m, state_dir, &conn)?;

@@ -13,7 +13,7 @@ use super::details::{self, F};
 use super::list::{self, Key};
 use super::object_storage;
 use super::shapes;
-use super::store::{rfc3339, Record, Step};
+use super::store::{rfc3339, Coll, Record, Step};
 
 /// The LaunchOptions of the emulator's images (and of instances launched from them by default).
 pub fn launch_options() -> Value {
@@ -129,6 +129,7 @@ pub fn create(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             let arch = inst.meta_str("arch").unwrap_or("x86_64").to_string();
+            ctx.world.schedule(Coll::Instance, iid);
             ctx.world.last_capture.insert(iid.clone(), ready);
             let (os, version) = image_id
                 .as_deref()
@@ -245,7 +246,8 @@ pub fn create(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
         w.failed = failure;
     }
     let reply = Ctx::reply_record(&rec, 200).header("opc-work-request-id", wr);
-    ctx.world.images.insert(id, rec);
+    ctx.world.images.insert(id.clone(), rec);
+    ctx.world.schedule(Coll::Image, &id);
     ctx.mutated = true;
     Ok(reply)
 }
@@ -267,15 +269,12 @@ pub fn list(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply> {
             && q(query, "displayName").is_none_or(|d| v["displayName"] == d)
             && arch.is_none_or(|a| r.meta_str("arch").unwrap_or("x86_64") == a)
     };
-    let keyed = |group: u8, r: &Record| {
-        let v = Value::Object(r.body.clone());
-        (Key::of(group, &v, field), v)
-    };
-    let mut items: Vec<(Key, Value)> = ctx
+    // Only the page is copied out of the records.
+    let mut items: Vec<(Key, &Record)> = ctx
         .platform
         .iter()
         .filter(|r| filter(r))
-        .map(|r| keyed(0, r))
+        .map(|r| (Key::of_map(0, &r.body, field), r))
         .collect();
     items.extend(
         ctx.world
@@ -283,10 +282,10 @@ pub fn list(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply> {
             .values()
             .filter(|r| r.str("compartmentId") == compartment && r.state() != "DELETED")
             .filter(|r| filter(r))
-            .map(|r| keyed(1, r)),
+            .map(|r| (Key::of_map(1, &r.body, field), r)),
     );
-    items.retain(|(_, v)| list::state_filter(query, v));
-    list::page(items, desc, query)
+    items.retain(|(_, r)| list::state_matches(query, &r.body));
+    list::page_with(items, desc, query, |r| Value::Object(r.body.clone()))
 }
 
 pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {

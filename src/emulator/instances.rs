@@ -14,7 +14,7 @@ use super::identity;
 use super::list;
 use super::network;
 use super::shapes::{self, Shape};
-use super::store::{rfc3339, Record, Step};
+use super::store::{rfc3339, Coll, Record, Step};
 use super::volumes;
 
 const FAULT_DOMAINS: &[&str] = &["FAULT-DOMAIN-1", "FAULT-DOMAIN-2", "FAULT-DOMAIN-3"];
@@ -402,7 +402,9 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
         ready,
     );
     let reply = Ctx::reply_record(&rec, 200).header("opc-work-request-id", wr);
-    ctx.world.instances.insert(id, rec);
+    ctx.world.instances.insert(id.clone(), rec);
+    ctx.world.schedule(Coll::Instance, &id);
+    ctx.world.file_instance(&id);
     ctx.mutated = true;
     Ok(reply)
 }
@@ -410,17 +412,19 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
 pub fn list(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply> {
     let compartment = required_query(query, "compartmentId")?;
     ctx.check_compartment(compartment, "compartmentId")?;
-    let items: Vec<Value> = ctx
+    let (field, desc) = list::sort_spec(query, "TIMECREATED")?;
+    // Only the page is copied out of the records.
+    let items: Vec<(list::Key, &Record)> = ctx
         .world
-        .instances
-        .values()
-        .filter(|r| r.str("compartmentId") == compartment)
-        .map(|r| Value::Object(r.body.clone()))
-        .filter(|v| q(query, "availabilityDomain").is_none_or(|a| v["availabilityDomain"] == a))
-        .filter(|v| q(query, "displayName").is_none_or(|d| v["displayName"] == d))
-        .filter(|v| list::state_filter(query, v))
+        .instances_in(compartment)
+        .filter(|r| {
+            q(query, "availabilityDomain").is_none_or(|a| r.body["availabilityDomain"] == a)
+        })
+        .filter(|r| q(query, "displayName").is_none_or(|d| r.body["displayName"] == d))
+        .filter(|r| list::state_matches(query, &r.body))
+        .map(|r| (list::Key::of_map(0, &r.body, field), r))
         .collect();
-    list::sorted_page(items, query, "TIMECREATED")
+    list::page_with(items, desc, query, |r| Value::Object(r.body.clone()))
 }
 
 /// Merge the object `b[k]` (already type-checked) over the record's `k`.
@@ -605,6 +609,7 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
     );
     let reply = Ctx::reply_record(&rec, 200).header("opc-work-request-id", wr);
     ctx.world.instances.insert(id.to_string(), rec);
+    ctx.world.schedule(Coll::Instance, id);
     ctx.mutated = true;
     Ok(reply)
 }
@@ -661,6 +666,7 @@ pub fn terminate(ctx: &mut Ctx<'_>, id: &str, query: &[(String, String)]) -> Res
             state: "TERMINATED".into(),
         }],
     );
+    ctx.world.schedule(Coll::Instance, id);
     let wr = ctx.work_request(
         "TerminateInstance",
         &compartment,
@@ -724,6 +730,7 @@ pub fn action(
     let rec = ctx.instance(id)?;
     rec.transition(now_state, steps);
     let reply = Ctx::reply_record(rec, 200);
+    ctx.world.schedule(Coll::Instance, id);
     let wr = ctx.work_request(
         "InstanceAction",
         &compartment,
@@ -784,6 +791,8 @@ pub fn change_compartment(ctx: &mut Ctx<'_>, kind: &str, id: &str, body: &[u8]) 
     }
     let etag = rec.etag();
     let op = if kind == "instance" {
+        ctx.world.schedule(Coll::Instance, id);
+        ctx.world.file_instance(id);
         volumes::move_attachments(ctx, id, &target);
         "ChangeInstanceCompartment"
     } else {

@@ -39,6 +39,12 @@ impl Key {
         )
     }
 
+    /// [`Key::of`] for a record's JSON object.
+    pub fn of_map(group: u8, m: &serde_json::Map<String, Value>, field: &str) -> Key {
+        let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("");
+        Key::new(group, s(field), s("id"))
+    }
+
     fn token(&self) -> String {
         let raw = serde_json::json!([self.group, self.value, self.id]).to_string();
         B64.encode(raw)
@@ -99,7 +105,18 @@ pub fn sort_spec(query: &[(String, String)], default_sort: &str) -> Result<(&'st
 
 /// Sort `items` and answer one page: `limit` 1..1000 (default 100); `page` is a token from the
 /// previous response's `opc-next-page`.
-pub fn page(mut items: Vec<(Key, Value)>, desc: bool, query: &[(String, String)]) -> Result<Reply> {
+pub fn page(items: Vec<(Key, Value)>, desc: bool, query: &[(String, String)]) -> Result<Reply> {
+    page_with(items, desc, query, |v| v)
+}
+
+/// [`page`] of items that become JSON only if they are on the page (`render`): a page of a large
+/// list copies only its own items.
+pub fn page_with<T>(
+    mut items: Vec<(Key, T)>,
+    desc: bool,
+    query: &[(String, String)],
+    render: impl Fn(T) -> Value,
+) -> Result<Reply> {
     let limit = page_limit(query, 100)?;
     items.sort_by(|a, b| order(&a.0, &b.0, desc));
     let start = match q(query, "page") {
@@ -117,7 +134,7 @@ pub fn page(mut items: Vec<(Key, Value)>, desc: bool, query: &[(String, String)]
     };
     let end = (start + limit).min(items.len());
     let next = (end < items.len()).then(|| items[end - 1].0.token());
-    let body: Vec<Value> = items.drain(start..end).map(|(_, v)| v).collect();
+    let body: Vec<Value> = items.drain(start..end).map(|(_, v)| render(v)).collect();
     let mut reply = Reply::json(200, &Value::Array(body));
     if let Some(t) = next {
         reply = reply.header("opc-next-page", t);
@@ -137,6 +154,15 @@ pub fn sorted_page(
         .map(|v| (Key::of(0, &v, field), v))
         .collect();
     page(keyed, desc, query)
+}
+
+/// [`state_filter`] for a record's JSON object.
+pub fn state_matches(query: &[(String, String)], m: &serde_json::Map<String, Value>) -> bool {
+    q(query, "lifecycleState").is_none_or(|s| {
+        m.get("lifecycleState")
+            .and_then(Value::as_str)
+            .is_some_and(|x| x.eq_ignore_ascii_case(s))
+    })
 }
 
 /// The `lifecycleState` filter (case-insensitive).

@@ -76,15 +76,6 @@ fn hostname_ok(h: &str) -> bool {
         && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// Addresses held by the VNICs of instances that are not terminated, in `subnet`.
-fn used_addresses(ctx: &Ctx<'_>, subnet: &str) -> BTreeSet<String> {
-    live_vnics(ctx)
-        .filter_map(|id| ctx.world.vnics.get(id))
-        .filter(|v| v["subnetId"] == subnet)
-        .filter_map(|v| v["privateIp"].as_str().map(str::to_string))
-        .collect()
-}
-
 /// The ids of VNICs attached to instances that are not terminated.
 fn live_vnics<'c>(ctx: &'c Ctx<'_>) -> impl Iterator<Item = &'c str> + 'c {
     ctx.world
@@ -176,16 +167,8 @@ pub fn plan_vnic(
         }
     }
     let dns = flag("assignPrivateDnsRecord") != Some(false);
-    let taken = |h: &str| {
-        live_vnics(ctx)
-            .filter_map(|id| ctx.world.vnics.get(id))
-            .any(|v| {
-                v["subnetId"] == subnet.as_str()
-                    && v["hostnameLabel"]
-                        .as_str()
-                        .is_some_and(|x| x.eq_ignore_ascii_case(h))
-            })
-    };
+    // Addresses and labels held by the VNICs of instances that are not terminated (indexed).
+    let taken = |h: &str| ctx.world.label_taken(&subnet, h);
     let hostname = match label {
         Some(h) if !hostname_ok(h) => {
             return Err(error(
@@ -232,7 +215,8 @@ pub fn plan_vnic(
         None => None,
     };
     let (first, last) = hosts(s["cidrBlock"].as_str().unwrap_or("")).expect("fixture CIDRs");
-    let used = used_addresses(ctx, &subnet);
+    let empty = BTreeSet::new();
+    let used = ctx.world.used_ips(&subnet).unwrap_or(&empty);
     let private_ip = match details.get("privateIp").and_then(Value::as_str) {
         Some(ip) => {
             let n = ip.parse::<Ipv4Addr>().map(u32::from).map_err(|_| {
@@ -252,7 +236,7 @@ pub fn plan_vnic(
                     ),
                 ));
             }
-            if used.contains(ip) {
+            if used.contains(&n) {
                 return Err(error(
                     409,
                     "Conflict",
@@ -261,16 +245,25 @@ pub fn plan_vnic(
             }
             ip.to_string()
         }
-        None => (first..=last)
-            .map(|n| Ipv4Addr::from(n).to_string())
-            .find(|ip| !used.contains(ip))
-            .ok_or_else(|| {
-                error(
-                    400,
-                    "InvalidParameter",
-                    format!("subnet `{subnet}` has no free private IP address"),
-                )
-            })?,
+        None => {
+            // The lowest address above every used one below it: one pass over the used ones.
+            let mut free = first;
+            for &u in used.range(first..) {
+                if u != free {
+                    break;
+                }
+                free += 1;
+            }
+            (free <= last)
+                .then(|| Ipv4Addr::from(free).to_string())
+                .ok_or_else(|| {
+                    error(
+                        400,
+                        "InvalidParameter",
+                        format!("subnet `{subnet}` has no free private IP address"),
+                    )
+                })?
+        }
     };
     let public = flag("assignPublicIp").unwrap_or(!private_subnet);
     Ok(VnicPlan {
@@ -320,6 +313,7 @@ pub fn make_vnic(
                 "ipv6Addresses": [], "freeformTags": get("freeformTags", json!({})), "definedTags": defined_tags, "securityAttributes": get("securityAttributes", json!({})),
                 "systemTags": {}, "timeCreated": now }),
     );
+    ctx.world.add_vnic(instance, &vnic_id);
     ctx.world.vnic_attachments.insert(
         attachment_id.clone(),
         json!({ "id": attachment_id, "compartmentId": compartment, "availabilityDomain": ad, "instanceId": instance, "vnicId": vnic_id, "subnetId": plan.subnet, "displayName": null, "lifecycleState": "ATTACHED", "nicIndex": 0, "vlanId": null, "vlanTag": 0, "timeCreated": now }),
@@ -352,7 +346,8 @@ fn attachment_view(ctx: &Ctx<'_>, a: &Value) -> Value {
 pub fn list_vnic_attachments(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply> {
     let compartment = required_query(query, "compartmentId")?;
     ctx.check_compartment(compartment, "compartmentId")?;
-    let items: Vec<(Key, Value)> = ctx
+    // Only the page is copied out of the records.
+    let items: Vec<(Key, &Value)> = ctx
         .world
         .vnic_attachments
         .values()
@@ -360,10 +355,9 @@ pub fn list_vnic_attachments(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> R
         .filter(|a| q(query, "instanceId").is_none_or(|i| a["instanceId"] == i))
         .filter(|a| q(query, "vnicId").is_none_or(|i| a["vnicId"] == i))
         .filter(|a| q(query, "availabilityDomain").is_none_or(|i| a["availabilityDomain"] == i))
-        .map(|a| attachment_view(ctx, a))
-        .map(|a| (Key::of(0, &a, "timeCreated"), a))
+        .map(|a| (Key::of(0, a, "timeCreated"), a))
         .collect();
-    list::page(items, false, query)
+    list::page_with(items, false, query, |a| attachment_view(ctx, a))
 }
 
 pub fn get_vnic_attachment(ctx: &mut Ctx<'_>, id: &str) -> Result<Reply> {

@@ -1,9 +1,15 @@
 //! The emulator's world: instances, images, boot volumes, work requests, retry tokens. Lifecycles
-//! are evaluated lazily: a resource records a timeline of (state, from-time) steps, and every read
-//! first settles it to the current time — so timing survives persistence and restarts, and every
-//! transition bumps the resource's version, hence its etag.
+//! are evaluated lazily: a resource records a timeline of (state, from-time) steps, and every
+//! request first settles the world to the current time — so timing survives persistence and
+//! restarts, and every transition bumps the resource's version, hence its etag.
+//!
+//! A request costs what it touches, not the size of the world ([`Index`], never persisted,
+//! rebuilt from the records on load and restore): settling visits only the records whose next
+//! step is due (a due-time index), instances are listed from their compartment's index, and a
+//! launch finds a free private IP and hostname label from per-subnet indexes. Retry tokens
+//! expire when looked up (and are purged once an hour).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -173,6 +179,44 @@ pub struct Replay {
     pub body: String,
 }
 
+/// Which collection of the world a record is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Coll {
+    Instance,
+    Image,
+    BootVolume,
+    BootVolumeAttachment,
+}
+
+/// Lookups that keep a request's cost independent of the world's size. Derived from the records
+/// (never persisted; [`World::rebuild_index`]) and kept up to date by every change: a record
+/// given steps is [`World::schedule`]d, a VNIC made is [`World::add_vnic`]ed, an instance that
+/// reaches TERMINATED releases its addresses in [`World::settle`], a move re-files it
+/// ([`World::file_instance`]).
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    /// (when, collection, id) of each record's next lifecycle step (stale entries are harmless:
+    /// settling a record applies only what is due).
+    due: BTreeSet<(DateTime<Utc>, Coll, String)>,
+    /// Instance ids per compartment.
+    instances_by_compartment: HashMap<String, BTreeSet<String>>,
+    /// Per subnet, the private IPs (as numbers) and lower-case hostname labels held by the VNICs
+    /// of instances that are not TERMINATED.
+    ips: HashMap<String, BTreeSet<u32>>,
+    labels: HashMap<String, HashMap<String, usize>>,
+    /// The VNICs of each instance.
+    vnics_of: HashMap<String, Vec<String>>,
+    /// When expired retry tokens were last purged.
+    purged: Option<DateTime<Utc>>,
+}
+
+/// Indexes are derived data: two worlds with the same records are the same world.
+impl PartialEq for Index {
+    fn eq(&self, _: &Index) -> bool {
+        true
+    }
+}
+
 /// Everything the emulator holds; persisted as one JSON document with `--data`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct World {
@@ -201,31 +245,236 @@ pub struct World {
     /// Object Storage buckets by name (one namespace).
     #[serde(default)]
     pub buckets: BTreeMap<String, super::object_storage::BucketRec>,
+    #[serde(skip)]
+    pub index: Index,
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// How long an `opc-retry-token` is honoured.
+pub fn retry_token_lifetime() -> ChronoDuration {
+    ChronoDuration::hours(24)
+}
+
 impl World {
-    pub fn settle(&mut self, now: DateTime<Utc>) {
-        for r in self
-            .instances
-            .values_mut()
-            .chain(self.images.values_mut())
-            .chain(self.boot_volumes.values_mut())
-            .chain(self.boot_volume_attachments.values_mut())
-        {
-            r.settle(now);
+    fn record_mut(&mut self, coll: Coll, id: &str) -> Option<&mut Record> {
+        match coll {
+            Coll::Instance => self.instances.get_mut(id),
+            Coll::Image => self.images.get_mut(id),
+            Coll::BootVolume => self.boot_volumes.get_mut(id),
+            Coll::BootVolumeAttachment => self.boot_volume_attachments.get_mut(id),
         }
-        // Retry tokens expire after 24 hours.
-        self.retry_tokens
-            .retain(|_, r| now - r.at < ChronoDuration::hours(24));
+    }
+
+    /// Note the next step of the record `id` (call after giving it steps).
+    pub fn schedule(&mut self, coll: Coll, id: &str) {
+        let at = self
+            .record_mut(coll, id)
+            .and_then(|r| r.steps.first())
+            .map(|s| s.at);
+        if let Some(at) = at {
+            self.index.due.insert((at, coll, id.to_string()));
+        }
+    }
+
+    /// File the instance `id` under its compartment now (after a launch or a move).
+    pub fn file_instance(&mut self, id: &str) {
+        for ids in self.index.instances_by_compartment.values_mut() {
+            ids.remove(id);
+        }
+        if let Some(r) = self.instances.get(id) {
+            let c = r.str("compartmentId").to_string();
+            self.index
+                .instances_by_compartment
+                .entry(c)
+                .or_default()
+                .insert(id.to_string());
+        }
+    }
+
+    /// The ids of the instances in `compartment`.
+    pub fn instances_in(&self, compartment: &str) -> impl Iterator<Item = &Record> + '_ {
+        self.index
+            .instances_by_compartment
+            .get(compartment)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.instances.get(id))
+    }
+
+    /// A VNIC of `instance` was made: its address and hostname label are taken.
+    pub fn add_vnic(&mut self, instance: &str, vnic_id: &str) {
+        self.index
+            .vnics_of
+            .entry(instance.to_string())
+            .or_default()
+            .push(vnic_id.to_string());
+        if let Some(v) = self.vnics.get(vnic_id) {
+            take_address(&mut self.index, v, 1);
+        }
+    }
+
+    /// The private IPs held in `subnet` (as numbers).
+    pub fn used_ips(&self, subnet: &str) -> Option<&BTreeSet<u32>> {
+        self.index.ips.get(subnet)
+    }
+
+    /// Whether a live VNIC in `subnet` has the hostname label `label` (case-insensitively).
+    pub fn label_taken(&self, subnet: &str, label: &str) -> bool {
+        self.index
+            .labels
+            .get(subnet)
+            .is_some_and(|l| l.contains_key(&label.to_ascii_lowercase()))
+    }
+
+    /// Rebuild every index from the records (after loading or restoring a world).
+    pub fn rebuild_index(&mut self) {
+        self.index = Index::default();
+        let mut due = BTreeSet::new();
+        for (coll, map) in [
+            (Coll::Instance, &self.instances),
+            (Coll::Image, &self.images),
+            (Coll::BootVolume, &self.boot_volumes),
+            (Coll::BootVolumeAttachment, &self.boot_volume_attachments),
+        ] {
+            for (id, r) in map {
+                if let Some(s) = r.steps.first() {
+                    due.insert((s.at, coll, id.clone()));
+                }
+            }
+        }
+        self.index.due = due;
+        for (id, r) in &self.instances {
+            self.index
+                .instances_by_compartment
+                .entry(r.str("compartmentId").to_string())
+                .or_default()
+                .insert(id.clone());
+        }
+        let attachments: Vec<(String, String)> = self
+            .vnic_attachments
+            .values()
+            .filter_map(|a| {
+                Some((
+                    a["instanceId"].as_str()?.to_string(),
+                    a["vnicId"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        for (instance, vnic) in attachments {
+            self.index
+                .vnics_of
+                .entry(instance.clone())
+                .or_default()
+                .push(vnic.clone());
+            let live = self
+                .instances
+                .get(&instance)
+                .is_some_and(|i| i.state() != "TERMINATED");
+            if let (true, Some(v)) = (live, self.vnics.get(&vnic)) {
+                take_address(&mut self.index, v, 1);
+            }
+        }
+    }
+
+    /// Apply every lifecycle step due by `now` (only the records that have one due).
+    pub fn settle(&mut self, now: DateTime<Utc>) {
+        #[cfg(debug_assertions)]
+        self.check_index();
+        loop {
+            let Some(first) = self.index.due.first() else {
+                break;
+            };
+            if first.0 > now {
+                break;
+            }
+            let (_, coll, id) = self.index.due.pop_first().expect("not empty");
+            let Some(r) = self.record_mut(coll, &id) else {
+                continue;
+            };
+            let was_terminated = r.state() == "TERMINATED";
+            r.settle(now);
+            let terminated = !was_terminated && r.state() == "TERMINATED";
+            let next = r.steps.first().map(|s| s.at);
+            if let Some(at) = next {
+                self.index.due.insert((at, coll, id.clone()));
+            }
+            if coll == Coll::Instance && terminated {
+                // A terminated instance's private IPs are released.
+                for vnic in self.index.vnics_of.get(&id).cloned().unwrap_or_default() {
+                    if let Some(v) = self.vnics.get(&vnic) {
+                        take_address(&mut self.index, v, -1);
+                    }
+                }
+            }
+        }
+        // Retry tokens expire after 24 hours (checked when looked up; purged hourly).
+        if self
+            .index
+            .purged
+            .is_none_or(|t| now - t >= ChronoDuration::hours(1))
+        {
+            self.retry_tokens
+                .retain(|_, r| now - r.at < retry_token_lifetime());
+            self.index.purged = Some(now);
+        }
+    }
+
+    /// In debug builds, for worlds small enough to check on every request: every record with a
+    /// next step is in the due index (a change that gave a record steps without scheduling them
+    /// would freeze its lifecycle).
+    #[cfg(debug_assertions)]
+    fn check_index(&self) {
+        let n = self.instances.len()
+            + self.images.len()
+            + self.boot_volumes.len()
+            + self.boot_volume_attachments.len();
+        if n > 1000 {
+            return;
+        }
+        for (coll, map) in [
+            (Coll::Instance, &self.instances),
+            (Coll::Image, &self.images),
+            (Coll::BootVolume, &self.boot_volumes),
+            (Coll::BootVolumeAttachment, &self.boot_volume_attachments),
+        ] {
+            for (id, r) in map {
+                if let Some(s) = r.steps.first() {
+                    assert!(
+                        self.index.due.contains(&(s.at, coll, id.clone())),
+                        "{coll:?} {id} has a step at {} that is not scheduled",
+                        s.at
+                    );
+                }
+            }
+        }
+        for (c, ids) in &self.index.instances_by_compartment {
+            for id in ids {
+                assert_eq!(
+                    self.instances.get(id).map(|r| r.str("compartmentId")),
+                    Some(c.as_str()),
+                    "instance {id} is filed under {c}"
+                );
+            }
+        }
+        let filed: usize = self
+            .index
+            .instances_by_compartment
+            .values()
+            .map(BTreeSet::len)
+            .sum();
+        assert_eq!(filed, self.instances.len(), "every instance is filed");
     }
 
     pub fn load(path: &Path) -> Result<World, String> {
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
+            Ok(text) => serde_json::from_str::<World>(&text)
+                .map(|mut w| {
+                    w.rebuild_index();
+                    w
+                })
                 .map_err(|e| format!("`{}` is not emulator data: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(World::default()),
             Err(e) => Err(format!("cannot read `{}`: {e}", path.display())),
@@ -249,5 +498,35 @@ impl World {
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
+    }
+}
+
+/// Count the VNIC `v`'s private IP and hostname label in (`+1`) or out (`-1`) of its subnet.
+fn take_address(index: &mut Index, v: &Value, by: i32) {
+    let Some(subnet) = v["subnetId"].as_str() else {
+        return;
+    };
+    if let Some(ip) = v["privateIp"]
+        .as_str()
+        .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+    {
+        let ips = index.ips.entry(subnet.to_string()).or_default();
+        if by > 0 {
+            ips.insert(u32::from(ip));
+        } else {
+            ips.remove(&u32::from(ip));
+        }
+    }
+    if let Some(label) = v["hostnameLabel"].as_str() {
+        let labels = index.labels.entry(subnet.to_string()).or_default();
+        let n = labels.entry(label.to_ascii_lowercase()).or_default();
+        if by > 0 {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                labels.remove(&label.to_ascii_lowercase());
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::api::{error, etag_matches, new_ocid, not_found, q, required_query, Ctx, Reply, Result};
 use super::list::{self, Key};
-use super::store::{rfc3339, Record, Step};
+use super::store::{rfc3339, Coll, Record, Step};
 
 /// A boot volume's size when the launch gives none (OCI's default, 46.6 GB, rounds to 47).
 pub const DEFAULT_SIZE_GB: u64 = 47;
@@ -102,6 +102,7 @@ pub fn create(
         state: "AVAILABLE".into(),
     }];
     ctx.world.boot_volumes.insert(id.clone(), rec);
+    ctx.world.schedule(Coll::BootVolume, &id);
     id
 }
 
@@ -128,7 +129,8 @@ pub fn attach(
         at: ready,
         state: "ATTACHED".into(),
     }];
-    ctx.world.boot_volume_attachments.insert(id, rec);
+    ctx.world.boot_volume_attachments.insert(id.clone(), rec);
+    ctx.world.schedule(Coll::BootVolumeAttachment, &id);
 }
 
 /// The instance is terminating (done at `done`): detach its boot volume and, unless preserved,
@@ -136,9 +138,11 @@ pub fn attach(
 pub fn on_terminate(ctx: &mut Ctx<'_>, instance: &str, preserve: bool, done: DateTime<Utc>) {
     let now = ctx.now;
     let mut volumes = Vec::new();
-    for a in ctx.world.boot_volume_attachments.values_mut() {
+    let mut detaching = Vec::new();
+    for (id, a) in ctx.world.boot_volume_attachments.iter_mut() {
         if a.str("instanceId") == instance && a.state() != "DETACHED" {
             volumes.push(a.str("bootVolumeId").to_string());
+            detaching.push(id.clone());
             a.transition(
                 "DETACHING",
                 vec![Step {
@@ -149,6 +153,9 @@ pub fn on_terminate(ctx: &mut Ctx<'_>, instance: &str, preserve: bool, done: Dat
             a.body.insert("timeUpdated".into(), json!(rfc3339(done)));
         }
     }
+    for id in detaching {
+        ctx.world.schedule(Coll::BootVolumeAttachment, &id);
+    }
     if preserve {
         // A volume still being made is ready by the time its instance is gone.
         for v in volumes {
@@ -157,6 +164,7 @@ pub fn on_terminate(ctx: &mut Ctx<'_>, instance: &str, preserve: bool, done: Dat
                     step.at = step.at.min(done);
                 }
             }
+            ctx.world.schedule(Coll::BootVolume, &v);
         }
         return;
     }
@@ -172,6 +180,7 @@ pub fn on_terminate(ctx: &mut Ctx<'_>, instance: &str, preserve: bool, done: Dat
                 );
             }
         }
+        ctx.world.schedule(Coll::BootVolume, &v);
     }
 }
 
@@ -237,6 +246,7 @@ pub fn delete(ctx: &mut Ctx<'_>, id: &str) -> Result<Reply> {
             state: "TERMINATED".into(),
         }],
     );
+    ctx.world.schedule(Coll::BootVolume, id);
     ctx.mutated = true;
     Ok(Reply::empty(204))
 }

@@ -180,6 +180,10 @@ pub struct Provider {
     /// `endpoints = { REGION = URL or "emulator" }`: where each region is reached, over `endpoint`.
     pub endpoints: BTreeMap<String, Endpoint>,
     pub parallelism: Option<usize>,
+    /// `auth`: `api_key`, `security_token`, `resource_principal` or `instance_principal`.
+    pub auth: Option<String>,
+    /// `ca_bundle`, resolved against the manifest directory.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// Where the state lives (`[backend]`).

@@ -1,5 +1,6 @@
 //! `[provider]` and `[backend]`: regions (checked against the leaf [`crate::region`]), endpoints
-//! (`emulator` or a URL, per region too), parallelism, and where the state lives.
+//! (`emulator` or a URL, per region too), parallelism, the auth method and CA bundle, and where
+//! the state lives.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -189,6 +190,8 @@ impl Loader {
             region,
             endpoint,
             parallelism,
+            auth: str_of(get(t, "auth")).map(|(s, _)| s.to_string()),
+            ca_bundle: str_of(get(t, "ca_bundle")).map(|(s, _)| self.dir.join(s)),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The OCI client: kiln's only way to OCI, real or emulated.
 //!
 //! - [`config`]: `~/.oci/config` profiles; [`keys`]: private keys and fingerprints;
+//! - [`auth`]: the four ways to authenticate (API key, session token, resource and instance
+//!   principals) and renewing their tokens; [`net`]: proxies and a CA bundle;
 //! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
 //! - [`client`]: HTTP with retries, timeouts, response headers surfaced; [`error`]: OCI errors;
 //! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters;
@@ -10,12 +12,14 @@
 //!
 //! This module knows nothing of manifests, plans or state.
 
+pub mod auth;
 pub mod client;
 pub mod compute;
 pub mod config;
 pub mod error;
 pub mod keys;
 pub mod models;
+pub mod net;
 pub mod object_storage;
 pub mod regional;
 pub mod signer;

@@ -3,16 +3,30 @@
 //! GetInstance / GetImage per waiter per round — the read storm that makes large applies hit 429s.
 //!
 //! Each waiter keeps its own pacing ([`WaitOptions::interval`]: at most ~10 % late). When it is
-//! time to look, it asks the compartment's [`Watch`] for a listing that started after it asked:
-//! a listing in flight that started later serves it; otherwise it starts one, which every waiter
-//! asking meanwhile shares. A lone waiter reads with a Get, as before. Listings carry no etags,
-//! so once a waiter's resource reached its target, one Get returns it with its etag (the version
-//! the next If-Match names): about two calls per launch in all, plus the shared listings.
+//! time to look, it asks the compartment's [`Watch`] for a listing that started after it asked
+//! (in the second half of its pause): a listing in flight or done that started since serves it;
+//! otherwise it takes the next one. One listing runs at a time per watch, and every waiter that
+//! asks while it runs shares the next, so rounds never outnumber what the slowest pace of any
+//! one waiter asks for, and never pile up (a waiter due meanwhile is at most one listing late:
+//! "~10 % plus one round trip"). A lone waiter reads with a Get, as before: a listing costs at
+//! least as much as a Get, and the Get carries the etag.
 //!
-//! A resource missing from a listing (not visible yet, moved out of the compartment, purged) is
-//! read with a Get, which knows.
+//! A listing walks the compartment newest first and stops at the page that showed every
+//! resource waited for when it started: resources being created are the newest, so a round of
+//! launches costs one small page however large the compartment is. Its first page is sized for
+//! the waiters (twice their number, at least 50), later pages are the largest (1,000).
+//!
+//! Listings carry each resource's whole JSON (as a Get does) but no etag. A wait that ends on a
+//! listing returns that body without an etag — no Get at the end — and the caller records it so:
+//! a later mutation of the resource in the same apply reads it once first
+//! (`apply::execute::Ctx::recorded_version`), so every If-Match still names a version kiln read.
+//! A waiter whose resource reached a failed state by the listing, or is missing from it (not
+//! visible yet, moved out of the compartment, purged), reads it with a Get, which knows.
+//!
+//! [`WaitReads::Get`] turns sharing off (`kiln apply --wait-reads get`): every waiter reads with
+//! its own Get each round, the way per-resource tools poll — for comparison (BENCHMARKS.md).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -24,7 +38,6 @@ use serde_json::Value;
 use super::client::{Client, Response};
 use super::compute::{ListImages, ListInstances};
 use super::error::{ErrorKind, OciError};
-use super::models::{Image, Instance};
 use super::wait::WaitOptions;
 
 /// What is waited for.
@@ -34,12 +47,29 @@ pub enum Kind {
     Image,
 }
 
-/// id → lifecycle state, from one listing.
-type Listing = Arc<HashMap<String, String>>;
+/// How waits read the resources they wait for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitReads {
+    /// Waits of one compartment share one listing per poll round (a lone waiter Gets).
+    #[default]
+    List,
+    /// Every waiter reads its resource with its own Get each round (the per-resource way).
+    Get,
+}
+
+/// id → the resource's JSON, from one listing.
+type Listing = Arc<HashMap<String, Value>>;
 type Pending = Shared<Pin<Box<dyn Future<Output = Result<Listing, OciError>> + Send>>>;
+
+/// The smallest first page of a listing.
+const FIRST_PAGE_MIN: u32 = 50;
+/// OCI's largest page.
+const PAGE_MAX: u32 = 1000;
 
 #[derive(Default)]
 struct Inner {
+    /// The ids waited for now (with how many waiters each).
+    wanted: HashMap<String, usize>,
     /// Waiters registered now.
     waiters: usize,
     /// The newest listing started, when it started, and its result (once done).
@@ -51,109 +81,199 @@ pub struct Watch {
     client: Client,
     compartment: String,
     kind: Kind,
+    reads: WaitReads,
     inner: Mutex<Inner>,
+    /// Held while a listing runs: one at a time.
+    slot: tokio::sync::Mutex<()>,
 }
 
 /// A registered waiter (unregisters on drop).
-struct Waiter<'a>(&'a Watch);
+struct Waiter<'a> {
+    watch: &'a Watch,
+    id: String,
+}
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        self.0.inner.lock().expect("watch").waiters -= 1;
+        let mut inner = self.watch.inner.lock().expect("watch");
+        inner.waiters -= 1;
+        if let Some(n) = inner.wanted.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                inner.wanted.remove(&self.id);
+            }
+        }
     }
+}
+
+/// A read without an etag (from a listing).
+fn listed(body: Value) -> Response<Value> {
+    Response {
+        body,
+        status: 200,
+        etag: None,
+        opc_request_id: None,
+        opc_work_request_id: None,
+        opc_next_page: None,
+    }
+}
+
+fn lifecycle(body: &Value) -> &str {
+    body.get("lifecycleState")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 impl Watch {
     pub fn new(client: Client, compartment: impl Into<String>, kind: Kind) -> Watch {
+        Watch::with_reads(client, compartment, kind, WaitReads::List)
+    }
+
+    pub fn with_reads(
+        client: Client,
+        compartment: impl Into<String>,
+        kind: Kind,
+        reads: WaitReads,
+    ) -> Watch {
         Watch {
             client,
             compartment: compartment.into(),
             kind,
+            reads,
             inner: Mutex::new(Inner::default()),
+            slot: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn list(&self) -> Pin<Box<dyn Future<Output = Result<Listing, OciError>> + Send>> {
+    /// One listing, newest first, until every id in `wanted` was seen (or the last page).
+    fn list(
+        &self,
+        wanted: HashSet<String>,
+    ) -> Pin<Box<dyn Future<Output = Result<Listing, OciError>> + Send>> {
         let client = self.client.clone();
         let compartment = self.compartment.clone();
         let kind = self.kind;
         Box::pin(async move {
-            let states: HashMap<String, String> = match kind {
-                Kind::Instance => client
-                    .list_instances(&ListInstances {
-                        compartment_id: compartment,
-                        limit: Some(1000),
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_iter()
-                    .map(|i| (i.id, i.lifecycle_state))
-                    .collect(),
-                Kind::Image => client
-                    .list_images(&ListImages {
-                        compartment_id: compartment,
-                        limit: Some(1000),
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_iter()
-                    .map(|i| (i.id, i.lifecycle_state))
-                    .collect(),
-            };
-            Ok(Arc::new(states))
+            let mut found: HashMap<String, Value> = HashMap::new();
+            let mut missing = wanted.len();
+            let mut page: Option<String> = None;
+            let mut limit = (wanted.len() as u32)
+                .saturating_mul(2)
+                .clamp(FIRST_PAGE_MIN, PAGE_MAX);
+            loop {
+                let (items, next): (Vec<(String, Value)>, Option<String>) = match kind {
+                    Kind::Instance => {
+                        let req = ListInstances {
+                            compartment_id: compartment.clone(),
+                            sort_by: Some("TIMECREATED".into()),
+                            sort_order: Some("DESC".into()),
+                            limit: Some(limit),
+                            ..Default::default()
+                        };
+                        let r = client.list_instances_page(&req, page.as_deref()).await?;
+                        let items = r
+                            .body
+                            .into_iter()
+                            .map(|i| (i.id.clone(), serde_json::to_value(i).expect("serialises")))
+                            .collect();
+                        (items, r.opc_next_page)
+                    }
+                    Kind::Image => {
+                        let req = ListImages {
+                            compartment_id: compartment.clone(),
+                            sort_by: Some("TIMECREATED".into()),
+                            sort_order: Some("DESC".into()),
+                            limit: Some(limit),
+                            ..Default::default()
+                        };
+                        let r = client.list_images_page(&req, page.as_deref()).await?;
+                        let items = r
+                            .body
+                            .into_iter()
+                            .map(|i| (i.id.clone(), serde_json::to_value(i).expect("serialises")))
+                            .collect();
+                        (items, r.opc_next_page)
+                    }
+                };
+                for (id, body) in items {
+                    if wanted.contains(&id) && !found.contains_key(&id) {
+                        missing -= 1;
+                    }
+                    found.insert(id, body);
+                }
+                match next {
+                    Some(p) if missing > 0 => page = Some(p),
+                    _ => break,
+                }
+                limit = PAGE_MAX;
+            }
+            Ok(Arc::new(found))
         })
     }
 
-    /// A listing started at or after `asked`: one in flight or done since, or a new one.
-    async fn listing(&self, asked: Instant) -> Result<Listing, OciError> {
-        let pending = {
-            let mut inner = self.inner.lock().expect("watch");
-            match &inner.latest {
-                Some((started, p)) if *started >= asked => p.clone(),
-                _ => {
-                    let p = self.list().shared();
-                    inner.latest = Some((Instant::now(), p.clone()));
-                    p
-                }
-            }
-        };
-        pending.await
+    /// The newest listing if it started at or after `asked`.
+    fn fresh(&self, asked: Instant) -> Option<Pending> {
+        match &self.inner.lock().expect("watch").latest {
+            Some((started, p)) if *started >= asked => Some(p.clone()),
+            _ => None,
+        }
     }
 
-    /// The state of `id` from a shared listing that started at or after `since`, when others wait
-    /// too; `None`: ask a Get (a lone waiter, or a listing without it).
-    async fn state(&self, id: &str, since: Instant) -> Result<Option<String>, OciError> {
-        let shared = !self.compartment.is_empty() && self.inner.lock().expect("watch").waiters > 1;
+    /// A listing started at or after `asked`: one in flight or done since, or the next one (one
+    /// runs at a time; whoever asks while it runs shares the next).
+    async fn listing(&self, asked: Instant) -> Result<Listing, OciError> {
+        if let Some(p) = self.fresh(asked) {
+            return p.await;
+        }
+        let slot = self.slot.lock().await;
+        if let Some(p) = self.fresh(asked) {
+            drop(slot);
+            return p.await;
+        }
+        let p = {
+            let mut inner = self.inner.lock().expect("watch");
+            let wanted: HashSet<String> = inner.wanted.keys().cloned().collect();
+            let p = self.list(wanted).shared();
+            inner.latest = Some((Instant::now(), p.clone()));
+            p
+        };
+        let r = p.await;
+        drop(slot);
+        r
+    }
+
+    /// `id` from a shared listing that started at or after `since`, when others wait too;
+    /// `None`: ask a Get (a lone waiter, reads by Get, or a listing without it).
+    async fn listed(&self, id: &str, since: Instant) -> Result<Option<Value>, OciError> {
+        let shared = self.reads == WaitReads::List
+            && !self.compartment.is_empty()
+            && self.inner.lock().expect("watch").waiters > 1;
         if shared {
             let listing = self.listing(since).await?;
-            if let Some(s) = listing.get(id) {
-                return Ok(Some(s.clone()));
+            if let Some(body) = listing.get(id) {
+                return Ok(Some(body.clone()));
             }
         }
         Ok(None)
     }
 
-    async fn get(&self, id: &str) -> Result<(String, Response<Value>), OciError> {
+    async fn get(&self, id: &str) -> Result<Response<Value>, OciError> {
         match self.kind {
-            Kind::Instance => self.client.get_instance(id).await.map(|r| {
-                let s = r.body.lifecycle_state.clone();
-                (
-                    s,
-                    r.map(|b: Instance| serde_json::to_value(b).expect("serialises")),
-                )
-            }),
-            Kind::Image => self.client.get_image(id).await.map(|r| {
-                let s = r.body.lifecycle_state.clone();
-                (
-                    s,
-                    r.map(|b: Image| serde_json::to_value(b).expect("serialises")),
-                )
-            }),
+            Kind::Instance => self
+                .client
+                .get_instance(id)
+                .await
+                .map(|r| r.map(|b| serde_json::to_value(b).expect("serialises"))),
+            Kind::Image => self
+                .client
+                .get_image(id)
+                .await
+                .map(|r| r.map(|b| serde_json::to_value(b).expect("serialises"))),
         }
     }
 
-    /// Wait until `id` is in one of `states`; the final read (with its etag). `failed` states end
-    /// the wait with an error.
+    /// Wait until `id` is in one of `states`; the final read — from a Get, with its etag, or from
+    /// a listing, without one. `failed` states end the wait with an error.
     pub async fn wait(
         &self,
         id: &str,
@@ -161,8 +281,15 @@ impl Watch {
         failed: &[&str],
         opts: &WaitOptions,
     ) -> Result<Response<Value>, OciError> {
-        self.inner.lock().expect("watch").waiters += 1;
-        let _waiter = Waiter(self);
+        {
+            let mut inner = self.inner.lock().expect("watch");
+            inner.waiters += 1;
+            *inner.wanted.entry(id.to_string()).or_default() += 1;
+        }
+        let _waiter = Waiter {
+            watch: self,
+            id: id.to_string(),
+        };
         let operation = match self.kind {
             Kind::Instance => "GetInstance",
             Kind::Image => "GetImage",
@@ -176,14 +303,14 @@ impl Watch {
             let now = Instant::now();
             let since = last + (now - last) / 2;
             last = now;
-            let seen = match self.state(id, since).await? {
-                // The listing says it is not there yet: keep waiting without a Get.
-                Some(s) if !states.contains(&s.as_str()) && !failed.contains(&s.as_str()) => {
-                    Some(s)
-                }
-                // Done or failed by the listing, or not in it: a Get says for sure (and has the etag).
+            let seen = match self.listed(id, since).await? {
+                Some(body) if states.contains(&lifecycle(&body)) => return Ok(listed(body)),
+                // The listing says it is still on its way: keep waiting without a Get.
+                Some(body) if !failed.contains(&lifecycle(&body)) => lifecycle(&body).to_string(),
+                // Failed by the listing, or not in it: a Get says for sure.
                 _ => {
-                    let (s, r) = self.get(id).await?;
+                    let r = self.get(id).await?;
+                    let s = lifecycle(&r.body).to_string();
                     if states.contains(&s.as_str()) {
                         return Ok(r);
                     }
@@ -200,7 +327,7 @@ impl Watch {
                             help: None,
                         });
                     }
-                    Some(s)
+                    s
                 }
             };
             let waited = start.elapsed();
@@ -212,8 +339,7 @@ impl Watch {
                     status: None,
                     code: "WaitTimeout".into(),
                     message: format!(
-                        "still {} after {}s waiting for {what}",
-                        seen.unwrap_or_default(),
+                        "still {seen} after {}s waiting for {what}",
                         opts.timeout.as_secs()
                     ),
                     opc_request_id: None,
@@ -229,17 +355,32 @@ impl Watch {
 /// The watches of an apply, one per (endpoint, compartment, kind), made on first use.
 #[derive(Default)]
 pub struct Watches {
+    reads: WaitReads,
     by_key: Mutex<HashMap<(String, String, Kind), Arc<Watch>>>,
 }
 
 impl Watches {
+    pub fn new(reads: WaitReads) -> Watches {
+        Watches {
+            reads,
+            by_key: Mutex::default(),
+        }
+    }
+
     pub fn get(&self, client: &Client, compartment: &str, kind: Kind) -> Arc<Watch> {
         let key = (client.endpoint().to_string(), compartment.to_string(), kind);
         self.by_key
             .lock()
             .expect("watches")
             .entry(key)
-            .or_insert_with(|| Arc::new(Watch::new(client.clone(), compartment, kind)))
+            .or_insert_with(|| {
+                Arc::new(Watch::with_reads(
+                    client.clone(),
+                    compartment,
+                    kind,
+                    self.reads,
+                ))
+            })
             .clone()
     }
 }

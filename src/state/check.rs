@@ -151,7 +151,7 @@ pub fn address_kind(address: &str) -> Option<ResourceKind> {
 }
 
 /// Deserialises any JSON and fails on an object key that appears twice (serde_json keeps the last).
-struct NoDuplicateKeys;
+pub(super) struct NoDuplicateKeys;
 
 impl<'de> Deserialize<'de> for NoDuplicateKeys {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

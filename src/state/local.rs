@@ -6,12 +6,15 @@
 //! removed while kiln runs (only by `force-unlock --force`), and a lock taken on a file that was
 //! removed meanwhile is dropped and taken again on the file that is there. Every save compares
 //! the stored lineage and serial with the ones this process read or wrote (compare-and-swap), so
-//! a broken lock can make a save fail but never roll the state back.
+//! a broken lock can make a save fail but never roll the state back. An apply appends its commits
+//! to `<env>.json.journal` and folds them in at the end ([`super::journal`]); loading folds a
+//! journal left by a kiln that died.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use super::journal::{self, FileId};
 use super::{parse, serialise, LockInfo, State, StateError};
 
 /// The local file store.
@@ -83,6 +86,43 @@ fn same_file(file: &File, path: &Path) -> bool {
 impl LocalStore {
     fn lock_path(&self) -> PathBuf {
         with_suffix(&self.path, ".lock")
+    }
+
+    /// `<env>.json.journal`: the commits of an apply not folded into the state yet
+    /// ([`super::journal`]).
+    pub(super) fn journal_path(&self) -> PathBuf {
+        with_suffix(&self.path, ".journal")
+    }
+
+    /// The journal as read (`None`: there is none).
+    fn read_journal(&self) -> Result<Option<journal::Parsed>, StateError> {
+        let path = self.journal_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => journal::parse(&bytes)
+                .map(Some)
+                .map_err(|reason| StateError::Journal {
+                    path: shown(&path),
+                    reason,
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Read {
+                path: shown(&path),
+                source,
+            }),
+        }
+    }
+
+    /// Whether a journal file is there.
+    pub(super) fn has_journal(&self) -> bool {
+        self.journal_path().exists()
+    }
+
+    /// The state file as it is now (for compare-and-swap without reading it).
+    pub(super) fn state_id(&self) -> Result<Option<FileId>, StateError> {
+        FileId::at(&self.path).map_err(|source| StateError::Read {
+            path: shown(&self.path),
+            source,
+        })
     }
 
     /// `Ok(Ok(lock))`, or `Ok(Err(holder))` when another process holds the OS lock.
@@ -166,6 +206,9 @@ impl LocalStore {
 
     /// The lineage and serial of the stored state, for compare-and-swap (`None`: no state).
     pub(super) fn version(&self) -> Result<Option<(String, u64)>, StateError> {
+        if self.has_journal() {
+            return Ok(self.load()?.map(|s| (s.lineage, s.serial)));
+        }
         #[derive(serde::Deserialize)]
         struct Header {
             lineage: String,
@@ -191,18 +234,37 @@ impl LocalStore {
         std::fs::read(&self.path).is_ok_and(|b| b == bytes)
     }
 
+    /// The state, with its journal folded in (refusing one that cannot be trusted).
     pub(super) fn load(&self) -> Result<Option<State>, StateError> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => parse(&shown(&self.path), &text).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateError::Read {
-                path: shown(&self.path),
-                source,
-            }),
+        let state = match std::fs::read_to_string(&self.path) {
+            Ok(text) => parse(&shown(&self.path), &text).map(Some)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: shown(&self.path),
+                    source,
+                })
+            }
+        };
+        match self.read_journal()? {
+            None => Ok(state),
+            Some(j) => {
+                if j.torn {
+                    tracing::warn!(
+                        "{}: the last commit of a kiln that died while writing it was never acknowledged; it is left out",
+                        shown(&self.journal_path())
+                    );
+                }
+                journal::fold(state, j).map_err(|reason| StateError::Journal {
+                    path: shown(&self.journal_path()),
+                    reason,
+                })
+            }
         }
     }
 
-    /// Atomic write; the current file, if any, becomes `<env>.json.backup` first.
+    /// Atomic write; the current file, if any, becomes `<env>.json.backup` first. A journal
+    /// beside it is removed after: `state` holds it (it was loaded with it folded in).
     pub(super) fn write(&self, state: &State) -> Result<(), StateError> {
         let path = &self.path;
         let err = |source| StateError::Write {
@@ -238,6 +300,20 @@ impl LocalStore {
         tmp.persist(path).map_err(|e| err(e.error))?;
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
+        }
+        // Left behind, it would only be ignored as folded (its last serial is the state's, or
+        // below it); the next write tries again.
+        match std::fs::remove_file(self.journal_path()) {
+            Ok(()) => {
+                if let Ok(d) = File::open(dir) {
+                    let _ = d.sync_all();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                "cannot remove the folded journal {}: {e}",
+                shown(&self.journal_path())
+            ),
         }
         Ok(())
     }

@@ -6,6 +6,9 @@
 //! retry token that makes a crashed create safe to resend), and for instances the network facts of
 //! the primary VNIC ([`Network`]: what `kiln output` prints). Writes are atomic (temp file, fsync,
 //! rename, fsync of the directory), mode 0600, and keep the previous version as `<env>.json.backup`.
+//! An apply records each commit by appending the records it changed to `<env>.json.journal`, and
+//! folds the journal into the state at its end ([`journal`], [`Commits`]): a commit costs the
+//! size of the change, not of the state.
 //! One writer at a time: an OS file lock on `<env>.json.lock` plus a lock record inside it (who,
 //! host, pid, operation, since) so a waiting kiln can name the holder. See `state/README.md`.
 //!
@@ -15,6 +18,7 @@
 //! for tests.
 
 mod check;
+pub mod journal;
 pub mod local;
 pub mod remote;
 
@@ -251,6 +255,9 @@ impl LockInfo {
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
+    #[error("the state journal `{path}` cannot be trusted: {reason}")]
+    #[diagnostic(code(kiln::state::journal), help("nothing was overwritten; the journal holds the commits of an apply that did not finish (one line each: a checksum, then the records it changed), the state file beside it the state before that apply — inspect both (`state/README.md`); what that apply created is named in the journal, and `kiln import` adopts it"))]
+    Journal { path: String, reason: String },
     #[error("cannot read the state `{path}`: {source}")]
     #[diagnostic(code(kiln::state::unreadable))]
     Read {
@@ -696,6 +703,207 @@ impl StateStore {
             }
             StateStore::Local(l) => l.write(state),
             StateStore::Remote(r) => r.write(state).await,
+        }
+    }
+}
+
+/// The state writes of an apply: each commit records only the records it changed where the
+/// store can append — the local store's journal ([`journal`]), folded into the state file at the
+/// end — and the whole state elsewhere (the remote store: `state/README.md` says why). Every
+/// write is a compare-and-swap.
+pub struct Commits {
+    store: StateStore,
+    journal: Option<journal::Writer>,
+}
+
+impl Commits {
+    pub fn new(store: StateStore) -> Commits {
+        Commits {
+            store,
+            journal: None,
+        }
+    }
+
+    /// Whether commits take only the changed records ([`Commits::append`]) rather than the
+    /// whole state ([`Commits::save`]).
+    pub fn journaled(&self) -> bool {
+        matches!(self.store, StateStore::Local(_))
+    }
+
+    fn journal_error(
+        &self,
+        e: journal::WriteError,
+        l: &LocalStore,
+        lineage: &str,
+        serial: u64,
+    ) -> StateError {
+        match e {
+            journal::WriteError::Io(source) => StateError::Write {
+                path: l.journal_path().display().to_string(),
+                source,
+            },
+            journal::WriteError::Moved(reason) => {
+                tracing::debug!("state moved under the journal: {reason}");
+                self.conflict(l, lineage, serial)
+            }
+        }
+    }
+
+    /// A compare-and-swap refusal: `(lineage, serial)` was expected; what is stored now is
+    /// named as well as it can be read.
+    fn conflict(&self, l: &LocalStore, lineage: &str, serial: u64) -> StateError {
+        let (found_lineage, found_serial) = match l.version() {
+            Ok(Some(v)) => v,
+            Ok(None) => ("(no state)".into(), 0),
+            Err(_) => ("(unreadable)".into(), 0),
+        };
+        StateError::Conflict {
+            path: self.store.describe(),
+            lineage: lineage.to_string(),
+            serial,
+            found_lineage,
+            found_serial,
+        }
+    }
+
+    /// Before the first commit: fold a journal a kiln that died left beside the state (the
+    /// state given was loaded with it folded in), so this apply starts its own.
+    pub async fn begin(&mut self, lock: &StateLock, state: &State) -> Result<(), StateError> {
+        let _held = lock;
+        let StateStore::Local(l) = &self.store else {
+            return Ok(());
+        };
+        if !l.has_journal() {
+            return Ok(());
+        }
+        if l.version()? != Some((state.lineage.clone(), state.serial)) {
+            return Err(self.conflict(l, &state.lineage, state.serial));
+        }
+        self.fold(state)
+    }
+
+    /// Write `state` whole with its serial (the journal's last) and remove the journal.
+    fn fold(&self, state: &State) -> Result<(), StateError> {
+        let StateStore::Local(l) = &self.store else {
+            return Ok(());
+        };
+        if let Some(fault) = failpoint::cross(failpoint::STATE_FOLD) {
+            return Err(injected(
+                self.store.describe(),
+                failpoint::STATE_FOLD,
+                fault,
+            ));
+        }
+        let mut written = l.write(state);
+        if written.is_ok() {
+            if let Some(fault) = failpoint::cross(failpoint::STATE_FOLDED) {
+                written = Err(injected(
+                    self.store.describe(),
+                    failpoint::STATE_FOLDED,
+                    fault,
+                ));
+            }
+        }
+        match written {
+            // An error after the write may hide a write that landed: read it back (the journal
+            // left beside it is ignored as folded).
+            Err(_) if !failpoint::aborted() && l.holds(&serialise(state)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Record `changes` (address → its record now, `None`: gone) as serial `serial` + 1 of the
+    /// state (`lineage`, `serial`); the new serial once it is durable.
+    pub async fn append(
+        &mut self,
+        lock: &StateLock,
+        lineage: &str,
+        serial: u64,
+        changes: BTreeMap<String, Option<ResourceState>>,
+    ) -> Result<u64, StateError> {
+        let _held = lock;
+        let StateStore::Local(l) = &self.store else {
+            unreachable!("only the local store appends")
+        };
+        let next = serial.checked_add(1).ok_or_else(|| StateError::Corrupt {
+            path: self.store.describe(),
+            reason: "the serial cannot grow any more".into(),
+        })?;
+        let entry = journal::Entry {
+            serial: next,
+            resources: changes,
+        };
+        let result = match &mut self.journal {
+            Some(w) => w.append(&entry),
+            None => {
+                // The first commit: the stored state must be the one this apply started from,
+                // with no journal beside it (`begin` folded any).
+                let stored = l.version()?;
+                let expected =
+                    (serial > 0 || stored.is_some()).then(|| (lineage.to_string(), serial));
+                if stored != expected || l.has_journal() {
+                    return Err(self.conflict(l, lineage, serial));
+                }
+                let state_id = l.state_id()?;
+                journal::Writer::create(
+                    &l.journal_path(),
+                    &l.path,
+                    state_id,
+                    lineage,
+                    serial,
+                    &entry,
+                )
+                .map(|w| self.journal = Some(w))
+            }
+        };
+        result.map_err(|e| self.journal_error(e, l, lineage, serial))?;
+        Ok(next)
+    }
+
+    /// Save the whole state (serial + 1, compare-and-swap): the stores without a journal.
+    pub async fn save(&mut self, lock: &StateLock, state: &mut State) -> Result<(), StateError> {
+        self.store.save(lock, state).await
+    }
+
+    /// After the last commit: fold the journal into the state file (`state` is what it holds,
+    /// serial included). With `unrecorded`, `state` has changes whose commit failed: they are
+    /// saved whole (serial + 1) instead, if the store still takes them.
+    pub async fn finish(
+        &mut self,
+        lock: &StateLock,
+        state: &mut State,
+        unrecorded: bool,
+    ) -> Result<(), StateError> {
+        let _held = lock;
+        match (&self.store, self.journal.take()) {
+            (StateStore::Local(l), Some(w)) => {
+                w.check()
+                    .map_err(|e| self.journal_error(e, l, &state.lineage, state.serial))?;
+                #[cfg(debug_assertions)]
+                if !unrecorded {
+                    // Every change was committed with the addresses it touched: the journal
+                    // folds to exactly the state in memory.
+                    let on_disk = l.load().expect("the journal this apply wrote loads");
+                    assert_eq!(
+                        on_disk.as_ref(),
+                        Some(&*state),
+                        "the journal does not fold to the state in memory: a change was recorded without its address"
+                    );
+                }
+                if unrecorded {
+                    state.serial =
+                        state
+                            .serial
+                            .checked_add(1)
+                            .ok_or_else(|| StateError::Corrupt {
+                                path: self.store.describe(),
+                                reason: "the serial cannot grow any more".into(),
+                            })?;
+                }
+                self.fold(state)
+            }
+            _ if unrecorded => self.store.save(lock, state).await,
+            _ => Ok(()),
         }
     }
 }

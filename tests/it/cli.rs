@@ -73,6 +73,7 @@ async fn every_subcommand_speaks_one_vocabulary() {
             "--lock-timeout",
             "--config-file",
             "--profile",
+            "--auth",
             "--parallelism",
             "--verbose",
         ] {
@@ -121,7 +122,13 @@ async fn every_subcommand_speaks_one_vocabulary() {
         );
     }
     // Every command that reads a state takes these, with the same text.
-    for flag in ["--env", "--state-dir", "--config-file", "--profile"] {
+    for flag in [
+        "--env",
+        "--state-dir",
+        "--config-file",
+        "--profile",
+        "--auth",
+    ] {
         for sub in [
             "plan",
             "apply",

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod auth;
 mod benches;
 mod cli;
 mod client;
@@ -24,3 +25,4 @@ mod regions;
 mod remote_state;
 mod request_limits;
 mod state;
+mod waiting;

@@ -323,18 +323,15 @@ async fn sigterm_stops_like_ctrl_c_saves_and_releases_the_lock() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait (on the state, not the clock) until the apply has recorded a first instance.
-    let state = p.path().join("state/default.json");
+    // Wait (on the state, not the clock) until the apply has recorded a first instance (in its
+    // journal: the state file is written whole at the end).
     let started = std::time::Instant::now();
     loop {
-        let recorded = std::fs::read_to_string(&state)
+        let recorded = support::stored_state(p.path())
+            .await
             .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| {
-                v["resources"]
-                    .as_object()
-                    .is_some_and(|m| m.values().any(|r| r["id"].is_string()))
-            });
+            .flatten()
+            .is_some_and(|s| s.resources.values().any(|r| r.id.is_some()));
         if recorded {
             break;
         }

@@ -60,12 +60,22 @@ async fn create_then_nothing_to_do_with_ci_exit_codes() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert!(p.path().join("state/default.json.backup").exists());
+    // The apply's commits went to the journal, folded into the state at the end.
+    assert!(!p.path().join("state/default.json.journal").exists());
     // Without a TTY and without --auto-approve, apply refuses.
     p.write(&TWO.replace("role = \"web\"", "role = \"frontend\""));
     let refused = p.kiln(&["apply"]).await;
     assert_eq!(refused.code, 1);
     assert!(refused.stderr.contains("--auto-approve"), "{refused:?}");
+    // The next apply keeps the state it started from as the backup.
+    let tagged = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(tagged.code, 0, "{tagged:?}");
+    let backup: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(p.path().join("state/default.json.backup")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(backup, st);
+    assert!(p.state()["serial"].as_u64() > st["serial"].as_u64());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
