@@ -100,17 +100,23 @@ impl ObjectLock {
 }
 
 async fn release(store: &RemoteStore, etag: &str) -> Result<(), StateError> {
-    match store
-        .os
-        .delete_object(
-            &store.namespace,
-            &store.bucket,
-            &store.lock_key(),
-            Some(etag),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
+    let key = store.lock_key();
+    let delete = || {
+        store
+            .os
+            .delete_object(&store.namespace, &store.bucket, &key, Some(etag))
+    };
+    let mut result = delete().await.map(|_| ());
+    // A 401 is about the credentials or the clock, not the lock: one freshly signed try more (its
+    // 404 means the first one went through after all).
+    if matches!(&result, Err(e) if e.status == Some(401)) {
+        result = match delete().await {
+            Err(e) if e.status == Some(404) => Ok(()),
+            r => r.map(|_| ()),
+        };
+    }
+    match result {
+        Ok(()) => Ok(()),
         // Someone force-unlocked it and another kiln holds it now: not ours to delete.
         Err(e) if e.is_precondition_failed() => {
             tracing::warn!("the state lock was taken over by another kiln; leaving it");
