@@ -27,6 +27,10 @@ mod validate;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// `-v` before the subcommand (`kiln -v plan`), as scripts written before `-v` moved onto the
+    /// subcommands that contact something still say; not offered in help.
+    #[arg(short, long, action = clap::ArgAction::Count, hide = true)]
+    verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +83,7 @@ impl Command {
 /// Entry point used by `src/main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let verbose = cli.command.verbose();
+    let verbose = cli.verbose.saturating_add(cli.command.verbose());
     init_logging(verbose);
     crate::failpoint::setup_from_env();
     let result = match cli.command {

@@ -121,7 +121,7 @@
 //!   for requests to paths the emulator does not serve, so a client's unserved calls show; injected
 //!   faults as `fault.reset`, `fault.429`, `fault.5xx`, `fault.reset_after`. `GET
 //!   /_emulator/fixtures`: the seeded ids. Neither needs a signature.
-//! - `kiln -v emulator` logs every request at info level (method, path, status, duration,
+//! - `kiln emulator -v` logs every request at info level (method, path, status, duration,
 //!   operation, opc-request-id) — never a header's value, so never the Authorization header.
 //!
 //! ## Where it knowingly differs from OCI

@@ -372,6 +372,8 @@ async fn no_colour_codes_off_a_terminal_even_in_verbose_logs_and_warnings() {
     for args in [
         &["apply", "--auto-approve", "-vv"][..],
         &["plan", "-v"],
+        // The place `-v` had before it moved onto the subcommands (kept for scripts).
+        &["-v", "plan"],
         &["validate"],
     ] {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))

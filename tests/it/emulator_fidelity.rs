@@ -1459,7 +1459,7 @@ async fn stats_count_errors_per_operation_and_unknown_routes_and_the_request_id_
     assert_eq!(stats.get("errors.ListInstances"), None);
 }
 
-/// `kiln -v emulator` logs each request (method, path, status, duration, opc-request-id) and never
+/// `kiln emulator -v` logs each request (method, path, status, duration, opc-request-id) and never
 /// the Authorization header.
 #[tokio::test]
 async fn the_emulator_request_log_names_each_request_and_no_secret() {
