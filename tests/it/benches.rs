@@ -11,6 +11,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// `cargo bench --bench signing`, compiled here too.
+#[path = "../../benches/signing.rs"]
+mod signing_bench;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -152,4 +156,15 @@ fn bench_pycloudlib_vs_kiln_smoke() {
         assert!(line.contains("LaunchInstance 1,"), "{line}");
         assert!(line.contains("CreateImage 1,"), "{line}");
     }
+}
+
+#[test]
+fn bench_signing_smoke() {
+    let out = signing_bench::run(3);
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 3, "{out}");
+    for r in &rows {
+        assert!(num(&r[1]) > 0.0 && num(&r[2]) > 0.0, "{out}");
+    }
+    assert!(out.contains("ring ÷ rsa crate"), "{out}");
 }
