@@ -17,25 +17,29 @@
 //!
 //! | module | owns | reads / writes on disk |
 //! |---|---|---|
-//! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
+//! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments; one file per stage of the loader (vars, keys and types, fleets, provider, instance, image, references) | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
 //! | [`state`] | versioned state format (pending creates, deposed objects), a loader that refuses what it cannot trust, atomic compare-and-swap saves, an apply's commit journal (folded at its end), backup, lock; local file or Object Storage (lock object) | reads/writes `state/<env>.json`, `.journal`, `.backup`, `.lock` (or the same as objects, without a journal) |
-//! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG, `--target`/`--exclude`, refresh-only, rendering | writes saved plans (`--out`) |
-//! | [`apply`] | DAG executor: creates never made twice, If-Match'ed mutations that re-read after a refusal, replacements that depose; waits that share listings; network facts of what it made, read in bulk after; progress | commits state after every action (a journal append) |
-//! | [`oci`] | config file, keys, request signer, HTTP with retries, typed Compute API, the Object Storage subset, regions | reads `~/.oci/config` and key files |
-//! | [`emulator`] | an OCI API server on hyper (Compute, boot volumes, the networking and identity Compute users touch, work requests, an Object Storage subset), strict about every field, with signatures, etags, retry tokens, lifecycles, keyset pages, faults; one file per resource family | reads an OCI config for trusted keys; `--data` file |
+//! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG (built per resource, capture, delete), `--target`/`--exclude`, refresh-only, rendering | writes saved plans (`--out`) |
+//! | [`apply`] | DAG executor (the walk; what actions share; one arm per action): creates never made twice, If-Match'ed mutations that re-read after a refusal, replacements that depose; waits that share listings; network facts of what it made, read in bulk after; progress | commits state after every action (a journal append) |
+//! | [`oci`] | config file, keys, request signer, the four auth methods (API key, session token, resource and instance principals) and renewing their tokens, proxies and CA bundle, HTTP with retries, typed Compute API, the Object Storage subset, a client per region | reads `~/.oci/config`, key, token and CA files; writes a refreshed `security_token_file` |
+//! | [`emulator`] | an OCI API server on hyper (Compute, boot volumes, the networking and identity Compute users touch, work requests, an Object Storage subset, the auth service's federation and session refresh), strict about every field, with signatures and security tokens, etags, retry tokens, lifecycles, keyset pages, faults; one file per resource family | reads an OCI config for trusted keys; `--data` file |
 //! | [`output`] | what `kiln output` prints: ids, IPs, hostnames, sizes, as text, JSON or one bare value — a view of the state, no network | reads the state (through [`state`]) |
 //! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
+//! | [`dag`] | a leaf `manifest` (reference cycles) and `plan` (the action DAG) share: a petgraph wrapper with sorted `Display` and DOT | — |
+//! | [`region`] | a leaf `manifest` (validation), `oci` (endpoints) and `plan` share: region ids, 3-letter codes, realms, endpoints, the region of an OCID | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
 //! | [`env_name`] | a leaf `manifest` and `state` use: what an environment name may be (it becomes a file name) | — |
 //! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
 //!
-//! Dependencies run one way: `cli → apply → plan → {manifest, state} → oci`, and
-//! `cli → output → state`. The `oci` client knows
-//! nothing of manifests, plans or state; the `manifest` module sends nothing to OCI; the `emulator`
-//! uses nothing of manifest, state, plan or apply (it only shares the OCI config-file parser).
+//! Dependencies run one way: `cli → apply → plan → {manifest, state, oci}`, `state → oci` (remote
+//! state), and `cli → output → state`; the leaves (`dag`, `region`, `small_file`, `env_name`, `failpoint`)
+//! depend on nothing of kiln. The `oci` client knows nothing of manifests, plans or state; the
+//! `manifest` module uses neither `plan` nor `oci` (it borrows only leaves); the `emulator` uses
+//! nothing of manifest, state, plan or apply (it only shares the OCI config-file parser).
 
 pub mod apply;
 pub mod cli;
+pub mod dag;
 pub mod emulator;
 pub mod env_name;
 pub mod failpoint;
@@ -43,5 +47,6 @@ pub mod manifest;
 pub mod oci;
 pub mod output;
 pub mod plan;
+pub mod region;
 pub mod small_file;
 pub mod state;

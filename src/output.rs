@@ -79,7 +79,7 @@ fn record(r: &ResourceState) -> Map<String, Value> {
     let region = r
         .region
         .clone()
-        .or_else(|| crate::oci::region::from_ocid(&id).map(str::to_string));
+        .or_else(|| crate::region::from_ocid(&id).map(str::to_string));
     let mut m = Map::new();
     m.insert("id".into(), json!(id));
     m.insert("kind".into(), json!(kind_name(r.kind)));

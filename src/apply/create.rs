@@ -28,7 +28,8 @@ use crate::plan::from_manifest::ADDRESS_TAG;
 use crate::plan::{Change, Kind};
 use crate::state::{PendingCreate, ResourceState};
 
-use super::execute::{label, state_kind, to_json, Ctx, NodeError};
+use super::ctx::{label, state_kind, to_json, Ctx};
+use super::execute::NodeError;
 
 /// Retry tokens are honoured by OCI for 24 hours; kiln trusts them for a little less.
 const TOKEN_LIFETIME_HOURS: i64 = 23;

@@ -19,7 +19,8 @@ use serde_json::Value;
 use crate::oci::{ErrorKind, MutationOptions, OciError};
 use crate::plan::{observed_digest, Change, Kind};
 
-use super::execute::{label, Ctx, NodeError};
+use super::ctx::{label, Ctx};
+use super::execute::NodeError;
 
 /// How a guarded mutation ended.
 pub(super) enum Sent<T> {
@@ -64,12 +65,12 @@ impl Ctx {
                 .at(id)
                 .wait_for_instance(id, states, &wait)
                 .await
-                .map(|r| (super::execute::to_json(r.body), r.etag)),
+                .map(|r| (super::ctx::to_json(r.body), r.etag)),
             Kind::Image => self
                 .at(id)
                 .wait_for_image(id, states, &wait)
                 .await
-                .map(|r| (super::execute::to_json(r.body), r.etag)),
+                .map(|r| (super::ctx::to_json(r.body), r.etag)),
         };
         match r {
             Ok(read) => Ok(Some(read)),

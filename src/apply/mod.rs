@@ -1,13 +1,17 @@
 //! Apply: execute a plan's DAG against OCI.
 //!
-//! - [`execute`]: the executor — one arm per action, group-committed state saves, replacements;
+//! - [`execute`]: the executor — the walk of the plan, the report;
+//! - `ctx` (private): what every action shares — clients per region, group-committed state saves,
+//!   the If-Match to send, waits; `actions` (private): one arm per action, replacements;
 //! - `create` (private): creates that are never made twice (pending creates, adoption);
 //! - `guard` (private): If-Match'ed mutations that re-read instead of guessing after a refusal;
 //! - `network` (private): the primary VNIC's addresses of the instances apply made or moved, read
 //!   in bulk after the actions, for `kiln output`;
 //! - [`walk`]: the generic DAG walk; [`progress`]: what the user sees while it runs.
 
+mod actions;
 mod create;
+mod ctx;
 pub mod execute;
 mod guard;
 mod network;

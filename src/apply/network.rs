@@ -22,7 +22,8 @@ use serde_json::Value;
 use crate::oci::models::{Vnic, VnicAttachment};
 use crate::state::{Network, ResourceKind};
 
-use super::execute::{Ctx, NodeError};
+use super::ctx::Ctx;
+use super::execute::NodeError;
 
 /// An instance to read: (address, instance id, compartment).
 type Target = (String, String, String);
@@ -66,7 +67,7 @@ impl Ctx {
         // One ListVnicAttachments per (region, compartment).
         let compartments: BTreeSet<(Option<&'static str>, String)> = targets
             .iter()
-            .map(|t| (crate::oci::region::from_ocid(&t.1), t.2.clone()))
+            .map(|t| (crate::region::from_ocid(&t.1), t.2.clone()))
             .collect();
         let lists: Vec<_> = stream::iter(compartments)
             .map(|(region, c)| async move {

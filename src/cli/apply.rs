@@ -57,6 +57,10 @@ pub struct ApplyArgs {
     pub config_file: Option<PathBuf>,
     #[arg(long)]
     pub profile: Option<String>,
+    /// How to authenticate: api_key, security_token, resource_principal or instance_principal
+    /// (default: `OCI_CLI_AUTH`, then the manifest's `auth`, then the profile's).
+    #[arg(long, value_name = "METHOD", value_parser = session::parse_auth)]
+    pub auth: Option<crate::oci::auth::AuthMethod>,
     /// Actions run at once (default 10).
     #[arg(long)]
     pub parallelism: Option<usize>,
@@ -110,6 +114,7 @@ impl ApplyArgs {
             lock_timeout: self.lock_timeout,
             config_file: self.config_file.clone(),
             profile: self.profile.clone(),
+            auth: self.auth,
             parallelism: self.parallelism,
         }
     }

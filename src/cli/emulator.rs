@@ -56,6 +56,13 @@ pub struct Args {
     /// fixtures (repeatable); any other compartment is 404, as on OCI.
     #[arg(long = "compartment", value_name = "OCID")]
     pub compartments: Vec<String>,
+    /// A CA certificate (PEM file) whose instance certificates may federate at `/v1/x509` for
+    /// instance principals (repeatable).
+    #[arg(long = "trust-instance-ca", value_name = "FILE")]
+    pub instance_cas: Vec<PathBuf>,
+    /// Lifetime of the security tokens the emulator issues (federation, session refresh).
+    #[arg(long, default_value = "20m", value_parser = super::session::parse_duration)]
+    pub token_lifetime: Duration,
 }
 
 /// The API keys of `profiles` (DEFAULT when empty) in an OCI config file.
@@ -106,9 +113,17 @@ pub fn run(args: Args, verbose: u8) -> miette::Result<ExitCode> {
         miette::bail!("`--time-scale` must be 0 or more");
     }
     let trusted = trusted_keys(&args.oci_config, &args.profiles)?;
+    let mut instance_cas = Vec::new();
+    for f in &args.instance_cas {
+        instance_cas.push(
+            crate::small_file::read_to_string(f, 1024 * 1024)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("reading `--trust-instance-ca` `{}`", f.display()))?,
+        );
+    }
     let mut configs = Vec::new();
     for (i, region) in args.regions.iter().enumerate() {
-        let region = crate::oci::region::resolve(region).unwrap_or(region);
+        let region = crate::region::resolve(region).unwrap_or(region);
         let mut listen = args.listen;
         if listen.port() != 0 {
             listen.set_port(listen.port() + i as u16);
@@ -135,6 +150,8 @@ pub fn run(args: Args, verbose: u8) -> miette::Result<ExitCode> {
             body_limits: emulator::BodyLimits::default(),
             compartments: args.compartments.clone(),
             log_requests: verbose > 0,
+            trusted_instance_cas: instance_cas.clone(),
+            token_lifetime: args.token_lifetime,
         });
     }
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;

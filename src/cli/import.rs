@@ -108,7 +108,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         }
         let mut r = ResourceState::new(state::ResourceKind::Instance);
         r.id = Some(args.ocid.clone());
-        r.region = crate::oci::region::from_ocid(&args.ocid).map(str::to_string);
+        r.region = crate::region::from_ocid(&args.ocid).map(str::to_string);
         r.compartment = Some(live.body.compartment_id.clone());
         r.etag = live.etag.clone();
         r.attributes = serde_json::to_value(&live.body).into_diagnostic()?;

@@ -33,6 +33,10 @@ pub struct Args {
     /// OCI config profile, for a remote `[backend]`.
     #[arg(long)]
     pub profile: Option<String>,
+    /// How to authenticate, for a remote `[backend]` (default: `OCI_CLI_AUTH`, then the
+    /// manifest's `auth`, then the profile's).
+    #[arg(long, value_name = "METHOD", value_parser = super::session::parse_auth)]
+    pub auth: Option<crate::oci::auth::AuthMethod>,
 }
 
 fn is_address(arg: &str) -> bool {
@@ -58,6 +62,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         lock_timeout: Duration::ZERO,
         config_file: args.config_file.clone(),
         profile: args.profile.clone(),
+        auth: args.auth,
     };
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {

@@ -8,9 +8,12 @@ use miette::{miette, IntoDiagnostic, WrapErr};
 
 use crate::emulator::{self, EmulatorConfig, RunningEmulator};
 use crate::manifest::{self, Backend, Endpoint, Manifest};
+use crate::oci::auth::{self, AuthMethod, Credentials};
 use crate::oci::config::{self as oci_config, ConfigFile};
+use crate::oci::net::Network;
 use crate::oci::object_storage::ObjectStorage;
-use crate::oci::{keys, region, Client, ClientOptions, Clients};
+use crate::oci::{keys, Client, ClientOptions, Clients};
+use crate::region;
 use crate::state::{RemoteStore, StateStore};
 
 /// Arguments shared by plan, apply, destroy and graph.
@@ -34,9 +37,18 @@ pub struct Common {
     /// OCI config profile (default: `OCI_CLI_PROFILE`, then DEFAULT).
     #[arg(long)]
     pub profile: Option<String>,
+    /// How to authenticate (default: `OCI_CLI_AUTH`, then the manifest's `auth`, then the
+    /// profile's: `security_token` with a `security_token_file`, else `api_key`).
+    #[arg(long, value_name = "METHOD", value_parser = parse_auth)]
+    pub auth: Option<AuthMethod>,
     /// Actions (and reads) run at once (default: the manifest's `parallelism`, else 10).
     #[arg(long)]
     pub parallelism: Option<usize>,
+}
+
+/// `--auth`: one of Oracle's CLI names.
+pub fn parse_auth(s: &str) -> Result<AuthMethod, String> {
+    s.parse()
 }
 
 /// `30s`, `5m`, `1h`, `250ms` or plain seconds.
@@ -218,6 +230,7 @@ pub async fn connect(
     state_dir: &Path,
     config_file: Option<&Path>,
     profile: Option<&str>,
+    auth_flag: Option<AuthMethod>,
 ) -> miette::Result<Connection> {
     let p = &manifest.provider;
     let compartments: Vec<String> = manifest.compartments().into_iter().collect();
@@ -241,29 +254,27 @@ pub async fn connect(
             emulators: e.emulators,
         });
     }
-    let path = oci_config::resolve_config_path(
-        config_file.or(p.config_file.as_deref()),
-        &oci_config::process_env,
-    );
-    let name = oci_config::resolve_profile_name(
-        profile.or(p.profile.as_deref()),
-        &oci_config::process_env,
-    );
-    let profile = ConfigFile::load(&path)?.profile(&name)?;
-    let signing = keys::load_signing_key(&profile)?;
-    let region = p.region.clone().or_else(|| {
-        profile
-            .region
-            .as_deref()
-            .and_then(|r| region::resolve(r).ok())
-            .map(str::to_string)
-    });
-    let no_region = || {
-        miette!(
+    let env = &oci_config::process_env;
+    let network = Network::from_env(env, p.ca_bundle.as_deref())?;
+    let chosen = auth::resolve_method(
+        auth_flag,
+        env,
+        p.auth.as_deref().and_then(AuthMethod::parse),
+    )?;
+    let signer = credentials(chosen.map(|c| c.0), p, config_file, profile, &network).await?;
+    let region = p.region.clone().or(signer.region);
+    let (name, path) = (signer.who, signer.config_path);
+    tracing::debug!(target: "kiln::oci", auth = %signer.credentials.method(), network = %network.describe(), "connecting");
+    let no_region = || match &path {
+        Some(path) => miette!(
             help = "set `region` in `[provider]` or in the profile",
             "no region for profile `{name}` in `{}`",
             path.display()
-        )
+        ),
+        None => miette!(
+            help = "set `region` in `[provider]`",
+            "no region for {name}"
+        ),
     };
     let default_url = match &p.endpoint {
         Endpoint::Url(u) => u.to_string().trim_end_matches('/').to_string(),
@@ -271,7 +282,9 @@ pub async fn connect(
     };
     // With an explicit endpoint and no region, the endpoint is the default region's.
     let default = region.clone().unwrap_or_else(|| "us-ashburn-1".into());
-    let base = Client::new(signing, ClientOptions::new(default_url.clone()));
+    let mut options = ClientOptions::new(default_url.clone());
+    options.network = network;
+    let base = Client::with_credentials(signer.credentials, options);
     let mut clients = Clients::single(default.clone(), base.clone());
     if p.endpoint == Endpoint::Default {
         for r in region::all_ids() {
@@ -305,8 +318,8 @@ pub async fn connect(
         }
     }
     let desc = match p.endpoints.is_empty() {
-        true => format!("{default_url} (profile {name})"),
-        false => format!("{default_url} and per-region endpoints (profile {name})"),
+        true => format!("{default_url} ({name})"),
+        false => format!("{default_url} and per-region endpoints ({name})"),
     };
     Ok(Connection {
         clients,
@@ -314,6 +327,99 @@ pub async fn connect(
         region,
         emulators,
     })
+}
+
+/// What signs the requests, and what it tells of the region.
+struct Signer {
+    credentials: Credentials,
+    /// The region the principal is in (profile, resource principal environment, instance).
+    region: Option<String>,
+    /// `profile NAME` (with the method when it is not an API key), or the principal.
+    who: String,
+    config_path: Option<PathBuf>,
+}
+
+/// The credentials of `method` (`None`: the profile's own method). Resource and instance
+/// principals need no OCI config file, as with Oracle's CLI.
+async fn credentials(
+    method: Option<AuthMethod>,
+    p: &crate::manifest::Provider,
+    config_file: Option<&Path>,
+    profile: Option<&str>,
+    network: &Network,
+) -> miette::Result<Signer> {
+    let env = &oci_config::process_env;
+    match method {
+        Some(AuthMethod::ResourcePrincipal) => {
+            let settings =
+                auth::resource::Settings::from_env(env).map_err(auth::AuthError::from)?;
+            let rp =
+                auth::resource::ResourcePrincipal::new(settings).map_err(auth::AuthError::from)?;
+            Ok(Signer {
+                region: rp.region().map(str::to_string),
+                credentials: Credentials::resource(rp),
+                who: "auth: resource_principal".into(),
+                config_path: None,
+            })
+        }
+        Some(AuthMethod::InstancePrincipal) => {
+            let ip = auth::instance::InstancePrincipal::new(
+                auth::instance::Endpoints::from_env(env),
+                network,
+            )
+            .await
+            .map_err(auth::AuthError::from)?;
+            Ok(Signer {
+                region: Some(ip.region().to_string()),
+                credentials: Credentials::instance(ip),
+                who: "auth: instance_principal".into(),
+                config_path: None,
+            })
+        }
+        Some(AuthMethod::ApiKey) | Some(AuthMethod::SecurityToken) | None => {
+            let path =
+                oci_config::resolve_config_path(config_file.or(p.config_file.as_deref()), env);
+            let name = oci_config::resolve_profile_name(profile.or(p.profile.as_deref()), env);
+            let profile = ConfigFile::load(&path)?.profile(&name)?;
+            let region = profile
+                .region
+                .as_deref()
+                .and_then(|r| region::resolve(r).ok())
+                .map(str::to_string);
+            let method = method.unwrap_or(match profile.security_token_file {
+                Some(_) => AuthMethod::SecurityToken,
+                None => AuthMethod::ApiKey,
+            });
+            let (credentials, who) = match method {
+                AuthMethod::SecurityToken => {
+                    let at = p
+                        .region
+                        .as_deref()
+                        .or(region.as_deref())
+                        .unwrap_or("us-ashburn-1");
+                    let session = auth::session::SessionToken::new(
+                        &profile,
+                        &auth::auth_service_url(env, at),
+                        network,
+                    )?;
+                    (
+                        Credentials::session(session),
+                        format!("profile {name}, auth: security_token"),
+                    )
+                }
+                _ => (
+                    Credentials::api_key(keys::load_api_key(&profile)?),
+                    format!("profile {name}"),
+                ),
+            };
+            Ok(Signer {
+                credentials,
+                region,
+                who,
+                config_path: Some(path),
+            })
+        }
+    }
 }
 
 /// Where the manifest's state lives: `[backend]`, else `<state dir>/<env>.json`.
@@ -379,6 +485,7 @@ pub async fn open(common: &Common) -> miette::Result<Session> {
         &state_dir(&common.dir, common.state_dir.as_deref()),
         common.config_file.as_deref(),
         common.profile.as_deref(),
+        common.auth,
     )
     .await?;
     let store = state_store(&manifest, common.state_dir.as_deref(), &conn)?;

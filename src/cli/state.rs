@@ -31,6 +31,10 @@ pub struct StateArgs {
     /// OCI config profile, for a remote backend.
     #[arg(long)]
     pub profile: Option<String>,
+    /// How to authenticate, for a remote backend (default: `OCI_CLI_AUTH`, then the manifest's
+    /// `auth`, then the profile's).
+    #[arg(long, value_name = "METHOD", value_parser = session::parse_auth)]
+    pub auth: Option<crate::oci::auth::AuthMethod>,
 }
 
 /// The stores a state command works on; keeps the embedded emulator alive.
@@ -70,6 +74,7 @@ impl StateArgs {
                     &session::state_dir(&self.dir, self.state_dir.as_deref()),
                     self.config_file.as_deref(),
                     self.profile.as_deref(),
+                    self.auth,
                 )
                 .await?;
                 let store = session::state_store(m, self.state_dir.as_deref(), &conn)?;

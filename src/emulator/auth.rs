@@ -14,8 +14,16 @@
 //!    `x-date` added to a stale request changes nothing.
 //! 2. [`HeadVerified::check_body`], once the body is read, checks it against the signed
 //!    `x-content-sha256` and `content-length`.
+//!
+//! A `keyId` of `ST$<token>` is a principal's (session token, resource or instance principal):
+//! the token must be one the emulator issued and not expired ([`super::tokens`]), and the
+//! request must be signed by the private half of the token's `jwk`. The federation endpoint's
+//! `keyId` (`<tenancy>/fed-x509-sha256/<fingerprint>`) names a key that only its body holds;
+//! [`Verifier::verify_head_with_key`] checks such a request once [`super::federation`] has found
+//! the key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -24,6 +32,8 @@ use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::signature::Verifier as _;
 use rsa::RsaPublicKey;
 use sha2::{Digest, Sha256};
+
+use super::tokens::{Accepted, Issuer};
 
 /// A key the emulator trusts.
 #[derive(Clone, Debug)]
@@ -59,6 +69,8 @@ pub struct SignedRequest<'a> {
 #[derive(Debug)]
 pub struct HeadVerified {
     key_id: String,
+    /// The security token of an `ST$` keyId.
+    token: Option<Accepted>,
     /// The signed `x-content-sha256` (base64), when it was signed.
     sha256: Option<String>,
     /// The signed `content-length`, when it was signed.
@@ -66,7 +78,13 @@ pub struct HeadVerified {
 }
 
 impl HeadVerified {
-    /// The body stage: the body must match the signed hash and length. Returns the `keyId`.
+    /// The accepted security token, when the request was signed with one.
+    pub fn token(&self) -> Option<&Accepted> {
+        self.token.as_ref()
+    }
+
+    /// The body stage: the body must match the signed hash and length. Returns the `keyId` (for
+    /// a security token, `tenancy/principal`).
     pub fn check_body(self, body: &[u8]) -> Result<String, String> {
         if let Some(sha) = &self.sha256 {
             if *sha != B64.encode(Sha256::digest(body)) {
@@ -85,15 +103,22 @@ impl HeadVerified {
 #[derive(Clone, Debug, Default)]
 pub struct Verifier {
     keys: HashMap<String, RsaPublicKey>,
+    issuer: Arc<Issuer>,
 }
 
 impl Verifier {
     pub fn new(keys: &[TrustedKey]) -> Verifier {
+        Verifier::with_issuer(keys, Arc::new(Issuer::default()))
+    }
+
+    /// Trusting `keys`, and the security tokens of `issuer`.
+    pub fn with_issuer(keys: &[TrustedKey], issuer: Arc<Issuer>) -> Verifier {
         Verifier {
             keys: keys
                 .iter()
                 .map(|k| (k.key_id.clone(), k.public_key.clone()))
                 .collect(),
+            issuer,
         }
     }
 
@@ -108,27 +133,78 @@ impl Verifier {
         req: &RequestHead<'_>,
         now: DateTime<Utc>,
     ) -> Result<HeadVerified, String> {
-        let auth = (req.header)("authorization").ok_or("missing Authorization header")?;
-        let params = auth
-            .strip_prefix("Signature ")
-            .ok_or("the Authorization scheme is not `Signature`")?;
-        let params = parse_params(params)?;
+        let params = signature_params(req)?;
+        let key_id = params.get("keyId").ok_or("no keyId")?;
+        // A session token configured as a trusted key (`kiln emulator --oci-config` with a
+        // session profile) is taken as it is; any other `ST$` keyId must be a token issued here.
+        if let Some(token) = key_id
+            .strip_prefix("ST$")
+            .filter(|_| !self.keys.contains_key(key_id))
+        {
+            let accepted = self.issuer.verify(token)?;
+            let key = accepted.public_key.clone();
+            let mut v = check_signature(req, &params, &key, now, true)?;
+            v.key_id = accepted.principal.clone();
+            v.token = Some(accepted);
+            return Ok(v);
+        }
+        let key = self.keys.get(key_id).ok_or_else(|| {
+            if key_id.len() > 200 {
+                "unknown keyId".to_string()
+            } else {
+                format!("unknown keyId `{key_id}`")
+            }
+        })?;
+        check_signature(req, &params, key, now, true)
+    }
+
+    /// The header stage for a request whose key the caller found (the federation endpoint's:
+    /// the certificate in its body). `host` need not be signed when `require_host` is false.
+    pub fn verify_head_with_key(
+        &self,
+        req: &RequestHead<'_>,
+        now: DateTime<Utc>,
+        key: &RsaPublicKey,
+        require_host: bool,
+    ) -> Result<HeadVerified, String> {
+        let params = signature_params(req)?;
+        check_signature(req, &params, key, now, require_host)
+    }
+}
+
+/// The `Signature` parameters of the Authorization header, with algorithm and version checked.
+pub fn signature_params(req: &RequestHead<'_>) -> Result<HashMap<String, String>, String> {
+    let auth = (req.header)("authorization").ok_or("missing Authorization header")?;
+    let params = auth
+        .strip_prefix("Signature ")
+        .ok_or("the Authorization scheme is not `Signature`")?;
+    let params = parse_params(params)?;
+    params.get("keyId").ok_or("no keyId")?;
+    params.get("signature").ok_or("no signature")?;
+    if let Some(alg) = params.get("algorithm") {
+        if alg != "rsa-sha256" {
+            return Err(format!("unsupported algorithm `{alg}`"));
+        }
+    }
+    if let Some(v) = params.get("version") {
+        if v != "1" {
+            return Err(format!("unsupported signature version `{v}`"));
+        }
+    }
+    Ok(params)
+}
+
+/// Everything the headers can prove, with `key`.
+fn check_signature(
+    req: &RequestHead<'_>,
+    params: &HashMap<String, String>,
+    key: &RsaPublicKey,
+    now: DateTime<Utc>,
+    require_host: bool,
+) -> Result<HeadVerified, String> {
+    {
         let key_id = params.get("keyId").ok_or("no keyId")?;
         let signature = params.get("signature").ok_or("no signature")?;
-        if let Some(alg) = params.get("algorithm") {
-            if alg != "rsa-sha256" {
-                return Err(format!("unsupported algorithm `{alg}`"));
-            }
-        }
-        if let Some(v) = params.get("version") {
-            if v != "1" {
-                return Err(format!("unsupported signature version `{v}`"));
-            }
-        }
-        let key = self
-            .keys
-            .get(key_id)
-            .ok_or_else(|| format!("unknown keyId `{key_id}`"))?;
         let headers: Vec<String> = params
             .get("headers")
             .ok_or("no headers list")?
@@ -137,7 +213,10 @@ impl Verifier {
             .collect();
         let signed = |name: &str| headers.iter().any(|h| h == name);
         let method = req.method.to_ascii_lowercase();
-        let mut required = vec!["(request-target)", "host"];
+        let mut required = vec!["(request-target)"];
+        if require_host {
+            required.push("host");
+        }
         if req.body_signed && matches!(method.as_str(), "post" | "put" | "patch") {
             required.extend(["content-length", "content-type", "x-content-sha256"]);
         }
@@ -181,6 +260,7 @@ impl Verifier {
             .map_err(|_| "the signature does not verify".to_string())?;
         Ok(HeadVerified {
             key_id: key_id.clone(),
+            token: None,
             sha256: signed("x-content-sha256")
                 .then(|| (req.header)("x-content-sha256"))
                 .flatten(),
@@ -192,7 +272,7 @@ impl Verifier {
 }
 
 /// `k="v",k="v"` in any order; values may contain commas inside the quotes.
-fn parse_params(s: &str) -> Result<HashMap<String, String>, String> {
+pub(crate) fn parse_params(s: &str) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     let mut rest = s.trim();
     while !rest.is_empty() {

@@ -29,6 +29,12 @@
 //!   namespaces are the same in every region, as OCI's identity is global.
 //!
 //! ## Behaviour, and the choices made where OCI's documentation is silent
+//! - Principals ([`tokens`], [`federation`]): a `keyId` of `ST$<token>` is accepted for a token the
+//!   emulator issued (RS256 with its own key) that has not expired on its token clock, when the
+//!   request is signed with the token's `jwk` key; the auth service's `POST /v1/x509` (instance
+//!   certificates chained to a trusted CA) and `POST /v1/authentication/refresh` are served on the
+//!   emulator's own URL, and tests mint session tokens and RPSTs with
+//!   [`RunningEmulator::issue_token`].
 //! - Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
 //!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed). The
 //!   signature over the headers is checked before any of the body is read; the body is then read
@@ -136,6 +142,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod details;
+pub mod federation;
 pub mod fixtures;
 pub mod identity;
 pub mod images;
@@ -145,6 +152,7 @@ pub mod network;
 pub mod object_storage;
 pub mod shapes;
 pub mod store;
+pub mod tokens;
 pub mod volumes;
 pub mod work_requests;
 
@@ -163,6 +171,7 @@ use sha2::{Digest, Sha256};
 pub use auth::{TrustedKey, Verifier};
 pub use body::BodyLimits;
 pub use fixtures::{Compartment, Fixtures, PlatformImage, TagNamespace};
+pub use tokens::Principal;
 
 use store::Record;
 pub use store::World;
@@ -195,6 +204,11 @@ pub struct EmulatorConfig {
     /// Log every request (method, path, status, duration, opc-request-id; never a header's
     /// secret) at info level under `kiln::emulator` (`kiln emulator -v`).
     pub log_requests: bool,
+    /// PEM certificates of the CAs whose instance certificates the federation endpoint
+    /// (`/v1/x509`) accepts ([`federation`]).
+    pub trusted_instance_cas: Vec<String>,
+    /// Lifetime of the security tokens the emulator issues (federation, session refresh).
+    pub token_lifetime: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -214,6 +228,8 @@ impl Default for EmulatorConfig {
             body_limits: BodyLimits::default(),
             compartments: Vec::new(),
             log_requests: false,
+            trusted_instance_cas: Vec::new(),
+            token_lifetime: tokens::DEFAULT_TOKEN_LIFETIME,
         }
     }
 }
@@ -239,6 +255,9 @@ pub enum EmulatorError {
     #[error("unknown region `{0}` (the emulator knows us-ashburn-1, us-phoenix-1, eu-frankfurt-1, uk-london-1, ap-tokyo-1)")]
     #[diagnostic(code(kiln::emulator::region))]
     Region(String),
+    #[error("a trusted instance CA is not a PEM certificate: {0}")]
+    #[diagnostic(code(kiln::emulator::instance_ca))]
+    InstanceCa(String),
 }
 
 /// Lifecycle durations (already scaled).
@@ -273,6 +292,8 @@ impl Timings {
 struct Shared {
     config: EmulatorConfig,
     verifier: Verifier,
+    issuer: Arc<tokens::Issuer>,
+    instance_cas: Vec<x509_cert::Certificate>,
     fixtures: Fixtures,
     platform: Vec<Record>,
     timings: Timings,
@@ -324,6 +345,43 @@ impl RunningEmulator {
         save_world(&self.shared, &held);
     }
 
+    /// A security token as OCI hands one out through flows the emulator does not serve — the
+    /// browser login of `oci session authenticate` (a [`Principal::Session`]) or the runtime of a
+    /// resource principal (its RPST) — bound to `public_key`, valid for `lifetime` from the token
+    /// clock's now. Requests signed with the private half and `keyId="ST$<token>"` are accepted.
+    pub fn issue_token(
+        &self,
+        principal: &Principal,
+        public_key: &rsa::RsaPublicKey,
+        lifetime: Duration,
+    ) -> String {
+        self.shared.issuer.issue(principal, public_key, lifetime)
+    }
+
+    /// [`RunningEmulator::issue_token`] with its times given: issued at `iat` (which may lie in
+    /// the past, as a token that has been in use for a while), expiring at `exp`.
+    pub fn issue_token_between(
+        &self,
+        principal: &Principal,
+        public_key: &rsa::RsaPublicKey,
+        iat: DateTime<Utc>,
+        exp: DateTime<Utc>,
+    ) -> String {
+        self.shared
+            .issuer
+            .issue_between(principal, public_key, iat, exp)
+    }
+
+    /// Move the token clock forward (tokens expire on it; nothing else does).
+    pub fn advance_token_clock(&self, by: Duration) {
+        self.shared.issuer.advance(by);
+    }
+
+    /// The token clock's now.
+    pub fn token_clock(&self) -> DateTime<Utc> {
+        self.shared.issuer.now()
+    }
+
     /// Stop serving (connections in flight are dropped).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -363,8 +421,19 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         Some(s) => rand::rngs::StdRng::seed_from_u64(s),
         None => rand::rngs::StdRng::from_entropy(),
     };
+    let mut instance_cas = Vec::new();
+    for pem in &config.trusted_instance_cas {
+        use x509_cert::der::DecodePem;
+        instance_cas.push(
+            x509_cert::Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| EmulatorError::InstanceCa(e.to_string()))?,
+        );
+    }
+    let issuer = Arc::new(tokens::Issuer::new(config.token_lifetime));
     let shared = Arc::new(Shared {
-        verifier: Verifier::new(&config.trusted_keys),
+        verifier: Verifier::with_issuer(&config.trusted_keys, issuer.clone()),
+        issuer,
+        instance_cas,
         platform: fixtures.platform_records(),
         timings: Timings::scaled(config.time_scale),
         fixtures,
@@ -574,6 +643,35 @@ async fn process(
             _ => api::error(404, "NotFound", format!("no emulator route `{rest}`")),
         });
     }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    // The auth service: federation and session refresh, with their own authentication.
+    if path.starts_with("/v1/") {
+        let Some(op) = federation::operation(method, path) else {
+            return Some(api::error(
+                404,
+                "NotFound",
+                format!("no such route `{method} {path}`"),
+            ));
+        };
+        *seen_op = Some(op);
+        {
+            let mut stats = shared.stats.lock().expect("stats lock");
+            *stats.entry(op.to_string()).or_default() += 1;
+            *stats.entry("total".into()).or_default() += 1;
+        }
+        let head = auth::RequestHead {
+            method,
+            target,
+            header: &header,
+            body_signed: true,
+        };
+        return federation::handle(shared, op, &head, incoming).await;
+    }
     let query = query_pairs(target);
     // Compute lives under the API version; Object Storage under `/n` (no version).
     let (rel, objects) = if let Some(rel) = path
@@ -621,12 +719,6 @@ async fn process(
     if !shared.config.latency.is_zero() {
         tokio::time::sleep(shared.config.latency).await;
     }
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
     let not_authenticated = |reason: String| {
         tracing::debug!(target: "kiln::emulator", %method, %path, %reason, "401");
         api::error(401, "NotAuthenticated", format!("The required information to complete authentication was not provided or was incorrect: {reason}"))

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use indexmap::IndexMap;
 
 use super::diagnostic::Problem;
-use super::tree::{Entry, Node, Value};
-use super::{entries, get, valid_key};
+use super::tree::{entries, get, Entry, Node, Value};
+use super::valid_key;
 
 /// At most this many members per fleet.
 pub const MAX_MEMBERS: i64 = 10_000;

@@ -44,6 +44,16 @@ pub const PROVIDER: &[Field] = &[
     f("endpoint", Ty::Str, "`emulator` for the embedded emulator, or a URL that overrides the region's endpoint"),
     f("parallelism", Ty::Int, "How many actions run at once (default 10)"),
     f("endpoints", Ty::StrMap, "Per region: `emulator` or a URL, e.g. `{ us-phoenix-1 = \"http://127.0.0.1:8002\" }` (over `endpoint`)"),
+    f(
+        "auth",
+        Ty::Enum(&["api_key", "security_token", "resource_principal", "instance_principal"]),
+        "How to authenticate, as Oracle's CLI names it (overridden by `OCI_CLI_AUTH`, then `--auth`; default: `security_token` for a profile with a `security_token_file`, else `api_key`)",
+    ),
+    f(
+        "ca_bundle",
+        Ty::Str,
+        "PEM file of the CA certificates to trust instead of the built-in roots, relative to the manifest directory (overridden by `OCI_DEFAULT_CERTS_PATH`)",
+    ),
 ];
 
 pub const BACKEND: &[Field] = &[

@@ -2,11 +2,13 @@
 //! knows its file and byte span, and the deep merge of `envs/<env>.toml` over `kiln.toml`
 //! (tables merge, values replace).
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use indexmap::IndexMap;
 
 use super::diagnostic::{At, FileId, Problem};
+use super::DefinedTags;
 
 /// One value and where it was written.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,4 +176,98 @@ pub fn merge(base: &mut Node, over: Node) {
             base.at = over.at;
         }
     }
+}
+
+// Reading typed values out of the tree (a missing or mistyped value is `None`: the key and
+// type checks report it).
+
+pub fn entries(node: &Node) -> Option<&IndexMap<String, Entry>> {
+    match &node.value {
+        Value::Table(t) => Some(t),
+        _ => None,
+    }
+}
+
+pub fn get<'a>(table: &'a IndexMap<String, Entry>, key: &str) -> Option<&'a Node> {
+    table.get(key).map(|e| &e.node)
+}
+
+pub fn str_of(node: Option<&Node>) -> Option<(&str, &At)> {
+    match node {
+        Some(Node {
+            value: Value::Str(s),
+            at,
+        }) => Some((s.as_str(), at)),
+        _ => None,
+    }
+}
+
+pub fn bool_of(node: Option<&Node>) -> Option<bool> {
+    match node {
+        Some(Node {
+            value: Value::Bool(b),
+            ..
+        }) => Some(*b),
+        _ => None,
+    }
+}
+
+pub fn num_of(node: Option<&Node>) -> Option<(f64, &At)> {
+    match node {
+        Some(Node {
+            value: Value::Int(i),
+            at,
+        }) => Some((*i as f64, at)),
+        Some(Node {
+            value: Value::Float(f),
+            at,
+        }) => Some((*f, at)),
+        _ => None,
+    }
+}
+
+pub fn str_map(node: Option<&Node>) -> BTreeMap<String, String> {
+    node.and_then(entries)
+        .map(|t| {
+            t.iter()
+                .filter_map(|(k, e)| str_of(Some(&e.node)).map(|(v, _)| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn to_json(node: &Node) -> serde_json::Value {
+    match &node.value {
+        Value::Table(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, e)| (k.clone(), to_json(&e.node)))
+                .collect(),
+        ),
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
+        Value::Str(s) => serde_json::json!(s),
+        Value::Int(i) => serde_json::json!(i),
+        Value::Float(f) => serde_json::json!(f),
+        Value::Bool(b) => serde_json::json!(b),
+        Value::Other(o) => serde_json::json!(o),
+    }
+}
+
+pub fn nested_map(node: Option<&Node>) -> DefinedTags {
+    node.and_then(entries)
+        .map(|t| {
+            t.iter()
+                .filter_map(|(ns, e)| {
+                    entries(&e.node).map(|inner| {
+                        (
+                            ns.clone(),
+                            inner
+                                .iter()
+                                .map(|(k, v)| (k.clone(), to_json(&v.node)))
+                                .collect(),
+                        )
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -7,6 +7,11 @@
 //! two resources); every attempt gets a new `opc-request-id`. 412 and other 4xx are never retried.
 //! A request log at debug level (target `kiln::oci`): method, path, status, duration,
 //! opc-request-id — never the Authorization header, keys or bodies.
+//!
+//! Every request is signed with the key [`Credentials`] hands out at that moment (a token-based
+//! method renews its token first when it is about to expire). A 401 to a request signed with a
+//! token is answered by asking the credentials for a new one and, when they have it, sending the
+//! request once more at once. Proxies and trusted roots come from [`Network`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +20,10 @@ use rand::Rng;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
+use super::auth::Credentials;
 use super::error::{kind_of, ErrorKind, OciError};
 use super::keys::SigningKey;
+use super::net::Network;
 use super::signer::{self, RequestParts};
 use crate::failpoint::{self, Fault};
 
@@ -74,6 +81,8 @@ pub struct ClientOptions {
     /// Per-request timeout (one attempt).
     pub timeout: Duration,
     pub user_agent: String,
+    /// Proxies and trusted roots (default: direct, built-in roots).
+    pub network: Network,
 }
 
 impl ClientOptions {
@@ -83,6 +92,7 @@ impl ClientOptions {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(60),
             user_agent: format!("kiln/{}", env!("CARGO_PKG_VERSION")),
+            network: Network::default(),
         }
     }
 }
@@ -219,7 +229,8 @@ pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     host: String,
-    key: Arc<SigningKey>,
+    auth: Credentials,
+    network: Arc<Network>,
     retry: RetryPolicy,
 }
 
@@ -227,7 +238,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("endpoint", &self.endpoint)
-            .field("key", &self.key)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -275,22 +286,38 @@ pub fn new_retry_token() -> String {
 }
 
 impl Client {
+    /// A client signing with a fixed key (an API key).
     pub fn new(key: SigningKey, options: ClientOptions) -> Client {
+        Client::with_credentials(Credentials::api_key(key), options)
+    }
+
+    /// A client signing with `auth` (any method).
+    pub fn with_credentials(auth: Credentials, options: ClientOptions) -> Client {
         let endpoint = options.endpoint.trim_end_matches('/').to_string();
         let host = host_of(&endpoint);
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .user_agent(options.user_agent)
-            .pool_max_idle_per_host(32)
+        let http = options
+            .network
+            .apply(
+                reqwest::Client::builder()
+                    .timeout(options.timeout)
+                    .user_agent(options.user_agent)
+                    .pool_max_idle_per_host(32),
+            )
             .build()
             .expect("the HTTP client builds");
         Client {
             http,
             endpoint,
             host,
-            key: Arc::new(key),
+            auth,
+            network: Arc::new(options.network),
             retry: options.retry,
         }
+    }
+
+    /// What signs this client's requests.
+    pub fn credentials(&self) -> &Credentials {
+        &self.auth
     }
 
     pub fn endpoint(&self) -> &str {
@@ -309,8 +336,9 @@ impl Client {
     /// that releases a lock while the process exits).
     pub fn detached(&self, timeout: Duration, retry: RetryPolicy) -> Client {
         let mut c = self.clone();
-        c.http = reqwest::Client::builder()
-            .timeout(timeout)
+        c.http = self
+            .network
+            .apply(reqwest::Client::builder().timeout(timeout))
             .build()
             .expect("the HTTP client builds");
         c.retry = retry;
@@ -367,9 +395,26 @@ impl Client {
         let url = format!("{}{}", self.endpoint, path_and_query);
         let started = Instant::now();
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             attempt += 1;
-            let result = self.attempt(&call, &url, &path_and_query).await;
+            let key = match self.auth.signing_key().await {
+                Ok(k) => k,
+                Err(message) => return Err(self.auth_error(&call, message, attempt)),
+            };
+            let result = self.attempt(&call, &url, &path_and_query, &key).await;
+            // A token refused: once per call, with new credentials when the method has them.
+            if let Err((e, _)) = &result {
+                if e.status == Some(401)
+                    && !renewed
+                    && !failpoint::aborted()
+                    && self.auth.after_unauthorized(&key).await
+                {
+                    renewed = true;
+                    tracing::debug!(operation = call.operation, auth = %self.auth.method(), "401: retrying with renewed credentials");
+                    continue;
+                }
+            }
             let (retry, after) = match &result {
                 Ok(_) => (false, None),
                 Err((e, retry_after)) => (retryable(e), *retry_after),
@@ -400,11 +445,27 @@ impl Client {
         }
     }
 
+    /// The credentials could not give a key: an authentication error of this call.
+    fn auth_error(&self, call: &Call, message: String, attempts: u32) -> OciError {
+        OciError {
+            kind: ErrorKind::Auth,
+            operation: call.operation,
+            resource: call.resource.clone(),
+            status: None,
+            code: "NotAuthenticated".into(),
+            message,
+            opc_request_id: None,
+            attempts,
+            help: Some(self.auth.auth_help()),
+        }
+    }
+
     async fn attempt(
         &self,
         call: &Call,
         url: &str,
         path_and_query: &str,
+        key: &SigningKey,
     ) -> Result<Response<Vec<u8>>, (OciError, Option<Duration>)> {
         if let Some(fault) = failpoint::cross_op(failpoint::OCI_REQUEST, call.operation) {
             return Err((injected(call, fault), None));
@@ -413,7 +474,7 @@ impl Client {
         let date = signer::http_date_now();
         let content_type = call.content_type.as_deref().unwrap_or("application/json");
         let signed = signer::sign(
-            &self.key,
+            key,
             &RequestParts {
                 method: call.method.as_str(),
                 path_and_query,
@@ -535,7 +596,7 @@ impl Client {
         let kind = kind_of(status, &code);
         let help = match kind {
             ErrorKind::PreconditionFailed => Some("the resource changed since its etag was read; read it again (`kiln plan`) and retry".to_string()),
-            ErrorKind::Auth => Some("check the profile's user, tenancy, fingerprint and key, and the clock of this machine".to_string()),
+            ErrorKind::Auth => Some(self.auth.auth_help()),
             _ => None,
         };
         Err((
@@ -612,6 +673,8 @@ fn retryable(e: &OciError) -> bool {
         return false;
     }
     match e.kind {
+        // A certificate the trusted roots do not vouch for will not change on a retry.
+        ErrorKind::Transport if e.message.contains("invalid peer certificate") => false,
         ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::Throttled => true,
         ErrorKind::Server => matches!(e.status, Some(500 | 502 | 503 | 504)),
         ErrorKind::Conflict => matches!(e.code.as_str(), "IncorrectState" | "LockConflict"),

@@ -196,7 +196,23 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-/// Load the profile's key, check it matches the configured fingerprint, and build the keyId.
+/// The profile's API key (`--auth api_key`): its `security_token_file`, if any, is not used (as
+/// Oracle's CLI does without `--auth security_token`), so the profile needs a `user`.
+pub fn load_api_key(profile: &Profile) -> Result<SigningKey, ConfigError> {
+    if profile.user.is_none() {
+        return Err(ConfigError::KeyMissing {
+            path: profile.config_path.clone(),
+            profile: profile.name.clone(),
+            key: "user",
+        });
+    }
+    let mut p = profile.clone();
+    p.security_token_file = None;
+    load_signing_key(&p)
+}
+
+/// Load the profile's key, check it matches the configured fingerprint, and build the keyId (a
+/// session token's `ST$<token>` when the profile names a `security_token_file`).
 pub fn load_signing_key(profile: &Profile) -> Result<SigningKey, ConfigError> {
     let key = load_private_key(
         &profile.key_file,

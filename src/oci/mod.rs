@@ -1,22 +1,26 @@
 //! The OCI client: kiln's only way to OCI, real or emulated.
 //!
 //! - [`config`]: `~/.oci/config` profiles; [`keys`]: private keys and fingerprints;
+//! - [`auth`]: the four ways to authenticate (API key, session token, resource and instance
+//!   principals) and renewing their tokens; [`net`]: proxies and a CA bundle;
 //! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
-//! - [`region`]: region ids, 3-letter codes, realms and endpoints;
 //! - [`client`]: HTTP with retries, timeouts, response headers surfaced; [`error`]: OCI errors;
 //! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters;
 //! - [`object_storage`]: the Object Storage subset behind remote state.
 //!
+//! Region ids, codes, realms and endpoints are the leaf [`crate::region`], shared with `manifest`.
+//!
 //! This module knows nothing of manifests, plans or state.
 
+pub mod auth;
 pub mod client;
 pub mod compute;
 pub mod config;
 pub mod error;
 pub mod keys;
 pub mod models;
+pub mod net;
 pub mod object_storage;
-pub mod region;
 pub mod regional;
 pub mod signer;
 pub mod wait;

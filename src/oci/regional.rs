@@ -66,6 +66,6 @@ impl Clients {
     /// The client of the region an OCID names (regionless OCIDs, like compartments', use the
     /// default region).
     pub fn for_id(&self, id: &str) -> Result<&Client, OciError> {
-        self.for_region(super::region::from_ocid(id))
+        self.for_region(crate::region::from_ocid(id))
     }
 }

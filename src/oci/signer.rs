@@ -43,6 +43,17 @@ pub fn content_sha256(body: &[u8]) -> String {
 }
 
 pub fn sign(key: &SigningKey, req: &RequestParts<'_>) -> Signed {
+    sign_headers(key, req, true)
+}
+
+/// As [`sign`], without `host` among the signed headers: how Oracle's SDKs sign a request to the
+/// auth service's X.509 federation endpoint (`date (request-target) content-length content-type
+/// x-content-sha256`).
+pub fn sign_without_host(key: &SigningKey, req: &RequestParts<'_>) -> Signed {
+    sign_headers(key, req, false)
+}
+
+fn sign_headers(key: &SigningKey, req: &RequestParts<'_>, with_host: bool) -> Signed {
     let method = req.method.to_ascii_lowercase();
     let with_body = matches!(method.as_str(), "post" | "put" | "patch") && !req.exclude_body;
     let mut lines = vec![
@@ -51,8 +62,10 @@ pub fn sign(key: &SigningKey, req: &RequestParts<'_>) -> Signed {
             "(request-target)",
             format!("{method} {}", req.path_and_query),
         ),
-        ("host", req.host.to_string()),
     ];
+    if with_host {
+        lines.push(("host", req.host.to_string()));
+    }
     let mut headers: Vec<(&'static str, String)> = vec![("date", req.date.to_string())];
     if with_body {
         let len = req.body.len().to_string();

@@ -9,15 +9,15 @@
 //! - [`desired`]: the manifest's resources as flat lists of desired attributes, each classed as
 //!   updatable in place, a move (compartment), or forcing replacement (with the reason);
 //! - [`diff`]: desired vs live (what OCI says now) → attribute changes, and state vs live → drift;
-//! - [`graph`]: a thin wrapper over petgraph with a sorted `Display` and DOT output;
 //! - [`select`]: what `--target` and `--exclude` keep;
 //! - [`render`]: terraform-like text and the JSON format.
+//!
+//! The DAG itself is the generic leaf [`crate::dag`]; [`build`] turns changes into it.
 
 pub mod build;
 pub mod desired;
 pub mod diff;
 pub mod from_manifest;
-pub mod graph;
 pub mod import;
 pub mod refresh;
 pub mod render;
@@ -301,8 +301,8 @@ impl Plan {
     }
 
     /// The DAG of the changes, for `kiln graph` and the executor.
-    pub fn graph(&self) -> graph::Dag<String> {
-        let mut dag = graph::Dag::new();
+    pub fn graph(&self) -> crate::dag::Dag<String> {
+        let mut dag = crate::dag::Dag::new();
         let ids: Vec<_> = self
             .changes
             .iter()

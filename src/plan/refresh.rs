@@ -140,7 +140,7 @@ async fn read_live(
     let pairs: BTreeSet<(Option<&str>, String)> = instance_ids
         .iter()
         .filter(|(_, c)| !c.is_empty())
-        .map(|(id, c)| (crate::oci::region::from_ocid(id), c.clone()))
+        .map(|(id, c)| (crate::region::from_ocid(id), c.clone()))
         .collect();
     let lists: Vec<Vec<crate::oci::models::Instance>> = stream::iter(pairs)
         .map(|(region, c)| async move {

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod auth;
 mod benches;
 mod client;
 mod crash;

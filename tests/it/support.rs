@@ -261,6 +261,30 @@ pub fn calls_between(
         .collect()
 }
 
+/// Variables of the machine a kiln under test must not see (unless a test sets them).
+pub const AMBIENT_VARS: &[&str] = &[
+    "OCI_CLI_PROFILE",
+    "OCI_CLI_CONFIG_FILE",
+    "OCI_CONFIG_FILE",
+    "OCI_CLI_AUTH",
+    "OCI_DEFAULT_CERTS_PATH",
+    "OCI_METADATA_BASE_URL",
+    "OCI_SDK_AUTH_CLIENT_REGION_URL",
+    "OCI_RESOURCE_PRINCIPAL_VERSION",
+    "OCI_RESOURCE_PRINCIPAL_RPST",
+    "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM",
+    "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE",
+    "OCI_RESOURCE_PRINCIPAL_REGION",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// Run the kiln binary in `cwd`, without colour, with fast embedded-emulator lifecycles.
 pub async fn run_kiln(cwd: &Path, args: &[&str]) -> Out {
     run_kiln_env(cwd, args, &[]).await
@@ -268,14 +292,17 @@ pub async fn run_kiln(cwd: &Path, args: &[&str]) -> Out {
 
 /// [`run_kiln`] with extra environment variables (e.g. `FAILPOINTS`).
 pub async fn run_kiln_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    // Nothing of the machine's OCI or network settings leaks in; a test sets what it tests.
+    for var in AMBIENT_VARS {
+        cmd.env_remove(var);
+    }
+    let out = cmd
         .args(args)
-        .envs(env.iter().copied())
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env("KILN_EMULATOR_TIME_SCALE", "0.002")
-        .env_remove("OCI_CLI_PROFILE")
-        .env_remove("OCI_CLI_CONFIG_FILE")
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .output()
         .await

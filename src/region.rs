@@ -1,5 +1,8 @@
 //! Regions: ids, the 3-letter codes of Oracle's SDK table, realms and their domains, the region of
 //! an availability domain or an OCID, and the Compute endpoint `https://iaas.{region}.{domain}`.
+//!
+//! A leaf: it knows nothing of kiln, so `manifest` (validating `region`) and `oci` (endpoints)
+//! share it without depending on each other.
 
 /// (code, region id, realm) — Oracle's `regions_definitions.py` table (commercial and government).
 const REGIONS: &[(&str, &str, &str)] = &[

@@ -1,6 +1,9 @@
 //! A thin wrapper over petgraph for kiln's DAGs: nodes are labels, an edge `a → b` means
 //! "b needs a first". `Display` lists nodes and their dependencies sorted, so tests can snapshot
 //! it; [`Dag::to_dot`] is what `kiln graph` prints.
+//!
+//! A leaf: it knows nothing of kiln, so `manifest` (reference cycles) and `plan` (the action DAG)
+//! share it without depending on each other.
 
 use std::collections::BTreeSet;
 use std::fmt;

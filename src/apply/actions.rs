@@ -1,0 +1,290 @@
+//! One arm per [`Action`]: start and stop, update, move to another compartment, replace
+//! (destroy then create, or create before destroy with the predecessor deposed), and the dispatch.
+//! Creates are in `create`, destroys and If-Match'ed mutations in `guard`.
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::oci::models::{InstanceAction, UpdateImageDetails, UpdateInstanceDetails};
+use crate::oci::wait::WaitOptions;
+use crate::oci::{MutationOptions, OciError};
+use crate::plan::{Action, Change, Kind};
+use crate::state::{Deposed, ResourceState};
+
+use super::ctx::{label, state_kind, to_json, Ctx};
+use super::execute::NodeError;
+use super::guard::Sent;
+
+impl Ctx {
+    async fn power(
+        &self,
+        c: &Change,
+        action: InstanceAction,
+        target: &str,
+    ) -> Result<(), NodeError> {
+        let id = self
+            .id_of(&c.address)
+            .await
+            .ok_or_else(|| self.invalid(c, "no instance id in state"))?;
+        let (etag, seen) = self.if_match(c).await?;
+        // Done once the instance is in (or on its way to) the target state: a lost answer or
+        // someone else's start/stop did it already.
+        let heading = match action {
+            InstanceAction::Start => ["RUNNING", "STARTING"],
+            _ => ["STOPPED", "STOPPING"],
+        };
+        self.guarded(
+            c,
+            &id,
+            etag,
+            seen,
+            |body| {
+                body.get("lifecycleState")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| heading.contains(&s))
+            },
+            |etag| {
+                let id = id.clone();
+                async move {
+                    self.at(&id)
+                        .instance_action(
+                            &id,
+                            action,
+                            None,
+                            &MutationOptions::if_match(etag.as_deref()),
+                        )
+                        .await
+                        .map(|_| ())
+                }
+            },
+        )
+        .await?;
+        self.progress
+            .step(&label(c), &format!("waiting for {target}"));
+        let r = self
+            .wait_for(
+                c,
+                &id,
+                &[target],
+                &["TERMINATING", "TERMINATED"],
+                self.timeouts.instance,
+            )
+            .await
+            .map_err(|e| self.oci(&c.address, e))?;
+        self.store_read(c, &id, r.body, r.etag, None).await
+    }
+
+    async fn update(&self, c: &Change) -> Result<(), NodeError> {
+        let id =
+            c.id.clone()
+                .ok_or_else(|| self.invalid(c, "update without an id"))?;
+        let body = self
+            .resolve(&c.address, c.request.as_ref().unwrap_or(&Value::Null))
+            .await?;
+        let (etag, seen) = self.if_match(c).await?;
+        self.update_with(c, &id, body, etag, seen).await
+    }
+
+    /// UpdateInstance / UpdateImage with `body`, guarded by `etag`; records the answer.
+    pub(super) async fn update_with(
+        &self,
+        c: &Change,
+        id: &str,
+        body: Value,
+        etag: Option<String>,
+        seen: Option<String>,
+    ) -> Result<(), NodeError> {
+        let wanted = body.clone();
+        let sent = self
+            .guarded(
+                c,
+                id,
+                etag,
+                seen,
+                // Done when the resource already has every value sent (a lost answer).
+                |live| crate::plan::diff::update_applied(live, &wanted),
+                |etag| {
+                    let body = body.clone();
+                    async move {
+                        let opts = MutationOptions::if_match(etag.as_deref());
+                        match c.kind {
+                            Kind::Instance => {
+                                let d: UpdateInstanceDetails = serde_json::from_value(body)
+                                    .map_err(|e| decode_error("UpdateInstance", e))?;
+                                self.at(id)
+                                    .update_instance(id, &d, &opts)
+                                    .await
+                                    .map(|r| (to_json(r.body), r.etag))
+                            }
+                            Kind::Image => {
+                                let d: UpdateImageDetails = serde_json::from_value(body)
+                                    .map_err(|e| decode_error("UpdateImage", e))?;
+                                self.at(id)
+                                    .update_image(id, &d, &opts)
+                                    .await
+                                    .map(|r| (to_json(r.body), r.etag))
+                            }
+                        }
+                    }
+                },
+            )
+            .await?;
+        match sent {
+            Sent::Answered((body, etag)) => self.store_read(c, id, body, etag, None).await,
+            Sent::AlreadyDone => self.refresh_record(c, id).await,
+        }
+    }
+
+    async fn move_compartment(&self, c: &Change) -> Result<(), NodeError> {
+        let id =
+            c.id.clone()
+                .ok_or_else(|| self.invalid(c, "move without an id"))?;
+        let target = c
+            .request
+            .as_ref()
+            .and_then(|r| r.get("compartmentId"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (etag, seen) = self.if_match(c).await?;
+        let sent = self
+            .guarded(
+                c,
+                &id,
+                etag,
+                seen,
+                |live| live.get("compartmentId").and_then(Value::as_str) == Some(target.as_str()),
+                |etag| {
+                    let (id, target) = (id.clone(), target.clone());
+                    async move {
+                        let opts = MutationOptions::if_match(etag.as_deref());
+                        match c.kind {
+                            Kind::Instance => {
+                                self.at(&id)
+                                    .change_instance_compartment(&id, &target, &opts)
+                                    .await
+                            }
+                            Kind::Image => {
+                                self.at(&id)
+                                    .change_image_compartment(&id, &target, &opts)
+                                    .await
+                            }
+                        }
+                    }
+                },
+            )
+            .await?;
+        if let Sent::Answered(r) = sent {
+            if let Some(wr) = r.opc_work_request_id {
+                self.progress
+                    .step(&label(c), "waiting for the work request");
+                self.at(&id)
+                    .wait_for_work_request(&wr, &WaitOptions::new(self.timeouts.work_request))
+                    .await
+                    .map_err(|e| self.oci(&c.address, e))?;
+            }
+        }
+        self.refresh_record(c, &id).await?;
+        if c.kind == Kind::Instance {
+            self.mark_network_stale(&c.address);
+        }
+        Ok(())
+    }
+
+    /// Record `old` as a deposed object of the address (it stops being the address's object).
+    async fn depose(&self, c: &Change, old: &str, etag: Option<String>) -> Result<(), NodeError> {
+        let kind = state_kind(c.kind);
+        let old = old.to_string();
+        self.record(&c.address, |st| {
+            let r = st
+                .resources
+                .entry(c.address.clone())
+                .or_insert_with(|| ResourceState::new(kind));
+            if r.id.as_deref() == Some(old.as_str()) {
+                r.clear_object();
+            }
+            if !r.deposed.iter().any(|d| d.id == old) {
+                r.deposed.push(Deposed {
+                    id: old.clone(),
+                    etag,
+                    compartment: r.compartment.clone(),
+                    since: Utc::now(),
+                });
+            }
+            r.updated_at = Utc::now();
+        })
+        .await
+    }
+
+    async fn replace(&self, c: &Change) -> Result<(), NodeError> {
+        let old = c.id.clone();
+        let (etag, seen) = self.if_match(c).await?;
+        let create_first = c.kind == Kind::Image
+            || c.inputs
+                .as_ref()
+                .and_then(|i| i.get("create_before_destroy"))
+                .and_then(Value::as_bool)
+                == Some(true);
+        if !create_first {
+            if let Some(old) = &old {
+                self.destroy(c, old, etag, seen).await?;
+            }
+            return self.create(c).await.map(|_| ());
+        }
+        // Create before destroy: the old object stays in the state (deposed) until it is gone.
+        if let Some(old) = &old {
+            self.depose(c, old, etag.clone()).await?;
+        }
+        self.progress
+            .step(&label(c), "creating the replacement first");
+        self.create(c).await?;
+        match (&old, c.kind) {
+            (Some(old), Kind::Instance) => {
+                self.progress
+                    .step(&label(c), &format!("destroying the old {old}"));
+                self.destroy(c, old, etag, seen).await
+            }
+            // The previous image is deleted by its own (deposed) node once everything launched
+            // from it has moved to this one.
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) async fn run(&self, c: &Change) -> Result<(), NodeError> {
+        match c.action {
+            Action::Create => self.create(c).await.map(|_| ()),
+            Action::Update => self.update(c).await,
+            Action::Move => self.move_compartment(c).await,
+            Action::Start => self.power(c, InstanceAction::Start, "RUNNING").await,
+            Action::Stop => self.power(c, InstanceAction::Stop, "STOPPED").await,
+            Action::Delete => {
+                let id =
+                    c.id.clone()
+                        .ok_or_else(|| self.invalid(c, "delete without an id"))?;
+                if c.deposed {
+                    // A previous object: the etag the plan read for it, not the current one's.
+                    self.destroy(c, &id, c.etag.clone(), c.observed.clone())
+                        .await
+                } else {
+                    let (etag, seen) = self.if_match(c).await?;
+                    self.destroy(c, &id, etag, seen).await
+                }
+            }
+            Action::Replace => self.replace(c).await,
+        }
+    }
+}
+
+fn decode_error(operation: &'static str, e: serde_json::Error) -> OciError {
+    OciError {
+        kind: crate::oci::ErrorKind::Client,
+        operation,
+        resource: None,
+        status: None,
+        code: "InvalidRequest".into(),
+        message: format!("the planned request does not fit the API: {e}"),
+        opc_request_id: None,
+        attempts: 0,
+        help: None,
+    }
+}

@@ -1,0 +1,239 @@
+//! `[instance.NAME]` → an [`InstanceSpec`] with `[defaults]` applied: availability and fault
+//! domains, shape and shape config, subnet, source, metadata with `user_data_file` and
+//! `ssh_authorized_keys_file`, power state, boot volume size, lifecycle flags.
+
+use base64::Engine;
+use indexmap::IndexMap;
+
+use super::diagnostic::{At, Problem};
+use super::tree::{bool_of, entries, get, num_of, str_map, str_of, Entry, Node, Value};
+use super::{
+    Address, InstanceSource, InstanceSpec, Loader, PowerState, Ref, ResourceKind, ShapeConfig,
+    SSH_KEYS_FILE_LIMIT, USER_DATA_FILE_LIMIT,
+};
+
+impl Loader {
+    pub(super) fn instance(
+        &mut self,
+        address: Address,
+        t: &IndexMap<String, Entry>,
+        defaults: &IndexMap<String, Entry>,
+        table_at: &At,
+        refs: &mut Vec<(Address, Address, At)>,
+    ) -> Option<InstanceSpec> {
+        let before = self.problems.iter().filter(|p| p.is_error()).count();
+        let compartment = self
+            .required_str(t, defaults, "compartment", &address, table_at)
+            .and_then(|(s, at)| self.ocid(s, at, "compartment", &["compartment", "tenancy"]));
+        let ad = self
+            .required_str(t, defaults, "availability_domain", &address, table_at)
+            .map(|(s, at)| (s.to_string(), at.clone()));
+        if let Some((ad, at)) = &ad {
+            let ok = ad.split_once(':').is_some_and(|(prefix, name)| {
+                !prefix.is_empty()
+                    && name.to_ascii_uppercase().contains("-AD-")
+                    && name
+                        .rsplit("-AD-")
+                        .next()
+                        .is_some_and(|n| n.parse::<u8>().is_ok())
+            });
+            if !ok {
+                self.problem(
+                    Problem::error("invalid_availability_domain", format!("`availability_domain` `{ad}` is not an availability domain name"))
+                        .at(at, "expected `<prefix>:<REGION>-AD-<n>`")
+                        .help("copy it from the console or `oci iam availability-domain list`, e.g. `kIdk:US-ASHBURN-AD-1`"),
+                );
+            }
+        }
+        let fault_domain = str_of(Self::field(t, defaults, "fault_domain")).map(|(s, at)| {
+            if !s.starts_with("FAULT-DOMAIN-") {
+                self.problem(
+                    Problem::error(
+                        "invalid_value",
+                        format!("`fault_domain` `{s}` is not a fault domain"),
+                    )
+                    .at(at, "expected `FAULT-DOMAIN-<n>`")
+                    .help("use `FAULT-DOMAIN-1`, `FAULT-DOMAIN-2` or `FAULT-DOMAIN-3`"),
+                );
+            }
+            s.to_string()
+        });
+        let shape = self
+            .required_str(t, defaults, "shape", &address, table_at)
+            .map(|(s, _)| s.to_string());
+        let shape_config = Self::field(t, defaults, "shape_config").and_then(entries).map(|c| {
+            let mut sc = ShapeConfig::default();
+            for (key, max) in [("ocpus", 512.0), ("memory_in_gbs", 4096.0), ("vcpus", 1024.0)] {
+                if let Some((n, at)) = num_of(get(c, key)) {
+                    if !(n > 0.0 && n <= max) {
+                        self.problem(
+                            Problem::error("invalid_shape_config", format!("`shape_config.{key}` must be more than 0 and at most {max}, not {n}"))
+                                .at(at, "out of range")
+                                .help("see the shape's limits in the OCI documentation"),
+                        );
+                    }
+                    match key {
+                        "ocpus" => sc.ocpus = Some(n),
+                        "memory_in_gbs" => sc.memory_in_gbs = Some(n),
+                        _ => sc.vcpus = Some(n as u64),
+                    }
+                }
+            }
+            if let (Some(o), Some(m), Some((_, at))) = (sc.ocpus, sc.memory_in_gbs, num_of(get(c, "memory_in_gbs"))) {
+                if o > 0.0 && (m / o > 64.0 || m < o) {
+                    self.problem(
+                        Problem::error("invalid_shape_config", format!("`shape_config.memory_in_gbs` {m} is not between 1 and 64 GB per OCPU ({o} OCPUs)"))
+                            .at(at, "out of ratio")
+                            .help(format!("use between {o} and {} GB", o * 64.0)),
+                    );
+                }
+            }
+            sc.baseline_ocpu_utilization = str_of(get(c, "baseline_ocpu_utilization")).map(|(s, _)| s.to_string());
+            sc
+        });
+        let subnet = self
+            .required_str(t, defaults, "subnet", &address, table_at)
+            .and_then(|(s, at)| self.ocid(s, at, "subnet", &["subnet"]));
+        let source = match Self::field(t, defaults, "source") {
+            None => {
+                self.problem(
+                    Problem::error("missing_field", format!("`{address}` has no `source`"))
+                        .at(table_at, "`source` missing")
+                        .help("add `source = { image = \"...\" }`, `{ boot_volume = \"...\" }` or `{ image_lookup = { os = \"Oracle Linux\", version = \"9\" } }`"),
+                );
+                None
+            }
+            Some(n) => self.instance_source(&address, n, refs),
+        };
+        let mut metadata = str_map(get(defaults, "metadata"));
+        metadata.extend(str_map(get(t, "metadata")));
+        if let Some((file, at)) = str_of(get(t, "user_data_file")) {
+            if let Some(text) = self.read_file(file, at, "user_data_file", USER_DATA_FILE_LIMIT) {
+                metadata.insert(
+                    "user_data".into(),
+                    base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+                );
+            }
+        }
+        if let Some((file, at)) = str_of(Self::field(t, defaults, "ssh_authorized_keys_file")) {
+            if let Some(text) =
+                self.read_file(file, at, "ssh_authorized_keys_file", SSH_KEYS_FILE_LIMIT)
+            {
+                metadata.insert("ssh_authorized_keys".into(), text.trim_end().to_string());
+            }
+        }
+        let (freeform_tags, defined_tags) = Self::merged_tags(t, defaults);
+        let state = match str_of(get(t, "state")) {
+            Some(("STOPPED", _)) => PowerState::Stopped,
+            _ => PowerState::Running,
+        };
+        let ignore_changes: Vec<String> = match get(t, "ignore_changes") {
+            Some(Node {
+                value: Value::Array(a),
+                ..
+            }) => a
+                .iter()
+                .filter_map(|n| str_of(Some(n)).map(|(s, _)| s.to_string()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let boot_volume_size_in_gbs = match Self::field(t, defaults, "boot_volume_size_in_gbs") {
+            Some(Node {
+                value: Value::Int(n),
+                at,
+            }) => {
+                if !(50..=32768).contains(n) {
+                    self.problem(
+                        Problem::error(
+                            "invalid_value",
+                            format!(
+                                "`boot_volume_size_in_gbs` must be between 50 and 32768, not {n}"
+                            ),
+                        )
+                        .at(at, "out of range"),
+                    );
+                }
+                Some(*n as u64)
+            }
+            _ => None,
+        };
+        if self.problems.iter().filter(|p| p.is_error()).count() > before {
+            return None;
+        }
+        Some(InstanceSpec {
+            region: self.resource_region(t, defaults),
+            display_name: str_of(get(t, "display_name"))
+                .map(|(s, _)| s.to_string())
+                .unwrap_or_else(|| address.name.clone()),
+            address,
+            compartment: compartment?,
+            availability_domain: ad?.0,
+            fault_domain,
+            shape: shape?,
+            shape_config,
+            subnet: subnet?,
+            assign_public_ip: bool_of(Self::field(t, defaults, "assign_public_ip")),
+            source: source?,
+            boot_volume_size_in_gbs,
+            metadata,
+            freeform_tags,
+            defined_tags,
+            state,
+            preserve_boot_volume: bool_of(Self::field(t, defaults, "preserve_boot_volume"))
+                .unwrap_or(false),
+            ignore_changes,
+            prevent_destroy: bool_of(get(t, "prevent_destroy")).unwrap_or(false),
+            create_before_destroy: bool_of(get(t, "create_before_destroy")).unwrap_or(false),
+        })
+    }
+
+    pub(super) fn instance_source(
+        &mut self,
+        address: &Address,
+        n: &Node,
+        refs: &mut Vec<(Address, Address, At)>,
+    ) -> Option<InstanceSource> {
+        let t = entries(n)?;
+        if t.len() != 1 {
+            self.problem(
+                Problem::error("invalid_source", format!("`{address}` `source` must have exactly one of `image`, `boot_volume`, `image_lookup`"))
+                    .at(&n.at, format!("{} given", t.len()))
+                    .help("keep one of them"),
+            );
+            return None;
+        }
+        if let Some((s, at)) = str_of(get(t, "image")) {
+            let r = self.reference(s, at, "source.image", ResourceKind::Image, &["image"])?;
+            if let Ref::Resource(a) = &r {
+                refs.push((address.clone(), a.clone(), at.clone()));
+            }
+            return Some(InstanceSource::Image(r));
+        }
+        if let Some((s, at)) = str_of(get(t, "boot_volume")) {
+            return self
+                .ocid(s, at, "source.boot_volume", &["bootvolume"])
+                .map(InstanceSource::BootVolume);
+        }
+        if let Some(l) = get(t, "image_lookup").and_then(entries) {
+            let os = str_of(get(l, "os")).map(|(s, _)| s.to_string());
+            let version = str_of(get(l, "version")).map(|(s, _)| s.to_string());
+            if os.is_none() || version.is_none() {
+                self.problem(
+                    Problem::error(
+                        "missing_field",
+                        "`source.image_lookup` needs `os` and `version`",
+                    )
+                    .at(&n.at, "incomplete lookup")
+                    .help("e.g. `image_lookup = { os = \"Oracle Linux\", version = \"9\" }`"),
+                );
+                return None;
+            }
+            return Some(InstanceSource::ImageLookup {
+                os: os?,
+                version: version?,
+                shape: str_of(get(l, "shape")).map(|(s, _)| s.to_string()),
+            });
+        }
+        None
+    }
+}

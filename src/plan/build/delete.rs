@@ -1,0 +1,177 @@
+//! Deletes, each after everything that stops depending on it: the previous object of a replaced
+//! image (create before destroy), resources in state the manifest no longer has (or all, for
+//! `kiln destroy`), and the deposed predecessors of earlier replacements.
+
+use serde_json::Value;
+
+use super::super::diff;
+use super::super::{Action, Change, Kind};
+use super::{BuildError, Graph, LiveRead};
+
+impl Graph<'_, '_> {
+    /// Replaced images: create before destroy. The old image is deleted by its own node, after
+    /// the replacement exists and everything launched from it has been replaced.
+    pub(super) fn replaced_images(&mut self) {
+        let inp = self.inp;
+        let replaced_images: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].change.action == Action::Replace
+                    && self.nodes[i].change.kind == Kind::Image
+            })
+            .collect();
+        for r in replaced_images {
+            let (address, old_id, etag) = (
+                self.nodes[r].change.address.clone(),
+                self.nodes[r].change.id.clone(),
+                self.nodes[r].change.etag.clone(),
+            );
+            let Some(old_id) = old_id else { continue };
+            let dependents: Vec<usize> = inp
+                .desired
+                .iter()
+                .filter(|d| d.depends_on.contains(&address))
+                .flat_map(|d| self.node_of.get(&d.address).cloned().unwrap_or_default())
+                .collect();
+            let i = self.push(Change {
+                address: address.clone(),
+                kind: Kind::Image,
+                region: None,
+                action: Action::Delete,
+                reason:
+                    "the previous image, once its replacement exists and its dependents moved to it"
+                        .into(),
+                attributes: Vec::new(),
+                id: Some(old_id),
+                etag,
+                request: None,
+                inputs: None,
+                depends_on: Vec::new(),
+                deposed: true,
+                observed: None,
+            });
+            self.nodes[i].after.push(r);
+            self.nodes[i].after.extend(dependents);
+        }
+    }
+
+    /// Resources in state that the manifest no longer has (or all, for destroy), and the deposed
+    /// predecessors of earlier replacements (whatever the manifest says: kiln owns them).
+    pub(super) fn deletes(&mut self) -> Result<(), BuildError> {
+        let inp = self.inp;
+        let doomed: Vec<_> = inp
+            .prior
+            .iter()
+            .flat_map(|(addr, p)| {
+                let own =
+                    p.id.clone()
+                        .filter(|_| inp.destroy || !self.by_addr.contains_key(addr.as_str()))
+                        .map(|id| (addr, p, id, false));
+                own.into_iter()
+                    .chain(p.deposed.iter().map(move |id| (addr, p, id.clone(), true)))
+            })
+            .collect();
+        let mut delete_nodes = Vec::new();
+        for (addr, p, id, deposed) in doomed {
+            let live = if inp.refreshed {
+                inp.live.get(&id)
+            } else {
+                None
+            };
+            if inp.refreshed && live.is_none_or(LiveRead::is_gone) {
+                continue; // already gone: nothing to do (the state entry is dropped by apply)
+            }
+            // `prevent_destroy` is the manifest's: removing it (or the resource) from the manifest
+            // lifts it.
+            if !deposed
+                && inp.destroy
+                && self
+                    .by_addr
+                    .get(addr.as_str())
+                    .is_some_and(|d| d.prevent_destroy)
+            {
+                return Err(BuildError::PreventDestroy {
+                    address: addr.clone(),
+                });
+            }
+            let kind = p.kind.unwrap_or(if addr.starts_with("image.") {
+                Kind::Image
+            } else {
+                Kind::Instance
+            });
+            let i = self.push(Change {
+                address: addr.clone(),
+                kind,
+                region: None,
+                action: Action::Delete,
+                reason: if deposed {
+                    format!("{id} was superseded by a replacement and is not destroyed yet")
+                } else if inp.destroy {
+                    "kiln destroy".into()
+                } else {
+                    "in state but no longer in the manifest".into()
+                },
+                attributes: Vec::new(),
+                id: Some(id.clone()),
+                etag: live.and_then(|l| l.etag.clone()),
+                request: None,
+                inputs: None,
+                depends_on: Vec::new(),
+                deposed,
+                observed: None,
+            });
+            if deposed {
+                // Create before destroy: a predecessor goes once its successor exists.
+                let successor: Vec<usize> = self.node_of[addr.as_str()]
+                    .iter()
+                    .copied()
+                    .filter(|&n| {
+                        matches!(
+                            self.nodes[n].change.action,
+                            Action::Create | Action::Replace
+                        )
+                    })
+                    .collect();
+                self.nodes[i].after.extend(successor);
+            }
+            delete_nodes.push((i, id));
+        }
+        // A delete waits for every node of the resources that used it: instances launched from a
+        // deleted image, images captured from a deleted instance.
+        for (i, id) in &delete_nodes {
+            let users: Vec<usize> = inp
+                .prior
+                .iter()
+                .filter(|(addr, p)| {
+                    p.id.as_deref() != Some(id.as_str())
+                        && (diff::at(&p.attributes, &["sourceDetails".into(), "imageId".into()])
+                            .as_str()
+                            == Some(id)
+                            || p.inputs.get("source_instance").and_then(Value::as_str) == Some(id))
+                        && self.node_of.contains_key(addr.as_str())
+                })
+                .flat_map(|(addr, _)| self.node_of[addr.as_str()].clone())
+                .filter(|n| n != i)
+                .collect();
+            self.nodes[*i].after.extend(users);
+        }
+        // Under destroy, dependents go first: an image is deleted after the instances launched from it.
+        if inp.destroy {
+            let snapshot: Vec<(usize, String)> = delete_nodes.clone();
+            for (i, id) in &snapshot {
+                for (j, _) in &snapshot {
+                    let addr_j = &self.nodes[*j].change.address;
+                    if let Some(pj) = inp.prior.get(addr_j) {
+                        let uses =
+                            diff::at(&pj.attributes, &["sourceDetails".into(), "imageId".into()])
+                                .as_str()
+                                == Some(id);
+                        if uses && i != j {
+                            self.nodes[*i].after.push(*j);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

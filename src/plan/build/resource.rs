@@ -1,0 +1,263 @@
+//! One desired resource's nodes, decided in order: create (not in state, never created, or gone
+//! from OCI); replace (an attribute that cannot change in place differs, or `--replace`); move and
+//! update; start or stop after them; and its drift (state vs live, for what the manifest manages).
+
+use serde_json::Value;
+
+use super::super::desired::{DesiredResource, DesiredValue, Power};
+use super::super::diff::{self, Resolved};
+use super::super::{Action, AttrChange, AttrClass, Change, Drift, Kind};
+use super::{instance_running, BuildError, Graph, LiveRead};
+
+impl Graph<'_, '_> {
+    /// Decide `d`'s nodes (in dependency order, so a reference to a resource this plan creates or
+    /// replaces is "known after apply").
+    pub(super) fn resource(&mut self, d: &DesiredResource) -> Result<(), BuildError> {
+        let inp = self.inp;
+        let empty = LiveRead {
+            body: Value::Null,
+            etag: None,
+        };
+        let prior = inp.prior.get(&d.address);
+        let id = prior.and_then(|p| p.id.clone());
+        let state_read;
+        let live: Option<&LiveRead> = if inp.refreshed {
+            self.live_of(&d.address)
+        } else {
+            state_read = prior.map(|p| LiveRead {
+                body: p.attributes.clone(),
+                etag: None,
+            });
+            state_read.as_ref()
+        };
+        let resolve = |addr: &str| -> Resolved {
+            if self.recreated.contains_key(addr) {
+                return Resolved::AfterApply(addr.to_string());
+            }
+            match inp.prior.get(addr).and_then(|p| p.id.clone()) {
+                Some(id) => Resolved::Known(Value::String(id)),
+                None => Resolved::AfterApply(addr.to_string()),
+            }
+        };
+        let base = Change {
+            address: d.address.clone(),
+            kind: d.kind,
+            region: d.region.clone(),
+            action: Action::Create,
+            reason: String::new(),
+            attributes: Vec::new(),
+            id: id.clone(),
+            etag: live.and_then(|l| l.etag.clone()),
+            request: None,
+            inputs: None,
+            depends_on: Vec::new(),
+            deposed: false,
+            observed: None,
+        };
+
+        // 1. create
+        let gone = id.is_some() && live.is_none_or(LiveRead::is_gone);
+        if id.is_none() || gone {
+            if gone {
+                self.drift.push(Drift {
+                    address: d.address.clone(),
+                    attributes: Vec::new(),
+                    gone: Some(match live {
+                        Some(l) => format!(
+                            "{} is {} in OCI",
+                            id.as_deref().unwrap_or(""),
+                            l.lifecycle()
+                        ),
+                        None => format!("{} was not found in OCI", id.as_deref().unwrap_or("")),
+                    }),
+                });
+            }
+            let attrs = d
+                .attrs
+                .iter()
+                .filter(|a| a.class != AttrClass::Power)
+                .map(|a| AttrChange {
+                    path: a.path.clone(),
+                    before: Value::Null,
+                    after: match &a.value {
+                        DesiredValue::Known(v) => v.clone(),
+                        DesiredValue::IdOf(addr) => match resolve(addr) {
+                            Resolved::Known(v) => v,
+                            Resolved::AfterApply(a) => {
+                                Value::String(format!("(id of {a}, known after apply)"))
+                            }
+                        },
+                    },
+                    forces_replacement: false,
+                    why: None,
+                })
+                .collect();
+            let reason = if gone {
+                "gone from OCI: it is created again".to_string()
+            } else if prior.is_some_and(|p| p.pending_create) {
+                "an earlier create did not finish: it is resumed with the same retry token"
+                    .to_string()
+            } else {
+                "not in state".to_string()
+            };
+            let i = self.push(Change {
+                action: Action::Create,
+                reason,
+                attributes: attrs,
+                id: None,
+                etag: None,
+                request: Some(d.create_body.clone()),
+                inputs: Some(d.input_values()),
+                ..base
+            });
+            self.recreated.insert(d.address.clone(), Action::Create);
+            if d.power == Some(Power::Stopped) {
+                let s = self.push(Change {
+                    address: d.address.clone(),
+                    kind: d.kind,
+                    region: d.region.clone(),
+                    action: Action::Stop,
+                    reason: "desired state is STOPPED".into(),
+                    attributes: Vec::new(),
+                    id: None,
+                    etag: None,
+                    request: None,
+                    inputs: None,
+                    depends_on: Vec::new(),
+                    deposed: false,
+                    observed: None,
+                });
+                self.nodes[s].after.push(i);
+            }
+            return Ok(());
+        }
+        let live = live.unwrap_or(&empty);
+        let prior = prior.expect("an id comes from state");
+
+        // 5. drift (reported even when the plan also fixes it)
+        if inp.refreshed {
+            let changed = diff::drift(d, &prior.attributes, &live.body);
+            if !changed.is_empty() {
+                self.drift.push(Drift {
+                    address: d.address.clone(),
+                    attributes: changed,
+                    gone: None,
+                });
+            }
+        }
+
+        // 2.-3. attribute changes
+        let mut diffs = diff::diff(d, &live.body, &prior.inputs, &resolve);
+        // A resource lives in one region: another region is another resource.
+        let wanted_region = d.region.as_deref().or(inp.default_region);
+        let region_now = id.as_deref().and_then(crate::region::from_ocid);
+        if let (Some(want), Some(now)) = (wanted_region, region_now) {
+            if want != now {
+                diffs.push(diff::AttrDiff {
+                    change: AttrChange {
+                        path: "region".into(),
+                        before: Value::String(now.into()),
+                        after: Value::String(want.into()),
+                        forces_replacement: true,
+                        why: Some("a resource cannot move to another region".into()),
+                    },
+                    class: AttrClass::Replace,
+                });
+            }
+        }
+        let forced = inp.force_replace.contains(&d.address);
+        let replace: Vec<_> = diffs
+            .iter()
+            .filter(|x| x.class == AttrClass::Replace)
+            .collect();
+        if !replace.is_empty() || forced {
+            let mut reason: Vec<String> = replace
+                .iter()
+                .map(|x| format!("`{}` cannot change in place", x.change.path))
+                .collect();
+            if forced {
+                reason.insert(0, "forced with `--replace`".into());
+            }
+            if d.prevent_destroy {
+                return Err(BuildError::PreventDestroy {
+                    address: d.address.clone(),
+                });
+            }
+            self.push(Change {
+                action: Action::Replace,
+                reason: reason.join("; "),
+                attributes: diffs.iter().map(|x| x.change.clone()).collect(),
+                request: Some(d.create_body.clone()),
+                inputs: Some(d.input_values()),
+                ..base.clone()
+            });
+            self.recreated.insert(d.address.clone(), Action::Replace);
+            if d.power == Some(Power::Stopped) {
+                let r = self.nodes.len() - 1;
+                let s = self.push(Change {
+                    action: Action::Stop,
+                    reason: "desired state is STOPPED".into(),
+                    attributes: Vec::new(),
+                    id: None,
+                    etag: None,
+                    ..base.clone()
+                });
+                self.nodes[s].after.push(r);
+            }
+            return Ok(());
+        }
+        let mut own = Vec::new();
+        let moves: Vec<_> = diffs
+            .iter()
+            .filter(|x| x.class == AttrClass::Move)
+            .map(|x| x.change.clone())
+            .collect();
+        if !moves.is_empty() {
+            own.push(self.push(Change {
+                action: Action::Move,
+                reason: "the compartment changed".into(),
+                attributes: moves,
+                request: Some(serde_json::json!({ "compartmentId": d.compartment })),
+                ..base.clone()
+            }));
+        }
+        let updates: Vec<_> = diffs
+            .iter()
+            .filter(|x| x.class == AttrClass::Update)
+            .map(|x| x.change.clone())
+            .collect();
+        if !updates.is_empty() {
+            let names: Vec<_> = updates.iter().map(|u| format!("`{}`", u.path)).collect();
+            let i = self.push(Change {
+                action: Action::Update,
+                reason: format!("{} changed", names.join(", ")),
+                attributes: updates,
+                request: Some(diff::update_body(d, &live.body, &diffs)),
+                ..base.clone()
+            });
+            self.nodes[i].after.extend(own.iter().copied());
+            own.push(i);
+        }
+
+        // 4. power
+        if d.kind == Kind::Instance {
+            let running = instance_running(live);
+            let action = match d.power {
+                Some(Power::Running) if !running => {
+                    Some((Action::Start, "desired state is RUNNING"))
+                }
+                Some(Power::Stopped) if running => Some((Action::Stop, "desired state is STOPPED")),
+                _ => None,
+            };
+            if let Some((action, reason)) = action {
+                let i = self.push(Change {
+                    action,
+                    reason: reason.into(),
+                    ..base.clone()
+                });
+                self.nodes[i].after.extend(own.iter().copied());
+            }
+        }
+        Ok(())
+    }
+}
