@@ -27,6 +27,7 @@
 //! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
 //! | [`dag`] | a leaf `manifest` (reference cycles) and `plan` (the action DAG) share: a petgraph wrapper with sorted `Display` and DOT | — |
 //! | [`region`] | a leaf `manifest` (validation), `oci` (endpoints) and `plan` share: region ids, 3-letter codes, realms, endpoints, the region of an OCID | — |
+//! | [`raw_json`] | a leaf `state`, `plan` and `apply` share: a resource's JSON kept as compact text, parsed when read (a tenth of the memory of a value) | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
 //! | [`env_name`] | a leaf `manifest` and `state` use: what an environment name may be (it becomes a file name) | — |
 //! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
@@ -47,6 +48,7 @@ pub mod manifest;
 pub mod oci;
 pub mod output;
 pub mod plan;
+pub mod raw_json;
 pub mod region;
 pub mod small_file;
 pub mod state;

@@ -219,7 +219,7 @@ impl Ctx {
                 r.and_then(|r| r.id.clone()),
                 r.and_then(|r| r.etag.clone()),
                 r.filter(|r| !r.attributes.is_null())
-                    .map(|r| crate::plan::observed_digest(&r.attributes)),
+                    .map(|r| crate::plan::observed_digest(&r.attributes.parse())),
             )
         };
         let id = match (etag, id) {
@@ -276,7 +276,7 @@ impl Ctx {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             r.etag = etag;
-            r.attributes = body;
+            r.attributes = body.into();
             if let Some(i) = inputs {
                 r.inputs = i;
             }

@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::manifest::Manifest;
 use crate::oci::compute::{ListImages, ListInstances};
 use crate::oci::{Clients, OciError};
-use crate::state::{ResourceKind, State};
+use crate::state::{RawJson, ResourceKind, State};
 
 use super::build::{self, Inputs, LiveRead, Prior};
 use super::desired::DesiredResource;
@@ -125,9 +125,7 @@ async fn read_live(
         let Some(id) = &p.id else { continue };
         let compartment = p
             .attributes
-            .get("compartmentId")
-            .and_then(Value::as_str)
-            .map(str::to_string)
+            .top_str("compartmentId")
             .or_else(|| by_addr.get(addr.as_str()).map(|d| d.compartment.clone()))
             .unwrap_or_default();
         match p.kind {
@@ -159,8 +157,7 @@ async fn read_live(
     let mut live = HashMap::new();
     for inst in lists.into_iter().flatten() {
         if instance_ids.contains_key(&inst.id) {
-            let body = serde_json::to_value(&inst).expect("instances serialise");
-            live.insert(inst.id.clone(), LiveRead { body, etag: None });
+            live.insert(inst.id.clone(), LiveRead::new(RawJson::of(&inst), None));
         }
     }
     // Instances not listed where state said (moved out of band): one Get each; 404 = gone.
@@ -201,14 +198,14 @@ async fn get_live(clients: &Clients, id: &str, kind: Kind) -> Result<Option<Live
             Kind::Instance => client
                 .get_instance(id)
                 .await
-                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
+                .map(|r| (RawJson::of(&r.body), r.etag)),
             Kind::Image => client
                 .get_image(id)
                 .await
-                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
+                .map(|r| (RawJson::of(&r.body), r.etag)),
         };
         match r {
-            Ok((body, etag)) => return Ok(Some(LiveRead { body, etag })),
+            Ok((body, etag)) => return Ok(Some(LiveRead::new(body, etag))),
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         }
@@ -360,7 +357,7 @@ fn apply_moves(
 fn fill_observed(changes: &mut [super::Change], live: &HashMap<String, LiveRead>) {
     for c in changes.iter_mut().filter(|c| c.action != Action::Create) {
         if let Some(read) = c.id.as_ref().and_then(|id| live.get(id)) {
-            c.observed = Some(super::observed_digest(&read.body));
+            c.observed = Some(super::observed_digest(&read.body.parse()));
         }
     }
 }

@@ -14,20 +14,14 @@ impl Graph<'_, '_> {
     /// replaces is "known after apply").
     pub(super) fn resource(&mut self, d: &DesiredResource) -> Result<(), BuildError> {
         let inp = self.inp;
-        let empty = LiveRead {
-            body: Value::Null,
-            etag: None,
-        };
+        let empty = LiveRead::new(Default::default(), None);
         let prior = inp.prior.get(&d.address);
         let id = prior.and_then(|p| p.id.clone());
         let state_read;
         let live: Option<&LiveRead> = if inp.refreshed {
             self.live_of(&d.address)
         } else {
-            state_read = prior.map(|p| LiveRead {
-                body: p.attributes.clone(),
-                etag: None,
-            });
+            state_read = prior.map(|p| LiveRead::new(p.attributes.clone(), None));
             state_read.as_ref()
         };
         let resolve = |addr: &str| -> Resolved {
@@ -133,10 +127,12 @@ impl Graph<'_, '_> {
         }
         let live = live.unwrap_or(&empty);
         let prior = prior.expect("an id comes from state");
+        // Parsed once here, for the comparisons below (the plan keeps the text).
+        let live_body = live.body.parse();
 
         // 5. drift (reported even when the plan also fixes it)
         if inp.refreshed {
-            let changed = diff::drift(d, &prior.attributes, &live.body);
+            let changed = diff::drift(d, &prior.attributes.parse(), &live_body);
             if !changed.is_empty() {
                 self.drift.push(Drift {
                     address: d.address.clone(),
@@ -147,7 +143,7 @@ impl Graph<'_, '_> {
         }
 
         // 2.-3. attribute changes
-        let mut diffs = diff::diff(d, &live.body, &prior.inputs, &resolve);
+        let mut diffs = diff::diff(d, &live_body, &prior.inputs, &resolve);
         // A resource lives in one region: another region is another resource.
         let wanted_region = d.region.as_deref().or(inp.default_region);
         let region_now = id.as_deref().and_then(crate::region::from_ocid);
@@ -232,7 +228,7 @@ impl Graph<'_, '_> {
                 action: Action::Update,
                 reason: format!("{} changed", names.join(", ")),
                 attributes: updates,
-                request: Some(diff::update_body(d, &live.body, &diffs)),
+                request: Some(diff::update_body(d, &live_body, &diffs)),
                 ..base.clone()
             });
             self.nodes[i].after.extend(own.iter().copied());
