@@ -46,6 +46,57 @@ impl RawJson {
         serde_json::from_str(&self.0).expect("RawJson holds valid JSON")
     }
 
+    /// The document as a value with only the top-level fields `keys` (the rest skipped unparsed);
+    /// a document that is not an object is parsed whole.
+    pub fn parse_keys(&self, keys: &[&str]) -> Value {
+        struct Keys<'k>(&'k [&'k str]);
+        impl<'de> Visitor<'de> for Keys<'_> {
+            type Value = Option<serde_json::Map<String, Value>>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if self.0.contains(&k.as_ref()) {
+                        let v = m.next_value::<Value>()?;
+                        out.insert(k.into_owned(), v);
+                    } else {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Some(out))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+        }
+        let mut d = serde_json::Deserializer::from_str(&self.0);
+        match d.deserialize_any(Keys(keys)) {
+            Ok(Some(m)) => Value::Object(m),
+            _ => self.parse(),
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         &*self.0 == "null"
     }
@@ -182,6 +233,8 @@ mod tests {
         assert_eq!(r.top_str("n"), None);
         assert_eq!(r.top_str("s"), None);
         assert_eq!(r.top_str("missing"), None);
+        assert_eq!(r.parse_keys(&["s", "id", "nope"]), json!({"id": "a", "s": 3}));
+        assert_eq!(RawJson::null().parse_keys(&["a"]), Value::Null);
         let nested =
             RawJson::from_value(&json!({"a": [1], "sourceDetails": {"x": {}, "imageId": "i"}}));
         assert_eq!(

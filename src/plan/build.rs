@@ -375,7 +375,7 @@ mod tests {
             prevent_destroy: false,
             create_before_destroy: false,
             preserve_boot_volume: false,
-            create_body: Value::Null,
+            create_body: Default::default(),
         }
     }
 
@@ -401,7 +401,7 @@ mod tests {
             prevent_destroy: false,
             create_before_destroy: false,
             preserve_boot_volume: false,
-            create_body: Value::Null,
+            create_body: Default::default(),
         }
     }
 

@@ -140,26 +140,42 @@ async fn read_live(
         .filter(|(_, c)| !c.is_empty())
         .map(|(id, c)| (crate::region::from_ocid(id), c.clone()))
         .collect();
-    let lists: Vec<Vec<crate::oci::models::Instance>> = stream::iter(pairs)
+    // Each page is kept as compact text as it arrives (only the state's instances), so no more
+    // than the pages in flight are ever held parsed.
+    let instance_ids = &instance_ids;
+    let lists: Vec<Vec<(String, LiveRead)>> = stream::iter(pairs)
         .map(|(region, c)| async move {
-            clients
-                .for_region(region)?
-                .list_instances(&ListInstances {
-                    compartment_id: c,
-                    limit: Some(1000),
-                    ..Default::default()
-                })
-                .await
+            let client = clients.for_region(region)?;
+            let req = ListInstances {
+                compartment_id: c,
+                limit: Some(1000),
+                ..Default::default()
+            };
+            let mut kept = Vec::new();
+            let mut page: Option<String> = None;
+            loop {
+                let r = client.list_instances_page_raw(&req, page.as_deref()).await?;
+                let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&r.body)
+                    .map_err(|e| OciError::decode("ListInstances", e))?;
+                for raw in items {
+                    // Read as the model (what the state records is in its form), one at a time.
+                    let inst: crate::oci::models::Instance = serde_json::from_str(raw.get())
+                        .map_err(|e| OciError::decode("ListInstances", e))?;
+                    if instance_ids.contains_key(&inst.id) {
+                        kept.push((inst.id.clone(), LiveRead::new(RawJson::of(&inst), None)));
+                    }
+                }
+                match r.opc_next_page {
+                    Some(p) => page = Some(p),
+                    None => break,
+                }
+            }
+            Ok::<_, OciError>(kept)
         })
         .buffer_unordered(parallelism.max(1))
         .try_collect()
         .await?;
-    let mut live = HashMap::new();
-    for inst in lists.into_iter().flatten() {
-        if instance_ids.contains_key(&inst.id) {
-            live.insert(inst.id.clone(), LiveRead::new(RawJson::of(&inst), None));
-        }
-    }
+    let mut live: HashMap<String, LiveRead> = lists.into_iter().flatten().collect();
     // Instances not listed where state said (moved out of band): one Get each; 404 = gone.
     let missing: Vec<String> = instance_ids
         .keys()

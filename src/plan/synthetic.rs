@@ -135,7 +135,7 @@ pub fn instances(n: usize) -> Synthetic {
             prevent_destroy: false,
             create_before_destroy: false,
             preserve_boot_volume: false,
-            create_body: Value::Null,
+            create_body: Default::default(),
         });
     }
     Synthetic {
