@@ -140,7 +140,10 @@ pub fn setup_from_env() {
     }
     #[cfg(not(feature = "failpoints"))]
     if std::env::var_os("FAILPOINTS").is_some() {
-        eprintln!("warning: FAILPOINTS is set, but this kiln was built without the `failpoints` feature: it is ignored");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"warning: FAILPOINTS is set, but this kiln was built without the `failpoints` feature: it is ignored\n",
+        );
     }
 }
 

@@ -12,7 +12,7 @@
 //!                                                        │ render (text / JSON / saved file)
 //!                                                        ▼
 //!                                   apply::execute (tokio, bounded parallelism, If-Match,
-//!                                   opc-retry-token, waiters) ── commits state after every action
+//!                                   opc-retry-token, waiters) ── saves state after every action
 //! ```
 //!
 //! | module | owns | reads / writes on disk |
@@ -24,7 +24,7 @@
 //! | [`oci`] | config file, keys, request signer, the four auth methods (API key, session token, resource and instance principals) and renewing their tokens, proxies and CA bundle, HTTP with retries, typed Compute API, the Object Storage subset, a client per region | reads `~/.oci/config`, key, token and CA files; writes a refreshed `security_token_file` |
 //! | [`emulator`] | an OCI API server on hyper (Compute, boot volumes, the networking and identity Compute users touch, work requests, an Object Storage subset, the auth service's federation and session refresh), strict about every field, with signatures and security tokens, etags, retry tokens, lifecycles, keyset pages, faults; one file per resource family | reads an OCI config for trusted keys; `--data` file |
 //! | [`output`] | what `kiln output` prints: ids, IPs, hostnames, sizes, as text, JSON or one bare value — a view of the state, no network | reads the state (through [`state`]) |
-//! | [`cli`] | one thin file per subcommand, calling into the stages above | — |
+//! | [`cli`] | one thin file per subcommand, calling into the stages above; the flags several share defined once (`args`); one door for printing that takes a closed pipe quietly and colours only a terminal (`out`) | — |
 //! | [`dag`] | a leaf `manifest` (reference cycles) and `plan` (the action DAG) share: a petgraph wrapper with sorted `Display` and DOT | — |
 //! | [`region`] | a leaf `manifest` (validation), `oci` (endpoints) and `plan` share: region ids, 3-letter codes, realms, endpoints, the region of an OCID | — |
 //! | [`raw_json`] | a leaf `state`, `plan` and `apply` share: a resource's JSON kept as compact text, parsed when read (a tenth of the memory of a value) | — |

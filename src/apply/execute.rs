@@ -303,7 +303,12 @@ pub async fn apply(
             let l = label(c);
             ctx.progress.started(&l);
             let t = Timer::start();
-            let r = ctx.run(c).await;
+            // The progress line says why the action waits when a request of it is retried.
+            let observer: crate::oci::client::RetryObserver = {
+                let (progress, l) = (ctx.progress.clone(), l.clone());
+                Arc::new(move |n| progress.step(&l, &n.to_string()))
+            };
+            let r = crate::oci::client::observe_retries(observer, ctx.run(c)).await;
             match &r {
                 Ok(()) => ctx.progress.finished(&l, t.elapsed(), Ok(())),
                 Err(e) => ctx.progress.finished(&l, t.elapsed(), Err(&e.to_string())),
@@ -331,6 +336,8 @@ pub async fn apply(
     for (i, o) in outcomes.into_iter().enumerate() {
         let c = &plan.changes[i];
         match o {
+            // Counted as the plan counted it (a replaced image's predecessor is the replacement's).
+            Outcome::Done if !crate::plan::counted_alone(c, &plan.changes) => {}
             Outcome::Done => *counts.entry(c.action).or_default() += 1,
             Outcome::Failed(e) => report.failed.push((label(c), e)),
             Outcome::Skipped { failed } => report

@@ -1,5 +1,10 @@
-//! Progress of an apply: on a terminal, one live line per running resource (action, elapsed) with
-//! indicatif; otherwise plain timestamped lines. Never prints request bodies or credentials.
+//! Progress of an apply: on a terminal, one live line per running resource (action, what it waits
+//! for, elapsed) with indicatif; otherwise plain timestamped lines. Never prints request bodies or
+//! credentials.
+//!
+//! While the live lines are up, the terminal does not echo control characters: indicatif pads its
+//! last line to the terminal's width, so the `^C` a terminal echoes for Ctrl-C would wrap onto a
+//! line of its own and leave a frozen copy of the spinners above the interruption notice.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -13,6 +18,7 @@ pub enum Progress {
     Live {
         bars: MultiProgress,
         lines: Mutex<Vec<(String, ProgressBar)>>,
+        echo: EchoGuard,
     },
     /// Timestamped lines, for CI logs and pipes.
     Plain { out: Mutex<Box<dyn Write + Send>> },
@@ -25,14 +31,19 @@ impl Progress {
     pub fn for_stderr() -> Progress {
         use std::io::IsTerminal;
         if std::io::stderr().is_terminal() {
-            Progress::Live {
-                bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                lines: Mutex::new(Vec::new()),
-            }
+            Progress::live(ProgressDrawTarget::stderr(), EchoGuard::quiet_stderr())
         } else {
             Progress::Plain {
                 out: Mutex::new(Box::new(std::io::stderr())),
             }
+        }
+    }
+
+    fn live(target: ProgressDrawTarget, echo: EchoGuard) -> Progress {
+        Progress::Live {
+            bars: MultiProgress::with_draw_target(target),
+            lines: Mutex::new(Vec::new()),
+            echo,
         }
     }
 
@@ -49,7 +60,7 @@ impl Progress {
     /// A node started: `label` is e.g. `create instance.web`.
     pub fn started(&self, label: &str) {
         match self {
-            Progress::Live { bars, lines } => {
+            Progress::Live { bars, lines, .. } => {
                 let bar = bars.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
@@ -104,7 +115,7 @@ impl Progress {
             Err(e) => format!("{label}: FAILED after {}: {e}", human(elapsed)),
         };
         match self {
-            Progress::Live { bars, lines } => {
+            Progress::Live { bars, lines, .. } => {
                 let mut lines = lines.lock().expect("progress lock");
                 if let Some(i) = lines.iter().position(|(l, _)| l == label) {
                     let (_, bar) = lines.remove(i);
@@ -125,6 +136,19 @@ impl Progress {
         }
     }
 
+    /// Take the live lines off the screen and give the terminal back as it was (before kiln
+    /// exits at once, after a second Ctrl-C). Plain lines stay.
+    pub fn clear(&self) {
+        if let Progress::Live { bars, lines, echo } = self {
+            for (_, bar) in lines.lock().expect("progress lock").drain(..) {
+                bar.finish_and_clear();
+                bars.remove(&bar);
+            }
+            let _ = bars.clear();
+            echo.restore();
+        }
+    }
+
     /// A free-form line (e.g. the Ctrl-C notice).
     pub fn note(&self, text: &str) {
         match self {
@@ -140,6 +164,54 @@ impl Progress {
             }
             Progress::Silent => {}
         }
+    }
+}
+
+/// The terminal's echo of control characters (`^C`), off while the live lines are up and back
+/// when dropped or [`EchoGuard::restore`]d.
+pub struct EchoGuard {
+    #[cfg(unix)]
+    saved: Mutex<Option<libc::termios>>,
+}
+
+impl EchoGuard {
+    /// Turn off `ECHOCTL` on the terminal stderr is (when it is one).
+    fn quiet_stderr() -> EchoGuard {
+        #[cfg(unix)]
+        {
+            // SAFETY: tcgetattr/tcsetattr on fd 2 with a termios this function owns.
+            let saved = unsafe {
+                let mut t: libc::termios = std::mem::zeroed();
+                if libc::tcgetattr(2, &mut t) == 0 && t.c_lflag & libc::ECHOCTL != 0 {
+                    let mut quiet = t;
+                    quiet.c_lflag &= !libc::ECHOCTL;
+                    (libc::tcsetattr(2, libc::TCSANOW, &quiet) == 0).then_some(t)
+                } else {
+                    None
+                }
+            };
+            EchoGuard {
+                saved: Mutex::new(saved),
+            }
+        }
+        #[cfg(not(unix))]
+        EchoGuard {}
+    }
+
+    fn restore(&self) {
+        #[cfg(unix)]
+        if let Some(t) = self.saved.lock().expect("echo lock").take() {
+            // SAFETY: restores the termios read from fd 2 by `quiet_stderr`.
+            unsafe {
+                libc::tcsetattr(2, libc::TCSANOW, &t);
+            }
+        }
+    }
+}
+
+impl Drop for EchoGuard {
+    fn drop(&mut self) {
+        self.restore();
     }
 }
 

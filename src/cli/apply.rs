@@ -1,6 +1,6 @@
 //! `kiln apply [PATH]` and `kiln destroy [DIR]`: plan (or load a saved plan), confirm, execute.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,69 +17,70 @@ use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
 use crate::state::{LockInfo, State};
 
-use super::session::{self, Common};
+use super::args::{manifest_dir, parse_duration, Common, Dir, LockWait, Parallelism, Verbosity};
+use super::out;
+use super::session;
 use super::signals::{Interrupts, INTERRUPTED};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A manifest directory (plan, show, confirm, apply) or a plan file saved by `kiln plan --out`.
-    #[arg(default_value = ".")]
+    /// Manifest directory (plan, show, confirm, apply), or a plan file saved by `kiln plan --out`
+    #[arg(value_name = "DIR|PLANFILE", default_value = ".")]
     pub path: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub lock: LockWait,
+    #[command(flatten)]
+    pub parallelism: Parallelism,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Replace this resource even if nothing changed; repeatable
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
     /// Write what OCI says into the state (accepting drift, dropping what is gone) and change
-    /// nothing in OCI.
+    /// nothing in OCI
     #[arg(long, conflicts_with = "replace")]
     pub refresh_only: bool,
     #[command(flatten)]
-    pub opts: ApplyArgs,
+    pub verbosity: Verbosity,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DestroyArgs {
-    /// Manifest directory.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
     #[command(flatten)]
-    pub opts: ApplyArgs,
+    pub dir: Dir,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub lock: LockWait,
+    #[command(flatten)]
+    pub parallelism: Parallelism,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
+/// What apply and destroy share.
 #[derive(Clone, Debug, clap::Args)]
-pub struct ApplyArgs {
-    /// Do not ask for confirmation.
+pub struct RunArgs {
+    /// Do not ask for confirmation
     #[arg(long)]
     pub auto_approve: bool,
-    #[arg(long)]
-    pub env: Option<String>,
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    #[arg(long, default_value = "0s", value_parser = session::parse_duration)]
-    pub lock_timeout: std::time::Duration,
-    #[arg(long, value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// How to authenticate: api_key, security_token, resource_principal or instance_principal
-    /// (default: `OCI_CLI_AUTH`, then the manifest's `auth`, then the profile's).
-    #[arg(long, value_name = "METHOD", value_parser = session::parse_auth)]
-    pub auth: Option<crate::oci::auth::AuthMethod>,
-    /// Actions run at once (default 10).
-    #[arg(long)]
-    pub parallelism: Option<usize>,
     /// Only this resource (and what it depends on; for destroy, what depends on it); a fleet
-    /// name means all its members; repeatable.
+    /// name means all its members; repeatable
     #[arg(long = "target", value_name = "ADDR")]
     pub targets: Vec<String>,
     /// Everything except this resource (and what depends on it; for destroy, what it depends
-    /// on); a fleet name means all its members; repeatable.
+    /// on); a fleet name means all its members; repeatable
     #[arg(long = "exclude", value_name = "ADDR")]
     pub excludes: Vec<String>,
-    /// Replace this resource even if nothing changed; repeatable.
-    #[arg(long = "replace", value_name = "ADDR")]
-    pub replace: Vec<String>,
-    /// Wait at most this long for an instance state (default 20m).
-    #[arg(long, default_value = "20m", value_parser = session::parse_duration)]
+    /// Wait at most this long for an instance to reach a state
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
     pub instance_timeout: std::time::Duration,
-    /// Wait at most this long for an image to become AVAILABLE (default 2h).
-    #[arg(long, default_value = "2h", value_parser = session::parse_duration)]
+    /// Wait at most this long for an image to become AVAILABLE
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
     pub image_timeout: std::time::Duration,
     /// How waits read what they wait for: `list` — the waits of one compartment share one
     /// listing per poll round (a lone wait reads with a Get); `get` — every wait reads its
@@ -105,19 +106,14 @@ impl From<WaitReadsArg> for WaitReads {
     }
 }
 
-impl ApplyArgs {
-    fn common(&self, dir: PathBuf) -> Common {
-        Common {
-            dir,
-            env: self.env.clone(),
-            state_dir: self.state_dir.clone(),
-            lock_timeout: self.lock_timeout,
-            config_file: self.config_file.clone(),
-            profile: self.profile.clone(),
-            auth: self.auth,
-            parallelism: self.parallelism,
-        }
-    }
+/// One run's settings, whichever command it came from.
+struct Run<'a> {
+    dir: PathBuf,
+    common: Common,
+    lock: &'a LockWait,
+    parallelism: Option<usize>,
+    run: &'a RunArgs,
+    replace: &'a [String],
 }
 
 /// Ask for `yes` on the terminal. The question is read on a thread of its own, so an interrupt
@@ -132,8 +128,9 @@ async fn confirm(what: &str, auto_approve: bool, stop: &StopFlag) -> miette::Res
             "refusing to {what} without confirmation: standard input is not a terminal"
         ));
     }
-    print!("\nDo you want to {what}? Only `yes` is accepted: ");
-    std::io::stdout().flush().into_diagnostic()?;
+    out::print(&format!(
+        "\nDo you want to {what}? Only `yes` is accepted: "
+    ))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -147,7 +144,9 @@ async fn confirm(what: &str, auto_approve: bool, stop: &StopFlag) -> miette::Res
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    if args.path.is_file() {
+    let mut common = args.common.clone();
+    // A file: a saved plan (a manifest file gets told to pass its directory).
+    if args.path.is_file() && args.path.extension().is_none_or(|e| e != "toml") {
         if args.refresh_only {
             return Err(miette!(
                 help = "save a refresh-only plan with `kiln plan --refresh-only --out FILE`",
@@ -155,30 +154,46 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             ));
         }
         let saved = SavedPlan::read(&args.path)?;
-        let mut opts = args.opts.clone();
-        if opts.env.is_none() && saved.plan.env != "default" {
-            opts.env = Some(saved.plan.env.clone());
+        if common.env.env.is_none() && saved.plan.env != "default" {
+            common.env.env = Some(saved.plan.env.clone());
         }
-        return execute_cmd(
-            opts.common(saved.manifest_dir.clone()),
-            &opts,
-            Mode::Saved(Box::new(saved.plan)),
-        );
+        let run = Run {
+            dir: saved.manifest_dir.clone(),
+            common,
+            lock: &args.lock,
+            parallelism: args.parallelism.parallelism,
+            run: &args.run,
+            replace: &args.replace,
+        };
+        return execute_cmd(run, Mode::Saved(Box::new(saved.plan)));
     }
+    manifest_dir(&args.path)?;
     let mode = if args.refresh_only {
         Mode::RefreshOnly
     } else {
         Mode::Apply
     };
-    execute_cmd(args.opts.common(args.path.clone()), &args.opts, mode)
+    let run = Run {
+        dir: args.path.clone(),
+        common,
+        lock: &args.lock,
+        parallelism: args.parallelism.parallelism,
+        run: &args.run,
+        replace: &args.replace,
+    };
+    execute_cmd(run, mode)
 }
 
 pub fn destroy(args: DestroyArgs) -> miette::Result<ExitCode> {
-    execute_cmd(
-        args.opts.common(args.dir.clone()),
-        &args.opts,
-        Mode::Destroy,
-    )
+    let run = Run {
+        dir: args.dir.checked()?,
+        common: args.common.clone(),
+        lock: &args.lock,
+        parallelism: args.parallelism.parallelism,
+        run: &args.run,
+        replace: &[],
+    };
+    execute_cmd(run, Mode::Destroy)
 }
 
 enum Mode {
@@ -189,13 +204,14 @@ enum Mode {
     Saved(Box<Plan>),
 }
 
-fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<ExitCode> {
+fn execute_cmd(r: Run<'_>, mode: Mode) -> miette::Result<ExitCode> {
+    let opts = r.run;
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
         // Before the lock: no signal may find a lock it cannot release.
         let interrupts = Interrupts::install();
         let stop = interrupts.stop.clone();
-        let s = session::open(&common).await?;
+        let s = session::open(&r.dir, &r.common, r.parallelism).await?;
         let operation = if matches!(mode, Mode::Destroy) {
             "destroy"
         } else {
@@ -203,13 +219,13 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
         };
         let lock = s
             .store
-            .lock(LockInfo::new(operation), common.lock_timeout)
+            .lock(LockInfo::new(operation), r.lock.lock_timeout)
             .await?;
         interrupts.hold(&lock);
         let state = s.store.load().await?;
         let plan = match mode {
             Mode::Saved(plan) => {
-                SavedPlan::new(&common.dir, (*plan).clone()).check_state(
+                SavedPlan::new(&r.dir, (*plan).clone()).check_state(
                     state.as_ref().map(|s| s.lineage.as_str()),
                     state.as_ref().map(|s| s.serial).unwrap_or(0),
                 )?;
@@ -223,12 +239,12 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
                     excludes: opts.excludes.clone(),
                     refresh_only,
                     destroy: matches!(mode, Mode::Destroy),
-                    replace: opts.replace.iter().cloned().collect(),
+                    replace: r.replace.iter().cloned().collect(),
                     parallelism: s.parallelism,
                     endpoint: s.endpoint.clone(),
                 };
                 let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &popts).await?;
-                print!("{}", render::text(&plan, super::plan::style()));
+                out::print(&render::text(&plan, super::plan::style()))?;
                 if plan.is_noop() {
                     lock.release().await?;
                     return Ok(ExitCode::SUCCESS);
@@ -243,7 +259,7 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
                     || (refresh_only && !(plan.drift.is_empty() && plan.forget.is_empty()));
                 if ask && !confirm(what, opts.auto_approve, &stop).await? {
                     lock.release().await?;
-                    println!("\nApply cancelled.");
+                    out::println("\nApply cancelled.")?;
                     return Ok(if interrupts.interrupted() {
                         ExitCode::from(INTERRUPTED)
                     } else {
@@ -256,6 +272,7 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
         let state = state.unwrap_or_else(State::new);
         let progress = Arc::new(Progress::for_stderr());
         interrupts.report_to(progress.clone());
+        let shown = progress.clone();
         let aopts = ApplyOptions {
             parallelism: s.parallelism,
             timeouts: Timeouts {
@@ -277,16 +294,17 @@ fn execute_cmd(common: Common, opts: &ApplyArgs, mode: Mode) -> miette::Result<E
             progress,
         )
         .await;
+        shown.clear();
         for (label, e) in &report.failed {
-            eprintln!("\n✗ {label} failed:\n{e}");
+            out::eprintln(&format!("\n✗ {label} failed:\n{e}"));
         }
         for w in &report.warnings {
-            eprintln!("\nwarning: {w}");
+            out::eprintln(&format!("\nwarning: {w}"));
         }
         for (label, because) in &report.skipped {
-            eprintln!("- {label} skipped: `{because}` failed");
+            out::eprintln(&format!("- {label} skipped: `{because}` failed"));
         }
-        println!("\n{}", report.summary_line());
+        out::println(&format!("\n{}", report.summary_line()))?;
         Ok(if interrupts.interrupted() {
             ExitCode::from(INTERRUPTED)
         } else if report.ok() {

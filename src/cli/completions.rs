@@ -8,7 +8,10 @@ pub struct Args {
     pub shell: clap_complete::Shell,
 }
 
-pub fn run(args: Args, cmd: &mut clap::Command) -> ExitCode {
-    clap_complete::generate(args.shell, cmd, "kiln", &mut std::io::stdout());
-    ExitCode::SUCCESS
+pub fn run(args: Args, cmd: &mut clap::Command) -> miette::Result<ExitCode> {
+    // Generated in memory, then written through the door that takes a closed pipe quietly.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, cmd, "kiln", &mut script);
+    super::out::print(&String::from_utf8_lossy(&script))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -57,12 +57,14 @@ pub struct Args {
     #[arg(long = "compartment", value_name = "OCID")]
     pub compartments: Vec<String>,
     /// A CA certificate (PEM file) whose instance certificates may federate at `/v1/x509` for
-    /// instance principals (repeatable).
+    /// instance principals (repeatable)
     #[arg(long = "trust-instance-ca", value_name = "FILE")]
     pub instance_cas: Vec<PathBuf>,
-    /// Lifetime of the security tokens the emulator issues (federation, session refresh).
-    #[arg(long, default_value = "20m", value_parser = super::session::parse_duration)]
+    /// Lifetime of the security tokens the emulator issues (federation, session refresh)
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = super::args::parse_duration)]
     pub token_lifetime: Duration,
+    #[command(flatten)]
+    pub verbosity: super::args::Verbosity,
 }
 
 /// The API keys of `profiles` (DEFAULT when empty) in an OCI config file.
@@ -89,9 +91,10 @@ pub fn trusted_keys(
         .collect()
 }
 
-/// `verbose` (`kiln -v emulator`) logs every request: method, path, status, duration and
+/// `-v` (`kiln emulator -v`) logs every request: method, path, status, duration and
 /// opc-request-id, never a header's value.
-pub fn run(args: Args, verbose: u8) -> miette::Result<ExitCode> {
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let verbose = args.verbosity.verbose;
     if let Some(bad) = args
         .compartments
         .iter()
@@ -160,8 +163,8 @@ pub fn run(args: Args, verbose: u8) -> miette::Result<ExitCode> {
         for config in configs {
             running.push(emulator::start(config).await?);
         }
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
+        use std::fmt::Write;
+        let mut out = String::new();
         for r in &running {
             let f = r.fixtures();
             writeln!(out, "listening on {}", r.url()).into_diagnostic()?;
@@ -188,8 +191,7 @@ pub fn run(args: Args, verbose: u8) -> miette::Result<ExitCode> {
                 .into_diagnostic()?;
             }
         }
-        out.flush().into_diagnostic()?;
-        drop(out);
+        super::out::print(&out)?;
         tokio::signal::ctrl_c()
             .await
             .into_diagnostic()

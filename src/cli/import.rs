@@ -11,7 +11,9 @@ use crate::manifest::{Address, ResourceKind};
 use crate::plan::import::{instance_inputs, instance_table};
 use crate::state::{self, LockInfo, ResourceState};
 
-use super::session::{self, Common};
+use super::args::{Common, Dir, LockWait, Verbosity};
+use super::out;
+use super::session;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,7 +22,13 @@ pub struct Args {
     /// The instance's OCID.
     pub ocid: String,
     #[command(flatten)]
+    pub dir: Dir,
+    #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub lock: LockWait,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
     /// Print the table instead of writing kiln.toml and the state.
     #[arg(long)]
     pub dry_run: bool,
@@ -39,9 +47,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             "only instances can be imported so far"
         ));
     }
+    let dir = args.dir.checked()?;
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
-        let s = session::open(&args.common).await?;
+        let s = session::open(&dir, &args.common, None).await?;
         let client = s.clients.for_id(&args.ocid)?;
         let live = client.get_instance(&args.ocid).await?;
         if matches!(
@@ -74,17 +83,17 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             ));
         }
         let table = instance_table(&live.body, &primary.subnet_id);
-        let mut edit = ManifestEdit::open(&args.common.dir)?;
+        let mut edit = ManifestEdit::open(&dir)?;
         if !member {
             edit.add_resource("instance", &address.name, table)?;
         }
         if args.dry_run {
-            println!("{}", edit.to_text());
+            out::println(&edit.to_text())?;
             return Ok(ExitCode::SUCCESS);
         }
         let lock = s
             .store
-            .lock(LockInfo::new("import"), args.common.lock_timeout)
+            .lock(LockInfo::new("import"), args.lock.lock_timeout)
             .await?;
         let mut st = s.store.load().await?.unwrap_or_default();
         if st.resources.contains_key(&address.to_string()) {
@@ -118,19 +127,19 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         s.store.save(&lock, &mut st).await?;
         lock.release().await?;
         if member {
-            println!(
+            out::println(&format!(
                 "Imported {} as `{address}` (declared by `[instance.{}]`): recorded it in {}",
                 args.ocid,
                 address.fleet(),
                 s.store.describe()
-            );
+            ))?;
         } else {
-            println!(
+            out::println(&format!(
                 "Imported {} as `{address}`: added `[{address}]` to {} and recorded it in {}",
                 args.ocid,
-                args.common.dir.join("kiln.toml").display(),
+                dir.join("kiln.toml").display(),
                 s.store.describe()
-            );
+            ))?;
         }
         Ok(ExitCode::SUCCESS)
     })

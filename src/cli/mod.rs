@@ -1,15 +1,18 @@
 //! The command line: clap definitions and dispatch. One thin file per subcommand; each calls
-//! into the library and turns its result into output and an exit code.
+//! into the library and turns its result into output and an exit code. The arguments several
+//! subcommands share are defined once in `args`; everything printed goes through `out`.
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod apply;
+mod args;
 mod completions;
 mod emulator;
 mod graph;
 mod import;
+mod out;
 mod output;
 mod plan;
 mod schema;
@@ -22,10 +25,6 @@ mod validate;
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log every OCI request (method, path, status, duration, opc-request-id); repeat for more.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -42,7 +41,7 @@ pub enum Command {
     Import(import::Args),
     /// Print what the state knows of each resource (ids, IPs, hostnames), or one value.
     Output(output::Args),
-    /// Print the plan's dependency graph as Graphviz DOT.
+    /// Print the resource graph (with the planned actions) as Graphviz DOT.
     Graph(graph::Args),
     /// Inspect and edit the state.
     #[command(subcommand)]
@@ -59,10 +58,29 @@ pub enum Command {
     Completions(completions::Args),
 }
 
+impl Command {
+    /// `-v` given this many times (the commands that contact nothing have no `-v`).
+    fn verbose(&self) -> u8 {
+        match self {
+            Command::Plan(a) => a.verbosity.verbose,
+            Command::Apply(a) => a.verbosity.verbose,
+            Command::Destroy(a) => a.verbosity.verbose,
+            Command::Import(a) => a.verbosity.verbose,
+            Command::Output(a) => a.verbosity.verbose,
+            Command::Graph(a) => a.verbosity.verbose,
+            Command::State(c) => c.verbose(),
+            Command::ForceUnlock(a) => a.at.verbosity.verbose,
+            Command::Emulator(a) => a.verbosity.verbose,
+            Command::Validate(_) | Command::Schema | Command::Completions(_) => 0,
+        }
+    }
+}
+
 /// Entry point used by `src/main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let verbose = cli.command.verbose();
+    init_logging(verbose);
     crate::failpoint::setup_from_env();
     let result = match cli.command {
         Command::Plan(args) => plan::run(args),
@@ -75,13 +93,13 @@ pub fn main() -> ExitCode {
         Command::ForceUnlock(args) => state::force_unlock(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema => schema::run(),
-        Command::Emulator(args) => emulator::run(args, cli.verbose),
-        Command::Completions(args) => Ok(completions::run(args, &mut Cli::command())),
+        Command::Emulator(args) => emulator::run(args),
+        Command::Completions(args) => completions::run(args, &mut Cli::command()),
     };
     match result {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            out::report(&report);
             ExitCode::FAILURE
         }
     }
@@ -101,6 +119,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(out::stderr_colour())
         .with_target(false)
         .try_init();
 }

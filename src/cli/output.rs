@@ -4,43 +4,26 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use miette::{miette, IntoDiagnostic};
 
-use super::state::StateArgs;
+use super::args::{is_address, Common, Verbosity};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The manifest directory (default `.`), and/or one `ADDRESS` or `ADDRESS.ATTRIBUTE` (e.g.
+    /// The manifest directory [default: .], and/or one `ADDRESS` or `ADDRESS.ATTRIBUTE` (e.g.
     /// `instance.web.public_ip`, `'instance.web[0].private_ip'`) to print alone. An argument
     /// that starts with `instance.` or `image.` is an address (write `./instance.x` for such a
     /// directory).
     #[arg(value_name = "DIR|ADDRESS[.ATTRIBUTE]", num_args = 0..=2)]
     pub args: Vec<String>,
-    /// Environment: reads `state/<ENV>.json` (or the `[backend]`'s object for it).
-    #[arg(long)]
-    pub env: Option<String>,
-    /// Print JSON: one object keyed by address (or, for one attribute, its JSON value).
+    /// Print JSON: one object keyed by address (or, for one attribute, its JSON value)
     #[arg(long)]
     pub json: bool,
-    /// Folder of the state files (default: `<DIR>/state`).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// OCI config file, for a remote `[backend]`.
-    #[arg(long, value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-    /// OCI config profile, for a remote `[backend]`.
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// How to authenticate, for a remote `[backend]` (default: `OCI_CLI_AUTH`, then the
-    /// manifest's `auth`, then the profile's).
-    #[arg(long, value_name = "METHOD", value_parser = super::session::parse_auth)]
-    pub auth: Option<crate::oci::auth::AuthMethod>,
-}
-
-fn is_address(arg: &str) -> bool {
-    arg.starts_with("instance.") || arg.starts_with("image.")
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -52,21 +35,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             "give at most one directory and one address"
         ));
     }
-    let at = StateArgs {
-        dir: dirs
-            .first()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(".")),
-        env: args.env.clone(),
-        state_dir: args.state_dir.clone(),
-        lock_timeout: Duration::ZERO,
-        config_file: args.config_file.clone(),
-        profile: args.profile.clone(),
-        auth: args.auth,
-    };
+    let dir = dirs
+        .first()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    super::args::manifest_dir(&dir)?;
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
-        let stores = at.stores().await?;
+        let stores = super::state::stores(&dir, &args.common).await?;
         let state = stores.store.load().await?.unwrap_or_default();
         let text = match queries.first() {
             Some(q) => crate::output::query(&state, q)?.render(args.json),

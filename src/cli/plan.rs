@@ -1,6 +1,5 @@
 //! `kiln plan`: what would change, and what drifted.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,12 +10,22 @@ use crate::plan::render::{self, Style};
 use crate::plan::saved::SavedPlan;
 use crate::state::LockInfo;
 
-use super::session::{self, Common};
+use super::args::{Common, Dir, LockWait, Parallelism, Verbosity};
+use super::out;
+use super::session;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
+    pub dir: Dir,
+    #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub lock: LockWait,
+    #[command(flatten)]
+    pub parallelism: Parallelism,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
     /// Read live state from OCI first (`--refresh=false` plans from state alone).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub refresh: bool,
@@ -48,7 +57,7 @@ pub struct Args {
 /// Colour on a terminal without `NO_COLOR`.
 pub fn style() -> Style {
     Style {
-        colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        colour: out::stdout_colour(),
     }
 }
 
@@ -61,10 +70,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         ));
     }
     rt.block_on(async {
-        let s = session::open(&args.common).await?;
+        let dir = args.dir.checked()?;
+        let s = session::open(&dir, &args.common, args.parallelism.parallelism).await?;
         let lock = s
             .store
-            .lock(LockInfo::new("plan"), args.common.lock_timeout)
+            .lock(LockInfo::new("plan"), args.lock.lock_timeout)
             .await?;
         let state = s.store.load().await?;
         let opts = PlanOptions {
@@ -80,18 +90,18 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &opts).await?;
         lock.release().await?;
         if args.json {
-            println!("{}", render::json(&plan));
+            out::println(&render::json(&plan))?;
         } else {
-            print!("{}", render::text(&plan, style()));
+            out::print(&render::text(&plan, style()))?;
         }
         if let Some(out) = &args.out {
-            SavedPlan::new(&args.common.dir, plan.clone()).write(out)?;
+            SavedPlan::new(&dir, plan.clone()).write(out)?;
             if !args.json {
-                println!(
+                out::println(&format!(
                     "\nSaved the plan to {}: apply exactly it with `kiln apply {}`",
                     out.display(),
                     out.display()
-                );
+                ))?;
             }
         }
         Ok(if args.detailed_exitcode && !plan.is_empty() {

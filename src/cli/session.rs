@@ -1,10 +1,8 @@
 //! What every OCI-facing command sets up: the manifest, the state store, and a client for the
 //! provider's endpoint — starting the embedded emulator for `endpoint = "emulator"`.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use miette::{miette, IntoDiagnostic, WrapErr};
+use std::path::{Path, PathBuf};
 
 use crate::emulator::{self, EmulatorConfig, RunningEmulator};
 use crate::manifest::{self, Backend, Endpoint, Manifest};
@@ -16,60 +14,8 @@ use crate::oci::{keys, Client, ClientOptions, Clients};
 use crate::region;
 use crate::state::{RemoteStore, StateStore};
 
-/// Arguments shared by plan, apply, destroy and graph.
-#[derive(Clone, Debug, clap::Args)]
-pub struct Common {
-    /// Manifest directory (holds `kiln.toml`).
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    /// Environment: merges `envs/<ENV>.toml` and uses `state/<ENV>.json`.
-    #[arg(long)]
-    pub env: Option<String>,
-    /// Folder of the state files (default: `<DIR>/state`).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// How long to wait for another kiln holding the state lock, e.g. `30s`, `5m`.
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
-    pub lock_timeout: Duration,
-    /// OCI config file (default: `OCI_CLI_CONFIG_FILE`, `OCI_CONFIG_FILE`, `~/.oci/config`).
-    #[arg(long, value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-    /// OCI config profile (default: `OCI_CLI_PROFILE`, then DEFAULT).
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// How to authenticate (default: `OCI_CLI_AUTH`, then the manifest's `auth`, then the
-    /// profile's: `security_token` with a `security_token_file`, else `api_key`).
-    #[arg(long, value_name = "METHOD", value_parser = parse_auth)]
-    pub auth: Option<AuthMethod>,
-    /// Actions (and reads) run at once (default: the manifest's `parallelism`, else 10).
-    #[arg(long)]
-    pub parallelism: Option<usize>,
-}
-
-/// `--auth`: one of Oracle's CLI names.
-pub fn parse_auth(s: &str) -> Result<AuthMethod, String> {
-    s.parse()
-}
-
-/// `30s`, `5m`, `1h`, `250ms` or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like `30s` or `5m`"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: use ms, s, m or h")),
-    };
-    Ok(Duration::from_secs_f64(secs))
-}
+use super::args::Common;
+use super::out;
 
 /// The embedded emulator's lifecycle time scale (`KILN_EMULATOR_TIME_SCALE` overrides it).
 pub const EMBEDDED_TIME_SCALE: f64 = 0.02;
@@ -86,10 +32,12 @@ pub struct Session {
     pub _emulators: Vec<RunningEmulator>,
 }
 
+/// Load the manifest in `dir` (which must be a directory), printing its warnings.
 pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> {
+    super::args::manifest_dir(dir)?;
     let m = manifest::load(dir, env)?;
     for w in &m.warnings {
-        eprintln!("{:?}", miette::Report::msg(w.to_string()));
+        out::diagnostic(w);
     }
     Ok(m)
 }
@@ -472,17 +420,20 @@ pub fn state_store(
     )))
 }
 
-/// Open a session for `common.dir`.
-pub async fn open(common: &Common) -> miette::Result<Session> {
-    let manifest = load_manifest(&common.dir, common.env.as_deref())?;
-    let parallelism = common
-        .parallelism
+/// Open a session for the manifest in `dir` (`parallelism`: `--parallelism`).
+pub async fn open(
+    dir: &Path,
+    common: &Common,
+    parallelism: Option<usize>,
+) -> miette::Result<Session> {
+    let manifest = load_manifest(dir, common.env())?;
+    let parallelism = parallelism
         .or(manifest.provider.parallelism)
         .unwrap_or(10)
         .max(1);
     let conn = connect(
         &manifest,
-        &state_dir(&common.dir, common.state_dir.as_deref()),
+        &state_dir(dir, common.state_dir.as_deref()),
         common.config_file.as_deref(),
         common.profile.as_deref(),
         common.auth,

@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::out;
 use crate::apply::progress::Progress;
 use crate::apply::walk::StopFlag;
 use crate::state::{LockReleaser, StateLock};
@@ -46,6 +47,10 @@ impl Interrupts {
             watcher.stop.stop();
             if next_signal(&mut term).await {
                 watcher.release();
+                // No spinner left frozen on the screen, and the terminal's echo as it was.
+                if let Some(p) = watcher.progress.lock().expect("interrupts").as_ref() {
+                    p.clear();
+                }
                 std::process::exit(INTERRUPTED as i32);
             }
         });
@@ -70,7 +75,7 @@ impl Interrupts {
     fn note(&self, text: &str) {
         match self.progress.lock().expect("interrupts").as_ref() {
             Some(p) => p.note(text),
-            None => eprintln!("\n{text}"),
+            None => out::eprintln(&format!("\n{text}")),
         }
     }
 

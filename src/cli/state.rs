@@ -1,6 +1,6 @@
 //! `kiln state list|show|rm|mv|migrate` and `kiln force-unlock`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,31 +10,19 @@ use crate::emulator::RunningEmulator;
 use crate::manifest::Backend;
 use crate::state::{LockInfo, State, StateError, StateStore};
 
+use super::args::{is_address, Common, Dir, LockWait, Verbosity};
+use super::out;
 use super::session;
 
 /// Which state: the manifest's `[backend]` when `DIR/kiln.toml` exists, else `state/<env>.json`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StateArgs {
-    /// Manifest directory.
-    #[arg(long, default_value = ".")]
-    pub dir: PathBuf,
-    #[arg(long)]
-    pub env: Option<String>,
-    /// Folder of the local state files (default: `<DIR>/state`).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    #[arg(long, default_value = "0s", value_parser = session::parse_duration)]
-    pub lock_timeout: Duration,
-    /// OCI config file, for a remote backend.
-    #[arg(long, value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-    /// OCI config profile, for a remote backend.
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// How to authenticate, for a remote backend (default: `OCI_CLI_AUTH`, then the manifest's
-    /// `auth`, then the profile's).
-    #[arg(long, value_name = "METHOD", value_parser = session::parse_auth)]
-    pub auth: Option<crate::oci::auth::AuthMethod>,
+    #[command(flatten)]
+    pub dir: Dir,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
 /// The stores a state command works on; keeps the embedded emulator alive.
@@ -55,96 +43,160 @@ impl Stores {
 
 impl StateArgs {
     pub async fn stores(&self) -> miette::Result<Stores> {
-        let manifest = match self.dir.join("kiln.toml").exists() {
-            true => Some(session::load_manifest(&self.dir, self.env.as_deref())?),
-            false => None,
-        };
-        let local = match &manifest {
-            Some(m) => StateStore::local(&m.dir, self.state_dir.as_deref(), &m.env)?,
-            None => StateStore::local(
-                &self.dir,
-                self.state_dir.as_deref(),
-                self.env.as_deref().unwrap_or("default"),
-            )?,
-        };
-        let (store, emulator) = match &manifest {
-            Some(m) if m.backend != Backend::Local => {
-                let conn = session::connect(
-                    m,
-                    &session::state_dir(&self.dir, self.state_dir.as_deref()),
-                    self.config_file.as_deref(),
-                    self.profile.as_deref(),
-                    self.auth,
-                )
-                .await?;
-                let store = session::state_store(m, self.state_dir.as_deref(), &conn)?;
-                (store, conn.emulators)
-            }
-            _ => (local.clone(), Vec::new()),
-        };
-        Ok(Stores {
-            store,
-            local,
-            _emulators: emulator,
-        })
+        stores(&self.dir.checked()?, &self.common).await
     }
+}
+
+/// The stores of the manifest in `dir` (which must exist): its `[backend]` when it has a
+/// `kiln.toml`, and the local file.
+pub async fn stores(dir: &Path, common: &Common) -> miette::Result<Stores> {
+    let manifest = match dir.join("kiln.toml").exists() {
+        true => Some(session::load_manifest(dir, common.env())?),
+        false => None,
+    };
+    let state_dir = common.state_dir.as_deref();
+    let local = match &manifest {
+        Some(m) => StateStore::local(&m.dir, state_dir, &m.env)?,
+        None => StateStore::local(dir, state_dir, common.env().unwrap_or("default"))?,
+    };
+    let (store, emulator) = match &manifest {
+        Some(m) if m.backend != Backend::Local => {
+            let conn = session::connect(
+                m,
+                &session::state_dir(dir, state_dir),
+                common.config_file.as_deref(),
+                common.profile.as_deref(),
+                common.auth,
+            )
+            .await?;
+            let store = session::state_store(m, state_dir, &conn)?;
+            (store, conn.emulators)
+        }
+        _ => (local.clone(), Vec::new()),
+    };
+    Ok(Stores {
+        store,
+        local,
+        _emulators: emulator,
+    })
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum StateCommand {
-    /// Every address in state, with its kind and OCID.
+    /// Every address in state, with its OCID.
     List {
         #[command(flatten)]
         at: StateArgs,
     },
     /// One resource's record as JSON.
     Show {
+        /// The resource's address, e.g. `instance.web` or `'instance.web[0]'`
+        #[arg(value_name = "ADDR")]
         address: String,
         #[command(flatten)]
         at: StateArgs,
     },
     /// Forget resources (they stay in OCI).
+    #[command(override_usage = "kiln state rm [OPTIONS] <ADDR>... [DIR]")]
     Rm {
-        #[arg(required = true)]
-        addresses: Vec<String>,
+        /// The addresses to forget, then the manifest directory (a last argument that is not an
+        /// address) [default: .]
+        #[arg(value_name = "ADDR", required = true, num_args = 1..)]
+        args: Vec<String>,
+        #[arg(long = "dir", value_name = "DIR", hide = true)]
+        dir_flag: Option<PathBuf>,
         #[command(flatten)]
-        at: StateArgs,
+        common: Common,
+        #[command(flatten)]
+        lock: LockWait,
+        #[command(flatten)]
+        verbosity: Verbosity,
     },
     /// Rename an address (after renaming a table in the manifest).
     Mv {
+        /// The address in the state now
+        #[arg(value_name = "FROM")]
         from: String,
+        /// The address it gets
+        #[arg(value_name = "TO")]
         to: String,
         #[command(flatten)]
         at: StateArgs,
+        #[command(flatten)]
+        lock: LockWait,
     },
     /// Move the state between the local file and the manifest's `[backend]`, keeping its lineage
     /// and serial.
     Migrate {
-        /// Copy `state/<env>.json` to the `[backend]` of kiln.toml.
+        /// Copy `state/<env>.json` to the `[backend]` of kiln.toml
         #[arg(
             long,
             required_unless_present = "to_local",
             conflicts_with = "to_local"
         )]
         to_backend: bool,
-        /// Copy the `[backend]` state to `state/<env>.json`.
+        /// Copy the `[backend]` state to `state/<env>.json`
         #[arg(long)]
         to_local: bool,
         #[command(flatten)]
         at: StateArgs,
+        #[command(flatten)]
+        lock: LockWait,
     },
+}
+
+impl StateCommand {
+    pub fn verbose(&self) -> u8 {
+        match self {
+            StateCommand::List { at }
+            | StateCommand::Show { at, .. }
+            | StateCommand::Mv { at, .. }
+            | StateCommand::Migrate { at, .. } => at.verbosity.verbose,
+            StateCommand::Rm { verbosity, .. } => verbosity.verbose,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ForceUnlockArgs {
-    /// Only remove the lock with this id.
+    /// Only remove the lock with this id (a lone argument that is a directory is the DIR)
+    #[arg(value_name = "LOCK_ID")]
     pub lock_id: Option<String>,
-    /// Remove the lock even though the kiln holding it is still running on this machine (its
-    /// later state saves are then refused; they never overwrite).
-    #[arg(long)]
-    pub force: bool,
     #[command(flatten)]
     pub at: StateArgs,
+    /// Remove the lock even though the kiln holding it is still running on this machine (its
+    /// later state saves are then refused; they never overwrite)
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `kiln state rm ADDR... [DIR]`: the last argument is the directory when it is not an address.
+fn rm_args(args: &[String], dir_flag: Option<&Path>) -> miette::Result<(Vec<String>, PathBuf)> {
+    let (addresses, dir) = match args.split_last() {
+        Some((last, rest)) if !rest.is_empty() && !is_address(last) => {
+            if let Some(d) = dir_flag {
+                return Err(miette!(
+                    "two directories: `{last}` and `--dir {}`",
+                    d.display()
+                ));
+            }
+            (rest.to_vec(), PathBuf::from(last))
+        }
+        _ => (
+            args.to_vec(),
+            dir_flag
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| ".".into()),
+        ),
+    };
+    if let Some(a) = addresses.iter().find(|a| !is_address(a)) {
+        return Err(miette!(
+            help = "`kiln state rm ADDR... [DIR]`, e.g. `kiln state rm instance.web infra`",
+            "`{a}` is not an address (`instance.NAME` or `image.NAME`)"
+        ));
+    }
+    super::args::manifest_dir(&dir)?;
+    Ok((addresses, dir))
 }
 
 pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
@@ -161,7 +213,7 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                     } else {
                         ""
                     };
-                    println!("{addr}\t{}{pending}", r.id.as_deref().unwrap_or("-"));
+                    out::println(&format!("{addr}\t{}{pending}", r.id.as_deref().unwrap_or("-")))?;
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -177,14 +229,21 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 })?;
                 // (through a value: the recorded attributes are kept as compact text)
                 let v = serde_json::to_value(r).into_diagnostic()?;
-                println!("{}", serde_json::to_string_pretty(&v).into_diagnostic()?);
+                out::println(&serde_json::to_string_pretty(&v).into_diagnostic()?)?;
                 Ok(ExitCode::SUCCESS)
             }
-            StateCommand::Rm { addresses, at } => {
-                let stores = at.stores().await?;
+            StateCommand::Rm {
+                args,
+                dir_flag,
+                common,
+                lock,
+                ..
+            } => {
+                let (addresses, dir) = rm_args(&args, dir_flag.as_deref())?;
+                let stores = stores(&dir, &common).await?;
                 let store = &stores.store;
                 let lock = store
-                    .lock(LockInfo::new("state rm"), at.lock_timeout)
+                    .lock(LockInfo::new("state rm"), lock.lock_timeout)
                     .await?;
                 let mut state = store
                     .load()
@@ -200,17 +259,17 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 }
                 store.save(&lock, &mut state).await?;
                 lock.release().await?;
-                println!(
+                out::println(&format!(
                     "Removed {} from the state (the resources stay in OCI)",
                     addresses.join(", ")
-                );
+                ))?;
                 Ok(ExitCode::SUCCESS)
             }
-            StateCommand::Mv { from, to, at } => {
+            StateCommand::Mv { from, to, at, lock } => {
                 let stores = at.stores().await?;
                 let store = &stores.store;
                 let lock = store
-                    .lock(LockInfo::new("state mv"), at.lock_timeout)
+                    .lock(LockInfo::new("state mv"), lock.lock_timeout)
                     .await?;
                 let mut state = store
                     .load()
@@ -236,16 +295,21 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 state.resources.insert(to.clone(), r);
                 store.save(&lock, &mut state).await?;
                 lock.release().await?;
-                println!("Moved {from} to {to}");
+                out::println(&format!("Moved {from} to {to}"))?;
                 Ok(ExitCode::SUCCESS)
             }
-            StateCommand::Migrate { to_backend, at, .. } => {
+            StateCommand::Migrate {
+                to_backend,
+                at,
+                lock,
+                ..
+            } => {
                 let stores = at.stores().await?;
                 if !stores.remote() {
                     return Err(miette!(
                         help = "add `[backend] kind = \"object_storage\"` with `namespace` and `bucket` to kiln.toml first",
                         "`{}` has no remote `[backend]` to migrate to or from",
-                        at.dir.join("kiln.toml").display()
+                        at.dir.path().join("kiln.toml").display()
                     ));
                 }
                 let (from, to) = if to_backend {
@@ -253,20 +317,20 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                 } else {
                     (&stores.store, &stores.local)
                 };
-                let moved = migrate(from, to, at.lock_timeout).await?;
+                let moved = migrate(from, to, lock.lock_timeout).await?;
                 match moved {
-                    Some(s) => println!(
+                    Some(s) => out::println(&format!(
                         "Copied the state (lineage {}, serial {}, {} resources) from {} to {}",
                         s.lineage,
                         s.serial,
                         s.resources.len(),
                         from.describe(),
                         to.describe()
-                    ),
-                    None => println!(
+                    ))?,
+                    None => out::println(&format!(
                         "{} already holds this state (same lineage and serial); nothing to copy",
                         to.describe()
-                    ),
+                    ))?,
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -333,14 +397,17 @@ pub async fn migrate(
 pub fn force_unlock(args: ForceUnlockArgs) -> miette::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
-        let stores = args.at.stores().await?;
+        let (lock_id, stores) = match (&args.lock_id, args.at.dir.path() == Path::new(".")) {
+            // `kiln force-unlock DIR`: a lone argument that is a directory, not a lock id.
+            (Some(x), true) if uuid::Uuid::parse_str(x).is_err() && Path::new(x).is_dir() => {
+                (None, stores(Path::new(x), &args.at.common).await?)
+            }
+            _ => (args.lock_id.clone(), args.at.stores().await?),
+        };
         let store = &stores.store;
-        match store
-            .force_unlock(args.lock_id.as_deref(), args.force)
-            .await?
-        {
-            Some(h) => println!("Removed the lock held by {}", h.describe()),
-            None => println!("{} was not locked", store.describe()),
+        match store.force_unlock(lock_id.as_deref(), args.force).await? {
+            Some(h) => out::println(&format!("Removed the lock held by {}", h.describe()))?,
+            None => out::println(&format!("{} was not locked", store.describe()))?,
         }
         Ok(ExitCode::SUCCESS)
     })

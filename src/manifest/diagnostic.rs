@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode};
@@ -184,8 +185,13 @@ impl Diagnostic for Problem {
 /// Every problem found in one run (errors and warnings).
 #[derive(Debug)]
 pub struct ManifestError {
-    /// What was loaded, e.g. `examples/quickstart/kiln.toml`.
-    pub what: String,
+    /// The manifest directory.
+    pub dir: PathBuf,
+    /// The files the errors are in, as the diagnostics name them (`kiln.toml`,
+    /// `envs/production.toml`), in the order they were read.
+    pub files: Vec<String>,
+    /// `dir` has no `kiln.toml` (the only problem then).
+    pub missing: bool,
     pub problems: Vec<Problem>,
 }
 
@@ -193,17 +199,71 @@ impl ManifestError {
     pub fn errors(&self) -> usize {
         self.problems.iter().filter(|p| p.is_error()).count()
     }
+
+    /// The problems to show before the summary (none when there is no `kiln.toml`: the summary
+    /// says it).
+    pub fn shown_problems(&self) -> &[Problem] {
+        match self.missing {
+            true => &[],
+            false => &self.problems,
+        }
+    }
+
+    /// The last thing shown: how many problems, in which files, and what to do.
+    pub fn summary(&self) -> impl Diagnostic + '_ {
+        Summary(self)
+    }
+
+    fn code_name(&self) -> &'static str {
+        match self.missing {
+            true => "kiln::manifest::missing",
+            false => "kiln::manifest::invalid",
+        }
+    }
+
+    fn help_text(&self) -> &'static str {
+        match self.missing {
+            true => "run kiln in a directory with a `kiln.toml`, or pass the directory",
+            false => "fix the problems above; nothing was sent to OCI",
+        }
+    }
+
+    /// The problems, then the summary, as plain text at `width` columns (tests, logs).
+    pub fn render_plain(&self, width: usize) -> String {
+        let mut out = String::new();
+        for p in self.shown_problems() {
+            out.push_str(&render_plain(p, width));
+            out.push('\n');
+        }
+        out.push_str(&render_plain(&self.summary(), width));
+        out
+    }
 }
 
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.missing {
+            return write!(f, "no `kiln.toml` in `{}`", self.dir.display());
+        }
         let n = self.errors();
-        write!(
-            f,
-            "{} has {n} problem{}",
-            self.what,
-            if n == 1 { "" } else { "s" }
-        )
+        let s = if n == 1 { "" } else { "s" };
+        if self.files.is_empty() {
+            return write!(
+                f,
+                "{n} problem{s} with the manifest in `{}`",
+                self.dir.display()
+            );
+        }
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| format!("`{}`", self.dir.join(f).display()))
+            .collect();
+        let named = match files.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => files.join(""),
+        };
+        write!(f, "{n} problem{s} in {named}")
     }
 }
 
@@ -211,15 +271,47 @@ impl std::error::Error for ManifestError {}
 
 impl Diagnostic for ManifestError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new("kiln::manifest::invalid"))
+        Some(Box::new(self.code_name()))
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new("fix the problems above; nothing was sent to OCI"))
+        Some(Box::new(self.help_text()))
     }
 
+    /// For a generic rendering (`{:?}` of a report): the problems after the summary. The command
+    /// line shows [`ManifestError::shown_problems`], then [`ManifestError::summary`].
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
-        Some(Box::new(self.problems.iter().map(|p| p as &dyn Diagnostic)))
+        match self.missing {
+            true => None,
+            false => Some(Box::new(self.problems.iter().map(|p| p as &dyn Diagnostic))),
+        }
+    }
+}
+
+/// The last line of a [`ManifestError`]: how many problems, in which files, and what to do.
+struct Summary<'a>(&'a ManifestError);
+
+impl fmt::Debug for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.0, f)
+    }
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.0, f)
+    }
+}
+
+impl std::error::Error for Summary<'_> {}
+
+impl Diagnostic for Summary<'_> {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.0.code_name()))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.0.help_text()))
     }
 }
 

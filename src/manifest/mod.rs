@@ -378,19 +378,37 @@ fn load_with(dir: &Path, env: Option<&str>, text: Option<&str>) -> Result<Manife
         sources: Sources::default(),
         problems: Vec::new(),
         base_text: text.map(str::to_string),
+        missing: false,
     };
-    let what = dir.join("kiln.toml").display().to_string();
     let manifest = loader.run(env);
     let Loader {
-        sources, problems, ..
+        sources,
+        problems,
+        missing,
+        ..
     } = loader;
+    // The files the errors are in, in the order they were read.
+    let ids: std::collections::BTreeSet<usize> = problems
+        .iter()
+        .filter(|p| p.is_error())
+        .filter_map(|p| p.at.as_ref().map(|at| at.file))
+        .collect();
+    let files: Vec<String> = ids
+        .into_iter()
+        .map(|id| sources.name(id).to_string())
+        .collect();
     let problems: Vec<Problem> = problems.into_iter().map(|p| p.attach(&sources)).collect();
     match manifest {
         Some(mut m) if problems.iter().all(|p| !p.is_error()) => {
             m.warnings = problems;
             Ok(m)
         }
-        _ => Err(ManifestError { what, problems }),
+        _ => Err(ManifestError {
+            dir: dir.to_path_buf(),
+            files,
+            missing,
+            problems,
+        }),
     }
 }
 
@@ -400,6 +418,8 @@ struct Loader {
     problems: Vec<Problem>,
     /// `kiln.toml` given in memory instead of read from `dir`.
     base_text: Option<String>,
+    /// `dir` has no `kiln.toml`.
+    missing: bool,
 }
 
 impl Loader {
@@ -419,6 +439,17 @@ impl Loader {
             .unwrap_or_else(|| std::fs::read_to_string(&path))
         {
             Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel == Path::new("kiln.toml") => {
+                self.missing = true;
+                self.problem(
+                    Problem::error(
+                        "missing",
+                        format!("no `kiln.toml` in `{}`", self.dir.display()),
+                    )
+                    .help("run kiln in a directory with a `kiln.toml`, or pass the directory"),
+                );
+                return None;
+            }
             Err(e) => {
                 self.problem(
                     Problem::error(

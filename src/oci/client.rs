@@ -30,6 +30,50 @@ use crate::failpoint::{self, Fault};
 /// Compute API version path.
 pub const API_VERSION: &str = "/20160918";
 
+/// A request about to wait before its next attempt: what was refused and for how long it waits.
+pub struct RetryNotice<'a> {
+    /// The answer (or transport failure) that is retried.
+    pub error: &'a OciError,
+    /// Attempts made so far.
+    pub attempt: u32,
+    /// The wait before the next one.
+    pub delay: Duration,
+}
+
+impl std::fmt::Display for RetryNotice<'_> {
+    /// `retrying after 409 IncorrectState (instance … was captured recently…), next attempt in 4s`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.error;
+        let status = e.status.map(|s| format!("{s} ")).unwrap_or_default();
+        let mut message: String = e.message.chars().take(80).collect();
+        if e.message.chars().count() > 80 {
+            message.push('…');
+        }
+        write!(
+            f,
+            "retrying after {status}{} ({message}), next attempt in {:.1}s",
+            e.code,
+            self.delay.as_secs_f64()
+        )
+    }
+}
+
+/// Whoever watches the retries of the requests made inside [`observe_retries`].
+pub type RetryObserver = std::sync::Arc<dyn Fn(&RetryNotice<'_>) + Send + Sync>;
+
+tokio::task_local! {
+    static RETRY_OBSERVER: RetryObserver;
+}
+
+/// Run `work`, telling `observer` of every retry its requests wait for (an apply shows them on the
+/// action's progress line). Retries of requests outside it are told to no one.
+pub async fn observe_retries<F: std::future::Future>(
+    observer: RetryObserver,
+    work: F,
+) -> F::Output {
+    RETRY_OBSERVER.scope(observer, work).await
+}
+
 /// How hard to retry.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
@@ -441,6 +485,14 @@ impl Client {
                 delay_ms = delay.as_millis() as u64,
                 "retrying"
             );
+            if let Err((e, _)) = &result {
+                let notice = RetryNotice {
+                    error: e,
+                    attempt,
+                    delay,
+                };
+                let _ = RETRY_OBSERVER.try_with(|observe| observe(&notice));
+            }
             tokio::time::sleep(delay).await;
         }
     }

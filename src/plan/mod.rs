@@ -25,6 +25,8 @@ pub mod saved;
 pub mod select;
 pub mod synthetic;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -210,13 +212,24 @@ pub struct Summary {
     pub drifted: usize,
 }
 
+/// Whether the summaries (the plan's and the apply's) count `c` on its own: the delete of a
+/// predecessor that a replacement in the same plan supersedes is part of that replacement (the
+/// plan shows it under the replacement); a predecessor left by an earlier apply is a destroy.
+pub fn counted_alone(c: &Change, changes: &[Change]) -> bool {
+    !(c.deposed
+        && c.action == Action::Delete
+        && changes
+            .iter()
+            .any(|o| o.address == c.address && o.action == Action::Replace))
+}
+
 impl Summary {
     pub fn of(changes: &[Change], drift: &[Drift]) -> Summary {
         let mut s = Summary {
             drifted: drift.len(),
             ..Summary::default()
         };
-        for c in changes.iter().filter(|c| !c.deposed) {
+        for c in changes.iter().filter(|c| counted_alone(c, changes)) {
             *match c.action {
                 Action::Create => &mut s.create,
                 Action::Update => &mut s.update,
@@ -300,7 +313,46 @@ impl Plan {
             && self.read_network.is_empty()
     }
 
-    /// The DAG of the changes, for `kiln graph` and the executor.
+    /// The resource graph, for `kiln graph`: every resource (`resources`, the manifest's, and
+    /// those this plan deletes), an edge `a → b` when `b` uses `a` (`edges` are
+    /// `(dependent, dependency)`, as [`crate::manifest::Manifest::edges`] gives them), and each
+    /// node labelled with its resource's planned actions in the order they run (none: no label).
+    pub fn resource_graph(
+        &self,
+        resources: &[String],
+        edges: &[(String, String)],
+    ) -> crate::dag::Dag<String> {
+        let mut actions: BTreeMap<&str, Vec<String>> =
+            resources.iter().map(|r| (r.as_str(), Vec::new())).collect();
+        for c in &self.changes {
+            let what = match c.deposed {
+                true => format!("{} previous version", c.action.as_str()),
+                false => c.action.as_str().to_string(),
+            };
+            actions.entry(c.address.as_str()).or_default().push(what);
+        }
+        let mut dag = crate::dag::Dag::new();
+        let ids: BTreeMap<&str, _> = actions
+            .iter()
+            .map(|(addr, acts)| {
+                let label = match acts.is_empty() {
+                    true => addr.to_string(),
+                    false => format!("{addr}\n({})", acts.join(", ")),
+                };
+                (*addr, dag.add_node(label))
+            })
+            .collect();
+        for (dependent, dependency) in edges {
+            if let (Some(&a), Some(&b)) =
+                (ids.get(dependency.as_str()), ids.get(dependent.as_str()))
+            {
+                dag.add_edge(a, b);
+            }
+        }
+        dag
+    }
+
+    /// The DAG of the changes, for `kiln graph --actions` and the executor.
     pub fn graph(&self) -> crate::dag::Dag<String> {
         let mut dag = crate::dag::Dag::new();
         let ids: Vec<_> = self

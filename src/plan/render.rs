@@ -56,17 +56,50 @@ fn show(v: &Value) -> String {
     }
 }
 
+/// `user_data` is sent base64-encoded; the plan shows the cloud-init text it stands for (when it
+/// decodes to UTF-8 text), so a change reads as a line diff.
+fn decoded(path: &str, v: &Value) -> Value {
+    use base64::Engine;
+    if path != "metadata.user_data" {
+        return v.clone();
+    }
+    let text = v
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    match text {
+        Some(t) => Value::String(t),
+        None => v.clone(),
+    }
+}
+
 fn attr_line(out: &mut String, style: Style, action: Action, a: &AttrChange, width: usize) {
+    let (before, after) = (decoded(&a.path, &a.before), decoded(&a.path, &a.after));
     let multi_line = |v: &Value| v.as_str().is_some_and(|s| s.contains('\n'));
     let sym = if action == Action::Create { "+" } else { "~" };
-    if multi_line(&a.before) || multi_line(&a.after) {
-        let before = a.before.as_str().unwrap_or("");
-        let after = a.after.as_str().unwrap_or("");
+    let replacement = || {
+        let why = a
+            .why
+            .as_deref()
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        format!(
+            "  {}",
+            style.paint("31", &format!("# forces replacement{why}"))
+        )
+    };
+    if multi_line(&before) || multi_line(&after) {
+        let (before, after) = (before.as_str().unwrap_or(""), after.as_str().unwrap_or(""));
         let _ = writeln!(
             out,
-            "      {} {:<width$} = <<-",
+            "      {} {:<width$} = <<-{}",
             style.action(action, sym),
-            a.path
+            a.path,
+            if a.forces_replacement {
+                replacement()
+            } else {
+                String::new()
+            }
         );
         let diff = similar::TextDiff::from_lines(before, after);
         for line in diff.unified_diff().context_radius(2).to_string().lines() {
@@ -78,7 +111,7 @@ fn attr_line(out: &mut String, style: Style, action: Action, a: &AttrChange, wid
             "      {} {:<width$} = {}",
             style.action(action, sym),
             a.path,
-            show(&a.after)
+            show(&after)
         );
     } else {
         let _ = write!(
@@ -86,20 +119,11 @@ fn attr_line(out: &mut String, style: Style, action: Action, a: &AttrChange, wid
             "      {} {:<width$} = {} -> {}",
             style.action(action, sym),
             a.path,
-            show(&a.before),
-            show(&a.after)
+            show(&before),
+            show(&after)
         );
         if a.forces_replacement {
-            let why = a
-                .why
-                .as_deref()
-                .map(|w| format!(" ({w})"))
-                .unwrap_or_default();
-            let _ = write!(
-                out,
-                "  {}",
-                style.paint("31", &format!("# forces replacement{why}"))
-            );
+            out.push_str(&replacement());
         }
         out.push('\n');
     }
@@ -164,8 +188,8 @@ pub fn text(plan: &Plan, style: Style) -> String {
                             out,
                             "      ~ {:<width$} = {} (state) -> {} (live)",
                             a.path,
-                            show(&a.before),
-                            show(&a.after)
+                            show(&decoded(&a.path, &a.before)),
+                            show(&decoded(&a.path, &a.after))
                         );
                     }
                 }
@@ -270,8 +294,9 @@ mod tests {
                     },
                     AttrChange {
                         path: "metadata.user_data".into(),
-                        before: json!("#!/bin/sh\necho a\n"),
-                        after: json!("#!/bin/sh\necho b\n"),
+                        // As OCI holds it: base64 (of `#!/bin/sh\necho a\n`, `…b\n`).
+                        before: json!("IyEvYmluL3NoCmVjaG8gYQo="),
+                        after: json!("IyEvYmluL3NoCmVjaG8gYgo="),
                         forces_replacement: true,
                         why: None,
                     },
@@ -335,8 +360,11 @@ mod tests {
             t.contains("# forces replacement (an instance cannot change availability domain)"),
             "{t}"
         );
+        // `user_data` is shown decoded, as a line diff, not base64.
         assert!(t.contains("-echo a"), "{t}");
         assert!(t.contains("+echo b"), "{t}");
+        assert!(t.contains(" #!/bin/sh"), "{t}");
+        assert!(!t.contains("IyEv"), "{t}");
         assert!(
             t.contains("~ display_name = \"web\" (state) -> \"renamed\" (live)"),
             "{t}"

@@ -13,7 +13,8 @@ use super::Plan;
 pub struct SavedPlan {
     /// Always `"kiln-plan"`: tells a plan file from a manifest directory or a state file.
     pub kind: String,
-    /// The manifest directory the plan was made for.
+    /// The manifest directory the plan was made for, absolute, so `kiln apply /path/to/x.plan`
+    /// works from any directory.
     pub manifest_dir: PathBuf,
     pub plan: Plan,
 }
@@ -54,10 +55,13 @@ pub enum SavedPlanError {
 }
 
 impl SavedPlan {
+    /// The plan of the manifest in `manifest_dir` (recorded absolute; as given if it cannot be
+    /// resolved).
     pub fn new(manifest_dir: &Path, plan: Plan) -> SavedPlan {
         SavedPlan {
             kind: "kiln-plan".into(),
-            manifest_dir: manifest_dir.to_path_buf(),
+            manifest_dir: std::fs::canonicalize(manifest_dir)
+                .unwrap_or_else(|_| manifest_dir.to_path_buf()),
             plan,
         }
     }

@@ -14,6 +14,7 @@
 //! - Objects are replaced whole by PutObject, so a failed or interrupted write never leaves a
 //!   half-written state.
 
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,28 +85,38 @@ impl ObjectLock {
         .join();
         match joined {
             Ok(Ok(())) => {}
+            // Written without `eprintln!`, which would panic on a closed stderr.
             Ok(Err(e)) => {
-                eprintln!("warning: could not release the state lock: {e}; if it stays, run `kiln force-unlock`")
+                let _ = writeln!(std::io::stderr(), "warning: could not release the state lock: {e}; if it stays, run `kiln force-unlock`");
             }
-            Err(_) => eprintln!(
-                "warning: could not release the state lock; if it stays, run `kiln force-unlock`"
-            ),
+            Err(_) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: could not release the state lock; if it stays, run `kiln force-unlock`"
+                );
+            }
         }
     }
 }
 
 async fn release(store: &RemoteStore, etag: &str) -> Result<(), StateError> {
-    match store
-        .os
-        .delete_object(
-            &store.namespace,
-            &store.bucket,
-            &store.lock_key(),
-            Some(etag),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
+    let key = store.lock_key();
+    let delete = || {
+        store
+            .os
+            .delete_object(&store.namespace, &store.bucket, &key, Some(etag))
+    };
+    let mut result = delete().await.map(|_| ());
+    // A 401 is about the credentials or the clock, not the lock: one freshly signed try more (its
+    // 404 means the first one went through after all).
+    if matches!(&result, Err(e) if e.status == Some(401)) {
+        result = match delete().await {
+            Err(e) if e.status == Some(404) => Ok(()),
+            r => r.map(|_| ()),
+        };
+    }
+    match result {
+        Ok(()) => Ok(()),
         // Someone force-unlocked it and another kiln holds it now: not ours to delete.
         Err(e) if e.is_precondition_failed() => {
             tracing::warn!("the state lock was taken over by another kiln; leaving it");

@@ -503,7 +503,7 @@ async fn resource_principal_from_its_environment_drives_plan_and_apply_inline_an
     );
     // `-v` logs every request, and nothing secret.
     let out =
-        support::run_kiln_env(p.path(), &["-v", "plan", "--detailed-exitcode"], &inline).await;
+        support::run_kiln_env(p.path(), &["plan", "-v", "--detailed-exitcode"], &inline).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("ListInstances 200"), "{out:?}");
     assert_no_secrets(&out.stderr, &[&rpst, &pem[40..100]]);
@@ -670,7 +670,7 @@ async fn instance_principal_through_the_metadata_service_drives_plan_and_apply()
         ("OCI_METADATA_BASE_URL", metadata.as_str()),
         ("OCI_SDK_AUTH_CLIENT_REGION_URL", emu_url.as_str()),
     ];
-    let out = support::run_kiln_env(p.path(), &["-v", "apply", "--auto-approve"], &env).await;
+    let out = support::run_kiln_env(p.path(), &["apply", "-v", "--auto-approve"], &env).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("auth: instance_principal"), "{out:?}");
     assert_no_secrets(&out.stderr, &[]);
@@ -811,7 +811,7 @@ async fn a_session_token_about_to_expire_is_refreshed_and_written_back() {
     let emu_url = p.emu.url();
     let out = support::run_kiln_env(
         p.path(),
-        &["-v", "apply", "--auto-approve"],
+        &["apply", "-v", "--auto-approve"],
         &[("OCI_SDK_AUTH_CLIENT_REGION_URL", emu_url.as_str())],
     )
     .await;
@@ -865,7 +865,7 @@ async fn an_ended_session_is_a_401_that_names_the_auth_method() {
     assert_eq!(out.code, 0, "{out:?}");
     // Three hours on, for the emulator: the token expired, the session ended.
     p.emu.advance_token_clock(3 * HOUR);
-    let out = support::run_kiln_env(p.path(), &["-v", "plan"], &env).await;
+    let out = support::run_kiln_env(p.path(), &["plan", "-v"], &env).await;
     assert_eq!(out.code, 1, "{out:?}");
     // As one line, without miette's wrapping.
     let flat = out

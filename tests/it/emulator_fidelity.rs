@@ -1478,8 +1478,8 @@ async fn the_emulator_request_log_names_each_request_and_no_secret() {
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args([
-            "-v",
             "emulator",
+            "-v",
             "--listen",
             "127.0.0.1:0",
             "--oci-config",

@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod benches;
+mod cli;
 mod client;
 mod crash;
 mod emulator;

@@ -55,7 +55,7 @@ fn render_loaded(
             }
             out
         }
-        Err(e) => render_plain(&e, 80),
+        Err(e) => e.render_plain(80),
     };
     text.replace(&dir.display().to_string(), "[DIR]")
 }
@@ -95,7 +95,7 @@ fn oversized_side_files_and_fifos_are_refused_without_reading_them() {
     std::fs::write(dir.join("keys.pub"), "ssh-ed25519 AAAA test\n").unwrap();
     let text = std::fs::read_to_string(dir.join("kiln.toml")).unwrap();
     std::fs::write(dir.join("kiln.toml"), text.replace("keys.fifo", "keys.pub")).unwrap();
-    let m = load_within_bounds(&dir).unwrap_or_else(|e| panic!("{}", render_plain(&e, 80)));
+    let m = load_within_bounds(&dir).unwrap_or_else(|e| panic!("{}", e.render_plain(80)));
     assert_eq!(
         m.instances["web"].metadata["user_data"].len(),
         limit / 3 * 4
@@ -126,7 +126,7 @@ fn all_problems_are_reported_in_one_run() {
     )
     .unwrap();
     let e = manifest::load(tmp.path(), None).unwrap_err();
-    assert!(e.errors() >= 6, "{}", render_plain(&e, 80));
+    assert!(e.errors() >= 6, "{}", e.render_plain(80));
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn a_very_long_line_renders_a_bounded_diagnostic_without_panicking() {
     ];
     for (name, text) in cases {
         let e = manifest::load_str(Path::new("."), &text).unwrap_err();
-        let rendered = render_plain(&e, 80);
+        let rendered = e.render_plain(80);
         assert!(rendered.len() < 10_000, "{name}: {} bytes", rendered.len());
         if name != "long_line_message" {
             insta::assert_snapshot!(name, rendered);
@@ -220,7 +220,7 @@ proptest! {
     fn the_parser_never_panics(text in arb_toml()) {
         match manifest::load_str(Path::new(env!("CARGO_MANIFEST_DIR")), &text) {
             Ok(_) => {}
-            Err(e) => { let _ = render_plain(&e, 80); }
+            Err(e) => { let _ = e.render_plain(80); }
         }
     }
 }

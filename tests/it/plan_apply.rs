@@ -206,7 +206,7 @@ async fn golden_image_pipeline_stops_captures_restarts_and_launches_the_fleet() 
     p.write(
         "[instance.builder]\n\n[image.golden]\nfrom_instance = \"instance.builder\"\n\n[instance.web1]\nsource = { image = \"image.golden\" }\n[instance.web2]\nsource = { image = \"image.golden\" }\n[instance.web3]\nsource = { image = \"image.golden\" }\n",
     );
-    let graph = p.kiln(&["graph"]).await;
+    let graph = p.kiln(&["graph", "--actions"]).await;
     assert_eq!(graph.code, 0, "{graph:?}");
     insta::assert_snapshot!("golden_image_graph", graph.stdout);
     let apply = p.kiln(&["apply", "--auto-approve"]).await;
@@ -466,6 +466,10 @@ async fn a_replaced_image_is_created_first_and_deleted_after_its_dependents_move
     );
     let apply = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(
+        apply.stdout.contains("2 replaced") && apply.stdout.contains(" 0 destroyed"),
+        "the apply counts the previous version as the plan did, in the replacement: {apply:?}"
+    );
     let web_done = apply
         .stderr
         .find("replace instance.web: done")
