@@ -233,7 +233,10 @@ mod tests {
         assert_eq!(r.top_str("n"), None);
         assert_eq!(r.top_str("s"), None);
         assert_eq!(r.top_str("missing"), None);
-        assert_eq!(r.parse_keys(&["s", "id", "nope"]), json!({"id": "a", "s": 3}));
+        assert_eq!(
+            r.parse_keys(&["s", "id", "nope"]),
+            json!({"id": "a", "s": 3})
+        );
         assert_eq!(RawJson::null().parse_keys(&["a"]), Value::Null);
         let nested =
             RawJson::from_value(&json!({"a": [1], "sourceDetails": {"x": {}, "imageId": "i"}}));

@@ -154,7 +154,9 @@ async fn read_live(
             let mut kept = Vec::new();
             let mut page: Option<String> = None;
             loop {
-                let r = client.list_instances_page_raw(&req, page.as_deref()).await?;
+                let r = client
+                    .list_instances_page_raw(&req, page.as_deref())
+                    .await?;
                 let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&r.body)
                     .map_err(|e| OciError::decode("ListInstances", e))?;
                 for raw in items {

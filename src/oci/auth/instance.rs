@@ -30,7 +30,6 @@ use base64::Engine;
 use chrono::Utc;
 use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
 use rsa::RsaPrivateKey;
-use sha2::{Digest, Sha256};
 use x509_cert::der::{Decode, DecodePem, Encode};
 
 use super::token::Token;
@@ -95,45 +94,7 @@ struct Identity {
     tenancy: String,
 }
 
-/// The tenancy named in a certificate's subject (`opc-tenant:` or `opc-identity:`).
-pub fn tenancy_of(cert: &x509_cert::Certificate) -> Option<String> {
-    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
-    for rdn in cert.tbs_certificate.subject.0.iter() {
-        for atv in rdn.0.iter() {
-            let value = atv
-                .value
-                .decode_as::<Utf8StringRef<'_>>()
-                .map(|s| s.as_str().to_string())
-                .or_else(|_| {
-                    atv.value
-                        .decode_as::<PrintableStringRef<'_>>()
-                        .map(|s| s.as_str().to_string())
-                })
-                .or_else(|_| {
-                    atv.value
-                        .decode_as::<Ia5StringRef<'_>>()
-                        .map(|s| s.as_str().to_string())
-                });
-            if let Ok(v) = value {
-                for prefix in ["opc-tenant:", "opc-identity:"] {
-                    if let Some(t) = v.strip_prefix(prefix) {
-                        return Some(t.to_string());
-                    }
-                }
-            }
-        }
-    }
-    None
-}
-
-/// SHA-256 of a certificate's DER, as lowercase hex pairs joined by `:` (Oracle's Go SDK).
-pub fn sha256_fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use crate::x509_subject::{sha256_fingerprint, tenancy as tenancy_of};
 
 /// An instance principal.
 pub struct InstancePrincipal {
