@@ -4,6 +4,8 @@ against the same emulator. Prints wall seconds, calls (from the emulator's stats
 as JSON.
 
 usage: python3 peer_refresh.py CONFIG_FILE ENDPOINT IDS_FILE
+ENDPOINT is one URL, or `CODE=URL,CODE=URL` (a region's 3-letter code, as in the OCIDs: each
+instance is read from its region's endpoint).
 """
 import json
 import resource
@@ -17,21 +19,29 @@ import oci
 config_file, endpoint, ids_file = sys.argv[1:4]
 config = oci.config.from_file(config_file, "DEFAULT")
 ids = [line.strip() for line in open(ids_file) if line.strip()]
+if "=" in endpoint:
+    endpoints = dict(pair.split("=", 1) for pair in endpoint.split(","))
+else:
+    endpoints = {None: endpoint}
 local = __import__("threading").local()
 
 
-def client():
+def client(code):
     if not hasattr(local, "c"):
-        local.c = oci.core.ComputeClient(config, service_endpoint=endpoint)
-    return local.c
+        local.c = {}
+    if code not in local.c:
+        url = endpoints.get(code) or endpoints.get(None)
+        local.c[code] = oci.core.ComputeClient(config, service_endpoint=url)
+    return local.c[code]
 
 
 def get(i):
-    return client().get_instance(i).data.lifecycle_state
+    code = i.split(".")[3] if None not in endpoints else None
+    return client(code).get_instance(i).data.lifecycle_state
 
 
 def total_calls():
-    return json.load(urllib.request.urlopen(endpoint + "/_emulator/stats")).get("total", 0)
+    return sum(json.load(urllib.request.urlopen(u + "/_emulator/stats")).get("total", 0) for u in set(endpoints.values()))
 
 
 before = total_calls()

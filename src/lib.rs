@@ -18,7 +18,7 @@
 //! | module | owns | reads / writes on disk |
 //! |---|---|---|
 //! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments; one file per stage of the loader (vars, keys and types, fleets, provider, instance, image, references) | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
-//! | [`state`] | versioned state format (pending creates, deposed objects), a loader that refuses what it cannot trust, atomic compare-and-swap saves, an apply's commit journal (folded at its end), backup, lock; local file or Object Storage (lock object) | reads/writes `state/<env>.json`, `.backup`, `.lock` (or the same as objects) |
+//! | [`state`] | versioned state format (pending creates, deposed objects), a loader that refuses what it cannot trust, atomic compare-and-swap saves, an apply's commit journal (folded at its end), backup, lock; local file or Object Storage (lock object) | reads/writes `state/<env>.json`, `.journal`, `.backup`, `.lock` (or the same as objects, without a journal) |
 //! | [`plan`] | refresh from OCI, per-attribute diff, drift, action DAG (built per resource, capture, delete), `--target`/`--exclude`, refresh-only, rendering | writes saved plans (`--out`) |
 //! | [`apply`] | DAG executor (the walk; what actions share; one arm per action): creates never made twice, If-Match'ed mutations that re-read after a refusal, replacements that depose; waits that share listings; network facts of what it made, read in bulk after; progress | commits state after every action (a journal append) |
 //! | [`oci`] | config file, keys, request signer, the four auth methods (API key, session token, resource and instance principals) and renewing their tokens, proxies and CA bundle, HTTP with retries, typed Compute API, the Object Storage subset, a client per region | reads `~/.oci/config`, key, token and CA files; writes a refreshed `security_token_file` |
@@ -27,7 +27,9 @@
 //! | [`cli`] | one thin file per subcommand, calling into the stages above; the flags several share defined once (`args`); one door for printing that takes a closed pipe quietly and colours only a terminal (`out`) | — |
 //! | [`dag`] | a leaf `manifest` (reference cycles) and `plan` (the action DAG) share: a petgraph wrapper with sorted `Display` and DOT | — |
 //! | [`region`] | a leaf `manifest` (validation), `oci` (endpoints) and `plan` share: region ids, 3-letter codes, realms, endpoints, the region of an OCID | — |
+//! | [`raw_json`] | a leaf `state`, `plan` and `apply` share: a resource's JSON kept as compact text, parsed when read (a tenth of the memory of a value) | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
+//! | [`x509_subject`] | a leaf `oci` (instance principals) and `emulator` (federation) share: the tenancy, instance and common name in an instance certificate's subject, fingerprints as OCI spells them | — |
 //! | [`env_name`] | a leaf `manifest` and `state` use: what an environment name may be (it becomes a file name) | — |
 //! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
 //!
@@ -47,6 +49,8 @@ pub mod manifest;
 pub mod oci;
 pub mod output;
 pub mod plan;
+pub mod raw_json;
 pub mod region;
 pub mod small_file;
 pub mod state;
+pub mod x509_subject;

@@ -73,7 +73,7 @@ fn kind_name(kind: ResourceKind) -> &'static str {
 /// One resource's outputs: attribute → value (`null`: none), and whether its network facts were
 /// read (instances).
 fn record(r: &ResourceState) -> Map<String, Value> {
-    let a = &r.attributes;
+    let a = r.attributes.parse();
     let text = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
     let id = r.id.clone().unwrap_or_default();
     let region = r
@@ -265,7 +265,7 @@ mod tests {
         let mut st = State::new();
         let mut web = ResourceState::new(ResourceKind::Instance);
         web.id = Some("ocid1.instance.oc1.iad.aaaa".into());
-        web.attributes = json!({"compartmentId": "ocid1.compartment.oc1..c", "displayName": "web-0", "lifecycleState": "RUNNING"});
+        web.attributes = json!({"compartmentId": "ocid1.compartment.oc1..c", "displayName": "web-0", "lifecycleState": "RUNNING"}).into();
         web.network = Some(Network {
             vnic_id: "ocid1.vnic.oc1.iad.v".into(),
             subnet_id: None,
@@ -280,7 +280,7 @@ mod tests {
         st.resources.insert("instance.old".into(), old);
         let mut img = ResourceState::new(ResourceKind::Image);
         img.id = Some("ocid1.image.oc1.iad.cccc".into());
-        img.attributes = json!({"lifecycleState": "AVAILABLE", "sizeInMBs": 47694});
+        img.attributes = json!({"lifecycleState": "AVAILABLE", "sizeInMBs": 47694}).into();
         st.resources.insert("image.golden".into(), img);
         st
     }

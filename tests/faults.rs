@@ -415,10 +415,10 @@ fn fast_key() -> kiln::oci::keys::SigningKey {
     let key = kiln::oci::keys::load_private_key(&support::key_path("fault-suite-1024.pem"), None)
         .unwrap();
     let fingerprint = kiln::oci::keys::fingerprint(&key.to_public_key());
-    kiln::oci::keys::SigningKey {
-        key_id: format!("{}/{}/{fingerprint}", support::TENANCY, support::USER),
+    kiln::oci::keys::SigningKey::new(
         key,
-    }
+        format!("{}/{}/{fingerprint}", support::TENANCY, support::USER),
+    )
 }
 
 async fn setup(remote: bool) -> Scenario {

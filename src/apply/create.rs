@@ -338,7 +338,7 @@ impl Ctx {
         self.record(&address, |st| {
             if let Some(x) = st.resources.get_mut(&address) {
                 x.etag = r.etag;
-                x.attributes = body;
+                x.attributes = body.into();
                 x.updated_at = Utc::now();
             }
         })

@@ -1,6 +1,7 @@
 //! What every action of an apply shares ([`Ctx`]): a client per region, the state behind
-//! group commits ([`Ctx::record`]: a journal append on the local store), the If-Match to send ([`Ctx::if_match`]), fresh reads
-//! stored as an address's object, and waits that share listings.
+//! group commits of the records each change touched ([`Ctx::record`]: a journal append on the
+//! local store), the If-Match to send ([`Ctx::if_match`]), fresh reads stored as an address's
+//! object, and waits that share listings.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -218,7 +219,7 @@ impl Ctx {
                 r.and_then(|r| r.id.clone()),
                 r.and_then(|r| r.etag.clone()),
                 r.filter(|r| !r.attributes.is_null())
-                    .map(|r| crate::plan::observed_digest(&r.attributes)),
+                    .map(|r| crate::plan::observed_digest(&r.attributes.parse())),
             )
         };
         let id = match (etag, id) {
@@ -275,7 +276,7 @@ impl Ctx {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             r.etag = etag;
-            r.attributes = body;
+            r.attributes = body.into();
             if let Some(i) = inputs {
                 r.inputs = i;
             }

@@ -42,17 +42,15 @@ impl Ctx {
                 .iter()
                 .filter_map(|a| {
                     let r = st.resources.get(a)?;
-                    let lifecycle = r.attributes.get("lifecycleState").and_then(Value::as_str);
+                    let lifecycle = r.attributes.top_str("lifecycleState");
                     if r.kind != ResourceKind::Instance
-                        || matches!(lifecycle, Some("TERMINATING" | "TERMINATED"))
+                        || matches!(lifecycle.as_deref(), Some("TERMINATING" | "TERMINATED"))
                     {
                         return None;
                     }
                     let compartment = r
                         .attributes
-                        .get("compartmentId")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
+                        .top_str("compartmentId")
                         .or_else(|| r.compartment.clone())?;
                     Some((a.clone(), r.id.clone()?, compartment))
                 })

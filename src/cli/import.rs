@@ -120,7 +120,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         r.region = crate::region::from_ocid(&args.ocid).map(str::to_string);
         r.compartment = Some(live.body.compartment_id.clone());
         r.etag = live.etag.clone();
-        r.attributes = serde_json::to_value(&live.body).into_diagnostic()?;
+        r.attributes = state::RawJson::of(&live.body);
         r.inputs = instance_inputs(&primary.subnet_id);
         r.updated_at = Utc::now();
         st.resources.insert(address.to_string(), r);

@@ -227,7 +227,9 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                         "`{address}` is not in the state"
                     )
                 })?;
-                out::println(&serde_json::to_string_pretty(r).into_diagnostic()?)?;
+                // (through a value: the recorded attributes are kept as compact text)
+                let v = serde_json::to_value(r).into_diagnostic()?;
+                out::println(&serde_json::to_string_pretty(&v).into_diagnostic()?)?;
                 Ok(ExitCode::SUCCESS)
             }
             StateCommand::Rm {

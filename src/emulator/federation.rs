@@ -168,46 +168,7 @@ fn fingerprint(der: &[u8], algorithm: &str) -> String {
         "SHA1" => sha1::Sha1::digest(der).to_vec(),
         _ => Sha256::digest(der).to_vec(),
     };
-    digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// A subject attribute value starting with `prefix` (`opc-tenant:`, `opc-instance:`), or the CN.
-fn subject_value(cert: &Certificate, prefix: Option<&str>) -> Option<String> {
-    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
-    const CN: &str = "2.5.4.3";
-    for rdn in cert.tbs_certificate.subject.0.iter() {
-        for atv in rdn.0.iter() {
-            let value = atv
-                .value
-                .decode_as::<Utf8StringRef<'_>>()
-                .map(|s| s.as_str().to_string())
-                .or_else(|_| {
-                    atv.value
-                        .decode_as::<PrintableStringRef<'_>>()
-                        .map(|s| s.as_str().to_string())
-                })
-                .or_else(|_| {
-                    atv.value
-                        .decode_as::<Ia5StringRef<'_>>()
-                        .map(|s| s.as_str().to_string())
-                });
-            let Ok(v) = value else { continue };
-            match prefix {
-                Some(p) => {
-                    if let Some(rest) = v.strip_prefix(p) {
-                        return Some(rest.to_string());
-                    }
-                }
-                None if atv.oid.to_string() == CN => return Some(v),
-                None => {}
-            }
-        }
-    }
-    None
+    crate::x509_subject::hex_pairs(&digest)
 }
 
 fn public_key(cert: &Certificate) -> Option<RsaPublicKey> {
@@ -312,8 +273,7 @@ fn federate(
             "the keyId's fingerprint is not the certificate's",
         ));
     }
-    let named = subject_value(&leaf, Some("opc-tenant:"))
-        .or_else(|| subject_value(&leaf, Some("opc-identity:")));
+    let named = crate::x509_subject::tenancy(&leaf);
     if named.as_deref() != Some(tenancy) {
         return Err(not_authenticated(
             "the certificate does not name the keyId's tenancy",
@@ -333,8 +293,8 @@ fn federate(
         .verify_head_with_key(head, Utc::now(), &leaf_key, false)
         .and_then(|v| v.check_body(body))
         .map_err(not_authenticated)?;
-    let instance = subject_value(&leaf, Some("opc-instance:"))
-        .or_else(|| subject_value(&leaf, None))
+    let instance = crate::x509_subject::prefixed(&leaf, "opc-instance:")
+        .or_else(|| crate::x509_subject::common_name(&leaf))
         .unwrap_or_else(|| "unknown".into());
     let token = shared.issuer.issue(
         &Principal::Instance {

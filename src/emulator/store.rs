@@ -383,13 +383,7 @@ impl World {
     pub fn settle(&mut self, now: DateTime<Utc>) {
         #[cfg(debug_assertions)]
         self.check_index();
-        loop {
-            let Some(first) = self.index.due.first() else {
-                break;
-            };
-            if first.0 > now {
-                break;
-            }
+        while self.index.due.first().is_some_and(|first| first.0 <= now) {
             let (_, coll, id) = self.index.due.pop_first().expect("not empty");
             let Some(r) = self.record_mut(coll, &id) else {
                 continue;

@@ -397,12 +397,12 @@ impl Client {
         let op = call.operation;
         let resource = call.resource.clone();
         let resp = self.send(call).await?;
-        let body = if resp.body.is_empty() {
-            b"null".to_vec()
+        let body: &[u8] = if resp.body.is_empty() {
+            b"null"
         } else {
-            resp.body.clone()
+            &resp.body
         };
-        let parsed = serde_json::from_slice(&body).map_err(|e| OciError {
+        let parsed = serde_json::from_slice(body).map_err(|e| OciError {
             kind: ErrorKind::Decode,
             operation: op,
             resource,

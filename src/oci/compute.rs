@@ -95,6 +95,25 @@ impl Client {
         .await
     }
 
+    /// One page of ListInstances as the answer's bytes (a JSON array), to be read one instance
+    /// at a time: a large page held as typed instances costs several times its text.
+    pub async fn list_instances_page_raw(
+        &self,
+        req: &ListInstances,
+        page: Option<&str>,
+    ) -> Result<Response<Vec<u8>>, OciError> {
+        let call = Call::new("ListInstances", Method::GET, "/instances")
+            .query("compartmentId", Some(&req.compartment_id))
+            .query("availabilityDomain", req.availability_domain.as_ref())
+            .query("displayName", req.display_name.as_ref())
+            .query("limit", req.limit)
+            .query("page", page)
+            .query("sortBy", req.sort_by.as_ref())
+            .query("sortOrder", req.sort_order.as_ref())
+            .query("lifecycleState", req.lifecycle_state.as_ref());
+        self.send(call).await
+    }
+
     /// ListInstances as a stream of pages.
     pub fn list_instances_pages<'a>(
         &'a self,

@@ -48,6 +48,21 @@ pub struct OciError {
 }
 
 impl OciError {
+    /// An answer (or an item of it) that does not decode as the model of `operation`.
+    pub fn decode(operation: &'static str, e: serde_json::Error) -> OciError {
+        OciError {
+            kind: ErrorKind::Decode,
+            operation,
+            resource: None,
+            status: None,
+            code: "InvalidResponse".into(),
+            message: format!("cannot decode the response: {e}"),
+            opc_request_id: None,
+            attempts: 1,
+            help: None,
+        }
+    }
+
     pub fn is_precondition_failed(&self) -> bool {
         self.kind == ErrorKind::PreconditionFailed
     }

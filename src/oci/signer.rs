@@ -9,8 +9,6 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use rsa::pkcs1v15::SigningKey as Pkcs1v15;
-use rsa::signature::{SignatureEncoding, Signer};
 use sha2::{Digest, Sha256};
 
 use super::keys::SigningKey;
@@ -89,8 +87,7 @@ fn sign_headers(key: &SigningKey, req: &RequestParts<'_>, with_host: bool) -> Si
         .collect::<Vec<_>>()
         .join("\n");
     let names = lines.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(" ");
-    let signer = Pkcs1v15::<Sha256>::new(key.key.clone());
-    let signature = B64.encode(signer.sign(signing_string.as_bytes()).to_bytes());
+    let signature = B64.encode(key.sign(signing_string.as_bytes()));
     headers.push((
         "authorization",
         format!(
@@ -143,11 +140,15 @@ mod tests {
                 .as_str()
                 .map(|b| B64.decode(b).unwrap())
                 .unwrap_or_default();
+            let signing_key = SigningKey::new(key, v["key_id"].as_str().unwrap());
+            // Both implementations, byte for byte.
+            assert_eq!(
+                signing_key.sign(b"a message"),
+                signing_key.sign_with_rsa_crate(b"a message"),
+                "{id}"
+            );
             let signed = sign(
-                &SigningKey {
-                    key,
-                    key_id: v["key_id"].as_str().unwrap().to_string(),
-                },
+                &signing_key,
                 &RequestParts {
                     method: v["method"].as_str().unwrap(),
                     path_and_query: v["request_target"].as_str().unwrap(),

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 
+use crate::raw_json::RawJson;
+
 use super::desired::DesiredResource;
 use super::{Action, Change, Drift, Kind};
 use crate::dag::Dag;
@@ -38,8 +40,8 @@ pub struct Prior {
     pub kind: Option<Kind>,
     /// The OCID, once created.
     pub id: Option<String>,
-    /// The last attributes read (OCI JSON).
-    pub attributes: Value,
+    /// The last attributes read (OCI JSON, as text: [`RawJson`]).
+    pub attributes: RawJson,
     /// Create-time inputs kiln recorded (subnet, image lookup criteria, `prevent_destroy`, …).
     pub inputs: Map<String, Value>,
     /// A create was started (retry token recorded) but its result never reached the state.
@@ -48,27 +50,41 @@ pub struct Prior {
     pub deposed: Vec<String>,
 }
 
-/// One live read: the OCI JSON and, when read with a Get, its etag.
+/// One live read: the OCI JSON (as text, parsed where the plan compares it: [`RawJson`]) and,
+/// when read with a Get, its etag.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveRead {
-    pub body: Value,
+    pub body: RawJson,
     pub etag: Option<String>,
+    /// The body's `lifecycleState` (read once).
+    lifecycle: String,
 }
 
 impl LiveRead {
+    pub fn new(body: RawJson, etag: Option<String>) -> LiveRead {
+        let lifecycle = body.top_str("lifecycleState").unwrap_or_default();
+        LiveRead {
+            body,
+            etag,
+            lifecycle,
+        }
+    }
+
+    /// A read of a value (tests, synthetic inputs).
+    pub fn from_value(body: &Value, etag: Option<String>) -> LiveRead {
+        LiveRead::new(RawJson::from_value(body), etag)
+    }
+
     /// TERMINATED instances and DELETED images are gone, even though OCI still lists them.
     pub fn is_gone(&self) -> bool {
         matches!(
-            self.body.get("lifecycleState").and_then(Value::as_str),
-            Some("TERMINATED" | "TERMINATING" | "DELETED")
+            self.lifecycle.as_str(),
+            "TERMINATED" | "TERMINATING" | "DELETED"
         )
     }
 
     fn lifecycle(&self) -> &str {
-        self.body
-            .get("lifecycleState")
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        &self.lifecycle
     }
 }
 
@@ -359,7 +375,7 @@ mod tests {
             prevent_destroy: false,
             create_before_destroy: false,
             preserve_boot_volume: false,
-            create_body: Value::Null,
+            create_body: Default::default(),
         }
     }
 
@@ -385,7 +401,7 @@ mod tests {
             prevent_destroy: false,
             create_before_destroy: false,
             preserve_boot_volume: false,
-            create_body: Value::Null,
+            create_body: Default::default(),
         }
     }
 
@@ -432,7 +448,7 @@ mod tests {
         Prior {
             kind: None,
             id: Some(id.into()),
-            attributes: attrs,
+            attributes: attrs.clone().into(),
             inputs: Map::new(),
             pending_create: false,
             deposed: Vec::new(),
@@ -471,10 +487,7 @@ mod tests {
         let mut live = HashMap::new();
         live.insert(
             "i1".to_string(),
-            LiveRead {
-                body: attrs,
-                etag: Some("e1".into()),
-            },
+            LiveRead::from_value(&attrs, Some("e1".into())),
         );
         let c = run(&desired, &p, &live);
         assert_eq!(
@@ -497,7 +510,7 @@ mod tests {
         let mut live = HashMap::new();
         let body = json!({"displayName": "web", "availabilityDomain": "AD-1", "lifecycleState": "RUNNING",
             "definedTags": {"Oracle-Tags": {"CreatedBy": "someone"}}});
-        live.insert("i1".to_string(), LiveRead { body, etag: None });
+        live.insert("i1".to_string(), LiveRead::from_value(&body, None));
         let c = run(&desired, &p, &live);
         assert!(c.changes.is_empty() && c.drift.is_empty(), "{c:?}");
     }
@@ -510,7 +523,7 @@ mod tests {
         p.insert("instance.web".to_string(), prior("i1", attrs));
         let mut live = HashMap::new();
         let body = json!({"displayName": "renamed", "availabilityDomain": "AD-1", "lifecycleState": "RUNNING"});
-        live.insert("i1".to_string(), LiveRead { body, etag: None });
+        live.insert("i1".to_string(), LiveRead::from_value(&body, None));
         let c = run(&desired, &p, &live);
         assert_eq!(c.drift.len(), 1);
         assert_eq!(
@@ -519,7 +532,9 @@ mod tests {
         );
 
         let mut live2 = live.clone();
-        live2.get_mut("i1").unwrap().body["availabilityDomain"] = json!("AD-2");
+        let mut moved = live2["i1"].body.parse();
+        moved["availabilityDomain"] = json!("AD-2");
+        live2.insert("i1".to_string(), LiveRead::from_value(&moved, None));
         let c = run(&desired, &p, &live2);
         assert_eq!(c.changes[0].action, Action::Replace);
         assert!(c.changes[0]
@@ -542,10 +557,7 @@ mod tests {
         let mut live = HashMap::new();
         live.insert(
             "img1".to_string(),
-            LiveRead {
-                body: json!({"lifecycleState": "AVAILABLE"}),
-                etag: None,
-            },
+            LiveRead::from_value(&json!({"lifecycleState": "AVAILABLE"}), None),
         );
         // instance.web is gone (404): recreated, drift says so; image.old deleted after it.
         let c = run(&desired, &p, &live);
@@ -570,10 +582,7 @@ mod tests {
         let mut live = HashMap::new();
         live.insert(
             "i1".to_string(),
-            LiveRead {
-                body: json!({"displayName": "db", "availabilityDomain": "AD-1", "lifecycleState": "RUNNING"}),
-                etag: None,
-            },
+            LiveRead::from_value(&json!({"displayName": "db", "availabilityDomain": "AD-1", "lifecycleState": "RUNNING"}), None),
         );
         let run = |desired: &[DesiredResource], destroy| {
             compute(&Inputs {

@@ -77,8 +77,9 @@ pub struct DesiredResource {
     pub create_before_destroy: bool,
     pub preserve_boot_volume: bool,
     /// The create request (LaunchInstanceDetails / CreateImageDetails JSON); references to other
-    /// managed resources are `{"$ref": ADDRESS}` placeholders.
-    pub create_body: Value,
+    /// managed resources are `{"$ref": ADDRESS}` placeholders. Kept as text: only creates and
+    /// replacements read it, and a plan holds one per resource.
+    pub create_body: crate::raw_json::RawJson,
 }
 
 impl DesiredResource {

@@ -248,7 +248,7 @@ mod tests {
             prevent_destroy: false,
             create_before_destroy: false,
             preserve_boot_volume: false,
-            create_body: Value::Null,
+            create_body: Default::default(),
         }
     }
 
@@ -363,7 +363,7 @@ mod update_body_tests {
             prevent_destroy: false,
             create_before_destroy: false,
             preserve_boot_volume: false,
-            create_body: Value::Null,
+            create_body: Default::default(),
         };
         let live = json!({"freeformTags": {"team": "web", "cost": "42"}});
         let diffs = diff(&d, &live, &Map::new(), &|_| unreachable!());
@@ -404,7 +404,7 @@ mod update_body_tests {
             prevent_destroy: false,
             create_before_destroy: false,
             preserve_boot_volume: false,
-            create_body: Value::Null,
+            create_body: Default::default(),
         };
         let live = json!({"shapeConfig": {"ocpus": 1.0, "memoryInGBs": 16.0, "processorDescription": "AMD", "gpus": 0, "networkingBandwidthInGbps": 1.0}});
         let diffs = diff(&d, &live, &Map::new(), &|_| unreachable!());

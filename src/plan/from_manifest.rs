@@ -259,6 +259,8 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
         PowerState::Running => Power::Running,
         PowerState::Stopped => Power::Stopped,
     };
+    // Sized to fit: 10,000 resources hold their attributes for the whole plan.
+    attrs.shrink_to_fit();
     DesiredResource {
         address: spec.address.to_string(),
         kind: Kind::Instance,
@@ -274,7 +276,7 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
         prevent_destroy: spec.prevent_destroy,
         create_before_destroy: spec.create_before_destroy,
         preserve_boot_volume: spec.preserve_boot_volume,
-        create_body: Value::Object(body),
+        create_body: crate::raw_json::RawJson::from_value(&Value::Object(body)),
     }
 }
 
@@ -375,6 +377,8 @@ pub fn image(spec: &ImageSpec) -> DesiredResource {
         &spec.freeform_tags,
         &spec.defined_tags,
     );
+    // Sized to fit: 10,000 resources hold their attributes for the whole plan.
+    attrs.shrink_to_fit();
     DesiredResource {
         address: spec.address.to_string(),
         kind: Kind::Image,
@@ -390,7 +394,7 @@ pub fn image(spec: &ImageSpec) -> DesiredResource {
         prevent_destroy: spec.prevent_destroy,
         create_before_destroy: true,
         preserve_boot_volume: false,
-        create_body: Value::Object(body),
+        create_body: crate::raw_json::RawJson::from_value(&Value::Object(body)),
     }
 }
 

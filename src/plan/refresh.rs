@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::manifest::Manifest;
 use crate::oci::compute::{ListImages, ListInstances};
 use crate::oci::{Clients, OciError};
-use crate::state::{ResourceKind, State};
+use crate::state::{RawJson, ResourceKind, State};
 
 use super::build::{self, Inputs, LiveRead, Prior};
 use super::desired::DesiredResource;
@@ -125,9 +125,7 @@ async fn read_live(
         let Some(id) = &p.id else { continue };
         let compartment = p
             .attributes
-            .get("compartmentId")
-            .and_then(Value::as_str)
-            .map(str::to_string)
+            .top_str("compartmentId")
             .or_else(|| by_addr.get(addr.as_str()).map(|d| d.compartment.clone()))
             .unwrap_or_default();
         match p.kind {
@@ -142,27 +140,44 @@ async fn read_live(
         .filter(|(_, c)| !c.is_empty())
         .map(|(id, c)| (crate::region::from_ocid(id), c.clone()))
         .collect();
-    let lists: Vec<Vec<crate::oci::models::Instance>> = stream::iter(pairs)
+    // Each page is kept as compact text as it arrives (only the state's instances), so no more
+    // than the pages in flight are ever held parsed.
+    let instance_ids = &instance_ids;
+    let lists: Vec<Vec<(String, LiveRead)>> = stream::iter(pairs)
         .map(|(region, c)| async move {
-            clients
-                .for_region(region)?
-                .list_instances(&ListInstances {
-                    compartment_id: c,
-                    limit: Some(1000),
-                    ..Default::default()
-                })
-                .await
+            let client = clients.for_region(region)?;
+            let req = ListInstances {
+                compartment_id: c,
+                limit: Some(1000),
+                ..Default::default()
+            };
+            let mut kept = Vec::new();
+            let mut page: Option<String> = None;
+            loop {
+                let r = client
+                    .list_instances_page_raw(&req, page.as_deref())
+                    .await?;
+                let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&r.body)
+                    .map_err(|e| OciError::decode("ListInstances", e))?;
+                for raw in items {
+                    // Read as the model (what the state records is in its form), one at a time.
+                    let inst: crate::oci::models::Instance = serde_json::from_str(raw.get())
+                        .map_err(|e| OciError::decode("ListInstances", e))?;
+                    if instance_ids.contains_key(&inst.id) {
+                        kept.push((inst.id.clone(), LiveRead::new(RawJson::of(&inst), None)));
+                    }
+                }
+                match r.opc_next_page {
+                    Some(p) => page = Some(p),
+                    None => break,
+                }
+            }
+            Ok::<_, OciError>(kept)
         })
         .buffer_unordered(parallelism.max(1))
         .try_collect()
         .await?;
-    let mut live = HashMap::new();
-    for inst in lists.into_iter().flatten() {
-        if instance_ids.contains_key(&inst.id) {
-            let body = serde_json::to_value(&inst).expect("instances serialise");
-            live.insert(inst.id.clone(), LiveRead { body, etag: None });
-        }
-    }
+    let mut live: HashMap<String, LiveRead> = lists.into_iter().flatten().collect();
     // Instances not listed where state said (moved out of band): one Get each; 404 = gone.
     let missing: Vec<String> = instance_ids
         .keys()
@@ -201,14 +216,14 @@ async fn get_live(clients: &Clients, id: &str, kind: Kind) -> Result<Option<Live
             Kind::Instance => client
                 .get_instance(id)
                 .await
-                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
+                .map(|r| (RawJson::of(&r.body), r.etag)),
             Kind::Image => client
                 .get_image(id)
                 .await
-                .map(|r| (serde_json::to_value(&r.body).expect("serialises"), r.etag)),
+                .map(|r| (RawJson::of(&r.body), r.etag)),
         };
         match r {
-            Ok((body, etag)) => return Ok(Some(LiveRead { body, etag })),
+            Ok((body, etag)) => return Ok(Some(LiveRead::new(body, etag))),
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         }
@@ -360,7 +375,7 @@ fn apply_moves(
 fn fill_observed(changes: &mut [super::Change], live: &HashMap<String, LiveRead>) {
     for c in changes.iter_mut().filter(|c| c.action != Action::Create) {
         if let Some(read) = c.id.as_ref().and_then(|id| live.get(id)) {
-            c.observed = Some(super::observed_digest(&read.body));
+            c.observed = Some(super::observed_digest(&read.body.parse()));
         }
     }
 }

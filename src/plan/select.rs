@@ -97,7 +97,7 @@ pub(super) fn dependents_of(
         .filter(|(_, p)| {
             let (image, source) = uses(p);
             ids.iter()
-                .any(|id| image == Some(*id) || source == Some(*id))
+                .any(|id| image.as_deref() == Some(*id) || source == Some(*id))
         })
         .map(|(a, _)| a.clone());
     by_manifest.chain(by_state).collect()
@@ -114,11 +114,14 @@ fn dependencies_of(
         .iter()
         .filter(|d| d.address == address)
         .flat_map(|d| d.depends_on.iter().cloned());
-    let used: Vec<&str> = prior
+    let used: Vec<String> = prior
         .get(address)
         .map(|p| {
             let (image, source) = uses(p);
-            image.into_iter().chain(source).collect()
+            image
+                .into_iter()
+                .chain(source.map(str::to_string))
+                .collect()
         })
         .unwrap_or_default();
     let by_state = prior
@@ -126,7 +129,7 @@ fn dependencies_of(
         .filter(|(_, p)| {
             p.id.iter()
                 .chain(&p.deposed)
-                .any(|id| used.contains(&id.as_str()))
+                .any(|id| used.iter().any(|u| u == id))
         })
         .map(|(a, _)| a.clone());
     by_manifest.chain(by_state).collect()
@@ -134,11 +137,9 @@ fn dependencies_of(
 
 /// The image an instance was launched from and the instance an image was captured from, as the
 /// state recorded them.
-fn uses(p: &Prior) -> (Option<&str>, Option<&str>) {
+fn uses(p: &Prior) -> (Option<String>, Option<&str>) {
     (
-        p.attributes
-            .pointer("/sourceDetails/imageId")
-            .and_then(Value::as_str),
+        p.attributes.str_at(&["sourceDetails", "imageId"]),
         p.inputs.get("source_instance").and_then(Value::as_str),
     )
 }

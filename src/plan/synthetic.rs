@@ -51,19 +51,13 @@ pub fn instances(n: usize) -> Synthetic {
             Prior {
                 kind: Some(Kind::Instance),
                 id: Some(id.clone()),
-                attributes: body,
+                attributes: body.into(),
                 inputs,
                 pending_create: false,
                 deposed: Vec::new(),
             },
         );
-        live.insert(
-            id,
-            LiveRead {
-                body: live_body,
-                etag: None,
-            },
-        );
+        live.insert(id, LiveRead::from_value(&live_body, None));
         desired.push(DesiredResource {
             address: format!("instance.{name}"),
             kind: Kind::Instance,
@@ -141,7 +135,7 @@ pub fn instances(n: usize) -> Synthetic {
             prevent_destroy: false,
             create_before_destroy: false,
             preserve_boot_volume: false,
-            create_body: Value::Null,
+            create_body: Default::default(),
         });
     }
     Synthetic {

@@ -27,9 +27,16 @@ pub fn parse(path: &str, text: &str) -> Result<State, StateError> {
         reason,
     };
     serde_json::from_str::<NoDuplicateKeys>(text).map_err(|e| corrupt(e.to_string()))?;
-    let v: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
-    let version = v
-        .get("version")
+    // The version first (every other field skipped), then the state itself straight from the
+    // text: no intermediate value of the whole document.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        version: Option<Value>,
+    }
+    let head: Head = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    let version = head
+        .version
+        .as_ref()
         .and_then(Value::as_u64)
         .ok_or_else(|| corrupt("no `version`".into()))?;
     if !(OLDEST_FORMAT_VERSION as u64..=FORMAT_VERSION as u64).contains(&version) {
@@ -38,7 +45,7 @@ pub fn parse(path: &str, text: &str) -> Result<State, StateError> {
             found: version.min(u32::MAX as u64) as u32,
         });
     }
-    let state: State = serde_json::from_value(v).map_err(|e| corrupt(e.to_string()))?;
+    let state: State = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
     check(&state).map_err(corrupt)?;
     Ok(state)
 }

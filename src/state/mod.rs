@@ -35,6 +35,8 @@ pub use local::LocalStore;
 pub use remote::RemoteStore;
 
 use chrono::{DateTime, Utc};
+
+pub use crate::raw_json::RawJson;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -124,9 +126,9 @@ pub struct ResourceState {
     pub compartment: Option<String>,
     #[serde(default)]
     pub etag: Option<String>,
-    /// The resource as last read from OCI (its JSON).
+    /// The resource as last read from OCI (its JSON, kept as text: [`RawJson`]).
     #[serde(default)]
-    pub attributes: Value,
+    pub attributes: RawJson,
     /// Create-time inputs OCI does not return (subnet, image lookup criteria, `prevent_destroy`, …).
     #[serde(default)]
     pub inputs: Map<String, Value>,
@@ -150,7 +152,7 @@ impl ResourceState {
             region: None,
             compartment: None,
             etag: None,
-            attributes: Value::Null,
+            attributes: RawJson::null(),
             inputs: Map::new(),
             pending_create: None,
             deposed: Vec::new(),
@@ -168,7 +170,7 @@ impl ResourceState {
     pub fn clear_object(&mut self) {
         self.id = None;
         self.etag = None;
-        self.attributes = Value::Null;
+        self.attributes = RawJson::null();
         self.network = None;
     }
 

@@ -11,6 +11,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// `cargo bench --bench signing`, compiled here too.
+#[path = "../../benches/signing.rs"]
+mod signing_bench;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -93,12 +97,21 @@ fn bench_apply_critical_path_smoke() {
         .arg("benches/apply.sh")
         .env("SMALL", "1"));
     let rows = rows(&out);
-    assert_eq!(rows.len(), 2, "two DAGs:\n{out}");
-    assert!(rows[0][0].contains("3 independent instances"), "{out}");
-    assert_eq!(rows[0][1], "3 create instance", "{out}");
-    assert!(rows[1][0].starts_with("golden image"), "{out}");
     assert_eq!(
-        rows[1][1], "1 create image, 2 create instance, 1 start instance, 1 stop instance",
+        rows.len(),
+        3,
+        "two DAGs, the first with both kinds of waits:\n{out}"
+    );
+    assert_eq!(rows[0][0], "3 independent instances", "{out}");
+    assert_eq!(rows[0][1], "3 create instance", "{out}");
+    assert_eq!(
+        rows[1][0], "3 independent instances, --wait-reads get",
+        "{out}"
+    );
+    assert_eq!(rows[1][1], "3 create instance", "{out}");
+    assert!(rows[2][0].starts_with("golden image"), "{out}");
+    assert_eq!(
+        rows[2][1], "1 create image, 2 create instance, 1 start instance, 1 stop instance",
         "{out}"
     );
     for r in &rows {
@@ -119,8 +132,9 @@ fn bench_apply_critical_path_smoke() {
     // Launches at 3 and 2 at once on 10 slots: one launch; stop → capture → start ‖ launch.
     let scale = 0.002;
     assert!((num(&rows[0][4]) - 60.0 * scale).abs() < 1e-6, "{out}");
+    assert!((num(&rows[1][4]) - 60.0 * scale).abs() < 1e-6, "{out}");
     assert!(
-        (num(&rows[1][4]) - (30.0 + 480.0 + 60.0) * scale).abs() < 0.01,
+        (num(&rows[2][4]) - (30.0 + 480.0 + 60.0) * scale).abs() < 0.01,
         "{out}"
     );
 }
@@ -152,4 +166,59 @@ fn bench_pycloudlib_vs_kiln_smoke() {
         assert!(line.contains("LaunchInstance 1,"), "{line}");
         assert!(line.contains("CreateImage 1,"), "{line}");
     }
+}
+
+#[test]
+fn bench_signing_smoke() {
+    let out = signing_bench::run(3);
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 3, "{out}");
+    for r in &rows {
+        assert!(num(&r[1]) > 0.0 && num(&r[2]) > 0.0, "{out}");
+    }
+    assert!(out.contains("ring ÷ rsa crate"), "{out}");
+}
+
+#[test]
+#[ignore = "needs python3 with Oracle's SDK: pip install oci-cli (the README's test command runs it)"]
+fn bench_estate_smoke() {
+    require_python(&["oci"]);
+    let out = run(Command::new("python3")
+        .arg("benches/estate.py")
+        .env("SMALL", "1"));
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 1, "{out}");
+    let r = &rows[0];
+    assert_eq!(r.len(), 12, "{out}");
+    assert_eq!((r[0].as_str(), r[1].as_str()), ("12", "2 × 2"), "{out}");
+    // One ListInstances page per (region, compartment); the peer reads each instance once.
+    assert_eq!(num(&r[5]), 4.0, "kiln API calls:\n{out}");
+    assert_eq!(num(&r[9]), 12.0, "peer API calls:\n{out}");
+    assert!(num(&r[2]) > 0.0 && num(&r[6]) > 0.0, "{out}");
+    assert!(
+        out.contains("kiln plan API calls by operation: ListInstances 4"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bench_first_apply_smoke() {
+    let out = run(Command::new("python3")
+        .arg("benches/first_apply.py")
+        .env("SMALL", "1"));
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 1, "{out}");
+    let r = &rows[0];
+    assert_eq!(r[0], "6", "{out}");
+    let (wall, path, ratio) = (num(&r[1]), num(&r[2]), num(&r[3]));
+    // Two rounds of 3 launches on 3 slots, 0.12 s each; no apply beats its lifecycles.
+    assert!((path - 0.24).abs() < 1e-6, "{out}");
+    assert!(wall >= path, "wall {wall} < critical path {path}:\n{out}");
+    assert!(
+        (ratio * path - wall).abs() <= 0.005 * (ratio + 1.0) + 0.0005 * path + 1e-9,
+        "{out}"
+    );
+    // Every launch once; calls per launch is calls ÷ N.
+    assert!(out.contains("LaunchInstance 6"), "{out}");
+    assert!((num(&r[5]) - num(&r[4]) / 6.0).abs() < 0.01, "{out}");
 }

@@ -32,19 +32,13 @@ pub fn key_path(name: &str) -> PathBuf {
 /// The pkcs1 test key as kiln signs with it.
 pub fn signing_key() -> SigningKey {
     let key = keys::load_private_key(&key_path("pkcs1.pem"), None).unwrap();
-    SigningKey {
-        key,
-        key_id: format!("{TENANCY}/{USER}/{PKCS1_FP}"),
-    }
+    SigningKey::new(key, format!("{TENANCY}/{USER}/{PKCS1_FP}"))
 }
 
 /// The pkcs8 test key (not trusted by default).
 pub fn other_key() -> SigningKey {
     let key = keys::load_private_key(&key_path("pkcs8.pem"), None).unwrap();
-    SigningKey {
-        key,
-        key_id: format!("{TENANCY}/{USER}/{PKCS8_FP}"),
-    }
+    SigningKey::new(key, format!("{TENANCY}/{USER}/{PKCS8_FP}"))
 }
 
 pub fn trusted() -> Vec<TrustedKey> {

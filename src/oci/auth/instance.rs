@@ -30,7 +30,6 @@ use base64::Engine;
 use chrono::Utc;
 use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
 use rsa::RsaPrivateKey;
-use sha2::{Digest, Sha256};
 use x509_cert::der::{Decode, DecodePem, Encode};
 
 use super::token::Token;
@@ -95,45 +94,7 @@ struct Identity {
     tenancy: String,
 }
 
-/// The tenancy named in a certificate's subject (`opc-tenant:` or `opc-identity:`).
-pub fn tenancy_of(cert: &x509_cert::Certificate) -> Option<String> {
-    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
-    for rdn in cert.tbs_certificate.subject.0.iter() {
-        for atv in rdn.0.iter() {
-            let value = atv
-                .value
-                .decode_as::<Utf8StringRef<'_>>()
-                .map(|s| s.as_str().to_string())
-                .or_else(|_| {
-                    atv.value
-                        .decode_as::<PrintableStringRef<'_>>()
-                        .map(|s| s.as_str().to_string())
-                })
-                .or_else(|_| {
-                    atv.value
-                        .decode_as::<Ia5StringRef<'_>>()
-                        .map(|s| s.as_str().to_string())
-                });
-            if let Ok(v) = value {
-                for prefix in ["opc-tenant:", "opc-identity:"] {
-                    if let Some(t) = v.strip_prefix(prefix) {
-                        return Some(t.to_string());
-                    }
-                }
-            }
-        }
-    }
-    None
-}
-
-/// SHA-256 of a certificate's DER, as lowercase hex pairs joined by `:` (Oracle's Go SDK).
-pub fn sha256_fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use crate::x509_subject::{sha256_fingerprint, tenancy as tenancy_of};
 
 /// An instance principal.
 pub struct InstancePrincipal {
@@ -373,14 +334,14 @@ async fn federate(
         "intermediateCertificates": identity.intermediates.iter().map(|c| B64.encode(c)).collect::<Vec<_>>(),
         "fingerprintAlgorithm": "SHA256",
     });
-    let key = SigningKey {
-        key: identity.leaf_key.clone(),
-        key_id: format!(
+    let key = SigningKey::new(
+        identity.leaf_key.clone(),
+        format!(
             "{}/fed-x509-sha256/{}",
             identity.tenancy,
             sha256_fingerprint(&identity.leaf)
         ),
-    };
+    );
     let reply = super::auth_post(
         http,
         url,
@@ -395,10 +356,7 @@ async fn federate(
     }
     let token = reply.token().map_err(InstanceError::Federation)?;
     tracing::debug!(target: "kiln::oci", expires_at = %token.expires_at, "instance principal token issued");
-    let signing = Arc::new(SigningKey {
-        key: session,
-        key_id: format!("ST${}", token.expose()),
-    });
+    let signing = Arc::new(SigningKey::new(session, format!("ST${}", token.expose())));
     Ok((token, signing))
 }
 

@@ -181,10 +181,7 @@ impl Settings {
             var: PRIVATE_PEM,
             source,
         })?;
-        let signing = Arc::new(SigningKey {
-            key,
-            key_id: format!("ST${}", token.expose()),
-        });
+        let signing = Arc::new(SigningKey::new(key, format!("ST${}", token.expose())));
         Ok((token, signing))
     }
 

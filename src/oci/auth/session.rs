@@ -106,10 +106,10 @@ impl SessionToken {
             source,
         })?;
         let token = read_token(&profile.name, &file)?;
-        let signing = Arc::new(SigningKey {
-            key: key.clone(),
-            key_id: format!("ST${}", token.expose()),
-        });
+        let signing = Arc::new(SigningKey::new(
+            key.clone(),
+            format!("ST${}", token.expose()),
+        ));
         Ok(SessionToken {
             profile: profile.name.clone(),
             file,
@@ -121,10 +121,10 @@ impl SessionToken {
     }
 
     fn adopt(&self, cur: &mut Current, token: Token) {
-        cur.signing = Arc::new(SigningKey {
-            key: self.key.clone(),
-            key_id: format!("ST${}", token.expose()),
-        });
+        cur.signing = Arc::new(SigningKey::new(
+            self.key.clone(),
+            format!("ST${}", token.expose()),
+        ));
         cur.token = token;
     }
 

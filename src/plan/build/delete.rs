@@ -2,9 +2,10 @@
 //! image (create before destroy), resources in state the manifest no longer has (or all, for
 //! `kiln destroy`), and the deposed predecessors of earlier replacements.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
-use super::super::diff;
 use super::super::{Action, Change, Kind};
 use super::{BuildError, Graph, LiveRead};
 
@@ -136,40 +137,63 @@ impl Graph<'_, '_> {
             delete_nodes.push((i, id));
         }
         // A delete waits for every node of the resources that used it: instances launched from a
-        // deleted image, images captured from a deleted instance.
-        for (i, id) in &delete_nodes {
-            let users: Vec<usize> = inp
-                .prior
+        // deleted image, images captured from a deleted instance. (What each address used is
+        // read once: the recorded attributes are text.)
+        let image_of: HashMap<&str, Option<String>> = if delete_nodes.is_empty() {
+            HashMap::new()
+        } else {
+            inp.prior
                 .iter()
-                .filter(|(addr, p)| {
-                    p.id.as_deref() != Some(id.as_str())
-                        && (diff::at(&p.attributes, &["sourceDetails".into(), "imageId".into()])
-                            .as_str()
-                            == Some(id)
-                            || p.inputs.get("source_instance").and_then(Value::as_str) == Some(id))
-                        && self.node_of.contains_key(addr.as_str())
+                .map(|(addr, p)| {
+                    (
+                        addr.as_str(),
+                        p.attributes.str_at(&["sourceDetails", "imageId"]),
+                    )
                 })
-                .flat_map(|(addr, _)| self.node_of[addr.as_str()].clone())
+                .collect()
+        };
+        let mut users_of: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (addr, p) in inp.prior {
+            if !self.node_of.contains_key(addr.as_str()) {
+                continue;
+            }
+            let image = image_of.get(addr.as_str()).and_then(|i| i.as_deref());
+            let source = p.inputs.get("source_instance").and_then(Value::as_str);
+            for used in image.into_iter().chain(source) {
+                if p.id.as_deref() != Some(used) {
+                    users_of.entry(used).or_default().push(addr.as_str());
+                }
+            }
+        }
+        for (i, id) in &delete_nodes {
+            let users: Vec<usize> = users_of
+                .get(id.as_str())
+                .into_iter()
+                .flatten()
+                .flat_map(|addr| self.node_of[*addr].clone())
                 .filter(|n| n != i)
                 .collect();
             self.nodes[*i].after.extend(users);
         }
         // Under destroy, dependents go first: an image is deleted after the instances launched from it.
         if inp.destroy {
-            let snapshot: Vec<(usize, String)> = delete_nodes.clone();
-            for (i, id) in &snapshot {
-                for (j, _) in &snapshot {
-                    let addr_j = &self.nodes[*j].change.address;
-                    if let Some(pj) = inp.prior.get(addr_j) {
-                        let uses =
-                            diff::at(&pj.attributes, &["sourceDetails".into(), "imageId".into()])
-                                .as_str()
-                                == Some(id);
-                        if uses && i != j {
-                            self.nodes[*i].after.push(*j);
-                        }
+            let deleting: HashMap<&str, Vec<usize>> =
+                delete_nodes.iter().fold(HashMap::new(), |mut m, (i, id)| {
+                    m.entry(id.as_str()).or_default().push(*i);
+                    m
+                });
+            let mut edges = Vec::new();
+            for (j, _) in &delete_nodes {
+                let addr_j = self.nodes[*j].change.address.as_str();
+                let image = image_of.get(addr_j).and_then(|i| i.as_deref());
+                for i in image.and_then(|id| deleting.get(id)).into_iter().flatten() {
+                    if i != j {
+                        edges.push((*i, *j));
                     }
                 }
+            }
+            for (i, j) in edges {
+                self.nodes[i].after.push(j);
             }
         }
         Ok(())

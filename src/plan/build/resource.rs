@@ -4,30 +4,63 @@
 
 use serde_json::Value;
 
-use super::super::desired::{DesiredResource, DesiredValue, Power};
+use super::super::desired::{DesiredResource, DesiredValue, Lookup, Power};
 use super::super::diff::{self, Resolved};
 use super::super::{Action, AttrChange, AttrClass, Change, Drift, Kind};
 use super::{instance_running, BuildError, Graph, LiveRead};
 
+/// A resource's reads, parsed ([`Graph::read`]).
+struct Read {
+    live: Value,
+    drift: Vec<AttrChange>,
+}
+
 impl Graph<'_, '_> {
     /// Decide `d`'s nodes (in dependency order, so a reference to a resource this plan creates or
     /// replaces is "known after apply").
+    /// What the reads of `d` say, parsed: the top-level fields of its live read (or, without a
+    /// refresh, of its state) that the manifest manages — every comparison reads those alone —
+    /// and its drift. `None`: no object, or not read (it is created). Parsed when the resource's
+    /// turn comes, and dropped after it: the plan keeps the text.
+    fn read(&self, d: &DesiredResource) -> Option<Read> {
+        let inp = self.inp;
+        let prior = inp.prior.get(&d.address)?;
+        prior.id.as_ref()?;
+        let raw = if inp.refreshed {
+            &self.live_of(&d.address)?.body
+        } else {
+            &prior.attributes
+        };
+        let mut keys: Vec<&str> = d
+            .attrs
+            .iter()
+            .filter_map(|a| match &a.lookup {
+                Lookup::Live(p) => p.first().map(String::as_str),
+                Lookup::Input(_) => None,
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let live = raw.parse_keys(&keys);
+        // The same text as the state's: nothing drifted.
+        let drift = if inp.refreshed && raw.text() != prior.attributes.text() {
+            diff::drift(d, &prior.attributes.parse_keys(&keys), &live)
+        } else {
+            Vec::new()
+        };
+        Some(Read { live, drift })
+    }
+
     pub(super) fn resource(&mut self, d: &DesiredResource) -> Result<(), BuildError> {
         let inp = self.inp;
-        let empty = LiveRead {
-            body: Value::Null,
-            etag: None,
-        };
+        let empty = LiveRead::new(Default::default(), None);
         let prior = inp.prior.get(&d.address);
         let id = prior.and_then(|p| p.id.clone());
         let state_read;
         let live: Option<&LiveRead> = if inp.refreshed {
             self.live_of(&d.address)
         } else {
-            state_read = prior.map(|p| LiveRead {
-                body: p.attributes.clone(),
-                etag: None,
-            });
+            state_read = prior.map(|p| LiveRead::new(p.attributes.clone(), None));
             state_read.as_ref()
         };
         let resolve = |addr: &str| -> Resolved {
@@ -106,7 +139,7 @@ impl Graph<'_, '_> {
                 attributes: attrs,
                 id: None,
                 etag: None,
-                request: Some(d.create_body.clone()),
+                request: Some(d.create_body.parse()),
                 inputs: Some(d.input_values()),
                 ..base
             });
@@ -133,10 +166,15 @@ impl Graph<'_, '_> {
         }
         let live = live.unwrap_or(&empty);
         let prior = prior.expect("an id comes from state");
+        let Read {
+            live: live_body,
+            drift: changed,
+        } = self
+            .read(d)
+            .expect("a resource with an object that was read");
 
         // 5. drift (reported even when the plan also fixes it)
         if inp.refreshed {
-            let changed = diff::drift(d, &prior.attributes, &live.body);
             if !changed.is_empty() {
                 self.drift.push(Drift {
                     address: d.address.clone(),
@@ -147,7 +185,7 @@ impl Graph<'_, '_> {
         }
 
         // 2.-3. attribute changes
-        let mut diffs = diff::diff(d, &live.body, &prior.inputs, &resolve);
+        let mut diffs = diff::diff(d, &live_body, &prior.inputs, &resolve);
         // A resource lives in one region: another region is another resource.
         let wanted_region = d.region.as_deref().or(inp.default_region);
         let region_now = id.as_deref().and_then(crate::region::from_ocid);
@@ -187,7 +225,7 @@ impl Graph<'_, '_> {
                 action: Action::Replace,
                 reason: reason.join("; "),
                 attributes: diffs.iter().map(|x| x.change.clone()).collect(),
-                request: Some(d.create_body.clone()),
+                request: Some(d.create_body.parse()),
                 inputs: Some(d.input_values()),
                 ..base.clone()
             });
@@ -232,7 +270,7 @@ impl Graph<'_, '_> {
                 action: Action::Update,
                 reason: format!("{} changed", names.join(", ")),
                 attributes: updates,
-                request: Some(diff::update_body(d, &live.body, &diffs)),
+                request: Some(diff::update_body(d, &live_body, &diffs)),
                 ..base.clone()
             });
             self.nodes[i].after.extend(own.iter().copied());
