@@ -278,7 +278,7 @@ impl Ctx {
             r.etag = etag;
             r.attributes = body.into();
             if let Some(i) = inputs {
-                r.inputs = i;
+                r.inputs = std::sync::Arc::new(i);
             }
             r.pending_create = None;
             r.updated_at = Utc::now();

@@ -121,7 +121,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         r.compartment = Some(live.body.compartment_id.clone());
         r.etag = live.etag.clone();
         r.attributes = state::RawJson::of(&live.body);
-        r.inputs = instance_inputs(&primary.subnet_id);
+        r.inputs = std::sync::Arc::new(instance_inputs(&primary.subnet_id));
         r.updated_at = Utc::now();
         st.resources.insert(address.to_string(), r);
         s.store.save(&lock, &mut st).await?;

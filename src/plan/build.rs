@@ -43,7 +43,7 @@ pub struct Prior {
     /// The last attributes read (OCI JSON, as text: [`RawJson`]).
     pub attributes: RawJson,
     /// Create-time inputs kiln recorded (subnet, image lookup criteria, `prevent_destroy`, …).
-    pub inputs: Map<String, Value>,
+    pub inputs: std::sync::Arc<Map<String, Value>>,
     /// A create was started (retry token recorded) but its result never reached the state.
     pub pending_create: bool,
     /// Superseded objects of this address not destroyed yet (a replacement's predecessors).
@@ -449,7 +449,7 @@ mod tests {
             kind: None,
             id: Some(id.into()),
             attributes: attrs.clone().into(),
-            inputs: Map::new(),
+            inputs: Default::default(),
             pending_create: false,
             deposed: Vec::new(),
         }
@@ -577,7 +577,7 @@ mod tests {
             "i1",
             json!({"displayName": "db", "availabilityDomain": "AD-1"}),
         );
-        pr.inputs.insert("prevent_destroy".into(), json!(true));
+        std::sync::Arc::make_mut(&mut pr.inputs).insert("prevent_destroy".into(), json!(true));
         p.insert("instance.db".to_string(), pr);
         let mut live = HashMap::new();
         live.insert(

@@ -8,6 +8,7 @@
 //! lookup, for creates only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
@@ -141,38 +142,45 @@ async fn read_live(
         .map(|(id, c)| (crate::region::from_ocid(id), c.clone()))
         .collect();
     // Each page is kept as compact text as it arrives (only the state's instances), so no more
-    // than the pages in flight are ever held parsed.
-    let instance_ids = &instance_ids;
+    // than the pages in flight are ever held parsed; pages are read on the blocking pool, so
+    // those of several (region, compartment) pairs are parsed on all cores at once.
+    // A listed instance that reads as the state recorded it shares the state's text.
+    let wanted: Arc<HashMap<String, RawJson>> = Arc::new(
+        prior
+            .values()
+            .filter(|p| p.kind != Some(Kind::Image))
+            .filter_map(|p| Some((p.id.clone()?, p.attributes.clone())))
+            .collect(),
+    );
     let lists: Vec<Vec<(String, LiveRead)>> = stream::iter(pairs)
-        .map(|(region, c)| async move {
-            let client = clients.for_region(region)?;
-            let req = ListInstances {
-                compartment_id: c,
-                limit: Some(1000),
-                ..Default::default()
-            };
-            let mut kept = Vec::new();
-            let mut page: Option<String> = None;
-            loop {
-                let r = client
-                    .list_instances_page_raw(&req, page.as_deref())
-                    .await?;
-                let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&r.body)
-                    .map_err(|e| OciError::decode("ListInstances", e))?;
-                for raw in items {
-                    // Read as the model (what the state records is in its form), one at a time.
-                    let inst: crate::oci::models::Instance = serde_json::from_str(raw.get())
-                        .map_err(|e| OciError::decode("ListInstances", e))?;
-                    if instance_ids.contains_key(&inst.id) {
-                        kept.push((inst.id.clone(), LiveRead::new(RawJson::of(&inst), None)));
+        .map(|(region, c)| {
+            let wanted = wanted.clone();
+            async move {
+                let client = clients.for_region(region)?;
+                let req = ListInstances {
+                    compartment_id: c,
+                    limit: Some(1000),
+                    ..Default::default()
+                };
+                let mut kept = Vec::new();
+                let mut page: Option<String> = None;
+                loop {
+                    let r = client
+                        .list_instances_page_raw(&req, page.as_deref())
+                        .await?;
+                    let (body, wanted) = (r.body, wanted.clone());
+                    let page_kept =
+                        tokio::task::spawn_blocking(move || instances_of_page(&body, &wanted))
+                            .await
+                            .expect("reading a page does not panic")?;
+                    kept.extend(page_kept);
+                    match r.opc_next_page {
+                        Some(p) => page = Some(p),
+                        None => break,
                     }
                 }
-                match r.opc_next_page {
-                    Some(p) => page = Some(p),
-                    None => break,
-                }
+                Ok::<_, OciError>(kept)
             }
-            Ok::<_, OciError>(kept)
         })
         .buffer_unordered(parallelism.max(1))
         .try_collect()
@@ -206,6 +214,32 @@ async fn read_live(
     Ok(live)
 }
 
+/// The instances of one ListInstances page that are `wanted`, each read as the model (what the
+/// state records is in its form) one at a time and kept as compact text — the text `wanted` has
+/// for it (the state's, shared) when they are the same.
+fn instances_of_page(
+    body: &[u8],
+    wanted: &HashMap<String, RawJson>,
+) -> Result<Vec<(String, LiveRead)>, OciError> {
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_slice(body).map_err(|e| OciError::decode("ListInstances", e))?;
+    let mut kept = Vec::new();
+    for raw in items {
+        let inst: crate::oci::models::Instance =
+            serde_json::from_str(raw.get()).map_err(|e| OciError::decode("ListInstances", e))?;
+        if let Some(recorded) = wanted.get(&inst.id) {
+            let read = RawJson::of(&inst);
+            let read = if read.text() == recorded.text() {
+                recorded.clone()
+            } else {
+                read
+            };
+            kept.push((inst.id.clone(), LiveRead::new(read, None)));
+        }
+    }
+    Ok(kept)
+}
+
 /// One resource read with a Get (`None`: gone). A 404 is read again before it is believed:
 /// `NotAuthorizedOrNotFound` also answers a request OCI refused for another reason, and a
 /// resource wrongly taken for gone would be created a second time.
@@ -237,13 +271,16 @@ async fn read_etags(
     changes: &[super::Change],
     live: &mut HashMap<String, LiveRead>,
     parallelism: usize,
-) -> Result<(), OciError> {
+) -> Result<bool, OciError> {
     let wanted: BTreeSet<(String, Kind)> = changes
         .iter()
         .filter(|c| c.action != Action::Create)
         .filter_map(|c| c.id.clone().map(|id| (id, c.kind)))
         .filter(|(id, _)| live.get(id).is_some_and(|l| l.etag.is_none()))
         .collect();
+    if wanted.is_empty() {
+        return Ok(false);
+    }
     let reads = stream::iter(wanted)
         .map(|(id, kind)| async move {
             let read = get_live(clients, &id, kind).await?;
@@ -262,7 +299,7 @@ async fn read_etags(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Replace `{"$image_lookup": …}` placeholders in create bodies with the newest matching image.
@@ -439,8 +476,10 @@ pub async fn make_plan(
     // A refresh-only plan executes no change: no etags, no image lookups.
     if !opts.refresh_only {
         if let (true, Some(c)) = (refreshed, clients) {
-            read_etags(c, &computed.changes, &mut live, opts.parallelism).await?;
-            computed = compute(&live)?;
+            // Planned again with what the Gets read (nothing read: the same plan).
+            if read_etags(c, &computed.changes, &mut live, opts.parallelism).await? {
+                computed = compute(&live)?;
+            }
         }
         if let Some(c) = clients {
             resolve_lookups(c, &mut computed.changes, &desired).await?;

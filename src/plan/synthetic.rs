@@ -52,7 +52,7 @@ pub fn instances(n: usize) -> Synthetic {
                 kind: Some(Kind::Instance),
                 id: Some(id.clone()),
                 attributes: body.into(),
-                inputs,
+                inputs: inputs.into(),
                 pending_create: false,
                 deposed: Vec::new(),
             },

@@ -13,6 +13,7 @@
 //! create or deposed objects (else it claims a resource it cannot name); no OCID belongs to two
 //! records; network facts belong to an instance and name a VNIC OCID.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -198,9 +199,23 @@ impl<'de> Visitor<'de> for NoDuplicateKeys {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
+        // Keys borrowed from the text where they can be; a state's objects are mostly small, so
+        // they are compared in a list, and only a large object (`resources`) gets a set.
+        const SMALL: usize = 16;
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let twice = if many.is_empty() && few.len() < SMALL {
+                let twice = few.contains(&key);
+                few.push(key.clone());
+                twice
+            } else {
+                if many.is_empty() {
+                    many.extend(few.drain(..));
+                }
+                !many.insert(key.clone())
+            };
+            if twice {
                 return Err(de::Error::custom(format!(
                     "the key `{key}` appears twice in one object"
                 )));
@@ -208,6 +223,28 @@ impl<'de> Visitor<'de> for NoDuplicateKeys {
             map.next_value::<NoDuplicateKeys>()?;
         }
         Ok(self)
+    }
+}
+
+/// An object key, borrowed from the text unless it has escapes (serde's own `Cow` always copies).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -246,6 +283,27 @@ mod tests {
 
     fn rec(kind: &str, id: &str) -> String {
         format!(r#"{{"kind":"{kind}","id":{id},"updated_at":"2026-11-23T00:00:00Z"}}"#)
+    }
+
+    #[test]
+    fn a_key_twice_is_found_in_small_and_large_objects_and_through_escapes() {
+        let dup = |text: &str| serde_json::from_str::<NoDuplicateKeys>(text).is_err();
+        assert!(!dup(r#"{"a":1,"b":{"a":2}}"#));
+        assert!(dup(r#"{"a":1,"b":2,"a":3}"#));
+        assert!(dup(r#"{"a":1,"\u0061":2}"#));
+        // Past the small-object list: the set, with the keys seen before it.
+        let keys: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        assert!(!dup(&format!("{{{}}}", keys.join(","))));
+        for again in ["k3", "k39", "k20"] {
+            assert!(
+                dup(&format!(r#"{{{},"{again}":0}}"#, keys.join(","))),
+                "{again}"
+            );
+        }
+        assert!(dup(&format!(
+            r#"{{{},"k17":0,"z":1}}"#,
+            keys[..20].join(",")
+        )));
     }
 
     #[test]

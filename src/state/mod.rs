@@ -130,8 +130,9 @@ pub struct ResourceState {
     #[serde(default)]
     pub attributes: RawJson,
     /// Create-time inputs OCI does not return (subnet, image lookup criteria, `prevent_destroy`, …).
+    /// (Shared: a plan's prior state holds the same map.)
     #[serde(default)]
-    pub inputs: Map<String, Value>,
+    pub inputs: std::sync::Arc<Map<String, Value>>,
     #[serde(default)]
     pub pending_create: Option<PendingCreate>,
     /// Superseded objects of this address still to be destroyed (see [`Deposed`]).
@@ -153,7 +154,7 @@ impl ResourceState {
             compartment: None,
             etag: None,
             attributes: RawJson::null(),
-            inputs: Map::new(),
+            inputs: Default::default(),
             pending_create: None,
             deposed: Vec::new(),
             network: None,
