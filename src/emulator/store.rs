@@ -5,8 +5,10 @@
 //!
 //! A request costs what it touches, not the size of the world ([`Index`], never persisted,
 //! rebuilt from the records on load and restore): settling visits only the records whose next
-//! step is due (a due-time index), instances are listed from their compartment's index, and a
-//! launch finds a free private IP and hostname label from per-subnet indexes. Retry tokens
+//! step is due (a due-time index), instances are listed from their compartment's index (and
+//! their VNIC attachments from each instance's), private IPs from their subnet's VNICs, public IPs
+//! from their compartment's VNICs, and a launch finds a free private IP and hostname label from
+//! per-subnet indexes. Retry tokens
 //! expire when looked up (and are purged once an hour).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
