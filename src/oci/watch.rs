@@ -2,7 +2,9 @@
 //! paginated ListInstances / ListImages per poll round serves all of them, instead of one
 //! GetInstance / GetImage per waiter per round — the read storm that makes large applies hit 429s.
 //!
-//! Each waiter keeps its own pacing ([`WaitOptions::interval`]: at most ~10 % late). When it is
+//! Each waiter keeps its own pacing ([`WaitOptions::interval`]: at most ~10 % late; ~5 % while it
+//! shares listings — a look then costs a listing of the compartment, not a read per waiter, and
+//! from two waiters on, half the pause costs no more reads than each polling alone). When it is
 //! time to look, it asks the compartment's [`Watch`] for a listing that started after it asked
 //! (in the second half of its pause): a listing in flight or done that started since serves it;
 //! otherwise it takes the next one. One listing runs at a time per watch, and every waiter that
@@ -65,6 +67,8 @@ type Pending = Shared<Pin<Box<dyn Future<Output = Result<Listing, OciError>> + S
 const FIRST_PAGE_MIN: u32 = 50;
 /// OCI's largest page.
 const PAGE_MAX: u32 = 1000;
+/// The most a waiter that shares listings is late, relative to how long it waited.
+const SHARED_LATENESS: f64 = 0.05;
 
 #[derive(Default)]
 struct Inner {
@@ -242,13 +246,17 @@ impl Watch {
         r
     }
 
+    /// Whether waits read by listings now: several waiters of one compartment, in list mode.
+    fn shares(&self) -> bool {
+        self.reads == WaitReads::List
+            && !self.compartment.is_empty()
+            && self.inner.lock().expect("watch").waiters > 1
+    }
+
     /// `id` from a shared listing that started at or after `since`, when others wait too;
     /// `None`: ask a Get (a lone waiter, reads by Get, or a listing without it).
     async fn listed(&self, id: &str, since: Instant) -> Result<Option<Value>, OciError> {
-        let shared = self.reads == WaitReads::List
-            && !self.compartment.is_empty()
-            && self.inner.lock().expect("watch").waiters > 1;
-        if shared {
+        if self.shares() {
             let listing = self.listing(since).await?;
             if let Some(body) = listing.get(id) {
                 return Ok(Some(body.clone()));
@@ -347,7 +355,22 @@ impl Watch {
                     help: Some("raise the wait timeout (see `kiln apply --help`) or look at the resource in the console".into()),
                 });
             }
-            tokio::time::sleep(opts.interval(waited).min(opts.timeout - waited)).await;
+            tokio::time::sleep(self.pause(opts, waited).min(opts.timeout - waited)).await;
+        }
+    }
+
+    /// The pause before a waiter's next look: its own pacing, tightened while it shares listings
+    /// ([`SHARED_LATENESS`]) — one listing serves every waiter of the compartment, so looking
+    /// more often costs listings of the compartment, not reads per waiter.
+    fn pause(&self, opts: &WaitOptions, waited: std::time::Duration) -> std::time::Duration {
+        if self.shares() {
+            WaitOptions {
+                lateness: opts.lateness.min(SHARED_LATENESS),
+                ..opts.clone()
+            }
+            .interval(waited)
+        } else {
+            opts.interval(waited)
         }
     }
 }
