@@ -2,24 +2,38 @@
 //! the plan lists in [`crate::plan::Plan::read_network`]), read in bulk once the actions are done
 //! and recorded in the state for `kiln output`.
 //!
-//! Bulk, like refresh: one ListVnicAttachments per compartment (every page, all its instances at
-//! once), then one GetVnic per instance read — API calls = O(compartments + instances read), not
-//! a list per instance. The primary VNIC is the attached one with the lowest `nicIndex` (the first
-//! attached on a tie) that GetVnic does not say is secondary.
+//! Bulk, like refresh: API calls = O(compartments + subnets + pages), not one per instance.
+//! - One ListVnicAttachments per (region, compartment) (every page, all its instances at once)
+//!   says which VNICs each instance has, in which subnet and availability domain.
+//! - An instance with one attached VNIC: that VNIC is its primary one. Their private IPs, hostname
+//!   labels and public IPs come from one ListPrivateIps per subnet (every private IP of the
+//!   subnet; the VNIC's primary private IP is the one with `isPrimary`) and one ListPublicIps per
+//!   (region, compartment, availability domain) of those private IPs (`scope=AVAILABILITY_DOMAIN`,
+//!   `lifetime=EPHEMERAL`: an ephemeral public IP is in its private IP's compartment and AD; the
+//!   one whose `privateIpId` is the primary private IP is the instance's; none: no public IP).
+//!   A private IP the subnet's list lacks (an instance caught mid-change) is read with GetVnic.
+//! - An instance with several attached VNICs: GetVnic, in the order of `nicIndex` (the first
+//!   attached on a tie), until one is not said to be secondary — the primary VNIC.
+//! - When the lists would cost as many calls as GetVnic per instance (a lone instance, a few
+//!   spread over subnets and ADs, or subnets and ADs that hold many more VNICs than are read, as
+//!   far as the attachment lists tell), GetVnic per instance, which reads the same facts. Reserved public IPs (kiln never assigns one) are not
+//!   listed: an instance given one outside kiln shows it only through GetVnic.
 //!
 //! Reads never change anything in OCI, and they come after the actions: a read that fails (or a
 //! kiln that dies before it) leaves the instance recorded without network facts — never without
-//! its id, never created twice. The failure is reported (the apply exits 1, the actions stay
-//! done); the next plan lists the instance in `read_network` and the next apply (or
+//! its id, never created twice. A failed list fails the read of the instances it was for (no
+//! retry per instance). The failure is reported (the apply exits 1, the actions stay done); the
+//! next plan lists the instance in `read_network` and the next apply (or
 //! `kiln apply --refresh-only`) reads it. Facts that did not change are not written again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
-use crate::oci::models::{Vnic, VnicAttachment};
+use crate::oci::models::{PrivateIp, PublicIp, Vnic, VnicAttachment};
+use crate::oci::OciError;
 use crate::state::{Network, ResourceKind};
 
 use super::ctx::Ctx;
@@ -27,6 +41,19 @@ use super::execute::NodeError;
 
 /// An instance to read: (address, instance id, compartment).
 type Target = (String, String, String);
+
+/// A region (None: the default one) and a subnet, or a compartment and an AD, listed once.
+type Region = Option<&'static str>;
+
+/// Items per page of the lists read here.
+const PAGE: usize = 1000;
+
+/// An instance whose only attached VNIC is read from the lists.
+struct Listed {
+    target: Target,
+    region: Region,
+    attachment: VnicAttachment,
+}
 
 impl Ctx {
     /// Read and record the network facts of `addresses` (those that are live instances in the
@@ -59,11 +86,11 @@ impl Ctx {
         if targets.is_empty() {
             return (0, Vec::new());
         }
-        let label = |a: &str| format!("read the network of {a}");
+        let parallelism = parallelism.max(1);
         let mut failed: Vec<(String, String)> = Vec::new();
 
         // One ListVnicAttachments per (region, compartment).
-        let compartments: BTreeSet<(Option<&'static str>, String)> = targets
+        let compartments: BTreeSet<(Region, String)> = targets
             .iter()
             .map(|t| (crate::region::from_ocid(&t.1), t.2.clone()))
             .collect();
@@ -75,15 +102,24 @@ impl Ctx {
                 };
                 (c, r)
             })
-            .buffered(parallelism.max(1))
+            .buffered(parallelism)
             .collect()
             .await;
         let mut attached: BTreeMap<String, Vec<VnicAttachment>> = BTreeMap::new();
-        let mut unlisted: BTreeMap<String, crate::oci::OciError> = BTreeMap::new();
+        let mut unlisted: BTreeMap<String, OciError> = BTreeMap::new();
+        // How many attached VNICs each (region, subnet) and (region, compartment, AD) is known to
+        // have: the least its list can cost.
+        let mut in_subnet: HashMap<(Region, String), usize> = HashMap::new();
+        let mut in_ad: HashMap<(Region, String, String), usize> = HashMap::new();
         for (c, r) in lists {
             match r {
                 Ok(list) => {
                     for a in list.into_iter().filter(|a| a.lifecycle_state == "ATTACHED") {
+                        let region = crate::region::from_ocid(&a.instance_id);
+                        *in_subnet.entry((region, a.subnet_id.clone())).or_default() += 1;
+                        if let Some(ad) = &a.availability_domain {
+                            *in_ad.entry((region, c.clone(), ad.clone())).or_default() += 1;
+                        }
                         attached.entry(a.instance_id.clone()).or_default().push(a);
                     }
                 }
@@ -92,19 +128,16 @@ impl Ctx {
                 }
             }
         }
-        let mut todo: Vec<(Target, Vec<String>)> = Vec::new();
+        let mut one: Vec<Listed> = Vec::new();
+        let mut several: Vec<(Target, Vec<String>)> = Vec::new();
         for t in targets {
             if let Some(e) = unlisted.get(&t.2) {
-                let e = self.oci(&t.0, e.clone());
-                failed.push((label(&t.0), format!("{:?}", miette::Report::new(e))));
+                failed.push(self.failure(&t.0, e.clone()));
                 continue;
             }
             let mut candidates = attached.remove(&t.1).unwrap_or_default();
-            candidates.sort_by(|a, b| {
-                (a.nic_index.unwrap_or(0), created(a)).cmp(&(b.nic_index.unwrap_or(0), created(b)))
-            });
-            let vnics: Vec<String> = candidates.into_iter().filter_map(|a| a.vnic_id).collect();
-            if vnics.is_empty() {
+            candidates.retain(|a| a.vnic_id.is_some());
+            if candidates.is_empty() {
                 failed.push((
                     label(&t.0),
                     format!(
@@ -114,11 +147,59 @@ impl Ctx {
                 ));
                 continue;
             }
-            todo.push((t, vnics));
+            if candidates.len() == 1 && candidates[0].availability_domain.is_some() {
+                let region = crate::region::from_ocid(&t.1);
+                let attachment = candidates.pop().expect("one");
+                one.push(Listed {
+                    target: t,
+                    region,
+                    attachment,
+                });
+                continue;
+            }
+            candidates.sort_by(|a, b| {
+                (a.nic_index.unwrap_or(0), created(a)).cmp(&(b.nic_index.unwrap_or(0), created(b)))
+            });
+            let vnics: Vec<String> = candidates.into_iter().filter_map(|a| a.vnic_id).collect();
+            several.push((t, vnics));
         }
 
-        // One GetVnic per instance (more only if OCI says the first is not the primary).
-        let reads: Vec<(Target, Result<Option<Vnic>, NodeError>)> = stream::iter(todo)
+        // The lists, when they cost fewer calls than one GetVnic per instance.
+        let subnets: BTreeSet<(Region, String)> = one
+            .iter()
+            .map(|l| (l.region, l.attachment.subnet_id.clone()))
+            .collect();
+        let ads: BTreeSet<(Region, String, String)> = one
+            .iter()
+            .map(|l| {
+                let ad = l.attachment.availability_domain.clone().unwrap_or_default();
+                (l.region, l.target.2.clone(), ad)
+            })
+            .collect();
+        let pages = |n: usize| n.div_ceil(PAGE).max(1);
+        let cost: usize = subnets
+            .iter()
+            .map(|k| pages(in_subnet.get(k).copied().unwrap_or(0)))
+            .chain(
+                ads.iter()
+                    .map(|k| pages(in_ad.get(k).copied().unwrap_or(0))),
+            )
+            .sum();
+        let mut facts: Vec<(String, String, Network)> = Vec::new();
+        if cost < one.len() {
+            let (read, rest, list_failed) = self.read_listed(one, subnets, parallelism).await;
+            facts.extend(read);
+            several.extend(rest);
+            failed.extend(list_failed);
+        } else {
+            several.extend(one.into_iter().map(|l| {
+                let vnic = l.attachment.vnic_id.expect("kept above");
+                (l.target, vec![vnic])
+            }));
+        }
+
+        // GetVnic for the rest (more than one only if OCI says the first is not the primary).
+        let reads: Vec<(Target, Result<Option<Vnic>, NodeError>)> = stream::iter(several)
             .map(|(t, vnics)| async move {
                 let mut found = Ok(None);
                 for id in vnics {
@@ -136,10 +217,9 @@ impl Ctx {
                 }
                 (t, found)
             })
-            .buffered(parallelism.max(1))
+            .buffered(parallelism)
             .collect()
             .await;
-        let mut facts: Vec<(String, String, Network)> = Vec::new();
         for (t, r) in reads {
             match r {
                 Ok(Some(v)) => facts.push((
@@ -198,6 +278,133 @@ impl Ctx {
         }
         (read, failed)
     }
+
+    /// The facts of instances with one VNIC from ListPrivateIps per subnet and ListPublicIps per
+    /// (compartment, AD) of their primary private IPs: (facts read, instances left to GetVnic,
+    /// failures).
+    async fn read_listed(
+        &self,
+        listed: Vec<Listed>,
+        subnets: BTreeSet<(Region, String)>,
+        parallelism: usize,
+    ) -> (
+        Vec<(String, String, Network)>,
+        Vec<(Target, Vec<String>)>,
+        Vec<(String, String)>,
+    ) {
+        let (mut facts, mut rest, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        let private: HashMap<(Region, String), Result<Vec<PrivateIp>, OciError>> =
+            stream::iter(subnets)
+                .map(|(region, subnet)| async move {
+                    let r = match self.clients.for_region(region) {
+                        Ok(client) => client.list_private_ips_in_subnet(&subnet).await,
+                        Err(e) => Err(e),
+                    };
+                    ((region, subnet), r)
+                })
+                .buffered(parallelism)
+                .collect()
+                .await;
+        // The primary private IP of each VNIC listed.
+        let mut primary: HashMap<&str, &PrivateIp> = HashMap::new();
+        for ips in private.values().flatten() {
+            for p in ips.iter().filter(|p| p.is_primary == Some(true)) {
+                if let Some(v) = &p.vnic_id {
+                    primary.insert(v, p);
+                }
+            }
+        }
+        let mut found: Vec<(Listed, &PrivateIp, (Region, String, String))> = Vec::new();
+        for l in listed {
+            let vnic = l.attachment.vnic_id.clone().expect("kept by read_networks");
+            let key = (l.region, l.attachment.subnet_id.clone());
+            if let Some(Err(e)) = private.get(&key) {
+                failed.push(self.failure(&l.target.0, e.clone()));
+                continue;
+            }
+            match primary.get(vnic.as_str()) {
+                Some(p) => {
+                    // An ephemeral public IP is in its private IP's compartment and AD.
+                    let ad = (
+                        l.region,
+                        p.compartment_id
+                            .clone()
+                            .unwrap_or_else(|| l.target.2.clone()),
+                        p.availability_domain
+                            .clone()
+                            .or_else(|| l.attachment.availability_domain.clone())
+                            .unwrap_or_default(),
+                    );
+                    found.push((l, p, ad));
+                }
+                None => rest.push((l.target, vec![vnic])),
+            }
+        }
+        let ads: BTreeSet<(Region, String, String)> =
+            found.iter().map(|(_, _, ad)| ad.clone()).collect();
+        let public: HashMap<(Region, String, String), Result<Vec<PublicIp>, OciError>> =
+            stream::iter(ads)
+                .map(|(region, c, ad)| async move {
+                    let r = match self.clients.for_region(region) {
+                        Ok(client) => client.list_ephemeral_public_ips(&c, &ad).await,
+                        Err(e) => Err(e),
+                    };
+                    ((region, c, ad), r)
+                })
+                .buffered(parallelism)
+                .collect()
+                .await;
+        // The public IP assigned to each private IP.
+        let mut assigned: HashMap<&str, &str> = HashMap::new();
+        for p in public.values().flatten().flatten() {
+            let to_private = p
+                .assigned_entity_type
+                .as_deref()
+                .is_none_or(|t| t == "PRIVATE_IP");
+            let on = p
+                .private_ip_id
+                .as_deref()
+                .or(p.assigned_entity_id.as_deref());
+            if let (true, Some("ASSIGNED"), Some(on), Some(ip)) = (
+                to_private,
+                p.lifecycle_state.as_deref(),
+                on,
+                p.ip_address.as_deref(),
+            ) {
+                assigned.insert(on, ip);
+            }
+        }
+        for (l, p, ad) in found {
+            if let Some(Err(e)) = public.get(&ad) {
+                failed.push(self.failure(&l.target.0, e.clone()));
+                continue;
+            }
+            let (address, id, _) = l.target;
+            facts.push((
+                address,
+                id,
+                Network {
+                    vnic_id: l.attachment.vnic_id.expect("kept by read_networks"),
+                    subnet_id: Some(l.attachment.subnet_id),
+                    private_ip: p.ip_address.clone(),
+                    public_ip: assigned.get(p.id.as_str()).map(|ip| ip.to_string()),
+                    hostname_label: p.hostname_label.clone(),
+                    read_at: Utc::now(),
+                },
+            ));
+        }
+        (facts, rest, failed)
+    }
+
+    /// The read of `address` failed with `e`: (label, report).
+    fn failure(&self, address: &str, e: OciError) -> (String, String) {
+        let e = self.oci(address, e);
+        (label(address), format!("{:?}", miette::Report::new(e)))
+    }
+}
+
+fn label(address: &str) -> String {
+    format!("read the network of {address}")
 }
 
 fn created(a: &VnicAttachment) -> String {

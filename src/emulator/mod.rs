@@ -20,7 +20,10 @@
 //!   Get/List/DeleteBootVolume, Get/ListBootVolumeAttachments.
 //! - **Networking** ([`network`]): one VCN with a public and a private /18 subnet and one network
 //!   security group per region; the primary VNIC of every launch, its attachment and its primary
-//!   private IP; ListPrivateIps, ListIpv6s (none: the subnets have no IPv6 prefix).
+//!   private IP; ListPrivateIps (by VNIC or subnet), ListIpv6s (none: the subnets have no IPv6
+//!   prefix); the ephemeral public IP of each VNIC that has one: ListPublicIps (AD scope; REGION
+//!   scope lists reserved IPs and those of NAT gateways, none here), GetPublicIp,
+//!   GetPublicIpByPrivateIpId.
 //! - **Identity** ([`identity`], Identity API paths under the same `/20160918`):
 //!   ListAvailabilityDomains, ListFaultDomains, Get/ListCompartments, tag namespaces and tags.
 //! - **Work requests** ([`work_requests`]): Get, List, errors and logs, for every mutation.
@@ -132,8 +135,9 @@
 //!   besides boot volumes, no dedicated hosts, capacity reservations, cluster placement groups,
 //!   instance configurations or pools (their fields are refused, see above).
 //! - Security attributes (ZPR) are kept and returned as given; their namespaces are not checked.
-//! - Auto-assigned public IPs come from 203.0.113.0/21 (documentation space) and are not
-//!   resources of their own (no ListPublicIps).
+//! - Auto-assigned public IPs come from 203.0.113.0/21 (documentation space). An ephemeral public
+//!   IP is derived from its VNIC when read (its OCID is the VNIC's with `publicip`), not a record
+//!   of its own: no reserved public IPs, no public IP pools, no Create/Update/DeletePublicIp.
 //! - Error messages are the emulator's own; codes and statuses follow OCI's documented ones.
 //! - Images captured from an instance are of its architecture; imported ones are x86.
 //! - Lifecycle durations are fixed (× the time scale), never random.

@@ -1,13 +1,24 @@
 //! Networking: the seeded VCN and subnets (Get/List), the primary VNIC every launch makes (its
 //! attachment, the VNIC with the CreateVnicDetails it was given, and its primary private IP),
-//! ListPrivateIps and ListIpv6s.
+//! ListPrivateIps, ListIpv6s, and the ephemeral public IPs (ListPublicIps, GetPublicIp,
+//! GetPublicIpByPrivateIpId).
+//!
+//! A public IP is not a record of its own: each VNIC with a `publicIp` has one ephemeral public
+//! IP object, derived from the VNIC and its primary private IP when asked for, with an OCID that
+//! is the VNIC's with `publicip` for `vnic` (stable, and a GetPublicIp finds its VNIC from it).
+//! Lists go through the world's indexes ([`super::store::World::attachments_of`],
+//! [`super::store::World::vnics_in_subnet`], [`super::store::World::vnics_in_compartment`]): a
+//! request costs what the compartment or subnet holds, not what the world holds.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use serde_json::{json, Map, Value};
 
-use super::api::{error, new_ocid, not_found, q, required_query, Ctx, Reply, Result};
+use super::api::{
+    error, new_ocid, not_found, parse_body, q, required, required_query, Ctx, Reply, Result,
+};
+use super::details;
 use super::list::{self, Key};
 use super::store::rfc3339;
 
@@ -74,20 +85,6 @@ fn hostname_ok(h: &str) -> bool {
     (1..=63).contains(&h.len())
         && h.starts_with(|c: char| c.is_ascii_alphabetic())
         && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
-/// The ids of VNICs attached to instances that are not terminated.
-fn live_vnics<'c>(ctx: &'c Ctx<'_>) -> impl Iterator<Item = &'c str> + 'c {
-    ctx.world
-        .vnic_attachments
-        .values()
-        .filter(|a| {
-            ctx.world
-                .instances
-                .get(a["instanceId"].as_str().unwrap_or(""))
-                .is_some_and(|i| i.state() != "TERMINATED")
-        })
-        .filter_map(|a| a["vnicId"].as_str())
 }
 
 /// Check CreateVnicDetails (already type-checked) against the subnet and what is in use; pick the
@@ -313,7 +310,6 @@ pub fn make_vnic(
                 "ipv6Addresses": [], "freeformTags": get("freeformTags", json!({})), "definedTags": defined_tags, "securityAttributes": get("securityAttributes", json!({})),
                 "systemTags": {}, "timeCreated": now }),
     );
-    ctx.world.add_vnic(instance, &vnic_id);
     ctx.world.vnic_attachments.insert(
         attachment_id.clone(),
         json!({ "id": attachment_id, "compartmentId": compartment, "availabilityDomain": ad, "instanceId": instance, "vnicId": vnic_id, "subnetId": plan.subnet, "displayName": null, "lifecycleState": "ATTACHED", "nicIndex": 0, "vlanId": null, "vlanTag": 0, "timeCreated": now }),
@@ -324,6 +320,8 @@ pub fn make_vnic(
                 "hostnameLabel": plan.hostname, "displayName": vnic_name, "vlanId": null, "ipState": "ASSIGNED", "lifetime": "EPHEMERAL", "routeTableId": null, "ipv4SubnetCidrAtCreation": null,
                 "freeformTags": {}, "definedTags": {}, "timeCreated": now }),
     );
+    ctx.world
+        .add_vnic(instance, &attachment_id, &vnic_id, &ip_id);
     let _ = plan.private_subnet;
 }
 
@@ -343,16 +341,23 @@ fn attachment_view(ctx: &Ctx<'_>, a: &Value) -> Value {
     a
 }
 
+/// ListVnicAttachments: the attachments of the compartment's instances (from its index), or of
+/// one instance.
 pub fn list_vnic_attachments(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply> {
     let compartment = required_query(query, "compartmentId")?;
     ctx.check_compartment(compartment, "compartmentId")?;
+    let world = &*ctx.world;
+    let attachments: Box<dyn Iterator<Item = &Value>> = match q(query, "instanceId") {
+        Some(i) => Box::new(world.attachments_of(i)),
+        None => Box::new(
+            world
+                .instances_in(compartment)
+                .flat_map(|r| world.attachments_of(r.id())),
+        ),
+    };
     // Only the page is copied out of the records.
-    let items: Vec<(Key, &Value)> = ctx
-        .world
-        .vnic_attachments
-        .values()
+    let items: Vec<(Key, &Value)> = attachments
         .filter(|a| a["compartmentId"] == compartment)
-        .filter(|a| q(query, "instanceId").is_none_or(|i| a["instanceId"] == i))
         .filter(|a| q(query, "vnicId").is_none_or(|i| a["vnicId"] == i))
         .filter(|a| q(query, "availabilityDomain").is_none_or(|i| a["availabilityDomain"] == i))
         .map(|a| (Key::of(0, a, "timeCreated"), a))
@@ -377,18 +382,8 @@ pub fn get_vnic(ctx: &mut Ctx<'_>, id: &str) -> Result<Reply> {
         .ok_or_else(|| not_found("vnic", id))
 }
 
-/// Private IPs of VNICs whose instance is not terminated.
-fn live_private_ips<'c>(ctx: &'c Ctx<'_>) -> Vec<&'c Value> {
-    let live: BTreeSet<&str> = live_vnics(ctx).collect();
-    ctx.world
-        .private_ips
-        .values()
-        .filter(|p| live.contains(p["vnicId"].as_str().unwrap_or("")))
-        .collect()
-}
-
 /// ListPrivateIps: by `vnicId`, or by `subnetId` (optionally with `ipAddress`); one of them is
-/// required.
+/// required. Only the private IPs of VNICs whose instance is not terminated (OCI releases them).
 pub fn list_private_ips(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply> {
     let (vnic, subnet) = (q(query, "vnicId"), q(query, "subnetId"));
     if vnic.is_none() && subnet.is_none() && q(query, "vlanId").is_none() {
@@ -406,17 +401,25 @@ pub fn list_private_ips(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result
             .subnet_json(s)
             .ok_or_else(|| not_found("subnet", s))?;
     }
-    let items: Vec<(Key, Value)> = live_private_ips(ctx)
+    let world = &*ctx.world;
+    // No VLANs here: a `vlanId` matches nothing.
+    let vnics: Vec<&str> = match (vnic, subnet, q(query, "vlanId")) {
+        (_, _, Some(_)) => Vec::new(),
+        (Some(v), _, None) => vec![v],
+        (None, Some(s), None) => world.vnics_in_subnet(s).map(String::as_str).collect(),
+        (None, None, None) => unreachable!("checked above"),
+    };
+    let items: Vec<(Key, &Value)> = vnics
         .into_iter()
-        .filter(|p| vnic.is_none_or(|v| p["vnicId"] == v))
+        .filter(|v| world.live_instance_of(v).is_some())
+        .flat_map(|v| world.private_ips_of(v))
         .filter(|p| subnet.is_none_or(|s| p["subnetId"] == s))
-        .filter(|_| q(query, "vlanId").is_none())
         .filter(|p| q(query, "ipAddress").is_none_or(|a| p["ipAddress"] == a))
         .filter(|p| q(query, "ipState").is_none_or(|a| p["ipState"] == a))
         .filter(|p| q(query, "lifetime").is_none_or(|a| p["lifetime"] == a))
-        .map(|p| (Key::of(0, p, "timeCreated"), p.clone()))
+        .map(|p| (Key::of(0, p, "timeCreated"), p))
         .collect();
-    list::page(items, false, query)
+    list::page_with(items, false, query, Value::clone)
 }
 
 pub fn get_private_ip(ctx: &mut Ctx<'_>, id: &str) -> Result<Reply> {
@@ -445,4 +448,148 @@ pub fn list_ipv6s(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply
         _ => {}
     }
     list::page(Vec::new(), false, query)
+}
+
+/// The OCID of the ephemeral public IP of the VNIC `vnic_id`, and back.
+fn public_ip_id(vnic_id: &str) -> String {
+    vnic_id.replacen("ocid1.vnic.", "ocid1.publicip.", 1)
+}
+
+fn vnic_of_public_ip(id: &str) -> Option<String> {
+    id.strip_prefix("ocid1.publicip.")
+        .map(|rest| format!("ocid1.vnic.{rest}"))
+}
+
+/// The ephemeral public IP of the VNIC `vnic_id` (its primary private IP's), if it has one and
+/// its instance is not terminated; every field of the SDK's `PublicIp` model.
+fn public_ip_json(ctx: &Ctx<'_>, vnic_id: &str) -> Option<Value> {
+    let world = &*ctx.world;
+    let v = world.vnics.get(vnic_id)?;
+    let address = v["publicIp"].as_str()?;
+    world.live_instance_of(vnic_id)?;
+    let private = world
+        .private_ips_of(vnic_id)
+        .find(|p| p["isPrimary"] == true)?;
+    let created = v["timeCreated"].as_str().unwrap_or("");
+    let digits: String = created
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(14)
+        .collect();
+    Some(json!({
+        "id": public_ip_id(vnic_id),
+        "assignedEntityId": private["id"],
+        "assignedEntityType": "PRIVATE_IP",
+        "availabilityDomain": private["availabilityDomain"],
+        "compartmentId": private["compartmentId"],
+        "definedTags": {},
+        "displayName": format!("publicip{digits}"),
+        "freeformTags": {},
+        "ipAddress": address,
+        "lifecycleState": "ASSIGNED",
+        "lifetime": "EPHEMERAL",
+        "privateIpId": private["id"],
+        "scope": "AVAILABILITY_DOMAIN",
+        "timeCreated": created,
+        "publicIpPoolId": null,
+    }))
+}
+
+/// ListPublicIps: `scope` and `compartmentId` are required; `scope=AVAILABILITY_DOMAIN` needs
+/// `availabilityDomain` and lists the ephemeral public IPs of the compartment's private IPs in
+/// that AD; `scope=REGION` lists reserved IPs and those of regional entities (NAT gateways):
+/// there are none here.
+pub fn list_public_ips(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply> {
+    let scope = required_query(query, "scope")?;
+    if !matches!(scope, "REGION" | "AVAILABILITY_DOMAIN") {
+        return Err(error(
+            400,
+            "InvalidParameter",
+            format!("`scope` `{scope}` must be REGION or AVAILABILITY_DOMAIN"),
+        ));
+    }
+    let compartment = required_query(query, "compartmentId")?;
+    ctx.check_compartment(compartment, "compartmentId")?;
+    let lifetime = q(query, "lifetime");
+    if let Some(l) = lifetime.filter(|l| !matches!(*l, "EPHEMERAL" | "RESERVED")) {
+        return Err(error(
+            400,
+            "InvalidParameter",
+            format!("`lifetime` `{l}` must be EPHEMERAL or RESERVED"),
+        ));
+    }
+    let ad = q(query, "availabilityDomain");
+    match (scope, ad) {
+        ("AVAILABILITY_DOMAIN", None) => {
+            return Err(error(
+                400,
+                "MissingParameter",
+                "`availabilityDomain` is required with `scope` AVAILABILITY_DOMAIN",
+            ))
+        }
+        ("AVAILABILITY_DOMAIN", Some(ad)) => ctx.check_ad(ad)?,
+        (_, Some(_)) => {
+            return Err(error(
+                400,
+                "InvalidParameter",
+                "`availabilityDomain` must be left out with `scope` REGION",
+            ))
+        }
+        (_, None) => {}
+    }
+    let world = &*ctx.world;
+    // Ephemeral public IPs of private IPs are AD-scoped and in no pool.
+    let listed = scope == "AVAILABILITY_DOMAIN"
+        && lifetime != Some("RESERVED")
+        && q(query, "publicIpPoolId").is_none();
+    let items: Vec<(Key, &str)> = world
+        .vnics_in_compartment(compartment)
+        .filter(|_| listed)
+        .filter_map(|id| Some((id.as_str(), world.vnics.get(id)?)))
+        .filter(|(_, v)| {
+            v["publicIp"].is_string() && ad.is_some_and(|ad| v["availabilityDomain"] == ad)
+        })
+        .filter(|(id, _)| world.live_instance_of(id).is_some())
+        .map(|(id, v)| {
+            (
+                Key::new(0, v["timeCreated"].as_str().unwrap_or(""), public_ip_id(id)),
+                id,
+            )
+        })
+        .collect();
+    list::page_with(items, false, query, |id| {
+        public_ip_json(ctx, id).unwrap_or(Value::Null)
+    })
+}
+
+pub fn get_public_ip(ctx: &mut Ctx<'_>, id: &str) -> Result<Reply> {
+    vnic_of_public_ip(id)
+        .and_then(|v| public_ip_json(ctx, &v))
+        .map(|p| Reply::json(200, &p).header("etag", "publicip-1"))
+        .ok_or_else(|| not_found("public IP", id))
+}
+
+/// GetPublicIpByPrivateIpId (`POST /publicIps/actions/getByPrivateIpId`): the public IP of a
+/// private IP; 404 when it has none.
+pub fn get_public_ip_by_private_ip_id(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
+    let b = parse_body(body)?;
+    details::check(
+        &b,
+        &[details::F("privateIpId", details::Kind::Str)],
+        "",
+        "GetPublicIpByPrivateIpIdDetails",
+    )?;
+    let id = required(&b, "privateIpId")?;
+    let p = ctx
+        .world
+        .private_ips
+        .get(id)
+        .ok_or_else(|| not_found("private IP", id))?;
+    let vnic = p["vnicId"].as_str().unwrap_or("").to_string();
+    if p["isPrimary"] != true {
+        return Err(not_found("public IP of private IP", id));
+    }
+    public_ip_json(ctx, &vnic)
+        .map(|p| Reply::json(200, &p).header("etag", "publicip-1"))
+        .ok_or_else(|| not_found("public IP of private IP", id))
 }

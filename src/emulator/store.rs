@@ -5,8 +5,10 @@
 //!
 //! A request costs what it touches, not the size of the world ([`Index`], never persisted,
 //! rebuilt from the records on load and restore): settling visits only the records whose next
-//! step is due (a due-time index), instances are listed from their compartment's index, and a
-//! launch finds a free private IP and hostname label from per-subnet indexes. Retry tokens
+//! step is due (a due-time index), instances are listed from their compartment's index (and
+//! their VNIC attachments from each instance's), private IPs from their subnet's VNICs, public IPs
+//! from their compartment's VNICs, and a launch finds a free private IP and hostname label from
+//! per-subnet indexes. Retry tokens
 //! expire when looked up (and are purged once an hour).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -204,8 +206,16 @@ pub struct Index {
     /// of instances that are not TERMINATED.
     ips: HashMap<String, BTreeSet<u32>>,
     labels: HashMap<String, HashMap<String, usize>>,
-    /// The VNICs of each instance.
+    /// The VNICs of each instance, and the VNIC attachments.
     vnics_of: HashMap<String, Vec<String>>,
+    attachments_of: HashMap<String, Vec<String>>,
+    /// Per VNIC: its instance and its private IPs.
+    instance_of: HashMap<String, String>,
+    private_ips_of: HashMap<String, Vec<String>>,
+    /// VNIC ids per compartment (a VNIC stays where it was made when its instance moves, as on
+    /// OCI) and per subnet.
+    vnics_by_compartment: HashMap<String, BTreeSet<String>>,
+    vnics_by_subnet: HashMap<String, BTreeSet<String>>,
     /// When expired retry tokens were last purged.
     purged: Option<DateTime<Utc>>,
 }
@@ -304,16 +314,85 @@ impl World {
             .filter_map(|id| self.instances.get(id))
     }
 
-    /// A VNIC of `instance` was made: its address and hostname label are taken.
-    pub fn add_vnic(&mut self, instance: &str, vnic_id: &str) {
+    /// A VNIC of `instance` was made (the VNIC, its attachment and its private IP are in the
+    /// world): its address and hostname label are taken.
+    pub fn add_vnic(&mut self, instance: &str, attachment: &str, vnic_id: &str, private_ip: &str) {
+        self.index_vnic(instance, attachment, vnic_id);
         self.index
-            .vnics_of
-            .entry(instance.to_string())
+            .private_ips_of
+            .entry(vnic_id.to_string())
             .or_default()
-            .push(vnic_id.to_string());
+            .push(private_ip.to_string());
         if let Some(v) = self.vnics.get(vnic_id) {
             take_address(&mut self.index, v, 1);
         }
+    }
+
+    /// File the VNIC `vnic_id` attached to `instance` by `attachment`.
+    fn index_vnic(&mut self, instance: &str, attachment: &str, vnic_id: &str) {
+        let ix = &mut self.index;
+        ix.vnics_of
+            .entry(instance.to_string())
+            .or_default()
+            .push(vnic_id.to_string());
+        ix.attachments_of
+            .entry(instance.to_string())
+            .or_default()
+            .push(attachment.to_string());
+        ix.instance_of
+            .insert(vnic_id.to_string(), instance.to_string());
+        if let Some(v) = self.vnics.get(vnic_id) {
+            for (by, key) in [
+                (&mut ix.vnics_by_compartment, "compartmentId"),
+                (&mut ix.vnics_by_subnet, "subnetId"),
+            ] {
+                by.entry(v[key].as_str().unwrap_or("").to_string())
+                    .or_default()
+                    .insert(vnic_id.to_string());
+            }
+        }
+    }
+
+    /// The VNIC attachments of `instance`.
+    pub fn attachments_of(&self, instance: &str) -> impl Iterator<Item = &Value> + '_ {
+        self.index
+            .attachments_of
+            .get(instance)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.vnic_attachments.get(id))
+    }
+
+    /// The VNICs made in `compartment`, or in `subnet` (ids).
+    pub fn vnics_in_compartment(&self, compartment: &str) -> impl Iterator<Item = &String> + '_ {
+        self.index
+            .vnics_by_compartment
+            .get(compartment)
+            .into_iter()
+            .flatten()
+    }
+
+    pub fn vnics_in_subnet(&self, subnet: &str) -> impl Iterator<Item = &String> + '_ {
+        self.index.vnics_by_subnet.get(subnet).into_iter().flatten()
+    }
+
+    /// The instance the VNIC `vnic_id` is attached to, if it is not TERMINATED.
+    pub fn live_instance_of(&self, vnic_id: &str) -> Option<&Record> {
+        self.index
+            .instance_of
+            .get(vnic_id)
+            .and_then(|i| self.instances.get(i))
+            .filter(|i| i.state() != "TERMINATED")
+    }
+
+    /// The private IPs of the VNIC `vnic_id`.
+    pub fn private_ips_of(&self, vnic_id: &str) -> impl Iterator<Item = &Value> + '_ {
+        self.index
+            .private_ips_of
+            .get(vnic_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.private_ips.get(id))
     }
 
     /// The private IPs held in `subnet` (as numbers).
@@ -353,22 +432,28 @@ impl World {
                 .or_default()
                 .insert(id.clone());
         }
-        let attachments: Vec<(String, String)> = self
+        let attachments: Vec<(String, String, String)> = self
             .vnic_attachments
-            .values()
-            .filter_map(|a| {
+            .iter()
+            .filter_map(|(id, a)| {
                 Some((
                     a["instanceId"].as_str()?.to_string(),
+                    id.clone(),
                     a["vnicId"].as_str()?.to_string(),
                 ))
             })
             .collect();
-        for (instance, vnic) in attachments {
-            self.index
-                .vnics_of
-                .entry(instance.clone())
-                .or_default()
-                .push(vnic.clone());
+        for (id, p) in &self.private_ips {
+            if let Some(vnic) = p["vnicId"].as_str() {
+                self.index
+                    .private_ips_of
+                    .entry(vnic.to_string())
+                    .or_default()
+                    .push(id.clone());
+            }
+        }
+        for (instance, attachment, vnic) in attachments {
+            self.index_vnic(&instance, &attachment, &vnic);
             let live = self
                 .instances
                 .get(&instance)
@@ -460,6 +545,46 @@ impl World {
             .map(BTreeSet::len)
             .sum();
         assert_eq!(filed, self.instances.len(), "every instance is filed");
+        // The network indexes hold every VNIC, attachment and private IP where its record says.
+        let ix = &self.index;
+        let has = |m: &HashMap<String, Vec<String>>, k: &str, id: &str| {
+            m.get(k).is_some_and(|v| v.iter().any(|x| x == id))
+        };
+        let count = |m: &HashMap<String, Vec<String>>| m.values().map(Vec::len).sum::<usize>();
+        for (id, a) in &self.vnic_attachments {
+            let (instance, vnic) = (a["instanceId"].as_str(), a["vnicId"].as_str());
+            assert!(
+                has(&ix.attachments_of, instance.unwrap_or(""), id),
+                "attachment {id} is indexed"
+            );
+            if let Some(vnic) = vnic {
+                assert_eq!(ix.instance_of.get(vnic).map(String::as_str), instance);
+            }
+        }
+        assert_eq!(count(&ix.attachments_of), self.vnic_attachments.len());
+        for (id, p) in &self.private_ips {
+            assert!(
+                has(&ix.private_ips_of, p["vnicId"].as_str().unwrap_or(""), id),
+                "private IP {id} is indexed"
+            );
+        }
+        assert_eq!(count(&ix.private_ips_of), self.private_ips.len());
+        for (by, key) in [
+            (&ix.vnics_by_compartment, "compartmentId"),
+            (&ix.vnics_by_subnet, "subnetId"),
+        ] {
+            for (id, v) in &self.vnics {
+                assert!(
+                    by.get(v[key].as_str().unwrap_or(""))
+                        .is_some_and(|s| s.contains(id)),
+                    "VNIC {id} is filed by {key}"
+                );
+            }
+            assert_eq!(
+                by.values().map(BTreeSet::len).sum::<usize>(),
+                self.vnics.len()
+            );
+        }
     }
 
     pub fn load(path: &Path) -> Result<World, String> {

@@ -417,6 +417,43 @@ impl Client {
         .await
     }
 
+    /// Every private IP of a subnet (ListPrivateIps by `subnetId`, 1,000 a page): the addresses
+    /// and hostname labels of all its VNICs at once.
+    pub async fn list_private_ips_in_subnet(
+        &self,
+        subnet_id: &str,
+    ) -> Result<Vec<PrivateIp>, OciError> {
+        all_pages(|page| async move {
+            let call = Call::new("ListPrivateIps", Method::GET, "/privateIps")
+                .query("subnetId", Some(subnet_id))
+                .query("limit", Some(1000))
+                .query("page", page);
+            self.send_json(call).await
+        })
+        .await
+    }
+
+    /// Every ephemeral public IP assigned to a private IP of `compartment_id` in the availability
+    /// domain `ad` (ListPublicIps, `scope=AVAILABILITY_DOMAIN`, `lifetime=EPHEMERAL`, 1,000 a
+    /// page). An ephemeral public IP is in its private IP's compartment and AD.
+    pub async fn list_ephemeral_public_ips(
+        &self,
+        compartment_id: &str,
+        ad: &str,
+    ) -> Result<Vec<PublicIp>, OciError> {
+        all_pages(|page| async move {
+            let call = Call::new("ListPublicIps", Method::GET, "/publicIps")
+                .query("scope", Some("AVAILABILITY_DOMAIN"))
+                .query("compartmentId", Some(compartment_id))
+                .query("availabilityDomain", Some(ad))
+                .query("lifetime", Some("EPHEMERAL"))
+                .query("limit", Some(1000))
+                .query("page", page);
+            self.send_json(call).await
+        })
+        .await
+    }
+
     pub async fn get_subnet(&self, id: &str) -> Result<Response<Subnet>, OciError> {
         self.send_json(
             Call::new("GetSubnet", Method::GET, format!("/subnets/{}", enc(id))).resource(id),

@@ -148,6 +148,8 @@ pub struct VnicAttachment {
     pub lifecycle_state: String,
     #[serde(default)]
     pub nic_index: Option<u32>,
+    #[serde(default)]
+    pub availability_domain: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -168,6 +170,54 @@ pub struct Vnic {
     pub hostname_label: Option<String>,
     #[serde(default)]
     pub lifecycle_state: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A private IP (ListPrivateIps): `is_primary` marks a VNIC's primary private IP, whose
+/// hostname label is the VNIC's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateIp {
+    pub id: String,
+    #[serde(default)]
+    pub vnic_id: Option<String>,
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    #[serde(default)]
+    pub ip_address: Option<String>,
+    #[serde(default)]
+    pub is_primary: Option<bool>,
+    #[serde(default)]
+    pub hostname_label: Option<String>,
+    #[serde(default)]
+    pub compartment_id: Option<String>,
+    #[serde(default)]
+    pub availability_domain: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A public IP (ListPublicIps): an ephemeral one assigned to a private IP names it in
+/// `private_ip_id`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicIp {
+    pub id: String,
+    #[serde(default)]
+    pub ip_address: Option<String>,
+    #[serde(default)]
+    pub private_ip_id: Option<String>,
+    #[serde(default)]
+    pub assigned_entity_id: Option<String>,
+    #[serde(default)]
+    pub assigned_entity_type: Option<String>,
+    #[serde(default)]
+    pub lifecycle_state: Option<String>,
+    #[serde(default)]
+    pub lifetime: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -2,7 +2,8 @@
 
 Driven by tests/it/oci_sdk.rs: `python3 oci_sdk.py URL CONFIG_FILE`. The SDK signs the requests
 and parses every response with its own models, so it judges the emulator's wire format. Walks:
-launch with every modelled field and read each back (instance and VNIC); boot volume preserve,
+launch with every modelled field and read each back (instance and VNIC); private IPs by subnet
+and the ephemeral public IPs (ListPublicIps, GetPublicIp, GetPublicIpByPrivateIpId); boot volume preserve,
 then relaunch from it; the shape-filtered image lookup; compartment 404; defined tag 400; a
 compartment move seen as MOVING; pagination under concurrent creates. Waits are the SDK's own
 waiters polling the emulator's state. Prints one line per check and `N passed, M failed`;
@@ -138,6 +139,41 @@ for name, got, want in [
 ips = network.list_private_ips(vnic_id=att.vnic_id).data
 check("ListPrivateIps by VNIC", [p.ip_address for p in ips] == ["10.0.0.50"], ips)
 check("ListIpv6s by VNIC is served (empty)", network.list_ipv6s(vnic_id=att.vnic_id).data == [])
+
+# Public IPs: the ephemeral one of a VNIC, listed per compartment and AD, naming its private IP.
+pub = launch("sdk-pub", hostname_label="sdkpub").data
+pub_vnic = network.get_vnic(compute.list_vnic_attachments(COMPARTMENT, instance_id=pub.id).data[0].vnic_id).data
+in_subnet = oci.pagination.list_call_get_all_results(network.list_private_ips, subnet_id=SUBNET, limit=1).data
+primary = [p for p in in_subnet if p.vnic_id == pub_vnic.id and p.is_primary]
+check("ListPrivateIps by subnet (every page) has the VNIC's primary private IP",
+      [(p.ip_address, p.hostname_label) for p in primary] == [(pub_vnic.private_ip, "sdkpub")], in_subnet)
+check("ListPrivateIps by subnet lists both instances of the subnet", len(in_subnet) == 2, in_subnet)
+public = oci.pagination.list_call_get_all_results(
+    network.list_public_ips, "AVAILABILITY_DOMAIN", COMPARTMENT, availability_domain=AD,
+    lifetime="EPHEMERAL", limit=1).data
+mine = [p for p in public if p.ip_address == pub_vnic.public_ip]
+check("ListPublicIps (AD scope, ephemeral) has the VNIC's public IP as a PublicIp",
+      len(public) == 1 and len(mine) == 1 and isinstance(mine[0], m.PublicIp), public)
+if mine and primary:
+    p = mine[0]
+    for name, got, want in [
+        ("privateIpId", p.private_ip_id, primary[0].id), ("assignedEntityId", p.assigned_entity_id, primary[0].id),
+        ("assignedEntityType", p.assigned_entity_type, "PRIVATE_IP"), ("scope", p.scope, "AVAILABILITY_DOMAIN"),
+        ("lifetime", p.lifetime, "EPHEMERAL"), ("lifecycleState", p.lifecycle_state, "ASSIGNED"),
+        ("availabilityDomain", p.availability_domain, AD), ("compartmentId", p.compartment_id, COMPARTMENT),
+        ("timeCreated is a datetime", p.time_created is not None, True),
+    ]:
+        check(f"PublicIp {name}", got == want, f"{got!r} != {want!r}")
+    check("GetPublicIp reads it back", network.get_public_ip(p.id).data == p)
+    by_private = network.get_public_ip_by_private_ip_id(
+        m.GetPublicIpByPrivateIpIdDetails(private_ip_id=primary[0].id)).data
+    check("GetPublicIpByPrivateIpId finds it", by_private == p, by_private)
+check("ListPublicIps with REGION scope is served (no reserved IPs)",
+      network.list_public_ips("REGION", COMPARTMENT, lifetime="RESERVED").data == [])
+check("ListPublicIps in an unknown compartment is 404",
+      status_of(lambda: network.list_public_ips("REGION", unknown)) == 404)
+compute.terminate_instance(pub.id)
+
 check("an unmodelled field is refused, not dropped",
       status_of(lambda: launch("vlan", create_vnic_details=m.CreateVnicDetails(subnet_id=SUBNET, vlan_id="ocid1.vlan.oc1.iad.x"))) == 400)
 

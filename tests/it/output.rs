@@ -1,9 +1,11 @@
 //! `kiln output`: what the state knows of each resource, recorded by apply (the primary VNIC read
 //! after a create), printed without contacting OCI.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
-use crate::support::{self, calls_between, scrub, Project, COMPARTMENT};
+use crate::support::{self, calls_between, scrub, Project, COMPARTMENT, OTHER_COMPARTMENT};
 
 /// The primary VNIC of `instance`, as the emulator serves it to any client.
 async fn vnic_of(p: &Project, instance: &str) -> kiln::oci::models::Vnic {
@@ -38,7 +40,8 @@ async fn output_json_carries_the_ips_of_the_emulators_vnics_and_needs_no_network
     p.write(&two(&p));
     let apply = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(apply.code, 0, "{apply:?}");
-    // Bulk: one list for the compartment, one GetVnic per new instance.
+    // Two instances in two subnets: one list for the compartment, then one GetVnic each (fewer
+    // calls than a list per subnet and per AD).
     let stats = p.emu.stats();
     assert_eq!(stats.get("ListVnicAttachments"), Some(&1), "{stats:?}");
     assert_eq!(stats.get("GetVnic"), Some(&2), "{stats:?}");
@@ -212,4 +215,143 @@ async fn a_failed_vnic_read_neither_fails_nor_repeats_the_create() {
         vnic.private_ip.as_deref()
     );
     assert!(p.state()["resources"]["instance.db"]["network"]["vnic_id"].is_string());
+}
+
+/// The calls of `op` between two stats.
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, op: &str) -> u64 {
+    after.get(op).copied().unwrap_or(0) - before.get(op).copied().unwrap_or(0)
+}
+
+/// `n` instances over two ADs: a third in the public subnet with a public IP, a third there
+/// without one (`assign_public_ip = false`), a third in the private subnet.
+fn mixed(p: &Project, n: usize, compartment: &str) -> String {
+    let f = p.emu.fixtures();
+    (0..n)
+        .map(|i| {
+            let ad = &f.availability_domains[i % 2];
+            let net = match i % 3 {
+                0 => String::new(),
+                1 => "assign_public_ip = false\n".to_string(),
+                _ => format!("subnet = \"{}\"\n", f.private_subnet_id),
+            };
+            format!("[instance.w{i:02}]\ncompartment = \"{compartment}\"\navailability_domain = \"{ad}\"\n{net}\n")
+        })
+        .collect()
+}
+
+/// Every instance's recorded facts are those GetVnic serves for its primary VNIC.
+async fn facts_are_the_vnics(p: &Project, n: usize, compartment: &str) {
+    let st = p.state();
+    let c = p.client();
+    for i in 0..n {
+        let address = format!("instance.w{i:02}");
+        let id = id_of(p, &address);
+        let attachments = c
+            .list_vnic_attachments(compartment, Some(&id))
+            .await
+            .unwrap();
+        assert_eq!(attachments.len(), 1, "{attachments:?}");
+        let vnic_id = attachments[0].vnic_id.clone().unwrap();
+        let vnic = c.get_vnic(&vnic_id).await.unwrap().body;
+        let net = &st["resources"][&address]["network"];
+        assert_eq!(net["vnic_id"].as_str(), Some(vnic_id.as_str()), "{net}");
+        assert_eq!(
+            net["subnet_id"].as_str(),
+            Some(vnic.subnet_id.as_str()),
+            "{net}"
+        );
+        assert_eq!(
+            net["private_ip"].as_str(),
+            vnic.private_ip.as_deref(),
+            "{net}"
+        );
+        assert_eq!(
+            net["public_ip"].as_str(),
+            vnic.public_ip.as_deref(),
+            "{net}"
+        );
+        assert_eq!(
+            net["hostname_label"].as_str(),
+            vnic.hostname_label.as_deref(),
+            "{net}"
+        );
+        assert_eq!(vnic.public_ip.is_some(), i % 3 == 0, "{address}: {vnic:?}");
+        assert_eq!(net["hostname_label"], format!("w{i:02}").as_str(), "{net}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_facts_of_many_instances_cost_a_list_per_subnet_and_ad_not_a_read_each() {
+    const N: usize = 30;
+    let p = Project::new(support::config(0.002)).await;
+    p.write(&mixed(&p, N, COMPARTMENT));
+    let before = p.emu.stats();
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let after = p.emu.stats();
+    assert_eq!(delta(&before, &after, "LaunchInstance"), N as u64);
+    // Whatever N: one attachment list for the compartment, one private IP list per subnet (2),
+    // one public IP list per (compartment, AD) (2), no GetVnic.
+    for (op, n) in [
+        ("ListVnicAttachments", 1),
+        ("ListPrivateIps", 2),
+        ("ListPublicIps", 2),
+        ("GetVnic", 0),
+    ] {
+        assert_eq!(
+            delta(&before, &after, op),
+            n,
+            "{op}: {:?}",
+            calls_between(&before, &after)
+        );
+    }
+    facts_are_the_vnics(&p, N, COMPARTMENT).await;
+
+    // A move: the instances change compartment, their VNICs (and public IPs) stay where they
+    // were made (their public IPs are listed where their private IPs are); the facts read after
+    // it are the same.
+    p.write(&mixed(&p, N, OTHER_COMPARTMENT));
+    let before = p.emu.stats();
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stdout.contains(&format!("{N} moved")), "{apply:?}");
+    let after = p.emu.stats();
+    assert_eq!(delta(&before, &after, "GetVnic"), 0, "{after:?}");
+    assert_eq!(delta(&before, &after, "ListPublicIps"), 2, "{after:?}");
+    facts_are_the_vnics(&p, N, OTHER_COMPARTMENT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_public_ip_list_fails_the_reads_it_was_for_and_the_next_apply_reads_them() {
+    const N: usize = 6;
+    let p = Project::new(support::config(0.0)).await;
+    p.write(&mixed(&p, N, COMPARTMENT));
+    let before = p.emu.stats();
+    let out = p
+        .kiln_faulted(
+            "oci.request.ListPublicIps=return(status(404))",
+            &["apply", "--auto-approve"],
+        )
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains(&format!("{N} created")), "{out:?}");
+    for i in 0..N {
+        assert!(
+            out.stderr
+                .contains(&format!("read the network of instance.w{i:02} failed")),
+            "{out:?}"
+        );
+        assert!(p.state()["resources"][&format!("instance.w{i:02}")]
+            .get("network")
+            .is_none());
+    }
+    // Neither retried per instance nor read another way.
+    let after = p.emu.stats();
+    assert_eq!(delta(&before, &after, "GetVnic"), 0, "{after:?}");
+    assert_eq!(p.live_instances().await.len(), N);
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Apply complete: 0 created"), "{out:?}");
+    assert_eq!(p.live_instances().await.len(), N);
+    facts_are_the_vnics(&p, N, COMPARTMENT).await;
 }
