@@ -16,8 +16,9 @@
 //!   attached on a tie), until one is not said to be secondary — the primary VNIC.
 //! - When the lists would cost as many calls as GetVnic per instance (a lone instance, a few
 //!   spread over subnets and ADs, or subnets and ADs that hold many more VNICs than are read, as
-//!   far as the attachment lists tell), GetVnic per instance, which reads the same facts. Reserved public IPs (kiln never assigns one) are not
-//!   listed: an instance given one outside kiln shows it only through GetVnic.
+//!   far as the attachment lists tell), GetVnic per instance, which reads the same facts.
+//!   Reserved public IPs (kiln never assigns one) are not listed: an instance given one outside
+//!   kiln shows it only through GetVnic.
 //!
 //! Reads never change anything in OCI, and they come after the actions: a read that fails (or a
 //! kiln that dies before it) leaves the instance recorded without network facts — never without
