@@ -221,7 +221,7 @@ pub fn defined_tags(
                     format!("`{field}`: the tag `{key}` does not exist in the tag namespace `{}` (it has {})", ns.name, ns.tags.join(", ")),
                 ));
             }
-            if !value.as_str().is_some_and(|s| s.chars().count() <= 256) {
+            if value.as_str().is_none_or(|s| s.chars().count() > 256) {
                 return Err(error(
                     400,
                     "InvalidParameter",

@@ -303,9 +303,9 @@ fn order_nodes(nodes: Vec<Node>) -> Vec<Change> {
         }
     }
     // Nodes on a cycle (not expected: the manifest refuses cycles) keep their relative order.
-    for i in 0..n {
-        if position[i] == usize::MAX {
-            position[i] = order.len();
+    for (i, p) in position.iter_mut().enumerate() {
+        if *p == usize::MAX {
+            *p = order.len();
             order.push(i);
         }
     }

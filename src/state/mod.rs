@@ -341,6 +341,8 @@ pub struct StateLock {
     held: Arc<Mutex<Held>>,
 }
 
+// One per held lock, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Held {
     Local(local::FileLock),
     Memory(Arc<Mutex<Option<LockInfo>>>),

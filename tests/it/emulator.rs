@@ -210,11 +210,9 @@ async fn every_signature_failure_mode_is_401_not_authenticated() {
     let (s, _) = Raw::new("GET", &list, b"").send(&emu, |_, _, _| {}).await;
     assert_eq!(s, 200, "an untampered request passes");
 
-    let cases: Vec<(
-        &str,
-        Raw,
-        Box<dyn FnOnce(&mut Vec<(String, String)>, &mut String, &mut Vec<u8>)>,
-    )> = vec![
+    /// Changes the headers, the request target or the body after signing.
+    type Tamper = Box<dyn FnOnce(&mut Vec<(String, String)>, &mut String, &mut Vec<u8>)>;
+    let cases: Vec<(&str, Raw, Tamper)> = vec![
         (
             "tampered body",
             Raw::new("POST", "/20160918/instances", &body),

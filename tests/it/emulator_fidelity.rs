@@ -1843,12 +1843,11 @@ async fn kilns_image_lookup_picks_the_image_the_shape_can_boot() {
     let ol9 = |arch: &str| {
         f.platform_images
             .iter()
-            .filter(|i| {
+            .rfind(|i| {
                 i.operating_system == "Oracle Linux"
                     && i.operating_system_version == "9"
                     && i.arch == arch
             })
-            .last()
             .unwrap()
             .id
             .clone()

@@ -461,7 +461,7 @@ async fn a_replaced_image_is_created_first_and_deleted_after_its_dependents_move
         "{plan:?}"
     );
     assert!(
-        plan.stdout.contains("1 to destroy") == false,
+        !plan.stdout.contains("1 to destroy"),
         "the previous version is not counted as a destroy: {plan:?}"
     );
     let apply = p.kiln(&["apply", "--auto-approve"]).await;

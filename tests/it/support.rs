@@ -323,9 +323,9 @@ pub fn scrub(text: &str, project: Option<&Project>) -> String {
             .replace(&p.path().display().to_string(), "[DIR]");
     }
     let mut seen: Vec<String> = Vec::new();
-    let mut re_ocid = |s: &str| -> String {
+    s = {
         let mut out = String::new();
-        let mut rest = s;
+        let mut rest = s.as_str();
         while let Some(i) = rest.find("ocid1.") {
             out.push_str(&rest[..i]);
             let tail = &rest[i..];
@@ -347,7 +347,6 @@ pub fn scrub(text: &str, project: Option<&Project>) -> String {
         out.push_str(rest);
         out
     };
-    s = re_ocid(&s);
     // Durations and clock times.
     let mut out = String::new();
     for line in s.lines() {

@@ -174,14 +174,12 @@ impl Graph<'_, '_> {
             .expect("a resource with an object that was read");
 
         // 5. drift (reported even when the plan also fixes it)
-        if inp.refreshed {
-            if !changed.is_empty() {
-                self.drift.push(Drift {
-                    address: d.address.clone(),
-                    attributes: changed,
-                    gone: None,
-                });
-            }
+        if inp.refreshed && !changed.is_empty() {
+            self.drift.push(Drift {
+                address: d.address.clone(),
+                attributes: changed,
+                gone: None,
+            });
         }
 
         // 2.-3. attribute changes
