@@ -358,7 +358,17 @@ async fn apply_converges_through_throttling_errors_and_resets_without_duplicates
             .map(|i| i.display_name.clone())
             .collect::<Vec<_>>()
     );
-    assert!(p.emu.stats()["LaunchInstance"] > 8);
+    // The faults did happen. Which requests the seeded draws hit depends on the order requests
+    // arrive in (one RNG for all), so whether a LaunchInstance was among them is not asserted
+    // here: the fault suite (tests/faults.rs) injects every fault at every boundary, launches
+    // included, deterministically.
+    let stats = p.emu.stats();
+    let faults: u64 = ["fault.429", "fault.5xx", "fault.reset"]
+        .iter()
+        .map(|k| stats.get(*k).copied().unwrap_or(0))
+        .sum();
+    assert!(faults > 0, "{stats:?}");
+    assert!(stats["LaunchInstance"] >= 8, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
