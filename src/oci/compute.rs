@@ -63,6 +63,19 @@ fn enc(id: &str) -> String {
         .replace("%5F", "_")
 }
 
+/// One page of ListInstances, as a call (read typed or as bytes).
+fn list_instances_call(req: &ListInstances, page: Option<&str>) -> Call {
+    Call::new("ListInstances", Method::GET, "/instances")
+        .query("compartmentId", Some(&req.compartment_id))
+        .query("availabilityDomain", req.availability_domain.as_ref())
+        .query("displayName", req.display_name.as_ref())
+        .query("limit", req.limit)
+        .query("page", page)
+        .query("sortBy", req.sort_by.as_ref())
+        .query("sortOrder", req.sort_order.as_ref())
+        .query("lifecycleState", req.lifecycle_state.as_ref())
+}
+
 impl Client {
     // ---- instances ----
 
@@ -72,16 +85,7 @@ impl Client {
         req: &ListInstances,
         page: Option<&str>,
     ) -> Result<Response<Vec<Instance>>, OciError> {
-        let call = Call::new("ListInstances", Method::GET, "/instances")
-            .query("compartmentId", Some(&req.compartment_id))
-            .query("availabilityDomain", req.availability_domain.as_ref())
-            .query("displayName", req.display_name.as_ref())
-            .query("limit", req.limit)
-            .query("page", page)
-            .query("sortBy", req.sort_by.as_ref())
-            .query("sortOrder", req.sort_order.as_ref())
-            .query("lifecycleState", req.lifecycle_state.as_ref());
-        self.send_json(call).await
+        self.send_json(list_instances_call(req, page)).await
     }
 
     /// Every page of ListInstances (the largest page size unless `limit` is set).
@@ -102,16 +106,7 @@ impl Client {
         req: &ListInstances,
         page: Option<&str>,
     ) -> Result<Response<Vec<u8>>, OciError> {
-        let call = Call::new("ListInstances", Method::GET, "/instances")
-            .query("compartmentId", Some(&req.compartment_id))
-            .query("availabilityDomain", req.availability_domain.as_ref())
-            .query("displayName", req.display_name.as_ref())
-            .query("limit", req.limit)
-            .query("page", page)
-            .query("sortBy", req.sort_by.as_ref())
-            .query("sortOrder", req.sort_order.as_ref())
-            .query("lifecycleState", req.lifecycle_state.as_ref());
-        self.send(call).await
+        self.send(list_instances_call(req, page)).await
     }
 
     /// ListInstances as a stream of pages.
