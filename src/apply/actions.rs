@@ -217,7 +217,11 @@ impl Ctx {
     }
 
     async fn replace(&self, c: &Change) -> Result<(), NodeError> {
-        let old = c.id.clone();
+        // A create that did not finish in another region: what it made is the object replaced.
+        let old = match c.pending {
+            true => self.resolve_pending(c).await?,
+            false => c.id.clone(),
+        };
         let (etag, seen) = self.if_match(c).await?;
         let create_first = c.kind == Kind::Image
             || c.inputs
@@ -257,6 +261,14 @@ impl Ctx {
             Action::Move => self.move_compartment(c).await,
             Action::Start => self.power(c, InstanceAction::Start, "RUNNING").await,
             Action::Stop => self.power(c, InstanceAction::Stop, "STOPPED").await,
+            Action::Delete if c.pending => {
+                // An unfinished create of an address being destroyed: what it made, if anything.
+                let Some(id) = self.resolve_pending(c).await? else {
+                    return Ok(());
+                };
+                let (etag, seen) = self.if_match(c).await?;
+                self.destroy(c, &id, etag, seen).await
+            }
             Action::Delete => {
                 let id =
                     c.id.clone()

@@ -31,9 +31,6 @@ use crate::state::{PendingCreate, ResourceState};
 use super::ctx::{label, state_kind, to_json, Ctx};
 use super::execute::NodeError;
 
-/// Retry tokens are honoured by OCI for 24 hours; kiln trusts them for a little less.
-const TOKEN_LIFETIME_HOURS: i64 = 23;
-
 fn digest(body: &Value) -> String {
     hex::encode(Sha256::digest(
         serde_json::to_vec(body).expect("json serialises"),
@@ -55,8 +52,9 @@ fn made_nothing(e: &OciError) -> bool {
 
 /// What to do about a pending create found in the state.
 enum Resume {
-    /// Send this (stored) request with this (stored) token.
-    Resend(Value, String),
+    /// Send this (stored) request with this (stored) token to this region (`None`: the
+    /// provider's) — the region it was sent to the first time.
+    Resend(Value, String, Option<String>),
     /// The first send made this resource.
     Adopt(String),
     /// Nothing was made: create afresh.
@@ -86,58 +84,36 @@ impl Ctx {
             .get(&c.address)
             .and_then(|r| r.pending_create.clone());
         let resume = match &pending {
-            Some(p) => self.resume(c, p, &body).await?,
+            Some(p) => self.resume(c, p, Some(&body)).await?,
             None => Resume::Fresh,
         };
-        let (sent_body, token) = match resume {
+        let (sent_body, token, region) = match resume {
             Resume::Adopt(id) => {
-                self.progress.step(
-                    &label(c),
-                    &format!("adopting {id}, created by an unfinished earlier apply"),
-                );
-                let (live, etag) = self
-                    .read(c, &id)
-                    .await
-                    .map_err(|e| self.oci(&c.address, e))?;
-                self.store_read(c, &id, live.clone(), etag, inputs).await?;
-                return self.finish(c, &id, &live, &body).await;
+                let live = self.adopt(c, &id, inputs).await?;
+                // Made under the address it had before a rename: its tag is brought up too.
+                let mut sent = body.clone();
+                if let Some(tag) = live.pointer(&format!("/freeformTags/{ADDRESS_TAG}")) {
+                    if sent.get("freeformTags").is_some() {
+                        sent["freeformTags"][ADDRESS_TAG] = tag.clone();
+                    }
+                }
+                return self.finish(c, &id, &sent, &body).await;
             }
-            Resume::Resend(stored, token) => {
+            Resume::Resend(stored, token, region) => {
                 self.progress.step(
                     &label(c),
                     "resuming an unfinished create with its retry token and request",
                 );
-                (stored, token)
+                (stored, token, region)
             }
             Resume::Fresh => {
                 let token = crate::oci::client::new_retry_token();
                 self.record_pending(c, &body, &token).await?;
-                (body.clone(), token)
+                (body.clone(), token, c.region.clone())
             }
         };
-        let opts = MutationOptions {
-            if_match: None,
-            retry_token: Some(token),
-        };
-        let sent = match c.kind {
-            Kind::Instance => {
-                let details: LaunchInstanceDetails = serde_json::from_value(sent_body.clone())
-                    .map_err(|e| self.invalid(c, format!("launch request: {e}")))?;
-                self.in_region(c)
-                    .launch_instance(&details, &opts)
-                    .await
-                    .map(|r| (r.body.id.clone(), to_json(r.body), r.etag))
-            }
-            Kind::Image => {
-                let details: CreateImageDetails = serde_json::from_value(sent_body.clone())
-                    .map_err(|e| self.invalid(c, format!("image request: {e}")))?;
-                self.in_region(c)
-                    .create_image(&details, &opts)
-                    .await
-                    .map(|r| (r.body.id.clone(), to_json(r.body), r.etag))
-            }
-        };
-        let (id, live, etag) = match sent {
+        let (id, live, etag) = match self.send_create(c, region.as_deref(), &sent_body, token).await
+        {
             Ok(x) => x,
             Err(e) => {
                 if made_nothing(&e) {
@@ -151,26 +127,134 @@ impl Ctx {
         self.finish(c, &id, &sent_body, &body).await
     }
 
-    /// Decide how to go on with a pending create (module doc).
+    /// Resolve the address's unfinished create without making anything new of the manifest's:
+    /// resend its stored request with its token to the region it was sent to, or (a token past
+    /// its window) look for what it made there. Returns what it made — recorded as the address's
+    /// object, and ready — or `None` when it made nothing (the pending create is then dropped).
+    /// Without a pending create, the address's object as recorded.
+    pub(super) async fn resolve_pending(&self, c: &Change) -> Result<Option<String>, NodeError> {
+        let pending = self
+            .state
+            .lock()
+            .await
+            .resources
+            .get(&c.address)
+            .and_then(|r| r.pending_create.clone());
+        let Some(p) = pending else {
+            return Ok(self.id_of(&c.address).await);
+        };
+        let id = match self.resume(c, &p, None).await? {
+            Resume::Adopt(id) => {
+                self.adopt(c, &id, None).await?;
+                id
+            }
+            Resume::Resend(stored, token, region) => {
+                self.progress.step(
+                    &label(c),
+                    "resending an unfinished create with its retry token, to learn what it made",
+                );
+                match self.send_create(c, region.as_deref(), &stored, token).await {
+                    Ok((id, live, etag)) => {
+                        self.store_read(c, &id, live, etag, None).await?;
+                        id
+                    }
+                    Err(e) if made_nothing(&e) => {
+                        self.progress
+                            .step(&label(c), "the unfinished create made nothing");
+                        self.clear_pending(c).await?;
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(self.oci(&c.address, e)),
+                }
+            }
+            Resume::Fresh => {
+                self.progress.step(
+                    &label(c),
+                    "the unfinished create made nothing that can be found",
+                );
+                self.clear_pending(c).await?;
+                return Ok(None);
+            }
+        };
+        self.wait_ready(c, &id).await?;
+        Ok(Some(id))
+    }
+
+    /// Record `id`, made by an unfinished earlier create, as the address's object; its read.
+    async fn adopt(
+        &self,
+        c: &Change,
+        id: &str,
+        inputs: Option<Map<String, Value>>,
+    ) -> Result<Value, NodeError> {
+        self.progress.step(
+            &label(c),
+            &format!("adopting {id}, created by an unfinished earlier apply"),
+        );
+        let (live, etag) = self
+            .read(c, id)
+            .await
+            .map_err(|e| self.oci(&c.address, e))?;
+        self.store_read(c, id, live.clone(), etag, inputs).await?;
+        Ok(live)
+    }
+
+    /// LaunchInstance / CreateImage with `body` and `token`, in `region` (`None`: the
+    /// provider's): the new id, its JSON and etag.
+    async fn send_create(
+        &self,
+        c: &Change,
+        region: Option<&str>,
+        body: &Value,
+        token: String,
+    ) -> Result<(String, Value, Option<String>), OciError> {
+        let client = self.clients.for_region(region)?;
+        let opts = MutationOptions {
+            if_match: None,
+            retry_token: Some(token),
+        };
+        match c.kind {
+            Kind::Instance => {
+                let details: LaunchInstanceDetails = serde_json::from_value(body.clone())
+                    .map_err(|e| invalid_request("LaunchInstance", e))?;
+                client
+                    .launch_instance(&details, &opts)
+                    .await
+                    .map(|r| (r.body.id.clone(), to_json(r.body), r.etag))
+            }
+            Kind::Image => {
+                let details: CreateImageDetails = serde_json::from_value(body.clone())
+                    .map_err(|e| invalid_request("CreateImage", e))?;
+                client
+                    .create_image(&details, &opts)
+                    .await
+                    .map(|r| (r.body.id.clone(), to_json(r.body), r.etag))
+            }
+        }
+    }
+
+    /// Decide how to go on with a pending create (module doc). `body` is the request the plan
+    /// would send now (`None`: the address is not created again — the create is only resolved).
     async fn resume(
         &self,
         c: &Change,
         p: &PendingCreate,
-        body: &Value,
+        body: Option<&Value>,
     ) -> Result<Resume, NodeError> {
-        let fresh = Utc::now() - p.started_at < chrono::Duration::hours(TOKEN_LIFETIME_HOURS);
-        let stored = p
-            .request
-            .clone()
-            .or_else(|| (p.request_digest == digest(body)).then(|| body.clone()));
-        if let (true, Some(stored)) = (fresh, stored) {
-            return Ok(Resume::Resend(stored, p.retry_token.clone()));
+        // Where it was sent: recorded, or (older states) as the kiln that wrote it chose.
+        let region = p.sent_region().or_else(|| c.region.clone());
+        let stored = p.request.clone().or_else(|| {
+            body.filter(|b| p.request_digest == digest(b))
+                .cloned()
+        });
+        if let (true, Some(stored)) = (p.token_fresh(Utc::now()), stored) {
+            return Ok(Resume::Resend(stored, p.retry_token.clone(), region));
         }
         self.progress.step(
             &label(c),
             "looking for what an unfinished earlier create may have made",
         );
-        Ok(match self.find_orphan(c, p, body).await? {
+        Ok(match self.find_orphan(c, p, body, region.as_deref()).await? {
             Some(id) => Resume::Adopt(id),
             None => Resume::Fresh,
         })
@@ -185,6 +269,12 @@ impl Ctx {
             started_at: Utc::now(),
             display_name: str_at(body, "displayName").map(str::to_string),
             compartment: str_at(body, "compartmentId").map(str::to_string),
+            region: Some(
+                c.region
+                    .clone()
+                    .unwrap_or_else(|| self.clients.default_region().to_string()),
+            ),
+            address: Some(c.address.clone()),
         };
         self.record(&c.address, |st| {
             let r = st
@@ -345,34 +435,41 @@ impl Ctx {
         .await
     }
 
-    /// The resource an unfinished create made, if any: same display name and compartment,
-    /// created since the create started (5 minutes of clock skew allowed), tagged with this
-    /// address (or not tagged by kiln), and not already an object of any address. More than one
-    /// candidate is refused: kiln does not guess.
+    /// The resource an unfinished create made, if any, in `region` (where it was sent): same
+    /// display name and compartment, created since the create started (5 minutes of clock skew
+    /// allowed), tagged with the address it was sent under or this one (a `[[moved]]` or `kiln
+    /// state mv` since renamed it) or not tagged by kiln, and not already an object of any
+    /// address. More than one candidate is refused: kiln does not guess.
     async fn find_orphan(
         &self,
         c: &Change,
         p: &PendingCreate,
-        body: &Value,
+        body: Option<&Value>,
+        region: Option<&str>,
     ) -> Result<Option<String>, NodeError> {
         let name = p
             .display_name
             .clone()
-            .or_else(|| str_at(body, "displayName").map(str::to_string));
+            .or_else(|| body.and_then(|b| str_at(b, "displayName")).map(str::to_string));
         let compartment = p
             .compartment
             .clone()
-            .or_else(|| str_at(body, "compartmentId").map(str::to_string));
+            .or_else(|| body.and_then(|b| str_at(b, "compartmentId")).map(str::to_string));
         let (Some(name), Some(compartment)) = (name, compartment) else {
             return Ok(None);
         };
+        let client = self
+            .clients
+            .for_region(region)
+            .map_err(|e| self.oci(&c.address, e))?;
         let since = (p.started_at - chrono::Duration::minutes(5)).to_rfc3339();
+        let sent_under = p.sent_address();
         let ours = |tags: &crate::oci::models::FreeformTags| {
-            tags.get(ADDRESS_TAG).is_none_or(|a| *a == c.address)
+            tags.get(ADDRESS_TAG)
+                .is_none_or(|a| *a == c.address || sent_under.as_deref() == Some(a.as_str()))
         };
         let candidates: Vec<String> = match c.kind {
-            Kind::Instance => self
-                .in_region(c)
+            Kind::Instance => client
                 .list_instances(&ListInstances {
                     compartment_id: compartment,
                     display_name: Some(name),
@@ -391,8 +488,7 @@ impl Ctx {
                         .map(|i| i.id)
                         .collect()
                 }),
-            Kind::Image => self
-                .in_region(c)
+            Kind::Image => client
                 .list_images(&ListImages {
                     compartment_id: compartment,
                     display_name: Some(name),
@@ -435,5 +531,19 @@ impl Ctx {
                 ),
             )),
         }
+    }
+}
+
+fn invalid_request(operation: &'static str, e: serde_json::Error) -> OciError {
+    OciError {
+        kind: crate::oci::ErrorKind::Client,
+        operation,
+        resource: None,
+        status: None,
+        code: "InvalidRequest".into(),
+        message: format!("the planned request does not fit the API: {e}"),
+        opc_request_id: None,
+        attempts: 0,
+        help: None,
     }
 }

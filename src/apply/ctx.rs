@@ -23,7 +23,8 @@ use super::progress::Progress;
 use super::walk::StopFlag;
 
 pub(super) struct Ctx {
-    /// A client per region; [`Ctx::at`] and [`Ctx::in_region`] pick one.
+    /// A client per region: [`Ctx::at`] picks an existing resource's; a create picks the one
+    /// of its region.
     pub(super) clients: Clients,
     pub(super) lock: StateLock,
     pub(super) state: Mutex<State>,
@@ -69,13 +70,6 @@ impl Ctx {
         self.clients
             .for_id(id)
             .unwrap_or_else(|e| panic!("no client for {id}: {e}"))
-    }
-
-    /// The client of the region a create goes to.
-    pub(super) fn in_region(&self, c: &Change) -> &Client {
-        self.clients
-            .for_region(c.region.as_deref())
-            .unwrap_or_else(|e| panic!("no client for `{}`: {e}", c.address))
     }
 
     pub(super) fn oci(&self, address: &str, e: OciError) -> NodeError {
@@ -235,6 +229,7 @@ impl Ctx {
         if seen.as_ref().is_some_and(|s| *s != now) {
             return Err(NodeError::ChangedSinceRead {
                 address: c.address.clone(),
+                source: None,
             });
         }
         self.store_read(c, &id, body, etag.clone(), None).await?;
@@ -281,6 +276,13 @@ impl Ctx {
                 r.inputs = std::sync::Arc::new(i);
             }
             r.pending_create = None;
+            // Retagged (or never tagged): nothing carries the address it was renamed from.
+            let tag = r
+                .attributes
+                .str_at(&["freeformTags", crate::plan::from_manifest::ADDRESS_TAG]);
+            if tag.is_none_or(|t| t == c.address) {
+                r.renamed_from = None;
+            }
             r.updated_at = Utc::now();
         })
         .await
@@ -346,6 +348,7 @@ impl Ctx {
             depends_on: Vec::new(),
             deposed: false,
             observed: None,
+            pending: false,
         };
         self.refresh_record(&c, &id).await
     }

@@ -79,7 +79,12 @@ pub enum NodeError {
         code(kiln::apply::changed_since_read),
         help("nothing was overwritten: review the change with `kiln plan`, then apply again")
     )]
-    ChangedSinceRead { address: String },
+    ChangedSinceRead {
+        address: String,
+        /// The refusal, when a mutation was refused (`None`: a read before it found the change).
+        #[source]
+        source: Option<OciError>,
+    },
     #[error("`{address}`: {source}")]
     #[diagnostic(code(kiln::apply::oci))]
     Oci { address: String, source: OciError },
@@ -228,7 +233,7 @@ pub async fn apply(
                 for (from, to) in &moved {
                     if !st.resources.contains_key(to) {
                         if let Some(r) = st.resources.remove(from) {
-                            st.resources.insert(to.clone(), r);
+                            st.resources.insert(to.clone(), r.renamed(from, to));
                         }
                     }
                 }

@@ -10,7 +10,8 @@
 //!   everything else is as the plan (or kiln's own last change) saw it, so nobody changed it and
 //!   the mutation is sent again with the new etag — a version kiln has now seen;
 //! - anything else changed: someone else's change, which is never overwritten
-//!   ([`NodeError::ChangedSincePlan`]).
+//!   ([`NodeError::ChangedSincePlan`] when kiln sent the plan's etag, [`NodeError::ChangedSinceRead`]
+//!   when it sent one this apply read — after its own create or change, which the plan never saw).
 
 use std::future::Future;
 
@@ -95,6 +96,9 @@ impl Ctx {
         F: Fn(Option<String>) -> Fut,
         Fut: Future<Output = Result<T, OciError>>,
     {
+        // Whether the first etag sent is the plan's (else a version this apply read: its own
+        // create's, or a read after its own change).
+        let from_plan = etag.is_some() && etag == c.etag;
         let mut round = 0;
         loop {
             let e = match send(etag.clone()).await {
@@ -131,10 +135,16 @@ impl Ctx {
             }
             let unchanged = seen.as_deref() == Some(observed_digest(&body).as_str());
             if !unchanged || round >= ROUNDS {
-                return Err(NodeError::ChangedSincePlan {
-                    address: c.address.clone(),
-                    etag: etag.unwrap_or_default(),
-                    source: e,
+                return Err(match from_plan {
+                    true => NodeError::ChangedSincePlan {
+                        address: c.address.clone(),
+                        etag: etag.unwrap_or_default(),
+                        source: e,
+                    },
+                    false => NodeError::ChangedSinceRead {
+                        address: c.address.clone(),
+                        source: Some(e),
+                    },
                 });
             }
             tracing::debug!(address = %c.address, "only the lifecycle changed; sending again with the new etag");

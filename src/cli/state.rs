@@ -292,7 +292,9 @@ pub fn run(cmd: StateCommand) -> miette::Result<ExitCode> {
                         "`{from}` is not in the state"
                     )
                 })?;
-                state.resources.insert(to.clone(), r);
+                // The pending create, deposed objects and the address its resources are tagged
+                // with go with it (the next plan retags them).
+                state.resources.insert(to.clone(), r.renamed(&from, &to));
                 store.save(&lock, &mut state).await?;
                 lock.release().await?;
                 out::println(&format!("Moved {from} to {to}"))?;

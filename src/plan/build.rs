@@ -46,6 +46,12 @@ pub struct Prior {
     pub inputs: std::sync::Arc<Map<String, Value>>,
     /// A create was started (retry token recorded) but its result never reached the state.
     pub pending_create: bool,
+    /// The region that create was sent to, when the state can tell
+    /// ([`crate::state::PendingCreate::sent_region`]).
+    pub pending_region: Option<String>,
+    /// That create's retry token can no longer be trusted (older than kiln's window, or a record
+    /// without the exact request): the apply looks for what it made before creating anything.
+    pub pending_stale: bool,
     /// Superseded objects of this address not destroyed yet (a replacement's predecessors).
     pub deposed: Vec<String>,
 }
@@ -451,6 +457,8 @@ mod tests {
             attributes: attrs.clone().into(),
             inputs: Default::default(),
             pending_create: false,
+            pending_region: None,
+            pending_stale: false,
             deposed: Vec::new(),
         }
     }

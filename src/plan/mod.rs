@@ -10,6 +10,8 @@
 //!   updatable in place, a move (compartment), or forcing replacement (with the reason);
 //! - [`diff`]: desired vs live (what OCI says now) → attribute changes, and state vs live → drift;
 //! - [`select`]: what `--target` and `--exclude` keep;
+//! - [`tags`]: the `kiln-address` tag check (a recorded OCID tagged with another address is
+//!   refused) and the retag of a renamed resource;
 //! - [`render`]: terraform-like text and the JSON format.
 //!
 //! The DAG itself is the generic leaf [`crate::dag`]; [`build`] turns changes into it.
@@ -24,6 +26,7 @@ pub mod render;
 pub mod saved;
 pub mod select;
 pub mod synthetic;
+pub mod tags;
 
 use std::collections::BTreeMap;
 
@@ -168,6 +171,13 @@ pub struct Change {
     /// resource that differs from this only in its lifecycle was not changed by anyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<String>,
+    /// The address has an unfinished create (a pending create in the state) that this node
+    /// resolves first — resent with its retry token to the region it was sent to, or what it
+    /// made found and adopted — and then acts on what it made: a delete destroys it, a replace
+    /// replaces it (its `region` is where the create was sent). A create resolves its own
+    /// pending create without this flag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// The fields of a resource that change with its lifecycle alone (a capture, a stop, a start).

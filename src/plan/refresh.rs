@@ -67,6 +67,16 @@ pub enum PlanError {
     #[error("`{address}` is not a resource of this manifest or its state")]
     #[diagnostic(code(kiln::plan::unknown_exclude), help("{help}"))]
     UnknownExclude { address: String, help: String },
+    #[error("the state names {count} resource(s) tagged with another address; nothing was planned")]
+    #[diagnostic(
+        code(kiln::plan::address_tags),
+        help("the state mistakes one resource for another (a hand edit, or `kiln state mv` to the wrong address); nothing is destroyed or replaced for it: move each record to the address its resource is tagged with (`kiln state mv`), or fix the state, then plan again")
+    )]
+    AddressTags {
+        count: usize,
+        #[related]
+        mismatches: Vec<super::tags::Mismatch>,
+    },
     #[error("no image matches `image_lookup` {criteria} of `{address}`")]
     #[diagnostic(
         code(kiln::plan::image_lookup),
@@ -93,6 +103,13 @@ fn prior_of(state: Option<&State>) -> BTreeMap<String, Prior> {
                             attributes: r.attributes.clone(),
                             inputs: r.inputs.clone(),
                             pending_create: r.pending_create.is_some(),
+                            pending_region: r
+                                .pending_create
+                                .as_ref()
+                                .and_then(|p| p.sent_region()),
+                            pending_stale: r.pending_create.as_ref().is_some_and(|p| {
+                                !p.token_fresh(chrono::Utc::now()) || p.request.is_none()
+                            }),
                             deposed: r.deposed.iter().map(|d| d.id.clone()).collect(),
                         },
                     )
@@ -393,7 +410,7 @@ fn apply_moves(
             (true, false) => {
                 let st = renamed.get_or_insert_with(|| state.cloned().unwrap_or_default());
                 if let Some(r) = st.resources.remove(&from) {
-                    st.resources.insert(to.clone(), r);
+                    st.resources.insert(to.clone(), r.renamed(&from, &to));
                 }
                 moved.push((from, to));
             }
@@ -444,6 +461,10 @@ pub async fn make_plan(
         for d in &desired {
             clients.for_region(d.region.as_deref())?;
         }
+        // An unfinished create is resolved in the region it was sent to.
+        for r in prior.values().filter_map(|p| p.pending_region.as_deref()) {
+            clients.for_region(Some(r))?;
+        }
     }
     // Excluded resources are neither read nor planned (see `select`).
     let excluded = select::excluded(&opts.excludes, &known, &desired, &prior, opts.destroy);
@@ -457,6 +478,13 @@ pub async fn make_plan(
         (true, Some(c)) => read_live(c, &prior, &desired, opts.parallelism).await?,
         _ => HashMap::new(),
     };
+    let mismatches = super::tags::mismatches(manifest, state, &prior, &live);
+    if !mismatches.is_empty() {
+        return Err(PlanError::AddressTags {
+            count: mismatches.len(),
+            mismatches,
+        });
+    }
     let compute = |live: &HashMap<String, LiveRead>| {
         build::compute(&Inputs {
             desired: &desired,

@@ -308,6 +308,7 @@ mod tests {
                 depends_on: vec![],
                 deposed: false,
                 observed: None,
+                pending: false,
             },
             Change {
                 address: "instance.db".into(),
@@ -323,6 +324,7 @@ mod tests {
                 depends_on: vec![],
                 deposed: false,
                 observed: None,
+                pending: false,
             },
         ];
         let drift = vec![Drift {

@@ -54,6 +54,8 @@ pub fn instances(n: usize) -> Synthetic {
                 attributes: body.into(),
                 inputs: inputs.into(),
                 pending_create: false,
+                pending_region: None,
+                pending_stale: false,
                 deposed: Vec::new(),
             },
         );

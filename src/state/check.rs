@@ -46,8 +46,11 @@ pub fn parse(path: &str, text: &str) -> Result<State, StateError> {
             found: version.min(u32::MAX as u64) as u32,
         });
     }
-    let state: State = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    let mut state: State = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
     check(&state).map_err(corrupt)?;
+    // An older format is read as the current one (its records are a subset of it): whatever
+    // kiln writes next is the current format, which older kilns refuse rather than misread.
+    state.version = FORMAT_VERSION;
     Ok(state)
 }
 

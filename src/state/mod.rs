@@ -41,8 +41,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The state format this kiln writes. Version 2 added deposed objects and the exact request of a
-/// pending create; a kiln that knows only version 1 refuses it rather than drop them.
-pub const FORMAT_VERSION: u32 = 2;
+/// pending create; version 3 the region and address a pending create was sent to and under. A
+/// kiln that knows only an older version refuses a newer state rather than drop what it holds;
+/// this kiln reads the older ones and writes them as version 3 (every write is the current
+/// format: [`StateStore::load`] upgrades in memory).
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format this kiln reads (and upgrades on its next write).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -75,6 +78,63 @@ pub struct PendingCreate {
     pub display_name: Option<String>,
     #[serde(default)]
     pub compartment: Option<String>,
+    /// The region the create was sent to (format 3). `None` in older states: see
+    /// [`PendingCreate::sent_region`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The address the create was sent under — its `kiln-address` tag — which a `[[moved]]` or
+    /// `kiln state mv` since does not change (format 3). `None` in older states: see
+    /// [`PendingCreate::sent_address`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// How long kiln trusts a retry token: OCI honours one for 24 hours, kiln for a little less.
+pub const TOKEN_LIFETIME_HOURS: i64 = 23;
+
+/// Regional OCIDs a create request may name, each of which pins the request to its region.
+const REGIONAL_FIELDS: &[&[&str]] = &[
+    &["createVnicDetails", "subnetId"],
+    &["sourceDetails", "imageId"],
+    &["sourceDetails", "bootVolumeId"],
+    &["instanceId"],
+];
+
+impl PendingCreate {
+    /// The region the create was sent to: recorded since format 3. For an older record, the
+    /// region of a regional OCID its stored request names (a launch's subnet or image, a
+    /// capture's instance) — OCI refuses a request naming another region's subnet, so the first
+    /// send went there or made nothing. `None`: the record cannot tell (a format-1 record, an
+    /// import from an Object Storage URI); the caller uses the region the manifest gives the
+    /// address, or the provider's, as the kiln that wrote it did.
+    pub fn sent_region(&self) -> Option<String> {
+        if let Some(r) = &self.region {
+            return Some(r.clone());
+        }
+        let request = self.request.as_ref()?;
+        REGIONAL_FIELDS.iter().find_map(|path| {
+            let id = path.iter().try_fold(request, |v, k| v.get(*k))?.as_str()?;
+            crate::region::from_ocid(id).map(str::to_string)
+        })
+    }
+
+    /// The address the create was sent under: recorded since format 3; for an older record, the
+    /// `kiln-address` tag of its stored request. `None`: the record cannot tell (format 1).
+    pub fn sent_address(&self) -> Option<String> {
+        self.address.clone().or_else(|| {
+            self.request
+                .as_ref()?
+                .pointer("/freeformTags/kiln-address")?
+                .as_str()
+                .map(str::to_string)
+        })
+    }
+
+    /// Whether the stored token is inside kiln's window at `now` ([`TOKEN_LIFETIME_HOURS`]).
+    /// Past it, kiln searches for what the first send made before it creates anything.
+    pub fn token_fresh(&self, now: DateTime<Utc>) -> bool {
+        now - self.started_at < chrono::Duration::hours(TOKEN_LIFETIME_HOURS)
+    }
 }
 
 /// A previous object of an address that a replacement superseded and that is not destroyed yet
@@ -142,6 +202,11 @@ pub struct ResourceState {
     /// the address gets another object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// The address this record had before a `[[moved]]` or `kiln state mv` renamed it, while its
+    /// resource may still carry that address's `kiln-address` tag (format 3): a plan accepts
+    /// that tag and retags the resource. Cleared once kiln reads it tagged with this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -158,6 +223,7 @@ impl ResourceState {
             pending_create: None,
             deposed: Vec::new(),
             network: None,
+            renamed_from: None,
             updated_at: Utc::now(),
         }
     }
@@ -173,6 +239,14 @@ impl ResourceState {
         self.etag = None;
         self.attributes = RawJson::null();
         self.network = None;
+    }
+
+    /// Rename the record from `from` (its address until now): it remembers the address its
+    /// resources are tagged with until kiln retags them ([`ResourceState::renamed_from`]).
+    pub fn renamed(mut self, from: &str, to: &str) -> ResourceState {
+        let tagged = self.renamed_from.take().unwrap_or_else(|| from.to_string());
+        self.renamed_from = (tagged != to).then_some(tagged);
+        self
     }
 
     /// Every OCID this address owns: its object and its deposed ones.

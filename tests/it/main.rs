@@ -19,6 +19,7 @@ mod object_storage;
 mod oci_cli;
 mod oci_sdk;
 mod output;
+mod pending_creates;
 mod plan_apply;
 mod refresh_exclude;
 mod regions;

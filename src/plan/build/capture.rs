@@ -62,6 +62,7 @@ impl Graph<'_, '_> {
                         depends_on: Vec::new(),
                         deposed: false,
                         observed: None,
+                        pending: false,
                     });
                     Some(s)
                 }
@@ -104,6 +105,7 @@ impl Graph<'_, '_> {
                         depends_on: Vec::new(),
                         deposed: false,
                         observed: None,
+                        pending: false,
                     });
                     self.nodes[s].after.extend(capture.iter().copied());
                     self.nodes[s].after.push(stop);

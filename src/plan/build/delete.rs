@@ -1,6 +1,7 @@
 //! Deletes, each after everything that stops depending on it: the previous object of a replaced
 //! image (create before destroy), resources in state the manifest no longer has (or all, for
-//! `kiln destroy`), and the deposed predecessors of earlier replacements.
+//! `kiln destroy`) — unfinished creates of such addresses included, destroyed once resolved —
+//! and the deposed predecessors of earlier replacements.
 
 use std::collections::HashMap;
 
@@ -49,28 +50,82 @@ impl Graph<'_, '_> {
                 depends_on: Vec::new(),
                 deposed: true,
                 observed: None,
+                pending: false,
             });
             self.nodes[i].after.push(r);
             self.nodes[i].after.extend(dependents);
         }
     }
 
+    /// `prevent_destroy` is the manifest's: removing it (or the resource) from the manifest lifts
+    /// it. (Only `kiln destroy` deletes a declared resource.)
+    fn prevent_destroy(&self, addr: &str) -> Result<(), BuildError> {
+        let inp = self.inp;
+        if inp.destroy && self.by_addr.get(addr).is_some_and(|d| d.prevent_destroy) {
+            return Err(BuildError::PreventDestroy {
+                address: addr.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Resources in state that the manifest no longer has (or all, for destroy), and the deposed
     /// predecessors of earlier replacements (whatever the manifest says: kiln owns them).
     pub(super) fn deletes(&mut self) -> Result<(), BuildError> {
         let inp = self.inp;
+        let undeclared = |addr: &str| inp.destroy || !self.by_addr.contains_key(addr);
         let doomed: Vec<_> = inp
             .prior
             .iter()
             .flat_map(|(addr, p)| {
                 let own =
                     p.id.clone()
-                        .filter(|_| inp.destroy || !self.by_addr.contains_key(addr.as_str()))
+                        .filter(|_| undeclared(addr))
                         .map(|id| (addr, p, id, false));
                 own.into_iter()
                     .chain(p.deposed.iter().map(move |id| (addr, p, id.clone(), true)))
             })
             .collect();
+        // An unfinished create of an address the manifest no longer declares (or of any, under
+        // destroy) is a resource too: its node resolves it, then destroys what it made.
+        let pending: Vec<(&String, &super::Prior)> = inp
+            .prior
+            .iter()
+            .filter(|(addr, p)| p.pending_create && p.id.is_none() && undeclared(addr))
+            .collect();
+        for (addr, p) in pending {
+            self.prevent_destroy(addr)?;
+            let kind = p.kind.unwrap_or(if addr.starts_with("image.") {
+                Kind::Image
+            } else {
+                Kind::Instance
+            });
+            let how = if p.pending_stale {
+                "kiln looks for what it made (its retry token is past its window) and destroys it"
+            } else {
+                "it is resent with its retry token, and what it made is destroyed"
+            };
+            self.push(Change {
+                address: addr.clone(),
+                kind,
+                region: p.pending_region.clone(),
+                action: Action::Delete,
+                reason: if inp.destroy {
+                    format!("kiln destroy; an earlier create did not finish: {how}")
+                } else {
+                    format!("no longer in the manifest; an earlier create did not finish: {how}")
+                },
+                attributes: Vec::new(),
+                id: None,
+                etag: None,
+                request: None,
+                inputs: None,
+                depends_on: Vec::new(),
+                deposed: false,
+                observed: None,
+                pending: true,
+            });
+        }
         let mut delete_nodes = Vec::new();
         for (addr, p, id, deposed) in doomed {
             let live = if inp.refreshed {
@@ -81,18 +136,8 @@ impl Graph<'_, '_> {
             if inp.refreshed && live.is_none_or(LiveRead::is_gone) {
                 continue; // already gone: nothing to do (the state entry is dropped by apply)
             }
-            // `prevent_destroy` is the manifest's: removing it (or the resource) from the manifest
-            // lifts it.
-            if !deposed
-                && inp.destroy
-                && self
-                    .by_addr
-                    .get(addr.as_str())
-                    .is_some_and(|d| d.prevent_destroy)
-            {
-                return Err(BuildError::PreventDestroy {
-                    address: addr.clone(),
-                });
+            if !deposed {
+                self.prevent_destroy(addr)?;
             }
             let kind = p.kind.unwrap_or(if addr.starts_with("image.") {
                 Kind::Image
@@ -119,6 +164,7 @@ impl Graph<'_, '_> {
                 depends_on: Vec::new(),
                 deposed,
                 observed: None,
+                pending: false,
             });
             if deposed {
                 // Create before destroy: a predecessor goes once its successor exists.

@@ -1,18 +1,51 @@
 //! One desired resource's nodes, decided in order: create (not in state, never created, or gone
 //! from OCI); replace (an attribute that cannot change in place differs, or `--replace`); move and
-//! update; start or stop after them; and its drift (state vs live, for what the manifest manages).
+//! update; start or stop after them; and its drift (state vs live, for what the manifest manages,
+//! an instance's power state included: [`power_drift`]).
 
 use serde_json::Value;
 
 use super::super::desired::{DesiredResource, DesiredValue, Lookup, Power};
 use super::super::diff::{self, Resolved};
+use super::super::from_manifest::ADDRESS_TAG;
 use super::super::{Action, AttrChange, AttrClass, Change, Drift, Kind};
 use super::{instance_running, BuildError, Graph, LiveRead};
+
+/// The power state an instance's lifecycle state stands for: a transition counts as the state it
+/// is heading to (PROVISIONING and STARTING are RUNNING, STOPPING is STOPPED — what a plan made
+/// now would see once it settles, and what a start or stop kiln sent leads to). `None` for states
+/// that say nothing of power: CREATING_IMAGE and MOVING (the instance comes back as it was),
+/// and the gone ones (reported as gone, not as drift).
+fn power_of(lifecycle: &str) -> Option<&'static str> {
+    match lifecycle {
+        "RUNNING" | "STARTING" | "PROVISIONING" => Some("RUNNING"),
+        "STOPPED" | "STOPPING" => Some("STOPPED"),
+        _ => None,
+    }
+}
+
+/// Drift of an instance's power state (the manifest's `state`): the state recorded one power
+/// state and OCI reports the other — someone started or stopped it. Shown as the lifecycle
+/// states recorded and read.
+fn power_drift(recorded: Option<&str>, live: Option<&str>) -> Option<AttrChange> {
+    let (recorded, live) = (recorded?, live?);
+    let (was, now) = (power_of(recorded)?, power_of(live)?);
+    (was != now).then(|| AttrChange {
+        path: "state".into(),
+        before: Value::String(recorded.into()),
+        after: Value::String(live.into()),
+        forces_replacement: false,
+        why: None,
+    })
+}
 
 /// A resource's reads, parsed ([`Graph::read`]).
 struct Read {
     live: Value,
     drift: Vec<AttrChange>,
+    /// Tagged with the address it was renamed from (an accepted rename, [`super::super::tags`]):
+    /// that address and the live freeform tags, to retag it.
+    renamed: Option<(String, Value)>,
 }
 
 impl Graph<'_, '_> {
@@ -44,11 +77,26 @@ impl Graph<'_, '_> {
         let live = raw.parse_keys(&keys);
         // The same text as the state's: nothing drifted.
         let drift = if inp.refreshed && raw.text() != prior.attributes.text() {
-            diff::drift(d, &prior.attributes.parse_keys(&keys), &live)
+            let mut drift = diff::drift(d, &prior.attributes.parse_keys(&keys), &live);
+            if d.kind == Kind::Instance && !d.ignores("state") {
+                drift.extend(power_drift(
+                    prior.attributes.top_str("lifecycleState").as_deref(),
+                    raw.top_str("lifecycleState").as_deref(),
+                ));
+            }
+            drift
         } else {
             Vec::new()
         };
-        Some(Read { live, drift })
+        let renamed = raw
+            .str_at(&["freeformTags", ADDRESS_TAG])
+            .filter(|t| *t != d.address && inp.refreshed)
+            .map(|t| (t, raw.parse_keys(&["freeformTags"])["freeformTags"].take()));
+        Some(Read {
+            live,
+            drift,
+            renamed,
+        })
     }
 
     pub(super) fn resource(&mut self, d: &DesiredResource) -> Result<(), BuildError> {
@@ -86,6 +134,7 @@ impl Graph<'_, '_> {
             depends_on: Vec::new(),
             deposed: false,
             observed: None,
+            pending: false,
         };
 
         // 1. create
@@ -105,7 +154,7 @@ impl Graph<'_, '_> {
                     }),
                 });
             }
-            let attrs = d
+            let attrs: Vec<AttrChange> = d
                 .attrs
                 .iter()
                 .filter(|a| a.class != AttrClass::Power)
@@ -125,25 +174,61 @@ impl Graph<'_, '_> {
                     why: None,
                 })
                 .collect();
-            let reason = if gone {
-                "gone from OCI: it is created again".to_string()
-            } else if prior.is_some_and(|p| p.pending_create) {
-                "an earlier create did not finish: it is resumed with the same retry token"
-                    .to_string()
-            } else {
-                "not in state".to_string()
+            let pending = prior.filter(|p| p.pending_create && !gone);
+            // An unfinished create sent to another region than the manifest now gives: what it
+            // made is replaced (a resource cannot move to another region).
+            let wanted_region = d.region.as_deref().or(inp.default_region);
+            let moved_from = pending
+                .and_then(|p| p.pending_region.as_deref())
+                .filter(|sent| wanted_region.is_some_and(|w| w != *sent));
+            let (action, reason) = match (pending, moved_from) {
+                (_, Some(sent)) => (
+                    Action::Replace,
+                    format!(
+                        "an earlier create did not finish in {sent}, and the manifest now puts it in {}: what that create made is resolved, then replaced",
+                        wanted_region.unwrap_or_default()
+                    ),
+                ),
+                (Some(p), None) if p.pending_stale => (
+                    Action::Create,
+                    "an earlier create did not finish and its retry token is past its window: kiln looks for what it made before creating anything".to_string(),
+                ),
+                (Some(_), None) => (
+                    Action::Create,
+                    "an earlier create did not finish: it is resumed with the same retry token"
+                        .to_string(),
+                ),
+                (None, _) if gone => (
+                    Action::Create,
+                    "gone from OCI: it is created again".to_string(),
+                ),
+                (None, _) => (Action::Create, "not in state".to_string()),
             };
+            let mut attrs: Vec<AttrChange> = attrs;
+            if let (Some(sent), Some(want)) = (moved_from, wanted_region) {
+                attrs.insert(
+                    0,
+                    AttrChange {
+                        path: "region".into(),
+                        before: Value::String(sent.into()),
+                        after: Value::String(want.into()),
+                        forces_replacement: true,
+                        why: Some("a resource cannot move to another region".into()),
+                    },
+                );
+            }
             let i = self.push(Change {
-                action: Action::Create,
+                action,
                 reason,
                 attributes: attrs,
                 id: None,
                 etag: None,
                 request: Some(d.create_body.parse()),
                 inputs: Some(d.input_values()),
+                pending: moved_from.is_some(),
                 ..base
             });
-            self.recreated.insert(d.address.clone(), Action::Create);
+            self.recreated.insert(d.address.clone(), action);
             if d.power == Some(Power::Stopped) {
                 let s = self.push(Change {
                     address: d.address.clone(),
@@ -159,6 +244,7 @@ impl Graph<'_, '_> {
                     depends_on: Vec::new(),
                     deposed: false,
                     observed: None,
+                    pending: false,
                 });
                 self.nodes[s].after.push(i);
             }
@@ -169,6 +255,7 @@ impl Graph<'_, '_> {
         let Read {
             live: live_body,
             drift: changed,
+            renamed,
         } = self
             .read(d)
             .expect("a resource with an object that was read");
@@ -200,6 +287,19 @@ impl Graph<'_, '_> {
                     class: AttrClass::Replace,
                 });
             }
+        }
+        // A renamed resource gets the address it has now.
+        if let Some((tagged, _)) = &renamed {
+            diffs.push(diff::AttrDiff {
+                change: AttrChange {
+                    path: format!("freeform_tags.{ADDRESS_TAG}"),
+                    before: Value::String(tagged.clone()),
+                    after: Value::String(d.address.clone()),
+                    forces_replacement: false,
+                    why: None,
+                },
+                class: AttrClass::Update,
+            });
         }
         let forced = inp.force_replace.contains(&d.address);
         let replace: Vec<_> = diffs
@@ -268,7 +368,14 @@ impl Graph<'_, '_> {
                 action: Action::Update,
                 reason: format!("{} changed", names.join(", ")),
                 attributes: updates,
-                request: Some(diff::update_body(d, &live_body, &diffs)),
+                request: Some({
+                    let mut body = diff::update_body(d, &live_body, &diffs);
+                    if let Some((_, tags)) = &renamed {
+                        let now = body.get("freeformTags").unwrap_or(tags).clone();
+                        body["freeformTags"] = super::super::tags::retag(&now, &d.address);
+                    }
+                    body
+                }),
                 ..base.clone()
             });
             self.nodes[i].after.extend(own.iter().copied());
