@@ -28,9 +28,17 @@
 //! of their own; a quarter of the crossings, chosen by the seed, or all with `KILN_FAULTS=all`).
 //! A dead kiln's remote lock stays, so after an abort the harness runs `force-unlock` as its user
 //! would; any other fault must leave no lock behind.
+//!
+//! A second, smaller scenario ([`fleet`]) runs fleets in two regions (two emulators) and resumes
+//! each fault on a manifest the seed picks per crossing: the same, fleets resized and re-keyed,
+//! `[[moved]]` renames of what was being created, a region change, or every pending create aged
+//! past OCI's 24-hour retry-token window. Its summary line counts each.
 
 #[path = "it/support.rs"]
 mod support;
+
+#[path = "faults/fleet.rs"]
+mod fleet;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -42,7 +50,7 @@ use kiln::apply::progress::Progress;
 use kiln::apply::walk::StopFlag;
 use kiln::emulator::World;
 use kiln::failpoint::{self, Fault};
-use kiln::oci::Client;
+use kiln::oci::{Client, Clients};
 use kiln::plan::refresh::{make_plan, PlanOptions};
 use kiln::plan::Plan;
 use kiln::state::{LockInfo, State, StateStore};
@@ -129,13 +137,13 @@ fn expect(v1: &State, v2_addresses: &BTreeSet<String>) -> Expect {
     Expect { declared, kept }
 }
 
-/// Live resources in the emulator's own records: (id, display name, kiln-address tag).
-fn live(world: &World) -> Vec<(String, String, Option<String>)> {
+/// Live resources in the emulators' own records (one world per region): (id, display name,
+/// kiln-address tag).
+fn live(worlds: &[World]) -> Vec<(String, String, Option<String>)> {
     let gone = ["TERMINATING", "TERMINATED", "DELETED"];
-    world
-        .instances
-        .values()
-        .chain(world.images.values())
+    worlds
+        .iter()
+        .flat_map(|w| w.instances.values().chain(w.images.values()))
         .filter(|r| !gone.contains(&r.state()))
         .filter(|r| r.body["displayName"] != NEWER_IMAGE)
         .map(|r| {
@@ -150,9 +158,10 @@ fn live(world: &World) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
-/// Every invariant, checked against the emulator's records; `Err` lists the violations.
+/// Every invariant, checked against the emulators' records (one world per region); `Err` lists
+/// the violations.
 fn invariants(
-    world: &World,
+    worlds: &[World],
     state: &State,
     exp: &Expect,
     last_serial: u64,
@@ -165,7 +174,7 @@ fn invariants(
             state.serial
         ));
     }
-    let live = live(world);
+    let live = live(worlds);
     let live_ids: BTreeSet<&str> = live.iter().map(|(id, _, _)| id.as_str()).collect();
     // Never twice.
     let mut per_name: BTreeMap<&str, usize> = BTreeMap::new();
@@ -194,19 +203,32 @@ fn invariants(
         }
     }
     // Never lost: every live resource kiln made is in the state (its object, deposed, or the
-    // resource of a pending create).
+    // resource of a pending create sent under its tag — the record may have been renamed since);
+    // once converged, each is the object of the address it is tagged with (renames retagged).
     for (id, name, tag) in &live {
         let Some(address) = tag else {
             bad.push(format!("{id} (`{name}`) has no kiln-address tag"));
             continue;
         };
-        let tracked = state.resources.get(address).is_some_and(|r| {
-            r.id.as_deref() == Some(id.as_str())
-                || r.deposed.iter().any(|d| &d.id == id)
-                || (r.pending_create.is_some() && !converged)
+        let holder = state
+            .resources
+            .iter()
+            .find(|(_, r)| {
+                r.id.as_deref() == Some(id.as_str()) || r.deposed.iter().any(|d| &d.id == id)
+            })
+            .map(|(a, _)| a.as_str());
+        let pending = state.resources.iter().any(|(a, r)| {
+            r.pending_create
+                .as_ref()
+                .is_some_and(|p| a == address || p.sent_address().as_deref() == Some(address))
         });
-        if !tracked {
-            bad.push(format!("{id} (`{address}`) is live but not in the state"));
+        match holder {
+            None if pending && !converged => {}
+            None => bad.push(format!("{id} (`{address}`) is live but not in the state")),
+            Some(a) if converged && a != address => bad.push(format!(
+                "{id} is recorded at `{a}` but tagged `{address}` (not retagged)"
+            )),
+            Some(_) => {}
         }
     }
     // Nothing declared destroyed.
@@ -226,11 +248,12 @@ fn invariants(
         let Some(id) = r.id.as_deref().filter(|id| live_ids.contains(id)) else {
             continue;
         };
-        let vnic = world
-            .vnic_attachments
-            .values()
-            .find(|a| a["instanceId"] == id)
-            .and_then(|a| world.vnics.get(a["vnicId"].as_str().unwrap_or("")));
+        let vnic = worlds.iter().find_map(|w| {
+            w.vnic_attachments
+                .values()
+                .find(|a| a["instanceId"] == id)
+                .and_then(|a| w.vnics.get(a["vnicId"].as_str().unwrap_or("")))
+        });
         match (&r.network, vnic) {
             (Some(n), Some(v)) => {
                 if v["id"] != n.vnic_id.as_str()
@@ -349,17 +372,17 @@ fn options() -> ApplyOptions {
 }
 
 /// The plan for the manifest in `dir` against `store` (the state read under no lock).
-async fn plan(dir: &Path, store: &StateStore, client: &Client) -> Result<Plan, String> {
+async fn plan(dir: &Path, store: &StateStore, clients: &Clients) -> Result<Plan, String> {
     let m = kiln::manifest::load(dir, None).map_err(|e| format!("{e:?}"))?;
     let state = store.load().await.map_err(|e| e.to_string())?;
-    make_plan(&m, state.as_ref(), Some(&regional(client)), &plan_options())
+    make_plan(&m, state.as_ref(), Some(clients), &plan_options())
         .await
         .map_err(|e| format!("{:?}", miette::Report::new(e)))
 }
 
 /// The emulator serves one region.
-fn regional(client: &Client) -> kiln::oci::Clients {
-    kiln::oci::Clients::single("us-ashburn-1", client.clone())
+fn regional(client: &Client) -> Clients {
+    Clients::single("us-ashburn-1", client.clone())
 }
 
 fn plan_options() -> PlanOptions {
@@ -372,14 +395,14 @@ fn plan_options() -> PlanOptions {
 }
 
 /// `kiln apply --auto-approve`, as the CLI runs it: lock, load, plan, execute, release.
-async fn apply(dir: &Path, store: &StateStore, client: &Client) -> Result<Report, String> {
+async fn apply(dir: &Path, store: &StateStore, clients: &Clients) -> Result<Report, String> {
     let m = kiln::manifest::load(dir, None).map_err(|e| format!("{e:?}"))?;
     let lock = store
         .lock(LockInfo::new("apply"), Duration::from_secs(5))
         .await
         .map_err(|e| e.to_string())?;
     let state = store.load().await.map_err(|e| e.to_string())?;
-    let clients = regional(client);
+    let clients = clients.clone();
     let plan = make_plan(&m, state.as_ref(), Some(&clients), &plan_options())
         .await
         .map_err(|e| format!("{:?}", miette::Report::new(e)))?;
@@ -454,7 +477,7 @@ async fn setup(remote: bool) -> Scenario {
         },
     };
     s.write(false, false);
-    let r = apply(s.project.path(), &s.store(), &s.client)
+    let r = apply(s.project.path(), &s.store(), &regional(&s.client))
         .await
         .unwrap();
     assert!(r.ok(), "v1 applies: {}", report_errors(&r));
@@ -481,7 +504,7 @@ async fn reference(s: &Scenario) -> Vec<&'static str> {
         let log = log.clone();
         fail::cfg_callback(*point, move || log.lock().unwrap().push(point)).unwrap();
     }
-    let r = apply(s.project.path(), &s.store(), &s.client)
+    let r = apply(s.project.path(), &s.store(), &regional(&s.client))
         .await
         .unwrap();
     for point in failpoint::POINTS {
@@ -533,7 +556,7 @@ async fn run_one(
         fail::cfg(point, &action).unwrap();
         let faulted = tokio::time::timeout(
             Duration::from_secs(120),
-            apply(s.project.path(), &s.store(), &s.client),
+            apply(s.project.path(), &s.store(), &regional(&s.client)),
         )
         .await
         .map_err(|_| "the faulted apply hung".to_string())?;
@@ -558,7 +581,7 @@ async fn run_one(
     }
     let st = s.state().await?;
     invariants(
-        &s.project.emu.snapshot(),
+        &[s.project.emu.snapshot()],
         &st,
         &s.expect,
         last_serial,
@@ -569,14 +592,14 @@ async fn run_one(
         s.write(true, true);
         import_newer_image(s).await;
     }
-    let again = apply(s.project.path(), &s.store(), &s.client).await?;
+    let again = apply(s.project.path(), &s.store(), &regional(&s.client)).await?;
     if !again.ok() {
         return Err(format!("the next apply failed:\n{}", report_errors(&again)));
     }
     let st2 = s.state().await?;
-    invariants(&s.project.emu.snapshot(), &st2, &s.expect, st.serial, true)
+    invariants(&[s.project.emu.snapshot()], &st2, &s.expect, st.serial, true)
         .map_err(|v| format!("after the next apply:\n  {v}"))?;
-    let p = plan(s.project.path(), &s.store(), &s.client).await?;
+    let p = plan(s.project.path(), &s.store(), &regional(&s.client)).await?;
     if !p.changes.is_empty()
         || !p.drift.is_empty()
         || !p.forget.is_empty()
@@ -712,7 +735,18 @@ async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
     let sample = (!all).then_some((4, 0));
     let (remote_pairs, remote_failures) = sweep(&remote, seed, all, sample).await;
     failures.extend(remote_failures);
-    let checked: usize = local_pairs.values().chain(remote_pairs.values()).sum();
+    drop(remote);
+    // The second scenario: fleets in two regions, resumed on changed manifests (`fleet`).
+    let fleets = fleet::setup().await;
+    let (fleet_pairs, fleet_failures) = fleet::sweep(&fleets, seed, all).await;
+    failures.extend(fleet_failures);
+    let fleet_runs: usize = fleet_pairs
+        .iter()
+        .filter(|(k, _)| k.starts_with("resumed "))
+        .map(|(_, n)| n)
+        .sum();
+    let checked: usize =
+        local_pairs.values().chain(remote_pairs.values()).sum::<usize>() + fleet_runs;
     println!("fault suite: {checked} (crossing, fault) pairs checked in all, seed {seed}");
     assert!(
         failures.is_empty(),
