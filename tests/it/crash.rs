@@ -38,7 +38,7 @@ async fn assert_state_valid(p: &Project) {
         let text = std::fs::read_to_string(&path).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("state does not parse after a crash: {e}\n{text}"));
-        assert_eq!(v["version"], 2);
+        assert_eq!(v["version"], kiln::state::FORMAT_VERSION);
     }
     if let Err(e) = support::stored_state(p.path()).await {
         panic!("kiln refuses the state after a crash: {e}");

@@ -49,7 +49,7 @@ async fn create_then_nothing_to_do_with_ci_exit_codes() {
     );
     // State: versioned, serial rose with every action, mode 0600, backup kept.
     let st = p.state();
-    assert_eq!(st["version"], 2);
+    assert_eq!(st["version"], kiln::state::FORMAT_VERSION);
     assert!(st["serial"].as_u64().unwrap() >= 5, "{st}");
     #[cfg(unix)]
     {
@@ -182,7 +182,8 @@ async fn update_replace_move_power_and_delete_classes() {
         c.get_instance(&db_id).await.unwrap().body.lifecycle_state,
         "RUNNING"
     );
-    assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
+    let again = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(again.code, 0, "{again:?}");
 
     // Removing a resource from the manifest deletes it.
     p.write(&format!("[instance.web]\ndisplay_name = \"web-1\"\nfreeform_tags = {{ role = \"web\" }}\nshape_config = {{ ocpus = 2, memory_in_gbs = 32 }}\ncompartment = \"{other}\"\n"));

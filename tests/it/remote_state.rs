@@ -200,7 +200,7 @@ async fn fifty_concurrent_runs_only_raise_the_serial_and_every_version_parses() 
                     if let Some(o) = os.get_object(NS, BUCKET, name).await.unwrap() {
                         let v: Value = serde_json::from_slice(&o.body)
                             .unwrap_or_else(|e| panic!("{name} does not parse: {e}"));
-                        assert_eq!(v["version"], 2);
+                        assert_eq!(v["version"], kiln::state::FORMAT_VERSION);
                         if name == "busy/default.json" {
                             serials.push(v["serial"].as_u64().unwrap());
                         }

@@ -24,11 +24,16 @@ fn power_of(lifecycle: &str) -> Option<&'static str> {
     }
 }
 
-/// Drift of an instance's power state (the manifest's `state`): the state recorded one power
-/// state and OCI reports the other — someone started or stopped it. Shown as the lifecycle
-/// states recorded and read.
+/// Drift of an instance's power state (the manifest's `state`): the state recorded it settled
+/// in one power state and OCI reports the other (or a transition to it) — someone started or
+/// stopped it. A state recorded mid-transition (an update of the shape reboots the instance and
+/// kiln records the answer, STOPPING) says nothing of where it ended: not compared. Shown as
+/// the lifecycle states recorded and read.
 fn power_drift(recorded: Option<&str>, live: Option<&str>) -> Option<AttrChange> {
     let (recorded, live) = (recorded?, live?);
+    if !matches!(recorded, "RUNNING" | "STOPPED") {
+        return None;
+    }
     let (was, now) = (power_of(recorded)?, power_of(live)?);
     (was != now).then(|| AttrChange {
         path: "state".into(),
