@@ -597,8 +597,14 @@ async fn run_one(
         return Err(format!("the next apply failed:\n{}", report_errors(&again)));
     }
     let st2 = s.state().await?;
-    invariants(&[s.project.emu.snapshot()], &st2, &s.expect, st.serial, true)
-        .map_err(|v| format!("after the next apply:\n  {v}"))?;
+    invariants(
+        &[s.project.emu.snapshot()],
+        &st2,
+        &s.expect,
+        st.serial,
+        true,
+    )
+    .map_err(|v| format!("after the next apply:\n  {v}"))?;
     let p = plan(s.project.path(), &s.store(), &regional(&s.client)).await?;
     if !p.changes.is_empty()
         || !p.drift.is_empty()
@@ -745,8 +751,11 @@ async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
         .filter(|(k, _)| k.starts_with("resumed "))
         .map(|(_, n)| n)
         .sum();
-    let checked: usize =
-        local_pairs.values().chain(remote_pairs.values()).sum::<usize>() + fleet_runs;
+    let checked: usize = local_pairs
+        .values()
+        .chain(remote_pairs.values())
+        .sum::<usize>()
+        + fleet_runs;
     println!("fault suite: {checked} (crossing, fault) pairs checked in all, seed {seed}");
     assert!(
         failures.is_empty(),

@@ -112,7 +112,9 @@ impl Ctx {
                 (body.clone(), token, c.region.clone())
             }
         };
-        let (id, live, etag) = match self.send_create(c, region.as_deref(), &sent_body, token).await
+        let (id, live, etag) = match self
+            .send_create(c, region.as_deref(), &sent_body, token)
+            .await
         {
             Ok(x) => x,
             Err(e) => {
@@ -243,10 +245,10 @@ impl Ctx {
     ) -> Result<Resume, NodeError> {
         // Where it was sent: recorded, or (older states) as the kiln that wrote it chose.
         let region = p.sent_region().or_else(|| c.region.clone());
-        let stored = p.request.clone().or_else(|| {
-            body.filter(|b| p.request_digest == digest(b))
-                .cloned()
-        });
+        let stored = p
+            .request
+            .clone()
+            .or_else(|| body.filter(|b| p.request_digest == digest(b)).cloned());
         if let (true, Some(stored)) = (p.token_fresh(Utc::now()), stored) {
             return Ok(Resume::Resend(stored, p.retry_token.clone(), region));
         }
@@ -254,10 +256,12 @@ impl Ctx {
             &label(c),
             "looking for what an unfinished earlier create may have made",
         );
-        Ok(match self.find_orphan(c, p, body, region.as_deref()).await? {
-            Some(id) => Resume::Adopt(id),
-            None => Resume::Fresh,
-        })
+        Ok(
+            match self.find_orphan(c, p, body, region.as_deref()).await? {
+                Some(id) => Resume::Adopt(id),
+                None => Resume::Fresh,
+            },
+        )
     }
 
     async fn record_pending(&self, c: &Change, body: &Value, token: &str) -> Result<(), NodeError> {
@@ -447,14 +451,14 @@ impl Ctx {
         body: Option<&Value>,
         region: Option<&str>,
     ) -> Result<Option<String>, NodeError> {
-        let name = p
-            .display_name
-            .clone()
-            .or_else(|| body.and_then(|b| str_at(b, "displayName")).map(str::to_string));
-        let compartment = p
-            .compartment
-            .clone()
-            .or_else(|| body.and_then(|b| str_at(b, "compartmentId")).map(str::to_string));
+        let name = p.display_name.clone().or_else(|| {
+            body.and_then(|b| str_at(b, "displayName"))
+                .map(str::to_string)
+        });
+        let compartment = p.compartment.clone().or_else(|| {
+            body.and_then(|b| str_at(b, "compartmentId"))
+                .map(str::to_string)
+        });
         let (Some(name), Some(compartment)) = (name, compartment) else {
             return Ok(None);
         };

@@ -122,6 +122,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         r.etag = live.etag.clone();
         r.attributes = state::RawJson::of(&live.body);
         r.inputs = std::sync::Arc::new(instance_inputs(&primary.subnet_id));
+        // Made by kiln under another address (its `kiln-address` tag): adopted on purpose, like
+        // a rename — the next plan retags it, unless that address is still claimed.
+        r.renamed_from = live
+            .body
+            .freeform_tags
+            .get(crate::plan::from_manifest::ADDRESS_TAG)
+            .filter(|t| **t != address.to_string())
+            .cloned();
         r.updated_at = Utc::now();
         st.resources.insert(address.to_string(), r);
         s.store.save(&lock, &mut st).await?;

@@ -67,7 +67,9 @@ pub enum PlanError {
     #[error("`{address}` is not a resource of this manifest or its state")]
     #[diagnostic(code(kiln::plan::unknown_exclude), help("{help}"))]
     UnknownExclude { address: String, help: String },
-    #[error("the state names {count} resource(s) tagged with another address; nothing was planned")]
+    #[error(
+        "the state names {count} resource(s) tagged with another address; nothing was planned"
+    )]
     #[diagnostic(
         code(kiln::plan::address_tags),
         help("the state mistakes one resource for another (a hand edit, or `kiln state mv` to the wrong address); nothing is destroyed or replaced for it: move each record to the address its resource is tagged with (`kiln state mv`), or fix the state, then plan again")
@@ -103,10 +105,7 @@ fn prior_of(state: Option<&State>) -> BTreeMap<String, Prior> {
                             attributes: r.attributes.clone(),
                             inputs: r.inputs.clone(),
                             pending_create: r.pending_create.is_some(),
-                            pending_region: r
-                                .pending_create
-                                .as_ref()
-                                .and_then(|p| p.sent_region()),
+                            pending_region: r.pending_create.as_ref().and_then(|p| p.sent_region()),
                             pending_stale: r.pending_create.as_ref().is_some_and(|p| {
                                 !p.token_fresh(chrono::Utc::now()) || p.request.is_none()
                             }),

@@ -97,7 +97,10 @@ impl Fleet {
         let phx = self.in_phx();
         let header = self.project.header().replace(
             "[defaults]",
-            &format!("endpoints = {{ {PHX} = \"{}\" }}\n\n[defaults]", self.phx.url()),
+            &format!(
+                "endpoints = {{ {PHX} = \"{}\" }}\n\n[defaults]",
+                self.phx.url()
+            ),
         );
         let mut m = header;
         if stage == Stage::V1 {
@@ -253,7 +256,9 @@ pub async fn setup() -> Fleet {
         v1_ids: BTreeMap::new(),
     };
     f.write(Stage::V1);
-    let r = apply(f.project.path(), &f.store(), &f.clients).await.unwrap();
+    let r = apply(f.project.path(), &f.store(), &f.clients)
+        .await
+        .unwrap();
     assert!(r.ok(), "v1 applies: {}", report_errors(&r));
     f.v1_worlds = [f.project.emu.snapshot(), f.phx.snapshot()];
     f.v1_state = std::fs::read(f.state_dir.path().join("default.json")).unwrap();
@@ -368,10 +373,8 @@ pub async fn sweep(f: &Fleet, seed: u64, all: bool) -> (BTreeMap<String, usize>,
             continue;
         }
         for (i, fault) in faults(point, k, seed, all).into_iter().enumerate() {
-            let resume = Resume::ALL[(seed as usize)
-                .wrapping_add(k * 2 + i)
-                .wrapping_mul(7)
-                % Resume::ALL.len()];
+            let resume = Resume::ALL
+                [(seed as usize).wrapping_add(k * 2 + i).wrapping_mul(7) % Resume::ALL.len()];
             runs += 1;
             *pairs.entry(format!("{point}×{}", fault.arg())).or_default() += 1;
             *resumes.entry(resume).or_default() += 1;

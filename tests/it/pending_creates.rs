@@ -149,7 +149,11 @@ async fn a_pending_create_moved_to_another_region_is_resolved_where_it_was_sent(
     let write = |body: &str| std::fs::write(p.path().join("kiln.toml"), format!("{header}{body}"));
     write(&web_in_phx).unwrap();
     crash_launch(&p, 0).await;
-    assert_eq!(live_in(&phx).await.len(), 1, "the launch landed in us-phoenix-1");
+    assert_eq!(
+        live_in(&phx).await.len(),
+        1,
+        "the launch landed in us-phoenix-1"
+    );
     // The manifest moves it home (us-ashburn-1, the provider's region).
     write("[instance.web]\n").unwrap();
     let plan = p.kiln(&["plan", "--detailed-exitcode"]).await;
@@ -161,7 +165,10 @@ async fn a_pending_create_moved_to_another_region_is_resolved_where_it_was_sent(
     );
     assert_eq!(names(&p.live_instances().await), ["web"], "{out:?}");
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(plan.stdout.contains("did not finish in us-phoenix-1"), "{plan:?}");
+    assert!(
+        plan.stdout.contains("did not finish in us-phoenix-1"),
+        "{plan:?}"
+    );
     assert_converged(&p).await;
 }
 
@@ -281,7 +288,9 @@ async fn swapped_ocids_are_refused_never_replaced() {
     }
     assert_converged(&p).await;
     assert_eq!(
-        p.kiln(&["state", "mv", "instance.b", "instance.c"]).await.code,
+        p.kiln(&["state", "mv", "instance.b", "instance.c"])
+            .await
+            .code,
         0
     );
     p.write(&format!(
