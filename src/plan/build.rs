@@ -577,6 +577,30 @@ mod tests {
     }
 
     #[test]
+    fn a_power_state_changed_outside_kiln_is_drift_but_one_recorded_mid_transition_is_not() {
+        let desired = vec![instance("web", Power::Running, None)];
+        let drift_of = |recorded: &str, live: &str| {
+            let mut p = BTreeMap::new();
+            let attrs = |s: &str| json!({"displayName": "web", "availabilityDomain": "AD-1", "lifecycleState": s});
+            p.insert("instance.web".to_string(), prior("i1", attrs(recorded)));
+            let mut l = HashMap::new();
+            l.insert("i1".to_string(), LiveRead::from_value(&attrs(live), None));
+            run(&desired, &p, &l)
+                .drift
+                .iter()
+                .flat_map(|d| d.attributes.iter().map(|a| a.path.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(drift_of("RUNNING", "STOPPED"), ["state"]);
+        assert_eq!(drift_of("RUNNING", "STOPPING"), ["state"]);
+        assert_eq!(drift_of("STOPPED", "STARTING"), ["state"]);
+        assert!(drift_of("RUNNING", "STARTING").is_empty());
+        assert!(drift_of("RUNNING", "CREATING_IMAGE").is_empty());
+        // Recorded mid-transition (a shape update's answer): where it ended is not drift.
+        assert!(drift_of("STOPPING", "RUNNING").is_empty());
+    }
+
+    #[test]
     fn prevent_destroy_is_the_manifests() {
         // The state still records `prevent_destroy` from when it was created; the manifest is
         // what counts: removing the resource (and its flag) from the manifest lifts it.

@@ -440,3 +440,38 @@ async fn a_journal_append_after_someone_else_wrote_the_state_is_refused() {
     assert!(e.to_string().contains("written by someone else"), "{e}");
     assert!(!journal.exists());
 }
+
+#[test]
+fn a_pending_create_of_an_older_state_says_where_and_under_which_address_it_was_sent() {
+    let p: kiln::state::PendingCreate = serde_json::from_value(serde_json::json!({
+        "retry_token": "t", "request_digest": "d", "started_at": "2026-11-23T00:00:00Z",
+        "request": {
+            "displayName": "web",
+            "createVnicDetails": {"subnetId": "ocid1.subnet.oc1.phx.aaaa"},
+            "freeformTags": {"kiln-address": "instance.web"}
+        }
+    }))
+    .unwrap();
+    assert_eq!(
+        p.sent_region().as_deref(),
+        Some("us-phoenix-1"),
+        "from the subnet"
+    );
+    assert_eq!(
+        p.sent_address().as_deref(),
+        Some("instance.web"),
+        "from the tag"
+    );
+    let recorded = kiln::state::PendingCreate {
+        region: Some("eu-frankfurt-1".into()),
+        address: Some("instance.old".into()),
+        ..p.clone()
+    };
+    assert_eq!(recorded.sent_region().as_deref(), Some("eu-frankfurt-1"));
+    assert_eq!(recorded.sent_address().as_deref(), Some("instance.old"));
+    let v1 = kiln::state::PendingCreate { request: None, ..p };
+    assert_eq!(v1.sent_region(), None, "a format-1 record cannot tell");
+    let started = v1.started_at;
+    assert!(v1.token_fresh(started + chrono::Duration::hours(22)));
+    assert!(!v1.token_fresh(started + chrono::Duration::hours(23)));
+}
