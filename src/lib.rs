@@ -34,11 +34,12 @@
 //! | [`raw_json`] | a leaf `state`, `plan` and `apply` share: a resource's JSON kept as compact text, parsed when read (a tenth of the memory of a value) | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
 //! | [`x509_subject`] | a leaf `oci` (instance principals) and `emulator` (federation) share: the tenancy, instance and common name in an instance certificate's subject, fingerprints as OCI spells them | — |
+//! | [`suggest`] | a leaf `manifest` (diagnostics), `plan` (`--target`) and `output` (addresses) share: "did you mean" | — |
 //! | [`env_name`] | a leaf `manifest` and `state` use: what an environment name may be (it becomes a file name) | — |
 //! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
 //!
 //! Dependencies run one way: `cli → ops → apply → plan → {manifest, state, oci}`, `state → oci`
-//! (remote state), and `cli → output → state`; the leaves (`dag`, `region`, `small_file`, `env_name`, `failpoint`)
+//! (remote state), and `cli → output → state`; the leaves (`dag`, `region`, `raw_json`, `small_file`, `x509_subject`, `env_name`, `suggest`, `failpoint`)
 //! depend on nothing of kiln. The `oci` client knows nothing of manifests, plans or state; the
 //! `manifest` module uses neither `plan` nor `oci` (it borrows only leaves); the `emulator` uses
 //! nothing of manifest, state, plan or apply (it only shares the OCI config-file parser).
@@ -66,4 +67,5 @@ pub mod raw_json;
 pub mod region;
 pub mod small_file;
 pub mod state;
+pub mod suggest;
 pub mod x509_subject;
