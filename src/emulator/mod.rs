@@ -35,9 +35,9 @@
 //! - Principals ([`tokens`], [`federation`]): a `keyId` of `ST$<token>` is accepted for a token the
 //!   emulator issued (RS256 with its own key) that has not expired on its token clock, when the
 //!   request is signed with the token's `jwk` key; the auth service's `POST /v1/x509` (instance
-//!   certificates chained to a trusted CA) and `POST /v1/authentication/refresh` are served on the
-//!   emulator's own URL, and tests mint session tokens and RPSTs with
-//!   [`RunningEmulator::issue_token`].
+//!   certificates chained to a trusted CA, the chain path-validated by [`cert_chain`]) and
+//!   `POST /v1/authentication/refresh` are served on the emulator's own URL, and tests mint
+//!   session tokens and RPSTs with [`RunningEmulator::issue_token`].
 //! - Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
 //!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed). The
 //!   signature over the headers is checked before any of the body is read; the body is then read
@@ -145,6 +145,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod cert_chain;
 pub mod details;
 pub mod federation;
 pub mod fixtures;

@@ -10,6 +10,7 @@ mod crash;
 mod emulator;
 mod emulator_fidelity;
 mod examples;
+mod federation_chains;
 mod fleets;
 mod fuzz;
 mod import;
