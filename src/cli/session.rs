@@ -1,10 +1,10 @@
 //! What every OCI-facing command sets up: the manifest, the state store, and a client for the
 //! provider's endpoint — starting the embedded emulator for `endpoint = "emulator"`.
 
-use miette::{miette, IntoDiagnostic, WrapErr};
+use miette::miette;
 use std::path::{Path, PathBuf};
 
-use crate::emulator::{self, EmulatorConfig, RunningEmulator};
+use crate::emulator::embedded::EmbeddedCloud;
 use crate::manifest::{self, Backend, Endpoint, Manifest};
 use crate::oci::auth::{self, AuthMethod, Credentials};
 use crate::oci::config::{self as oci_config, ConfigFile};
@@ -28,8 +28,8 @@ pub struct Session {
     /// For the plan header.
     pub endpoint: String,
     pub parallelism: usize,
-    /// Kept alive for the command's duration.
-    pub _emulators: Vec<RunningEmulator>,
+    /// The embedded emulator, kept for the command's duration (see [`EmbeddedCloud`]'s drop).
+    pub _embedded: Option<EmbeddedCloud>,
 }
 
 /// Load the manifest in `dir` (which must be a directory), printing its warnings.
@@ -49,106 +49,59 @@ pub fn state_dir(dir: &Path, state_dir: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| dir.join("state"))
 }
 
-/// The embedded emulator: a key pair and data kept under `<state dir>/.emulator/`, one emulator
-/// per region (each OCI region is a world of its own: its ADs, subnets, images and resources).
-/// The first region's data is `data.json`, another's `data-<region>.json`.
+/// The embedded emulator of `regions`, knowing the `compartments` the manifest names (as an
+/// account where they exist would): one emulated cloud per state directory, served by the first
+/// of the kiln runs using it at once and attached to by the others ([`EmbeddedCloud`]). Its key
+/// pair, data and generated OCI config (absolute paths) are kept under `<state dir>/.emulator/`.
 struct Embedded {
-    emulators: Vec<RunningEmulator>,
+    cloud: EmbeddedCloud,
     clients: Clients,
     desc: String,
 }
 
-/// The embedded emulator of `regions`, knowing the `compartments` the manifest names (as an
-/// account where they exist would).
 async fn embedded(
     dir: &Path,
     regions: &[String],
     compartments: &[String],
 ) -> miette::Result<Embedded> {
-    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-    let home = dir.join(".emulator");
-    std::fs::create_dir_all(&home)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("creating `{}`", home.display()))?;
-    let key_file = home.join("key.pem");
-    if !key_file.exists() {
-        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).into_diagnostic()?;
-        let pem = key.to_pkcs8_pem(LineEnding::LF).into_diagnostic()?;
-        write_private(&key_file, pem.as_bytes())?;
-    }
-    let key = keys::load_private_key(&key_file, None)?;
-    let fingerprint = keys::fingerprint(&key.to_public_key());
-    let config = home.join("config");
-    let text = format!(
-        "# Written by kiln for its embedded emulator; this key is trusted by that emulator only.\n[DEFAULT]\nuser=ocid1.user.oc1..aaaaaaaakilnemulator\ntenancy=ocid1.tenancy.oc1..aaaaaaaakilnemulator\nfingerprint={fingerprint}\nkey_file={}\nregion={}\n",
-        key_file.display(),
-        regions[0]
-    );
-    write_private(&config, text.as_bytes())?;
-    let profile = ConfigFile::load(&config)?.profile("DEFAULT")?;
-    let signing = keys::load_signing_key(&profile)?;
     let scale = std::env::var("KILN_EMULATOR_TIME_SCALE")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or(EMBEDDED_TIME_SCALE);
-    let mut emulators = Vec::new();
+    let mut cloud = EmbeddedCloud::attach_or_serve(dir, regions, compartments, scale).await?;
+    cloud.on_wait(out::eprintln);
+    let profile = ConfigFile::load(&cloud.config_file())?.profile("DEFAULT")?;
+    let signing = keys::load_signing_key(&profile)?;
     let mut clients: Option<Clients> = None;
-    let mut urls = Vec::new();
-    for (i, region) in regions.iter().enumerate() {
-        let data = if i == 0 {
-            home.join("data.json")
-        } else {
-            home.join(format!("data-{region}.json"))
-        };
-        let running = emulator::start(EmulatorConfig {
-            trusted_keys: vec![emulator::TrustedKey {
-                key_id: signing.key_id.clone(),
-                public_key: signing.key.to_public_key(),
-            }],
-            data_file: Some(data),
-            time_scale: scale,
-            region: region.to_string(),
-            compartments: compartments.to_vec(),
-            ..EmulatorConfig::default()
-        })
-        .await?;
-        let client = Client::new(signing.clone(), ClientOptions::new(running.url()));
+    for (region, url) in cloud.urls() {
+        let client = Client::new(signing.clone(), ClientOptions::new(url.clone()));
         match &mut clients {
             None => clients = Some(Clients::single(region.clone(), client)),
             Some(c) => c.insert(region.clone(), client),
         }
-        urls.push(if regions.len() > 1 {
-            format!("{region} {}", running.url())
-        } else {
-            running.url()
-        });
-        emulators.push(running);
     }
+    let urls: Vec<String> = cloud
+        .urls()
+        .iter()
+        .map(|(region, url)| match cloud.urls().len() > 1 {
+            true => format!("{region} {url}"),
+            false => url.clone(),
+        })
+        .collect();
+    let by = match cloud.server_pid() {
+        Some(pid) => format!(" (served by kiln process {pid})"),
+        None => String::new(),
+    };
     let desc = format!(
-        "embedded emulator at {}, lifecycle times scaled ×{scale}",
-        urls.join(", ")
+        "embedded emulator at {}{by}, lifecycle times scaled ×{}",
+        urls.join(", "),
+        cloud.time_scale()
     );
     Ok(Embedded {
-        emulators,
         clients: clients.expect("at least one region"),
+        cloud,
         desc,
     })
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> miette::Result<()> {
-    let mut f = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))
-        .into_diagnostic()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .into_diagnostic()?;
-    }
-    std::io::Write::write_all(&mut f, bytes).into_diagnostic()?;
-    f.persist(path)
-        .map_err(|e| miette!("cannot write `{}`: {}", path.display(), e.error))?;
-    Ok(())
 }
 
 /// The provider's clients, one per region: the embedded emulator's, or the configured endpoints.
@@ -158,8 +111,8 @@ pub struct Connection {
     pub endpoint: String,
     /// The provider's region, when known (the backend's default).
     pub region: Option<String>,
-    /// Embedded emulators, kept alive for the command's duration.
-    pub emulators: Vec<RunningEmulator>,
+    /// The embedded emulator, kept for the command's duration.
+    pub embedded: Option<EmbeddedCloud>,
 }
 
 impl Connection {
@@ -199,7 +152,7 @@ pub async fn connect(
             clients: e.clients,
             endpoint: e.desc,
             region: Some(default),
-            emulators: e.emulators,
+            embedded: Some(e.cloud),
         });
     }
     let env = &oci_config::process_env;
@@ -240,7 +193,7 @@ pub async fn connect(
         }
         clients.insert(default.clone(), base.clone());
     }
-    let mut emulators = Vec::new();
+    let mut emulated = Vec::new();
     for (r, ep) in &p.endpoints {
         match ep {
             Endpoint::Url(u) => clients.insert(
@@ -250,20 +203,24 @@ pub async fn connect(
             Endpoint::Default => {
                 clients.insert(r.clone(), base.with_endpoint(&region::compute_endpoint(r)))
             }
-            Endpoint::Emulator => {
-                let e = embedded(state_dir, std::slice::from_ref(r), &compartments).await?;
-                for reg in e.clients.regions() {
-                    clients.insert(
-                        reg,
-                        e.clients
-                            .for_region(Some(reg))
-                            .expect("its own region")
-                            .clone(),
-                    );
-                }
-                emulators.extend(e.emulators);
-            }
+            Endpoint::Emulator => emulated.push(r.clone()),
         }
+    }
+    // One embedded cloud for every region pointed at it (a second in one run would wait for
+    // the first to end).
+    let mut embedded_cloud = None;
+    if !emulated.is_empty() {
+        let e = embedded(state_dir, &emulated, &compartments).await?;
+        for reg in e.clients.regions() {
+            clients.insert(
+                reg,
+                e.clients
+                    .for_region(Some(reg))
+                    .expect("its own region")
+                    .clone(),
+            );
+        }
+        embedded_cloud = Some(e.cloud);
     }
     let desc = match p.endpoints.is_empty() {
         true => format!("{default_url} ({name})"),
@@ -273,7 +230,7 @@ pub async fn connect(
         clients,
         endpoint: desc,
         region,
-        emulators,
+        embedded: embedded_cloud,
     })
 }
 
@@ -383,13 +340,16 @@ pub fn state_store(
         Backend::ObjectStorage(b) => b,
     };
     let emulator_url = || {
-        conn.emulators.first().map(|e| e.url()).ok_or_else(|| {
-            miette!(
+        let cloud = conn.embedded.as_ref();
+        cloud
+            .and_then(|e| e.urls().first().map(|(_, u)| u.clone()))
+            .ok_or_else(|| {
+                miette!(
                 help =
                     "use the backend's own URL, or `endpoint = \"emulator\"` in `[provider]` too",
                 "`backend.endpoint = \"emulator\"` needs the embedded emulator as the provider"
             )
-        })
+            })
     };
     let url = match (&b.endpoint, &manifest.provider.endpoint) {
         (Some(Endpoint::Url(u)), _) => u.to_string().trim_end_matches('/').to_string(),
@@ -450,6 +410,6 @@ pub async fn open(
         clients: conn.clients,
         endpoint,
         parallelism,
-        _emulators: conn.emulators,
+        _embedded: conn.embedded,
     })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use miette::{miette, IntoDiagnostic};
 
-use crate::emulator::RunningEmulator;
+use crate::emulator::embedded::EmbeddedCloud;
 use crate::manifest::Backend;
 use crate::state::{LockInfo, State, StateError, StateStore};
 
@@ -31,7 +31,7 @@ pub struct Stores {
     pub store: StateStore,
     /// The local file store.
     pub local: StateStore,
-    _emulators: Vec<RunningEmulator>,
+    _embedded: Option<EmbeddedCloud>,
 }
 
 impl Stores {
@@ -70,14 +70,14 @@ pub async fn stores(dir: &Path, common: &Common) -> miette::Result<Stores> {
             )
             .await?;
             let store = session::state_store(m, state_dir, &conn)?;
-            (store, conn.emulators)
+            (store, conn.embedded)
         }
-        _ => (local.clone(), Vec::new()),
+        _ => (local.clone(), None),
     };
     Ok(Stores {
         store,
         local,
-        _emulators: emulator,
+        _embedded: emulator,
     })
 }
 

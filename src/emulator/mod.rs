@@ -147,6 +147,7 @@ pub mod auth;
 pub mod body;
 pub mod cert_chain;
 pub mod details;
+pub mod embedded;
 pub mod federation;
 pub mod fixtures;
 pub mod identity;
@@ -303,6 +304,8 @@ struct Shared {
     platform: Vec<Record>,
     timings: Timings,
     world: Mutex<World>,
+    /// Set (under the `world` lock) by [`RunningEmulator::stop`]: no change is made after it.
+    stopped: std::sync::atomic::AtomicBool,
     stats: Mutex<BTreeMap<String, u64>>,
     rng: Mutex<rand::rngs::StdRng>,
 }
@@ -387,6 +390,17 @@ impl RunningEmulator {
         self.shared.issuer.now()
     }
 
+    /// Stop serving, without waiting for the server's task: once this returns, no change is
+    /// made and none is being saved (later requests are answered 503 until the connections
+    /// close), so the data file may be handed to another emulator.
+    pub fn stop(&self) {
+        let _world = self.shared.world.lock().expect("world lock");
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+    }
+
     /// Stop serving (connections in flight are dropped).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -443,6 +457,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         timings: Timings::scaled(config.time_scale),
         fixtures,
         world: Mutex::new(world),
+        stopped: std::sync::atomic::AtomicBool::new(false),
         stats: Mutex::new(BTreeMap::new()),
         rng: Mutex::new(rng),
         config,
@@ -790,6 +805,13 @@ async fn process(
         }
     }
     let mut world = shared.world.lock().expect("world lock");
+    if shared.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        return Some(api::error(
+            503,
+            "ServiceUnavailable",
+            "The emulator is shutting down",
+        ));
+    }
     if objects {
         let req = object_storage::Request {
             segs: &segs,

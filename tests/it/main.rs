@@ -25,5 +25,6 @@ mod refresh_exclude;
 mod regions;
 mod remote_state;
 mod request_limits;
+mod shared_emulator;
 mod state;
 mod waiting;
