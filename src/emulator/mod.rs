@@ -28,6 +28,8 @@
 //!   ListAvailabilityDomains, ListFaultDomains, Get/ListCompartments, tag namespaces and tags.
 //! - **Work requests** ([`work_requests`]): Get, List, errors and logs, for every mutation.
 //! - **Object Storage** ([`object_storage`]), for remote state and image files to import.
+//! - **The embedded emulator** ([`embedded`]): `endpoint = "emulator"`, one emulated cloud per
+//!   state directory however many kiln runs use it at once (one serves, the others attach).
 //! - Fixtures ([`fixtures`]) are per region (`Fixtures::new(region)`); compartments and tag
 //!   namespaces are the same in every region, as OCI's identity is global.
 //!
