@@ -61,6 +61,8 @@ impl ObjectLock {
 
     /// Release from a destructor: on a thread of its own with its own runtime and connections,
     /// so it works while the caller's runtime is busy or shutting down.
+    // A destructor has no caller to return a failure to: it warns on stderr directly.
+    #[allow(clippy::disallowed_methods)]
     pub(super) fn release_blocking(self) {
         let ObjectLock { store, etag } = self;
         let detached = RemoteStore {

@@ -1,5 +1,5 @@
-//! What every OCI-facing command sets up: the manifest, the state store, and a client for the
-//! provider's endpoint — starting the embedded emulator for `endpoint = "emulator"`.
+//! What every OCI-facing verb opens first: the manifest, the state store, and a client per region
+//! for the provider's endpoint — starting the embedded emulator for `endpoint = "emulator"`.
 
 use miette::miette;
 use std::path::{Path, PathBuf};
@@ -14,13 +14,35 @@ use crate::oci::{keys, Client, ClientOptions, Clients};
 use crate::region;
 use crate::state::{RemoteStore, StateStore};
 
-use super::args::Common;
-use super::out;
+use crate::plan::refresh::PlanOptions;
 
 /// The embedded emulator's lifecycle time scale (`KILN_EMULATOR_TIME_SCALE` overrides it).
 pub const EMBEDDED_TIME_SCALE: f64 = 0.02;
 
+/// How to open a manifest directory: the environment, where its local state lives, and how to
+/// reach OCI (the flags `--env`, `--state-dir`, `--config-file`, `--profile`, `--auth` and
+/// `--parallelism` carry these).
+#[derive(Clone, Default)]
+pub struct Open {
+    pub env: Option<String>,
+    /// Folder of the local state files (default: `DIR/state`).
+    pub state_dir: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+    pub profile: Option<String>,
+    pub auth: Option<AuthMethod>,
+    /// Actions and reads at once (default: the manifest's `parallelism`, else 10).
+    pub parallelism: Option<usize>,
+    /// Where to say what the user should know while a verb waits (the CLI: stderr), e.g. that
+    /// the embedded emulator this run serves waits for another run attached to it.
+    pub notice: Option<Notice>,
+}
+
+/// A line for the user, said while a verb runs.
+pub type Notice = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// An opened manifest directory: what every verb that plans or applies works on.
 pub struct Session {
+    /// The manifest (its `warnings` are for the caller to show).
     pub manifest: Manifest,
     pub store: StateStore,
     /// A client per region (see [`connect`]).
@@ -28,18 +50,75 @@ pub struct Session {
     /// For the plan header.
     pub endpoint: String,
     pub parallelism: usize,
-    /// The embedded emulator, kept for the command's duration (see [`EmbeddedCloud`]'s drop).
-    pub _embedded: Option<EmbeddedCloud>,
+    /// The embedded emulator, kept while the session is (see [`EmbeddedCloud`]'s drop).
+    _embedded: Option<EmbeddedCloud>,
 }
 
-/// Load the manifest in `dir` (which must be a directory), printing its warnings.
-pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> {
-    super::args::manifest_dir(dir)?;
-    let m = manifest::load(dir, env)?;
-    for w in &m.warnings {
-        out::diagnostic(w);
+impl Session {
+    /// A session over parts made elsewhere (the fault suite's and the simulation's own clients
+    /// and stores): the same flows, with no provider to connect to.
+    pub fn from_parts(
+        manifest: Manifest,
+        store: StateStore,
+        clients: Clients,
+        endpoint: &str,
+        parallelism: usize,
+    ) -> Session {
+        Session {
+            manifest,
+            store,
+            clients,
+            endpoint: endpoint.to_string(),
+            parallelism: parallelism.max(1),
+            _embedded: None,
+        }
     }
-    Ok(m)
+
+    /// The plan options every verb starts from: refresh, this session's parallelism and endpoint.
+    pub fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            refresh: true,
+            parallelism: self.parallelism,
+            endpoint: self.endpoint.clone(),
+            ..PlanOptions::default()
+        }
+    }
+}
+
+/// `path` as a manifest directory: an error that says what to pass when it is missing, a file
+/// (`kiln.toml` itself, most likely), or anything else.
+pub fn manifest_dir(path: &Path) -> miette::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) if path.extension().is_some_and(|e| e == "toml") => {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            Err(miette!(
+                help = format!("pass the directory that holds it: `{}`", parent.display()),
+                "`{}` is a manifest file; kiln takes the manifest's directory",
+                path.display()
+            ))
+        }
+        Ok(_) => Err(miette!(
+            help = "pass the directory that holds `kiln.toml`",
+            "`{}` is not a directory",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(miette!(
+            help = "pass the directory that holds `kiln.toml`",
+            "there is no directory `{}`",
+            path.display()
+        )),
+        Err(e) => Err(miette!("cannot read `{}`: {e}", path.display())),
+    }
+}
+
+/// Load the manifest in `dir` (which must be a directory); its warnings stay in it.
+pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> {
+    manifest_dir(dir)?;
+    Ok(manifest::load(dir, env)?)
 }
 
 /// `--state-dir`, else `<manifest dir>/state` (local state files and the embedded emulator's data).
@@ -63,13 +142,17 @@ async fn embedded(
     dir: &Path,
     regions: &[String],
     compartments: &[String],
+    notice: Option<&Notice>,
 ) -> miette::Result<Embedded> {
     let scale = std::env::var("KILN_EMULATOR_TIME_SCALE")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or(EMBEDDED_TIME_SCALE);
     let mut cloud = EmbeddedCloud::attach_or_serve(dir, regions, compartments, scale).await?;
-    cloud.on_wait(out::eprintln);
+    if let Some(n) = notice {
+        let n = n.clone();
+        cloud.on_wait(move |text| n(text));
+    }
     let profile = ConfigFile::load(&cloud.config_file())?.profile("DEFAULT")?;
     let signing = keys::load_signing_key(&profile)?;
     let mut clients: Option<Clients> = None;
@@ -126,13 +209,10 @@ impl Connection {
 /// OCI itself, for every region, so that resources left in a region the manifest no longer names
 /// can still be read and destroyed). `endpoint = "emulator"` starts the embedded emulator, one per
 /// region; `[provider] endpoints` points single regions elsewhere.
-pub async fn connect(
-    manifest: &Manifest,
-    state_dir: &Path,
-    config_file: Option<&Path>,
-    profile: Option<&str>,
-    auth_flag: Option<AuthMethod>,
-) -> miette::Result<Connection> {
+pub async fn connect(manifest: &Manifest, dir: &Path, o: &Open) -> miette::Result<Connection> {
+    let state_dir = &state_dir(dir, o.state_dir.as_deref());
+    let (config_file, profile, auth_flag) =
+        (o.config_file.as_deref(), o.profile.as_deref(), o.auth);
     let p = &manifest.provider;
     let compartments: Vec<String> = manifest.compartments().into_iter().collect();
     let mut regions: Vec<String> = manifest.regions().into_iter().collect();
@@ -147,7 +227,7 @@ pub async fn connect(
         let default = p.region.clone().unwrap_or_else(|| "us-ashburn-1".into());
         regions.retain(|r| *r != default);
         regions.insert(0, default.clone());
-        let e = embedded(state_dir, &regions, &compartments).await?;
+        let e = embedded(state_dir, &regions, &compartments, o.notice.as_ref()).await?;
         return Ok(Connection {
             clients: e.clients,
             endpoint: e.desc,
@@ -210,7 +290,7 @@ pub async fn connect(
     // the first to end).
     let mut embedded_cloud = None;
     if !emulated.is_empty() {
-        let e = embedded(state_dir, &emulated, &compartments).await?;
+        let e = embedded(state_dir, &emulated, &compartments, o.notice.as_ref()).await?;
         for reg in e.clients.regions() {
             clients.insert(
                 reg,
@@ -380,26 +460,16 @@ pub fn state_store(
     )))
 }
 
-/// Open a session for the manifest in `dir` (`parallelism`: `--parallelism`).
-pub async fn open(
-    dir: &Path,
-    common: &Common,
-    parallelism: Option<usize>,
-) -> miette::Result<Session> {
-    let manifest = load_manifest(dir, common.env())?;
-    let parallelism = parallelism
+/// Open the manifest in `dir`: load it, connect to its provider, find its state store.
+pub async fn open(dir: &Path, o: &Open) -> miette::Result<Session> {
+    let manifest = load_manifest(dir, o.env.as_deref())?;
+    let parallelism = o
+        .parallelism
         .or(manifest.provider.parallelism)
         .unwrap_or(10)
         .max(1);
-    let conn = connect(
-        &manifest,
-        &state_dir(dir, common.state_dir.as_deref()),
-        common.config_file.as_deref(),
-        common.profile.as_deref(),
-        common.auth,
-    )
-    .await?;
-    let store = state_store(&manifest, common.state_dir.as_deref(), &conn)?;
+    let conn = connect(&manifest, dir, o).await?;
+    let store = state_store(&manifest, o.state_dir.as_deref(), &conn)?;
     let endpoint = match &store {
         StateStore::Remote(r) => format!("{} · state: {}", conn.endpoint, r.describe()),
         _ => conn.endpoint,
