@@ -186,15 +186,24 @@ mod imp {
         cross_named(name)
     }
 
+    use super::hold;
+
     pub(super) fn cross_named(name: &str) -> Option<Fault> {
         if ABORTED.load(Ordering::SeqCst) {
             return Some(Fault::Abort);
         }
         let fault = fail::eval(name, |arg| {
             let arg = arg.unwrap_or_default();
-            Fault::parse(&arg)
-                .unwrap_or_else(|| panic!("failpoint `{name}`: unknown fault `{arg}`"))
-        })?;
+            if let Some(fifo) = arg.strip_prefix("hold(").and_then(|a| a.strip_suffix(')')) {
+                hold(fifo);
+                return None;
+            }
+            Some(
+                Fault::parse(&arg)
+                    .unwrap_or_else(|| panic!("failpoint `{name}`: unknown fault `{arg}`")),
+            )
+        })
+        .flatten()?;
         if fault == Fault::Abort {
             if REAL_ABORT.load(Ordering::SeqCst) {
                 std::process::abort();
@@ -202,6 +211,28 @@ mod imp {
             ABORTED.store(true, Ordering::SeqCst);
         }
         Some(fault)
+    }
+}
+
+/// `return(hold(FIFO))`: stop at the crossing until a test has opened the named pipe `FIFO`
+/// for writing and closed it again. The test's open returns when the run has reached the
+/// crossing (a FIFO's open waits for its other end), so it knows where the run is, and its
+/// close lets the run go on — across processes, with no timing involved. In a multi-threaded
+/// tokio runtime the wait leaves the runtime's other tasks running.
+#[cfg(feature = "failpoints")]
+fn hold(fifo: &str) {
+    let wait = || {
+        let read = std::fs::File::open(fifo)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut Vec::new()));
+        if let Err(e) = read {
+            panic!("failpoint hold: cannot read the pipe `{fifo}`: {e}");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
 

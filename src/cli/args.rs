@@ -88,6 +88,7 @@ impl Common {
             profile: self.profile.clone(),
             auth: self.auth,
             parallelism,
+            notice: Some(std::sync::Arc::new(super::out::eprintln)),
         }
     }
 }

@@ -9,8 +9,10 @@
 //!   `date (request-target) content-length content-type x-content-sha256` — `host` is not
 //!   required. The certificate must chain, through the intermediates sent, to a CA the emulator
 //!   was told to trust (`EmulatorConfig::trusted_instance_cas`, `kiln emulator
-//!   --trust-instance-ca`), be valid on the token clock, and name the `keyId`'s tenancy
-//!   (`opc-tenant:` in its subject). The answer is `{"token": …}`, bound to `publicKey`.
+//!   --trust-instance-ca`), verified as [`super::cert_chain`] says (every issuer a CA allowed to
+//!   sign certificates, path lengths, validity on the token clock), and name the `keyId`'s
+//!   tenancy (`opc-tenant:` in its subject) and an instance (`opc-instance:`, or an instance
+//!   OCID as its common name). The answer is `{"token": …}`, bound to `publicKey`.
 //! - `POST /v1/authentication/refresh` (operation `RefreshSecurityToken`): `{"currentToken": …}`,
 //!   signed with that very token (`ST$…`) and its session key, answered with a new token for the
 //!   same session and key — until the session's end (`sess_exp`). An expired token cannot be
@@ -19,30 +21,24 @@
 //! Failures are 401 `NotAuthenticated` (400 `InvalidParameter` for a body that is not what the
 //! endpoint takes), with the reason and never a token in the message.
 
-use std::time::SystemTime;
-
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use chrono::{DateTime, Utc};
-use rsa::pkcs1v15::{Signature, VerifyingKey};
+use chrono::Utc;
 use rsa::pkcs8::DecodePublicKey;
-use rsa::signature::Verifier as _;
 use rsa::RsaPublicKey;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use x509_cert::der::{Decode, Encode};
+use x509_cert::der::Decode;
 use x509_cert::Certificate;
 
 use super::api::{self, Reply};
 use super::auth::RequestHead;
+use super::cert_chain;
 use super::tokens::Principal;
 use super::{body, Shared};
 
 /// The largest federation or refresh body (a certificate chain is a few KB).
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// `sha256WithRSAEncryption`.
-const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
 
 /// The operation of an auth service path, if it is one.
 pub fn operation(method: &str, path: &str) -> Option<&'static str> {
@@ -171,64 +167,6 @@ fn fingerprint(der: &[u8], algorithm: &str) -> String {
     crate::x509_subject::hex_pairs(&digest)
 }
 
-fn public_key(cert: &Certificate) -> Option<RsaPublicKey> {
-    let der = cert.tbs_certificate.subject_public_key_info.to_der().ok()?;
-    RsaPublicKey::from_public_key_der(&der).ok()
-}
-
-fn valid_at(cert: &Certificate, now: DateTime<Utc>) -> bool {
-    let v = &cert.tbs_certificate.validity;
-    let now: SystemTime = now.into();
-    v.not_before.to_system_time() <= now && now <= v.not_after.to_system_time()
-}
-
-/// Whether `issuer` signed `cert` (RSA-SHA256, names chained).
-fn signed_by(cert: &Certificate, issuer: &Certificate) -> bool {
-    if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject
-        || cert.signature_algorithm.oid.to_string() != SHA256_WITH_RSA
-    {
-        return false;
-    }
-    let (Some(key), Ok(tbs), Some(sig)) = (
-        public_key(issuer),
-        cert.tbs_certificate.to_der(),
-        cert.signature.as_bytes(),
-    ) else {
-        return false;
-    };
-    let Ok(sig) = Signature::try_from(sig) else {
-        return false;
-    };
-    VerifyingKey::<Sha256>::new(key).verify(&tbs, &sig).is_ok()
-}
-
-/// Whether `leaf` chains to a trusted CA through `intermediates`, all valid at `now`.
-fn chains(
-    leaf: &Certificate,
-    intermediates: &[Certificate],
-    trusted: &[Certificate],
-    now: DateTime<Utc>,
-) -> Result<(), String> {
-    let mut current = leaf;
-    for _ in 0..=intermediates.len() {
-        if !valid_at(current, now) {
-            return Err(format!(
-                "a certificate of the chain is not valid now ({} to {})",
-                current.tbs_certificate.validity.not_before,
-                current.tbs_certificate.validity.not_after
-            ));
-        }
-        if trusted.iter().any(|ca| signed_by(current, ca)) {
-            return Ok(());
-        }
-        match intermediates.iter().find(|i| signed_by(current, i)) {
-            Some(next) => current = next,
-            None => break,
-        }
-    }
-    Err("the certificate does not chain to a CA this service trusts".into())
-}
-
 fn federate(
     shared: &Shared,
     head: &RequestHead<'_>,
@@ -279,14 +217,14 @@ fn federate(
             "the certificate does not name the keyId's tenancy",
         ));
     }
-    chains(
+    cert_chain::verify(
         &leaf,
         &intermediates,
         &shared.instance_cas,
         shared.issuer.now(),
     )
     .map_err(not_authenticated)?;
-    let leaf_key = public_key(&leaf)
+    let leaf_key = cert_chain::public_key(&leaf)
         .ok_or_else(|| not_authenticated("the certificate's key is not an RSA key"))?;
     shared
         .verifier
@@ -294,8 +232,14 @@ fn federate(
         .and_then(|v| v.check_body(body))
         .map_err(not_authenticated)?;
     let instance = crate::x509_subject::prefixed(&leaf, "opc-instance:")
-        .or_else(|| crate::x509_subject::common_name(&leaf))
-        .unwrap_or_else(|| "unknown".into());
+        .or_else(|| {
+            crate::x509_subject::common_name(&leaf).filter(|cn| cn.starts_with("ocid1.instance."))
+        })
+        .ok_or_else(|| {
+            not_authenticated(
+                "the certificate names no instance (`opc-instance:` or an instance OCID as its common name)",
+            )
+        })?;
     let token = shared.issuer.issue(
         &Principal::Instance {
             tenancy: tenancy.to_string(),

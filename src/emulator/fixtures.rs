@@ -76,6 +76,11 @@ const REGIONS: &[(&str, &str, &str)] = &[
     ("ap-tokyo-1", "nrt", "AP-TOKYO-1"),
 ];
 
+/// Every region the emulator knows, by id.
+pub fn known_regions() -> impl Iterator<Item = &'static str> {
+    REGIONS.iter().map(|(id, _, _)| *id)
+}
+
 /// The tenancy the named compartments hang under when no trusted key names one.
 pub const EMULATOR_TENANCY: &str = "ocid1.tenancy.oc1..aaaaaaaakilnemulator";
 

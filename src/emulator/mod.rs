@@ -28,6 +28,8 @@
 //!   ListAvailabilityDomains, ListFaultDomains, Get/ListCompartments, tag namespaces and tags.
 //! - **Work requests** ([`work_requests`]): Get, List, errors and logs, for every mutation.
 //! - **Object Storage** ([`object_storage`]), for remote state and image files to import.
+//! - **The embedded emulator** ([`embedded`]): `endpoint = "emulator"`, one emulated cloud per
+//!   state directory however many kiln runs use it at once (one serves, the others attach).
 //! - Fixtures ([`fixtures`]) are per region (`Fixtures::new(region)`); compartments and tag
 //!   namespaces are the same in every region, as OCI's identity is global.
 //!
@@ -35,9 +37,9 @@
 //! - Principals ([`tokens`], [`federation`]): a `keyId` of `ST$<token>` is accepted for a token the
 //!   emulator issued (RS256 with its own key) that has not expired on its token clock, when the
 //!   request is signed with the token's `jwk` key; the auth service's `POST /v1/x509` (instance
-//!   certificates chained to a trusted CA) and `POST /v1/authentication/refresh` are served on the
-//!   emulator's own URL, and tests mint session tokens and RPSTs with
-//!   [`RunningEmulator::issue_token`].
+//!   certificates chained to a trusted CA, the chain path-validated by [`cert_chain`]) and
+//!   `POST /v1/authentication/refresh` are served on the emulator's own URL, and tests mint
+//!   session tokens and RPSTs with [`RunningEmulator::issue_token`].
 //! - Every request except `/_emulator/*` must carry a valid signature (see [`auth`]); failures are
 //!   401 `NotAuthenticated` with the reason in the message (no secret is ever echoed). The
 //!   signature over the headers is checked before any of the body is read; the body is then read
@@ -145,7 +147,9 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod cert_chain;
 pub mod details;
+pub mod embedded;
 pub mod federation;
 pub mod fixtures;
 pub mod identity;
@@ -302,6 +306,8 @@ struct Shared {
     platform: Vec<Record>,
     timings: Timings,
     world: Mutex<World>,
+    /// Set (under the `world` lock) by [`RunningEmulator::stop`]: no change is made after it.
+    stopped: std::sync::atomic::AtomicBool,
     stats: Mutex<BTreeMap<String, u64>>,
     rng: Mutex<rand::rngs::StdRng>,
 }
@@ -386,6 +392,17 @@ impl RunningEmulator {
         self.shared.issuer.now()
     }
 
+    /// Stop serving, without waiting for the server's task: once this returns, no change is
+    /// made and none is being saved (later requests are answered 503 until the connections
+    /// close), so the data file may be handed to another emulator.
+    pub fn stop(&self) {
+        let _world = self.shared.world.lock().expect("world lock");
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+    }
+
     /// Stop serving (connections in flight are dropped).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -442,6 +459,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         timings: Timings::scaled(config.time_scale),
         fixtures,
         world: Mutex::new(world),
+        stopped: std::sync::atomic::AtomicBool::new(false),
         stats: Mutex::new(BTreeMap::new()),
         rng: Mutex::new(rng),
         config,
@@ -789,6 +807,13 @@ async fn process(
         }
     }
     let mut world = shared.world.lock().expect("world lock");
+    if shared.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        return Some(api::error(
+            503,
+            "ServiceUnavailable",
+            "The emulator is shutting down",
+        ));
+    }
     if objects {
         let req = object_storage::Request {
             segs: &segs,

@@ -1,10 +1,10 @@
 //! What every OCI-facing verb opens first: the manifest, the state store, and a client per region
 //! for the provider's endpoint — starting the embedded emulator for `endpoint = "emulator"`.
 
-use miette::{miette, IntoDiagnostic, WrapErr};
+use miette::miette;
 use std::path::{Path, PathBuf};
 
-use crate::emulator::{self, EmulatorConfig, RunningEmulator};
+use crate::emulator::embedded::EmbeddedCloud;
 use crate::manifest::{self, Backend, Endpoint, Manifest};
 use crate::oci::auth::{self, AuthMethod, Credentials};
 use crate::oci::config::{self as oci_config, ConfigFile};
@@ -22,7 +22,7 @@ pub const EMBEDDED_TIME_SCALE: f64 = 0.02;
 /// How to open a manifest directory: the environment, where its local state lives, and how to
 /// reach OCI (the flags `--env`, `--state-dir`, `--config-file`, `--profile`, `--auth` and
 /// `--parallelism` carry these).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Open {
     pub env: Option<String>,
     /// Folder of the local state files (default: `DIR/state`).
@@ -32,7 +32,13 @@ pub struct Open {
     pub auth: Option<AuthMethod>,
     /// Actions and reads at once (default: the manifest's `parallelism`, else 10).
     pub parallelism: Option<usize>,
+    /// Where to say what the user should know while a verb waits (the CLI: stderr), e.g. that
+    /// the embedded emulator this run serves waits for another run attached to it.
+    pub notice: Option<Notice>,
 }
+
+/// A line for the user, said while a verb runs.
+pub type Notice = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// An opened manifest directory: what every verb that plans or applies works on.
 pub struct Session {
@@ -44,8 +50,8 @@ pub struct Session {
     /// For the plan header.
     pub endpoint: String,
     pub parallelism: usize,
-    /// Embedded emulators, kept alive while the session is.
-    _emulators: Vec<RunningEmulator>,
+    /// The embedded emulator, kept while the session is (see [`EmbeddedCloud`]'s drop).
+    _embedded: Option<EmbeddedCloud>,
 }
 
 impl Session {
@@ -64,7 +70,7 @@ impl Session {
             clients,
             endpoint: endpoint.to_string(),
             parallelism: parallelism.max(1),
-            _emulators: Vec::new(),
+            _embedded: None,
         }
     }
 
@@ -122,106 +128,63 @@ pub fn state_dir(dir: &Path, state_dir: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| dir.join("state"))
 }
 
-/// The embedded emulator: a key pair and data kept under `<state dir>/.emulator/`, one emulator
-/// per region (each OCI region is a world of its own: its ADs, subnets, images and resources).
-/// The first region's data is `data.json`, another's `data-<region>.json`.
+/// The embedded emulator of `regions`, knowing the `compartments` the manifest names (as an
+/// account where they exist would): one emulated cloud per state directory, served by the first
+/// of the kiln runs using it at once and attached to by the others ([`EmbeddedCloud`]). Its key
+/// pair, data and generated OCI config (absolute paths) are kept under `<state dir>/.emulator/`.
 struct Embedded {
-    emulators: Vec<RunningEmulator>,
+    cloud: EmbeddedCloud,
     clients: Clients,
     desc: String,
 }
 
-/// The embedded emulator of `regions`, knowing the `compartments` the manifest names (as an
-/// account where they exist would).
 async fn embedded(
     dir: &Path,
     regions: &[String],
     compartments: &[String],
+    notice: Option<&Notice>,
 ) -> miette::Result<Embedded> {
-    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-    let home = dir.join(".emulator");
-    std::fs::create_dir_all(&home)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("creating `{}`", home.display()))?;
-    let key_file = home.join("key.pem");
-    if !key_file.exists() {
-        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).into_diagnostic()?;
-        let pem = key.to_pkcs8_pem(LineEnding::LF).into_diagnostic()?;
-        write_private(&key_file, pem.as_bytes())?;
-    }
-    let key = keys::load_private_key(&key_file, None)?;
-    let fingerprint = keys::fingerprint(&key.to_public_key());
-    let config = home.join("config");
-    let text = format!(
-        "# Written by kiln for its embedded emulator; this key is trusted by that emulator only.\n[DEFAULT]\nuser=ocid1.user.oc1..aaaaaaaakilnemulator\ntenancy=ocid1.tenancy.oc1..aaaaaaaakilnemulator\nfingerprint={fingerprint}\nkey_file={}\nregion={}\n",
-        key_file.display(),
-        regions[0]
-    );
-    write_private(&config, text.as_bytes())?;
-    let profile = ConfigFile::load(&config)?.profile("DEFAULT")?;
-    let signing = keys::load_signing_key(&profile)?;
     let scale = std::env::var("KILN_EMULATOR_TIME_SCALE")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or(EMBEDDED_TIME_SCALE);
-    let mut emulators = Vec::new();
+    let mut cloud = EmbeddedCloud::attach_or_serve(dir, regions, compartments, scale).await?;
+    if let Some(n) = notice {
+        let n = n.clone();
+        cloud.on_wait(move |text| n(text));
+    }
+    let profile = ConfigFile::load(&cloud.config_file())?.profile("DEFAULT")?;
+    let signing = keys::load_signing_key(&profile)?;
     let mut clients: Option<Clients> = None;
-    let mut urls = Vec::new();
-    for (i, region) in regions.iter().enumerate() {
-        let data = if i == 0 {
-            home.join("data.json")
-        } else {
-            home.join(format!("data-{region}.json"))
-        };
-        let running = emulator::start(EmulatorConfig {
-            trusted_keys: vec![emulator::TrustedKey {
-                key_id: signing.key_id.clone(),
-                public_key: signing.key.to_public_key(),
-            }],
-            data_file: Some(data),
-            time_scale: scale,
-            region: region.to_string(),
-            compartments: compartments.to_vec(),
-            ..EmulatorConfig::default()
-        })
-        .await?;
-        let client = Client::new(signing.clone(), ClientOptions::new(running.url()));
+    for (region, url) in cloud.urls() {
+        let client = Client::new(signing.clone(), ClientOptions::new(url.clone()));
         match &mut clients {
             None => clients = Some(Clients::single(region.clone(), client)),
             Some(c) => c.insert(region.clone(), client),
         }
-        urls.push(if regions.len() > 1 {
-            format!("{region} {}", running.url())
-        } else {
-            running.url()
-        });
-        emulators.push(running);
     }
+    let urls: Vec<String> = cloud
+        .urls()
+        .iter()
+        .map(|(region, url)| match cloud.urls().len() > 1 {
+            true => format!("{region} {url}"),
+            false => url.clone(),
+        })
+        .collect();
+    let by = match cloud.server_pid() {
+        Some(pid) => format!(" (served by kiln process {pid})"),
+        None => String::new(),
+    };
     let desc = format!(
-        "embedded emulator at {}, lifecycle times scaled ×{scale}",
-        urls.join(", ")
+        "embedded emulator at {}{by}, lifecycle times scaled ×{}",
+        urls.join(", "),
+        cloud.time_scale()
     );
     Ok(Embedded {
-        emulators,
         clients: clients.expect("at least one region"),
+        cloud,
         desc,
     })
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> miette::Result<()> {
-    let mut f = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))
-        .into_diagnostic()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .into_diagnostic()?;
-    }
-    std::io::Write::write_all(&mut f, bytes).into_diagnostic()?;
-    f.persist(path)
-        .map_err(|e| miette!("cannot write `{}`: {}", path.display(), e.error))?;
-    Ok(())
 }
 
 /// The provider's clients, one per region: the embedded emulator's, or the configured endpoints.
@@ -231,8 +194,8 @@ pub struct Connection {
     pub endpoint: String,
     /// The provider's region, when known (the backend's default).
     pub region: Option<String>,
-    /// Embedded emulators, kept alive for the command's duration.
-    pub emulators: Vec<RunningEmulator>,
+    /// The embedded emulator, kept for the command's duration.
+    pub embedded: Option<EmbeddedCloud>,
 }
 
 impl Connection {
@@ -246,13 +209,10 @@ impl Connection {
 /// OCI itself, for every region, so that resources left in a region the manifest no longer names
 /// can still be read and destroyed). `endpoint = "emulator"` starts the embedded emulator, one per
 /// region; `[provider] endpoints` points single regions elsewhere.
-pub async fn connect(
-    manifest: &Manifest,
-    state_dir: &Path,
-    config_file: Option<&Path>,
-    profile: Option<&str>,
-    auth_flag: Option<AuthMethod>,
-) -> miette::Result<Connection> {
+pub async fn connect(manifest: &Manifest, dir: &Path, o: &Open) -> miette::Result<Connection> {
+    let state_dir = &state_dir(dir, o.state_dir.as_deref());
+    let (config_file, profile, auth_flag) =
+        (o.config_file.as_deref(), o.profile.as_deref(), o.auth);
     let p = &manifest.provider;
     let compartments: Vec<String> = manifest.compartments().into_iter().collect();
     let mut regions: Vec<String> = manifest.regions().into_iter().collect();
@@ -267,12 +227,12 @@ pub async fn connect(
         let default = p.region.clone().unwrap_or_else(|| "us-ashburn-1".into());
         regions.retain(|r| *r != default);
         regions.insert(0, default.clone());
-        let e = embedded(state_dir, &regions, &compartments).await?;
+        let e = embedded(state_dir, &regions, &compartments, o.notice.as_ref()).await?;
         return Ok(Connection {
             clients: e.clients,
             endpoint: e.desc,
             region: Some(default),
-            emulators: e.emulators,
+            embedded: Some(e.cloud),
         });
     }
     let env = &oci_config::process_env;
@@ -313,7 +273,7 @@ pub async fn connect(
         }
         clients.insert(default.clone(), base.clone());
     }
-    let mut emulators = Vec::new();
+    let mut emulated = Vec::new();
     for (r, ep) in &p.endpoints {
         match ep {
             Endpoint::Url(u) => clients.insert(
@@ -323,20 +283,24 @@ pub async fn connect(
             Endpoint::Default => {
                 clients.insert(r.clone(), base.with_endpoint(&region::compute_endpoint(r)))
             }
-            Endpoint::Emulator => {
-                let e = embedded(state_dir, std::slice::from_ref(r), &compartments).await?;
-                for reg in e.clients.regions() {
-                    clients.insert(
-                        reg,
-                        e.clients
-                            .for_region(Some(reg))
-                            .expect("its own region")
-                            .clone(),
-                    );
-                }
-                emulators.extend(e.emulators);
-            }
+            Endpoint::Emulator => emulated.push(r.clone()),
         }
+    }
+    // One embedded cloud for every region pointed at it (a second in one run would wait for
+    // the first to end).
+    let mut embedded_cloud = None;
+    if !emulated.is_empty() {
+        let e = embedded(state_dir, &emulated, &compartments, o.notice.as_ref()).await?;
+        for reg in e.clients.regions() {
+            clients.insert(
+                reg,
+                e.clients
+                    .for_region(Some(reg))
+                    .expect("its own region")
+                    .clone(),
+            );
+        }
+        embedded_cloud = Some(e.cloud);
     }
     let desc = match p.endpoints.is_empty() {
         true => format!("{default_url} ({name})"),
@@ -346,7 +310,7 @@ pub async fn connect(
         clients,
         endpoint: desc,
         region,
-        emulators,
+        embedded: embedded_cloud,
     })
 }
 
@@ -456,13 +420,16 @@ pub fn state_store(
         Backend::ObjectStorage(b) => b,
     };
     let emulator_url = || {
-        conn.emulators.first().map(|e| e.url()).ok_or_else(|| {
-            miette!(
+        let cloud = conn.embedded.as_ref();
+        cloud
+            .and_then(|e| e.urls().first().map(|(_, u)| u.clone()))
+            .ok_or_else(|| {
+                miette!(
                 help =
                     "use the backend's own URL, or `endpoint = \"emulator\"` in `[provider]` too",
                 "`backend.endpoint = \"emulator\"` needs the embedded emulator as the provider"
             )
-        })
+            })
     };
     let url = match (&b.endpoint, &manifest.provider.endpoint) {
         (Some(Endpoint::Url(u)), _) => u.to_string().trim_end_matches('/').to_string(),
@@ -501,14 +468,7 @@ pub async fn open(dir: &Path, o: &Open) -> miette::Result<Session> {
         .or(manifest.provider.parallelism)
         .unwrap_or(10)
         .max(1);
-    let conn = connect(
-        &manifest,
-        &state_dir(dir, o.state_dir.as_deref()),
-        o.config_file.as_deref(),
-        o.profile.as_deref(),
-        o.auth,
-    )
-    .await?;
+    let conn = connect(&manifest, dir, o).await?;
     let store = state_store(&manifest, o.state_dir.as_deref(), &conn)?;
     let endpoint = match &store {
         StateStore::Remote(r) => format!("{} · state: {}", conn.endpoint, r.describe()),
@@ -520,6 +480,6 @@ pub async fn open(dir: &Path, o: &Open) -> miette::Result<Session> {
         clients: conn.clients,
         endpoint,
         parallelism,
-        _emulators: conn.emulators,
+        _embedded: conn.embedded,
     })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use miette::{miette, IntoDiagnostic};
 
-use crate::emulator::RunningEmulator;
+use crate::emulator::embedded::EmbeddedCloud;
 use crate::manifest::{Backend, Problem};
 use crate::state::{LockInfo, State, StateError, StateStore};
 
@@ -23,7 +23,7 @@ pub struct Stores {
     pub warnings: Vec<Problem>,
     /// The manifest directory.
     dir: PathBuf,
-    _emulators: Vec<RunningEmulator>,
+    _embedded: Option<EmbeddedCloud>,
 }
 
 impl Stores {
@@ -40,27 +40,20 @@ impl Stores {
             Some(m) => StateStore::local(&m.dir, state_dir, &m.env)?,
             None => StateStore::local(dir, state_dir, o.env.as_deref().unwrap_or("default"))?,
         };
-        let (store, emulators) = match &manifest {
+        let (store, embedded) = match &manifest {
             Some(m) if m.backend != Backend::Local => {
-                let conn = session::connect(
-                    m,
-                    &session::state_dir(dir, state_dir),
-                    o.config_file.as_deref(),
-                    o.profile.as_deref(),
-                    o.auth,
-                )
-                .await?;
+                let conn = session::connect(m, dir, o).await?;
                 let store = session::state_store(m, state_dir, &conn)?;
-                (store, conn.emulators)
+                (store, conn.embedded)
             }
-            _ => (local.clone(), Vec::new()),
+            _ => (local.clone(), None),
         };
         Ok(Stores {
             store,
             local,
             warnings: manifest.map(|m| m.warnings).unwrap_or_default(),
             dir: dir.to_path_buf(),
-            _emulators: emulators,
+            _embedded: embedded,
         })
     }
 

@@ -40,37 +40,37 @@ const INSTANCE: &str = "ocid1.instance.oc1.iad.aaaaaaaakilnrunner";
 // ---------------------------------------------------------------------------------------------
 // Keys and certificates
 
-fn fixture_key(name: &str, pass: Option<&str>) -> RsaPrivateKey {
+pub(crate) fn fixture_key(name: &str, pass: Option<&str>) -> RsaPrivateKey {
     kiln::oci::keys::load_private_key(&key_path(name), pass).unwrap()
 }
 
-fn pem_of(key: &RsaPrivateKey) -> String {
+pub(crate) fn pem_of(key: &RsaPrivateKey) -> String {
     key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
 }
 
 /// A root CA and an intermediate under it, made once per test binary.
-struct Pki {
-    root_key: RsaPrivateKey,
-    root_pem: String,
-    root_name: Name,
-    inter_key: RsaPrivateKey,
-    inter_pem: String,
-    inter_name: Name,
+pub(crate) struct Pki {
+    pub(crate) root_key: RsaPrivateKey,
+    pub(crate) root_pem: String,
+    pub(crate) root_name: Name,
+    pub(crate) inter_key: RsaPrivateKey,
+    pub(crate) inter_pem: String,
+    pub(crate) inter_name: Name,
 }
 
-fn new_key() -> RsaPrivateKey {
+pub(crate) fn new_key() -> RsaPrivateKey {
     RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap()
 }
 
-fn spki(key: &RsaPrivateKey) -> SubjectPublicKeyInfoOwned {
+pub(crate) fn spki(key: &RsaPrivateKey) -> SubjectPublicKeyInfoOwned {
     SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).unwrap()
 }
 
-fn serial() -> SerialNumber {
+pub(crate) fn serial() -> SerialNumber {
     SerialNumber::from(rand::random::<u32>() >> 1)
 }
 
-fn pki() -> &'static Pki {
+pub(crate) fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
         let root_key = new_key();
@@ -242,11 +242,11 @@ where
 
 /// What the metadata server serves, and what it was asked.
 #[derive(Default)]
-struct Imds {
-    region: String,
-    cert: String,
-    key: String,
-    intermediate: String,
+pub(crate) struct Imds {
+    pub(crate) region: String,
+    pub(crate) cert: String,
+    pub(crate) key: String,
+    pub(crate) intermediate: String,
     /// Requests per path.
     hits: BTreeMap<String, u64>,
     /// Requests without `Authorization: Bearer Oracle` (answered 401).
@@ -254,7 +254,7 @@ struct Imds {
 }
 
 /// An instance metadata service (IMDS v2) on loopback; its base URL.
-async fn metadata_server(state: Arc<Mutex<Imds>>) -> String {
+pub(crate) async fn metadata_server(state: Arc<Mutex<Imds>>) -> String {
     let addr = serve(move |req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
         async move {
@@ -405,7 +405,7 @@ async fn tls_forwarder(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn options(url: &str) -> ClientOptions {
+pub(crate) fn options(url: &str) -> ClientOptions {
     let mut opts = ClientOptions::new(url);
     opts.retry = RetryPolicy {
         max_attempts: 3,
@@ -417,14 +417,14 @@ fn options(url: &str) -> ClientOptions {
     opts
 }
 
-fn list() -> ListInstances {
+pub(crate) fn list() -> ListInstances {
     ListInstances {
         compartment_id: COMPARTMENT.into(),
         ..Default::default()
     }
 }
 
-fn stat(emu: &RunningEmulator, name: &str) -> u64 {
+pub(crate) fn stat(emu: &RunningEmulator, name: &str) -> u64 {
     emu.stats().get(name).copied().unwrap_or(0)
 }
 
@@ -636,7 +636,7 @@ async fn a_missing_resource_principal_variable_is_explained() {
 // Instance principals
 
 /// An emulator trusting the test root for instance certificates.
-fn federating(token_lifetime: Duration) -> EmulatorConfig {
+pub(crate) fn federating(token_lifetime: Duration) -> EmulatorConfig {
     EmulatorConfig {
         trusted_instance_cas: vec![pki().root_pem.clone()],
         token_lifetime,
@@ -644,7 +644,7 @@ fn federating(token_lifetime: Duration) -> EmulatorConfig {
     }
 }
 
-fn imds_serving(key: &RsaPrivateKey, cert: String) -> Arc<Mutex<Imds>> {
+pub(crate) fn imds_serving(key: &RsaPrivateKey, cert: String) -> Arc<Mutex<Imds>> {
     Arc::new(Mutex::new(Imds {
         region: "iad".into(),
         cert,
