@@ -122,6 +122,20 @@ pub fn state_dir(dir: &Path, state_dir: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| dir.join("state"))
 }
 
+/// The embedded emulator's limits, from `KILN_EMULATOR_RATE_LIMIT` and `KILN_EMULATOR_CAPACITY`
+/// (the `kiln emulator` flags' values, separated by commas or spaces).
+fn embedded_limits() -> miette::Result<(
+    Vec<emulator::limits::RateLimit>,
+    Vec<emulator::limits::CapacityRule>,
+)> {
+    let read = |name: &str| std::env::var(name).unwrap_or_default();
+    let rates = emulator::limits::parse_list(&read("KILN_EMULATOR_RATE_LIMIT"))
+        .map_err(|e| miette!("`KILN_EMULATOR_RATE_LIMIT`: {e}"))?;
+    let capacity = emulator::limits::parse_list(&read("KILN_EMULATOR_CAPACITY"))
+        .map_err(|e| miette!("`KILN_EMULATOR_CAPACITY`: {e}"))?;
+    Ok((rates, capacity))
+}
+
 /// The embedded emulator: a key pair and data kept under `<state dir>/.emulator/`, one emulator
 /// per region (each OCI region is a world of its own: its ADs, subnets, images and resources).
 /// The first region's data is `data.json`, another's `data-<region>.json`.
@@ -164,6 +178,7 @@ async fn embedded(
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or(EMBEDDED_TIME_SCALE);
+    let (rate_limits, capacity) = embedded_limits()?;
     let mut emulators = Vec::new();
     let mut clients: Option<Clients> = None;
     let mut urls = Vec::new();
@@ -182,6 +197,8 @@ async fn embedded(
             time_scale: scale,
             region: region.to_string(),
             compartments: compartments.to_vec(),
+            rate_limits: rate_limits.clone(),
+            capacity: capacity.clone(),
             ..EmulatorConfig::default()
         })
         .await?;
@@ -509,6 +526,20 @@ pub async fn open(dir: &Path, o: &Open) -> miette::Result<Session> {
         o.auth,
     )
     .await?;
+    // `--parallelism` is the ceiling of every operation family's budget (`oci::budget`).
+    for region in conn
+        .clients
+        .regions()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    {
+        if let Ok(c) = conn.clients.for_region(Some(&region)) {
+            c.budgets().set_ceiling(parallelism);
+            if std::env::var("KILN_RATE_ADAPT").is_ok_and(|v| v == "off") {
+                c.budgets().set_adaptive(false);
+            }
+        }
+    }
     let store = state_store(&manifest, o.state_dir.as_deref(), &conn)?;
     let endpoint = match &store {
         StateStore::Remote(r) => format!("{} · state: {}", conn.endpoint, r.describe()),
