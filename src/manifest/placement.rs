@@ -116,9 +116,11 @@ impl Loader {
                     let whose = if std::ptr::eq(table, defaults) {
                         "`[defaults]`".to_string()
                     } else {
-                        format!("`{address}`")
+                        // The table, not each member of a fleet.
+                        let a = address.to_string();
+                        format!("`{}`", a.split('[').next().unwrap_or(&a))
                     };
-                    self.problem(
+                    self.once(
                         Problem::error(
                             "placement_conflict",
                             format!("{whose} sets both `placement` and `{key}`"),
@@ -137,6 +139,16 @@ impl Loader {
         Some(Domains::Explicit)
     }
 
+    /// Report `p` unless the same problem is already reported: a fleet's members (and every
+    /// table under `[defaults]`) share the `placement` they are checked against.
+    fn once(&mut self, p: Problem) {
+        let key = |q: &Problem| (q.code, q.message.clone(), format!("{:?}", q.at));
+        let k = key(&p);
+        if !self.problems.iter().any(|q| key(q) == k) {
+            self.problems.push(p);
+        }
+    }
+
     fn placement(&mut self, node: &Node, index: usize) -> Option<Placement> {
         let Value::Table(t) = &node.value else {
             return None;
@@ -152,7 +164,7 @@ impl Loader {
             _ => Vec::new(),
         };
         if ads.is_empty() {
-            self.problem(
+            self.once(
                 Problem::error(
                     "invalid_placement",
                     "`placement` needs at least one of `availability_domains`",
@@ -165,14 +177,14 @@ impl Loader {
         let mut ok = true;
         for (i, (ad, at)) in ads.iter().enumerate() {
             if !super::instance::is_availability_domain(ad) {
-                self.problem(
+                self.once(
                     Problem::error("invalid_availability_domain", format!("`placement.availability_domains` `{ad}` is not an availability domain name"))
                         .at(at, "expected `<prefix>:<REGION>-AD-<n>`")
                         .help("copy it from the console or `oci iam availability-domain list`, e.g. `kIdk:US-ASHBURN-AD-1`"),
                 );
                 ok = false;
             } else if let Some((_, first)) = ads[..i].iter().find(|(a, _)| a == ad) {
-                self.problem(
+                self.once(
                     Problem::error(
                         "invalid_placement",
                         format!("`placement.availability_domains` lists `{ad}` twice"),
@@ -206,7 +218,7 @@ impl Loader {
                     .collect();
                 for (fd, at) in &list {
                     if !FAULT_DOMAINS.contains(&fd.as_str()) {
-                        self.problem(
+                        self.once(
                             Problem::error(
                                 "invalid_value",
                                 format!("`placement.fault_domains` `{fd}` is not a fault domain"),
@@ -218,7 +230,7 @@ impl Loader {
                     }
                 }
                 if list.is_empty() {
-                    self.problem(
+                    self.once(
                         Problem::error(
                             "invalid_placement",
                             "`placement.fault_domains` is an empty list",
