@@ -242,7 +242,7 @@ fn bench_rate_limits_smoke() {
     let fleet = rows
         .iter()
         .filter(|r| r.len() == 7)
-        .last()
+        .next_back()
         .expect("the fleet row");
     assert_eq!(fleet[0], "6/6", "{out}");
     assert_eq!(fleet[1], "2/2/2", "{out}");
