@@ -48,10 +48,10 @@ def get(url):
 class Emulators:
     """One `kiln emulator` process serving `regions` (one port each)."""
 
-    def __init__(self, kiln, work, regions, compartments, time_scale, latency_ms):
+    def __init__(self, kiln, work, regions, compartments, time_scale, latency_ms, extra=()):
         self.out = os.path.join(work.dir, f"emu-{time.monotonic_ns()}.out")
         args = [kiln, "emulator", "--listen", "127.0.0.1:0", "--oci-config", work.config,
-                "--time-scale", str(time_scale), "--latency-ms", str(latency_ms)]
+                "--time-scale", str(time_scale), "--latency-ms", str(latency_ms), *extra]
         for r in regions:
             args += ["--region", r]
         for c in compartments:

@@ -69,6 +69,9 @@ pub enum Fault {
     Status(u16),
     /// The operation fails with an I/O error before it has any effect.
     Error,
+    /// OCI answers a launch as it does when no host has room: 500 `InternalError` "Out of host
+    /// capacity." (the request is not sent).
+    Capacity,
 }
 
 impl Fault {
@@ -79,6 +82,7 @@ impl Fault {
             Fault::Lost => "lost".into(),
             Fault::Status(s) => format!("status({s})"),
             Fault::Error => "error".into(),
+            Fault::Capacity => "capacity".into(),
         }
     }
 
@@ -88,6 +92,7 @@ impl Fault {
             "abort" => Fault::Abort,
             "lost" => Fault::Lost,
             "error" => Fault::Error,
+            "capacity" => Fault::Capacity,
             other => Fault::Status(
                 other
                     .strip_prefix("status(")?
@@ -248,6 +253,7 @@ mod tests {
             Fault::Error,
             Fault::Status(401),
             Fault::Status(500),
+            Fault::Capacity,
         ] {
             assert_eq!(Fault::parse(&f.arg()), Some(f));
         }

@@ -6,7 +6,9 @@
 //! launched from it, moves and destroys — is applied once as a reference, listing every I/O
 //! boundary it crosses (`kiln::failpoint::POINTS`: each OCI request and answer, each state lock,
 //! load and save). Then, for every crossing k and every fault class that applies there — process
-//! abort, lost answer (the change is made, the reply dropped), answers 401/404/409/429/500 —
+//! abort, lost answer (the change is made, the reply dropped), answers 401/404/409/429/500, and
+//! for each launch a capacity answer (500 `InternalError` "Out of host capacity.", alone and
+//! followed by a kill as the next place is tried: the `new*` instances have a `placement`) —
 //! the cloud and the state are rewound, the apply runs with that one fault, and the next apply
 //! (sometimes with an edited manifest: a changed tag, a newer image for the lookups) must
 //! converge. After each, [`invariants`] checks against the emulator's own records, not kiln's
@@ -67,6 +69,34 @@ use support::COMPARTMENT;
 
 const OTHER_COMPARTMENT: &str = support::OTHER_COMPARTMENT;
 const STATUSES: [u16; 5] = [401, 404, 409, 429, 500];
+/// A launch request, narrowed from `oci.request` (`failpoint::cross_op`): where the capacity
+/// classes apply.
+const LAUNCH: &str = "oci.request.LaunchInstance";
+
+/// What the harness does at a crossing: one fault, or (capacity) one answer and then a kill at
+/// the next launch request — between a capacity failure and the next try.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Class {
+    One(Fault),
+    CapacityThenAbort,
+}
+
+impl Class {
+    fn arg(self) -> String {
+        match self {
+            Class::One(f) => f.arg(),
+            Class::CapacityThenAbort => "capacity+abort".into(),
+        }
+    }
+
+    /// The failpoint action that fires this class once.
+    fn action(self) -> String {
+        match self {
+            Class::One(f) => format!("1*return({})", f.arg()),
+            Class::CapacityThenAbort => "1*return(capacity)->1*return(abort)".into(),
+        }
+    }
+}
 /// The image the harness imports itself (not kiln's).
 const NEWER_IMAGE: &str = "Oracle-Linux-9-newer";
 
@@ -111,7 +141,7 @@ fn manifest(p: &support::Project, v2: bool, edited: bool) -> String {
         m += "[instance.builder]\n[image.golden]\nfrom_instance = \"instance.builder\"\n";
         for n in 0..3 {
             m += &format!("[instance.web{n}]\nsource = {{ image = \"image.golden\" }}\nfreeform_tags = {{ t = \"{tag}\" }}\n");
-            m += &format!("[instance.new{n}]\nsource = {{ image_lookup = {{ os = \"Oracle Linux\", version = \"9\" }} }}\nfreeform_tags = {{ t = \"{tag}\" }}\n");
+            m += &format!("[instance.new{n}]\nsource = {{ image_lookup = {{ os = \"Oracle Linux\", version = \"9\" }} }}\nfreeform_tags = {{ t = \"{tag}\" }}\nplacement = {{ availability_domains = [\"{ad1}\", \"{ad2}\"], fault_domains = \"spread\" }}\n");
         }
     }
     m
@@ -493,14 +523,14 @@ async fn reference(s: &Scenario) -> Vec<&'static str> {
     s.rewind();
     let log: Arc<Mutex<Vec<&'static str>>> = Arc::default();
     let _scenario = fail::FailScenario::setup();
-    for point in failpoint::POINTS {
+    for point in failpoint::POINTS.iter().chain([&LAUNCH]) {
         let log = log.clone();
         fail::cfg_callback(*point, move || log.lock().unwrap().push(point)).unwrap();
     }
     let r = apply(s.project.path(), &s.store(), &regional(&s.client))
         .await
         .unwrap();
-    for point in failpoint::POINTS {
+    for point in failpoint::POINTS.iter().chain([&LAUNCH]) {
         fail::remove(point);
     }
     assert!(r.ok(), "the reference apply: {}", report_errors(&r));
@@ -509,7 +539,11 @@ async fn reference(s: &Scenario) -> Vec<&'static str> {
 }
 
 /// The faults that apply at a crossing of `point` (the `k`-th), given the seed.
-fn faults(point: &str, k: usize, seed: u64, all: bool) -> Vec<Fault> {
+fn faults(point: &str, k: usize, seed: u64, all: bool) -> Vec<Class> {
+    if point == LAUNCH {
+        // The same request's `oci.request` crossing has the other classes.
+        return vec![Class::One(Fault::Capacity), Class::CapacityThenAbort];
+    }
     let mut out = vec![Fault::Abort];
     match point {
         failpoint::OCI_REQUEST => {
@@ -527,7 +561,7 @@ fn faults(point: &str, k: usize, seed: u64, all: bool) -> Vec<Fault> {
         | failpoint::STATE_FOLDED => out.push(Fault::Lost),
         _ => out.push(Fault::Error),
     }
-    out
+    out.into_iter().map(Class::One).collect()
 }
 
 /// One run: the fault at crossing `k` (the `j`-th crossing of `point`), then convergence.
@@ -535,16 +569,17 @@ async fn run_one(
     s: &Scenario,
     point: &'static str,
     j: usize,
-    fault: Fault,
+    class: Class,
     edit: bool,
 ) -> Result<(), String> {
     s.rewind();
     let last_serial = s.state().await?.serial;
     {
         let _scenario = fail::FailScenario::setup();
+        let faults = class.action();
         let action = match j {
-            0 => format!("1*return({})", fault.arg()),
-            j => format!("{j}*off->1*return({})", fault.arg()),
+            0 => faults,
+            j => format!("{j}*off->{faults}"),
         };
         fail::cfg(point, &action).unwrap();
         let faulted = tokio::time::timeout(
@@ -561,7 +596,8 @@ async fn run_one(
     let store = s.store();
     let left = store.lock_holder().await.map_err(|e| e.to_string())?;
     if left.is_some() {
-        let dead = fault == Fault::Abort || point == failpoint::STATE_UNLOCK;
+        let dead = matches!(class, Class::One(Fault::Abort) | Class::CapacityThenAbort)
+            || point == failpoint::STATE_UNLOCK;
         if !dead && s.remote {
             return Err(format!("the lock was left behind: {left:?}"));
         }

@@ -41,8 +41,13 @@ fn str_at<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
     body.get(key).and_then(Value::as_str)
 }
 
-/// Whether a refused create proves its token made nothing.
+/// Whether a refused create proves its token made nothing. A capacity refusal (500
+/// `InternalError` "Out of host capacity.") does, as a 400 does: OCI replays a used token before
+/// it checks anything else, so a token that had made something would have been answered with it.
 fn made_nothing(e: &OciError) -> bool {
+    if e.is_out_of_capacity() {
+        return true;
+    }
     match e.status {
         Some(400) => true,
         Some(409) => e.code != "InvalidatedRetryToken",
@@ -62,13 +67,30 @@ enum Resume {
 }
 
 impl Ctx {
-    /// Launch / create, idempotent across crashes; returns the new id once it is ready.
+    /// Launch / create, idempotent across crashes; returns the new id once it is ready. Under
+    /// `placement`, place after place while OCI has no capacity (`super::placement`).
     pub(super) async fn create(&self, c: &Change) -> Result<String, NodeError> {
         let request = c
             .request
             .as_ref()
             .ok_or_else(|| self.invalid(c, "the plan has no request for this create"))?;
-        let body = self.resolve(&c.address, request).await?;
+        let mut body = self.resolve(&c.address, request).await?;
+        let places = super::placement::take_places(&mut body);
+        if places.is_empty() {
+            return self.create_once(c, body).await;
+        }
+        let pending = self
+            .state
+            .lock()
+            .await
+            .resources
+            .get(&c.address)
+            .and_then(|r| r.pending_create.as_ref().and_then(|p| p.request.clone()));
+        self.create_placed(c, body, places, pending.as_ref()).await
+    }
+
+    /// One create of `body` (module doc).
+    pub(super) async fn create_once(&self, c: &Change, body: Value) -> Result<String, NodeError> {
         let inputs = match &c.inputs {
             Some(i) => match self.resolve(&c.address, i).await? {
                 Value::Object(m) => Some(m),

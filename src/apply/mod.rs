@@ -4,6 +4,7 @@
 //! - `ctx` (private): what every action shares — clients per region, group-committed state saves,
 //!   the If-Match to send, waits; `actions` (private): one arm per action, replacements;
 //! - `create` (private): creates that are never made twice (pending creates, adoption);
+//! - `placement` (private): capacity fallback, a create tried place after place under `placement`;
 //! - `guard` (private): If-Match'ed mutations that re-read instead of guessing after a refusal;
 //! - `network` (private): the primary VNIC's addresses of the instances apply made or moved, read
 //!   in bulk after the actions, for `kiln output`;
@@ -15,5 +16,6 @@ mod ctx;
 pub mod execute;
 mod guard;
 mod network;
+mod placement;
 pub mod progress;
 pub mod walk;

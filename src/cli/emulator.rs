@@ -63,6 +63,16 @@ pub struct Args {
     /// Lifetime of the security tokens the emulator issues (federation, session refresh)
     #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = super::args::parse_duration)]
     pub token_lifetime: Duration,
+    /// A request rate per tenancy and operation, `OPERATION=RATE[:BURST]` (per second; `*` for
+    /// every operation; repeatable): beyond it, 429 `TooManyRequests`
+    #[arg(long = "rate-limit", value_name = "OPERATION=RATE[:BURST]")]
+    pub rate_limits: Vec<emulator::limits::RateLimit>,
+    /// Room for N instances of SHAPE (or a shape family like `VM.Standard.A1`; `*` for all) in an
+    /// availability domain (name or suffix like `AD-1`), or one of its fault domains
+    /// (`SHAPE@AD/FAULT-DOMAIN-2=N`); repeatable: a launch beyond it fails with 500 `InternalError`
+    /// "Out of host capacity." as on OCI
+    #[arg(long = "capacity", value_name = "SHAPE@AD[/FD]=N")]
+    pub capacity: Vec<emulator::limits::CapacityRule>,
     #[command(flatten)]
     pub verbosity: super::args::Verbosity,
 }
@@ -155,6 +165,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             log_requests: verbose > 0,
             trusted_instance_cas: instance_cas.clone(),
             token_lifetime: args.token_lifetime,
+            rate_limits: args.rate_limits.clone(),
+            capacity: args.capacity.clone(),
         });
     }
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;

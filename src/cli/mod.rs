@@ -122,7 +122,8 @@ async fn open(
 }
 
 /// Logging goes to stderr. `-v` shows the request log (debug level of `kiln::oci`; `kiln emulator`'s
-/// own request log at info level of `kiln::emulator`), `-vv` everything
+/// own request log at info level of `kiln::emulator`; the apply's notes, such as each place found
+/// full under `placement`, at info level of `kiln::apply`), `-vv` everything
 /// at debug level; `RUST_LOG` overrides both.
 // The log writes to stderr itself (tracing's writer, which ignores a closed stderr).
 #[allow(clippy::disallowed_methods)]
@@ -130,7 +131,7 @@ fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
-        1 => "warn,kiln::oci=debug,kiln::emulator=info",
+        1 => "warn,kiln::oci=debug,kiln::emulator=info,kiln::apply=info",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -126,6 +126,8 @@ pub struct Ctx<'a> {
     pub key_id: &'a str,
     pub if_match: Option<String>,
     pub retry_token: Option<String>,
+    /// Host capacity (`--capacity`), checked by LaunchInstance.
+    pub capacity: &'a [super::limits::CapacityRule],
     /// Set by handlers that changed the world (persistence).
     pub mutated: bool,
 }

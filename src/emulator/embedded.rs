@@ -233,16 +233,25 @@ fn home_region(home: &Path, first: &str) -> Result<String, EmbeddedError> {
     }
 }
 
+/// How the serving run's emulators behave: lifecycle times, and the limits of
+/// `kiln emulator --rate-limit` / `--capacity`.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    pub time_scale: f64,
+    pub rate_limits: Vec<super::limits::RateLimit>,
+    pub capacity: Vec<super::limits::CapacityRule>,
+}
+
 impl EmbeddedCloud {
     /// Serve the embedded cloud of `dir` (a state directory), or attach to the run serving it.
     /// `regions`: the regions this run needs, its default first (every region the emulator
-    /// knows is served); `compartments`: the compartments it names; `time_scale`: lifecycle
-    /// times, when this run serves.
+    /// knows is served); `compartments`: the compartments it names; `limits`: lifecycle times,
+    /// rate limits and capacity, when this run serves.
     pub async fn attach_or_serve(
         dir: &Path,
         regions: &[String],
         compartments: &[String],
-        time_scale: f64,
+        limits: &Limits,
     ) -> Result<EmbeddedCloud, EmbeddedError> {
         let home = dir.join(".emulator");
         std::fs::create_dir_all(&home).map_err(io(&home))?;
@@ -261,7 +270,7 @@ impl EmbeddedCloud {
                 // The server never holds `clients.lock` itself: it takes it exclusive at its end.
                 drop(clients);
                 let cloud =
-                    Self::serve(&home, regions, compartments, time_scale, trusted, serve).await?;
+                    Self::serve(&home, regions, compartments, limits, trusted, serve).await?;
                 drop(starting);
                 return Ok(cloud);
             }
@@ -305,10 +314,11 @@ impl EmbeddedCloud {
         home: &Path,
         regions: &[String],
         compartments: &[String],
-        time_scale: f64,
+        limits: &Limits,
         trusted: TrustedKey,
         serve: File,
     ) -> Result<EmbeddedCloud, EmbeddedError> {
+        let time_scale = limits.time_scale;
         let first = regions
             .first()
             .map(String::as_str)
@@ -333,6 +343,8 @@ impl EmbeddedCloud {
                 time_scale,
                 region: region.clone(),
                 compartments: compartments.to_vec(),
+                rate_limits: limits.rate_limits.clone(),
+                capacity: limits.capacity.clone(),
                 ..EmulatorConfig::default()
             })
             .await?;

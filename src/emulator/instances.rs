@@ -286,8 +286,10 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
         vnic_details.get("definedTags"),
         "createVnicDetails.definedTags",
     )?;
-    let fault_domain = str_field(&b, "faultDomain")?.unwrap_or("FAULT-DOMAIN-1");
-    check_fault_domain(fault_domain)?;
+    let asked_fd = str_field(&b, "faultDomain")?;
+    if let Some(fd) = asked_fd {
+        check_fault_domain(fd)?;
+    }
     let platform = platform_config(shape, b.get("platformConfig"))?;
     let src = source(ctx, &b, &ad)?;
     if src.arch != shape.arch.image_arch() {
@@ -321,6 +323,15 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
         launch_options["isPvEncryptionInTransitEnabled"] = v.clone();
     }
     let metadata = string_map(&b, "metadata")?.unwrap_or_default();
+    // Last of the checks: a launch that is refused for capacity creates nothing.
+    let fault_domain = &super::limits::place(
+        ctx.capacity,
+        ctx.world,
+        shape.name,
+        &ad,
+        asked_fd,
+        FAULT_DOMAINS,
+    )?;
     let id = new_ocid("instance", ctx.region_code);
     ctx.world.serial += 1;
     let get = |k: &str, default: Value| {

@@ -112,6 +112,10 @@
 //! - Work request statuses are the SDK model's: ACCEPTED (at the instant it is made), IN_PROGRESS,
 //!   SUCCEEDED, FAILED; never CANCELING or CANCELED (there is no CancelWorkRequest).
 //! - The seeded network is visible from every compartment.
+//! - Limits ([`limits`]): `--rate-limit OPERATION=RATE[:BURST]` answers 429 `TooManyRequests`
+//!   beyond a token bucket per tenancy and operation; `--capacity SHAPE@AD[/FD]=N` makes a launch
+//!   beyond the room of a shape in a place fail as OCI does (500 `InternalError`, "Out of host
+//!   capacity."), creating nothing.
 //! - Faults: per request, after authentication and before any change, a seeded RNG draws a dropped
 //!   connection (`--fault-reset`), a 429 `TooManyRequests` (`--fault-429`) or a 500
 //!   `InternalServerError` / 503 `ServiceUnavailable` (`--fault-5xx`). Faulted requests change
@@ -124,7 +128,8 @@
 //! - `GET /_emulator/stats`: request counts per OCI operation name and `total`; `errors.<Op>` for
 //!   answers of 400 and above; `unknown_route` and `unknown_route.<METHOD> <path>` (OCIDs elided)
 //!   for requests to paths the emulator does not serve, so a client's unserved calls show; injected
-//!   faults as `fault.reset`, `fault.429`, `fault.5xx`, `fault.reset_after`. `GET
+//!   faults as `fault.reset`, `fault.429`, `fault.5xx`, `fault.reset_after`; answers of the rate
+//!   limits ([`limits`]) as `throttled` and `throttled.<Op>`. `GET
 //!   /_emulator/fixtures`: the seeded ids. Neither needs a signature.
 //! - `kiln emulator -v` logs every request at info level (method, path, status, duration,
 //!   operation, opc-request-id) — never a header's value, so never the Authorization header.
@@ -155,6 +160,7 @@ pub mod fixtures;
 pub mod identity;
 pub mod images;
 pub mod instances;
+pub mod limits;
 pub mod list;
 pub mod network;
 pub mod object_storage;
@@ -217,6 +223,10 @@ pub struct EmulatorConfig {
     pub trusted_instance_cas: Vec<String>,
     /// Lifetime of the security tokens the emulator issues (federation, session refresh).
     pub token_lifetime: Duration,
+    /// Request rates per tenancy and operation (`--rate-limit`; [`limits`]).
+    pub rate_limits: Vec<limits::RateLimit>,
+    /// Host capacity per shape and place (`--capacity`; [`limits`]).
+    pub capacity: Vec<limits::CapacityRule>,
 }
 
 impl Default for EmulatorConfig {
@@ -238,6 +248,8 @@ impl Default for EmulatorConfig {
             log_requests: false,
             trusted_instance_cas: Vec::new(),
             token_lifetime: tokens::DEFAULT_TOKEN_LIFETIME,
+            rate_limits: Vec::new(),
+            capacity: Vec::new(),
         }
     }
 }
@@ -310,6 +322,7 @@ struct Shared {
     stopped: std::sync::atomic::AtomicBool,
     stats: Mutex<BTreeMap<String, u64>>,
     rng: Mutex<rand::rngs::StdRng>,
+    rate_limiter: limits::RateLimiter,
 }
 
 /// A running emulator.
@@ -462,6 +475,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         stopped: std::sync::atomic::AtomicBool::new(false),
         stats: Mutex::new(BTreeMap::new()),
         rng: Mutex::new(rng),
+        rate_limiter: limits::RateLimiter::new(config.rate_limits.clone()),
         config,
     });
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -779,7 +793,13 @@ async fn process(
         Err(reason) => return Some(not_authenticated(reason)),
     };
     let now = Utc::now();
-    // Faults: decided before anything changes.
+    // Rate limits, then faults: decided before anything changes.
+    if let Some(reply) = shared.rate_limiter.check(&key_id, op) {
+        let mut stats = shared.stats.lock().expect("stats lock");
+        *stats.entry("throttled".into()).or_default() += 1;
+        *stats.entry(format!("throttled.{op}")).or_default() += 1;
+        return Some(reply);
+    }
     let cfg = &shared.config;
     if cfg.fault_reset + cfg.fault_429 + cfg.fault_5xx > 0.0 {
         let (draw, which): (f64, bool) = {
@@ -875,6 +895,7 @@ async fn process(
         key_id: &key_id,
         if_match: header("if-match"),
         retry_token: retry_token.clone(),
+        capacity: &shared.config.capacity,
         mutated: false,
     };
     let reply = api::handle(&mut ctx, op, &segs, &query, body);

@@ -85,6 +85,22 @@ impl Loader {
                 }
             }
             (Ty::Enum(_), _) => self.wrong_type(node, path, "a string"),
+            (Ty::EnumOrStrList(values), Value::Str(_)) => {
+                self.check_value(node, Ty::Enum(values), path)
+            }
+            (Ty::EnumOrStrList(_), Value::Array(_)) => self.check_value(node, Ty::StrList, path),
+            (Ty::EnumOrStrList(values), _) => self.wrong_type(
+                node,
+                path,
+                &format!(
+                    "{} or an array of strings",
+                    values
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
             (Ty::StrMap, Value::Table(t)) => {
                 for (k, e) in t {
                     if !matches!(e.node.value, Value::Str(_)) {

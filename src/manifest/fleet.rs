@@ -32,6 +32,9 @@ pub struct Expanded {
     pub fleets: BTreeMap<String, Vec<String>>,
     /// Tables switched off with `enabled = false`.
     pub disabled: BTreeSet<String>,
+    /// Member name → its placement index: its `count` index, or its position among the sorted
+    /// `for_each` keys (see `placement`); plain tables are not listed (index 0).
+    pub index: BTreeMap<String, usize>,
 }
 
 /// Expand the `[KIND.NAME]` tables (`kind` is `instance` or `image`, for messages).
@@ -124,6 +127,13 @@ pub fn expand(
                 continue;
             }
         };
+        let mut sorted: Vec<&str> = members.iter().map(|(m, _, _)| m.as_str()).collect();
+        if count.is_none() {
+            sorted.sort_unstable();
+        }
+        for (i, m) in sorted.iter().enumerate() {
+            out.index.insert(m.to_string(), i);
+        }
         let mut names = Vec::with_capacity(members.len());
         for (member, index, var) in members {
             let mut m = e.clone();

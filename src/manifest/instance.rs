@@ -1,16 +1,29 @@
 //! `[instance.NAME]` → an [`InstanceSpec`] with `[defaults]` applied: availability and fault
-//! domains, shape and shape config, subnet, source, metadata with `user_data_file` and
+//! domains (given, or planned from `placement`, see [`super::placement`]), shape and shape config, subnet, source, metadata with `user_data_file` and
 //! `ssh_authorized_keys_file`, power state, boot volume size, lifecycle flags.
 
 use base64::Engine;
 use indexmap::IndexMap;
 
 use super::diagnostic::{At, Problem};
+use super::placement::Domains;
 use super::tree::{bool_of, entries, get, num_of, str_map, str_of, Entry, Node, Value};
 use super::{
     Address, InstanceSource, InstanceSpec, Loader, PowerState, Ref, ResourceKind, ShapeConfig,
     SSH_KEYS_FILE_LIMIT, USER_DATA_FILE_LIMIT,
 };
+
+/// `<prefix>:<REGION>-AD-<n>`.
+pub(super) fn is_availability_domain(ad: &str) -> bool {
+    ad.split_once(':').is_some_and(|(prefix, name)| {
+        !prefix.is_empty()
+            && name.to_ascii_uppercase().contains("-AD-")
+            && name
+                .rsplit("-AD-")
+                .next()
+                .is_some_and(|n| n.parse::<u8>().is_ok())
+    })
+}
 
 impl Loader {
     pub(super) fn instance(
@@ -20,24 +33,28 @@ impl Loader {
         defaults: &IndexMap<String, Entry>,
         table_at: &At,
         refs: &mut Vec<(Address, Address, At)>,
+        index: usize,
     ) -> Option<InstanceSpec> {
         let before = self.problems.iter().filter(|p| p.is_error()).count();
+        let placement = match self.domains(&address, t, defaults, index) {
+            Some(Domains::Placement(p)) => Some(p),
+            Some(Domains::Explicit) => None,
+            None => return None,
+        };
+        // A table's own `placement` wins over a default `availability_domain`/`fault_domain`
+        // (and the other way round): only the winner's keys are read.
+        let explicit_ad = placement.is_none();
         let compartment = self
             .required_str(t, defaults, "compartment", &address, table_at)
             .and_then(|(s, at)| self.ocid(s, at, "compartment", &["compartment", "tenancy"]));
-        let ad = self
-            .required_str(t, defaults, "availability_domain", &address, table_at)
-            .map(|(s, at)| (s.to_string(), at.clone()));
-        if let Some((ad, at)) = &ad {
-            let ok = ad.split_once(':').is_some_and(|(prefix, name)| {
-                !prefix.is_empty()
-                    && name.to_ascii_uppercase().contains("-AD-")
-                    && name
-                        .rsplit("-AD-")
-                        .next()
-                        .is_some_and(|n| n.parse::<u8>().is_ok())
-            });
-            if !ok {
+        let ad = match &placement {
+            Some(p) => Some((p.assigned().0, table_at.clone())),
+            None => self
+                .required_str(t, defaults, "availability_domain", &address, table_at)
+                .map(|(s, at)| (s.to_string(), at.clone())),
+        };
+        if let Some((ad, at)) = ad.as_ref().filter(|_| explicit_ad) {
+            if !is_availability_domain(ad) {
                 self.problem(
                     Problem::error("invalid_availability_domain", format!("`availability_domain` `{ad}` is not an availability domain name"))
                         .at(at, "expected `<prefix>:<REGION>-AD-<n>`")
@@ -45,19 +62,10 @@ impl Loader {
                 );
             }
         }
-        let fault_domain = str_of(Self::field(t, defaults, "fault_domain")).map(|(s, at)| {
-            if !s.starts_with("FAULT-DOMAIN-") {
-                self.problem(
-                    Problem::error(
-                        "invalid_value",
-                        format!("`fault_domain` `{s}` is not a fault domain"),
-                    )
-                    .at(at, "expected `FAULT-DOMAIN-<n>`")
-                    .help("use `FAULT-DOMAIN-1`, `FAULT-DOMAIN-2` or `FAULT-DOMAIN-3`"),
-                );
-            }
-            s.to_string()
-        });
+        let fault_domain = match &placement {
+            Some(p) => p.assigned().1,
+            None => self.fault_domain(t, defaults),
+        };
         let shape = self
             .required_str(t, defaults, "shape", &address, table_at)
             .map(|(s, _)| s.to_string());
@@ -169,6 +177,7 @@ impl Loader {
             compartment: compartment?,
             availability_domain: ad?.0,
             fault_domain,
+            placement,
             shape: shape?,
             shape_config,
             subnet: subnet?,
@@ -184,6 +193,27 @@ impl Loader {
             ignore_changes,
             prevent_destroy: bool_of(get(t, "prevent_destroy")).unwrap_or(false),
             create_before_destroy: bool_of(get(t, "create_before_destroy")).unwrap_or(false),
+        })
+    }
+
+    /// `fault_domain` of the table or `[defaults]`, checked.
+    fn fault_domain(
+        &mut self,
+        t: &IndexMap<String, Entry>,
+        defaults: &IndexMap<String, Entry>,
+    ) -> Option<String> {
+        str_of(Self::field(t, defaults, "fault_domain")).map(|(s, at)| {
+            if !s.starts_with("FAULT-DOMAIN-") {
+                self.problem(
+                    Problem::error(
+                        "invalid_value",
+                        format!("`fault_domain` `{s}` is not a fault domain"),
+                    )
+                    .at(at, "expected `FAULT-DOMAIN-<n>`")
+                    .help("use `FAULT-DOMAIN-1`, `FAULT-DOMAIN-2` or `FAULT-DOMAIN-3`"),
+                );
+            }
+            s.to_string()
         })
     }
 

@@ -9,6 +9,7 @@
 //!   table of keys; `fleet`: `count` / `for_each` / `enabled`;
 //! - `provider`: `[provider]` and `[backend]` (regions, endpoints); `instance` and `image`: each
 //!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files);
+//!   [`placement`]: a fleet's members spread over availability and fault domains;
 //! - `references`: OCIDs and their kinds, references (dangling, across regions), cycles,
 //!   `[[moved]]`.
 //!
@@ -25,6 +26,7 @@ pub mod excerpt;
 mod fleet;
 mod image;
 mod instance;
+pub mod placement;
 mod provider;
 mod references;
 mod resource;
@@ -42,6 +44,7 @@ use indexmap::IndexMap;
 use crate::suggest::did_you_mean;
 use diagnostic::{At, Sources};
 pub use diagnostic::{ManifestError, Problem};
+pub use placement::{FaultDomains, Placement};
 use tree::{entries, get, Node};
 
 /// The largest `user_data_file`, in bytes. OCI takes at most 32,000 bytes of instance metadata
@@ -252,8 +255,12 @@ pub struct InstanceSpec {
     pub region: Option<String>,
     pub display_name: String,
     pub compartment: String,
+    /// Given, or planned from `placement` (where the member goes unless it is full).
     pub availability_domain: String,
     pub fault_domain: Option<String>,
+    /// `placement`: the domains are planned from it, decided at create (with capacity fallback)
+    /// and never compared afterwards.
+    pub placement: Option<Placement>,
     pub shape: String,
     pub shape_config: Option<ShapeConfig>,
     pub subnet: String,
@@ -581,7 +588,10 @@ impl Loader {
                 continue;
             };
             let Some(t) = entries(&e.node) else { continue };
-            if let Some(spec) = self.instance(address, t, &defaults, &e.key_at, &mut ref_sites) {
+            let index = instances_x.index.get(name).copied().unwrap_or(0);
+            if let Some(spec) =
+                self.instance(address, t, &defaults, &e.key_at, &mut ref_sites, index)
+            {
                 instances.insert(name.clone(), spec);
             }
         }

@@ -17,6 +17,8 @@ pub enum Ty {
     NestedMap,
     StrList,
     Enum(&'static [&'static str]),
+    /// One of the strings, or an array of strings (`fault_domains = "spread"` or `[...]`).
+    EnumOrStrList(&'static [&'static str]),
     Table(&'static [Field]),
     /// Table of named tables (`[instance.NAME]`).
     Named(&'static [Field]),
@@ -112,6 +114,19 @@ pub const INSTANCE_SOURCE: &[Field] = &[
     ),
 ];
 
+pub const PLACEMENT: &[Field] = &[
+    f(
+        "availability_domains",
+        Ty::StrList,
+        "Availability domains to spread the members over (member i goes to the (i mod N)-th) and to fall back to, in turn, when one has no capacity",
+    ),
+    f(
+        "fault_domains",
+        Ty::EnumOrStrList(&["spread", "any"]),
+        "`spread`: the members of an availability domain go to its fault domains in turn; a list: those fault domains in turn; `any` (default): OCI chooses",
+    ),
+];
+
 pub const INSTANCE: &[Field] = &[
     f("region", Ty::Str, "Region it lives in, id or 3-letter code (default: `[defaults]`, else the provider's)"),
     f("count", Ty::Int, "Declare N members `NAME[0]` … `NAME[N-1]` (`${count.index}` in any string is the member's index)"),
@@ -132,6 +147,11 @@ pub const INSTANCE: &[Field] = &[
         "fault_domain",
         Ty::Str,
         "Fault domain, e.g. `FAULT-DOMAIN-1`",
+    ),
+    f(
+        "placement",
+        Ty::Table(PLACEMENT),
+        "Where the members go, decided at create and kept: spread over availability and fault domains, with capacity fallback (instead of `availability_domain`/`fault_domain`)",
     ),
     f("shape", Ty::Str, "Shape, e.g. `VM.Standard.E4.Flex`"),
     f(
@@ -253,6 +273,11 @@ pub const DEFAULTS: &[Field] = &[
         "Availability domain for every instance",
     ),
     f("fault_domain", Ty::Str, "Fault domain for every instance"),
+    f(
+        "placement",
+        Ty::Table(PLACEMENT),
+        "Placement of every instance that sets neither `placement` nor `availability_domain`",
+    ),
     f("shape", Ty::Str, "Shape for every instance"),
     f(
         "shape_config",
@@ -351,6 +376,10 @@ fn ty_schema(ty: Ty) -> Value {
         Ty::NestedMap => json!({ "type": "object", "additionalProperties": { "type": "object" } }),
         Ty::StrList => json!({ "type": "array", "items": { "type": "string" } }),
         Ty::Enum(values) => json!({ "type": "string", "enum": values }),
+        Ty::EnumOrStrList(values) => json!({ "oneOf": [
+            { "type": "string", "enum": values },
+            { "type": "array", "items": { "type": "string" } }
+        ] }),
         Ty::Table(fields) => table_schema(fields),
         Ty::Named(fields) => {
             json!({ "type": "object", "additionalProperties": table_schema(fields) })

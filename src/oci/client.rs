@@ -3,10 +3,15 @@
 //!
 //! Retries: 429, 500, 502, 503, 504, 409 `IncorrectState`/`LockConflict` and connection errors,
 //! with exponential backoff and full jitter, `Retry-After` honoured, bounded in attempts and total
-//! time. POST and PUT keep one `opc-retry-token` across attempts (so a retried create never makes
+//! time (a 500 "Out of host capacity." is not retried: the place stays full, the caller may try
+//! another, see [`ErrorKind::OutOfCapacity`]). POST and PUT keep one `opc-retry-token` across attempts (so a retried create never makes
 //! two resources); every attempt gets a new `opc-request-id`. 412 and other 4xx are never retried.
 //! A request log at debug level (target `kiln::oci`): method, path, status, duration,
 //! opc-request-id — never the Authorization header, keys or bodies.
+//!
+//! Every attempt first takes a turn in its operation family's budget ([`super::budget`]: requests
+//! in flight and a pace, both adapted to 429s); a throttled request is retried through it rather
+//! than after a blind backoff.
 //!
 //! Every request is signed with the key [`Credentials`] hands out at that moment (a token-based
 //! method renews its token first when it is about to expire). A 401 to a request signed with a
@@ -21,7 +26,8 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 use super::auth::Credentials;
-use super::error::{kind_of, ErrorKind, OciError};
+use super::budget::{Budgets, Outcome};
+use super::error::{kind_of, kind_of_answer, ErrorKind, OciError};
 use super::keys::SigningKey;
 use super::net::Network;
 use super::signer::{self, RequestParts};
@@ -58,8 +64,28 @@ impl std::fmt::Display for RetryNotice<'_> {
     }
 }
 
-/// Whoever watches the retries of the requests made inside [`observe_retries`].
-pub type RetryObserver = std::sync::Arc<dyn Fn(&RetryNotice<'_>) + Send + Sync>;
+/// Whoever watches the retries of the requests made inside [`observe_retries`] (a
+/// [`RetryNotice`]), and their waits for their family's rate ([`super::budget`]).
+pub type RetryObserver = std::sync::Arc<dyn Fn(&dyn std::fmt::Display) + Send + Sync>;
+
+/// A request that waited for its family's pace.
+struct PaceNotice {
+    family: &'static str,
+    rate: f64,
+    waited: Duration,
+}
+
+impl std::fmt::Display for PaceNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "throttled: {} paced at {:.1}/s (waited {:.1}s)",
+            self.family,
+            self.rate,
+            self.waited.as_secs_f64()
+        )
+    }
+}
 
 tokio::task_local! {
     static RETRY_OBSERVER: RetryObserver;
@@ -127,6 +153,8 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// Proxies and trusted roots (default: direct, built-in roots).
     pub network: Network,
+    /// Requests in flight and their pace, per operation family ([`Budgets`]).
+    pub budgets: Budgets,
 }
 
 impl ClientOptions {
@@ -137,6 +165,7 @@ impl ClientOptions {
             timeout: Duration::from_secs(60),
             user_agent: format!("kiln/{}", env!("CARGO_PKG_VERSION")),
             network: Network::default(),
+            budgets: Budgets::default(),
         }
     }
 }
@@ -276,6 +305,7 @@ pub struct Client {
     auth: Credentials,
     network: Arc<Network>,
     retry: RetryPolicy,
+    budgets: Budgets,
 }
 
 impl std::fmt::Debug for Client {
@@ -356,7 +386,13 @@ impl Client {
             auth,
             network: Arc::new(options.network),
             retry: options.retry,
+            budgets: options.budgets,
         }
+    }
+
+    /// The budgets of this client's operation families (`--parallelism` is their ceiling).
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
     }
 
     /// What signs this client's requests.
@@ -446,7 +482,28 @@ impl Client {
                 Ok(k) => k,
                 Err(message) => return Err(self.auth_error(&call, message, attempt)),
             };
+            let (ticket, waited) = self.budgets.acquire(call.operation).await;
+            if waited >= Duration::from_millis(250) {
+                if let Some((_, rate)) = self
+                    .budgets
+                    .throttled()
+                    .into_iter()
+                    .find(|(f, _)| *f == call.operation)
+                {
+                    let notice = PaceNotice {
+                        family: call.operation,
+                        rate,
+                        waited,
+                    };
+                    let _ = RETRY_OBSERVER.try_with(|observe| observe(&notice));
+                }
+            }
             let result = self.attempt(&call, &url, &path_and_query, &key).await;
+            ticket.done(match &result {
+                Ok(_) => Outcome::Success,
+                Err((e, after)) if e.kind == ErrorKind::Throttled => Outcome::Throttled(*after),
+                Err(_) => Outcome::Other,
+            });
             // A token refused: once per call, with new credentials when the method has them.
             if let Err((e, _)) = &result {
                 if e.status == Some(401)
@@ -469,8 +526,14 @@ impl Client {
                     e
                 });
             }
-            let mut delay = self.retry.backoff(attempt);
-            if let Some(after) = after {
+            let throttled = matches!(&result, Err((e, _)) if e.kind == ErrorKind::Throttled);
+            let mut delay = if throttled && self.budgets.adaptive() {
+                // The family's budget paces the next attempt (and holds a `Retry-After`).
+                Duration::ZERO
+            } else {
+                self.retry.backoff(attempt)
+            };
+            if let Some(after) = after.filter(|_| !self.budgets.adaptive() || !throttled) {
                 delay = delay.max(after);
             }
             if started.elapsed() + delay > self.retry.max_elapsed {
@@ -645,7 +708,7 @@ impl Client {
         let message = parsed
             .and_then(|b| b.message)
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-        let kind = kind_of(status, &code);
+        let kind = kind_of_answer(status, &code, &message);
         let help = match kind {
             ErrorKind::PreconditionFailed => Some("the resource changed since its etag was read; read it again (`kiln plan`) and retry".to_string()),
             ErrorKind::Auth => Some(self.auth.auth_help()),
@@ -683,6 +746,12 @@ fn injected(call: &Call, fault: Fault) -> OciError {
             };
             (kind_of(s, code), Some(s), code, "injected answer")
         }
+        Fault::Capacity => (
+            ErrorKind::OutOfCapacity,
+            Some(500),
+            "InternalError",
+            "Out of host capacity.",
+        ),
         Fault::Lost | Fault::Error => (
             ErrorKind::Transport,
             None,

@@ -16,6 +16,10 @@ pub enum ErrorKind {
     Throttled,
     /// 5xx after every retry.
     Server,
+    /// LaunchInstance's 500 `InternalError` "Out of host capacity.": no host in that availability
+    /// or fault domain has room for the shape. Never retried as it is (the same place stays full
+    /// for minutes); the caller may try another place ([`OciError::is_out_of_capacity`]).
+    OutOfCapacity,
     /// 401 / 403.
     Auth,
     /// Any other 4xx.
@@ -48,6 +52,11 @@ pub struct OciError {
 }
 
 impl OciError {
+    /// No host had room for the launch (see [`ErrorKind::OutOfCapacity`]).
+    pub fn is_out_of_capacity(&self) -> bool {
+        self.kind == ErrorKind::OutOfCapacity
+    }
+
     /// An answer (or an item of it) that does not decode as the model of `operation`.
     pub fn decode(operation: &'static str, e: serde_json::Error) -> OciError {
         OciError {
@@ -102,6 +111,21 @@ impl fmt::Display for OciError {
 impl std::error::Error for OciError {}
 
 /// The kind for an HTTP status and OCI code.
+/// What an answer's status, code and message make of it. A capacity answer is told apart as
+/// Oracle's own controllers tell it: status 500 and "out of host capacity" in the message, in any
+/// case (oracle/cluster-api-provider-oci `cloud/ociutil/ociutil.go` `IsOutOfHostCapacity`, PR#473;
+/// oracle/karpenter-provider-oci `pkg/oci/errors.go`, PR#36); the code is `InternalError`.
+pub fn kind_of_answer(status: u16, code: &str, message: &str) -> ErrorKind {
+    if status == 500
+        && message
+            .to_ascii_lowercase()
+            .contains("out of host capacity")
+    {
+        return ErrorKind::OutOfCapacity;
+    }
+    kind_of(status, code)
+}
+
 pub fn kind_of(status: u16, code: &str) -> ErrorKind {
     match status {
         412 => ErrorKind::PreconditionFailed,

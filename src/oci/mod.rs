@@ -5,6 +5,7 @@
 //!   principals) and renewing their tokens; [`net`]: proxies and a CA bundle;
 //! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
 //! - [`client`]: HTTP with retries, timeouts, response headers surfaced; [`error`]: OCI errors;
+//! - [`budget`]: rate limits, an adaptive budget per operation family that every call shares;
 //! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters;
 //! - [`object_storage`]: the Object Storage subset behind remote state.
 //!
@@ -13,6 +14,7 @@
 //! This module knows nothing of manifests, plans or state.
 
 pub mod auth;
+pub mod budget;
 pub mod client;
 pub mod compute;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod signer;
 pub mod wait;
 pub mod watch;
 
+pub use budget::Budgets;
 pub use client::{Client, ClientOptions, MutationOptions, Response, RetryPolicy};
 pub use error::{ErrorKind, OciError};
 pub use regional::Clients;

@@ -4,7 +4,8 @@
 use miette::miette;
 use std::path::{Path, PathBuf};
 
-use crate::emulator::embedded::EmbeddedCloud;
+use crate::emulator::embedded::{EmbeddedCloud, Limits};
+use crate::emulator;
 use crate::manifest::{self, Backend, Endpoint, Manifest};
 use crate::oci::auth::{self, AuthMethod, Credentials};
 use crate::oci::config::{self as oci_config, ConfigFile};
@@ -128,6 +129,20 @@ pub fn state_dir(dir: &Path, state_dir: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| dir.join("state"))
 }
 
+/// The embedded emulator's limits, from `KILN_EMULATOR_RATE_LIMIT` and `KILN_EMULATOR_CAPACITY`
+/// (the `kiln emulator` flags' values, separated by commas or spaces).
+fn embedded_limits() -> miette::Result<(
+    Vec<emulator::limits::RateLimit>,
+    Vec<emulator::limits::CapacityRule>,
+)> {
+    let read = |name: &str| std::env::var(name).unwrap_or_default();
+    let rates = emulator::limits::parse_list(&read("KILN_EMULATOR_RATE_LIMIT"))
+        .map_err(|e| miette!("`KILN_EMULATOR_RATE_LIMIT`: {e}"))?;
+    let capacity = emulator::limits::parse_list(&read("KILN_EMULATOR_CAPACITY"))
+        .map_err(|e| miette!("`KILN_EMULATOR_CAPACITY`: {e}"))?;
+    Ok((rates, capacity))
+}
+
 /// The embedded emulator of `regions`, knowing the `compartments` the manifest names (as an
 /// account where they exist would): one emulated cloud per state directory, served by the first
 /// of the kiln runs using it at once and attached to by the others ([`EmbeddedCloud`]). Its key
@@ -148,7 +163,13 @@ async fn embedded(
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or(EMBEDDED_TIME_SCALE);
-    let mut cloud = EmbeddedCloud::attach_or_serve(dir, regions, compartments, scale).await?;
+    let (rate_limits, capacity) = embedded_limits()?;
+    let limits = Limits {
+        time_scale: scale,
+        rate_limits,
+        capacity,
+    };
+    let mut cloud = EmbeddedCloud::attach_or_serve(dir, regions, compartments, &limits).await?;
     if let Some(n) = notice {
         let n = n.clone();
         cloud.on_wait(move |text| n(text));
@@ -469,6 +490,20 @@ pub async fn open(dir: &Path, o: &Open) -> miette::Result<Session> {
         .unwrap_or(10)
         .max(1);
     let conn = connect(&manifest, dir, o).await?;
+    // `--parallelism` is the ceiling of every operation family's budget (`oci::budget`).
+    for region in conn
+        .clients
+        .regions()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    {
+        if let Ok(c) = conn.clients.for_region(Some(&region)) {
+            c.budgets().set_ceiling(parallelism);
+            if std::env::var("KILN_RATE_ADAPT").is_ok_and(|v| v == "off") {
+                c.budgets().set_adaptive(false);
+            }
+        }
+    }
     let store = state_store(&manifest, o.state_dir.as_deref(), &conn)?;
     let endpoint = match &store {
         StateStore::Remote(r) => format!("{} · state: {}", conn.endpoint, r.describe()),

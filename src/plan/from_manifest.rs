@@ -14,6 +14,11 @@ use super::{AttrClass, Kind};
 /// Placeholder in a launch body for an image found by `image_lookup` (resolved at plan time).
 pub const IMAGE_LOOKUP: &str = "$image_lookup";
 
+/// Key of a launch body under `placement`: the places to try in turn when the one before has no
+/// capacity (`[{"availabilityDomain", "faultDomain"}]`, the planned place first). The executor
+/// takes it out before sending ([`crate::apply`]'s capacity fallback).
+pub const PLACEMENT: &str = "$placement";
+
 fn known(
     path: &str,
     live: &str,
@@ -247,6 +252,17 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
     if !spec.metadata.is_empty() {
         body.insert("metadata".into(), json!(spec.metadata));
     }
+    let mut ignore_changes = spec.ignore_changes.clone();
+    if let Some(p) = &spec.placement {
+        // Decided at create: where a member landed (maybe elsewhere, for capacity) is kept.
+        ignore_changes.extend(["availability_domain".into(), "fault_domain".into()]);
+        let places: Vec<Value> = p
+            .fallback()
+            .into_iter()
+            .map(|(ad, fd)| json!({ "availabilityDomain": ad, "faultDomain": fd }))
+            .collect();
+        body.insert(PLACEMENT.into(), Value::Array(places));
+    }
     tags(
         &spec.address.to_string(),
         &mut attrs,
@@ -272,7 +288,7 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
         depends_on,
         captured_from: None,
         restart_source: true,
-        ignore_changes: spec.ignore_changes.clone(),
+        ignore_changes,
         prevent_destroy: spec.prevent_destroy,
         create_before_destroy: spec.create_before_destroy,
         preserve_boot_volume: spec.preserve_boot_volume,

@@ -298,7 +298,7 @@ async fn run_one(
     f: &Fleet,
     point: &'static str,
     j: usize,
-    fault: Fault,
+    fault: Class,
     resume: Resume,
 ) -> Result<(), String> {
     f.rewind();
@@ -306,8 +306,8 @@ async fn run_one(
     {
         let _scenario = fail::FailScenario::setup();
         let action = match j {
-            0 => format!("1*return({})", fault.arg()),
-            j => format!("{j}*off->1*return({})", fault.arg()),
+            0 => fault.action(),
+            j => format!("{j}*off->{}", fault.action()),
         };
         fail::cfg(point, &action).unwrap();
         let faulted = tokio::time::timeout(

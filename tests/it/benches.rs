@@ -222,3 +222,29 @@ fn bench_first_apply_smoke() {
     assert!(out.contains("LaunchInstance 6"), "{out}");
     assert!((num(&r[5]) - num(&r[4]) / 6.0).abs() < 0.01, "{out}");
 }
+
+#[test]
+fn bench_rate_limits_smoke() {
+    // The SDK row needs Oracle's SDK; without it the script skips that row (and says so).
+    let out = run(Command::new("python3")
+        .arg("benches/rate_limits.py")
+        .env("SMALL", "1"));
+    let rows = rows(&out);
+    let runs: Vec<&Vec<String>> = rows.iter().filter(|r| r.len() == 8).collect();
+    assert!(runs.len() >= 2, "kiln with and without adaptation:\n{out}");
+    for r in &runs {
+        // Every launch made, none failed; 429s are a part of the requests.
+        assert_eq!(num(&r[6]), 20.0, "launched:\n{out}");
+        assert_eq!(num(&r[7]), 0.0, "failed:\n{out}");
+        assert!(num(&r[4]) <= num(&r[3]), "{out}");
+    }
+    // (the fleet table's header is a row of 7 cells too: its data row is the last)
+    let fleet = rows
+        .iter()
+        .filter(|r| r.len() == 7)
+        .next_back()
+        .expect("the fleet row");
+    assert_eq!(fleet[0], "6/6", "{out}");
+    assert_eq!(fleet[1], "2/2/2", "{out}");
+    assert_eq!(fleet[2], "all", "every member where the rule says:\n{out}");
+}
