@@ -30,6 +30,7 @@
 //! | [`ops`] | one flow per verb (plan, graph, apply, refresh-only, destroy, saved plans, import, state edits, migrate, force-unlock, the state `output` reads): open the manifest, connect, lock, load, plan, execute, save, release on every path — returning data; the CLI, the fault suite and the simulation all run these | through `state` and `manifest`; the embedded emulator's files under `state/.emulator/` |
 //! | [`cli`] | one thin file per subcommand over [`ops`]: parse arguments, confirm, print; the flags several share defined once (`args`); one door for printing that takes a closed pipe quietly and colours only a terminal (`out`) | — |
 //! | [`dag`] | a leaf `manifest` (reference cycles) and `plan` (the action DAG) share: a petgraph wrapper with sorted `Display` and DOT | — |
+//! | [`policy`] | a leaf `ops` uses: Rego policies (conftest's conventions: `package main`, `deny`/`violation`/`warn`, v0 and v1 syntax) evaluated by an embedded engine against a JSON input (the Terraform-shaped plan) | reads `--policy` / `[policy] dirs` `.rego` files |
 //! | [`region`] | a leaf `manifest` (validation), `oci` (endpoints) and `plan` share: region ids, 3-letter codes, realms, endpoints, the region of an OCID | — |
 //! | [`raw_json`] | a leaf `state`, `plan` and `apply` share: a resource's JSON kept as compact text, parsed when read (a tenth of the memory of a value) | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
@@ -62,6 +63,7 @@ pub mod oci;
 pub mod ops;
 pub mod output;
 pub mod plan;
+pub mod policy;
 pub mod raw_json;
 pub mod region;
 pub mod small_file;

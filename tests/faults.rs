@@ -363,6 +363,7 @@ async fn plan(dir: &Path, store: &StateStore, client: &Client) -> Result<Plan, S
     let s = session(dir, store, client)?;
     ops::plan::plan(&s, &PlanRequest::default())
         .await
+        .map(|c| c.plan)
         .map_err(|e| format!("{e:?}"))
 }
 

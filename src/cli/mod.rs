@@ -16,6 +16,7 @@ mod out;
 mod output;
 mod plan;
 mod schema;
+mod show;
 mod signals;
 mod state;
 mod validate;
@@ -38,6 +39,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Apply a manifest directory (after a confirmation) or a saved plan file.
     Apply(apply::Args),
+    /// Show a saved plan (`kiln plan --out FILE`) as text, kiln's JSON or Terraform's.
+    Show(show::Args),
     /// Destroy everything the state manages.
     Destroy(apply::DestroyArgs),
     /// Adopt an existing instance: add its table to kiln.toml and record it in state.
@@ -74,7 +77,9 @@ impl Command {
             Command::State(c) => c.verbose(),
             Command::ForceUnlock(a) => a.at.verbosity.verbose,
             Command::Emulator(a) => a.verbosity.verbose,
-            Command::Validate(_) | Command::Schema | Command::Completions(_) => 0,
+            Command::Validate(_) | Command::Schema | Command::Completions(_) | Command::Show(_) => {
+                0
+            }
         }
     }
 }
@@ -88,6 +93,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan::run(args),
         Command::Apply(args) => apply::run(args),
+        Command::Show(args) => show::run(args),
         Command::Destroy(args) => apply::destroy(args),
         Command::Output(args) => output::run(args),
         Command::Graph(args) => graph::run(args),

@@ -101,7 +101,35 @@ pub fn instance_table(live: &Instance, subnet: &str) -> Table {
     if live.lifecycle_state == "STOPPED" {
         t.insert("state", value("STOPPED"));
     }
+    launch_settings(&mut t, live);
     t
+}
+
+/// The launch settings the instance has ([`crate::manifest::launch::SETTINGS`]): every key OCI
+/// returns, except `launch_options`' launch-time ones (firmware, volume naming, data volume
+/// type), which the image decides, unless the instance's differ from nothing kiln could set.
+fn launch_settings(t: &mut Table, live: &Instance) {
+    for s in crate::manifest::launch::SETTINGS {
+        let Some(obj) = live.extra.get(s.oci).and_then(Value::as_object) else {
+            continue;
+        };
+        let mut table = InlineTable::new();
+        for (field, oci, in_place) in s.keys() {
+            if s.name == "launch_options" && !in_place {
+                continue;
+            }
+            let item: toml_edit::Value = match obj.get(oci) {
+                Some(Value::Bool(b)) => (*b).into(),
+                Some(Value::String(x)) => x.as_str().into(),
+                Some(Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default().into(),
+                _ => continue,
+            };
+            table.insert(field.name, item);
+        }
+        if !table.is_empty() {
+            t.insert(s.name, value(table));
+        }
+    }
 }
 
 /// The create-time inputs recorded for an imported instance (what a launch by kiln records).
