@@ -10,6 +10,7 @@ mod apply;
 mod args;
 mod completions;
 mod emulator;
+mod fmt;
 mod graph;
 mod import;
 mod out;
@@ -56,6 +57,8 @@ pub enum Command {
     ForceUnlock(state::ForceUnlockArgs),
     /// Check a manifest (and an environment) without contacting OCI.
     Validate(validate::Args),
+    /// Format kiln.toml and envs/*.toml (key order, aligned `=`, comments kept).
+    Fmt(fmt::Args),
     /// Print the JSON Schema of kiln.toml.
     Schema,
     /// Run the OCI Compute API emulator (for tests, demos and benchmarks).
@@ -77,9 +80,11 @@ impl Command {
             Command::State(c) => c.verbose(),
             Command::ForceUnlock(a) => a.at.verbosity.verbose,
             Command::Emulator(a) => a.verbosity.verbose,
-            Command::Validate(_) | Command::Schema | Command::Completions(_) | Command::Show(_) => {
-                0
-            }
+            Command::Validate(_)
+            | Command::Schema
+            | Command::Completions(_)
+            | Command::Show(_)
+            | Command::Fmt(_) => 0,
         }
     }
 }
@@ -94,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Show(args) => show::run(args),
+        Command::Fmt(args) => fmt::run(args),
         Command::Destroy(args) => apply::destroy(args),
         Command::Output(args) => output::run(args),
         Command::Graph(args) => graph::run(args),

@@ -8,10 +8,12 @@ use miette::IntoDiagnostic;
 use crate::ops::{self, plan::PlanRequest};
 use crate::plan::render::{self, Style};
 use crate::plan::saved::SavedPlan;
-use crate::plan::{terraform, Plan};
+use crate::plan::{markdown, terraform, Plan};
 use crate::policy::Report;
 
-use super::args::{Common, Dir, JsonFormat, JsonKind, LockWait, Parallelism, Verbosity};
+use super::args::{
+    Common, Dir, JsonFormat, JsonKind, LockWait, Parallelism, Verbosity, ViewFormat,
+};
 use super::out;
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +33,10 @@ pub struct Args {
     pub refresh: bool,
     #[command(flatten)]
     pub json: JsonFormat,
+    /// `markdown`: a pull-request comment (summary, table of changes, drift, policy results,
+    /// the text plan folded), at most 65,536 characters
+    #[arg(long, value_enum, default_value = "text", conflicts_with = "json")]
+    pub format: ViewFormat,
     /// Save the plan to FILE, for `kiln apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -115,12 +121,27 @@ pub fn style() -> Style {
     }
 }
 
-/// The plan as text, kiln's JSON or Terraform's.
-pub fn print_plan(plan: &Plan, json: Option<JsonKind>) -> miette::Result<()> {
-    match json {
-        None => out::print(&render::text(plan, style())),
-        Some(JsonKind::Kiln) => out::println(&render::json(plan)),
-        Some(JsonKind::Terraform) => out::println(&terraform::json(plan)),
+/// The plan as text, markdown, kiln's JSON or Terraform's, with what the policies said (after
+/// the text, inside the markdown, on stderr beside JSON).
+pub fn print_plan(
+    plan: &Plan,
+    json: Option<JsonKind>,
+    format: ViewFormat,
+    policy: Option<&Report>,
+) -> miette::Result<()> {
+    match (json, format) {
+        (None, ViewFormat::Text) => {
+            out::print(&render::text(plan, style()))?;
+            print_policy(policy, false)
+        }
+        (None, ViewFormat::Markdown) => out::print(&markdown::markdown(plan, policy)),
+        (Some(kind), _) => {
+            out::println(&match kind {
+                JsonKind::Kiln => render::json(plan),
+                JsonKind::Terraform => terraform::json(plan),
+            })?;
+            print_policy(policy, true)
+        }
     }
 }
 
@@ -136,15 +157,16 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             excludes: args.excludes.clone(),
             replace: args.replace.iter().cloned().collect(),
             lock_timeout: args.lock.lock_timeout,
-            observe: args.out.is_some() || args.json.json == Some(JsonKind::Terraform),
+            observe: args.out.is_some()
+                || args.json.json == Some(JsonKind::Terraform)
+                || args.format == ViewFormat::Markdown,
             policy_dirs: args.policy.dirs.clone(),
         };
         let ops::plan::Checked { plan, policy } = ops::plan::plan(&s, &req).await?;
-        print_plan(&plan, args.json.json)?;
-        print_policy(policy.as_ref(), args.json.json.is_some())?;
+        print_plan(&plan, args.json.json, args.format, policy.as_ref())?;
         if let Some(out) = &args.out {
             SavedPlan::new(&dir, plan.clone()).write(out)?;
-            if args.json.json.is_none() {
+            if args.json.json.is_none() && args.format == ViewFormat::Text {
                 out::println(&format!(
                     "\nSaved the plan to {}: apply exactly it with `kiln apply {}`",
                     out.display(),

@@ -23,6 +23,7 @@ pub mod diagnostic;
 pub mod edit;
 pub mod excerpt;
 mod fleet;
+pub mod format;
 mod image;
 mod instance;
 pub mod launch;

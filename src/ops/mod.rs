@@ -11,6 +11,7 @@
 //! | [`plan`] | `plan`, `graph` |
 //! | [`apply`] | `apply`, `apply --refresh-only`, `apply PLANFILE`, `destroy` — prepared (locked and planned), confirmed by the caller, executed |
 //! | [`import`] | `import` |
+//! | [`fmt`] | `fmt`: the manifest files formatted, or listed with `--check` |
 //! | [`policy`] | the policy check `plan` and `apply` share (`--policy`, `[policy] dirs`) |
 //! | [`show`] | `show PLANFILE`: a saved plan read for its views |
 //! | [`state`] | `state list/show/rm/mv/migrate`, `force-unlock`, and the state `output` reads |
@@ -19,6 +20,7 @@
 //! diagnostic already.
 
 pub mod apply;
+pub mod fmt;
 pub mod import;
 pub mod plan;
 pub mod policy;

@@ -11,6 +11,7 @@
 //! - [`diff`]: desired vs live (what OCI says now) → attribute changes, and state vs live → drift;
 //! - [`select`]: what `--target` and `--exclude` keep;
 //! - [`render`]: terraform-like text and the JSON format;
+//! - [`markdown`]: a pull-request comment (`--format markdown`);
 //! - [`terraform`]: the plan in the shape of Terraform's JSON plan (`--json=terraform`), for the
 //!   tools that read it (conftest/OPA, Checkov, PR bots).
 //!
@@ -21,6 +22,7 @@ pub mod desired;
 pub mod diff;
 pub mod from_manifest;
 pub mod import;
+pub mod markdown;
 pub mod refresh;
 pub mod render;
 pub mod saved;

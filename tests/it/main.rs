@@ -15,6 +15,7 @@ mod emulator;
 mod emulator_fidelity;
 mod examples;
 mod fleets;
+mod fmt;
 mod fuzz;
 mod import;
 mod manifest;

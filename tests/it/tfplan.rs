@@ -215,3 +215,41 @@ async fn terraform_json_of_an_image_and_a_create_before_destroy_replacement() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markdown_plan_for_a_pull_request_comment() {
+    let p = Project::new(support::config(0.002)).await;
+    p.write("[instance.web]\nfreeform_tags = { role = \"web\" }\n\n[instance.db]\n");
+    assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
+    let web_id = p.state()["resources"]["instance.web"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let upd: kiln::oci::models::UpdateInstanceDetails =
+        serde_json::from_value(json!({ "freeformTags": { "role": "changed" } })).unwrap();
+    p.client()
+        .update_instance(&web_id, &upd, &kiln::oci::MutationOptions::default())
+        .await
+        .unwrap();
+    let dir = p.path().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("tags.rego"),
+        "package main\n\nimport rego.v1\n\nwarn contains msg if {\n  some rc in input.resource_changes\n  \"create\" in rc.change.actions\n  not rc.change.after.freeform_tags.owner\n  msg := sprintf(\"%s has no | owner tag\", [rc.address])\n}\n",
+    )
+    .unwrap();
+    p.write("[instance.web]\nfreeform_tags = { role = \"web\" }\n\n[instance.api]\n");
+    let md = p
+        .kiln(&["plan", "--format", "markdown", "--policy", "policies"])
+        .await;
+    assert_eq!(md.code, 0, "{md:?}");
+    insta::assert_snapshot!("plan_markdown", scrub(&md.stdout, Some(&p)));
+    // The same from a saved plan.
+    assert_eq!(p.kiln(&["plan", "--out", "pr.plan"]).await.code, 0);
+    let shown = p
+        .kiln(&[
+            "show", "--format", "markdown", "--policy", "policies", "pr.plan",
+        ])
+        .await;
+    assert_eq!(shown.stdout, md.stdout, "{shown:?}");
+}
