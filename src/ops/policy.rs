@@ -11,7 +11,7 @@ use crate::policy::{Policies, Report};
 use super::Session;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("{} polic{} denied this plan: {}", .count, if *.count == 1 { "y" } else { "ies" }, .first)]
+#[error("the policies denied this plan ({count} denied): {first}")]
 #[diagnostic(
     code(kiln::policy::denied),
     help("change the manifest (or the policy) and plan again; the denials are listed above")

@@ -143,7 +143,10 @@ async fn the_example_policies_deny_untagged_creates_and_many_replacements() {
     );
     p.write("[instance.web]\ncount = 6\nfreeform_tags = { cost-center = \"42\" }\n");
     let tagged = p.kiln(&["plan", "--policy", examples]).await;
-    assert!(!tagged.stdout.contains("cost-center"), "{tagged:?}");
+    assert!(
+        !tagged.stdout.contains("without a `cost-center` tag"),
+        "{tagged:?}"
+    );
     assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
     // Six replacements (a new availability domain) are more than five.
     let f = p.emu.fixtures();
