@@ -138,19 +138,19 @@ pub struct JsonFormat {
 /// The JSON shapes of a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum JsonKind {
-    /// kiln's own plan JSON.
+    // kiln's own plan JSON.
     Kiln,
-    /// Terraform's JSON plan representation (`terraform show -json`).
+    // Terraform's JSON plan representation (`terraform show -json`).
     Terraform,
 }
 
 /// `--format`: other views of a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ViewFormat {
-    /// The text plan.
+    // The text plan.
     Text,
-    /// A pull-request comment: summary, table of changes, drift, policy results, the text plan
-    /// folded.
+    // A pull-request comment: summary, table of changes, drift, policy results, the text plan
+    // folded.
     Markdown,
 }
 

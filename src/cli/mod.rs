@@ -40,7 +40,7 @@ pub enum Command {
     Plan(plan::Args),
     /// Apply a manifest directory (after a confirmation) or a saved plan file.
     Apply(apply::Args),
-    /// Show a saved plan (`kiln plan --out FILE`) as text, kiln's JSON or Terraform's.
+    /// Show a saved plan (`kiln plan --out FILE`): text, markdown, kiln's JSON or Terraform's.
     Show(show::Args),
     /// Destroy everything the state manages.
     Destroy(apply::DestroyArgs),

@@ -135,7 +135,10 @@ fn launch_settings(t: &mut Table, live: &Instance) {
         }
         if s.name == "platform_config" && !table.is_empty() {
             if let Some(ty) = obj.get("type").and_then(Value::as_str) {
-                table.insert("type", ty.into());
+                let mut typed = InlineTable::new();
+                typed.insert("type", ty.into());
+                typed.extend(table);
+                table = typed;
             }
         }
         if !table.is_empty() {

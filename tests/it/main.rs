@@ -18,6 +18,7 @@ mod fleets;
 mod fmt;
 mod fuzz;
 mod import;
+mod launch;
 mod manifest;
 mod never_twice;
 mod object_storage;
