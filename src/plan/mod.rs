@@ -23,6 +23,7 @@ pub mod diff;
 pub mod from_manifest;
 pub mod import;
 pub mod markdown;
+mod observe;
 pub mod refresh;
 pub mod render;
 pub mod saved;

@@ -420,50 +420,6 @@ fn fill_observed(changes: &mut [super::Change], live: &HashMap<String, LiveRead>
     }
 }
 
-/// Every resource of the manifest and the (selected) state as this plan saw it.
-fn observe(
-    state: Option<&State>,
-    prior: &BTreeMap<String, Prior>,
-    desired: &[DesiredResource],
-    live: &HashMap<String, LiveRead>,
-) -> Vec<super::Observed> {
-    let declared: BTreeMap<&str, Kind> = desired
-        .iter()
-        .map(|d| (d.address.as_str(), d.kind))
-        .collect();
-    let addresses: BTreeSet<&str> = declared
-        .keys()
-        .copied()
-        .chain(prior.keys().map(String::as_str))
-        .collect();
-    addresses
-        .into_iter()
-        .map(|a| {
-            let p = prior.get(a);
-            let recorded = state.and_then(|s| s.resources.get(a));
-            let id = p.and_then(|p| p.id.clone());
-            super::Observed {
-                address: a.to_string(),
-                kind: declared
-                    .get(a)
-                    .copied()
-                    .or(p.and_then(|p| p.kind))
-                    .unwrap_or(Kind::Instance),
-                declared: declared.contains_key(a),
-                live: id
-                    .as_ref()
-                    .and_then(|id| live.get(id))
-                    .filter(|l| !l.is_gone())
-                    .map(|l| l.body.parse()),
-                state: p.filter(|p| p.id.is_some()).map(|p| p.attributes.parse()),
-                inputs: p.map(|p| (*p.inputs).clone()).unwrap_or_default(),
-                network: recorded.and_then(|r| r.network.clone()),
-                id,
-            }
-        })
-        .collect()
-}
-
 /// The plan for `manifest` against `state` and (with a client) live OCI.
 pub async fn make_plan(
     manifest: &Manifest,
@@ -606,7 +562,7 @@ pub async fn make_plan(
         _ => Vec::new(),
     };
     let observed = match opts.observe {
-        true => observe(state, &prior, &desired, &live),
+        true => super::observe::observe(state, &prior, &desired, &live),
         false => Vec::new(),
     };
     Ok(Plan {
