@@ -20,16 +20,17 @@
 //!
 //! | module | owns | reads / writes on disk |
 //! |---|---|---|
-//! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments; one file per stage of the loader (vars, keys and types, fleets, provider, instance, placement, image, references) | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
+//! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments; one file per stage of the loader (vars, keys and types, fleets, provider, instance, placement, image, references); the launch settings table; canonical formatting (`kiln fmt`) | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s; `fmt` rewrites the first two |
 //! | [`state`] | versioned state format (pending creates, deposed objects), a loader that refuses what it cannot trust, atomic compare-and-swap saves, an apply's commit journal (folded at its end), backup, lock; local file or Object Storage (lock object) | reads/writes `state/<env>.json`, `.journal`, `.backup`, `.lock` (or the same as objects, without a journal) |
-//! | [`plan`] | refresh from OCI, per-attribute diff, drift (power state included), action DAG (built per resource, capture, delete — unfinished creates included), the `kiln-address` tag check, `--target`/`--exclude`, refresh-only, rendering | writes saved plans (`--out`) |
+//! | [`plan`] | refresh from OCI, per-attribute diff, drift (power state included), action DAG (built per resource, capture, delete — unfinished creates included), the `kiln-address` tag check, `--target`/`--exclude`, refresh-only, rendering (text, kiln's JSON, Terraform's JSON plan shape, a markdown PR comment) | writes saved plans (`--out`) |
 //! | [`apply`] | DAG executor (the walk; what actions share; one arm per action): creates never made twice (with capacity fallback across a `placement`'s domains), If-Match'ed mutations that re-read after a refusal, replacements that depose; waits that share listings; network facts of what it made, read in bulk after; progress | commits state after every action (a journal append) |
 //! | [`oci`] | config file, keys, request signer, the four auth methods (API key, session token, resource and instance principals) and renewing their tokens, proxies and CA bundle, HTTP with retries, an adaptive budget per operation family (rate limits), typed Compute API, the Object Storage subset, a client per region | reads `~/.oci/config`, key, token and CA files; writes a refreshed `security_token_file` |
 //! | [`emulator`] | an OCI API server on hyper (Compute, boot volumes, the networking and identity Compute users touch, work requests, an Object Storage subset, the auth service's federation (chains path-validated) and session refresh), strict about every field, with signatures and security tokens, etags, retry tokens, lifecycles, keyset pages, faults, rate limits and host capacity; one file per resource family; the embedded emulator as one cloud per state directory, served by one kiln run and attached to by the others (`embedded`) | reads an OCI config for trusted keys; `--data` file; `state/.emulator/` (key pair, config, data, `serve.lock`/`clients.lock`/`starting.lock`, `serving.json`) |
 //! | [`output`] | what `kiln output` prints: ids, IPs, hostnames, sizes, as text, JSON or one bare value — a view of the state, no network | reads the state (through [`state`]) |
-//! | [`ops`] | one flow per verb (plan, graph, apply, refresh-only, destroy, saved plans, import, state edits, migrate, force-unlock, the state `output` reads): open the manifest, connect, lock, load, plan, execute, save, release on every path — returning data; the CLI, the fault suite and the simulation all run these | through `state` and `manifest`; the embedded emulator's files under `state/.emulator/` |
+//! | [`ops`] | one flow per verb (plan, graph, apply, refresh-only, destroy, saved plans, show, import, state edits, migrate, force-unlock, the state `output` reads, fmt) and the policy check plan and apply share: open the manifest, connect, lock, load, plan, execute, save, release on every path — returning data; the CLI, the fault suite and the simulation all run these | through `state` and `manifest`; the embedded emulator's files under `state/.emulator/` |
 //! | [`cli`] | one thin file per subcommand over [`ops`]: parse arguments, confirm, print; the flags several share defined once (`args`); one door for printing that takes a closed pipe quietly and colours only a terminal (`out`) | — |
 //! | [`dag`] | a leaf `manifest` (reference cycles) and `plan` (the action DAG) share: a petgraph wrapper with sorted `Display` and DOT | — |
+//! | [`policy`] | a leaf `ops` uses: Rego policies (conftest's conventions: `package main`, `deny`/`violation`/`warn`, v0 and v1 syntax) evaluated by an embedded engine against a JSON input (the Terraform-shaped plan) | reads `--policy` / `[policy] dirs` `.rego` files |
 //! | [`region`] | a leaf `manifest` (validation), `oci` (endpoints) and `plan` share: region ids, 3-letter codes, realms, endpoints, the region of an OCID | — |
 //! | [`raw_json`] | a leaf `state`, `plan` and `apply` share: a resource's JSON kept as compact text, parsed when read (a tenth of the memory of a value) | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
@@ -39,7 +40,7 @@
 //! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
 //!
 //! Dependencies run one way: `cli → ops → apply → plan → {manifest, state, oci}`, `state → oci`
-//! (remote state), and `cli → output → state`; the leaves (`dag`, `region`, `raw_json`, `small_file`, `x509_subject`, `env_name`, `suggest`, `failpoint`)
+//! (remote state), and `cli → output → state`; the leaves (`dag`, `region`, `raw_json`, `small_file`, `x509_subject`, `env_name`, `suggest`, `failpoint`, `policy`)
 //! depend on nothing of kiln. The `oci` client knows nothing of manifests, plans or state; the
 //! `manifest` module uses neither `plan` nor `oci` (it borrows only leaves); the `emulator` uses
 //! nothing of manifest, state, plan or apply (it only shares the OCI config-file parser).
@@ -63,6 +64,7 @@ pub mod oci;
 pub mod ops;
 pub mod output;
 pub mod plan;
+pub mod policy;
 pub mod raw_json;
 pub mod region;
 pub mod small_file;

@@ -419,6 +419,7 @@ async fn plan(dir: &Path, store: &StateStore, clients: &Clients) -> Result<Plan,
     let s = session(dir, store, clients)?;
     ops::plan::plan(&s, &PlanRequest::default())
         .await
+        .map(|c| c.plan)
         .map_err(|e| format!("{e:?}"))
 }
 

@@ -88,6 +88,8 @@ pub struct RunArgs {
     /// comparison, or an API that lists slowly).
     #[arg(long, value_enum, default_value = "list")]
     pub wait_reads: WaitReadsArg,
+    #[command(flatten)]
+    pub policy: super::plan::PolicyArgs,
 }
 
 /// `--wait-reads`.
@@ -132,6 +134,7 @@ impl Run<'_> {
                 ..Timeouts::default()
             },
             wait_reads: o.wait_reads.into(),
+            policy_dirs: o.policy.dirs.clone(),
         }
     }
 }
@@ -229,6 +232,8 @@ fn execute_cmd(r: Run<'_>, kind: Kind) -> miette::Result<ExitCode> {
         if !saved {
             out::print(&render::text(&prepared.plan, super::plan::style()))?;
         }
+        super::plan::print_policy(prepared.policy.as_ref(), false)?;
+        let prepared = prepared.refuse_if_denied().await?;
         if prepared.is_noop() {
             prepared.cancel().await?;
             return Ok(ExitCode::SUCCESS);

@@ -126,6 +126,35 @@ pub struct Verbosity {
     pub verbose: u8,
 }
 
+/// `--json[=FORMAT]`: kiln's own JSON (`--json`, `--json=kiln`) or Terraform's plan shape
+/// (`--json=terraform`). The `=` is required, so `kiln plan --json DIR` still reads `DIR`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct JsonFormat {
+    /// Print the plan as JSON: kiln's own (`--json`), or in the shape of Terraform's JSON plan
+    /// (`--json=terraform`) for conftest, Checkov and PR tools
+    #[arg(long, value_name = "FORMAT", value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "kiln")]
+    pub json: Option<JsonKind>,
+}
+
+/// The JSON shapes of a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum JsonKind {
+    // kiln's own plan JSON.
+    Kiln,
+    // Terraform's JSON plan representation (`terraform show -json`).
+    Terraform,
+}
+
+/// `--format`: other views of a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewFormat {
+    // The text plan.
+    Text,
+    // A pull-request comment: summary, table of changes, drift, policy results, the text plan
+    // folded.
+    Markdown,
+}
+
 /// `--auth`: one of Oracle's CLI names.
 pub fn parse_auth(s: &str) -> Result<AuthMethod, String> {
     s.parse()

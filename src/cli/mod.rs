@@ -10,12 +10,14 @@ mod apply;
 mod args;
 mod completions;
 mod emulator;
+mod fmt;
 mod graph;
 mod import;
 mod out;
 mod output;
 mod plan;
 mod schema;
+mod show;
 mod signals;
 mod state;
 mod validate;
@@ -38,6 +40,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Apply a manifest directory (after a confirmation) or a saved plan file.
     Apply(apply::Args),
+    /// Show a saved plan (`kiln plan --out FILE`): text, markdown, kiln's JSON or Terraform's.
+    Show(show::Args),
     /// Destroy everything the state manages.
     Destroy(apply::DestroyArgs),
     /// Adopt an existing instance: add its table to kiln.toml and record it in state.
@@ -53,6 +57,8 @@ pub enum Command {
     ForceUnlock(state::ForceUnlockArgs),
     /// Check a manifest (and an environment) without contacting OCI.
     Validate(validate::Args),
+    /// Format kiln.toml and envs/*.toml (key order, aligned `=`, comments kept).
+    Fmt(fmt::Args),
     /// Print the JSON Schema of kiln.toml.
     Schema,
     /// Run the OCI Compute API emulator (for tests, demos and benchmarks).
@@ -74,7 +80,11 @@ impl Command {
             Command::State(c) => c.verbose(),
             Command::ForceUnlock(a) => a.at.verbosity.verbose,
             Command::Emulator(a) => a.verbosity.verbose,
-            Command::Validate(_) | Command::Schema | Command::Completions(_) => 0,
+            Command::Validate(_)
+            | Command::Schema
+            | Command::Completions(_)
+            | Command::Show(_)
+            | Command::Fmt(_) => 0,
         }
     }
 }
@@ -88,6 +98,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan::run(args),
         Command::Apply(args) => apply::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Fmt(args) => fmt::run(args),
         Command::Destroy(args) => apply::destroy(args),
         Command::Output(args) => output::run(args),
         Command::Graph(args) => graph::run(args),

@@ -25,6 +25,36 @@ pub(super) fn is_availability_domain(ad: &str) -> bool {
     })
 }
 
+/// The launch settings set in the instance's table (a key at a time), else in `[defaults]`;
+/// their types were checked with the keys.
+fn launch_settings(
+    t: &IndexMap<String, Entry>,
+    defaults: &IndexMap<String, Entry>,
+) -> std::collections::BTreeMap<
+    &'static str,
+    std::collections::BTreeMap<&'static str, serde_json::Value>,
+> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in super::launch::SETTINGS {
+        let mut keys = std::collections::BTreeMap::new();
+        for (field, _, _) in s.keys() {
+            let own = get(t, s.name)
+                .and_then(entries)
+                .and_then(|e| get(e, field.name));
+            let default = get(defaults, s.name)
+                .and_then(entries)
+                .and_then(|e| get(e, field.name));
+            if let Some(n) = own.or(default) {
+                keys.insert(field.name, super::tree::to_json(n));
+            }
+        }
+        if !keys.is_empty() {
+            out.insert(s.name, keys);
+        }
+    }
+    out
+}
+
 impl Loader {
     pub(super) fn instance(
         &mut self,
@@ -193,6 +223,7 @@ impl Loader {
             ignore_changes,
             prevent_destroy: bool_of(get(t, "prevent_destroy")).unwrap_or(false),
             create_before_destroy: bool_of(get(t, "create_before_destroy")).unwrap_or(false),
+            launch: launch_settings(t, defaults),
         })
     }
 

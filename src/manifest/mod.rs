@@ -24,9 +24,11 @@ pub mod diagnostic;
 pub mod edit;
 pub mod excerpt;
 mod fleet;
+pub mod format;
 mod image;
 mod instance;
 pub mod placement;
+pub mod launch;
 mod provider;
 mod references;
 mod resource;
@@ -45,7 +47,7 @@ use crate::suggest::did_you_mean;
 use diagnostic::{At, Sources};
 pub use diagnostic::{ManifestError, Problem};
 pub use placement::{FaultDomains, Placement};
-use tree::{entries, get, Node};
+use tree::{entries, get, str_of, Node};
 
 /// The largest `user_data_file`, in bytes. OCI takes at most 32,000 bytes of instance metadata
 /// (`metadata` and `extendedMetadata` together) and `user_data` is sent base64-encoded, 4 bytes for
@@ -276,6 +278,9 @@ pub struct InstanceSpec {
     pub ignore_changes: Vec<String>,
     pub prevent_destroy: bool,
     pub create_before_destroy: bool,
+    /// The [`launch::SETTINGS`] the manifest sets (its table, else `[defaults]`'s), by setting
+    /// name: each key it sets, by manifest name, as JSON.
+    pub launch: BTreeMap<&'static str, BTreeMap<&'static str, serde_json::Value>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -319,6 +324,9 @@ pub struct Manifest {
     pub images: BTreeMap<String, ImageSpec>,
     /// `[[moved]]`: addresses renamed in the manifest, in order.
     pub moved: Vec<Moved>,
+    /// `[policy] dirs`: directories of Rego policies every plan is checked against, resolved
+    /// against the manifest directory.
+    pub policy_dirs: Vec<PathBuf>,
     /// Warnings (e.g. duplicate display names): shown, not fatal.
     pub warnings: Vec<Problem>,
 }
@@ -621,7 +629,20 @@ impl Loader {
         self.cycles(&ref_sites);
         self.duplicate_names(&instances, &images, &instances_t, &images_t);
         let moved = self.moved(get(top, "moved"), &instance_names, &image_names);
+        let policy_dirs = get(top, "policy")
+            .and_then(entries)
+            .and_then(|t| get(t, "dirs"))
+            .map(|n| match &n.value {
+                tree::Value::Array(items) => items
+                    .iter()
+                    .filter_map(|i| str_of(Some(i)))
+                    .map(|(d, _)| self.dir.join(d))
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .unwrap_or_default();
         Some(Manifest {
+            policy_dirs,
             dir: self.dir.clone(),
             env: env.to_string(),
             provider,

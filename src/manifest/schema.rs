@@ -35,6 +35,8 @@ pub struct Field {
     pub doc: &'static str,
 }
 
+use super::launch;
+
 const fn f(name: &'static str, ty: Ty, doc: &'static str) -> Field {
     Field { name, ty, doc }
 }
@@ -217,6 +219,26 @@ pub const INSTANCE: &[Field] = &[
         Ty::Bool,
         "On replacement, launch the new instance before terminating the old one",
     ),
+    f(
+        "instance_options",
+        Ty::Table(launch::INSTANCE_OPTIONS.fields),
+        launch::INSTANCE_OPTIONS.doc,
+    ),
+    f(
+        "launch_options",
+        Ty::Table(launch::LAUNCH_OPTIONS.fields),
+        launch::LAUNCH_OPTIONS.doc,
+    ),
+    f(
+        "availability_config",
+        Ty::Table(launch::AVAILABILITY_CONFIG.fields),
+        launch::AVAILABILITY_CONFIG.doc,
+    ),
+    f(
+        "platform_config",
+        Ty::Table(launch::PLATFORM_CONFIG.fields),
+        launch::PLATFORM_CONFIG.doc,
+    ),
 ];
 
 pub const IMAGE_OBJECT: &[Field] = &[
@@ -321,6 +343,26 @@ pub const DEFAULTS: &[Field] = &[
         "Defined tags merged into every resource's",
     ),
     f("preserve_boot_volume", Ty::Bool, "For every instance"),
+    f(
+        "instance_options",
+        Ty::Table(launch::INSTANCE_OPTIONS.fields),
+        launch::INSTANCE_OPTIONS.doc,
+    ),
+    f(
+        "launch_options",
+        Ty::Table(launch::LAUNCH_OPTIONS.fields),
+        launch::LAUNCH_OPTIONS.doc,
+    ),
+    f(
+        "availability_config",
+        Ty::Table(launch::AVAILABILITY_CONFIG.fields),
+        launch::AVAILABILITY_CONFIG.doc,
+    ),
+    f(
+        "platform_config",
+        Ty::Table(launch::PLATFORM_CONFIG.fields),
+        launch::PLATFORM_CONFIG.doc,
+    ),
 ];
 
 pub const TOP: &[Field] = &[
@@ -351,11 +393,22 @@ pub const TOP: &[Field] = &[
         "Custom images, one table per image: `[image.NAME]`",
     ),
     f(
+        "policy",
+        Ty::Table(POLICY),
+        "Policies checked against every plan: `dirs = [\"policies\"]`",
+    ),
+    f(
         "moved",
         Ty::TableArray(MOVED),
         "`[[moved]]`: an address renamed in the manifest, so its state moves with it (never destroy + create)",
     ),
 ];
+
+pub const POLICY: &[Field] = &[f(
+    "dirs",
+    Ty::StrList,
+    "Directories of Rego policies (conftest conventions) every `kiln plan` and `kiln apply` checks the plan against, relative to the manifest",
+)];
 
 pub const MOVED: &[Field] = &[
     f("from", Ty::Str, "The address in state, e.g. `instance.web`"),

@@ -49,6 +49,9 @@ pub struct ApplyRequest {
     pub timeouts: Timeouts,
     /// How waits read what they wait for.
     pub wait_reads: WaitReads,
+    /// `--policy`: directories of Rego policies (the manifest's `[policy] dirs` are added); a
+    /// saved plan is checked again.
+    pub policy_dirs: Vec<std::path::PathBuf>,
 }
 
 impl ApplyRequest {
@@ -61,6 +64,7 @@ impl ApplyRequest {
             lock_timeout: Duration::ZERO,
             timeouts: Timeouts::default(),
             wait_reads: WaitReads::default(),
+            policy_dirs: Vec::new(),
         }
     }
 
@@ -78,6 +82,8 @@ pub struct Prepared<'s> {
     lock: StateLock,
     state: Option<State>,
     pub plan: Plan,
+    /// What the policies said of the plan (`None`: no policy).
+    pub policy: Option<crate::policy::Report>,
     kind: Kind,
     options: ApplyOptions,
 }
@@ -89,6 +95,8 @@ pub async fn prepare<'s>(
     req: &ApplyRequest,
     on_lock: impl FnOnce(LockReleaser),
 ) -> miette::Result<Prepared<'s>> {
+    // Policies are read before the lock: a syntax error stops nothing half-way.
+    let policies = super::policy::load(&super::policy::dirs(s, &req.policy_dirs))?;
     let lock = s
         .store
         .lock(LockInfo::new(req.operation()), req.lock_timeout)
@@ -110,11 +118,13 @@ pub async fn prepare<'s>(
                 refresh_only: matches!(req.kind, Kind::RefreshOnly),
                 destroy: matches!(req.kind, Kind::Destroy),
                 replace: req.replace.clone(),
+                observe: policies.is_some(),
                 ..s.plan_options()
             };
             make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &popts).await?
         }
     };
+    let policy = super::policy::check(policies.as_ref(), &plan)?;
     let options = ApplyOptions {
         parallelism: s.parallelism,
         timeouts: req.timeouts.clone(),
@@ -125,6 +135,7 @@ pub async fn prepare<'s>(
         lock,
         state,
         plan,
+        policy,
         kind: req.kind.clone(),
         options,
     })
@@ -151,14 +162,30 @@ impl Prepared<'_> {
         }
     }
 
+    /// Release the lock and refuse when a policy denied the plan (before anything asks or runs).
+    pub async fn refuse_if_denied(self) -> miette::Result<Self> {
+        match super::policy::enforce(self.policy.as_ref()) {
+            Ok(()) => Ok(self),
+            Err(denied) => {
+                self.lock.release().await?;
+                Err(denied.into())
+            }
+        }
+    }
+
     /// Release the lock without doing anything (no changes, or the answer was no).
     pub async fn cancel(self) -> miette::Result<()> {
         Ok(self.lock.release().await?)
     }
 
     /// Execute the plan, saving the state after every action, and release the lock. `stop`
-    /// ends it early (no new action starts; those in flight finish and are saved).
+    /// ends it early (no new action starts; those in flight finish and are saved). The caller
+    /// has passed [`Prepared::refuse_if_denied`].
     pub async fn execute(self, stop: &StopFlag, progress: Arc<Progress>) -> (State, Report) {
+        assert!(
+            super::policy::enforce(self.policy.as_ref()).is_ok(),
+            "a plan a policy denied is never executed"
+        );
         let s = self.session;
         execute::apply(
             &self.plan,
@@ -189,7 +216,7 @@ pub async fn apply_approved(
     stop: &StopFlag,
     progress: Arc<Progress>,
 ) -> miette::Result<Applied> {
-    let prepared = prepare(s, req, |_| {}).await?;
+    let prepared = prepare(s, req, |_| {}).await?.refuse_if_denied().await?;
     if prepared.is_noop() {
         let plan = prepared.plan.clone();
         prepared.cancel().await?;

@@ -11,15 +11,21 @@
 //! | [`plan`] | `plan`, `graph` |
 //! | [`apply`] | `apply`, `apply --refresh-only`, `apply PLANFILE`, `destroy` — prepared (locked and planned), confirmed by the caller, executed |
 //! | [`import`] | `import` |
+//! | [`fmt`] | `fmt`: the manifest files formatted, or listed with `--check` |
+//! | [`policy`] | the policy check `plan` and `apply` share (`--policy`, `[policy] dirs`) |
+//! | [`show`] | `show PLANFILE`: a saved plan read for its views |
 //! | [`state`] | `state list/show/rm/mv/migrate`, `force-unlock`, and the state `output` reads |
 //!
 //! Errors are `miette` reports: this is the library's edge, and every stage's error is a
 //! diagnostic already.
 
 pub mod apply;
+pub mod fmt;
 pub mod import;
 pub mod plan;
+pub mod policy;
 pub mod session;
+pub mod show;
 pub mod state;
 
 pub use session::{Open, Session};

@@ -2,11 +2,13 @@
 //! data for the caller to render, save or draw.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::dag::Dag;
 use crate::plan::refresh::{make_plan, PlanOptions};
 use crate::plan::Plan;
+use crate::policy::Report;
 use crate::state::LockInfo;
 
 use super::Session;
@@ -24,6 +26,11 @@ pub struct PlanRequest {
     pub replace: BTreeSet<String>,
     /// How long to wait for another kiln holding the state lock.
     pub lock_timeout: Duration,
+    /// `--policy`: directories of Rego policies (the manifest's `[policy] dirs` are added).
+    pub policy_dirs: Vec<PathBuf>,
+    /// Keep every resource as seen in the plan ([`Plan::observed`]): for `--json=terraform`,
+    /// policies, markdown and saved plans.
+    pub observe: bool,
 }
 
 impl Default for PlanRequest {
@@ -35,6 +42,8 @@ impl Default for PlanRequest {
             excludes: Vec::new(),
             replace: BTreeSet::new(),
             lock_timeout: Duration::ZERO,
+            observe: false,
+            policy_dirs: Vec::new(),
         }
     }
 }
@@ -48,20 +57,37 @@ impl PlanRequest {
             excludes: self.excludes.clone(),
             refresh_only: self.refresh_only,
             replace: self.replace.clone(),
+            observe: self.observe,
             ..s.plan_options()
         }
     }
 }
 
-/// `kiln plan`: the plan of the session's manifest against its state and OCI.
-pub async fn plan(s: &Session, req: &PlanRequest) -> miette::Result<Plan> {
+/// A plan and what the policies said of it.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub plan: Plan,
+    /// `None`: no policy to check.
+    pub policy: Option<Report>,
+}
+
+/// `kiln plan`: the plan of the session's manifest against its state and OCI, checked against
+/// the policies (a denial is in the report; the caller decides what it means for its exit).
+pub async fn plan(s: &Session, req: &PlanRequest) -> miette::Result<Checked> {
     if req.refresh_only && !req.refresh {
         return Err(miette::miette!(
             help = "drop `--refresh=false`: a refresh-only plan is the live reads",
             "`--refresh-only` reads OCI; it cannot be combined with `--refresh=false`"
         ));
     }
-    planned(s, "plan", req).await
+    let policies = super::policy::load(&super::policy::dirs(s, &req.policy_dirs))?;
+    let req = PlanRequest {
+        observe: req.observe || policies.is_some(),
+        ..req.clone()
+    };
+    let plan = planned(s, "plan", &req).await?;
+    let policy = super::policy::check(policies.as_ref(), &plan)?;
+    Ok(Checked { plan, policy })
 }
 
 /// Lock, load, plan, release (the lock is released on every path: by `release` after a plan, by

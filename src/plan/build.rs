@@ -446,6 +446,7 @@ mod tests {
             refresh_only: false,
             refresh: vec![],
             read_network: vec![],
+            observed: vec![],
         };
         plan.graph().to_string()
     }

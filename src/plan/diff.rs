@@ -110,10 +110,16 @@ pub fn diff(
     out
 }
 
-/// Objects whose update details are a type of their own (UpdateInstanceShapeConfigDetails), not
+/// Objects whose update details are a type of their own (UpdateInstanceShapeConfigDetails,
+/// InstanceOptions, UpdateLaunchOptions, UpdateInstanceAvailabilityConfigDetails), not
 /// a map OCI replaces: only the keys kiln manages are sent, never the server-set fields of the
 /// live object (`processorDescription`, `gpus`, …, which OCI refuses).
-const PARTIAL_OBJECTS: &[&str] = &["shapeConfig"];
+const PARTIAL_OBJECTS: &[&str] = &[
+    "shapeConfig",
+    "instanceOptions",
+    "launchOptions",
+    "availabilityConfig",
+];
 
 /// The UpdateInstanceDetails / UpdateImageDetails body for the updatable attributes that differ.
 ///

@@ -270,6 +270,32 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
         &spec.freeform_tags,
         &spec.defined_tags,
     );
+    // The launch settings that are OCI objects: only the keys the manifest sets are sent and
+    // compared (OCI's defaults for the others never make a diff).
+    for s in crate::manifest::launch::SETTINGS {
+        let Some(keys) = spec.launch.get(s.name) else {
+            continue;
+        };
+        let mut obj = Map::new();
+        for (field, oci, in_place) in s.keys() {
+            let Some(v) = keys.get(field.name) else {
+                continue;
+            };
+            attrs.push(known(
+                &format!("{}.{}", s.name, field.name),
+                &format!("{}.{oci}", s.oci),
+                v.clone(),
+                if in_place {
+                    AttrClass::Update
+                } else {
+                    AttrClass::Replace
+                },
+                (!in_place).then_some(s.why),
+            ));
+            obj.insert(oci.to_string(), v.clone());
+        }
+        body.insert(s.oci.into(), Value::Object(obj));
+    }
 
     let power = match spec.state {
         PowerState::Running => Power::Running,

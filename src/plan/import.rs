@@ -101,7 +101,50 @@ pub fn instance_table(live: &Instance, subnet: &str) -> Table {
     if live.lifecycle_state == "STOPPED" {
         t.insert("state", value("STOPPED"));
     }
+    launch_settings(&mut t, live);
     t
+}
+
+/// The launch settings of the instance that differ from OCI's defaults
+/// ([`crate::manifest::launch::SETTINGS`]): the opt-ins that are on (`are_legacy_imds_endpoints_disabled`,
+/// `is_pv_encryption_in_transit_enabled`, Secure Boot, …, with the `platform_config.type` they need)
+/// and a `recovery_action` other than `RESTORE_INSTANCE`. The plan compares only what the table
+/// sets, so the rest (the image's launch options, OCI's defaults) never makes a diff.
+fn launch_settings(t: &mut Table, live: &Instance) {
+    for s in crate::manifest::launch::SETTINGS {
+        let Some(obj) = live.extra.get(s.oci).and_then(Value::as_object) else {
+            continue;
+        };
+        let mut table = InlineTable::new();
+        for (field, oci, in_place) in s.keys() {
+            // The image's launch-time options are the image's business.
+            if s.name == "launch_options" && !in_place {
+                continue;
+            }
+            match obj.get(oci) {
+                Some(Value::Bool(true)) => {
+                    table.insert(field.name, true.into());
+                }
+                Some(Value::String(x))
+                    if field.name == "recovery_action" && x != "RESTORE_INSTANCE" =>
+                {
+                    table.insert(field.name, x.as_str().into());
+                }
+                _ => {}
+            }
+        }
+        if s.name == "platform_config" && !table.is_empty() {
+            if let Some(ty) = obj.get("type").and_then(Value::as_str) {
+                let mut typed = InlineTable::new();
+                typed.insert("type", ty.into());
+                typed.extend(table);
+                table = typed;
+            }
+        }
+        if !table.is_empty() {
+            t.insert(s.name, value(table));
+        }
+    }
 }
 
 /// The create-time inputs recorded for an imported instance (what a launch by kiln records).

@@ -17,7 +17,10 @@
 //! - [`select`]: what `--target` and `--exclude` keep;
 //! - [`tags`]: the `kiln-address` tag check (a recorded OCID tagged with another address is
 //!   refused) and the retag of a renamed resource;
-//! - [`render`]: terraform-like text and the JSON format; [`saved`]: plan files (`--out`).
+//! - [`render`]: terraform-like text and the JSON format; [`saved`]: plan files (`--out`);
+//! - [`markdown`]: a pull-request comment (`--format markdown`);
+//! - [`terraform`]: the plan in the shape of Terraform's JSON plan (`--json=terraform`), for the
+//!   tools that read it (conftest/OPA, Checkov, PR bots).
 //!
 //! Beside them: [`import`] (an OCI instance as a manifest table and a state record, the inverse of
 //! [`from_manifest`]) and [`synthetic`] (plan inputs of any size for the benchmark).
@@ -30,12 +33,15 @@ pub mod desired;
 pub mod diff;
 pub mod from_manifest;
 pub mod import;
+pub mod markdown;
+mod observe;
 pub mod refresh;
 pub mod render;
 pub mod saved;
 pub mod select;
 pub mod synthetic;
 pub mod tags;
+pub mod terraform;
 
 use std::collections::BTreeMap;
 
@@ -315,6 +321,36 @@ pub struct Plan {
     /// creates, replaces or moves are read too, without being listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_network: Vec<String>,
+    /// Every resource of the manifest and the state as the plan saw it (the state's record, the
+    /// live read), for the views that show whole resources rather than changed attributes
+    /// ([`terraform`]: `before`, `prior_state`, no-op resources). Filled only when a view or a
+    /// saved plan needs it ([`refresh::PlanOptions::observe`]); never part of kiln's `--json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observed: Vec<Observed>,
+}
+
+/// One resource as a plan saw it: what the state recorded and what was read live.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    pub address: String,
+    pub kind: Kind,
+    /// Whether the manifest declares it (a resource only the state has is deleted or forgotten).
+    pub declared: bool,
+    /// The OCID, when it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The resource's OCI JSON as the state last recorded it (`None`: not in the state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Value>,
+    /// The resource's OCI JSON as read live (`None`: not read, or gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<Value>,
+    /// The create-time inputs the state recorded (subnet, public IP choice, boot volume size).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub inputs: serde_json::Map<String, Value>,
+    /// Instances: the primary VNIC's facts the state recorded (subnet, private IP, hostname).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::state::Network>,
 }
 
 impl Plan {

@@ -42,6 +42,9 @@ pub struct PlanOptions {
     pub parallelism: usize,
     /// For the header: what kiln talks to.
     pub endpoint: String,
+    /// Record every resource as seen ([`super::Plan::observed`]) for the views of whole
+    /// resources (`--json=terraform`, policies, saved plans).
+    pub observe: bool,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -586,7 +589,12 @@ pub async fn make_plan(
             .collect(),
         _ => Vec::new(),
     };
+    let observed = match opts.observe {
+        true => super::observe::observe(state, &prior, &desired, &live),
+        false => Vec::new(),
+    };
     Ok(Plan {
+        observed,
         regions: {
             let mut r = manifest.regions();
             if let Some(c) = clients {

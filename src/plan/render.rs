@@ -31,9 +31,14 @@ impl Style {
     }
 }
 
-/// The plan as JSON (`kiln plan --json`).
+/// The plan as JSON (`kiln plan --json`): the plan's own fields, without the resources it
+/// observed for the other views ([`Plan::observed`]).
 pub fn json(plan: &Plan) -> String {
-    serde_json::to_string_pretty(plan).expect("a plan always serialises")
+    let mut v = serde_json::to_value(plan).expect("a plan always serialises");
+    if let Value::Object(m) = &mut v {
+        m.remove("observed");
+    }
+    serde_json::to_string_pretty(&v).expect("a plan always serialises")
 }
 
 fn headline(action: Action) -> &'static str {
@@ -355,6 +360,7 @@ mod tests {
             refresh_only: false,
             refresh: vec![],
             read_network: vec![],
+            observed: vec![],
         };
         let t = text(&plan, Style::default());
         assert!(t.contains("-/+ instance.web"), "{t}");

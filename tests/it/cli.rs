@@ -23,6 +23,8 @@ const SUBCOMMANDS: &[&[&str]] = &[
     &["state", "migrate"],
     &["force-unlock"],
     &["validate"],
+    &["fmt"],
+    &["show"],
     &["schema"],
     &["emulator"],
     &["completions"],
@@ -86,7 +88,8 @@ async fn every_subcommand_speaks_one_vocabulary() {
             }
         }
         // Commands that contact nothing offer no `-v`.
-        let contacts_nothing = ["validate", "schema", "completions"].contains(&name.as_str());
+        let contacts_nothing =
+            ["validate", "fmt", "show", "schema", "completions"].contains(&name.as_str());
         assert_eq!(
             page.contains("--verbose"),
             !contacts_nothing,

@@ -1,0 +1,108 @@
+//! The launch settings that are OCI objects (`instance_options`, `launch_options`,
+//! `availability_config`, `platform_config`): sent at launch, read back with GetInstance to a
+//! clean plan, changed in place where UpdateInstanceDetails allows it and replaced (with the
+//! reason) where not, and written back by `kiln import`.
+
+use crate::support::{self, Project};
+
+const HARDENED: &str = "[instance.web]\ninstance_options = { are_legacy_imds_endpoints_disabled = true }\nlaunch_options = { is_pv_encryption_in_transit_enabled = true, network_type = \"PARAVIRTUALIZED\" }\navailability_config = { recovery_action = \"STOP_INSTANCE\", is_live_migration_preferred = true }\nplatform_config = { type = \"AMD_VM\", is_secure_boot_enabled = true, is_measured_boot_enabled = true, is_trusted_platform_module_enabled = true }\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_settings_round_trip_update_in_place_or_replace_and_import_back() {
+    let p = Project::new(support::config(0.002)).await;
+    p.write(HARDENED);
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let id = p.state()["resources"]["instance.web"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let live = p.client().get_instance(&id).await.unwrap().body;
+    let x = &live.extra;
+    assert_eq!(x["instanceOptions"]["areLegacyImdsEndpointsDisabled"], true);
+    assert_eq!(x["launchOptions"]["isPvEncryptionInTransitEnabled"], true);
+    assert_eq!(x["availabilityConfig"]["recoveryAction"], "STOP_INSTANCE");
+    assert_eq!(x["platformConfig"]["isSecureBootEnabled"], true);
+    assert_eq!(x["platformConfig"]["isTrustedPlatformModuleEnabled"], true);
+    let clean = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(clean.code, 0, "read back as launched: {clean:?}");
+
+    // In place: instance options, availability config, launch options' in-transit encryption.
+    p.write(
+        &HARDENED
+            .replace(
+                "are_legacy_imds_endpoints_disabled = true",
+                "are_legacy_imds_endpoints_disabled = false",
+            )
+            .replace("\"STOP_INSTANCE\"", "\"RESTORE_INSTANCE\"")
+            .replace(
+                "is_pv_encryption_in_transit_enabled = true",
+                "is_pv_encryption_in_transit_enabled = false",
+            ),
+    );
+    let plan = p.kiln(&["plan"]).await;
+    assert!(
+        plan.stdout.contains("~ instance.web") && !plan.stdout.contains("-/+"),
+        "{plan:?}"
+    );
+    assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
+    assert_eq!(
+        p.state()["resources"]["instance.web"]["id"],
+        id.as_str(),
+        "the same instance"
+    );
+    let live = p.client().get_instance(&id).await.unwrap().body;
+    assert_eq!(
+        live.extra["instanceOptions"]["areLegacyImdsEndpointsDisabled"],
+        false
+    );
+    assert_eq!(
+        live.extra["availabilityConfig"]["recoveryAction"],
+        "RESTORE_INSTANCE"
+    );
+    assert_eq!(
+        live.extra["launchOptions"]["isPvEncryptionInTransitEnabled"],
+        false
+    );
+    assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
+
+    // Replaced, with the reason: the platform configuration is set at launch only.
+    p.write(&HARDENED.replace(
+        "is_measured_boot_enabled = true",
+        "is_measured_boot_enabled = false",
+    ));
+    let plan = p.kiln(&["plan"]).await;
+    assert!(plan.stdout.contains("-/+ instance.web"), "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("# forces replacement (OCI sets the platform configuration at launch only)"),
+        "{plan:?}"
+    );
+    assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
+    let new_id = p.state()["resources"]["instance.web"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_id, id);
+
+    // `kiln import` writes the settings back: another manifest adopting it plans clean.
+    std::fs::remove_dir_all(p.path().join("state")).unwrap();
+    std::fs::write(
+        p.path().join("kiln.toml"),
+        format!("{}# adopted\n", p.header()),
+    )
+    .unwrap();
+    let import = p.kiln(&["import", "instance.adopted", &new_id]).await;
+    assert_eq!(import.code, 0, "{import:?}");
+    let manifest = std::fs::read_to_string(p.path().join("kiln.toml")).unwrap();
+    for line in [
+        "instance_options = { are_legacy_imds_endpoints_disabled = true }",
+        "launch_options = { is_pv_encryption_in_transit_enabled = true }",
+        "availability_config = { recovery_action = \"STOP_INSTANCE\", is_live_migration_preferred = true }",
+        "platform_config = { type = \"AMD_VM\", is_secure_boot_enabled = true, is_trusted_platform_module_enabled = true }",
+    ] {
+        assert!(manifest.contains(line), "{line}\n{manifest}");
+    }
+    let plan = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(plan.code, 0, "{plan:?}");
+}
