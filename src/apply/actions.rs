@@ -229,7 +229,12 @@ impl Ctx {
             if let Some(old) = &old {
                 self.destroy(c, old, etag, seen).await?;
             }
-            return self.create(c).await.map(|_| ());
+            let new = self.create(c).await?;
+            // A rollout member: healthy before the next batch starts.
+            if c.kind == Kind::Instance {
+                self.gate(c, &new).await?;
+            }
+            return Ok(());
         }
         // Create before destroy: the old object stays in the state (deposed) until it is gone.
         if let Some(old) = &old {
@@ -237,7 +242,11 @@ impl Ctx {
         }
         self.progress
             .step(&label(c), "creating the replacement first");
-        self.create(c).await?;
+        let new = self.create(c).await?;
+        // A rollout member: the old instance goes only once its successor is healthy.
+        if c.kind == Kind::Instance {
+            self.gate(c, &new).await?;
+        }
         match (&old, c.kind) {
             (Some(old), Kind::Instance) => {
                 self.progress
@@ -253,6 +262,14 @@ impl Ctx {
     pub(super) async fn run(&self, c: &Change) -> Result<(), NodeError> {
         match c.action {
             Action::Create => self.create(c).await.map(|_| ()),
+            Action::Update
+                if c.kind == Kind::Instance
+                    && c.request
+                        .as_ref()
+                        .is_some_and(|r| r.get("sourceDetails").is_some()) =>
+            {
+                self.boot_volume_replace(c).await
+            }
             Action::Update => self.update(c).await,
             Action::Move => self.move_compartment(c).await,
             Action::Start => self.power(c, InstanceAction::Start, "RUNNING").await,

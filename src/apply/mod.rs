@@ -16,4 +16,5 @@ pub mod execute;
 mod guard;
 mod network;
 pub mod progress;
+mod rollout;
 pub mod walk;

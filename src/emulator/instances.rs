@@ -1,5 +1,6 @@
 //! Instances: LaunchInstance (every field of LaunchInstanceDetails kept and returned, or refused),
-//! ListInstances, UpdateInstance (a shape change on a running instance reboots it),
+//! ListInstances, UpdateInstance (a shape change on a running instance reboots it; `sourceDetails`
+//! replaces the boot volume, in [`super::boot_replace`]),
 //! TerminateInstance, InstanceAction, and ChangeInstanceCompartment / ChangeImageCompartment
 //! (MOVING until the work request succeeds).
 
@@ -9,6 +10,7 @@ use super::api::{
     error, etag_matches, new_ocid, not_found, oracle_tags, parse_body, q, required, required_query,
     str_field, string_map, Ctx, Reply, Result,
 };
+use super::boot_replace;
 use super::details::{self, overlay};
 use super::identity;
 use super::list;
@@ -459,6 +461,10 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
             format!("instance `{id}` is {}", rec.state()),
         ));
     }
+    let replacement = match boot_replace::given(&b) {
+        Some(src) => Some(boot_replace::check(ctx, &rec, src)?),
+        None => None,
+    };
     let mut rec = rec;
     if let Some(meta) = string_map(&b, "metadata")? {
         let old = rec
@@ -577,7 +583,10 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
         rec.body.insert("shape".into(), json!(shape.name));
         rec.body.insert("shapeConfig".into(), new_cfg);
     }
-    let done = if reboot {
+    let done = if let Some(r) = replacement {
+        // The replacement stops and starts the instance: a reboot for a new shape is part of it.
+        boot_replace::start(ctx, &mut rec, r)
+    } else if reboot {
         let t = ctx.timings.clone();
         let (starting, running) = (ctx.after(t.stop), ctx.after(t.stop + t.start));
         rec.transition(

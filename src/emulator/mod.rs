@@ -145,6 +145,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod boot_replace;
 pub mod details;
 pub mod federation;
 pub mod fixtures;

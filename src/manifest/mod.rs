@@ -10,7 +10,7 @@
 //! - `provider`: `[provider]` and `[backend]` (regions, endpoints); `instance` and `image`: each
 //!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files);
 //! - `references`: OCIDs and their kinds, references (dangling, across regions), cycles,
-//!   `[[moved]]`.
+//!   `[[moved]]`; [`rollout`]: `replace_method` and `rollout` (limits, health check).
 //!
 //! Side files (`user_data_file`, `ssh_authorized_keys_file`) are read only if they are regular
 //! files within [`USER_DATA_FILE_LIMIT`] and [`SSH_KEYS_FILE_LIMIT`]; anything else is a
@@ -28,6 +28,7 @@ mod instance;
 mod provider;
 mod references;
 mod resource;
+pub mod rollout;
 pub mod schema;
 pub mod tree;
 mod vars;
@@ -268,6 +269,10 @@ pub struct InstanceSpec {
     pub ignore_changes: Vec<String>,
     pub prevent_destroy: bool,
     pub create_before_destroy: bool,
+    /// `replace_method`: how a change of `source` reaches the live instance.
+    pub replace_method: rollout::ReplaceMethod,
+    /// `rollout` (of the table, else of `[defaults]`): `None` replaces as before.
+    pub rollout: Option<rollout::Rollout>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

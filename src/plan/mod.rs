@@ -10,6 +10,7 @@
 //!   updatable in place, a move (compartment), or forcing replacement (with the reason);
 //! - [`diff`]: desired vs live (what OCI says now) → attribute changes, and state vs live → drift;
 //! - [`select`]: what `--target` and `--exclude` keep;
+//! - [`rollout`]: boot volume replacements, and a fleet's replacements released in batches;
 //! - [`render`]: terraform-like text and the JSON format.
 //!
 //! The DAG itself is the generic leaf [`crate::dag`]; [`build`] turns changes into it.
@@ -21,6 +22,7 @@ pub mod from_manifest;
 pub mod import;
 pub mod refresh;
 pub mod render;
+pub mod rollout;
 pub mod saved;
 pub mod select;
 pub mod synthetic;
@@ -296,6 +298,10 @@ pub struct Plan {
     /// creates, replaces or moves are read too, without being listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_network: Vec<String>,
+    /// Fleets whose members this plan replaces a few at a time (`rollout`): limits, health gate
+    /// and batches, in order ([`rollout`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<rollout::Rollout>,
 }
 
 impl Plan {

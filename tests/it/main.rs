@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod benches;
+mod boot_replace;
 mod cli;
 mod client;
 mod crash;
@@ -27,5 +28,6 @@ mod refresh_exclude;
 mod regions;
 mod remote_state;
 mod request_limits;
+mod rollout;
 mod state;
 mod waiting;
