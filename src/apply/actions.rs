@@ -278,6 +278,13 @@ impl Ctx {
                 let id =
                     c.id.clone()
                         .ok_or_else(|| self.invalid(c, "delete without an id"))?;
+                if c.deposed && c.kind == Kind::Instance && self.rollout_of(&c.address).is_some() {
+                    // The predecessor of an interrupted create-first rollout step: it goes only
+                    // once its successor is healthy.
+                    if let Some(current) = self.id_of(&c.address).await {
+                        self.gate(c, &current).await?;
+                    }
+                }
                 if c.deposed {
                     // A previous object: the etag the plan read for it, not the current one's.
                     self.destroy(c, &id, c.etag.clone(), c.observed.clone())

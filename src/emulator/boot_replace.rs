@@ -294,6 +294,28 @@ pub fn start(ctx: &mut Ctx<'_>, rec: &mut Record, r: Replacement) -> DateTime<Ut
     done
 }
 
+/// 409 while a boot volume replacement of `rec` is under way: OCI accepts no other update or
+/// power action on the instance until its work request finished.
+pub fn not_busy(ctx: &Ctx<'_>, rec: &Record) -> Result<()> {
+    let until = rec
+        .meta
+        .get("replacingWorkRequest")
+        .and_then(Value::as_str)
+        .and_then(|wr| ctx.world.work_requests.get(wr))
+        .map(|wr| wr.finishes);
+    match until {
+        Some(t) if ctx.now < t => Err(error(
+            409,
+            "IncorrectState",
+            format!(
+                "instance `{}` is having its boot volume replaced: try again when its work request has finished",
+                rec.id()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `sourceDetails` given (not null) in an UpdateInstance body.
 pub fn given(b: &Map<String, Value>) -> Option<&Value> {
     b.get("sourceDetails").filter(|v| !v.is_null())

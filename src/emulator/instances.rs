@@ -454,6 +454,7 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
     let defined = ctx.defined_tags(&b)?;
     let rec = ctx.instance(id)?.clone();
     ctx.check_etag(&rec)?;
+    boot_replace::not_busy(ctx, &rec)?;
     if matches!(rec.state(), "TERMINATING" | "TERMINATED") {
         return Err(error(
             409,
@@ -583,6 +584,7 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
         rec.body.insert("shape".into(), json!(shape.name));
         rec.body.insert("shapeConfig".into(), new_cfg);
     }
+    let replacing = replacement.is_some();
     let done = if let Some(r) = replacement {
         // The replacement stops and starts the instance: a reboot for a new shape is part of it.
         boot_replace::start(ctx, &mut rec, r)
@@ -616,6 +618,9 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
         "UPDATED",
         done,
     );
+    if replacing {
+        rec.meta.insert("replacingWorkRequest".into(), json!(wr));
+    }
     let reply = Ctx::reply_record(&rec, 200).header("opc-work-request-id", wr);
     ctx.world.instances.insert(id.to_string(), rec);
     ctx.world.schedule(Coll::Instance, id);
@@ -719,6 +724,7 @@ pub fn action(
     let t = ctx.timings.clone();
     let rec = ctx.instance(id)?.clone();
     ctx.check_etag(&rec)?;
+    boot_replace::not_busy(ctx, &rec)?;
     let state = rec.state().to_string();
     let at = |d: std::time::Duration| ctx.after(d);
     let (now_state, steps): (&str, Vec<Step>) = match (act, state.as_str()) {

@@ -258,14 +258,17 @@ pub fn shape(
         let Some(spec) = specs.get(&c.address) else {
             continue;
         };
-        if spec.rollout.is_none() || c.deposed {
+        if spec.rollout.is_none() {
             continue;
         }
         let bvr = c.action == Action::Update
             && c.request
                 .as_ref()
                 .is_some_and(|r| r.get("sourceDetails").is_some());
-        if c.action == Action::Replace || bvr {
+        // A predecessor left by an interrupted create-first replacement: it goes once its
+        // successor passed the gate (it was never seen healthy).
+        let finish = c.action == Action::Delete && c.deposed && c.kind == Kind::Instance;
+        if (c.action == Action::Replace && !c.deposed) || bvr || finish {
             fleets
                 .entry(format!("instance.{}", spec.address.fleet()))
                 .or_default()
@@ -298,8 +301,14 @@ pub fn shape(
             let bvr = c.action == Action::Update;
             // Fenceposts make `surge + unavailable` at least 1, and `bvr_batch` is at least 1:
             // an empty batch always takes a member.
+            let finish = c.action == Action::Delete;
             let method = loop {
-                let m = if bvr {
+                let m = if finish {
+                    // Its successor exists already: it holds a surge slot (or, without surge,
+                    // an unavailable one) until the old one is gone.
+                    (used_surge < surge.max(1) || used_unavail < unavailable)
+                        .then_some(Method::CreateFirst)
+                } else if bvr {
                     (used_unavail < bvr_batch).then_some(Method::BootVolume)
                 } else if used_surge < surge {
                     Some(Method::CreateFirst)

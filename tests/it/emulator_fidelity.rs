@@ -268,7 +268,7 @@ impl<'a> Api<'a> {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         pq: &str,
