@@ -159,7 +159,7 @@ impl Loader {
             _ => None,
         };
         let replace_method = Self::replace_method(t, defaults);
-        let rollout = self.rollout(&address, t, defaults);
+        let rollout = self.rollout(t, defaults);
         if self.problems.iter().filter(|p| p.is_error()).count() > before {
             return None;
         }

@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 
 use super::diagnostic::{At, Problem};
 use super::tree::{entries, get, str_of, Entry, Node, Value};
-use super::{Address, Loader};
+use super::Loader;
 
 /// How a change of `source` reaches a live instance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -191,7 +191,6 @@ impl Loader {
     /// `rollout` of the table (else of `[defaults]`); `None` when neither sets it.
     pub(super) fn rollout(
         &mut self,
-        address: &Address,
         t: &IndexMap<String, Entry>,
         defaults: &IndexMap<String, Entry>,
     ) -> Option<Rollout> {
@@ -199,9 +198,8 @@ impl Loader {
         // A wrong type is reported by the key table.
         let r = entries(node)?;
         let mut out = Rollout::default();
-        let surge = get(r, "max_surge").and_then(|n| self.amount(address, n, "max_surge"));
-        let unavailable =
-            get(r, "max_unavailable").and_then(|n| self.amount(address, n, "max_unavailable"));
+        let surge = get(r, "max_surge").and_then(|n| self.amount(n, "max_surge"));
+        let unavailable = get(r, "max_unavailable").and_then(|n| self.amount(n, "max_unavailable"));
         if let Some((a, _)) = surge {
             out.max_surge = a;
         }
@@ -279,17 +277,10 @@ impl Loader {
         Some(out)
     }
 
-    fn amount<'a>(
-        &mut self,
-        address: &Address,
-        n: &'a Node,
-        key: &str,
-    ) -> Option<(Amount, &'a At)> {
+    /// One message per mistake: every member of a fleet reads the same table.
+    fn amount<'a>(&mut self, n: &'a Node, key: &str) -> Option<(Amount, &'a At)> {
         let bad = |what: String| {
-            Problem::error(
-                "invalid_rollout_limit",
-                format!("`{address}`: `rollout.{key}` {what}"),
-            )
+            Problem::error("invalid_rollout_limit", format!("`rollout.{key}` {what}"))
         };
         match &n.value {
             Value::Int(i) if *i >= 0 => Some((Amount::Count(*i as u64), &n.at)),

@@ -245,6 +245,41 @@ pub fn shape(
         c.inputs = Some(d.input_values());
     }
 
+    // A predecessor still TERMINATING (an apply died after its terminate was sent) still
+    // exists: the rollout waits for it as for any old member, before its first batch.
+    for (addr, p) in prior {
+        if !specs.get(addr).is_some_and(|s| s.rollout.is_some()) {
+            continue;
+        }
+        for old in &p.deposed {
+            let terminating = live
+                .get(old)
+                .and_then(|l| l.body.top_str("lifecycleState"))
+                .is_some_and(|s| s == "TERMINATING");
+            let planned = changes
+                .iter()
+                .any(|c| c.action == Action::Delete && c.id.as_deref() == Some(old.as_str()));
+            if terminating && !planned {
+                changes.push(Change {
+                    address: addr.clone(),
+                    kind: Kind::Instance,
+                    action: Action::Delete,
+                    reason: "the previous instance, still terminating: the rollout waits for it"
+                        .into(),
+                    attributes: Vec::new(),
+                    region: None,
+                    id: Some(old.clone()),
+                    etag: None,
+                    request: None,
+                    inputs: None,
+                    depends_on: Vec::new(),
+                    deposed: true,
+                    observed: None,
+                });
+            }
+        }
+    }
+
     // 2. batches
     let mut rollouts = Vec::new();
     let mut fleets: BTreeMap<String, Vec<usize>> = BTreeMap::new();

@@ -114,6 +114,7 @@ async fn roll(method: &str, surge: &str, unavailable: &str, limits: (usize, usiz
     let (out, (most, fewest, samples)) =
         sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
     assert_eq!(out.code, 0, "{out:?}");
+    eprintln!("{method} ({surge}, {unavailable}): at most {most} existed, at least {fewest} RUNNING, {samples} samples");
     assert!(samples > 1, "the sampler ran");
     let (s, u) = limits;
     assert!(
@@ -236,4 +237,106 @@ async fn a_failing_check_on_the_third_member_stops_the_rollout_and_the_next_appl
             "{method}: {after:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_mid_rollout_then_apply_again_resumes_within_the_limits() {
+    // The process dies (a real abort) at an answer it never reads: mid-launch of the third new
+    // member, after the second old one's terminate was sent, mid-replacement of the second boot
+    // volume.
+    for (method, point, down) in [
+        (
+            "instance",
+            "oci.response.LaunchInstance=2*off->return(abort)",
+            0,
+        ),
+        (
+            "instance",
+            "oci.response.TerminateInstance=1*off->return(abort)",
+            0,
+        ),
+        (
+            "boot_volume",
+            "oci.response.UpdateInstance=1*off->return(abort)",
+            1,
+        ),
+    ] {
+        let (p, _old, new) = setup(method, "1", "0").await;
+        p.write(&manifest(&new, "1", "0", method, "pause"));
+        let killed = p.kiln_faulted(point, &["apply", "--auto-approve"]).await;
+        assert_ne!(killed.code, 0, "{point}: {killed:?}");
+        let live = p.live_instances().await.len();
+        assert!(live <= 7, "{point}: {live} members after the kill");
+        let (out, (most, fewest, _)) = sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
+        assert_eq!(out.code, 0, "{point}: {out:?}");
+        eprintln!("{point}: after the kill, at most {most} existed, at least {fewest} RUNNING");
+        assert!(most <= 7, "{point}: {most} members existed at once");
+        assert!(fewest >= 6 - down, "{point}: only {fewest} RUNNING at once");
+        let after = members(&p).await;
+        assert_eq!(
+            after.len(),
+            6,
+            "{point}: no duplicate, nothing lost: {after:?}"
+        );
+        assert!(
+            after.values().all(|(_, img)| *img == new),
+            "{point}: {after:?}"
+        );
+        let again = p.kiln(&["plan", "--detailed-exitcode"]).await;
+        assert_eq!(again.code, 0, "{point}: converged: {again:?}");
+    }
+}
+
+/// BENCHMARKS.md, scenario 6: roll 100 members onto a new image at ("10%", 0) with a health check
+/// that takes a fixed time; wall time ÷ the optimal batch schedule's length, and API calls per
+/// member. `cargo test --release --test it bench_rollout -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark (BENCHMARKS.md, scenario 6): run it with --ignored --nocapture"]
+async fn bench_rollout_100_members_at_10_percent() {
+    let scale = 0.01;
+    let check_ms = 200u64;
+    let p = Project::new(support::config(scale)).await;
+    let script = p.path().join("healthy.sh");
+    // The check's fixed cost: the workload being measured, not a synchronisation.
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nsleep {}\n", check_ms as f64 / 1000.0),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (old, new) = images(&p.emu);
+    let write = |img: &str| {
+        let fleet = format!("[instance.web]\ncount = 100\nsource = {{ image = \"{img}\" }}\n\n[instance.web.rollout]\nmax_surge = \"10%\"\nmax_unavailable = 0\nhealth_check = {{ command = [\"./healthy.sh\"], timeout = \"1m\", interval = \"1s\" }}\n");
+        let text = format!("{}{fleet}", p.header()).replacen(
+            "[provider]\n",
+            "[provider]\nparallelism = 20\n",
+            1,
+        );
+        std::fs::write(p.path().join("kiln.toml"), text).unwrap();
+    };
+    write(&old);
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    write(&new);
+    let calls_before = p.emu.stats().get("total").copied().unwrap_or(0);
+    let start = std::time::Instant::now();
+    let (out, (most, fewest, _)) = sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
+    let wall = start.elapsed().as_secs_f64();
+    assert_eq!(out.code, 0, "{out:?}");
+    let calls = p.emu.stats().get("total").copied().unwrap_or(0) - calls_before;
+    let t = kiln::emulator::Timings::scaled(scale);
+    // 10 batches of 10: launch, check, terminate, one after the other.
+    let batch = t.launch.as_secs_f64() + check_ms as f64 / 1000.0 + t.terminate.as_secs_f64();
+    let optimal = 10.0 * batch;
+    println!("| members | limits | batches | wall (s) | optimal (s) | wall ÷ optimal | API calls / member | most existing | fewest RUNNING |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| 100 | (\"10%\", 0) | 10 | {wall:.2} | {optimal:.2} | {:.2}× | {:.1} | {most} | {fewest} |",
+        wall / optimal,
+        calls as f64 / 100.0
+    );
+    assert!(most <= 110 && fewest >= 100, "{most} {fewest}");
 }
