@@ -272,7 +272,14 @@ impl Ctx {
             }
             Action::Update => self.update(c).await,
             Action::Move => self.move_compartment(c).await,
-            Action::Start => self.power(c, InstanceAction::Start, "RUNNING").await,
+            Action::Start => {
+                self.power(c, InstanceAction::Start, "RUNNING").await?;
+                // A rollout member that was down: healthy before the next batch starts.
+                match self.id_of(&c.address).await {
+                    Some(id) if self.rollout_of(&c.address).is_some() => self.gate(c, &id).await,
+                    _ => Ok(()),
+                }
+            }
             Action::Stop => self.power(c, InstanceAction::Stop, "STOPPED").await,
             Action::Delete => {
                 let id =

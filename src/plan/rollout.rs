@@ -248,7 +248,7 @@ pub fn shape(
     // A predecessor still TERMINATING (an apply died after its terminate was sent) still
     // exists: the rollout waits for it as for any old member, before its first batch.
     for (addr, p) in prior {
-        if !specs.get(addr).is_some_and(|s| s.rollout.is_some()) {
+        if specs.get(addr).is_none_or(|s| s.rollout.is_none()) {
             continue;
         }
         for old in &p.deposed {
@@ -303,7 +303,10 @@ pub fn shape(
         // A predecessor left by an interrupted create-first replacement: it goes once its
         // successor passed the gate (it was never seen healthy).
         let finish = c.action == Action::Delete && c.deposed && c.kind == Kind::Instance;
-        if (c.action == Action::Replace && !c.deposed) || bvr || finish {
+        // A member that is down (an apply died while its boot volume was being replaced) is
+        // unavailable until it is started and healthy again.
+        let down = c.action == Action::Start && c.kind == Kind::Instance;
+        if (c.action == Action::Replace && !c.deposed) || bvr || finish || down {
             fleets
                 .entry(format!("instance.{}", spec.address.fleet()))
                 .or_default()
@@ -333,7 +336,7 @@ pub fn shape(
         let (mut used_surge, mut used_unavail) = (0u64, 0u64);
         for &i in &nodes {
             let c = &changes[i];
-            let bvr = c.action == Action::Update;
+            let bvr = c.action == Action::Update || c.action == Action::Start;
             // Fenceposts make `surge + unavailable` at least 1, and `bvr_batch` is at least 1:
             // an empty batch always takes a member.
             let finish = c.action == Action::Delete;
