@@ -233,7 +233,12 @@ impl Ctx {
             if let Some(old) = &old {
                 self.destroy(c, old, etag, seen).await?;
             }
-            return self.create(c).await.map(|_| ());
+            let new = self.create(c).await?;
+            // A rollout member: healthy before the next batch starts.
+            if c.kind == Kind::Instance {
+                self.gate(c, &new).await?;
+            }
+            return Ok(());
         }
         // Create before destroy: the old object stays in the state (deposed) until it is gone.
         if let Some(old) = &old {
@@ -241,7 +246,11 @@ impl Ctx {
         }
         self.progress
             .step(&label(c), "creating the replacement first");
-        self.create(c).await?;
+        let new = self.create(c).await?;
+        // A rollout member: the old instance goes only once its successor is healthy.
+        if c.kind == Kind::Instance {
+            self.gate(c, &new).await?;
+        }
         match (&old, c.kind) {
             (Some(old), Kind::Instance) => {
                 self.progress
@@ -257,9 +266,24 @@ impl Ctx {
     pub(super) async fn run(&self, c: &Change) -> Result<(), NodeError> {
         match c.action {
             Action::Create => self.create(c).await.map(|_| ()),
+            Action::Update
+                if c.kind == Kind::Instance
+                    && c.request
+                        .as_ref()
+                        .is_some_and(|r| r.get("sourceDetails").is_some()) =>
+            {
+                self.boot_volume_replace(c).await
+            }
             Action::Update => self.update(c).await,
             Action::Move => self.move_compartment(c).await,
-            Action::Start => self.power(c, InstanceAction::Start, "RUNNING").await,
+            Action::Start => {
+                self.power(c, InstanceAction::Start, "RUNNING").await?;
+                // A rollout member that was down: healthy before the next batch starts.
+                match self.id_of(&c.address).await {
+                    Some(id) if self.rollout_of(&c.address).is_some() => self.gate(c, &id).await,
+                    _ => Ok(()),
+                }
+            }
             Action::Stop => self.power(c, InstanceAction::Stop, "STOPPED").await,
             Action::Delete if c.pending => {
                 // An unfinished create of an address being destroyed: what it made, if anything.
@@ -273,6 +297,13 @@ impl Ctx {
                 let id =
                     c.id.clone()
                         .ok_or_else(|| self.invalid(c, "delete without an id"))?;
+                if c.deposed && c.kind == Kind::Instance && self.rollout_of(&c.address).is_some() {
+                    // The predecessor of an interrupted create-first rollout step: it goes only
+                    // once its successor is healthy.
+                    if let Some(current) = self.id_of(&c.address).await {
+                        self.gate(c, &current).await?;
+                    }
+                }
                 if c.deposed {
                     // A previous object: the etag the plan read for it, not the current one's.
                     self.destroy(c, &id, c.etag.clone(), c.observed.clone())

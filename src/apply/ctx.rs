@@ -45,6 +45,11 @@ pub(super) struct Ctx {
     /// Instances created, replaced or moved by this apply: their network facts are read after
     /// the walk ([`super::network`]).
     pub(super) network_stale: std::sync::Mutex<BTreeSet<String>>,
+    /// The plan's rollouts: each member's health gate ([`super::rollout`]).
+    pub(super) rollouts: Vec<crate::plan::rollout::Rollout>,
+    /// Per fleet: members healthy on the new image, members in their health gate (the progress
+    /// line).
+    pub(super) rollout_counts: std::sync::Mutex<BTreeMap<String, (usize, usize)>>,
 }
 
 pub(super) fn label(c: &Change) -> String {

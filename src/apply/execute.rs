@@ -94,6 +94,16 @@ pub enum NodeError {
     #[error("`{address}`: {message}")]
     #[diagnostic(code(kiln::apply::invalid))]
     Invalid { address: String, message: String },
+    #[error("`{address}` failed its health check {check}; the rollout stops here\n{output}")]
+    #[diagnostic(
+        code(kiln::apply::unhealthy),
+        help("fix the image or the check, then `kiln apply` again: the rollout continues from the state (or revert the manifest to roll the moved members back)")
+    )]
+    Unhealthy {
+        address: String,
+        check: String,
+        output: String,
+    },
 }
 
 /// What happened, for the summary and the exit code.
@@ -186,6 +196,8 @@ pub async fn apply(
         stop: stop.clone(),
         watches: watch::Watches::new(opts.wait_reads),
         network_stale: std::sync::Mutex::new(BTreeSet::new()),
+        rollouts: plan.rollouts.clone(),
+        rollout_counts: std::sync::Mutex::new(BTreeMap::new()),
     });
     let mut report = Report {
         refresh_only: plan.refresh_only,

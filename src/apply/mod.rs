@@ -18,4 +18,5 @@ mod guard;
 mod network;
 mod placement;
 pub mod progress;
+mod rollout;
 pub mod walk;

@@ -181,7 +181,8 @@ pub const UPDATE_INSTANCE: &[F] = &[
     F("launchOptions", Obj(UPDATE_LAUNCH_OPTIONS)),
     F("availabilityConfig", Obj(AVAILABILITY_CONFIG)),
     F("isAIEnterpriseEnabled", Bool),
-    F("sourceDetails", Unmodelled),
+    // Checked by `boot_replace` (its two source types).
+    F("sourceDetails", Any),
     F("timeMaintenanceRebootDue", Unmodelled),
     F("dedicatedVmHostId", Unmodelled),
     F("platformConfig", Unmodelled),

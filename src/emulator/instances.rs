@@ -1,5 +1,6 @@
 //! Instances: LaunchInstance (every field of LaunchInstanceDetails kept and returned, or refused),
-//! ListInstances, UpdateInstance (a shape change on a running instance reboots it),
+//! ListInstances, UpdateInstance (a shape change on a running instance reboots it; `sourceDetails`
+//! replaces the boot volume, in [`super::boot_replace`]),
 //! TerminateInstance, InstanceAction, and ChangeInstanceCompartment / ChangeImageCompartment
 //! (MOVING until the work request succeeds).
 
@@ -9,6 +10,7 @@ use super::api::{
     error, etag_matches, new_ocid, not_found, oracle_tags, parse_body, q, required, required_query,
     str_field, string_map, Ctx, Reply, Result,
 };
+use super::boot_replace;
 use super::details::{self, overlay};
 use super::identity;
 use super::list;
@@ -463,6 +465,7 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
     let defined = ctx.defined_tags(&b)?;
     let rec = ctx.instance(id)?.clone();
     ctx.check_etag(&rec)?;
+    boot_replace::not_busy(ctx, &rec)?;
     if matches!(rec.state(), "TERMINATING" | "TERMINATED") {
         return Err(error(
             409,
@@ -470,6 +473,10 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
             format!("instance `{id}` is {}", rec.state()),
         ));
     }
+    let replacement = match boot_replace::given(&b) {
+        Some(src) => Some(boot_replace::check(ctx, &rec, src)?),
+        None => None,
+    };
     let mut rec = rec;
     if let Some(meta) = string_map(&b, "metadata")? {
         let old = rec
@@ -588,7 +595,11 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
         rec.body.insert("shape".into(), json!(shape.name));
         rec.body.insert("shapeConfig".into(), new_cfg);
     }
-    let done = if reboot {
+    let replacing = replacement.is_some();
+    let done = if let Some(r) = replacement {
+        // The replacement stops and starts the instance: a reboot for a new shape is part of it.
+        boot_replace::start(ctx, &mut rec, r)
+    } else if reboot {
         let t = ctx.timings.clone();
         let (starting, running) = (ctx.after(t.stop), ctx.after(t.stop + t.start));
         rec.transition(
@@ -618,6 +629,9 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
         "UPDATED",
         done,
     );
+    if replacing {
+        rec.meta.insert("replacingWorkRequest".into(), json!(wr));
+    }
     let reply = Ctx::reply_record(&rec, 200).header("opc-work-request-id", wr);
     ctx.world.instances.insert(id.to_string(), rec);
     ctx.world.schedule(Coll::Instance, id);
@@ -721,6 +735,7 @@ pub fn action(
     let t = ctx.timings.clone();
     let rec = ctx.instance(id)?.clone();
     ctx.check_etag(&rec)?;
+    boot_replace::not_busy(ctx, &rec)?;
     let state = rec.state().to_string();
     let at = |d: std::time::Duration| ctx.after(d);
     let (now_state, steps): (&str, Vec<Step>) = match (act, state.as_str()) {

@@ -152,6 +152,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod boot_replace;
 pub mod cert_chain;
 pub mod details;
 pub mod embedded;

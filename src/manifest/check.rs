@@ -179,6 +179,11 @@ impl Loader {
                 }
             }
             (Ty::Vars, _) => self.wrong_type(node, path, "a table"),
+            // The value (negative, not a percentage) is checked by `rollout`.
+            (Ty::CountOrPercent, Value::Int(_) | Value::Str(_)) => {}
+            (Ty::CountOrPercent, _) => {
+                self.wrong_type(node, path, "a count (`1`) or a percentage (`\"25%\"`)")
+            }
         }
     }
 }

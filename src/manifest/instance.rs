@@ -1,6 +1,7 @@
 //! `[instance.NAME]` → an [`InstanceSpec`] with `[defaults]` applied: availability and fault
 //! domains (given, or planned from `placement`, see [`super::placement`]), shape and shape config, subnet, source, metadata with `user_data_file` and
-//! `ssh_authorized_keys_file`, power state, boot volume size, lifecycle flags.
+//! `ssh_authorized_keys_file`, power state, boot volume size, lifecycle flags (`replace_method`
+//! and `rollout` are read by [`super::rollout`]).
 
 use base64::Engine;
 use indexmap::IndexMap;
@@ -195,10 +196,14 @@ impl Loader {
             }
             _ => None,
         };
+        let replace_method = Self::replace_method(t, defaults);
+        let rollout = self.rollout(t, defaults);
         if self.problems.iter().filter(|p| p.is_error()).count() > before {
             return None;
         }
         Some(InstanceSpec {
+            replace_method,
+            rollout,
             region: self.resource_region(t, defaults),
             display_name: str_of(get(t, "display_name"))
                 .map(|(s, _)| s.to_string())

@@ -11,7 +11,7 @@
 //!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files);
 //!   [`placement`]: a fleet's members spread over availability and fault domains;
 //! - `references`: OCIDs and their kinds, references (dangling, across regions), cycles,
-//!   `[[moved]]`.
+//!   `[[moved]]`; [`rollout`]: `replace_method` and `rollout` (limits, health check).
 //!
 //! Side files (`user_data_file`, `ssh_authorized_keys_file`) are read only if they are regular
 //! files within [`USER_DATA_FILE_LIMIT`] and [`SSH_KEYS_FILE_LIMIT`]; anything else is a
@@ -32,6 +32,7 @@ pub mod launch;
 mod provider;
 mod references;
 mod resource;
+pub mod rollout;
 pub mod schema;
 pub mod tree;
 mod vars;
@@ -281,6 +282,10 @@ pub struct InstanceSpec {
     /// The [`launch::SETTINGS`] the manifest sets (its table, else `[defaults]`'s), by setting
     /// name: each key it sets, by manifest name, as JSON.
     pub launch: BTreeMap<&'static str, BTreeMap<&'static str, serde_json::Value>>,
+    /// `replace_method`: how a change of `source` reaches the live instance.
+    pub replace_method: rollout::ReplaceMethod,
+    /// `rollout` (of the table, else of `[defaults]`): `None` replaces as before.
+    pub rollout: Option<rollout::Rollout>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

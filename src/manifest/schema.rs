@@ -26,6 +26,8 @@ pub enum Ty {
     Vars,
     /// An array of tables (`[[moved]]`).
     TableArray(&'static [Field]),
+    /// A count (non-negative integer) or a percentage string (`"25%"`).
+    CountOrPercent,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -239,7 +241,31 @@ pub const INSTANCE: &[Field] = &[
         Ty::Table(launch::PLATFORM_CONFIG.fields),
         launch::PLATFORM_CONFIG.doc,
     ),
+    f("replace_method", REPLACE_METHOD, REPLACE_METHOD_DOC),
+    f("rollout", Ty::Table(ROLLOUT), ROLLOUT_DOC),
 ];
+
+pub const HEALTH_CHECK: &[Field] = &[
+    f(
+        "command",
+        Ty::StrList,
+        "Program and arguments run in the manifest directory without a shell (write `[\"sh\", \"-c\", \"…\"]` for one), with `KILN_ADDRESS`, `KILN_INSTANCE_ID`, `KILN_PRIVATE_IP`, `KILN_PUBLIC_IP`, `KILN_HOSTNAME`, `KILN_REGION` set; exit 0 is healthy",
+    ),
+    f("timeout", Ty::Str, "How long the check may keep failing before the member is unhealthy, e.g. `5m` (default `5m`)"),
+    f("interval", Ty::Str, "Time between two tries, e.g. `10s` (default `10s`)"),
+];
+
+pub const ROLLOUT: &[Field] = &[
+    f("max_surge", Ty::CountOrPercent, "How many members beyond `count` may exist during a rollout: a count or a percentage of the fleet, rounded up (default 1)"),
+    f("max_unavailable", Ty::CountOrPercent, "How many members may be unhealthy during a rollout: a count or a percentage of the fleet, rounded down (default 0)"),
+    f("min_healthy_time", Ty::Str, "How long a new member must stay healthy before the next old one goes, e.g. `30s` (default `0s`)"),
+    f("health_check", Ty::Table(HEALTH_CHECK), "The check a member passes after RUNNING (default: none, RUNNING is healthy)"),
+    f("on_failure", Ty::Enum(&["pause", "rollback"]), "When a member fails its gate: `pause` (stop, keep what moved) or `rollback` (move the moved members back); default `pause`"),
+];
+
+pub const REPLACE_METHOD: Ty = Ty::Enum(&["instance", "boot_volume"]);
+const REPLACE_METHOD_DOC: &str = "How a change of `source` reaches a live instance: `instance` (terminate and launch, the default) or `boot_volume` (OCI's boot volume replacement: the OCID, VNIC, IPs and hostname stay)";
+const ROLLOUT_DOC: &str = "Replace a fleet's members a few at a time, gated by health (the same as a `[instance.NAME.rollout]` table)";
 
 pub const IMAGE_OBJECT: &[Field] = &[
     f("namespace", Ty::Str, "Object Storage namespace"),
@@ -363,6 +389,8 @@ pub const DEFAULTS: &[Field] = &[
         Ty::Table(launch::PLATFORM_CONFIG.fields),
         launch::PLATFORM_CONFIG.doc,
     ),
+    f("replace_method", REPLACE_METHOD, REPLACE_METHOD_DOC),
+    f("rollout", Ty::Table(ROLLOUT), ROLLOUT_DOC),
 ];
 
 pub const TOP: &[Field] = &[
@@ -438,6 +466,10 @@ fn ty_schema(ty: Ty) -> Value {
             json!({ "type": "object", "additionalProperties": table_schema(fields) })
         }
         Ty::TableArray(fields) => json!({ "type": "array", "items": table_schema(fields) }),
+        Ty::CountOrPercent => json!({ "oneOf": [
+            { "type": "integer", "minimum": 0 },
+            { "type": "string", "pattern": "^(100|[1-9]?[0-9])%$" }
+        ] }),
         Ty::Vars => {
             json!({ "type": "object", "additionalProperties": { "type": ["string", "integer", "number", "boolean"] } })
         }

@@ -447,6 +447,7 @@ mod tests {
             refresh: vec![],
             read_network: vec![],
             observed: vec![],
+            rollouts: vec![],
         };
         plan.graph().to_string()
     }

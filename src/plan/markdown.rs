@@ -219,6 +219,7 @@ mod tests {
             refresh: vec![],
             read_network: vec![],
             observed: vec![],
+            rollouts: vec![],
         }
     }
 

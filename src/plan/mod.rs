@@ -17,6 +17,7 @@
 //! - [`select`]: what `--target` and `--exclude` keep;
 //! - [`tags`]: the `kiln-address` tag check (a recorded OCID tagged with another address is
 //!   refused) and the retag of a renamed resource;
+//! - [`rollout`]: boot volume replacements, and a fleet's replacements released in batches;
 //! - [`render`]: terraform-like text and the JSON format; [`saved`]: plan files (`--out`);
 //! - [`markdown`]: a pull-request comment (`--format markdown`);
 //! - [`terraform`]: the plan in the shape of Terraform's JSON plan (`--json=terraform`), for the
@@ -37,6 +38,7 @@ pub mod markdown;
 mod observe;
 pub mod refresh;
 pub mod render;
+pub mod rollout;
 pub mod saved;
 pub mod select;
 pub mod synthetic;
@@ -327,6 +329,10 @@ pub struct Plan {
     /// saved plan needs it ([`refresh::PlanOptions::observe`]); never part of kiln's `--json`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observed: Vec<Observed>,
+    /// Fleets whose members this plan replaces a few at a time (`rollout`): limits, health gate
+    /// and batches, in order ([`rollout`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<rollout::Rollout>,
 }
 
 /// One resource as a plan saw it: what the state recorded and what was read live.

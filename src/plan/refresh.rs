@@ -21,7 +21,7 @@ use crate::state::{RawJson, ResourceKind, State};
 use super::build::{self, Inputs, LiveRead, Prior};
 use super::desired::DesiredResource;
 use super::from_manifest::{self, IMAGE_LOOKUP};
-use super::{select, Action, Kind, Plan, Summary, FORMAT_VERSION};
+use super::{rollout, select, Action, Kind, Plan, Summary, FORMAT_VERSION};
 
 /// How to plan.
 #[derive(Clone, Debug, Default)]
@@ -503,13 +503,20 @@ pub async fn make_plan(
                 .or(clients.map(|c| c.default_region())),
         })
     };
-    let mut computed = compute(&live)?;
+    // Boot volume replacements and rollout batches shape what `build` computed.
+    let compute = |live: &HashMap<String, LiveRead>| {
+        compute(live).map(|mut c| {
+            let (r, w) = rollout::shape(&mut c.changes, manifest, &desired, live, &prior);
+            (c, r, w)
+        })
+    };
+    let (mut computed, mut rollouts, mut rollout_warnings) = compute(&live)?;
     // A refresh-only plan executes no change: no etags, no image lookups.
     if !opts.refresh_only {
         if let (true, Some(c)) = (refreshed, clients) {
             // Planned again with what the Gets read (nothing read: the same plan).
             if read_etags(c, &computed.changes, &mut live, opts.parallelism).await? {
-                computed = compute(&live)?;
+                (computed, rollouts, rollout_warnings) = compute(&live)?;
             }
         }
         if let Some(c) = clients {
@@ -522,6 +529,17 @@ pub async fn make_plan(
         (Some(t), false) => select::keep_changes(computed.changes, t),
         (None, false) => computed.changes,
     };
+    // A rollout keeps the members still planned (`--target instance.web[2]` rolls that one).
+    let planned: BTreeSet<&str> = changes.iter().map(|c| c.address.as_str()).collect();
+    for r in rollouts.iter_mut() {
+        for b in r.batches.iter_mut() {
+            b.retain(|m| planned.contains(m.address.as_str()));
+        }
+        r.batches.retain(|b| !b.is_empty());
+    }
+    rollouts.retain(|r| !r.batches.is_empty() && !opts.refresh_only);
+    let mut warnings = warnings;
+    warnings.extend(rollout_warnings);
     let mut drift = computed.drift;
     drift.retain(|d| selected(&d.address));
     let desired_addrs: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
@@ -621,5 +639,6 @@ pub async fn make_plan(
         refresh_only: opts.refresh_only,
         refresh,
         read_network,
+        rollouts,
     })
 }

@@ -251,6 +251,9 @@ pub fn text(plan: &Plan, style: Style) -> String {
             attr_line(&mut out, style, c.action, a, width);
         }
     }
+    for r in &plan.rollouts {
+        rollout_block(&mut out, style, r);
+    }
     out.push('\n');
     let s = &plan.summary;
     let _ = writeln!(
@@ -260,6 +263,71 @@ pub fn text(plan: &Plan, style: Style) -> String {
     );
     network_note(&mut out, plan);
     out
+}
+
+/// `30s`, `5m`, `1h30m`, `500ms`: as the manifest writes durations.
+fn dur(ms: u64) -> String {
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// One fleet's rollout: members, batches, limits, gate, and per member the method and why.
+fn rollout_block(out: &mut String, style: Style, r: &super::rollout::Rollout) {
+    let members = r.members().count();
+    let check = if r.gate.command.is_empty() {
+        "healthy = RUNNING".to_string()
+    } else {
+        format!(
+            "healthy = RUNNING, then `{}` (every {}, for at most {})",
+            r.gate.command.join(" "),
+            dur(r.gate.interval_ms),
+            dur(r.gate.timeout_ms),
+        )
+    };
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "  {} {}: {members} of {} members in {} batches (max_surge {} = {}, max_unavailable {} = {}; on failure: {})",
+        style.paint("1", "rollout"),
+        r.fleet,
+        r.size,
+        r.batches.len(),
+        r.max_surge,
+        r.surge,
+        r.max_unavailable,
+        r.unavailable,
+        r.on_failure,
+    );
+    let _ = writeln!(
+        out,
+        "      {check}{}",
+        if r.gate.min_healthy_ms > 0 {
+            format!(", then still so after {}", dur(r.gate.min_healthy_ms))
+        } else {
+            String::new()
+        }
+    );
+    for (k, b) in r.batches.iter().enumerate() {
+        for m in b {
+            let _ = writeln!(
+                out,
+                "      batch {}: {} — {}",
+                k + 1,
+                m.address,
+                m.method.describe()
+            );
+        }
+    }
 }
 
 /// Which instances' network facts apply reads without a change (none: nothing is said).
@@ -361,6 +429,7 @@ mod tests {
             refresh: vec![],
             read_network: vec![],
             observed: vec![],
+            rollouts: vec![],
         };
         let t = text(&plan, Style::default());
         assert!(t.contains("-/+ instance.web"), "{t}");

@@ -4,7 +4,7 @@ Driven by tests/it/oci_sdk.rs: `python3 oci_sdk.py URL CONFIG_FILE`. The SDK sig
 and parses every response with its own models, so it judges the emulator's wire format. Walks:
 launch with every modelled field and read each back (instance and VNIC); private IPs by subnet
 and the ephemeral public IPs (ListPublicIps, GetPublicIp, GetPublicIpByPrivateIpId); boot volume preserve,
-then relaunch from it; the shape-filtered image lookup; compartment 404; defined tag 400; a
+then relaunch from it; a boot volume replacement (UpdateInstance with sourceDetails); the shape-filtered image lookup; compartment 404; defined tag 400; a
 compartment move seen as MOVING; pagination under concurrent creates. Waits are the SDK's own
 waiters polling the emulator's state. Prints one line per check and `N passed, M failed`;
 exits 1 on any failure.
@@ -209,6 +209,46 @@ check("a relaunch from the preserved volume boots it",
       again.source_details.boot_volume_id == bv and again.image_id == X86, again.source_details)
 check("a launch from an attached volume is 409",
       status_of(lambda: launch("sdk-twice", source_details=m.InstanceSourceViaBootVolumeDetails(boot_volume_id=bv))) == 409)
+
+# Boot volume replacement: UpdateInstance with sourceDetails, read back with the SDK's models.
+OL = [i["id"] for i in fx["platform_images"] if i["operating_system"] == "Oracle Linux" and i["arch"] == "x86_64"]
+bvr = launch("sdk-bvr", source_details=m.InstanceSourceViaImageDetails(image_id=OL[0], boot_volume_size_in_gbs=60)).data
+bvr = wait_state(lambda: compute.get_instance(bvr.id), "RUNNING")
+bvr_vnic = network.get_vnic(compute.list_vnic_attachments(COMPARTMENT, instance_id=bvr.id).data[0].vnic_id).data
+old_bv = compute.list_boot_volume_attachments(AD, COMPARTMENT, instance_id=bvr.id).data[0].boot_volume_id
+replaced = compute.update_instance(bvr.id, m.UpdateInstanceDetails(
+    source_details=m.UpdateInstanceSourceViaImageDetails(
+        image_id=OL[1], boot_volume_size_in_gbs=70, is_preserve_boot_volume_enabled=True)))
+check("UpdateInstance with sourceDetails answers with a work request and the instance stopping",
+      bool(replaced.headers.get("opc-work-request-id")) and replaced.data.lifecycle_state == "STOPPING",
+      replaced.data.lifecycle_state)
+wr = oci.wait_until(work, work.get_work_request(replaced.headers["opc-work-request-id"]), "status", "SUCCEEDED",
+                    max_interval_seconds=1, max_wait_seconds=120).data
+check("its work request is UpdateInstance, UPDATED",
+      (wr.operation_type, wr.resources[0].action_type, wr.resources[0].identifier) == ("UpdateInstance", "UPDATED", bvr.id), wr)
+after = wait_state(lambda: compute.get_instance(bvr.id), "RUNNING")
+for name, got, want in [
+    ("id", after.id, bvr.id),
+    ("imageId", after.image_id, OL[1]),
+    ("sourceDetails (InstanceSourceViaImageDetails)", type(after.source_details).__name__, "InstanceSourceViaImageDetails"),
+    ("sourceDetails.imageId", after.source_details.image_id, OL[1]),
+    ("sourceDetails.bootVolumeSizeInGBs", after.source_details.boot_volume_size_in_gbs, 70),
+    ("displayName", after.display_name, bvr.display_name),
+    ("shape", after.shape, bvr.shape),
+    ("faultDomain", after.fault_domain, bvr.fault_domain),
+]:
+    check(f"after a boot volume replacement GetInstance returns {name}", got == want, f"{got!r} != {want!r}")
+atts = compute.list_boot_volume_attachments(AD, COMPARTMENT, instance_id=bvr.id).data
+new_bv = [a.boot_volume_id for a in atts if a.lifecycle_state == "ATTACHED"]
+check("a new boot volume (new OCID) is attached", len(new_bv) == 1 and new_bv[0] != old_bv, atts)
+nv = storage.get_boot_volume(new_bv[0]).data
+check("GetBootVolume of the new volume", (nv.image_id, nv.size_in_gbs, nv.lifecycle_state) == (OL[1], 70, "AVAILABLE"), nv)
+check("the old volume is preserved (AVAILABLE)", storage.get_boot_volume(old_bv).data.lifecycle_state == "AVAILABLE")
+v2 = network.get_vnic(compute.list_vnic_attachments(COMPARTMENT, instance_id=bvr.id).data[0].vnic_id).data
+check("the VNIC and its private IP stay", (v2.id, v2.private_ip) == (bvr_vnic.id, bvr_vnic.private_ip), v2)
+check("a smaller boot volume is 400",
+      status_of(lambda: compute.update_instance(bvr.id, m.UpdateInstanceDetails(
+          source_details=m.UpdateInstanceSourceViaImageDetails(image_id=OL[0], boot_volume_size_in_gbs=50)))) == 400)
 
 # Shapes and the shape-filtered image lookup.
 images = compute.list_images(COMPARTMENT, operating_system="Oracle Linux", operating_system_version="9",

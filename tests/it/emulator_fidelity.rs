@@ -214,7 +214,7 @@ const SHAPE_FIELDS: &[&str] = &[
 ];
 
 /// A work request that has not finished: ACCEPTED at the instant it is made, then IN_PROGRESS.
-fn pending(w: &Value) -> bool {
+pub(crate) fn pending(w: &Value) -> bool {
     matches!(w["status"].as_str(), Some("ACCEPTED" | "IN_PROGRESS"))
 }
 
@@ -227,14 +227,14 @@ fn missing(v: &Value, fields: &[&str]) -> Vec<String> {
 }
 
 /// One answer: status, headers, JSON body (Null when none).
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Value,
 }
 
 impl Answer {
-    fn header(&self, k: &str) -> Option<&str> {
+    pub(crate) fn header(&self, k: &str) -> Option<&str> {
         self.headers.get(k).and_then(|v| v.to_str().ok())
     }
 }
@@ -246,12 +246,12 @@ impl std::fmt::Debug for Answer {
 }
 
 /// Signed raw requests to an emulator.
-struct Api<'a> {
+pub(crate) struct Api<'a> {
     emu: &'a RunningEmulator,
     http: reqwest::Client,
 }
 
-fn qs(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn qs(pairs: &[(&str, &str)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         s.append_pair(k, v);
@@ -260,14 +260,14 @@ fn qs(pairs: &[(&str, &str)]) -> String {
 }
 
 impl<'a> Api<'a> {
-    fn new(emu: &'a RunningEmulator) -> Api<'a> {
+    pub(crate) fn new(emu: &'a RunningEmulator) -> Api<'a> {
         Api {
             emu,
             http: reqwest::Client::new(),
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         pq: &str,
@@ -317,31 +317,31 @@ impl<'a> Api<'a> {
         }
     }
 
-    async fn get(&self, pq: &str) -> Answer {
+    pub(crate) async fn get(&self, pq: &str) -> Answer {
         self.call("GET", pq, None, &[]).await
     }
 
-    async fn post(&self, pq: &str, body: &Value) -> Answer {
+    pub(crate) async fn post(&self, pq: &str, body: &Value) -> Answer {
         self.call("POST", pq, Some(body), &[]).await
     }
 
-    async fn put(&self, pq: &str, body: &Value) -> Answer {
+    pub(crate) async fn put(&self, pq: &str, body: &Value) -> Answer {
         self.call("PUT", pq, Some(body), &[]).await
     }
 
-    async fn delete(&self, pq: &str) -> Answer {
+    pub(crate) async fn delete(&self, pq: &str) -> Answer {
         self.call("DELETE", pq, None, &[]).await
     }
 
     /// GET that must succeed.
-    async fn ok(&self, pq: &str) -> Value {
+    pub(crate) async fn ok(&self, pq: &str) -> Value {
         let a = self.get(pq).await;
         assert_eq!(a.status, 200, "GET {pq}: {a:?}");
         a.body
     }
 
     /// A valid launch body, with `patch` merged over it (one level deep, nulls remove).
-    fn launch_body(&self, name: &str, patch: Value) -> Value {
+    pub(crate) fn launch_body(&self, name: &str, patch: Value) -> Value {
         let f = self.emu.fixtures();
         let mut b = json!({
             "availabilityDomain": f.availability_domains[0],
@@ -363,7 +363,7 @@ impl<'a> Api<'a> {
         b
     }
 
-    async fn launch(&self, name: &str, patch: Value) -> Value {
+    pub(crate) async fn launch(&self, name: &str, patch: Value) -> Value {
         let a = self
             .post("/instances", &self.launch_body(name, patch))
             .await;
@@ -372,7 +372,7 @@ impl<'a> Api<'a> {
     }
 }
 
-async fn emulator() -> RunningEmulator {
+pub(crate) async fn emulator() -> RunningEmulator {
     support::start(support::config(1.0)).await
 }
 

@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod benches;
+mod boot_replace;
 mod checkov;
 mod cli;
 mod client;
@@ -35,6 +36,7 @@ mod refresh_exclude;
 mod regions;
 mod remote_state;
 mod request_limits;
+mod rollout;
 mod shared_emulator;
 mod state;
 mod tfplan;

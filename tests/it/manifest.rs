@@ -224,3 +224,66 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn rollout_is_read_from_the_table_inline_or_defaults_and_an_env_file_changes_it() {
+    use kiln::manifest::rollout::{Amount, OnFailure, ReplaceMethod, Rollout};
+    use std::time::Duration;
+    let base = "[defaults]\ncompartment = \"ocid1.compartment.oc1..aaaa\"\navailability_domain = \"kIdk:US-ASHBURN-AD-1\"\nshape = \"VM.Standard.E4.Flex\"\nsubnet = \"ocid1.subnet.oc1.iad.aaaa\"\nsource = { image = \"ocid1.image.oc1.iad.aaaa\" }\n";
+    let load = |text: &str, env: Option<(&str, &str)>| {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("kiln.toml"), text).unwrap();
+        if let Some((name, body)) = env {
+            std::fs::create_dir(tmp.path().join("envs")).unwrap();
+            std::fs::write(tmp.path().join(format!("envs/{name}.toml")), body).unwrap();
+        }
+        manifest::load(tmp.path(), env.map(|e| e.0))
+            .unwrap_or_else(|e| panic!("{}", e.render_plain(80)))
+    };
+    let table = load(&format!("{base}\n[instance.web]\ncount = 2\nreplace_method = \"boot_volume\"\n\n[instance.web.rollout]\nmax_surge = \"25%\"\nmin_healthy_time = \"30s\"\nhealth_check = {{ command = [\"./healthy.sh\", \"-q\"], interval = \"2s\" }}\non_failure = \"rollback\"\n"), None);
+    let inline = load(&format!("{base}\n[instance.web]\ncount = 2\nreplace_method = \"boot_volume\"\nrollout = {{ max_surge = \"25%\", min_healthy_time = \"30s\", health_check = {{ command = [\"./healthy.sh\", \"-q\"], interval = \"2s\" }}, on_failure = \"rollback\" }}\n"), None);
+    let want = Rollout {
+        max_surge: Amount::Percent(25),
+        max_unavailable: Amount::Count(0),
+        min_healthy_time: Duration::from_secs(30),
+        health_check: Some(kiln::manifest::rollout::HealthCheck {
+            command: vec!["./healthy.sh".into(), "-q".into()],
+            timeout: Duration::from_secs(300),
+            interval: Duration::from_secs(2),
+        }),
+        on_failure: OnFailure::Rollback,
+    };
+    for m in [&table, &inline] {
+        for name in ["web[0]", "web[1]"] {
+            assert_eq!(m.instances[name].rollout.as_ref(), Some(&want));
+            assert_eq!(m.instances[name].replace_method, ReplaceMethod::BootVolume);
+        }
+    }
+    // `[defaults]`: every instance, with the defaults; an env file changes it.
+    let defaults = format!("{base}rollout = {{ max_unavailable = 2 }}\n\n[instance.web]\n[instance.db]\nrollout = {{ max_surge = 0, max_unavailable = 1 }}\n");
+    let m = load(&defaults, None);
+    let web = m.instances["web"].rollout.clone().unwrap();
+    assert_eq!(
+        (web.max_surge, web.max_unavailable, web.on_failure),
+        (Amount::Count(1), Amount::Count(2), OnFailure::Pause)
+    );
+    assert_eq!(
+        m.instances["db"].rollout.as_ref().unwrap().max_surge,
+        Amount::Count(0)
+    );
+    assert_eq!(m.instances["web"].replace_method, ReplaceMethod::Instance);
+    let m = load(
+        &defaults,
+        Some((
+            "prod",
+            "[instance.web]\nrollout = { max_surge = \"50%\" }\n",
+        )),
+    );
+    assert_eq!(
+        m.instances["web"].rollout.as_ref().unwrap().max_surge,
+        Amount::Percent(50)
+    );
+    // Without `rollout`, none.
+    let m = load(&format!("{base}\n[instance.web]\n"), None);
+    assert_eq!(m.instances["web"].rollout, None);
+}

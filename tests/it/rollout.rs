@@ -1,0 +1,342 @@
+//! Rollouts (issue 23), with the kiln binary against the emulator: a fleet of 6 moved onto a new
+//! image in batches within its limits — the live member count and the healthy count sampled from
+//! the emulator's own records during the apply — in both replace methods; boot volume
+//! replacement keeps each member's OCID and private IP; a failing health check stops the rollout
+//! with exit 1, and fixing it lets the next apply move the rest.
+//!
+//! The health check is a script whose answer the test controls with files (`fail/<address>`);
+//! lifecycles run on the emulator's scaled clock; nothing sleeps to synchronise (the sampler
+//! only observes).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kiln::emulator::RunningEmulator;
+
+use crate::support::{self, Project};
+
+const CHECK: &str = "#!/bin/sh\necho \"checking $KILN_ADDRESS at $KILN_PRIVATE_IP ($KILN_INSTANCE_ID, $KILN_REGION)\"\nif [ -e \"fail/$KILN_ADDRESS\" ]; then echo \"told to fail\" >&2; exit 1; fi\n";
+
+fn manifest(image: &str, surge: &str, unavailable: &str, method: &str, on_failure: &str) -> String {
+    format!(
+        "[instance.web]\ncount = 6\nsource = {{ image = \"{image}\" }}\nreplace_method = \"{method}\"\n\n[instance.web.rollout]\nmax_surge = {surge}\nmax_unavailable = {unavailable}\nhealth_check = {{ command = [\"./healthy.sh\"], timeout = \"0s\", interval = \"0s\" }}\non_failure = \"{on_failure}\"\n"
+    )
+}
+
+/// Two Oracle Linux x86 platform images: the fleet's first and its next.
+fn images(emu: &RunningEmulator) -> (String, String) {
+    let ol: Vec<String> = emu
+        .fixtures()
+        .platform_images
+        .iter()
+        .filter(|i| i.operating_system == "Oracle Linux" && i.arch == "x86_64")
+        .map(|i| i.id.clone())
+        .collect();
+    (ol[0].clone(), ol[1].clone())
+}
+
+/// Run `fut` while sampling the emulator's own records: the most members that existed (not
+/// TERMINATED), the fewest that were RUNNING, and how many samples were taken.
+async fn sampled<F: std::future::Future>(
+    emu: &RunningEmulator,
+    fut: F,
+) -> (F::Output, (usize, usize, usize)) {
+    let done = AtomicBool::new(false);
+    let main = async {
+        let r = fut.await;
+        done.store(true, Ordering::SeqCst);
+        r
+    };
+    let sampler = async {
+        let mut seen = (0, usize::MAX, 0);
+        while !done.load(Ordering::SeqCst) {
+            let w = emu.snapshot();
+            let exist = w
+                .instances
+                .values()
+                .filter(|r| r.state() != "TERMINATED")
+                .count();
+            let running = w
+                .instances
+                .values()
+                .filter(|r| r.state() == "RUNNING")
+                .count();
+            seen = (seen.0.max(exist), seen.1.min(running), seen.2 + 1);
+            // A sampling period (an observer, not a synchronisation).
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        seen
+    };
+    tokio::join!(main, sampler)
+}
+
+async fn members(p: &Project) -> BTreeMap<String, (String, String)> {
+    p.live_instances()
+        .await
+        .into_iter()
+        .map(|i| {
+            (
+                i.display_name.clone().unwrap_or_default(),
+                (i.id.clone(), i.image_id.clone().unwrap_or_default()),
+            )
+        })
+        .collect()
+}
+
+async fn setup(method: &str, surge: &str, unavailable: &str) -> (Project, String, String) {
+    let p = Project::new(support::config(0.002)).await;
+    let script = p.path().join("healthy.sh");
+    std::fs::write(&script, CHECK).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::create_dir(p.path().join("fail")).unwrap();
+    let (old, new) = images(&p.emu);
+    p.write(&manifest(&old, surge, unavailable, method, "pause"));
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    (p, old, new)
+}
+
+/// Roll a fleet of 6 from one image to the next with `(surge, unavailable)` and check the limits,
+/// the end state and, for boot volume replacement, that every member kept its OCID and IP.
+async fn roll(method: &str, surge: &str, unavailable: &str, limits: (usize, usize)) {
+    let (p, old, new) = setup(method, surge, unavailable).await;
+    let before = members(&p).await;
+    let ips_before = private_ips(&p).await;
+    p.write(&manifest(&new, surge, unavailable, method, "pause"));
+    let plan = p.kiln(&["plan"]).await;
+    assert!(
+        plan.stdout.contains("rollout instance.web: 6 of 6 members"),
+        "{plan:?}"
+    );
+    let (out, (most, fewest, samples)) =
+        sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    eprintln!("{method} ({surge}, {unavailable}): at most {most} existed, at least {fewest} RUNNING, {samples} samples");
+    assert!(samples > 1, "the sampler ran");
+    let (s, u) = limits;
+    assert!(
+        most <= 6 + s,
+        "{method} ({surge}, {unavailable}): {most} members existed at once"
+    );
+    assert!(
+        fewest >= 6 - u,
+        "{method} ({surge}, {unavailable}): only {fewest} members were RUNNING at once"
+    );
+    let after = members(&p).await;
+    assert_eq!(after.len(), 6, "{after:?}");
+    assert!(after.values().all(|(_, img)| *img == new), "{after:?}");
+    assert!(before.values().all(|(_, img)| *img == old));
+    if method == "boot_volume" {
+        let ids = |m: &BTreeMap<String, (String, String)>| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(&before),
+            ids(&after),
+            "boot volume replacement keeps the OCIDs"
+        );
+        assert_eq!(ips_before, private_ips(&p).await, "and the private IPs");
+    }
+    let again = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(again.code, 0, "converged: {again:?}");
+}
+
+/// Private IP per instance OCID, read from the emulator.
+async fn private_ips(p: &Project) -> BTreeMap<String, String> {
+    let c = p.client();
+    let mut out = BTreeMap::new();
+    for a in c
+        .list_vnic_attachments(support::COMPARTMENT, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.lifecycle_state == "ATTACHED")
+    {
+        let v = c
+            .get_vnic(a.vnic_id.as_deref().unwrap())
+            .await
+            .unwrap()
+            .body;
+        out.insert(a.instance_id, v.private_ip.unwrap_or_default());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_6_rolls_one_new_member_at_a_time_with_surge_1() {
+    roll("instance", "1", "0", (1, 0)).await;
+    // A member being boot-volume-replaced is unavailable: with `max_unavailable = 0` one is down
+    // at a time (the plan warns so).
+    roll("boot_volume", "1", "0", (1, 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_6_rolls_one_member_down_at_a_time_with_unavailable_1() {
+    roll("instance", "0", "1", (0, 1)).await;
+    roll("boot_volume", "0", "1", (0, 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_6_rolls_three_at_a_time_with_surge_2_and_unavailable_1() {
+    roll("instance", "2", "1", (2, 1)).await;
+    roll("boot_volume", "2", "1", (2, 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_6_rolls_with_a_surge_of_25_percent_rounded_up_to_2() {
+    roll("instance", "\"25%\"", "0", (2, 0)).await;
+    roll("boot_volume", "\"25%\"", "0", (2, 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_check_on_the_third_member_stops_the_rollout_and_the_next_apply_moves_the_rest() {
+    for method in ["instance", "boot_volume"] {
+        let (p, _old, new) = setup(method, "1", "0").await;
+        std::fs::write(p.path().join("fail/instance.web[2]"), "").unwrap();
+        p.write(&manifest(&new, "1", "0", method, "pause"));
+        let out = p.kiln(&["apply", "--auto-approve"]).await;
+        assert_eq!(out.code, 1, "{out:?}");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            text.contains("instance.web[2]") && text.contains("health check"),
+            "{out:?}"
+        );
+        assert!(
+            text.contains("told to fail"),
+            "the check's output is shown: {out:?}"
+        );
+        let st = p.state();
+        let on_new = |i: usize| {
+            st["resources"][format!("instance.web[{i}]")]["attributes"]["imageId"].as_str()
+                == Some(new.as_str())
+        };
+        let moved: Vec<usize> = (0..6).filter(|&i| on_new(i)).collect();
+        assert_eq!(
+            moved,
+            vec![0, 1, 2],
+            "{method}: two moved, the third tried and failed: {st}"
+        );
+        assert!(
+            st["resources"]["instance.web[2]"]["inputs"]["rollout_failed"].is_object(),
+            "the failed member is marked in the state"
+        );
+        assert!(p.live_instances().await.len() <= 7);
+
+        std::fs::remove_file(p.path().join("fail/instance.web[2]")).unwrap();
+        let out = p.kiln(&["apply", "--auto-approve"]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        let after = members(&p).await;
+        assert_eq!(after.len(), 6, "{after:?}");
+        assert!(
+            after.values().all(|(_, img)| *img == new),
+            "{method}: {after:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_mid_rollout_then_apply_again_resumes_within_the_limits() {
+    // The process dies (a real abort) at an answer it never reads: mid-launch of the third new
+    // member, after the second old one's terminate was sent, mid-replacement of the second boot
+    // volume.
+    for (method, point, down) in [
+        (
+            "instance",
+            "oci.response.LaunchInstance=2*off->return(abort)",
+            0,
+        ),
+        (
+            "instance",
+            "oci.response.TerminateInstance=1*off->return(abort)",
+            0,
+        ),
+        (
+            "boot_volume",
+            "oci.response.UpdateInstance=1*off->return(abort)",
+            1,
+        ),
+    ] {
+        let (p, _old, new) = setup(method, "1", "0").await;
+        p.write(&manifest(&new, "1", "0", method, "pause"));
+        let killed = p.kiln_faulted(point, &["apply", "--auto-approve"]).await;
+        assert_ne!(killed.code, 0, "{point}: {killed:?}");
+        let live = p.live_instances().await.len();
+        assert!(live <= 7, "{point}: {live} members after the kill");
+        let (out, (most, fewest, _)) = sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
+        assert_eq!(out.code, 0, "{point}: {out:?}");
+        eprintln!("{point}: after the kill, at most {most} existed, at least {fewest} RUNNING");
+        assert!(most <= 7, "{point}: {most} members existed at once");
+        assert!(fewest >= 6 - down, "{point}: only {fewest} RUNNING at once");
+        let after = members(&p).await;
+        assert_eq!(
+            after.len(),
+            6,
+            "{point}: no duplicate, nothing lost: {after:?}"
+        );
+        assert!(
+            after.values().all(|(_, img)| *img == new),
+            "{point}: {after:?}"
+        );
+        let again = p.kiln(&["plan", "--detailed-exitcode"]).await;
+        assert_eq!(again.code, 0, "{point}: converged: {again:?}");
+    }
+}
+
+/// BENCHMARKS.md, scenario 6: roll 100 members onto a new image at ("10%", 0) with a health check
+/// that takes a fixed time; wall time ÷ the optimal batch schedule's length, and API calls per
+/// member. `cargo test --release --test it bench_rollout -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark (BENCHMARKS.md, scenario 6): run it with --ignored --nocapture"]
+async fn bench_rollout_100_members_at_10_percent() {
+    let scale = 0.01;
+    let check_ms = 200u64;
+    let p = Project::new(support::config(scale)).await;
+    let script = p.path().join("healthy.sh");
+    // The check's fixed cost: the workload being measured, not a synchronisation.
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nsleep {}\n", check_ms as f64 / 1000.0),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (old, new) = images(&p.emu);
+    let write = |img: &str| {
+        let fleet = format!("[instance.web]\ncount = 100\nsource = {{ image = \"{img}\" }}\n\n[instance.web.rollout]\nmax_surge = \"10%\"\nmax_unavailable = 0\nhealth_check = {{ command = [\"./healthy.sh\"], timeout = \"1m\", interval = \"1s\" }}\n");
+        let text = format!("{}{fleet}", p.header()).replacen(
+            "[provider]\n",
+            "[provider]\nparallelism = 20\n",
+            1,
+        );
+        std::fs::write(p.path().join("kiln.toml"), text).unwrap();
+    };
+    write(&old);
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    write(&new);
+    let calls_before = p.emu.stats().get("total").copied().unwrap_or(0);
+    let start = std::time::Instant::now();
+    let (out, (most, fewest, _)) = sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
+    let wall = start.elapsed().as_secs_f64();
+    assert_eq!(out.code, 0, "{out:?}");
+    let calls = p.emu.stats().get("total").copied().unwrap_or(0) - calls_before;
+    let t = kiln::emulator::Timings::scaled(scale);
+    // 10 batches of 10: launch, check, terminate, one after the other.
+    let batch = t.launch.as_secs_f64() + check_ms as f64 / 1000.0 + t.terminate.as_secs_f64();
+    let optimal = 10.0 * batch;
+    println!("| members | limits | batches | wall (s) | optimal (s) | wall ÷ optimal | API calls / member | most existing | fewest RUNNING |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| 100 | (\"10%\", 0) | 10 | {wall:.2} | {optimal:.2} | {:.2}× | {:.1} | {most} | {fewest} |",
+        wall / optimal,
+        calls as f64 / 100.0
+    );
+    assert!(most <= 110 && fewest >= 100, "{most} {fewest}");
+}
