@@ -25,4 +25,5 @@ mod regions;
 mod remote_state;
 mod request_limits;
 mod state;
+mod takeover;
 mod waiting;
