@@ -10,7 +10,11 @@
 //! folds the journal into the state at its end ([`journal`], [`Commits`]): a commit costs the
 //! size of the change, not of the state.
 //! One writer at a time: an OS file lock on `<env>.json.lock` plus a lock record inside it (who,
-//! host, pid, operation, since) so a waiting kiln can name the holder. See `state/README.md`.
+//! host, pid, operation, since) so a waiting kiln can name the holder. Every write is a
+//! compare-and-swap by construction, so a lock broken by `kiln force-unlock --force` can make the
+//! old holder's writes fail but never lose or roll back anyone's: the local store compares and
+//! writes under a short OS lock on the state folder ([`gate`]), the remote store with `If-Match`.
+//! See `state/README.md`.
 //!
 //! [`StateStore`] is the one seam. Behind it: the local file store ([`local`]), the remote store on
 //! OCI Object Storage ([`remote`]: compare-and-swap writes with `If-Match`, a lock object created
@@ -18,11 +22,14 @@
 //! for tests.
 
 mod check;
+mod commits;
+mod gate;
 pub mod journal;
 pub mod local;
 pub mod remote;
 
 pub use check::address_kind;
+pub use commits::Commits;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -448,6 +455,15 @@ pub enum StateStore {
     Memory(MemoryStore),
 }
 
+/// Whether `stored` (`None`: no state) is the state (`lineage`, `serial`) a write expects —
+/// serial 0 expects no state (or that one).
+fn is_version(stored: Option<&(String, u64)>, lineage: &str, serial: u64) -> bool {
+    match stored {
+        None => serial == 0,
+        Some((l, s)) => l == lineage && *s == serial,
+    }
+}
+
 /// Parse and check a state document (`path` names it in errors): the loader of every store.
 pub use check::parse;
 
@@ -618,28 +634,11 @@ impl StateStore {
         }
     }
 
-    /// The lineage and serial stored now (`None`: no state), for compare-and-swap.
-    async fn stored_version(&self) -> Result<Option<(String, u64)>, StateError> {
-        match self {
-            StateStore::Memory(m) => Ok(m
-                .state
-                .lock()
-                .expect("memory state")
-                .as_ref()
-                .map(|s| (s.lineage.clone(), s.serial))),
-            StateStore::Local(l) => l.version(),
-            // The version this process read or wrote last: the object's etag guards the write
-            // itself (a PUT with If-Match), so it need not be read again.
-            StateStore::Remote(r) => match r.cached_version() {
-                Some(v) => Ok(Some(v)),
-                None => Ok(r.load().await?.map(|s| (s.lineage, s.serial))),
-            },
-        }
-    }
-
     /// Write `state` with serial + 1, keeping the previous version as a backup: compare-and-swap
     /// against the stored version, which must still be the one `state` was read from or last
-    /// written as (a state written by anyone else meanwhile is never overwritten).
+    /// written as (a state written by anyone else meanwhile is never overwritten). The compare
+    /// and the write are one step: the local store's write gate, the memory store's mutex, the
+    /// remote object's `If-Match`.
     pub async fn save(&self, lock: &StateLock, state: &mut State) -> Result<(), StateError> {
         let _held = lock; // only a lock holder saves
         let serial = state
@@ -652,22 +651,44 @@ impl StateStore {
         if let Some(fault) = failpoint::cross(failpoint::STATE_SAVE) {
             return Err(injected(self.describe(), failpoint::STATE_SAVE, fault));
         }
-        let stored = self.stored_version().await?;
-        let expected =
-            (state.serial > 0 || stored.is_some()).then(|| (state.lineage.clone(), state.serial));
-        if stored != expected {
+        let mut next = state.clone();
+        next.serial = serial;
+        let conflict = |stored: Option<(String, u64)>| {
             let (found_lineage, found_serial) = stored.unwrap_or_else(|| ("(no state)".into(), 0));
-            return Err(StateError::Conflict {
+            StateError::Conflict {
                 path: self.describe(),
                 lineage: state.lineage.clone(),
                 serial: state.serial,
                 found_lineage,
                 found_serial,
-            });
-        }
-        let mut next = state.clone();
-        next.serial = serial;
-        let mut written = self.write(&next).await;
+            }
+        };
+        let mut written = match self {
+            StateStore::Local(l) => l.save(&state.lineage, state.serial, &next),
+            StateStore::Memory(m) => {
+                let mut stored = m.state.lock().expect("memory state");
+                let version = stored.as_ref().map(|s| (s.lineage.clone(), s.serial));
+                if is_version(version.as_ref(), &state.lineage, state.serial) {
+                    *stored = Some(next.clone());
+                    Ok(())
+                } else {
+                    Err(conflict(version))
+                }
+            }
+            // The version this process read or wrote last: the object's etag guards the write
+            // itself (a PUT with If-Match), so it need not be read again.
+            StateStore::Remote(r) => {
+                let version = match r.cached_version() {
+                    Some(v) => Some(v),
+                    None => r.load().await?.map(|s| (s.lineage, s.serial)),
+                };
+                if is_version(version.as_ref(), &state.lineage, state.serial) {
+                    r.write(&next).await
+                } else {
+                    Err(conflict(version))
+                }
+            }
+        };
         if written.is_ok() {
             if let Some(fault) = failpoint::cross(failpoint::STATE_SAVED) {
                 written = Err(injected(self.describe(), failpoint::STATE_SAVED, fault));
@@ -675,7 +696,10 @@ impl StateStore {
         }
         if let Err(e) = written {
             // An error after the write may hide a write that landed: read it back.
-            if failpoint::aborted() || !self.holds(&next).await {
+            if matches!(e, StateError::Conflict { .. })
+                || failpoint::aborted()
+                || !self.holds(&next).await
+            {
                 return Err(e);
             }
         }
@@ -708,207 +732,6 @@ impl StateStore {
             }
             StateStore::Local(l) => l.write(state),
             StateStore::Remote(r) => r.write(state).await,
-        }
-    }
-}
-
-/// The state writes of an apply: each commit records only the records it changed where the
-/// store can append — the local store's journal ([`journal`]), folded into the state file at the
-/// end — and the whole state elsewhere (the remote store: `state/README.md` says why). Every
-/// write is a compare-and-swap.
-pub struct Commits {
-    store: StateStore,
-    journal: Option<journal::Writer>,
-}
-
-impl Commits {
-    pub fn new(store: StateStore) -> Commits {
-        Commits {
-            store,
-            journal: None,
-        }
-    }
-
-    /// Whether commits take only the changed records ([`Commits::append`]) rather than the
-    /// whole state ([`Commits::save`]).
-    pub fn journaled(&self) -> bool {
-        matches!(self.store, StateStore::Local(_))
-    }
-
-    fn journal_error(
-        &self,
-        e: journal::WriteError,
-        l: &LocalStore,
-        lineage: &str,
-        serial: u64,
-    ) -> StateError {
-        match e {
-            journal::WriteError::Io(source) => StateError::Write {
-                path: l.journal_path().display().to_string(),
-                source,
-            },
-            journal::WriteError::Moved(reason) => {
-                tracing::debug!("state moved under the journal: {reason}");
-                self.conflict(l, lineage, serial)
-            }
-        }
-    }
-
-    /// A compare-and-swap refusal: `(lineage, serial)` was expected; what is stored now is
-    /// named as well as it can be read.
-    fn conflict(&self, l: &LocalStore, lineage: &str, serial: u64) -> StateError {
-        let (found_lineage, found_serial) = match l.version() {
-            Ok(Some(v)) => v,
-            Ok(None) => ("(no state)".into(), 0),
-            Err(_) => ("(unreadable)".into(), 0),
-        };
-        StateError::Conflict {
-            path: self.store.describe(),
-            lineage: lineage.to_string(),
-            serial,
-            found_lineage,
-            found_serial,
-        }
-    }
-
-    /// Before the first commit: fold a journal a kiln that died left beside the state (the
-    /// state given was loaded with it folded in), so this apply starts its own.
-    pub async fn begin(&mut self, lock: &StateLock, state: &State) -> Result<(), StateError> {
-        let _held = lock;
-        let StateStore::Local(l) = &self.store else {
-            return Ok(());
-        };
-        if !l.has_journal() {
-            return Ok(());
-        }
-        if l.version()? != Some((state.lineage.clone(), state.serial)) {
-            return Err(self.conflict(l, &state.lineage, state.serial));
-        }
-        self.fold(state)
-    }
-
-    /// Write `state` whole with its serial (the journal's last) and remove the journal.
-    fn fold(&self, state: &State) -> Result<(), StateError> {
-        let StateStore::Local(l) = &self.store else {
-            return Ok(());
-        };
-        if let Some(fault) = failpoint::cross(failpoint::STATE_FOLD) {
-            return Err(injected(
-                self.store.describe(),
-                failpoint::STATE_FOLD,
-                fault,
-            ));
-        }
-        let mut written = l.write(state);
-        if written.is_ok() {
-            if let Some(fault) = failpoint::cross(failpoint::STATE_FOLDED) {
-                written = Err(injected(
-                    self.store.describe(),
-                    failpoint::STATE_FOLDED,
-                    fault,
-                ));
-            }
-        }
-        match written {
-            // An error after the write may hide a write that landed: read it back (the journal
-            // left beside it is ignored as folded).
-            Err(_) if !failpoint::aborted() && l.holds(&serialise(state)) => Ok(()),
-            other => other,
-        }
-    }
-
-    /// Record `changes` (address → its record now, `None`: gone) as serial `serial` + 1 of the
-    /// state (`lineage`, `serial`); the new serial once it is durable.
-    pub async fn append(
-        &mut self,
-        lock: &StateLock,
-        lineage: &str,
-        serial: u64,
-        changes: BTreeMap<String, Option<ResourceState>>,
-    ) -> Result<u64, StateError> {
-        let _held = lock;
-        let StateStore::Local(l) = &self.store else {
-            unreachable!("only the local store appends")
-        };
-        let next = serial.checked_add(1).ok_or_else(|| StateError::Corrupt {
-            path: self.store.describe(),
-            reason: "the serial cannot grow any more".into(),
-        })?;
-        let entry = journal::Entry {
-            serial: next,
-            resources: changes,
-        };
-        let result = match &mut self.journal {
-            Some(w) => w.append(&entry),
-            None => {
-                // The first commit: the stored state must be the one this apply started from,
-                // with no journal beside it (`begin` folded any).
-                let stored = l.version()?;
-                let expected =
-                    (serial > 0 || stored.is_some()).then(|| (lineage.to_string(), serial));
-                if stored != expected || l.has_journal() {
-                    return Err(self.conflict(l, lineage, serial));
-                }
-                let state_id = l.state_id()?;
-                journal::Writer::create(
-                    &l.journal_path(),
-                    &l.path,
-                    state_id,
-                    lineage,
-                    serial,
-                    &entry,
-                )
-                .map(|w| self.journal = Some(w))
-            }
-        };
-        result.map_err(|e| self.journal_error(e, l, lineage, serial))?;
-        Ok(next)
-    }
-
-    /// Save the whole state (serial + 1, compare-and-swap): the stores without a journal.
-    pub async fn save(&mut self, lock: &StateLock, state: &mut State) -> Result<(), StateError> {
-        self.store.save(lock, state).await
-    }
-
-    /// After the last commit: fold the journal into the state file (`state` is what it holds,
-    /// serial included). With `unrecorded`, `state` has changes whose commit failed: they are
-    /// saved whole (serial + 1) instead, if the store still takes them.
-    pub async fn finish(
-        &mut self,
-        lock: &StateLock,
-        state: &mut State,
-        unrecorded: bool,
-    ) -> Result<(), StateError> {
-        let _held = lock;
-        match (&self.store, self.journal.take()) {
-            (StateStore::Local(l), Some(w)) => {
-                w.check()
-                    .map_err(|e| self.journal_error(e, l, &state.lineage, state.serial))?;
-                #[cfg(debug_assertions)]
-                if !unrecorded {
-                    // Every change was committed with the addresses it touched: the journal
-                    // folds to exactly the state in memory.
-                    let on_disk = l.load().expect("the journal this apply wrote loads");
-                    assert_eq!(
-                        on_disk.as_ref(),
-                        Some(&*state),
-                        "the journal does not fold to the state in memory: a change was recorded without its address"
-                    );
-                }
-                if unrecorded {
-                    state.serial =
-                        state
-                            .serial
-                            .checked_add(1)
-                            .ok_or_else(|| StateError::Corrupt {
-                                path: self.store.describe(),
-                                reason: "the serial cannot grow any more".into(),
-                            })?;
-                }
-                self.fold(state)
-            }
-            _ if unrecorded => self.store.save(lock, state).await,
-            _ => Ok(()),
         }
     }
 }
