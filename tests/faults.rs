@@ -292,13 +292,15 @@ impl Scenario {
         if self.remote {
             let os = kiln::oci::object_storage::ObjectStorage::new(self.client.clone());
             let f = self.project.emu.fixtures();
-            StateStore::Remote(kiln::state::RemoteStore::new(
-                os,
-                &f.namespace,
-                &f.bucket,
-                "faults/",
-                "default",
-            ))
+            // No lease renewal falls inside a run (it would be a crossing of its own, at a
+            // time that varies): renewals every hour.
+            StateStore::Remote(
+                kiln::state::RemoteStore::new(os, &f.namespace, &f.bucket, "faults/", "default")
+                    .with_lease(kiln::state::remote::Lease {
+                        length: Duration::from_secs(4 * 3600),
+                        renew_every: Duration::from_secs(3600),
+                    }),
+            )
         } else {
             StateStore::local(self.project.path(), Some(self.state_dir.path()), "default").unwrap()
         }
@@ -550,10 +552,24 @@ async fn run_one(
             return Err(format!("the lock was left behind: {left:?}"));
         }
         if s.remote {
-            store
+            // Its lease is fresh: `force-unlock` refuses until it runs out (the clock moved past
+            // it), then removes it as lapsed.
+            match store.force_unlock(None, false).await {
+                Err(kiln::state::StateError::LeaseHeld { .. }) => {}
+                other => return Err(format!("a dead kiln's fresh lease: {other:?}")),
+            }
+            let StateStore::Remote(r) = store else {
+                unreachable!()
+            };
+            let later =
+                kiln::state::remote::Clock::new(|| chrono::Utc::now() + chrono::Duration::hours(5));
+            let removed = StateStore::Remote(r.with_clock(later))
                 .force_unlock(None, false)
                 .await
                 .map_err(|e| e.to_string())?;
+            if removed.is_none_or(|u| u.stopped_renewing.is_none()) {
+                return Err("the lapsed lock was not reported as lapsed".into());
+            }
         }
     }
     let st = s.state().await?;

@@ -26,10 +26,13 @@ mod commits;
 mod gate;
 pub mod journal;
 pub mod local;
+mod lock;
 pub mod remote;
 
 pub use check::address_kind;
 pub use commits::Commits;
+use lock::Held;
+pub use lock::{LockInfo, LockReleaser, StateLock};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -218,51 +221,6 @@ impl State {
     }
 }
 
-/// Who holds a lock.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub id: String,
-    pub who: String,
-    pub host: String,
-    pub pid: u32,
-    pub operation: String,
-    pub since: DateTime<Utc>,
-}
-
-impl LockInfo {
-    /// A lock record for this process.
-    pub fn new(operation: &str) -> LockInfo {
-        let who = std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into());
-        LockInfo {
-            id: uuid::Uuid::new_v4().to_string(),
-            who,
-            host,
-            pid: std::process::id(),
-            operation: operation.into(),
-            since: Utc::now(),
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "{}@{} (pid {}, `kiln {}` since {}, lock id {})",
-            self.who,
-            self.host,
-            self.pid,
-            self.operation,
-            self.since.format("%Y-%m-%d %H:%M:%S UTC"),
-            self.id
-        )
-    }
-}
-
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
     #[error("the state journal `{path}` cannot be trusted: {reason}")]
@@ -305,6 +263,22 @@ pub enum StateError {
         help("wait for it to finish; `kiln force-unlock --force` breaks the lock anyway (its later saves are then refused, never overwriting)")
     )]
     HolderAlive { path: String, holder: String },
+    #[error("the state `{path}` is locked by {holder}, which renewed its lease: it holds until {until} unless renewed again")]
+    #[diagnostic(
+        code(kiln::state::lease_held),
+        help("the holder renews its lease while it runs: wait for it to finish; if it is gone, its lease runs out by {until} and `kiln force-unlock` then removes it (or the next run takes it over); `kiln force-unlock --force` removes it now (its later saves are then refused, never overwriting)")
+    )]
+    LeaseHeld {
+        path: String,
+        holder: String,
+        until: String,
+    },
+    #[error("the state `{path}` is locked by {holder}, whose lock records no lease (a kiln without leases, or an unreadable record): nothing tells whether it still runs")]
+    #[diagnostic(
+        code(kiln::state::no_lease),
+        help("if that kiln is gone, `kiln force-unlock --force` removes the lock (a holder still running then has its later saves refused, never overwriting)")
+    )]
+    NoLease { path: String, holder: String },
     #[error("the state `{path}` was written by someone else since it was read (lineage {found_lineage} serial {found_serial}, expected lineage {lineage} serial {serial})")]
     #[diagnostic(
         code(kiln::state::conflict),
@@ -341,103 +315,13 @@ pub enum StateError {
     Migrate { reason: String },
 }
 
-/// A held lock; released on drop (or with [`StateLock::release`], which reports failures).
-pub struct StateLock {
-    pub info: LockInfo,
-    /// Shared with [`LockReleaser`]s, so a signal handler can release it before the process exits.
-    held: Arc<Mutex<Held>>,
-}
-
-// One per held lock, so its size does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Held {
-    Local(local::FileLock),
-    Memory(Arc<Mutex<Option<LockInfo>>>),
-    Remote(remote::ObjectLock),
-    Released,
-}
-
-impl Held {
-    /// Release without reporting (a destructor, or a process about to exit).
-    fn release_now(&mut self) {
-        if self.faulted().is_none() {
-            self.release_unchecked();
-        }
-    }
-
-    /// Cross the unlock boundary; on an injected fault, forget the lock as a process that died
-    /// here would: its local flock closes with it (the record stays, stale), a lock object stays.
-    fn faulted(&mut self) -> Option<failpoint::Fault> {
-        if matches!(self, Held::Released) {
-            return None;
-        }
-        let fault = failpoint::cross(failpoint::STATE_UNLOCK)?;
-        *self = Held::Released;
-        Some(fault)
-    }
-
-    fn release_unchecked(&mut self) {
-        match std::mem::replace(self, Held::Released) {
-            Held::Local(f) => f.release(),
-            Held::Memory(m) => *m.lock().expect("memory lock") = None,
-            Held::Remote(l) => l.release_blocking(),
-            Held::Released => {}
-        }
-    }
-}
-
-/// A handle that releases a [`StateLock`] from elsewhere (e.g. the second Ctrl-C, right before
-/// the process exits). Releasing twice is harmless.
-#[derive(Clone)]
-pub struct LockReleaser(Arc<Mutex<Held>>);
-
-impl LockReleaser {
-    /// Release now, best effort, blocking the calling thread for at most a few seconds.
-    pub fn release_now(&self) {
-        self.0.lock().expect("state lock handle").release_now();
-    }
-}
-
-impl StateLock {
-    fn new(info: LockInfo, held: Held) -> StateLock {
-        StateLock {
-            info,
-            held: Arc::new(Mutex::new(held)),
-        }
-    }
-
-    pub fn releaser(&self) -> LockReleaser {
-        LockReleaser(self.held.clone())
-    }
-
-    /// Release now, reporting a failure (dropping releases too, best effort).
-    pub async fn release(self) -> Result<(), StateError> {
-        let held = {
-            let mut guard = self.held.lock().expect("state lock handle");
-            if let Some(fault) = guard.faulted() {
-                return Err(StateError::Write {
-                    path: "(the state lock)".into(),
-                    source: failpoint::io_error(failpoint::STATE_UNLOCK, fault),
-                });
-            }
-            std::mem::replace(&mut *guard, Held::Released)
-        };
-        match held {
-            Held::Remote(l) => l.release().await,
-            mut other => {
-                other.release_unchecked();
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Drop for StateLock {
-    fn drop(&mut self) {
-        if let Ok(mut held) = self.held.lock() {
-            held.release_now();
-        }
-    }
+/// A lock `kiln force-unlock` removed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unlocked {
+    pub holder: LockInfo,
+    /// A remote lock whose lease had run out: when its holder last renewed it (it stopped
+    /// renewing then). `None`: a local lock, or one removed with `--force`.
+    pub stopped_renewing: Option<DateTime<Utc>>,
 }
 
 /// An in-memory store (tests).
@@ -448,6 +332,8 @@ pub struct MemoryStore {
 }
 
 /// Where state lives.
+// One per run (cloned a few times), so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum StateStore {
     Local(LocalStore),
@@ -577,13 +463,14 @@ impl StateStore {
         }
     }
 
-    /// Remove a lock record whose holder is gone. With `expected_id`, only that lock. A local
-    /// lock whose holder is still running (it holds the OS lock) is refused unless `force`.
+    /// Remove a lock record whose holder is gone. With `expected_id`, only that lock. A holder
+    /// that may still run is refused unless `force`: a local one holding the OS lock, a remote
+    /// one whose lease is fresh (or records none).
     pub async fn force_unlock(
         &self,
         expected_id: Option<&str>,
         force: bool,
-    ) -> Result<Option<LockInfo>, StateError> {
+    ) -> Result<Option<Unlocked>, StateError> {
         let check = |holder: &Option<LockInfo>| -> Result<(), StateError> {
             if let (Some(h), Some(id)) = (holder, expected_id) {
                 if h.id != id {
@@ -595,26 +482,49 @@ impl StateStore {
             }
             Ok(())
         };
+        let unlocked = |holder: LockInfo| Unlocked {
+            holder,
+            stopped_renewing: None,
+        };
         match self {
             StateStore::Memory(m) => {
                 let holder = m.lock.lock().expect("memory lock").clone();
                 check(&holder)?;
                 *m.lock.lock().expect("memory lock") = None;
-                Ok(holder)
+                Ok(holder.map(unlocked))
             }
             StateStore::Local(l) => {
                 let holder = l.lock_holder();
                 check(&holder)?;
-                l.force_unlock(force)
+                Ok(l.force_unlock(force)?.map(unlocked))
             }
             StateStore::Remote(r) => {
-                let held = r.lock_holder().await?;
-                let holder = held.as_ref().map(|(info, _)| info.clone());
-                check(&holder)?;
-                if let Some((_, etag)) = held {
-                    r.remove_lock(&etag).await?;
-                }
-                Ok(holder)
+                let Some((holder, etag)) = r.lock_holder().await? else {
+                    return Ok(None);
+                };
+                check(&Some(holder.clone()))?;
+                let stopped_renewing = match r.lease_standing(&holder) {
+                    remote::LeaseStanding::Lapsed { renewed_at, .. } => Some(renewed_at),
+                    _ if force => None,
+                    remote::LeaseStanding::Fresh(until) => {
+                        return Err(StateError::LeaseHeld {
+                            path: self.describe(),
+                            holder: holder.describe(),
+                            until: until.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                        })
+                    }
+                    remote::LeaseStanding::Unknown => {
+                        return Err(StateError::NoLease {
+                            path: self.describe(),
+                            holder: holder.describe(),
+                        })
+                    }
+                };
+                r.remove_lock(&etag).await?;
+                Ok(Some(Unlocked {
+                    holder,
+                    stopped_renewing,
+                }))
             }
         }
     }

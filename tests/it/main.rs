@@ -22,6 +22,7 @@ mod output;
 mod plan_apply;
 mod refresh_exclude;
 mod regions;
+mod remote_lock;
 mod remote_state;
 mod request_limits;
 mod state;
