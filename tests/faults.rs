@@ -26,11 +26,20 @@
 //! The sweep runs twice: with the state in a local file (every crossing), and with the state on
 //! Object Storage in the emulator (its saves and lock are OCI requests too, so they are crossings
 //! of their own; a quarter of the crossings, chosen by the seed, or all with `KILN_FAULTS=all`).
-//! A dead kiln's remote lock stays, so after an abort the harness runs `force-unlock` as its user
-//! would; any other fault must leave no lock behind.
+//! A dead kiln's remote lock stays, its lease fresh: after an abort the harness moves its clock
+//! past the lease and runs `force-unlock`, which removes it as lapsed; any other fault must leave
+//! no lock behind.
+//!
+//! A third dimension runs two kilns on one local state ([`two_kilns`]): at every journal
+//! crossing of the apply, a second kiln forces the lock (`kiln force-unlock --force`) and applies
+//! to the end while the first waits at its crossing; then the first goes on, and the same
+//! invariants and convergence are checked. The summary line counts its pairs per boundary;
+//! `KILN_FAULTS_ONLY=two-kilns` reruns only it.
 
 #[path = "it/support.rs"]
 mod support;
+#[path = "faults/two_kilns.rs"]
+mod two_kilns;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -721,15 +730,37 @@ async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
     // Every crossing with the local store; with the remote store (whose writes are OCI requests
     // and whose lock outlives a dead holder), a quarter of them in the normal run, all of them
     // with KILN_FAULTS=all. One scenario at a time: the failpoint registry is global.
+    // `KILN_FAULTS_ONLY=two-kilns` reruns only that dimension (a failure names its seed).
+    let only_two_kilns = std::env::var("KILN_FAULTS_ONLY").is_ok_and(|v| v == "two-kilns");
     let local = setup(false).await;
-    let (local_pairs, mut failures) = sweep(&local, seed, all, None).await;
+    let (local_pairs, mut failures) = if only_two_kilns {
+        Default::default()
+    } else {
+        sweep(&local, seed, all, None).await
+    };
+    // Two kilns on one (local) state: a forced unlock at every journal crossing.
+    let crossings = reference(&local).await;
+    let (two_kilns, two_kilns_failures) = two_kilns::sweep(&local, &crossings, seed).await;
+    failures.extend(two_kilns_failures);
     drop(local);
-    let remote = setup(true).await;
-    let sample = (!all).then_some((4, 0));
-    let (remote_pairs, remote_failures) = sweep(&remote, seed, all, sample).await;
-    failures.extend(remote_failures);
+    let mut remote_pairs = BTreeMap::new();
+    if !only_two_kilns {
+        let remote = setup(true).await;
+        let sample = (!all).then_some((4, 0));
+        let (pairs, remote_failures) = sweep(&remote, seed, all, sample).await;
+        remote_pairs = pairs;
+        failures.extend(remote_failures);
+    }
     let checked: usize = local_pairs.values().chain(remote_pairs.values()).sum();
-    println!("fault suite: {checked} (crossing, fault) pairs checked in all, seed {seed}");
+    let two_kilns_pairs: usize = two_kilns.values().sum();
+    println!(
+        "fault suite: {checked} (crossing, fault) pairs checked in all, seed {seed}; two kilns on one state with a forced unlock at a journal crossing: {two_kilns_pairs} pairs ({})",
+        two_kilns
+            .iter()
+            .map(|(p, n)| format!("{p}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     assert!(
         failures.is_empty(),
         "{} fault runs broke an invariant:\n{}",
