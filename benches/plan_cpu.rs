@@ -1,6 +1,9 @@
 //! Plan CPU without network: desired + state + live data of N instances planned in-process.
 //! Prints wall time (median of 5) and peak RSS. `cargo bench --bench plan_cpu [-- N]`.
 
+// Tests and benchmarks print their own logs and tables (the printing door is the CLI's).
+#![allow(clippy::disallowed_macros)]
+
 use std::time::Instant;
 
 use kiln::plan::build::{compute, Inputs};

@@ -75,20 +75,6 @@ impl<N> Dag<N> {
         seen
     }
 
-    /// Every node `id` (transitively) waits for.
-    pub fn all_dependencies(&self, id: NodeId) -> BTreeSet<NodeId> {
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![id];
-        while let Some(n) = stack.pop() {
-            for d in self.dependencies(n) {
-                if seen.insert(d) {
-                    stack.push(d);
-                }
-            }
-        }
-        seen
-    }
-
     /// Nodes in an order where every node comes after its dependencies; `Err` names a node on a cycle.
     pub fn topological_order(&self) -> Result<Vec<NodeId>, NodeId> {
         toposort(&self.g, None).map_err(|cycle| cycle.node_id())

@@ -132,6 +132,8 @@ pub fn cross_op(name: &'static str, operation: &str) -> Option<Fault> {
 /// In a kiln binary built with the feature: configure the failpoints named in the `FAILPOINTS`
 /// environment variable (the `fail` crate's syntax, e.g. `oci.response.LaunchInstance=return(abort)`),
 /// with [`Fault::Abort`] aborting the process for real. Without the feature: nothing.
+// Runs before anything else is set up, with only stderr to warn on.
+#[allow(clippy::disallowed_methods)]
 pub fn setup_from_env() {
     #[cfg(feature = "failpoints")]
     if std::env::var_os("FAILPOINTS").is_some() {

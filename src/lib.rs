@@ -15,6 +15,9 @@
 //!                                   opc-retry-token, waiters) ── saves state after every action
 //! ```
 //!
+//! Each verb's whole flow through these stages (open, lock, load, plan, execute, save, release) is
+//! one function in [`ops`]; the command line ([`cli`]) parses, confirms and prints around it.
+//!
 //! | module | owns | reads / writes on disk |
 //! |---|---|---|
 //! | [`manifest`] | TOML → typed manifest with spans; miette diagnostics; environments; one file per stage of the loader (vars, keys and types, fleets, provider, instance, image, references) | reads `kiln.toml`, `envs/<env>.toml`, `user_data_file`s |
@@ -24,17 +27,19 @@
 //! | [`oci`] | config file, keys, request signer, the four auth methods (API key, session token, resource and instance principals) and renewing their tokens, proxies and CA bundle, HTTP with retries, typed Compute API, the Object Storage subset, a client per region | reads `~/.oci/config`, key, token and CA files; writes a refreshed `security_token_file` |
 //! | [`emulator`] | an OCI API server on hyper (Compute, boot volumes, the networking and identity Compute users touch, work requests, an Object Storage subset, the auth service's federation and session refresh), strict about every field, with signatures and security tokens, etags, retry tokens, lifecycles, keyset pages, faults; one file per resource family | reads an OCI config for trusted keys; `--data` file |
 //! | [`output`] | what `kiln output` prints: ids, IPs, hostnames, sizes, as text, JSON or one bare value — a view of the state, no network | reads the state (through [`state`]) |
-//! | [`cli`] | one thin file per subcommand, calling into the stages above; the flags several share defined once (`args`); one door for printing that takes a closed pipe quietly and colours only a terminal (`out`) | — |
+//! | [`ops`] | one flow per verb (plan, graph, apply, refresh-only, destroy, saved plans, import, state edits, migrate, force-unlock, the state `output` reads): open the manifest, connect, lock, load, plan, execute, save, release on every path — returning data; the CLI, the fault suite and the simulation all run these | through `state` and `manifest`; the embedded emulator's files under `state/.emulator/` |
+//! | [`cli`] | one thin file per subcommand over [`ops`]: parse arguments, confirm, print; the flags several share defined once (`args`); one door for printing that takes a closed pipe quietly and colours only a terminal (`out`) | — |
 //! | [`dag`] | a leaf `manifest` (reference cycles) and `plan` (the action DAG) share: a petgraph wrapper with sorted `Display` and DOT | — |
 //! | [`region`] | a leaf `manifest` (validation), `oci` (endpoints) and `plan` share: region ids, 3-letter codes, realms, endpoints, the region of an OCID | — |
 //! | [`raw_json`] | a leaf `state`, `plan` and `apply` share: a resource's JSON kept as compact text, parsed when read (a tenth of the memory of a value) | — |
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
 //! | [`x509_subject`] | a leaf `oci` (instance principals) and `emulator` (federation) share: the tenancy, instance and common name in an instance certificate's subject, fingerprints as OCI spells them | — |
+//! | [`suggest`] | a leaf `manifest` (diagnostics), `plan` (`--target`) and `output` (addresses) share: "did you mean" | — |
 //! | [`env_name`] | a leaf `manifest` and `state` use: what an environment name may be (it becomes a file name) | — |
 //! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
 //!
-//! Dependencies run one way: `cli → apply → plan → {manifest, state, oci}`, `state → oci` (remote
-//! state), and `cli → output → state`; the leaves (`dag`, `region`, `small_file`, `env_name`, `failpoint`)
+//! Dependencies run one way: `cli → ops → apply → plan → {manifest, state, oci}`, `state → oci`
+//! (remote state), and `cli → output → state`; the leaves (`dag`, `region`, `raw_json`, `small_file`, `x509_subject`, `env_name`, `suggest`, `failpoint`)
 //! depend on nothing of kiln. The `oci` client knows nothing of manifests, plans or state; the
 //! `manifest` module uses neither `plan` nor `oci` (it borrows only leaves); the `emulator` uses
 //! nothing of manifest, state, plan or apply (it only shares the OCI config-file parser).
@@ -43,6 +48,9 @@
 // OCI error must say where); they are returned once per failed call, never on a hot path, so
 // their size is not worth boxing them for.
 #![allow(clippy::result_large_err)]
+// One door to stdout and stderr (`cli::out`; the lint's list is in `clippy.toml`): a print
+// elsewhere is an error, not a warning. `tests/it/cli.rs` checks the same without clippy.
+#![deny(clippy::disallowed_macros, clippy::disallowed_methods)]
 
 pub mod apply;
 pub mod cli;
@@ -52,10 +60,12 @@ pub mod env_name;
 pub mod failpoint;
 pub mod manifest;
 pub mod oci;
+pub mod ops;
 pub mod output;
 pub mod plan;
 pub mod raw_json;
 pub mod region;
 pub mod small_file;
 pub mod state;
+pub mod suggest;
 pub mod x509_subject;

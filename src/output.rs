@@ -17,8 +17,8 @@ use std::fmt::Write;
 
 use serde_json::{json, Map, Value};
 
-use crate::manifest::diagnostic::did_you_mean;
 use crate::state::{ResourceKind, ResourceState, State};
+use crate::suggest::did_you_mean;
 
 /// The attributes every resource has.
 const COMMON: &[&str] = &[

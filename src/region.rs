@@ -83,11 +83,6 @@ pub fn resolve(input: &str) -> Result<&'static str, UnknownRegion> {
         .ok_or_else(|| UnknownRegion(input.to_string()))
 }
 
-/// Whether `input` is a known region id or code.
-pub fn is_known(input: &str) -> bool {
-    resolve(input).is_ok()
-}
-
 /// Every region id, for "did you mean" suggestions.
 pub fn all_ids() -> impl Iterator<Item = &'static str> {
     REGIONS.iter().map(|(_, id, _)| *id)

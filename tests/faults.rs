@@ -36,6 +36,9 @@
 //! invariants and convergence are checked. The summary line counts its pairs per boundary;
 //! `KILN_FAULTS_ONLY=two-kilns` reruns only it.
 
+// Tests and benchmarks print their own logs and tables (the printing door is the CLI's).
+#![allow(clippy::disallowed_macros)]
+
 #[path = "it/support.rs"]
 mod support;
 #[path = "faults/two_kilns.rs"]
@@ -46,15 +49,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiln::apply::execute::{self, ApplyOptions, Report, Timeouts};
+use kiln::apply::execute::{Report, Timeouts};
 use kiln::apply::progress::Progress;
 use kiln::apply::walk::StopFlag;
 use kiln::emulator::World;
 use kiln::failpoint::{self, Fault};
 use kiln::oci::Client;
-use kiln::plan::refresh::{make_plan, PlanOptions};
+use kiln::ops::{
+    self,
+    apply::{ApplyRequest, Kind},
+    plan::PlanRequest,
+    Session,
+};
 use kiln::plan::Plan;
-use kiln::state::{LockInfo, State, StateStore};
+use kiln::state::{State, StateStore};
 
 use support::COMPARTMENT;
 
@@ -345,67 +353,49 @@ impl Scenario {
     }
 }
 
-fn options() -> ApplyOptions {
+/// The session of the manifest in `dir` over the suite's own store and client: the flows below
+/// are `kiln::ops`'s, the ones the CLI runs.
+fn session(dir: &Path, store: &StateStore, client: &Client) -> Result<Session, String> {
+    let m = kiln::manifest::load(dir, None).map_err(|e| format!("{e:?}"))?;
+    // The emulator serves one region; parallelism 1, so that crossing k is the same request in
+    // every run.
+    let clients = kiln::oci::Clients::single("us-ashburn-1", client.clone());
+    Ok(Session::from_parts(
+        m,
+        store.clone(),
+        clients,
+        "emulator",
+        1,
+    ))
+}
+
+/// `kiln plan`.
+async fn plan(dir: &Path, store: &StateStore, client: &Client) -> Result<Plan, String> {
+    let s = session(dir, store, client)?;
+    ops::plan::plan(&s, &PlanRequest::default())
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// `kiln apply --auto-approve`.
+async fn apply(dir: &Path, store: &StateStore, client: &Client) -> Result<Report, String> {
+    let s = session(dir, store, client)?;
     let t = Duration::from_secs(30);
-    ApplyOptions {
-        parallelism: 1,
+    let req = ApplyRequest {
+        lock_timeout: Duration::from_secs(5),
         timeouts: Timeouts {
             instance: t,
             image: t,
             terminate: t,
             work_request: t,
         },
-        wait_reads: Default::default(),
-    }
-}
-
-/// The plan for the manifest in `dir` against `store` (the state read under no lock).
-async fn plan(dir: &Path, store: &StateStore, client: &Client) -> Result<Plan, String> {
-    let m = kiln::manifest::load(dir, None).map_err(|e| format!("{e:?}"))?;
-    let state = store.load().await.map_err(|e| e.to_string())?;
-    make_plan(&m, state.as_ref(), Some(&regional(client)), &plan_options())
-        .await
-        .map_err(|e| format!("{:?}", miette::Report::new(e)))
-}
-
-/// The emulator serves one region.
-fn regional(client: &Client) -> kiln::oci::Clients {
-    kiln::oci::Clients::single("us-ashburn-1", client.clone())
-}
-
-fn plan_options() -> PlanOptions {
-    PlanOptions {
-        refresh: true,
-        parallelism: 1,
-        endpoint: "emulator".into(),
-        ..PlanOptions::default()
-    }
-}
-
-/// `kiln apply --auto-approve`, as the CLI runs it: lock, load, plan, execute, release.
-async fn apply(dir: &Path, store: &StateStore, client: &Client) -> Result<Report, String> {
-    let m = kiln::manifest::load(dir, None).map_err(|e| format!("{e:?}"))?;
-    let lock = store
-        .lock(LockInfo::new("apply"), Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
-    let state = store.load().await.map_err(|e| e.to_string())?;
-    let clients = regional(client);
-    let plan = make_plan(&m, state.as_ref(), Some(&clients), &plan_options())
-        .await
-        .map_err(|e| format!("{:?}", miette::Report::new(e)))?;
-    let (_, report) = execute::apply(
-        &plan,
-        clients,
-        store.clone(),
-        lock,
-        state.unwrap_or_else(State::new),
-        &options(),
-        &StopFlag::new(),
-        Arc::new(Progress::Silent),
-    )
-    .await;
-    Ok(report)
+        ..ApplyRequest::new(Kind::Apply)
+    };
+    let applied =
+        ops::apply::apply_approved(&s, &req, &StopFlag::new(), Arc::new(Progress::Silent))
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+    Ok(applied.report.unwrap_or_default())
 }
 
 fn report_errors(r: &Report) -> String {

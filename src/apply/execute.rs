@@ -155,6 +155,7 @@ impl Report {
 
 /// Execute `plan`. The state must be the one the plan was made from (the caller checked it and
 /// holds `lock`). Returns the final state and a report; the lock is released.
+// Called from one place (`ops::apply`), which holds each of these apart.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
     plan: &Plan,

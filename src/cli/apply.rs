@@ -7,19 +7,19 @@ use std::sync::Arc;
 
 use miette::{miette, IntoDiagnostic};
 
-use crate::apply::execute::{self, ApplyOptions, Timeouts};
+use crate::apply::execute::Timeouts;
 use crate::apply::progress::Progress;
 use crate::apply::walk::StopFlag;
 use crate::oci::watch::WaitReads;
-use crate::plan::refresh::{make_plan, PlanOptions};
+use crate::ops::{
+    self,
+    apply::{ApplyRequest, Kind},
+};
 use crate::plan::render;
 use crate::plan::saved::SavedPlan;
-use crate::plan::Plan;
-use crate::state::{LockInfo, State};
 
 use super::args::{manifest_dir, parse_duration, Common, Dir, LockWait, Parallelism, Verbosity};
 use super::out;
-use super::session;
 use super::signals::{Interrupts, INTERRUPTED};
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +116,26 @@ struct Run<'a> {
     replace: &'a [String],
 }
 
+impl Run<'_> {
+    fn request(&self, kind: Kind) -> ApplyRequest {
+        let o = self.run;
+        ApplyRequest {
+            kind,
+            targets: o.targets.clone(),
+            excludes: o.excludes.clone(),
+            replace: self.replace.iter().cloned().collect(),
+            lock_timeout: self.lock.lock_timeout,
+            timeouts: Timeouts {
+                instance: o.instance_timeout,
+                image: o.image_timeout,
+                terminate: o.instance_timeout,
+                ..Timeouts::default()
+            },
+            wait_reads: o.wait_reads.into(),
+        }
+    }
+}
+
 /// Ask for `yes` on the terminal. The question is read on a thread of its own, so an interrupt
 /// (`stop`) cancels it at once.
 async fn confirm(what: &str, auto_approve: bool, stop: &StopFlag) -> miette::Result<bool> {
@@ -165,13 +185,13 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             run: &args.run,
             replace: &args.replace,
         };
-        return execute_cmd(run, Mode::Saved(Box::new(saved.plan)));
+        return execute_cmd(run, Kind::Saved(Box::new(saved)));
     }
     manifest_dir(&args.path)?;
-    let mode = if args.refresh_only {
-        Mode::RefreshOnly
+    let kind = if args.refresh_only {
+        Kind::RefreshOnly
     } else {
-        Mode::Apply
+        Kind::Apply
     };
     let run = Run {
         dir: args.path.clone(),
@@ -181,7 +201,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         run: &args.run,
         replace: &args.replace,
     };
-    execute_cmd(run, mode)
+    execute_cmd(run, kind)
 }
 
 pub fn destroy(args: DestroyArgs) -> miette::Result<ExitCode> {
@@ -193,108 +213,41 @@ pub fn destroy(args: DestroyArgs) -> miette::Result<ExitCode> {
         run: &args.run,
         replace: &[],
     };
-    execute_cmd(run, Mode::Destroy)
+    execute_cmd(run, Kind::Destroy)
 }
 
-enum Mode {
-    Apply,
-    /// `kiln apply --refresh-only`.
-    RefreshOnly,
-    Destroy,
-    Saved(Box<Plan>),
-}
-
-fn execute_cmd(r: Run<'_>, mode: Mode) -> miette::Result<ExitCode> {
-    let opts = r.run;
+fn execute_cmd(r: Run<'_>, kind: Kind) -> miette::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
         // Before the lock: no signal may find a lock it cannot release.
         let interrupts = Interrupts::install();
         let stop = interrupts.stop.clone();
-        let s = session::open(&r.dir, &r.common, r.parallelism).await?;
-        let operation = if matches!(mode, Mode::Destroy) {
-            "destroy"
-        } else {
-            "apply"
-        };
-        let lock = s
-            .store
-            .lock(LockInfo::new(operation), r.lock.lock_timeout)
-            .await?;
-        interrupts.hold(&lock);
-        let state = s.store.load().await?;
-        let plan = match mode {
-            Mode::Saved(plan) => {
-                SavedPlan::new(&r.dir, (*plan).clone()).check_state(
-                    state.as_ref().map(|s| s.lineage.as_str()),
-                    state.as_ref().map(|s| s.serial).unwrap_or(0),
-                )?;
-                *plan
+        let s = super::open(&r.dir, &r.common, r.parallelism).await?;
+        let saved = matches!(kind, Kind::Saved(_));
+        let prepared =
+            ops::apply::prepare(&s, &r.request(kind), |lock| interrupts.hold(lock)).await?;
+        if !saved {
+            out::print(&render::text(&prepared.plan, super::plan::style()))?;
+        }
+        if prepared.is_noop() {
+            prepared.cancel().await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(what) = prepared.question() {
+            if !confirm(what, r.run.auto_approve, &stop).await? {
+                prepared.cancel().await?;
+                out::println("\nApply cancelled.")?;
+                return Ok(if interrupts.interrupted() {
+                    ExitCode::from(INTERRUPTED)
+                } else {
+                    ExitCode::FAILURE
+                });
             }
-            Mode::Apply | Mode::RefreshOnly | Mode::Destroy => {
-                let refresh_only = matches!(mode, Mode::RefreshOnly);
-                let popts = PlanOptions {
-                    refresh: true,
-                    targets: opts.targets.clone(),
-                    excludes: opts.excludes.clone(),
-                    refresh_only,
-                    destroy: matches!(mode, Mode::Destroy),
-                    replace: r.replace.iter().cloned().collect(),
-                    parallelism: s.parallelism,
-                    endpoint: s.endpoint.clone(),
-                };
-                let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &popts).await?;
-                out::print(&render::text(&plan, super::plan::style()))?;
-                if plan.is_noop() {
-                    lock.release().await?;
-                    return Ok(ExitCode::SUCCESS);
-                }
-                let what = match mode {
-                    Mode::Destroy => "destroy these resources",
-                    Mode::RefreshOnly => "write what OCI says into the state",
-                    _ => "perform these actions",
-                };
-                // A refresh-only apply asks before it accepts drift (or forgets what is gone).
-                let ask = !plan.changes.is_empty()
-                    || (refresh_only && !(plan.drift.is_empty() && plan.forget.is_empty()));
-                if ask && !confirm(what, opts.auto_approve, &stop).await? {
-                    lock.release().await?;
-                    out::println("\nApply cancelled.")?;
-                    return Ok(if interrupts.interrupted() {
-                        ExitCode::from(INTERRUPTED)
-                    } else {
-                        ExitCode::FAILURE
-                    });
-                }
-                plan
-            }
-        };
-        let state = state.unwrap_or_else(State::new);
+        }
         let progress = Arc::new(Progress::for_stderr());
         interrupts.report_to(progress.clone());
-        let shown = progress.clone();
-        let aopts = ApplyOptions {
-            parallelism: s.parallelism,
-            timeouts: Timeouts {
-                instance: opts.instance_timeout,
-                image: opts.image_timeout,
-                terminate: opts.instance_timeout,
-                ..Timeouts::default()
-            },
-            wait_reads: opts.wait_reads.into(),
-        };
-        let (_state, report) = execute::apply(
-            &plan,
-            s.clients.clone(),
-            s.store.clone(),
-            lock,
-            state,
-            &aopts,
-            &stop,
-            progress,
-        )
-        .await;
-        shown.clear();
+        let (_state, report) = prepared.execute(&stop, progress.clone()).await;
+        progress.clear();
         for (label, e) in &report.failed {
             out::eprintln(&format!("\n✗ {label} failed:\n{e}"));
         }

@@ -6,9 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use miette::miette;
-
 use crate::oci::auth::AuthMethod;
+use crate::ops::Open;
 
 /// `[DIR]`: the manifest directory, a positional argument like `kiln plan [DIR]`'s.
 #[derive(Clone, Debug, clap::Args)]
@@ -41,35 +40,7 @@ impl Dir {
     }
 }
 
-/// `path` as a manifest directory: an error that says what to pass when it is missing, a file
-/// (`kiln.toml` itself, most likely), or anything else.
-pub fn manifest_dir(path: &Path) -> miette::Result<()> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) if path.extension().is_some_and(|e| e == "toml") => {
-            let parent = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            Err(miette!(
-                help = format!("pass the directory that holds it: `{}`", parent.display()),
-                "`{}` is a manifest file; kiln takes the manifest's directory",
-                path.display()
-            ))
-        }
-        Ok(_) => Err(miette!(
-            help = "pass the directory that holds `kiln.toml`",
-            "`{}` is not a directory",
-            path.display()
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(miette!(
-            help = "pass the directory that holds `kiln.toml`",
-            "there is no directory `{}`",
-            path.display()
-        )),
-        Err(e) => Err(miette!("cannot read `{}`: {e}", path.display())),
-    }
-}
+pub use crate::ops::session::manifest_dir;
 
 /// `--env`.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -106,6 +77,18 @@ pub struct Common {
 impl Common {
     pub fn env(&self) -> Option<&str> {
         self.env.env.as_deref()
+    }
+
+    /// How to open the manifest directory (`parallelism`: `--parallelism`, where the command has it).
+    pub fn open(&self, parallelism: Option<usize>) -> Open {
+        Open {
+            env: self.env.env.clone(),
+            state_dir: self.state_dir.clone(),
+            config_file: self.config_file.clone(),
+            profile: self.profile.clone(),
+            auth: self.auth,
+            parallelism,
+        }
     }
 }
 

@@ -16,7 +16,6 @@ mod out;
 mod output;
 mod plan;
 mod schema;
-mod session;
 mod signals;
 mod state;
 mod validate;
@@ -109,9 +108,24 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Open the manifest in `dir` for a command, showing the manifest's warnings.
+async fn open(
+    dir: &std::path::Path,
+    common: &args::Common,
+    parallelism: Option<usize>,
+) -> miette::Result<crate::ops::Session> {
+    let s = crate::ops::session::open(dir, &common.open(parallelism)).await?;
+    for w in &s.manifest.warnings {
+        out::diagnostic(w);
+    }
+    Ok(s)
+}
+
 /// Logging goes to stderr. `-v` shows the request log (debug level of `kiln::oci`; `kiln emulator`'s
 /// own request log at info level of `kiln::emulator`), `-vv` everything
 /// at debug level; `RUST_LOG` overrides both.
+// The log writes to stderr itself (tracing's writer, which ignores a closed stderr).
+#[allow(clippy::disallowed_methods)]
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {

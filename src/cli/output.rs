@@ -1,7 +1,6 @@
 //! `kiln output [DIR] [ADDRESS[.ATTRIBUTE]] [--env E] [--json]`: what the state knows of each
 //! resource (ids, IPs, hostnames, …), read without contacting OCI ([`crate::output`]).
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,8 +41,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     super::args::manifest_dir(&dir)?;
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
     rt.block_on(async {
-        let stores = super::state::stores(&dir, &args.common).await?;
-        let state = stores.store.load().await?.unwrap_or_default();
+        let state = super::state::stores(&dir, &args.common)
+            .await?
+            .read()
+            .await?;
         let text = match queries.first() {
             Some(q) => crate::output::query(&state, q)?.render(args.json),
             None if args.json => format!(
@@ -52,11 +53,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             ),
             None => crate::output::text(&state),
         };
-        // Piped into `head`, or a script that stops reading: not an error.
-        match std::io::stdout().lock().write_all(text.as_bytes()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).into_diagnostic()?,
-            _ => {}
-        }
+        super::out::print(&text)?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -5,14 +5,12 @@ use std::process::ExitCode;
 
 use miette::IntoDiagnostic;
 
-use crate::plan::refresh::{make_plan, PlanOptions};
+use crate::ops::{self, plan::PlanRequest};
 use crate::plan::render::{self, Style};
 use crate::plan::saved::SavedPlan;
-use crate::state::LockInfo;
 
 use super::args::{Common, Dir, LockWait, Parallelism, Verbosity};
 use super::out;
-use super::session;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -63,32 +61,18 @@ pub fn style() -> Style {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
-    if args.refresh_only && !args.refresh {
-        return Err(miette::miette!(
-            help = "drop `--refresh=false`: a refresh-only plan is the live reads",
-            "`--refresh-only` reads OCI; it cannot be combined with `--refresh=false`"
-        ));
-    }
     rt.block_on(async {
         let dir = args.dir.checked()?;
-        let s = session::open(&dir, &args.common, args.parallelism.parallelism).await?;
-        let lock = s
-            .store
-            .lock(LockInfo::new("plan"), args.lock.lock_timeout)
-            .await?;
-        let state = s.store.load().await?;
-        let opts = PlanOptions {
+        let s = super::open(&dir, &args.common, args.parallelism.parallelism).await?;
+        let req = PlanRequest {
             refresh: args.refresh,
+            refresh_only: args.refresh_only,
             targets: args.targets.clone(),
             excludes: args.excludes.clone(),
-            refresh_only: args.refresh_only,
-            destroy: false,
             replace: args.replace.iter().cloned().collect(),
-            parallelism: s.parallelism,
-            endpoint: s.endpoint.clone(),
+            lock_timeout: args.lock.lock_timeout,
         };
-        let plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &opts).await?;
-        lock.release().await?;
+        let plan = ops::plan::plan(&s, &req).await?;
         if args.json {
             out::println(&render::json(&plan))?;
         } else {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::out;
 use crate::apply::progress::Progress;
 use crate::apply::walk::StopFlag;
-use crate::state::{LockReleaser, StateLock};
+use crate::state::LockReleaser;
 
 /// The exit code after an interruption.
 pub const INTERRUPTED: u8 = 130;
@@ -63,8 +63,8 @@ impl Interrupts {
     }
 
     /// The lock to release if kiln must quit at once.
-    pub fn hold(&self, lock: &StateLock) {
-        *self.lock.lock().expect("interrupts") = Some(lock.releaser());
+    pub fn hold(&self, lock: LockReleaser) {
+        *self.lock.lock().expect("interrupts") = Some(lock);
     }
 
     /// Where to report from now on (the live progress display, so no spinner is left frozen).

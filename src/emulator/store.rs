@@ -99,11 +99,6 @@ impl Record {
         self.version += 1;
     }
 
-    /// When the last scheduled step happens (now if none).
-    pub fn settles_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.steps.last().map(|s| s.at).unwrap_or(now)
-    }
-
     /// The etag: opaque, different for every version of every resource.
     pub fn etag(&self) -> String {
         use sha2::{Digest, Sha256};

@@ -73,6 +73,7 @@ pub fn check_bootable(ctx: &Ctx<'_>, id: &str, ad: &str) -> Result<Bootable> {
 }
 
 /// A new boot volume for an instance launched from `image_id`, AVAILABLE at `ready`.
+// A boot volume has this many independent properties at creation (as OCI's model has).
 #[allow(clippy::too_many_arguments)]
 pub fn create(
     ctx: &mut Ctx<'_>,

@@ -1,10 +1,11 @@
 //! Keys and types: every table of the merged tree against [`super::schema`]'s one table of keys
 //! (unknown keys with a did-you-mean, wrong types, values outside an enum, resource names).
 
-use super::diagnostic::{did_you_mean, Problem};
+use super::diagnostic::Problem;
 use super::schema::{Field, Ty};
 use super::tree::{entries, Node, Value};
 use super::{valid_name, Loader};
+use crate::suggest::did_you_mean;
 
 impl Loader {
     /// Keys and types against the schema table.

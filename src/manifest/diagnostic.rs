@@ -326,16 +326,3 @@ pub fn render_plain(d: &dyn Diagnostic, width: usize) -> String {
         .expect("rendering to a string cannot fail");
     out
 }
-
-/// The closest of `candidates` to `word`, when close enough to suggest.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}

@@ -39,7 +39,8 @@ use std::str::FromStr;
 
 use indexmap::IndexMap;
 
-use diagnostic::{did_you_mean, At, Sources};
+use crate::suggest::did_you_mean;
+use diagnostic::{At, Sources};
 pub use diagnostic::{ManifestError, Problem};
 use tree::{entries, get, Node};
 

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use indexmap::IndexMap;
 
-use super::diagnostic::{did_you_mean, At, Problem};
+use super::diagnostic::{At, Problem};
 use super::tree::{entries, get, str_of, Entry, Node, Value};
 use super::{Backend, Endpoint, Loader, ObjectStorageBackend, Provider};
+use crate::suggest::did_you_mean;
 
 impl Loader {
     pub(super) fn backend(

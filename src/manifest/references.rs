@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::diagnostic::{did_you_mean, At, Problem};
+use super::diagnostic::{At, Problem};
 use super::tree::{entries, get, str_of, Node, Value};
 use super::{fleet, Address, ImageSpec, InstanceSpec, Loader, Moved, Provider, Ref, ResourceKind};
+use crate::suggest::did_you_mean;
 
 impl Loader {
     /// A string that must be an OCID of one of `kinds`; `None` (with a problem) otherwise.

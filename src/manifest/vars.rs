@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::diagnostic::{did_you_mean, At, Problem};
+use super::diagnostic::{At, Problem};
 use super::tree::{entries, get, Node, Value};
 use super::Loader;
+use crate::suggest::did_you_mean;
 
 impl Loader {
     pub(super) fn substitute_vars(&mut self, root: &mut Node) {

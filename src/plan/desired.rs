@@ -140,26 +140,6 @@ pub fn id_ref(address: &str) -> Value {
     serde_json::json!({ "$ref": address })
 }
 
-/// The addresses referenced by `{"$ref": …}` placeholders in a request body.
-pub fn refs_in(body: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(m) => {
-                if let (1, Some(Value::String(a))) = (m.len(), m.get("$ref")) {
-                    out.push(a.clone());
-                } else {
-                    m.values().for_each(|x| walk(x, out));
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
-    walk(body, &mut out);
-    out
-}
-
 /// Replace every `{"$ref": ADDRESS}` placeholder with `id_of(ADDRESS)`; `Err(address)` names the
 /// first reference that has no id.
 pub fn resolve_refs(body: &Value, id_of: &dyn Fn(&str) -> Option<String>) -> Result<Value, String> {

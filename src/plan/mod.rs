@@ -6,13 +6,22 @@
 //! from this one structure ([`render`]).
 //!
 //! Stages inside this module, in the order data flows:
-//! - [`desired`]: the manifest's resources as flat lists of desired attributes, each classed as
-//!   updatable in place, a move (compartment), or forcing replacement (with the reason);
+//! - [`refresh`]: [`refresh::make_plan`], the entry point — `[[moved]]` renames, the live reads in
+//!   bulk (and the etags of what will change), then [`build`];
+//! - [`from_manifest`] and [`desired`]: the manifest's resources as flat lists of desired
+//!   attributes, each classed as updatable in place, a move (compartment), or forcing replacement
+//!   (with the reason);
 //! - [`diff`]: desired vs live (what OCI says now) → attribute changes, and state vs live → drift;
+//! - [`build`]: desired resources, prior state and live reads → the plan's nodes and edges (a pure
+//!   function: per resource, image captures, deletes);
 //! - [`select`]: what `--target` and `--exclude` keep;
-//! - [`render`]: terraform-like text and the JSON format.
+//! - [`render`]: terraform-like text and the JSON format; [`saved`]: plan files (`--out`).
 //!
-//! The DAG itself is the generic leaf [`crate::dag`]; [`build`] turns changes into it.
+//! Beside them: [`import`] (an OCI instance as a manifest table and a state record, the inverse of
+//! [`from_manifest`]) and [`synthetic`] (plan inputs of any size for the benchmark).
+//!
+//! The DAG itself is the generic leaf [`crate::dag`]; [`Plan::graph`] draws the changes as one
+//! (for `kiln graph --actions`).
 
 pub mod build;
 pub mod desired;
@@ -352,7 +361,7 @@ impl Plan {
         dag
     }
 
-    /// The DAG of the changes, for `kiln graph --actions` and the executor.
+    /// The DAG of the changes, for `kiln graph --actions` (the executor walks `depends_on` itself).
     pub fn graph(&self) -> crate::dag::Dag<String> {
         let mut dag = crate::dag::Dag::new();
         let ids: Vec<_> = self

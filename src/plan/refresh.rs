@@ -376,6 +376,7 @@ async fn resolve_lookups(
 
 /// The state with the manifest's `[[moved]]` renames made (`None`: nothing to rename), the
 /// renames, and warnings for moves with nothing to move.
+// A private helper's three results, named in its doc; a struct would only rename them.
 #[allow(clippy::type_complexity)]
 fn apply_moves(
     manifest: &Manifest,

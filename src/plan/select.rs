@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::manifest::diagnostic::did_you_mean;
+use crate::suggest::did_you_mean;
 
 use super::build::Prior;
 use super::desired::DesiredResource;

@@ -171,6 +171,8 @@ impl ObjectLock {
 
     /// Release from a destructor: on a thread of its own with its own runtime and connections,
     /// so it works while the caller's runtime is busy or shutting down.
+    // A destructor has no caller to return a failure to: it warns on stderr directly.
+    #[allow(clippy::disallowed_methods)]
     pub(super) fn release_blocking(mut self) {
         let etag = self.stop();
         let id = self.id.clone();

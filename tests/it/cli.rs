@@ -579,3 +579,53 @@ async fn ctrl_c_on_a_terminal_leaves_no_echo_in_the_live_lines_and_the_terminal_
     assert!(!text.contains("^C"), "{text:?}");
     assert!(after.contains("Apply incomplete"), "{text}");
 }
+
+/// Every file under `dir` ending in `.rs`, recursively.
+fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, found);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            found.push(p);
+        }
+    }
+}
+
+/// The one printing door, checked without clippy (which enforces the same through `clippy.toml`
+/// and the `deny` in `src/lib.rs`): no print macro anywhere in `src/` but `cli/out.rs`, and stdout
+/// or stderr taken directly only where an `allow` of the lint says why.
+#[test]
+fn nothing_prints_outside_the_printing_door() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let mut offences = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().display().to_string();
+        if rel == "src/cli/out.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        let code: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect();
+        for m in ["println!(", "print!(", "eprintln!(", "eprint!(", "dbg!("] {
+            if code.iter().any(|l| l.contains(m)) {
+                offences.push(format!("{rel}: `{m}`"));
+            }
+        }
+        let direct = code
+            .iter()
+            .any(|l| l.contains("io::stdout") || l.contains("io::stderr"));
+        if direct && !text.contains("allow(clippy::disallowed_methods)") {
+            offences.push(format!("{rel}: stdout/stderr taken directly"));
+        }
+    }
+    assert!(files.len() > 50, "the sources were found");
+    assert!(
+        offences.is_empty(),
+        "print through `cli::out`: {offences:#?}"
+    );
+}

@@ -31,6 +31,31 @@ fn signal(child: &tokio::process::Child, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
+/// Instances the state records (its file and journal, read as kiln reads them).
+async fn recorded(p: &Project) -> usize {
+    support::stored_state(p.path())
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |s| {
+            s.resources.values().filter(|r| r.id.is_some()).count()
+        })
+}
+
+/// Wait until the apply has recorded at least `n` instances (or ended): a point in its progress,
+/// not a time.
+async fn until_recorded(p: &Project, child: &mut tokio::process::Child, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while recorded(p).await < n && child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apply made no progress"
+        );
+        // A pause between two looks at the condition (not a guess at how long the apply takes).
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The state file parses, and kiln's loader takes it with whatever journal the apply left.
 async fn assert_state_valid(p: &Project) {
     let path = p.path().join("state/default.json");
@@ -49,10 +74,14 @@ async fn assert_state_valid(p: &Project) {
 async fn kill_9_at_several_points_then_apply_again_converges_without_duplicates() {
     let p = Project::new(support::config(0.01)).await;
     p.write(&twenty());
-    for wait_ms in [150, 400, 900, 1500] {
+    // Killed at four points of the progress: after 1, 5, 10 and 15 instances are recorded
+    // (each run resumes the one before).
+    for n in [1, 5, 10, 15] {
         let mut child = spawn_apply(&p).await;
-        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-        signal(&child, "-KILL");
+        until_recorded(&p, &mut child, n).await;
+        if child.id().is_some() {
+            signal(&child, "-KILL");
+        }
         let _ = child.wait().await;
         assert_state_valid(&p).await;
         // The state lock died with the process: the next run takes it over.
@@ -78,7 +107,7 @@ async fn ctrl_c_lets_in_flight_actions_finish_saves_and_exits_130() {
     let p = Project::new(support::config(0.01)).await;
     p.write(&twenty());
     let mut child = spawn_apply(&p).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_recorded(&p, &mut child, 3).await;
     signal(&child, "-INT");
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(130));

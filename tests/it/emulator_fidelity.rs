@@ -10,7 +10,6 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use chrono::Utc;
 use serde_json::{json, Value};
 
 use kiln::emulator::RunningEmulator;
@@ -373,28 +372,6 @@ impl<'a> Api<'a> {
     }
 }
 
-/// Jump every pending lifecycle step and work request to now (the emulator's state, not a sleep).
-fn fast_forward(emu: &RunningEmulator) {
-    let mut w = emu.snapshot();
-    let past = Utc::now() - chrono::Duration::milliseconds(1);
-    let records = w
-        .instances
-        .values_mut()
-        .chain(w.images.values_mut())
-        .chain(w.boot_volumes.values_mut())
-        .chain(w.boot_volume_attachments.values_mut());
-    for r in records {
-        for s in r.steps.iter_mut() {
-            s.at = s.at.min(past);
-        }
-    }
-    for wr in w.work_requests.values_mut() {
-        wr.finishes = wr.finishes.min(past);
-        wr.accepted = wr.accepted.min(past);
-    }
-    emu.restore(w);
-}
-
 async fn emulator() -> RunningEmulator {
     support::start(support::config(1.0)).await
 }
@@ -571,7 +548,7 @@ async fn launch_makes_a_boot_volume_that_terminate_can_preserve_and_a_relaunch_c
         .await;
     let id = first["id"].as_str().unwrap();
     assert_eq!(first["sourceDetails"]["bootVolumeSizeInGBs"], 60);
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let by = |k: &str, v: &str| {
         qs(&[
             ("availabilityDomain", ad),
@@ -624,7 +601,7 @@ async fn launch_makes_a_boot_volume_that_terminate_can_preserve_and_a_relaunch_c
         .delete(&format!("/instances/{id}?preserveBootVolume=true"))
         .await;
     assert_eq!(t.status, 204, "{t:?}");
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let vol = api.ok(&format!("/bootVolumes/{bv}")).await;
     assert_eq!(vol["lifecycleState"], "AVAILABLE");
     let atts = api
@@ -653,7 +630,7 @@ async fn launch_makes_a_boot_volume_that_terminate_can_preserve_and_a_relaunch_c
         json!({"sourceType": "bootVolume", "bootVolumeId": bv})
     );
     assert_eq!(second["imageId"], json!(f.platform_images[0].id));
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let sid = second["id"].as_str().unwrap();
     assert_eq!(
         api.ok(&format!("/instances/{sid}")).await["lifecycleState"],
@@ -672,7 +649,7 @@ async fn launch_makes_a_boot_volume_that_terminate_can_preserve_and_a_relaunch_c
 
     // Terminating without preserving deletes it.
     assert_eq!(api.delete(&format!("/instances/{sid}")).await.status, 204);
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     assert_eq!(
         api.ok(&format!("/bootVolumes/{bv}")).await["lifecycleState"],
         "TERMINATED"
@@ -1235,7 +1212,7 @@ async fn private_ips_by_subnet_and_ephemeral_public_ips_are_listed_with_every_fi
     // Terminated: its private and public IPs are released.
     let (gone, v) = &vnics[0];
     assert_eq!(api.delete(&format!("/instances/{gone}")).await.status, 204);
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let ips = api.ok(&public(&ad_scope)).await;
     assert_eq!(ips.as_array().unwrap().len(), 1, "{ips}");
     assert_eq!(ips[0]["ipAddress"], vnics[1].1["publicIp"]);
@@ -1263,7 +1240,7 @@ async fn moves_are_202_with_a_work_request_and_the_instance_is_moving_until_it_s
     let api = Api::new(&emu);
     let i = api.launch("mover", json!({})).await;
     let id = i["id"].as_str().unwrap();
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let moved = api
         .post(
             &format!("/instances/{id}/actions/changeCompartment"),
@@ -1285,7 +1262,7 @@ async fn moves_are_202_with_a_work_request_and_the_instance_is_moving_until_it_s
         .call("POST", &format!("/instances/{id}?action=STOP"), None, &[])
         .await;
     assert_eq!(stop.status, 409, "no power action while MOVING: {stop:?}");
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     assert_eq!(
         api.ok(&format!("/workRequests/{wr}")).await["status"],
         "SUCCEEDED"
@@ -1314,7 +1291,7 @@ async fn moves_are_202_with_a_work_request_and_the_instance_is_moving_until_it_s
     let url = support::put_image_file(&emu, &support::client(&emu), "move.qcow2").await;
     let img = api.post("/images", &json!({"compartmentId": COMPARTMENT, "imageSourceDetails": {"sourceType": "objectStorageUri", "sourceUri": url}})).await;
     let img_id = img.body["id"].as_str().unwrap();
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let m = api
         .post(
             &format!("/images/{img_id}/actions/changeCompartment"),
@@ -1324,7 +1301,7 @@ async fn moves_are_202_with_a_work_request_and_the_instance_is_moving_until_it_s
     assert_eq!(m.status, 202, "{m:?}");
     let wr = m.header("opc-work-request-id").unwrap().to_string();
     assert!(pending(&api.ok(&format!("/workRequests/{wr}")).await));
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     assert_eq!(
         api.ok(&format!("/workRequests/{wr}")).await["status"],
         "SUCCEEDED"
@@ -1341,7 +1318,7 @@ async fn a_shape_change_reboots_a_running_instance_and_update_takes_only_input_f
     let api = Api::new(&emu);
     let i = api.launch("resize", json!({})).await;
     let id = i["id"].as_str().unwrap().to_string();
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let path = format!("/instances/{id}");
 
     // Server-set fields of the shape config are refused, by name.
@@ -1379,7 +1356,7 @@ async fn a_shape_change_reboots_a_running_instance_and_update_takes_only_input_f
     );
     let wr = u.header("opc-work-request-id").unwrap().to_string();
     assert!(pending(&api.ok(&format!("/workRequests/{wr}")).await));
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     assert_eq!(api.ok(&path).await["lifecycleState"], "RUNNING");
     assert_eq!(
         api.ok(&format!("/workRequests/{wr}")).await["status"],
@@ -1466,7 +1443,7 @@ async fn page_tokens_survive_inserts_and_deletes_between_pages() {
         let a = api.post("/images", &json!({"compartmentId": COMPARTMENT, "displayName": format!("img{n}"), "imageSourceDetails": {"sourceType": "objectStorageUri", "sourceUri": url}})).await;
         images.push(a.body["id"].as_str().unwrap().to_string());
     }
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let mut seen = Vec::new();
     let mut page: Option<String> = None;
     loop {
@@ -1525,7 +1502,7 @@ async fn an_import_from_a_missing_object_fails_instead_of_becoming_available() {
     );
     let wr = a.header("opc-work-request-id").unwrap().to_string();
     let id = a.body["id"].as_str().unwrap().to_string();
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     assert_eq!(
         api.ok(&format!("/images/{id}")).await["lifecycleState"],
         "DELETED"
@@ -1551,7 +1528,7 @@ async fn an_import_from_a_missing_object_fails_instead_of_becoming_available() {
     support::put_image_file(&emu, &support::client(&emu), "present.qcow2").await;
     let a = api.post("/images", &json!({"compartmentId": COMPARTMENT, "imageSourceDetails": {"sourceType": "objectStorageTuple", "namespaceName": f.namespace, "bucketName": f.image_bucket, "objectName": "present.qcow2"}})).await;
     let id = a.body["id"].as_str().unwrap().to_string();
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let img = api.ok(&format!("/images/{id}")).await;
     assert_eq!(img["lifecycleState"], "AVAILABLE");
     assert!(
@@ -1576,7 +1553,7 @@ async fn every_call_of_terraforms_provider_is_served_with_the_fields_it_reads() 
         .await;
     assert_eq!(launched.status, 200);
     let wr = launched.header("opc-work-request-id").unwrap().to_string();
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let w = api.ok(&format!("/workRequests/{wr}")).await;
     assert_eq!(w["status"], "SUCCEEDED");
     assert_eq!(w["resources"][0]["actionType"], "CREATED");
@@ -1658,7 +1635,7 @@ async fn every_call_of_terraforms_provider_is_served_with_the_fields_it_reads() 
         )
         .await;
     assert_eq!(img.status, 200, "{img:?}");
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     let img_id = img.body["id"].as_str().unwrap();
     let got = api.ok(&format!("/images/{img_id}")).await;
     assert!(
@@ -1669,7 +1646,7 @@ async fn every_call_of_terraforms_provider_is_served_with_the_fields_it_reads() 
     assert_eq!(api.delete(&format!("/images/{img_id}")).await.status, 204);
     // Destroy: TerminateInstance, then GetWorkRequest.
     let t = api.delete(&format!("/instances/{id}")).await;
-    fast_forward(&emu);
+    support::fast_forward(&emu);
     assert_eq!(
         api.ok(&format!(
             "/workRequests/{}",

@@ -1,5 +1,8 @@
 //! kiln's integration tests: one binary, shared support, real emulator on loopback.
 
+// Tests and benchmarks print their own logs and tables (the printing door is the CLI's).
+#![allow(clippy::disallowed_macros)]
+
 mod support;
 
 mod auth;

@@ -461,8 +461,8 @@ async fn a_replaced_image_is_created_first_and_deleted_after_its_dependents_move
         .as_str()
         .unwrap()
         .to_string();
-    // Past the emulator's (scaled) 20-minute capture cooldown.
-    tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
+    // Past the emulator's 20-minute capture cooldown (its records, not a sleep).
+    support::pass_capture_cooldown(&p.emu);
     p.write(&m.replace("PARAVIRTUALIZED", "NATIVE"));
     let plan = p.kiln(&["plan"]).await;
     assert!(

@@ -362,3 +362,35 @@ pub fn scrub(text: &str, project: Option<&Project>) -> String {
     }
     out
 }
+
+/// Jump every pending lifecycle step and work request to now (the emulator's state, not a sleep).
+pub fn fast_forward(emu: &RunningEmulator) {
+    let mut w = emu.snapshot();
+    let past = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    let records = w
+        .instances
+        .values_mut()
+        .chain(w.images.values_mut())
+        .chain(w.boot_volumes.values_mut())
+        .chain(w.boot_volume_attachments.values_mut());
+    for r in records {
+        for s in r.steps.iter_mut() {
+            s.at = s.at.min(past);
+        }
+    }
+    for wr in w.work_requests.values_mut() {
+        wr.finishes = wr.finishes.min(past);
+        wr.accepted = wr.accepted.min(past);
+    }
+    emu.restore(w);
+}
+
+/// Move every instance's last image capture a day back: the next capture is past the emulator's
+/// (scaled) cooldown at once, with no wait.
+pub fn pass_capture_cooldown(emu: &RunningEmulator) {
+    let mut w = emu.snapshot();
+    for at in w.last_capture.values_mut() {
+        *at -= chrono::Duration::days(1);
+    }
+    emu.restore(w);
+}

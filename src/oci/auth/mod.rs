@@ -76,11 +76,6 @@ impl AuthMethod {
     pub fn parse(s: &str) -> Option<AuthMethod> {
         AuthMethod::ALL.into_iter().find(|m| m.name() == s)
     }
-
-    /// Whether it reads the OCI config file.
-    pub fn uses_config_file(self) -> bool {
-        matches!(self, AuthMethod::ApiKey | AuthMethod::SecurityToken)
-    }
 }
 
 impl std::fmt::Display for AuthMethod {

@@ -1,5 +1,5 @@
-//! What every OCI-facing command sets up: the manifest, the state store, and a client for the
-//! provider's endpoint — starting the embedded emulator for `endpoint = "emulator"`.
+//! What every OCI-facing verb opens first: the manifest, the state store, and a client per region
+//! for the provider's endpoint — starting the embedded emulator for `endpoint = "emulator"`.
 
 use miette::{miette, IntoDiagnostic, WrapErr};
 use std::path::{Path, PathBuf};
@@ -14,13 +14,29 @@ use crate::oci::{keys, Client, ClientOptions, Clients};
 use crate::region;
 use crate::state::{RemoteStore, StateStore};
 
-use super::args::Common;
-use super::out;
+use crate::plan::refresh::PlanOptions;
 
 /// The embedded emulator's lifecycle time scale (`KILN_EMULATOR_TIME_SCALE` overrides it).
 pub const EMBEDDED_TIME_SCALE: f64 = 0.02;
 
+/// How to open a manifest directory: the environment, where its local state lives, and how to
+/// reach OCI (the flags `--env`, `--state-dir`, `--config-file`, `--profile`, `--auth` and
+/// `--parallelism` carry these).
+#[derive(Clone, Debug, Default)]
+pub struct Open {
+    pub env: Option<String>,
+    /// Folder of the local state files (default: `DIR/state`).
+    pub state_dir: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+    pub profile: Option<String>,
+    pub auth: Option<AuthMethod>,
+    /// Actions and reads at once (default: the manifest's `parallelism`, else 10).
+    pub parallelism: Option<usize>,
+}
+
+/// An opened manifest directory: what every verb that plans or applies works on.
 pub struct Session {
+    /// The manifest (its `warnings` are for the caller to show).
     pub manifest: Manifest,
     pub store: StateStore,
     /// A client per region (see [`connect`]).
@@ -28,18 +44,75 @@ pub struct Session {
     /// For the plan header.
     pub endpoint: String,
     pub parallelism: usize,
-    /// Kept alive for the command's duration.
-    pub _emulators: Vec<RunningEmulator>,
+    /// Embedded emulators, kept alive while the session is.
+    _emulators: Vec<RunningEmulator>,
 }
 
-/// Load the manifest in `dir` (which must be a directory), printing its warnings.
-pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> {
-    super::args::manifest_dir(dir)?;
-    let m = manifest::load(dir, env)?;
-    for w in &m.warnings {
-        out::diagnostic(w);
+impl Session {
+    /// A session over parts made elsewhere (the fault suite's and the simulation's own clients
+    /// and stores): the same flows, with no provider to connect to.
+    pub fn from_parts(
+        manifest: Manifest,
+        store: StateStore,
+        clients: Clients,
+        endpoint: &str,
+        parallelism: usize,
+    ) -> Session {
+        Session {
+            manifest,
+            store,
+            clients,
+            endpoint: endpoint.to_string(),
+            parallelism: parallelism.max(1),
+            _emulators: Vec::new(),
+        }
     }
-    Ok(m)
+
+    /// The plan options every verb starts from: refresh, this session's parallelism and endpoint.
+    pub fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            refresh: true,
+            parallelism: self.parallelism,
+            endpoint: self.endpoint.clone(),
+            ..PlanOptions::default()
+        }
+    }
+}
+
+/// `path` as a manifest directory: an error that says what to pass when it is missing, a file
+/// (`kiln.toml` itself, most likely), or anything else.
+pub fn manifest_dir(path: &Path) -> miette::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) if path.extension().is_some_and(|e| e == "toml") => {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            Err(miette!(
+                help = format!("pass the directory that holds it: `{}`", parent.display()),
+                "`{}` is a manifest file; kiln takes the manifest's directory",
+                path.display()
+            ))
+        }
+        Ok(_) => Err(miette!(
+            help = "pass the directory that holds `kiln.toml`",
+            "`{}` is not a directory",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(miette!(
+            help = "pass the directory that holds `kiln.toml`",
+            "there is no directory `{}`",
+            path.display()
+        )),
+        Err(e) => Err(miette!("cannot read `{}`: {e}", path.display())),
+    }
+}
+
+/// Load the manifest in `dir` (which must be a directory); its warnings stay in it.
+pub fn load_manifest(dir: &Path, env: Option<&str>) -> miette::Result<Manifest> {
+    manifest_dir(dir)?;
+    Ok(manifest::load(dir, env)?)
 }
 
 /// `--state-dir`, else `<manifest dir>/state` (local state files and the embedded emulator's data).
@@ -420,26 +493,23 @@ pub fn state_store(
     )))
 }
 
-/// Open a session for the manifest in `dir` (`parallelism`: `--parallelism`).
-pub async fn open(
-    dir: &Path,
-    common: &Common,
-    parallelism: Option<usize>,
-) -> miette::Result<Session> {
-    let manifest = load_manifest(dir, common.env())?;
-    let parallelism = parallelism
+/// Open the manifest in `dir`: load it, connect to its provider, find its state store.
+pub async fn open(dir: &Path, o: &Open) -> miette::Result<Session> {
+    let manifest = load_manifest(dir, o.env.as_deref())?;
+    let parallelism = o
+        .parallelism
         .or(manifest.provider.parallelism)
         .unwrap_or(10)
         .max(1);
     let conn = connect(
         &manifest,
-        &state_dir(dir, common.state_dir.as_deref()),
-        common.config_file.as_deref(),
-        common.profile.as_deref(),
-        common.auth,
+        &state_dir(dir, o.state_dir.as_deref()),
+        o.config_file.as_deref(),
+        o.profile.as_deref(),
+        o.auth,
     )
     .await?;
-    let store = state_store(&manifest, common.state_dir.as_deref(), &conn)?;
+    let store = state_store(&manifest, o.state_dir.as_deref(), &conn)?;
     let endpoint = match &store {
         StateStore::Remote(r) => format!("{} · state: {}", conn.endpoint, r.describe()),
         _ => conn.endpoint,

@@ -1,0 +1,204 @@
+//! `apply`, `apply --refresh-only`, `destroy` and `apply PLANFILE`: lock, load, plan (or take the
+//! saved plan, checked against the state), then — once the caller has shown the plan and had it
+//! confirmed — execute and save, and release the lock.
+//!
+//! The flow is split where a person may say no: [`prepare`] returns a [`Prepared`] apply that
+//! holds the lock and the plan; the caller shows the plan, asks, and then calls
+//! [`Prepared::execute`] or [`Prepared::cancel`]. A `Prepared` dropped on any other path (an
+//! error, a panic) releases the lock as it goes. [`apply_approved`] is the whole flow without a
+//! question (`--auto-approve`, the fault suite, the simulation).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::apply::execute::{self, ApplyOptions, Report, Timeouts};
+use crate::apply::progress::Progress;
+use crate::apply::walk::StopFlag;
+use crate::oci::watch::WaitReads;
+use crate::plan::refresh::{make_plan, PlanOptions};
+use crate::plan::saved::SavedPlan;
+use crate::plan::Plan;
+use crate::state::{LockInfo, LockReleaser, State, StateLock};
+
+use super::Session;
+
+/// Which apply.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// `kiln apply DIR`.
+    Apply,
+    /// `kiln apply --refresh-only`: write what OCI says into the state, change nothing in OCI.
+    RefreshOnly,
+    /// `kiln destroy`.
+    Destroy,
+    /// `kiln apply PLANFILE`: exactly this plan, if the state has not moved since it was made.
+    Saved(Box<SavedPlan>),
+}
+
+/// What to apply (the flags `kiln apply` and `kiln destroy` share).
+#[derive(Clone, Debug)]
+pub struct ApplyRequest {
+    pub kind: Kind,
+    pub targets: Vec<String>,
+    pub excludes: Vec<String>,
+    pub replace: BTreeSet<String>,
+    /// How long to wait for another kiln holding the state lock.
+    pub lock_timeout: Duration,
+    /// How long to wait for each kind of resource.
+    pub timeouts: Timeouts,
+    /// How waits read what they wait for.
+    pub wait_reads: WaitReads,
+}
+
+impl ApplyRequest {
+    pub fn new(kind: Kind) -> ApplyRequest {
+        ApplyRequest {
+            kind,
+            targets: Vec::new(),
+            excludes: Vec::new(),
+            replace: BTreeSet::new(),
+            lock_timeout: Duration::ZERO,
+            timeouts: Timeouts::default(),
+            wait_reads: WaitReads::default(),
+        }
+    }
+
+    fn operation(&self) -> &'static str {
+        match self.kind {
+            Kind::Destroy => "destroy",
+            _ => "apply",
+        }
+    }
+}
+
+/// An apply that holds the state lock and its plan, waiting to be confirmed.
+pub struct Prepared<'s> {
+    session: &'s Session,
+    lock: StateLock,
+    state: Option<State>,
+    pub plan: Plan,
+    kind: Kind,
+    options: ApplyOptions,
+}
+
+/// Lock the state (`on_lock` receives a handle that can release it from elsewhere, e.g. a signal
+/// handler about to exit), load it, and plan — or check the saved plan against it.
+pub async fn prepare<'s>(
+    s: &'s Session,
+    req: &ApplyRequest,
+    on_lock: impl FnOnce(LockReleaser),
+) -> miette::Result<Prepared<'s>> {
+    let lock = s
+        .store
+        .lock(LockInfo::new(req.operation()), req.lock_timeout)
+        .await?;
+    on_lock(lock.releaser());
+    let state = s.store.load().await?;
+    let plan = match &req.kind {
+        Kind::Saved(saved) => {
+            saved.check_state(
+                state.as_ref().map(|s| s.lineage.as_str()),
+                state.as_ref().map(|s| s.serial).unwrap_or(0),
+            )?;
+            saved.plan.clone()
+        }
+        Kind::Apply | Kind::RefreshOnly | Kind::Destroy => {
+            let popts = PlanOptions {
+                targets: req.targets.clone(),
+                excludes: req.excludes.clone(),
+                refresh_only: matches!(req.kind, Kind::RefreshOnly),
+                destroy: matches!(req.kind, Kind::Destroy),
+                replace: req.replace.clone(),
+                ..s.plan_options()
+            };
+            make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &popts).await?
+        }
+    };
+    let options = ApplyOptions {
+        parallelism: s.parallelism,
+        timeouts: req.timeouts.clone(),
+        wait_reads: req.wait_reads,
+    };
+    Ok(Prepared {
+        session: s,
+        lock,
+        state,
+        plan,
+        kind: req.kind.clone(),
+        options,
+    })
+}
+
+impl Prepared<'_> {
+    /// Whether there is anything to do (a saved plan is applied as it was made).
+    pub fn is_noop(&self) -> bool {
+        !matches!(self.kind, Kind::Saved(_)) && self.plan.is_noop()
+    }
+
+    /// The question to ask before executing (`None`: apply without asking — a saved plan was
+    /// reviewed when it was made; a refresh-only apply with nothing to record asks nothing).
+    pub fn question(&self) -> Option<&'static str> {
+        let p = &self.plan;
+        match self.kind {
+            Kind::Saved(_) => None,
+            Kind::Destroy if !p.changes.is_empty() => Some("destroy these resources"),
+            Kind::RefreshOnly if !(p.drift.is_empty() && p.forget.is_empty()) => {
+                Some("write what OCI says into the state")
+            }
+            Kind::Apply if !p.changes.is_empty() => Some("perform these actions"),
+            _ => None,
+        }
+    }
+
+    /// Release the lock without doing anything (no changes, or the answer was no).
+    pub async fn cancel(self) -> miette::Result<()> {
+        Ok(self.lock.release().await?)
+    }
+
+    /// Execute the plan, saving the state after every action, and release the lock. `stop`
+    /// ends it early (no new action starts; those in flight finish and are saved).
+    pub async fn execute(self, stop: &StopFlag, progress: Arc<Progress>) -> (State, Report) {
+        let s = self.session;
+        execute::apply(
+            &self.plan,
+            s.clients.clone(),
+            s.store.clone(),
+            self.lock,
+            self.state.unwrap_or_default(),
+            &self.options,
+            stop,
+            progress,
+        )
+        .await
+    }
+}
+
+/// What an apply without a question did.
+pub struct Applied {
+    pub plan: Plan,
+    /// `None` when the plan had nothing to do.
+    pub report: Option<Report>,
+}
+
+/// The whole apply, approved in advance (`--auto-approve`): prepare, execute unless there is
+/// nothing to do, release.
+pub async fn apply_approved(
+    s: &Session,
+    req: &ApplyRequest,
+    stop: &StopFlag,
+    progress: Arc<Progress>,
+) -> miette::Result<Applied> {
+    let prepared = prepare(s, req, |_| {}).await?;
+    if prepared.is_noop() {
+        let plan = prepared.plan.clone();
+        prepared.cancel().await?;
+        return Ok(Applied { plan, report: None });
+    }
+    let plan = prepared.plan.clone();
+    let (_, report) = prepared.execute(stop, progress).await;
+    Ok(Applied {
+        plan,
+        report: Some(report),
+    })
+}

@@ -1,0 +1,25 @@
+//! One flow per verb: what each command does from start to end — open the manifest, connect, lock,
+//! load, plan, execute, save, release, on every exit path — returning plain data (a plan, a
+//! report, a list) for the caller to print. The CLI (`crate::cli`) only parses arguments, asks for
+//! confirmation and prints; the fault-enumeration suite and the simulation call these same
+//! functions, so the flow they prove is the flow users run (cargo keeps its commands over
+//! `ops::*` the same way).
+//!
+//! | module | verbs |
+//! |---|---|
+//! | [`session`] | opening a manifest directory: the manifest, a client per region (the embedded emulator for `endpoint = "emulator"`), the state store |
+//! | [`plan`] | `plan`, `graph` |
+//! | [`apply`] | `apply`, `apply --refresh-only`, `apply PLANFILE`, `destroy` — prepared (locked and planned), confirmed by the caller, executed |
+//! | [`import`] | `import` |
+//! | [`state`] | `state list/show/rm/mv/migrate`, `force-unlock`, and the state `output` reads |
+//!
+//! Errors are `miette` reports: this is the library's edge, and every stage's error is a
+//! diagnostic already.
+
+pub mod apply;
+pub mod import;
+pub mod plan;
+pub mod session;
+pub mod state;
+
+pub use session::{Open, Session};

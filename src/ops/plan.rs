@@ -1,0 +1,110 @@
+//! `plan` and `graph`: lock the state, load it, plan against live reads, release — the plan as
+//! data for the caller to render, save or draw.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::dag::Dag;
+use crate::plan::refresh::{make_plan, PlanOptions};
+use crate::plan::Plan;
+use crate::state::LockInfo;
+
+use super::Session;
+
+/// What to plan (the flags of `kiln plan`).
+#[derive(Clone, Debug)]
+pub struct PlanRequest {
+    /// Read live state first (`--refresh=false`: plan from the state alone).
+    pub refresh: bool,
+    /// `--refresh-only`: only drift, no change.
+    pub refresh_only: bool,
+    /// `--target`, `--exclude`, `--replace`.
+    pub targets: Vec<String>,
+    pub excludes: Vec<String>,
+    pub replace: BTreeSet<String>,
+    /// How long to wait for another kiln holding the state lock.
+    pub lock_timeout: Duration,
+}
+
+impl Default for PlanRequest {
+    fn default() -> Self {
+        PlanRequest {
+            refresh: true,
+            refresh_only: false,
+            targets: Vec::new(),
+            excludes: Vec::new(),
+            replace: BTreeSet::new(),
+            lock_timeout: Duration::ZERO,
+        }
+    }
+}
+
+impl PlanRequest {
+    /// The planner's options for `s`.
+    pub fn options(&self, s: &Session) -> PlanOptions {
+        PlanOptions {
+            refresh: self.refresh,
+            targets: self.targets.clone(),
+            excludes: self.excludes.clone(),
+            refresh_only: self.refresh_only,
+            replace: self.replace.clone(),
+            ..s.plan_options()
+        }
+    }
+}
+
+/// `kiln plan`: the plan of the session's manifest against its state and OCI.
+pub async fn plan(s: &Session, req: &PlanRequest) -> miette::Result<Plan> {
+    if req.refresh_only && !req.refresh {
+        return Err(miette::miette!(
+            help = "drop `--refresh=false`: a refresh-only plan is the live reads",
+            "`--refresh-only` reads OCI; it cannot be combined with `--refresh=false`"
+        ));
+    }
+    planned(s, "plan", req).await
+}
+
+/// Lock, load, plan, release (the lock is released on every path: by `release` after a plan, by
+/// its drop after an error).
+async fn planned(s: &Session, operation: &str, req: &PlanRequest) -> miette::Result<Plan> {
+    let lock = s
+        .store
+        .lock(LockInfo::new(operation), req.lock_timeout)
+        .await?;
+    let state = s.store.load().await?;
+    let plan = make_plan(
+        &s.manifest,
+        state.as_ref(),
+        Some(&s.clients),
+        &req.options(s),
+    )
+    .await?;
+    lock.release().await?;
+    Ok(plan)
+}
+
+/// `kiln graph`: the resource graph with each resource's planned actions, or (`actions`) the
+/// plan's action DAG.
+pub async fn graph(
+    s: &Session,
+    actions: bool,
+    lock_timeout: Duration,
+) -> miette::Result<Dag<String>> {
+    let req = PlanRequest {
+        lock_timeout,
+        ..PlanRequest::default()
+    };
+    let plan = planned(s, "graph", &req).await?;
+    Ok(if actions {
+        plan.graph()
+    } else {
+        let resources: Vec<String> = s.manifest.resources().map(|a| a.to_string()).collect();
+        let edges: Vec<(String, String)> = s
+            .manifest
+            .edges()
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        plan.resource_graph(&resources, &edges)
+    })
+}
