@@ -305,6 +305,12 @@ pub struct Plan {
     /// creates, replaces or moves are read too, without being listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_network: Vec<String>,
+    /// Another kiln held the state lock when this plan read the state (a plan takes no lock: it
+    /// reads one consistent snapshot): its record — who, host, pid, operation, since. The plan
+    /// is of the state as that kiln had recorded it (`state_serial`); saved, it is refused as
+    /// stale once that kiln records more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<crate::state::LockInfo>,
 }
 
 impl Plan {

@@ -586,5 +586,6 @@ pub async fn make_plan(
         refresh_only: opts.refresh_only,
         refresh,
         read_network,
+        locked_by: None,
     })
 }

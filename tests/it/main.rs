@@ -23,6 +23,7 @@ mod oci_cli;
 mod oci_sdk;
 mod output;
 mod plan_apply;
+mod plan_beside;
 mod refresh_exclude;
 mod regions;
 mod remote_lock;

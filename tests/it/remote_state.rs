@@ -259,7 +259,11 @@ async fn a_killed_holder_is_named_and_force_unlock_recovers() {
         .unwrap();
     let _ = finish(child).await;
 
+    // A plan reads beside it, naming it; an apply is refused, naming it.
     let out = p.kiln(&["plan"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains(&format!("pid {pid}")), "{out:?}");
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains(&format!("pid {pid}")) && out.stderr.contains("force-unlock"),
