@@ -54,8 +54,10 @@ pub const STATE_JOURNALED: &str = "state.journaled";
 /// The journal is about to be folded into the state file (faults: abort, `error` — nothing is
 /// written).
 pub const STATE_FOLD: &str = "state.fold";
-/// The folded state is written; the journal is not removed yet (faults: abort, `lost` — written,
-/// but reported as failed).
+/// The folded state is written and the journal removed (the write gate released); the caller
+/// has not learnt it yet (faults: abort, `lost` — written, but reported as failed). A fold that
+/// dies between the two leaves a journal the state already holds: ignored, removed by the next
+/// write (`state::journal`).
 pub const STATE_FOLDED: &str = "state.folded";
 
 /// What a test makes happen at a crossing.

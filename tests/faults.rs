@@ -28,8 +28,15 @@
 //! The sweep runs twice: with the state in a local file (every crossing), and with the state on
 //! Object Storage in the emulator (its saves and lock are OCI requests too, so they are crossings
 //! of their own; a quarter of the crossings, chosen by the seed, or all with `KILN_FAULTS=all`).
-//! A dead kiln's remote lock stays, so after an abort the harness runs `force-unlock` as its user
-//! would; any other fault must leave no lock behind.
+//! A dead kiln's remote lock stays, its lease fresh: after an abort the harness moves its clock
+//! past the lease and runs `force-unlock`, which removes it as lapsed; any other fault must leave
+//! no lock behind.
+//!
+//! A third dimension runs two kilns on one local state ([`two_kilns`]): at every journal
+//! crossing of the apply, a second kiln forces the lock (`kiln force-unlock --force`) and applies
+//! to the end while the first waits at its crossing; then the first goes on, and the same
+//! invariants and convergence are checked. The summary line counts its pairs per boundary;
+//! `KILN_FAULTS_ONLY=two-kilns` reruns only it.
 //!
 //! A second, smaller scenario ([`fleet`]) runs fleets in two regions (two emulators) and resumes
 //! each fault on a manifest the seed picks per crossing: the same, fleets resized and re-keyed,
@@ -41,6 +48,8 @@
 
 #[path = "it/support.rs"]
 mod support;
+#[path = "faults/two_kilns.rs"]
+mod two_kilns;
 
 #[path = "faults/fleet.rs"]
 mod fleet;
@@ -353,13 +362,15 @@ impl Scenario {
         if self.remote {
             let os = kiln::oci::object_storage::ObjectStorage::new(self.client.clone());
             let f = self.project.emu.fixtures();
-            StateStore::Remote(kiln::state::RemoteStore::new(
-                os,
-                &f.namespace,
-                &f.bucket,
-                "faults/",
-                "default",
-            ))
+            // No lease renewal falls inside a run (it would be a crossing of its own, at a
+            // time that varies): renewals every hour.
+            StateStore::Remote(
+                kiln::state::RemoteStore::new(os, &f.namespace, &f.bucket, "faults/", "default")
+                    .with_lease(kiln::state::remote::Lease {
+                        length: Duration::from_secs(4 * 3600),
+                        renew_every: Duration::from_secs(3600),
+                    }),
+            )
         } else {
             StateStore::local(self.project.path(), Some(self.state_dir.path()), "default").unwrap()
         }
@@ -603,10 +614,24 @@ async fn run_one(
             return Err(format!("the lock was left behind: {left:?}"));
         }
         if s.remote {
-            store
+            // Its lease is fresh: `force-unlock` refuses until it runs out (the clock moved past
+            // it), then removes it as lapsed.
+            match store.force_unlock(None, false).await {
+                Err(kiln::state::StateError::LeaseHeld { .. }) => {}
+                other => return Err(format!("a dead kiln's fresh lease: {other:?}")),
+            }
+            let StateStore::Remote(r) = store else {
+                unreachable!()
+            };
+            let later =
+                kiln::state::remote::Clock::new(|| chrono::Utc::now() + chrono::Duration::hours(5));
+            let removed = StateStore::Remote(r.with_clock(later))
                 .force_unlock(None, false)
                 .await
                 .map_err(|e| e.to_string())?;
+            if removed.is_none_or(|u| u.stopped_renewing.is_none()) {
+                return Err("the lapsed lock was not reported as lapsed".into());
+            }
         }
     }
     let st = s.state().await?;
@@ -764,29 +789,52 @@ async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
     // Every crossing with the local store; with the remote store (whose writes are OCI requests
     // and whose lock outlives a dead holder), a quarter of them in the normal run, all of them
     // with KILN_FAULTS=all. One scenario at a time: the failpoint registry is global.
+    // `KILN_FAULTS_ONLY=two-kilns` reruns only that dimension (a failure names its seed).
+    let only_two_kilns = std::env::var("KILN_FAULTS_ONLY").is_ok_and(|v| v == "two-kilns");
     let local = setup(false).await;
-    let (local_pairs, mut failures) = sweep(&local, seed, all, None).await;
+    let (local_pairs, mut failures) = if only_two_kilns {
+        Default::default()
+    } else {
+        sweep(&local, seed, all, None).await
+    };
+    // Two kilns on one (local) state: a forced unlock at every journal crossing.
+    let crossings = reference(&local).await;
+    let (two_kilns, two_kilns_failures) = two_kilns::sweep(&local, &crossings, seed).await;
+    failures.extend(two_kilns_failures);
     drop(local);
-    let remote = setup(true).await;
-    let sample = (!all).then_some((4, 0));
-    let (remote_pairs, remote_failures) = sweep(&remote, seed, all, sample).await;
-    failures.extend(remote_failures);
-    drop(remote);
-    // The second scenario: fleets in two regions, resumed on changed manifests (`fleet`).
-    let fleets = fleet::setup().await;
-    let (fleet_pairs, fleet_failures) = fleet::sweep(&fleets, seed, all).await;
-    failures.extend(fleet_failures);
-    let fleet_runs: usize = fleet_pairs
-        .iter()
-        .filter(|(k, _)| k.starts_with("resumed "))
-        .map(|(_, n)| n)
-        .sum();
+    let mut remote_pairs = BTreeMap::new();
+    let mut fleet_runs = 0;
+    if !only_two_kilns {
+        let remote = setup(true).await;
+        let sample = (!all).then_some((4, 0));
+        let (pairs, remote_failures) = sweep(&remote, seed, all, sample).await;
+        remote_pairs = pairs;
+        failures.extend(remote_failures);
+        drop(remote);
+        // The second scenario: fleets in two regions, resumed on changed manifests (`fleet`).
+        let fleets = fleet::setup().await;
+        let (fleet_pairs, fleet_failures) = fleet::sweep(&fleets, seed, all).await;
+        failures.extend(fleet_failures);
+        fleet_runs = fleet_pairs
+            .iter()
+            .filter(|(k, _)| k.starts_with("resumed "))
+            .map(|(_, n)| n)
+            .sum();
+    }
     let checked: usize = local_pairs
         .values()
         .chain(remote_pairs.values())
         .sum::<usize>()
         + fleet_runs;
-    println!("fault suite: {checked} (crossing, fault) pairs checked in all, seed {seed}");
+    let two_kilns_pairs: usize = two_kilns.values().sum();
+    println!(
+        "fault suite: {checked} (crossing, fault) pairs checked in all, seed {seed}; two kilns on one state with a forced unlock at a journal crossing: {two_kilns_pairs} pairs ({})",
+        two_kilns
+            .iter()
+            .map(|(p, n)| format!("{p}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     assert!(
         failures.is_empty(),
         "{} fault runs broke an invariant:\n{}",

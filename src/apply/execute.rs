@@ -380,9 +380,18 @@ pub async fn apply(
         let mut st = ctx.state.lock().await;
         let mut commits = ctx.commits.lock().await;
         if let Err(e) = commits.1.finish(&ctx.lock, &mut st, unrecorded).await {
+            let taken_over = matches!(e, StateError::Conflict { .. });
             let e = format!("{:?}", miette::Report::new(e));
             if unrecorded {
                 report.failed.push(("record the state".into(), e));
+            } else if taken_over {
+                // Another kiln broke the lock (`force-unlock --force`) and wrote the state: it
+                // folded this apply's journal first (under the write gate), so every commit
+                // acknowledged here is in what it wrote; nothing is written over it.
+                report.failed.push((
+                    "fold the state journal".into(),
+                    format!("another kiln took the state over during this apply and folded its journal (every commit was recorded): {e}"),
+                ));
             } else {
                 // Every commit is durable in the journal: the next kiln folds it.
                 report.warnings.push(format!(

@@ -119,8 +119,9 @@ pub struct ForceUnlockArgs {
     pub lock_id: Option<String>,
     #[command(flatten)]
     pub at: StateArgs,
-    /// Remove the lock even though the kiln holding it is still running on this machine (its
-    /// later state saves are then refused; they never overwrite)
+    /// Remove the lock even though the kiln holding it may still be running (it holds the OS
+    /// lock on this machine, or renewed its remote lease recently): its later state saves are
+    /// then refused; they never overwrite
     #[arg(long)]
     pub force: bool,
 }
@@ -231,7 +232,14 @@ pub fn force_unlock(args: ForceUnlockArgs) -> miette::Result<ExitCode> {
             _ => (args.lock_id.clone(), args.at.stores().await?),
         };
         match ops::state::force_unlock(&stores, lock_id.as_deref(), args.force).await? {
-            Some(h) => out::println(&format!("Removed the lock held by {}", h.describe()))?,
+            Some(u) => out::println(&match u.stopped_renewing {
+                Some(t) => format!(
+                    "Removed the lock held by {}: the holder stopped renewing its lease at {}",
+                    u.holder.describe(),
+                    t.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => format!("Removed the lock held by {}", u.holder.describe()),
+            })?,
             None => out::println(&format!("{} was not locked", stores.store.describe()))?,
         }
         Ok(ExitCode::SUCCESS)

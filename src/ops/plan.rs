@@ -1,5 +1,5 @@
-//! `plan` and `graph`: lock the state, load it, plan against live reads, release — the plan as
-//! data for the caller to render, save or draw.
+//! `plan` and `graph`: read the state (one snapshot, no lock needed), plan against live reads —
+//! the plan as data for the caller to render, save or draw.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use crate::dag::Dag;
 use crate::plan::refresh::{make_plan, PlanOptions};
 use crate::plan::Plan;
 use crate::policy::Report;
-use crate::state::LockInfo;
+use crate::state::{LockInfo, StateError};
 
 use super::Session;
 
@@ -24,7 +24,8 @@ pub struct PlanRequest {
     pub targets: Vec<String>,
     pub excludes: Vec<String>,
     pub replace: BTreeSet<String>,
-    /// How long to wait for another kiln holding the state lock.
+    /// How long to wait for another kiln holding the state lock to finish before reading beside
+    /// it (zero: read beside it at once).
     pub lock_timeout: Duration,
     /// `--policy`: directories of Rego policies (the manifest's `[policy] dirs` are added).
     pub policy_dirs: Vec<PathBuf>,
@@ -90,22 +91,43 @@ pub async fn plan(s: &Session, req: &PlanRequest) -> miette::Result<Checked> {
     Ok(Checked { plan, policy })
 }
 
-/// Lock, load, plan, release (the lock is released on every path: by `release` after a plan, by
-/// its drop after an error).
+/// Load and plan. A plan reads; it needs one consistent snapshot of the state, not the lock: the
+/// local store reads the state file and its journal together (under the folder's gate, shared:
+/// no fold or append falls between the two reads), the remote store one object. So a plan
+/// beside a running apply (a CI drift check) reads the state as that apply has recorded it so
+/// far, and says so ([`Plan::locked_by`]); a plan saved then names that serial, and applying it
+/// is refused as stale once the apply records more. With `--lock-timeout`, the plan first
+/// waits up to that long for the lock to be free (and holds it while it reads and plans); if it
+/// is still held then, it reads beside its holder all the same.
 async fn planned(s: &Session, operation: &str, req: &PlanRequest) -> miette::Result<Plan> {
-    let lock = s
-        .store
-        .lock(LockInfo::new(operation), req.lock_timeout)
-        .await?;
+    let lock = match req.lock_timeout.is_zero() {
+        true => None,
+        false => match s
+            .store
+            .lock(LockInfo::new(operation), req.lock_timeout)
+            .await
+        {
+            Ok(lock) => Some(lock),
+            Err(StateError::Locked { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let holder = match &lock {
+        Some(_) => None,
+        None => s.store.lock_holder().await?,
+    };
     let state = s.store.load().await?;
-    let plan = make_plan(
+    let mut plan = make_plan(
         &s.manifest,
         state.as_ref(),
         Some(&s.clients),
         &req.options(s),
     )
     .await?;
-    lock.release().await?;
+    plan.locked_by = holder;
+    if let Some(lock) = lock {
+        lock.release().await?;
+    }
     Ok(plan)
 }
 

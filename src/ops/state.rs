@@ -9,7 +9,7 @@ use miette::{miette, IntoDiagnostic};
 
 use crate::emulator::embedded::EmbeddedCloud;
 use crate::manifest::{Backend, Problem};
-use crate::state::{LockInfo, State, StateError, StateStore};
+use crate::state::{LockInfo, State, StateError, StateStore, Unlocked};
 
 use super::session::{self, Open};
 
@@ -268,11 +268,12 @@ pub async fn copy(
     Ok(result?)
 }
 
-/// `kiln force-unlock [LOCK_ID]`: the holder whose lock was removed (`None`: there was no lock).
+/// `kiln force-unlock [LOCK_ID]`: the lock removed, with its holder (`None`: there was no
+/// lock).
 pub async fn force_unlock(
     stores: &Stores,
     lock_id: Option<&str>,
     force: bool,
-) -> miette::Result<Option<LockInfo>> {
+) -> miette::Result<Option<Unlocked>> {
     Ok(stores.store.force_unlock(lock_id, force).await?)
 }

@@ -448,6 +448,7 @@ mod tests {
             read_network: vec![],
             observed: vec![],
             rollouts: vec![],
+            locked_by: None,
         };
         plan.graph().to_string()
     }

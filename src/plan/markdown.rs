@@ -220,6 +220,7 @@ mod tests {
             read_network: vec![],
             observed: vec![],
             rollouts: vec![],
+            locked_by: None,
         }
     }
 

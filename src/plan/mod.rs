@@ -333,6 +333,12 @@ pub struct Plan {
     /// and batches, in order ([`rollout`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollouts: Vec<rollout::Rollout>,
+    /// Another kiln held the state lock when this plan read the state (a plan takes no lock: it
+    /// reads one consistent snapshot): its record — who, host, pid, operation, since. The plan
+    /// is of the state as that kiln had recorded it (`state_serial`); saved, it is refused as
+    /// stale once that kiln records more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<crate::state::LockInfo>,
 }
 
 /// One resource as a plan saw it: what the state recorded and what was read live.

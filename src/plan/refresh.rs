@@ -640,5 +640,6 @@ pub async fn make_plan(
         refresh,
         read_network,
         rollouts,
+        locked_by: None,
     })
 }

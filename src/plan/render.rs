@@ -151,6 +151,16 @@ pub fn text(plan: &Plan, style: Style) -> String {
     if !plan.regions.is_empty() {
         let _ = writeln!(out, "regions: {}", plan.regions.join(", "));
     }
+    if let Some(h) = &plan.locked_by {
+        let _ = writeln!(
+            out,
+            "{} the state is locked by {}: a `kiln {}` is running (or died holding it); this plan reads the state as it recorded it so far (serial {})",
+            style.paint("33", "Note:"),
+            h.describe(),
+            h.operation,
+            plan.state_serial
+        );
+    }
     out.push('\n');
 
     for w in &plan.warnings {
@@ -430,6 +440,7 @@ mod tests {
             read_network: vec![],
             observed: vec![],
             rollouts: vec![],
+            locked_by: None,
         };
         let t = text(&plan, Style::default());
         assert!(t.contains("-/+ instance.web"), "{t}");

@@ -40,10 +40,13 @@
 //! ## Compare-and-swap
 //! Every append checks that the journal at the path is still the file this kiln opened, at the
 //! length it left it, and that the state file is still the one it checked when it opened the
-//! journal (device, inode, length, modification time): anyone who took the state over meanwhile
-//! (after `kiln force-unlock --force`) folds or replaces the journal, or rewrites the state, and
-//! this kiln's next append is refused instead of extending a state it no longer owns. The fold
-//! checks the same before it writes.
+//! journal (device, inode, length, modification time), and writes — all under the folder's
+//! write gate ([`super::gate`]), which every fold and whole save takes too. Anyone who took the
+//! state over meanwhile (after `kiln force-unlock --force`) folds or replaces the journal, or
+//! rewrites the state, under that gate: this kiln's append then lands wholly before (and is
+//! folded with the rest: a fold writes what it reads under the gate, not what its kiln holds in
+//! memory) or is refused, never acknowledged into a journal nobody will read. The first append
+//! compares the stored version and creates the journal under the gate the same way.
 //!
 //! The remote (Object Storage) store keeps whole-object commits: see `state/README.md`.
 
@@ -56,7 +59,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::check::{check, NoDuplicateKeys};
-use super::{ResourceState, State, FORMAT_VERSION};
+use super::gate;
+use super::{ResourceState, State, StateError, FORMAT_VERSION};
 use crate::failpoint;
 
 /// The journal format this kiln writes and reads.
@@ -293,17 +297,25 @@ impl FileId {
     }
 }
 
-/// Why an append or a fold did not happen.
+/// Why an append did not happen.
 #[derive(Debug)]
 pub(super) enum WriteError {
     Io(std::io::Error),
     /// Someone else wrote the state or the journal since this kiln opened it.
     Moved(String),
+    /// The stored state could not be read to compare it.
+    State(Box<StateError>),
 }
 
 impl From<std::io::Error> for WriteError {
     fn from(e: std::io::Error) -> Self {
         WriteError::Io(e)
+    }
+}
+
+impl From<StateError> for WriteError {
+    fn from(e: StateError) -> Self {
+        WriteError::State(Box::new(e))
     }
 }
 
@@ -320,27 +332,31 @@ pub(super) struct Writer {
     poisoned: bool,
 }
 
-fn sync_dir(path: &Path) {
-    let dir = path
-        .parent()
+/// The folder `path` is in: where its gate is ([`gate`]).
+pub(super) fn folder(path: &Path) -> &Path {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if let Ok(d) = File::open(dir) {
+        .unwrap_or(Path::new("."))
+}
+
+fn sync_dir(path: &Path) {
+    if let Ok(d) = File::open(folder(path)) {
         let _ = d.sync_all();
     }
 }
 
 impl Writer {
-    /// Start the journal at `path` extending (`lineage`, `base_serial`) with its first entry. The
-    /// state file at `state_path` is `state_id` (checked by the caller). There must be no
-    /// journal at `path`.
+    /// Start the journal at `path` extending (`lineage`, `base_serial`) with its first entry, in
+    /// one compare-and-swap: under the gate, `check` compares the stored state with (`lineage`,
+    /// `base_serial`) and returns the state file's identity; then the header and the entry are
+    /// written in one write, fsynced, the folder fsynced. There must be no journal at `path`.
     pub fn create(
         path: &Path,
         state_path: &Path,
-        state_id: Option<FileId>,
         lineage: &str,
         base_serial: u64,
         first: &Entry,
+        check: impl FnOnce() -> Result<Option<FileId>, WriteError>,
     ) -> Result<Writer, WriteError> {
         let header = Header {
             kiln_journal: JOURNAL_VERSION,
@@ -358,6 +374,8 @@ impl Writer {
             }
             return Err(failpoint::io_error(failpoint::STATE_JOURNAL, fault).into());
         }
+        let gate = gate::exclusive(folder(path))?;
+        let state_id = check()?;
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create_new(true);
         #[cfg(unix)]
@@ -365,13 +383,20 @@ impl Writer {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut file = opts.open(path)?;
+        let mut file = match opts.open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(WriteError::Moved("another kiln started a journal".into()))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let written = file.write_all(&bytes).and_then(|_| file.sync_all());
         if let Err(e) = written {
             let _ = std::fs::remove_file(path);
             return Err(e.into());
         }
         sync_dir(path);
+        drop(gate);
         let mut w = Writer {
             path: path.to_path_buf(),
             state_path: state_path.to_path_buf(),
@@ -384,8 +409,9 @@ impl Writer {
         Ok(w)
     }
 
-    /// Whether the journal and the state are still the ones this kiln wrote.
-    pub fn check(&self) -> Result<(), WriteError> {
+    /// Whether the journal and the state are still the ones this kiln wrote (called under the
+    /// gate).
+    fn check(&self) -> Result<(), WriteError> {
         let ours = FileId::of(&self.file.metadata()?);
         match FileId::at(&self.path)? {
             Some(now) if now.same_file(&ours) && now.len == self.good => {}
@@ -409,14 +435,16 @@ impl Writer {
         Ok(())
     }
 
-    /// Append `entry` and make it durable.
+    /// Append `entry` and make it durable, in one compare-and-swap: under the gate, the journal
+    /// and the state must still be the ones this kiln wrote ([`Writer::check`]) — a kiln that
+    /// took the state over folds or replaces them under the same gate, so this append lands
+    /// wholly before that (and is folded with the rest) or is refused.
     pub fn append(&mut self, entry: &Entry) -> Result<(), WriteError> {
         if self.poisoned {
             return Err(WriteError::Io(std::io::Error::other(
                 "an earlier write to the journal failed and could not be undone",
             )));
         }
-        self.check()?;
         let bytes = line(&serde_json::to_vec(entry).expect("entry serialises"));
         let at = self.good;
         if let Some(fault) = failpoint::cross(failpoint::STATE_JOURNAL) {
@@ -427,6 +455,8 @@ impl Writer {
             }
             return Err(failpoint::io_error(failpoint::STATE_JOURNAL, fault).into());
         }
+        let gate = gate::exclusive(folder(&self.path))?;
+        self.check()?;
         let written = self
             .file
             .seek(SeekFrom::Start(at))
@@ -444,6 +474,7 @@ impl Writer {
             }
             return Err(e.into());
         }
+        drop(gate);
         self.good = at + bytes.len() as u64;
         self.crossed(failpoint::STATE_JOURNALED, &bytes, at)
     }

@@ -4,16 +4,19 @@
 //! since) so a waiting kiln can name the holder. The OS releases the lock when a process dies, so a
 //! record without a live OS lock is stale and is taken over with a warning. The lock file is never
 //! removed while kiln runs (only by `force-unlock --force`), and a lock taken on a file that was
-//! removed meanwhile is dropped and taken again on the file that is there. Every save compares
-//! the stored lineage and serial with the ones this process read or wrote (compare-and-swap), so
-//! a broken lock can make a save fail but never roll the state back. An apply appends its commits
-//! to `<env>.json.journal` and folds them in at the end ([`super::journal`]); loading folds a
-//! journal left by a kiln that died.
+//! removed meanwhile is dropped and taken again on the file that is there. Every write — a save,
+//! a journal append, a fold — compares the stored lineage and serial (or the journal's identity)
+//! with the ones this process read or wrote and writes in one step under the folder's write gate
+//! ([`super::gate`]), which `force-unlock` never breaks: a broken state lock can make a write fail
+//! but never roll the state back or lose an acknowledged commit. An apply appends its commits to
+//! `<env>.json.journal` and folds them in at the end ([`super::journal`]); loading reads the state
+//! and the journal as one snapshot (the gate shared) and folds a journal left by a kiln that died.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use super::gate::{self, Gate};
 use super::journal::{self, FileId};
 use super::{parse, serialise, LockInfo, State, StateError};
 
@@ -204,10 +207,35 @@ impl LocalStore {
         Ok(holder)
     }
 
+    /// The folder the state is in (its write gate: [`super::gate`]).
+    fn folder(&self) -> &Path {
+        journal::folder(&self.path)
+    }
+
+    fn gate(&self) -> Result<Gate, StateError> {
+        gate::exclusive(self.folder()).map_err(|source| StateError::Write {
+            path: shown(&self.path),
+            source,
+        })
+    }
+
     /// The lineage and serial of the stored state, for compare-and-swap (`None`: no state).
     pub(super) fn version(&self) -> Result<Option<(String, u64)>, StateError> {
+        let _gate = self.shared_gate()?;
+        self.version_unlocked()
+    }
+
+    fn shared_gate(&self) -> Result<Option<Gate>, StateError> {
+        gate::shared(self.folder()).map_err(|source| StateError::Read {
+            path: shown(&self.path),
+            source,
+        })
+    }
+
+    /// [`LocalStore::version`], the gate held by the caller.
+    fn version_unlocked(&self) -> Result<Option<(String, u64)>, StateError> {
         if self.has_journal() {
-            return Ok(self.load()?.map(|s| (s.lineage, s.serial)));
+            return Ok(self.load_unlocked()?.map(|s| (s.lineage, s.serial)));
         }
         #[derive(serde::Deserialize)]
         struct Header {
@@ -234,8 +262,22 @@ impl LocalStore {
         std::fs::read(&self.path).is_ok_and(|b| b == bytes)
     }
 
-    /// The state, with its journal folded in (refusing one that cannot be trusted).
+    /// The state, with its journal folded in (refusing one that cannot be trusted): one
+    /// snapshot — the state file and the journal are read under the shared gate, so no write
+    /// (a fold, an append) falls between the two reads.
     pub(super) fn load(&self) -> Result<Option<State>, StateError> {
+        let _gate = self.shared_gate()?;
+        self.load_unlocked()
+    }
+
+    /// [`LocalStore::load`], the gate held by the caller.
+    fn load_unlocked(&self) -> Result<Option<State>, StateError> {
+        Ok(self.read_unlocked()?.1)
+    }
+
+    /// The state file as it is, and the state with the journal folded in.
+    #[allow(clippy::type_complexity)]
+    fn read_unlocked(&self) -> Result<(Option<State>, Option<State>), StateError> {
         let state = match std::fs::read_to_string(&self.path) {
             Ok(text) => parse(&shown(&self.path), &text).map(Some)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -247,7 +289,7 @@ impl LocalStore {
             }
         };
         match self.read_journal()? {
-            None => Ok(state),
+            None => Ok((state.clone(), state)),
             Some(j) => {
                 if j.torn {
                     tracing::warn!(
@@ -255,17 +297,106 @@ impl LocalStore {
                         shown(&self.journal_path())
                     );
                 }
-                journal::fold(state, j).map_err(|reason| StateError::Journal {
-                    path: shown(&self.journal_path()),
-                    reason,
-                })
+                let folded =
+                    journal::fold(state.clone(), j).map_err(|reason| StateError::Journal {
+                        path: shown(&self.journal_path()),
+                        reason,
+                    })?;
+                Ok((state, folded))
             }
         }
     }
 
-    /// Atomic write; the current file, if any, becomes `<env>.json.backup` first. A journal
-    /// beside it is removed after: `state` holds it (it was loaded with it folded in).
+    /// A compare-and-swap refusal: (`lineage`, `serial`) was expected, `found` is stored.
+    fn refusal(&self, lineage: &str, serial: u64, found: Option<(String, u64)>) -> StateError {
+        let (found_lineage, found_serial) = found.unwrap_or_else(|| ("(no state)".into(), 0));
+        StateError::Conflict {
+            path: shown(&self.path),
+            lineage: lineage.to_string(),
+            serial,
+            found_lineage,
+            found_serial,
+        }
+    }
+
+    /// A compare-and-swap refusal, naming what is stored now as well as it can be read.
+    pub(super) fn conflict(&self, lineage: &str, serial: u64) -> StateError {
+        match self.version() {
+            Ok(found) => self.refusal(lineage, serial, found),
+            Err(_) => self.refusal(lineage, serial, Some(("(unreadable)".into(), 0))),
+        }
+    }
+
+    /// Compare-and-swap: write `next` whole if the stored state (its journal folded in) is still
+    /// (`lineage`, `serial`) — serial 0: no state, or that one — comparing and writing in one
+    /// step under the gate. A journal beside it is removed: `next` holds it.
+    pub(super) fn save(&self, lineage: &str, serial: u64, next: &State) -> Result<(), StateError> {
+        let _gate = self.gate()?;
+        let stored = self.version_unlocked()?;
+        if !super::is_version(stored.as_ref(), lineage, serial) {
+            return Err(self.refusal(lineage, serial, stored));
+        }
+        self.write_unlocked(next)
+    }
+
+    /// Fold the journal into the state file if the stored state (its journal folded in) is still
+    /// (`lineage`, `serial`), in one step under the gate: what is written is what is read under
+    /// the gate — the state file with the journal folded in — never a state held in memory, so a
+    /// commit appended before the gate was taken is folded with the rest. A journal the state
+    /// already holds (or with no commit) is only removed. Returns the state as stored.
+    pub(super) fn fold(&self, lineage: &str, serial: u64) -> Result<Option<State>, StateError> {
+        let _gate = self.gate()?;
+        let (file, folded) = self.read_unlocked()?;
+        let stored = folded.as_ref().map(|s| (s.lineage.clone(), s.serial));
+        if !super::is_version(stored.as_ref(), lineage, serial) {
+            return Err(self.refusal(lineage, serial, stored));
+        }
+        if !self.has_journal() {
+            return Ok(folded);
+        }
+        match &folded {
+            Some(f) if file.as_ref() != Some(f) => self.write_unlocked(f)?,
+            _ => self.remove_journal(),
+        }
+        Ok(folded)
+    }
+
+    /// Start the journal with its first commit (`first`, extending `lineage` at `serial`): a
+    /// compare-and-swap under the gate — the stored state must be that one, with no journal.
+    pub(super) fn start_journal(
+        &self,
+        lineage: &str,
+        serial: u64,
+        first: &journal::Entry,
+    ) -> Result<journal::Writer, journal::WriteError> {
+        journal::Writer::create(
+            &self.journal_path(),
+            &self.path,
+            lineage,
+            serial,
+            first,
+            || {
+                let stored = self.version_unlocked()?;
+                if !super::is_version(stored.as_ref(), lineage, serial) || self.has_journal() {
+                    return Err(journal::WriteError::Moved(
+                        "the state moved since it was read".into(),
+                    ));
+                }
+                Ok(self.state_id()?)
+            },
+        )
+    }
+
+    /// Write `state` as it is (`kiln state migrate`'s destination), under the gate.
     pub(super) fn write(&self, state: &State) -> Result<(), StateError> {
+        let _gate = self.gate()?;
+        self.write_unlocked(state)
+    }
+
+    /// Atomic write; the current file, if any, becomes `<env>.json.backup` first. A journal
+    /// beside it is removed after: `state` holds it (it was loaded with it folded in). The
+    /// caller holds the gate.
+    fn write_unlocked(&self, state: &State) -> Result<(), StateError> {
         let path = &self.path;
         let err = |source| StateError::Write {
             path: shown(path),
@@ -301,11 +432,16 @@ impl LocalStore {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
-        // Left behind, it would only be ignored as folded (its last serial is the state's, or
-        // below it); the next write tries again.
+        self.remove_journal();
+        Ok(())
+    }
+
+    /// Remove a journal the state file holds. Left behind, it would only be ignored as folded
+    /// (its last serial is the state's, or below it); the next write tries again.
+    fn remove_journal(&self) {
         match std::fs::remove_file(self.journal_path()) {
             Ok(()) => {
-                if let Ok(d) = File::open(dir) {
+                if let Ok(d) = File::open(self.folder()) {
                     let _ = d.sync_all();
                 }
             }
@@ -315,6 +451,5 @@ impl LocalStore {
                 shown(&self.journal_path())
             ),
         }
-        Ok(())
     }
 }

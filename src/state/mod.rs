@@ -10,7 +10,11 @@
 //! folds the journal into the state at its end ([`journal`], [`Commits`]): a commit costs the
 //! size of the change, not of the state.
 //! One writer at a time: an OS file lock on `<env>.json.lock` plus a lock record inside it (who,
-//! host, pid, operation, since) so a waiting kiln can name the holder. See `state/README.md`.
+//! host, pid, operation, since) so a waiting kiln can name the holder. Every write is a
+//! compare-and-swap by construction, so a lock broken by `kiln force-unlock --force` can make the
+//! old holder's writes fail but never lose or roll back anyone's: the local store compares and
+//! writes under a short OS lock on the state folder ([`gate`]), the remote store with `If-Match`.
+//! See `state/README.md`.
 //!
 //! [`StateStore`] is the one seam. Behind it: the local file store ([`local`]), the remote store on
 //! OCI Object Storage ([`remote`]: compare-and-swap writes with `If-Match`, a lock object created
@@ -18,11 +22,17 @@
 //! for tests.
 
 mod check;
+mod commits;
+mod gate;
 pub mod journal;
 pub mod local;
+mod lock;
 pub mod remote;
 
 pub use check::address_kind;
+pub use commits::Commits;
+use lock::Held;
+pub use lock::{LockInfo, LockReleaser, StateLock};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -285,51 +295,6 @@ impl State {
     }
 }
 
-/// Who holds a lock.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub id: String,
-    pub who: String,
-    pub host: String,
-    pub pid: u32,
-    pub operation: String,
-    pub since: DateTime<Utc>,
-}
-
-impl LockInfo {
-    /// A lock record for this process.
-    pub fn new(operation: &str) -> LockInfo {
-        let who = std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into());
-        LockInfo {
-            id: uuid::Uuid::new_v4().to_string(),
-            who,
-            host,
-            pid: std::process::id(),
-            operation: operation.into(),
-            since: Utc::now(),
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "{}@{} (pid {}, `kiln {}` since {}, lock id {})",
-            self.who,
-            self.host,
-            self.pid,
-            self.operation,
-            self.since.format("%Y-%m-%d %H:%M:%S UTC"),
-            self.id
-        )
-    }
-}
-
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
     #[error("the state journal `{path}` cannot be trusted: {reason}")]
@@ -372,6 +337,22 @@ pub enum StateError {
         help("wait for it to finish; `kiln force-unlock --force` breaks the lock anyway (its later saves are then refused, never overwriting)")
     )]
     HolderAlive { path: String, holder: String },
+    #[error("the state `{path}` is locked by {holder}, which renewed its lease: it holds until {until} unless renewed again")]
+    #[diagnostic(
+        code(kiln::state::lease_held),
+        help("the holder renews its lease while it runs: wait for it to finish; if it is gone, its lease runs out by {until} and `kiln force-unlock` then removes it (or the next run takes it over); `kiln force-unlock --force` removes it now (its later saves are then refused, never overwriting)")
+    )]
+    LeaseHeld {
+        path: String,
+        holder: String,
+        until: String,
+    },
+    #[error("the state `{path}` is locked by {holder}, whose lock records no lease (a kiln without leases, or an unreadable record): nothing tells whether it still runs")]
+    #[diagnostic(
+        code(kiln::state::no_lease),
+        help("if that kiln is gone, `kiln force-unlock --force` removes the lock (a holder still running then has its later saves refused, never overwriting)")
+    )]
+    NoLease { path: String, holder: String },
     #[error("the state `{path}` was written by someone else since it was read (lineage {found_lineage} serial {found_serial}, expected lineage {lineage} serial {serial})")]
     #[diagnostic(
         code(kiln::state::conflict),
@@ -408,103 +389,13 @@ pub enum StateError {
     Migrate { reason: String },
 }
 
-/// A held lock; released on drop (or with [`StateLock::release`], which reports failures).
-pub struct StateLock {
-    pub info: LockInfo,
-    /// Shared with [`LockReleaser`]s, so a signal handler can release it before the process exits.
-    held: Arc<Mutex<Held>>,
-}
-
-// One per held lock, so its size does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Held {
-    Local(local::FileLock),
-    Memory(Arc<Mutex<Option<LockInfo>>>),
-    Remote(remote::ObjectLock),
-    Released,
-}
-
-impl Held {
-    /// Release without reporting (a destructor, or a process about to exit).
-    fn release_now(&mut self) {
-        if self.faulted().is_none() {
-            self.release_unchecked();
-        }
-    }
-
-    /// Cross the unlock boundary; on an injected fault, forget the lock as a process that died
-    /// here would: its local flock closes with it (the record stays, stale), a lock object stays.
-    fn faulted(&mut self) -> Option<failpoint::Fault> {
-        if matches!(self, Held::Released) {
-            return None;
-        }
-        let fault = failpoint::cross(failpoint::STATE_UNLOCK)?;
-        *self = Held::Released;
-        Some(fault)
-    }
-
-    fn release_unchecked(&mut self) {
-        match std::mem::replace(self, Held::Released) {
-            Held::Local(f) => f.release(),
-            Held::Memory(m) => *m.lock().expect("memory lock") = None,
-            Held::Remote(l) => l.release_blocking(),
-            Held::Released => {}
-        }
-    }
-}
-
-/// A handle that releases a [`StateLock`] from elsewhere (e.g. the second Ctrl-C, right before
-/// the process exits). Releasing twice is harmless.
-#[derive(Clone)]
-pub struct LockReleaser(Arc<Mutex<Held>>);
-
-impl LockReleaser {
-    /// Release now, best effort, blocking the calling thread for at most a few seconds.
-    pub fn release_now(&self) {
-        self.0.lock().expect("state lock handle").release_now();
-    }
-}
-
-impl StateLock {
-    fn new(info: LockInfo, held: Held) -> StateLock {
-        StateLock {
-            info,
-            held: Arc::new(Mutex::new(held)),
-        }
-    }
-
-    pub fn releaser(&self) -> LockReleaser {
-        LockReleaser(self.held.clone())
-    }
-
-    /// Release now, reporting a failure (dropping releases too, best effort).
-    pub async fn release(self) -> Result<(), StateError> {
-        let held = {
-            let mut guard = self.held.lock().expect("state lock handle");
-            if let Some(fault) = guard.faulted() {
-                return Err(StateError::Write {
-                    path: "(the state lock)".into(),
-                    source: failpoint::io_error(failpoint::STATE_UNLOCK, fault),
-                });
-            }
-            std::mem::replace(&mut *guard, Held::Released)
-        };
-        match held {
-            Held::Remote(l) => l.release().await,
-            mut other => {
-                other.release_unchecked();
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Drop for StateLock {
-    fn drop(&mut self) {
-        if let Ok(mut held) = self.held.lock() {
-            held.release_now();
-        }
-    }
+/// A lock `kiln force-unlock` removed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unlocked {
+    pub holder: LockInfo,
+    /// A remote lock whose lease had run out: when its holder last renewed it (it stopped
+    /// renewing then). `None`: a local lock, or one removed with `--force`.
+    pub stopped_renewing: Option<DateTime<Utc>>,
 }
 
 /// An in-memory store (tests).
@@ -515,11 +406,22 @@ pub struct MemoryStore {
 }
 
 /// Where state lives.
+// One per run (cloned a few times), so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum StateStore {
     Local(LocalStore),
     Remote(RemoteStore),
     Memory(MemoryStore),
+}
+
+/// Whether `stored` (`None`: no state) is the state (`lineage`, `serial`) a write expects —
+/// serial 0 expects no state (or that one).
+fn is_version(stored: Option<&(String, u64)>, lineage: &str, serial: u64) -> bool {
+    match stored {
+        None => serial == 0,
+        Some((l, s)) => l == lineage && *s == serial,
+    }
 }
 
 /// Parse and check a state document (`path` names it in errors): the loader of every store.
@@ -635,13 +537,14 @@ impl StateStore {
         }
     }
 
-    /// Remove a lock record whose holder is gone. With `expected_id`, only that lock. A local
-    /// lock whose holder is still running (it holds the OS lock) is refused unless `force`.
+    /// Remove a lock record whose holder is gone. With `expected_id`, only that lock. A holder
+    /// that may still run is refused unless `force`: a local one holding the OS lock, a remote
+    /// one whose lease is fresh (or records none).
     pub async fn force_unlock(
         &self,
         expected_id: Option<&str>,
         force: bool,
-    ) -> Result<Option<LockInfo>, StateError> {
+    ) -> Result<Option<Unlocked>, StateError> {
         let check = |holder: &Option<LockInfo>| -> Result<(), StateError> {
             if let (Some(h), Some(id)) = (holder, expected_id) {
                 if h.id != id {
@@ -653,26 +556,49 @@ impl StateStore {
             }
             Ok(())
         };
+        let unlocked = |holder: LockInfo| Unlocked {
+            holder,
+            stopped_renewing: None,
+        };
         match self {
             StateStore::Memory(m) => {
                 let holder = m.lock.lock().expect("memory lock").clone();
                 check(&holder)?;
                 *m.lock.lock().expect("memory lock") = None;
-                Ok(holder)
+                Ok(holder.map(unlocked))
             }
             StateStore::Local(l) => {
                 let holder = l.lock_holder();
                 check(&holder)?;
-                l.force_unlock(force)
+                Ok(l.force_unlock(force)?.map(unlocked))
             }
             StateStore::Remote(r) => {
-                let held = r.lock_holder().await?;
-                let holder = held.as_ref().map(|(info, _)| info.clone());
-                check(&holder)?;
-                if let Some((_, etag)) = held {
-                    r.remove_lock(&etag).await?;
-                }
-                Ok(holder)
+                let Some((holder, etag)) = r.lock_holder().await? else {
+                    return Ok(None);
+                };
+                check(&Some(holder.clone()))?;
+                let stopped_renewing = match r.lease_standing(&holder) {
+                    remote::LeaseStanding::Lapsed { renewed_at, .. } => Some(renewed_at),
+                    _ if force => None,
+                    remote::LeaseStanding::Fresh(until) => {
+                        return Err(StateError::LeaseHeld {
+                            path: self.describe(),
+                            holder: holder.describe(),
+                            until: until.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                        })
+                    }
+                    remote::LeaseStanding::Unknown => {
+                        return Err(StateError::NoLease {
+                            path: self.describe(),
+                            holder: holder.describe(),
+                        })
+                    }
+                };
+                r.remove_lock(&etag).await?;
+                Ok(Some(Unlocked {
+                    holder,
+                    stopped_renewing,
+                }))
             }
         }
     }
@@ -692,28 +618,11 @@ impl StateStore {
         }
     }
 
-    /// The lineage and serial stored now (`None`: no state), for compare-and-swap.
-    async fn stored_version(&self) -> Result<Option<(String, u64)>, StateError> {
-        match self {
-            StateStore::Memory(m) => Ok(m
-                .state
-                .lock()
-                .expect("memory state")
-                .as_ref()
-                .map(|s| (s.lineage.clone(), s.serial))),
-            StateStore::Local(l) => l.version(),
-            // The version this process read or wrote last: the object's etag guards the write
-            // itself (a PUT with If-Match), so it need not be read again.
-            StateStore::Remote(r) => match r.cached_version() {
-                Some(v) => Ok(Some(v)),
-                None => Ok(r.load().await?.map(|s| (s.lineage, s.serial))),
-            },
-        }
-    }
-
     /// Write `state` with serial + 1, keeping the previous version as a backup: compare-and-swap
     /// against the stored version, which must still be the one `state` was read from or last
-    /// written as (a state written by anyone else meanwhile is never overwritten).
+    /// written as (a state written by anyone else meanwhile is never overwritten). The compare
+    /// and the write are one step: the local store's write gate, the memory store's mutex, the
+    /// remote object's `If-Match`.
     pub async fn save(&self, lock: &StateLock, state: &mut State) -> Result<(), StateError> {
         let _held = lock; // only a lock holder saves
         let serial = state
@@ -726,22 +635,44 @@ impl StateStore {
         if let Some(fault) = failpoint::cross(failpoint::STATE_SAVE) {
             return Err(injected(self.describe(), failpoint::STATE_SAVE, fault));
         }
-        let stored = self.stored_version().await?;
-        let expected =
-            (state.serial > 0 || stored.is_some()).then(|| (state.lineage.clone(), state.serial));
-        if stored != expected {
+        let mut next = state.clone();
+        next.serial = serial;
+        let conflict = |stored: Option<(String, u64)>| {
             let (found_lineage, found_serial) = stored.unwrap_or_else(|| ("(no state)".into(), 0));
-            return Err(StateError::Conflict {
+            StateError::Conflict {
                 path: self.describe(),
                 lineage: state.lineage.clone(),
                 serial: state.serial,
                 found_lineage,
                 found_serial,
-            });
-        }
-        let mut next = state.clone();
-        next.serial = serial;
-        let mut written = self.write(&next).await;
+            }
+        };
+        let mut written = match self {
+            StateStore::Local(l) => l.save(&state.lineage, state.serial, &next),
+            StateStore::Memory(m) => {
+                let mut stored = m.state.lock().expect("memory state");
+                let version = stored.as_ref().map(|s| (s.lineage.clone(), s.serial));
+                if is_version(version.as_ref(), &state.lineage, state.serial) {
+                    *stored = Some(next.clone());
+                    Ok(())
+                } else {
+                    Err(conflict(version))
+                }
+            }
+            // The version this process read or wrote last: the object's etag guards the write
+            // itself (a PUT with If-Match), so it need not be read again.
+            StateStore::Remote(r) => {
+                let version = match r.cached_version() {
+                    Some(v) => Some(v),
+                    None => r.load().await?.map(|s| (s.lineage, s.serial)),
+                };
+                if is_version(version.as_ref(), &state.lineage, state.serial) {
+                    r.write(&next).await
+                } else {
+                    Err(conflict(version))
+                }
+            }
+        };
         if written.is_ok() {
             if let Some(fault) = failpoint::cross(failpoint::STATE_SAVED) {
                 written = Err(injected(self.describe(), failpoint::STATE_SAVED, fault));
@@ -749,7 +680,10 @@ impl StateStore {
         }
         if let Err(e) = written {
             // An error after the write may hide a write that landed: read it back.
-            if failpoint::aborted() || !self.holds(&next).await {
+            if matches!(e, StateError::Conflict { .. })
+                || failpoint::aborted()
+                || !self.holds(&next).await
+            {
                 return Err(e);
             }
         }
@@ -782,207 +716,6 @@ impl StateStore {
             }
             StateStore::Local(l) => l.write(state),
             StateStore::Remote(r) => r.write(state).await,
-        }
-    }
-}
-
-/// The state writes of an apply: each commit records only the records it changed where the
-/// store can append — the local store's journal ([`journal`]), folded into the state file at the
-/// end — and the whole state elsewhere (the remote store: `state/README.md` says why). Every
-/// write is a compare-and-swap.
-pub struct Commits {
-    store: StateStore,
-    journal: Option<journal::Writer>,
-}
-
-impl Commits {
-    pub fn new(store: StateStore) -> Commits {
-        Commits {
-            store,
-            journal: None,
-        }
-    }
-
-    /// Whether commits take only the changed records ([`Commits::append`]) rather than the
-    /// whole state ([`Commits::save`]).
-    pub fn journaled(&self) -> bool {
-        matches!(self.store, StateStore::Local(_))
-    }
-
-    fn journal_error(
-        &self,
-        e: journal::WriteError,
-        l: &LocalStore,
-        lineage: &str,
-        serial: u64,
-    ) -> StateError {
-        match e {
-            journal::WriteError::Io(source) => StateError::Write {
-                path: l.journal_path().display().to_string(),
-                source,
-            },
-            journal::WriteError::Moved(reason) => {
-                tracing::debug!("state moved under the journal: {reason}");
-                self.conflict(l, lineage, serial)
-            }
-        }
-    }
-
-    /// A compare-and-swap refusal: `(lineage, serial)` was expected; what is stored now is
-    /// named as well as it can be read.
-    fn conflict(&self, l: &LocalStore, lineage: &str, serial: u64) -> StateError {
-        let (found_lineage, found_serial) = match l.version() {
-            Ok(Some(v)) => v,
-            Ok(None) => ("(no state)".into(), 0),
-            Err(_) => ("(unreadable)".into(), 0),
-        };
-        StateError::Conflict {
-            path: self.store.describe(),
-            lineage: lineage.to_string(),
-            serial,
-            found_lineage,
-            found_serial,
-        }
-    }
-
-    /// Before the first commit: fold a journal a kiln that died left beside the state (the
-    /// state given was loaded with it folded in), so this apply starts its own.
-    pub async fn begin(&mut self, lock: &StateLock, state: &State) -> Result<(), StateError> {
-        let _held = lock;
-        let StateStore::Local(l) = &self.store else {
-            return Ok(());
-        };
-        if !l.has_journal() {
-            return Ok(());
-        }
-        if l.version()? != Some((state.lineage.clone(), state.serial)) {
-            return Err(self.conflict(l, &state.lineage, state.serial));
-        }
-        self.fold(state)
-    }
-
-    /// Write `state` whole with its serial (the journal's last) and remove the journal.
-    fn fold(&self, state: &State) -> Result<(), StateError> {
-        let StateStore::Local(l) = &self.store else {
-            return Ok(());
-        };
-        if let Some(fault) = failpoint::cross(failpoint::STATE_FOLD) {
-            return Err(injected(
-                self.store.describe(),
-                failpoint::STATE_FOLD,
-                fault,
-            ));
-        }
-        let mut written = l.write(state);
-        if written.is_ok() {
-            if let Some(fault) = failpoint::cross(failpoint::STATE_FOLDED) {
-                written = Err(injected(
-                    self.store.describe(),
-                    failpoint::STATE_FOLDED,
-                    fault,
-                ));
-            }
-        }
-        match written {
-            // An error after the write may hide a write that landed: read it back (the journal
-            // left beside it is ignored as folded).
-            Err(_) if !failpoint::aborted() && l.holds(&serialise(state)) => Ok(()),
-            other => other,
-        }
-    }
-
-    /// Record `changes` (address → its record now, `None`: gone) as serial `serial` + 1 of the
-    /// state (`lineage`, `serial`); the new serial once it is durable.
-    pub async fn append(
-        &mut self,
-        lock: &StateLock,
-        lineage: &str,
-        serial: u64,
-        changes: BTreeMap<String, Option<ResourceState>>,
-    ) -> Result<u64, StateError> {
-        let _held = lock;
-        let StateStore::Local(l) = &self.store else {
-            unreachable!("only the local store appends")
-        };
-        let next = serial.checked_add(1).ok_or_else(|| StateError::Corrupt {
-            path: self.store.describe(),
-            reason: "the serial cannot grow any more".into(),
-        })?;
-        let entry = journal::Entry {
-            serial: next,
-            resources: changes,
-        };
-        let result = match &mut self.journal {
-            Some(w) => w.append(&entry),
-            None => {
-                // The first commit: the stored state must be the one this apply started from,
-                // with no journal beside it (`begin` folded any).
-                let stored = l.version()?;
-                let expected =
-                    (serial > 0 || stored.is_some()).then(|| (lineage.to_string(), serial));
-                if stored != expected || l.has_journal() {
-                    return Err(self.conflict(l, lineage, serial));
-                }
-                let state_id = l.state_id()?;
-                journal::Writer::create(
-                    &l.journal_path(),
-                    &l.path,
-                    state_id,
-                    lineage,
-                    serial,
-                    &entry,
-                )
-                .map(|w| self.journal = Some(w))
-            }
-        };
-        result.map_err(|e| self.journal_error(e, l, lineage, serial))?;
-        Ok(next)
-    }
-
-    /// Save the whole state (serial + 1, compare-and-swap): the stores without a journal.
-    pub async fn save(&mut self, lock: &StateLock, state: &mut State) -> Result<(), StateError> {
-        self.store.save(lock, state).await
-    }
-
-    /// After the last commit: fold the journal into the state file (`state` is what it holds,
-    /// serial included). With `unrecorded`, `state` has changes whose commit failed: they are
-    /// saved whole (serial + 1) instead, if the store still takes them.
-    pub async fn finish(
-        &mut self,
-        lock: &StateLock,
-        state: &mut State,
-        unrecorded: bool,
-    ) -> Result<(), StateError> {
-        let _held = lock;
-        match (&self.store, self.journal.take()) {
-            (StateStore::Local(l), Some(w)) => {
-                w.check()
-                    .map_err(|e| self.journal_error(e, l, &state.lineage, state.serial))?;
-                #[cfg(debug_assertions)]
-                if !unrecorded {
-                    // Every change was committed with the addresses it touched: the journal
-                    // folds to exactly the state in memory.
-                    let on_disk = l.load().expect("the journal this apply wrote loads");
-                    assert_eq!(
-                        on_disk.as_ref(),
-                        Some(&*state),
-                        "the journal does not fold to the state in memory: a change was recorded without its address"
-                    );
-                }
-                if unrecorded {
-                    state.serial =
-                        state
-                            .serial
-                            .checked_add(1)
-                            .ok_or_else(|| StateError::Corrupt {
-                                path: self.store.describe(),
-                                reason: "the serial cannot grow any more".into(),
-                            })?;
-                }
-                self.fold(state)
-            }
-            _ if unrecorded => self.store.save(lock, state).await,
-            _ => Ok(()),
         }
     }
 }

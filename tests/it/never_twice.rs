@@ -185,8 +185,8 @@ async fn force_unlock_refuses_a_holder_that_is_still_running() {
     let refused = p.kiln(&["force-unlock", "--dir", "."]).await;
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(refused.stderr.contains("still running"), "{refused:?}");
-    let plan = p.kiln(&["plan"]).await;
-    assert_eq!(plan.code, 1, "the lock still holds: {plan:?}");
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 1, "the lock still holds: {apply:?}");
     let forced = p.kiln(&["force-unlock", "--force", "--dir", "."]).await;
     assert_eq!(forced.code, 0, "{forced:?}");
     drop(held);

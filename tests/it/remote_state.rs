@@ -9,15 +9,15 @@ use serde_json::Value;
 
 use crate::support::{self, Out, Project};
 
-const NS: &str = "kilnemulator";
-const BUCKET: &str = "kiln-state";
+pub(crate) const NS: &str = "kilnemulator";
+pub(crate) const BUCKET: &str = "kiln-state";
 
-fn backend(prefix: &str) -> String {
+pub(crate) fn backend(prefix: &str) -> String {
     format!("\n[backend]\nkind = \"object_storage\"\nnamespace = \"{NS}\"\nbucket = \"{BUCKET}\"\nprefix = \"{prefix}\"\n")
 }
 
 /// The object `name` parsed as JSON, if it exists.
-async fn object(p: &Project, name: &str) -> Option<Value> {
+pub(crate) async fn object(p: &Project, name: &str) -> Option<Value> {
     let os = ObjectStorage::new(p.client());
     os.get_object(NS, BUCKET, name).await.unwrap().map(|o| {
         serde_json::from_slice(&o.body).unwrap_or_else(|e| panic!("`{name}` does not parse: {e}"))
@@ -259,13 +259,24 @@ async fn a_killed_holder_is_named_and_force_unlock_recovers() {
         .unwrap();
     let _ = finish(child).await;
 
+    // A plan reads beside it, naming it; an apply is refused, naming it.
     let out = p.kiln(&["plan"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains(&format!("pid {pid}")), "{out:?}");
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains(&format!("pid {pid}")) && out.stderr.contains("force-unlock"),
         "{out:?}"
     );
+    // Its lease is fresh (nothing tells a dead holder on another machine from a live one until
+    // it runs out): refused without `--force`.
     let out = p.kiln(&["force-unlock"]).await;
+    assert!(
+        out.code == 1 && out.stderr.contains("renewed its lease"),
+        "{out:?}"
+    );
+    let out = p.kiln(&["force-unlock", "--force"]).await;
     assert!(
         out.code == 0 && out.stdout.contains(&format!("pid {pid}")),
         "{out:?}"

@@ -15,7 +15,9 @@ async fn a_second_kiln_waits_for_the_lock_then_fails_naming_the_holder() {
         .lock(LockInfo::new("apply"), Duration::ZERO)
         .await
         .unwrap();
-    let out = p.kiln(&["plan", "--lock-timeout", "300ms"]).await;
+    let out = p
+        .kiln(&["apply", "--auto-approve", "--lock-timeout", "300ms"])
+        .await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains("is locked by")
