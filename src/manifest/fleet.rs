@@ -32,6 +32,10 @@ pub struct Expanded {
     pub fleets: BTreeMap<String, Vec<String>>,
     /// Tables switched off with `enabled = false`.
     pub disabled: BTreeSet<String>,
+    /// Fleets whose `count` is invalid (out of range or not an integer): their table is still
+    /// checked once, as member `[0]`, so that every other problem in it is reported in the same
+    /// run; references to them are not judged (their members are unknown).
+    pub unknown_size: BTreeSet<String>,
 }
 
 /// Expand the `[KIND.NAME]` tables (`kind` is `instance` or `image`, for messages).
@@ -64,20 +68,31 @@ pub fn expand(
                 );
                 continue;
             }
-            (Some(c), None) => match c.value {
-                Value::Int(n) if (0..=MAX_MEMBERS).contains(&n) => (0..n)
+            (Some(c), None) => match &c.value {
+                &Value::Int(n) if (0..=MAX_MEMBERS).contains(&n) => (0..n)
                     .map(|i| (format!("{name}[{i}]"), i.to_string(), "count.index"))
                     .collect(),
-                Value::Int(n) => {
-                    problems.push(
-                        Problem::error("invalid_count", format!("`{kind}.{name}`: `count` is {n}"))
+                invalid => {
+                    // A wrong type is reported by the key table.
+                    if let Value::Int(n) = invalid {
+                        problems.push(
+                            Problem::error(
+                                "invalid_count",
+                                format!("`{kind}.{name}`: `count` is {n}"),
+                            )
                             .at(&c.at, format!("0 to {MAX_MEMBERS}"))
                             .help("use `count = 0` for no member, or `enabled = false`"),
-                    );
+                        );
+                    }
+                    // Check the rest of the table anyway (as member 0), so that its other
+                    // problems are reported now, not after this one is fixed.
+                    out.unknown_size.insert(name.clone());
+                    let mut m = e.clone();
+                    strip(&mut m.node);
+                    substitute(&mut m.node, "count.index", "0");
+                    out.tables.insert(format!("{name}[0]"), m);
                     continue;
                 }
-                // A wrong type is reported by the key table.
-                _ => continue,
             },
             (None, Some(f)) => {
                 let Value::Array(items) = &f.value else {

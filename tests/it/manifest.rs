@@ -129,6 +129,22 @@ fn all_problems_are_reported_in_one_run() {
     assert!(e.errors() >= 6, "{}", e.render_plain(80));
 }
 
+/// A fleet whose `count` is invalid is still checked (its other problems are reported in the same
+/// run, see `fleet_invalid_count_and_sizes.toml`), but what refers to its members is not judged:
+/// they are unknown until the count is fixed.
+#[test]
+fn an_invalid_count_adds_no_problem_about_references_to_its_members() {
+    let (_tmp, dir) = relative_tempdir();
+    std::fs::write(
+        dir.join("kiln.toml"),
+        format!("{DEFAULTS}[instance.web]\ncount = -1\n\n[image.golden]\nfrom_instance = \"instance.web[3]\"\n"),
+    )
+    .unwrap();
+    let e = manifest::load(&dir, None).unwrap_err();
+    assert_eq!(e.errors(), 1, "{}", e.render_plain(80));
+    assert!(e.render_plain(80).contains("`count` is -1"));
+}
+
 #[test]
 fn the_checked_in_schema_is_what_kiln_schema_prints() {
     let repo = std::fs::read_to_string(
