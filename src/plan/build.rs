@@ -440,6 +440,7 @@ mod tests {
             refresh_only: false,
             refresh: vec![],
             read_network: vec![],
+            partial: None,
         };
         plan.graph().to_string()
     }
