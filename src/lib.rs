@@ -31,10 +31,11 @@
 //! | [`small_file`] | a leaf both `manifest` and `oci` use: read a regular file of at most N bytes, refusing FIFOs, devices and directories | — |
 //! | [`x509_subject`] | a leaf `oci` (instance principals) and `emulator` (federation) share: the tenancy, instance and common name in an instance certificate's subject, fingerprints as OCI spells them | — |
 //! | [`env_name`] | a leaf `manifest` and `state` use: what an environment name may be (it becomes a file name) | — |
+//! | [`home`] | a leaf `manifest` and `oci` use: `~` in the paths a user writes (the one place kiln reads `HOME`) | — |
 //! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
 //!
 //! Dependencies run one way: `cli → apply → plan → {manifest, state, oci}`, `state → oci` (remote
-//! state), and `cli → output → state`; the leaves (`dag`, `region`, `small_file`, `env_name`, `failpoint`)
+//! state), and `cli → output → state`; the leaves (`dag`, `region`, `small_file`, `env_name`, `home`, `failpoint`)
 //! depend on nothing of kiln. The `oci` client knows nothing of manifests, plans or state; the
 //! `manifest` module uses neither `plan` nor `oci` (it borrows only leaves); the `emulator` uses
 //! nothing of manifest, state, plan or apply (it only shares the OCI config-file parser).
@@ -50,6 +51,7 @@ pub mod dag;
 pub mod emulator;
 pub mod env_name;
 pub mod failpoint;
+pub mod home;
 pub mod manifest;
 pub mod oci;
 pub mod output;

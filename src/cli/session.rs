@@ -10,7 +10,7 @@ use crate::oci::auth::{self, AuthMethod, Credentials};
 use crate::oci::config::{self as oci_config, ConfigFile};
 use crate::oci::net::Network;
 use crate::oci::object_storage::ObjectStorage;
-use crate::oci::{keys, Client, ClientOptions, Clients};
+use crate::oci::{keys, perms, Client, ClientOptions, Clients};
 use crate::region;
 use crate::state::{RemoteStore, StateStore};
 
@@ -329,6 +329,15 @@ async fn credentials(
                 oci_config::resolve_config_path(config_file.or(p.config_file.as_deref()), env);
             let name = oci_config::resolve_profile_name(profile.or(p.profile.as_deref()), env);
             let profile = ConfigFile::load(&path)?.profile(&name)?;
+            if env("OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING").as_deref() != Some("True") {
+                let files = [(&path, "OCI config file"), (&profile.key_file, "API key")];
+                for w in files
+                    .iter()
+                    .filter_map(|(f, what)| perms::too_open(f, what))
+                {
+                    out::diagnostic(&w);
+                }
+            }
             let region = profile
                 .region
                 .as_deref()
