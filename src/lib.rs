@@ -37,10 +37,11 @@
 //! | [`x509_subject`] | a leaf `oci` (instance principals) and `emulator` (federation) share: the tenancy, instance and common name in an instance certificate's subject, fingerprints as OCI spells them | — |
 //! | [`suggest`] | a leaf `manifest` (diagnostics), `plan` (`--target`) and `output` (addresses) share: "did you mean" | — |
 //! | [`env_name`] | a leaf `manifest` and `state` use: what an environment name may be (it becomes a file name) | — |
+//! | [`home`] | a leaf `manifest` and `oci` use: `~` in the paths a user writes (the one place kiln reads `HOME`) | — |
 //! | [`failpoint`] | a leaf every I/O boundary crosses: named points where the crash-safety tests inject faults (compiled in only with the `failpoints` feature) | — |
 //!
 //! Dependencies run one way: `cli → ops → apply → plan → {manifest, state, oci}`, `state → oci`
-//! (remote state), and `cli → output → state`; the leaves (`dag`, `region`, `raw_json`, `small_file`, `x509_subject`, `env_name`, `suggest`, `failpoint`, `policy`)
+//! (remote state), and `cli → output → state`; the leaves (`dag`, `region`, `raw_json`, `small_file`, `x509_subject`, `env_name`, `suggest`, `home`, `failpoint`, `policy`)
 //! depend on nothing of kiln. The `oci` client knows nothing of manifests, plans or state; the
 //! `manifest` module uses neither `plan` nor `oci` (it borrows only leaves); the `emulator` uses
 //! nothing of manifest, state, plan or apply (it only shares the OCI config-file parser).
@@ -59,6 +60,7 @@ pub mod dag;
 pub mod emulator;
 pub mod env_name;
 pub mod failpoint;
+pub mod home;
 pub mod manifest;
 pub mod oci;
 pub mod ops;

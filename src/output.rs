@@ -173,6 +173,9 @@ pub enum Answer {
     Resource { text: String, json: Value },
     /// `ADDRESS.ATTRIBUTE`: one value (`null`: none).
     Value(Value),
+    /// A fleet's name (`instance.web`, `instance.web.private_ip`): the answer for each member,
+    /// in member order (`[2]` before `[10]`).
+    Members(Vec<(String, Answer)>),
 }
 
 impl Answer {
@@ -188,8 +191,54 @@ impl Answer {
             (Answer::Value(Value::String(s)), false) => format!("{s}\n"),
             (Answer::Value(Value::Null), false) => "\n".to_string(),
             (Answer::Value(v), false) => format!("{v}\n"),
+            // As JSON, one object keyed by member address; as text, the members' blocks (blank
+            // lines between them), or their bare values one per line, in member order.
+            (Answer::Members(members), true) => {
+                let object: Map<String, Value> = members
+                    .iter()
+                    .map(|(a, answer)| {
+                        let v = match answer {
+                            Answer::Resource { json, .. } => json.clone(),
+                            Answer::Value(v) => v.clone(),
+                            Answer::Members(_) => Value::Null,
+                        };
+                        (a.clone(), v)
+                    })
+                    .collect();
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&Value::Object(object)).expect("json")
+                )
+            }
+            (Answer::Members(members), false) => {
+                let blocks = matches!(members.first(), Some((_, Answer::Resource { .. })));
+                let parts: Vec<String> = members.iter().map(|(_, a)| a.render(false)).collect();
+                parts.join(if blocks { "\n" } else { "" })
+            }
         }
     }
+}
+
+/// The members of fleet `name` (`instance.web`) among `records`, in member order: indexes by
+/// number (`[2]` before `[10]`), keys as the state orders them.
+fn members<'a>(records: &BTreeMap<&'a str, &ResourceState>, name: &str) -> Vec<&'a str> {
+    let mut found: Vec<&str> = records
+        .keys()
+        .copied()
+        .filter(|a| {
+            a.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('['))
+        })
+        .collect();
+    let index = |a: &str| -> Option<u64> {
+        a[name.len()..]
+            .strip_prefix('[')?
+            .strip_suffix(']')?
+            .parse()
+            .ok()
+    };
+    found.sort_by_key(|a| index(a));
+    found
 }
 
 /// Answer `ADDRESS` or `ADDRESS.ATTRIBUTE` (`instance.web.public_ip`,
@@ -205,6 +254,15 @@ pub fn query(state: &State, q: &str) -> Result<Answer, OutputError> {
             json: Value::Object(record(r)),
         });
     }
+    // A fleet's name, as `--target` takes it: every member.
+    let fleet = members(&records, q);
+    if !fleet.is_empty() {
+        let answers = fleet
+            .into_iter()
+            .map(|m| Ok((m.to_string(), query(state, m)?)))
+            .collect::<Result<_, OutputError>>()?;
+        return Ok(Answer::Members(answers));
+    }
     // The attribute is the last `.`-part, when it looks like one (a member key may hold dots).
     let (address, attribute) = match q.rsplit_once('.') {
         Some((a, attr))
@@ -213,6 +271,21 @@ pub fn query(state: &State, q: &str) -> Result<Answer, OutputError> {
             (a, Some(attr))
         }
         _ => (q, None),
+    };
+    if let (Some(attribute), false) = (attribute, records.contains_key(address)) {
+        let fleet = members(&records, address);
+        if !fleet.is_empty() {
+            let answers = fleet
+                .into_iter()
+                .map(|m| Ok((m.to_string(), query(state, &format!("{m}.{attribute}"))?)))
+                .collect::<Result<_, OutputError>>()?;
+            return Ok(Answer::Members(answers));
+        }
+    }
+    // `instance.nope` is an address, not `instance` with an attribute `nope`.
+    let (address, attribute) = match (attribute, address.contains('.')) {
+        (Some(_), false) => (q, None),
+        other => (address, other.0),
     };
     let Some(r) = records.get(address) else {
         let suggestion = did_you_mean(address, records.keys().copied())
@@ -300,6 +373,29 @@ mod tests {
         assert_eq!(v("instance.web[0].region"), "us-ashburn-1\n");
         assert_eq!(v("image.golden.size_in_mbs"), "47694\n");
         assert!(v("image.golden").contains("\n  size_in_mbs  = 47694\n"));
+    }
+
+    #[test]
+    fn a_fleet_lists_its_members_in_index_order() {
+        let mut st = State::new();
+        for i in [10, 2, 1] {
+            let mut r = ResourceState::new(ResourceKind::Instance);
+            r.id = Some(format!("ocid1.instance.oc1.iad.m{i}"));
+            st.resources.insert(format!("instance.web[{i}]"), r);
+        }
+        assert_eq!(
+            query(&st, "instance.web.id").unwrap().render(false),
+            "ocid1.instance.oc1.iad.m1\nocid1.instance.oc1.iad.m2\nocid1.instance.oc1.iad.m10\n"
+        );
+        let text = query(&st, "instance.web").unwrap().render(false);
+        let order: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("instance."))
+            .collect();
+        assert_eq!(
+            order,
+            ["instance.web[1]", "instance.web[2]", "instance.web[10]"]
+        );
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub struct Report {
     pub created: usize,
     pub updated: usize,
     pub replaced: usize,
+    /// Compartment moves and `[[moved]]` renames.
     pub moved: usize,
     pub started: usize,
     pub stopped: usize,
@@ -132,6 +133,8 @@ pub struct Report {
     pub networks_read: usize,
     /// What went wrong without failing anything (printed, not counted).
     pub warnings: Vec<String>,
+    /// The plan was limited by `--target` / `--exclude`: what it left out, under the summary.
+    pub partial: Option<String>,
 }
 
 impl Report {
@@ -151,8 +154,12 @@ impl Report {
                 super::progress::human(self.elapsed)
             );
         }
+        let partial = match &self.partial {
+            Some(p) => format!("\n{p}"),
+            None => String::new(),
+        };
         format!(
-            "Apply {}: {} created, {} updated, {} replaced, {} moved, {} started, {} stopped, {} destroyed, {} failed, {} skipped in {}",
+            "Apply {}: {} created, {} updated, {} replaced, {} moved, {} started, {} stopped, {} destroyed, {} failed, {} skipped in {}{partial}",
             if self.ok() { "complete" } else { "incomplete" },
             self.created,
             self.updated,
@@ -201,6 +208,10 @@ pub async fn apply(
     });
     let mut report = Report {
         refresh_only: plan.refresh_only,
+        partial: plan
+            .partial
+            .as_ref()
+            .map(crate::plan::render::partial_summary),
         ..Report::default()
     };
     // Every region the plan touches needs its client before anything starts (a request sent to
@@ -235,6 +246,8 @@ pub async fn apply(
             stop.stop();
         }
     }
+    // `[[moved]]` renames done in the state, counted with the moves in the summary.
+    let mut renamed = 0;
     if !plan.moved.is_empty() {
         let moved = plan.moved.clone();
         let touched: Vec<String> = moved
@@ -258,6 +271,8 @@ pub async fn apply(
                 .failed
                 .push(("move state addresses".into(), e.to_string()));
             stop.stop();
+        } else {
+            renamed = moved.len();
         }
     }
     if !plan.forget.is_empty() || !plan.forget_deposed.is_empty() {
@@ -368,7 +383,7 @@ pub async fn apply(
     report.created = n(Action::Create);
     report.updated = n(Action::Update);
     report.replaced = n(Action::Replace);
-    report.moved = n(Action::Move);
+    report.moved = n(Action::Move) + renamed;
     report.started = n(Action::Start);
     report.stopped = n(Action::Stop);
     report.deleted = n(Action::Delete);

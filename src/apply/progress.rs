@@ -86,7 +86,8 @@ impl Progress {
         }
     }
 
-    /// A step inside a node (e.g. `waiting for RUNNING`).
+    /// A step inside a node (e.g. `waiting for RUNNING`, or a retry and OCI's reason for it). On
+    /// a terminal a long step is wrapped at its width, never cut; plain lines stay whole.
     pub fn step(&self, label: &str, what: &str) {
         match self {
             Progress::Live { lines, .. } => {
@@ -96,7 +97,9 @@ impl Progress {
                     .iter()
                     .find(|(l, _)| l == label)
                 {
-                    bar.set_message(format!("{label}: {what}"));
+                    // Room for the spinner before the text and the elapsed time after it.
+                    let width = terminal_width().saturating_sub(12).max(40);
+                    bar.set_message(wrap(&format!("{label}: {what}"), width, "    "));
                 }
             }
             Progress::Plain { out } => {
@@ -217,6 +220,40 @@ impl Drop for EchoGuard {
     }
 }
 
+/// The width of the terminal stderr is (80 when it cannot be told).
+fn terminal_width() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: TIOCGWINSZ fills the winsize this function owns.
+        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut size) } == 0 && size.ws_col > 0 {
+            return size.ws_col as usize;
+        }
+    }
+    80
+}
+
+/// `text` broken at spaces into lines of at most `width` characters (a longer word gets a line
+/// of its own), the lines after the first starting with `indent`. Nothing is dropped.
+pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut line = 0;
+    for word in text.split(' ') {
+        let n = word.chars().count();
+        if line > 0 && line + 1 + n > width {
+            out.push('\n');
+            out.push_str(indent);
+            line = indent.chars().count();
+        } else if line > 0 || !out.is_empty() {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += n;
+    }
+    out
+}
+
 /// `1.2s`, `3m04s`.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -243,6 +280,25 @@ impl Timer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 27: a retry's reason is wrapped on a terminal, never cut.
+    #[test]
+    fn long_steps_wrap_at_spaces_and_keep_every_word() {
+        let text = "create image.golden: retrying after 409 IncorrectState (instance `ocid1.instance.…q7xa3t` was captured recently: the next image can be made after 2026-12-06T22:41:07.123Z), next attempt in 4.0s";
+        let wrapped = wrap(text, 60, "    ");
+        for line in wrapped.lines() {
+            assert!(line.chars().count() <= 60, "{line:?}");
+        }
+        assert_eq!(
+            wrapped.split_whitespace().collect::<Vec<_>>(),
+            text.split_whitespace().collect::<Vec<_>>()
+        );
+        assert!(
+            wrapped.lines().skip(1).all(|l| l.starts_with("    ")),
+            "{wrapped}"
+        );
+        assert_eq!(wrap("short", 60, "    "), "short");
+    }
 
     #[test]
     fn durations_read_like_a_person_writes_them() {

@@ -1,4 +1,6 @@
-//! `kiln emulator`: run the OCI Compute emulator until Ctrl-C.
+//! `kiln emulator`: run the OCI Compute emulator until Ctrl-C, or (`--fixtures`) print the ids it
+//! serves — compartments, availability and fault domains, the VCN and subnets, images, shapes —
+//! and exit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,8 +19,16 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// OCI config file whose profiles' API keys are trusted.
-    #[arg(long, value_name = "FILE")]
-    pub oci_config: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "fixtures")]
+    pub oci_config: Option<PathBuf>,
+    /// Print the ids the emulator serves in each `--region` (compartments, availability and
+    /// fault domains, VCN, subnets, images, shapes) — what a manifest names — and exit. With
+    /// `--oci-config`, the tenancies of its trusted keys are among the compartments.
+    #[arg(long)]
+    pub fixtures: bool,
+    /// With `--fixtures`: as JSON (one object per region).
+    #[arg(long, requires = "fixtures")]
+    pub json: bool,
     /// Profiles to trust (repeatable; DEFAULT when none).
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
@@ -125,7 +135,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     if args.time_scale < 0.0 {
         miette::bail!("`--time-scale` must be 0 or more");
     }
-    let trusted = trusted_keys(&args.oci_config, &args.profiles)?;
+    let trusted = match &args.oci_config {
+        Some(config) => trusted_keys(config, &args.profiles)?,
+        None => Vec::new(),
+    };
     let mut instance_cas = Vec::new();
     for f in &args.instance_cas {
         instance_cas.push(
@@ -170,6 +183,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         });
     }
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;
+    if args.fixtures {
+        return rt.block_on(print_fixtures(configs, args.json));
+    }
     rt.block_on(async {
         let mut running = Vec::new();
         for config in configs {
@@ -213,4 +229,32 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `--fixtures`: start each region's emulator on a free loopback port, in memory, read the ids it
+/// serves from it, stop it, and print them — so what is printed is what a running emulator
+/// serves, not a copy.
+async fn print_fixtures(configs: Vec<EmulatorConfig>, json: bool) -> miette::Result<ExitCode> {
+    let mut all = Vec::new();
+    for mut config in configs {
+        config.listen = "127.0.0.1:0".parse().expect("a loopback address");
+        config.data_file = None;
+        config.log_requests = false;
+        let running = emulator::start(config).await?;
+        all.push(running.fixtures());
+        running.shutdown().await;
+    }
+    let text = match json {
+        true => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&all).expect("fixtures serialise")
+        ),
+        false => all
+            .iter()
+            .map(|f| f.listing())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    super::out::print(&text)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -140,17 +140,24 @@ async fn open(
 // The log writes to stderr itself (tracing's writer, which ignores a closed stderr).
 #[allow(clippy::disallowed_methods)]
 fn init_logging(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
     let default = match verbose {
         0 => "warn",
         1 => "warn,kiln::oci=debug,kiln::emulator=info,kiln::apply=info",
         _ => "debug",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // `RUST_LOG` as `target=level` directives and a bare default level (what kiln's logs need;
+    // one that does not parse is ignored).
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| default.parse().expect("valid default directives"));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(out::stderr_colour())
-        .with_target(false)
+        .with_target(false);
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
         .try_init();
 }

@@ -41,7 +41,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Exit 0 when nothing changes, 1 on error, 2 when there are changes or drift (with
-    /// `--refresh-only`: when there is drift).
+    /// `--refresh-only`: when there is drift). A `--target`/`--exclude` plan exits 2 also for
+    /// changes or drift it found outside its selection; excluded resources are not read.
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Only this resource (and what it depends on); a fleet name means all its members; repeatable.
@@ -178,7 +179,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             out::diagnostic(&denied);
             return Ok(ExitCode::FAILURE);
         }
-        Ok(if args.detailed_exitcode && !plan.is_empty() {
+        Ok(if args.detailed_exitcode && plan.pending() {
             ExitCode::from(2)
         } else {
             ExitCode::SUCCESS

@@ -221,6 +221,79 @@ impl Fixtures {
         }
     }
 
+    /// The ids a manifest names, for people (`kiln emulator --fixtures`).
+    pub fn listing(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "region {} ({})", self.region, self.region_code);
+        let _ = writeln!(out, "  compartments");
+        let width = self
+            .compartments
+            .iter()
+            .map(|c| c.id.len())
+            .max()
+            .unwrap_or(0);
+        for c in &self.compartments {
+            let what = match (&c.parent, c.id == self.compartment_id) {
+                (None, _) => format!("{} (tenancy root)", c.name),
+                (Some(_), true) => format!("{} (the default one)", c.name),
+                (Some(_), false) => c.name.clone(),
+            };
+            let _ = writeln!(out, "    {:<width$}  {what}", c.id);
+        }
+        let _ = writeln!(
+            out,
+            "  availability domains\n    {}",
+            self.availability_domains.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "  fault domains\n    {}",
+            self.fault_domains.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "  vcn\n    {}  kiln-emulator-vcn 10.0.0.0/16",
+            self.vcn_id
+        );
+        let _ = writeln!(out, "  subnets");
+        for s in self.subnets_json() {
+            let public = match s["prohibitPublicIpOnVnic"].as_bool() {
+                Some(true) => "no public IPs",
+                _ => "public IPs by default",
+            };
+            let _ = writeln!(
+                out,
+                "    {}  {} {} ({public})",
+                s["id"].as_str().unwrap_or_default(),
+                s["dnsLabel"].as_str().unwrap_or_default(),
+                s["cidrBlock"].as_str().unwrap_or_default()
+            );
+        }
+        let _ = writeln!(out, "  network security group\n    {}", self.nsg_id);
+        let _ = writeln!(out, "  platform images");
+        for i in &self.platform_images {
+            let _ = writeln!(
+                out,
+                "    {}  {} {} ({}, {})",
+                i.id, i.operating_system, i.operating_system_version, i.display_name, i.arch
+            );
+        }
+        let _ = writeln!(out, "  shapes\n    {}", self.shapes.join(", "));
+        let tags: Vec<String> = self
+            .tag_namespaces
+            .iter()
+            .map(|n| format!("{} ({})", n.name, n.tags.join(", ")))
+            .collect();
+        let _ = writeln!(out, "  tag namespaces\n    {}", tags.join("; "));
+        let _ = writeln!(
+            out,
+            "  object storage\n    namespace {}, buckets {} (state), {} (image files)",
+            self.namespace, self.bucket, self.image_bucket
+        );
+        out
+    }
+
     pub fn compartment(&self, id: &str) -> Option<&Compartment> {
         self.compartments.iter().find(|c| c.id == id)
     }

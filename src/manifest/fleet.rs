@@ -35,6 +35,10 @@ pub struct Expanded {
     /// Member name → its placement index: its `count` index, or its position among the sorted
     /// `for_each` keys (see `placement`); plain tables are not listed (index 0).
     pub index: BTreeMap<String, usize>,
+    /// Fleets whose `count` is invalid (out of range or not an integer): their table is still
+    /// checked once, as member `[0]`, so that every other problem in it is reported in the same
+    /// run; references to them are not judged (their members are unknown).
+    pub unknown_size: BTreeSet<String>,
 }
 
 /// Expand the `[KIND.NAME]` tables (`kind` is `instance` or `image`, for messages).
@@ -67,20 +71,31 @@ pub fn expand(
                 );
                 continue;
             }
-            (Some(c), None) => match c.value {
-                Value::Int(n) if (0..=MAX_MEMBERS).contains(&n) => (0..n)
+            (Some(c), None) => match &c.value {
+                &Value::Int(n) if (0..=MAX_MEMBERS).contains(&n) => (0..n)
                     .map(|i| (format!("{name}[{i}]"), i.to_string(), "count.index"))
                     .collect(),
-                Value::Int(n) => {
-                    problems.push(
-                        Problem::error("invalid_count", format!("`{kind}.{name}`: `count` is {n}"))
+                invalid => {
+                    // A wrong type is reported by the key table.
+                    if let Value::Int(n) = invalid {
+                        problems.push(
+                            Problem::error(
+                                "invalid_count",
+                                format!("`{kind}.{name}`: `count` is {n}"),
+                            )
                             .at(&c.at, format!("0 to {MAX_MEMBERS}"))
                             .help("use `count = 0` for no member, or `enabled = false`"),
-                    );
+                        );
+                    }
+                    // Check the rest of the table anyway (as member 0), so that its other
+                    // problems are reported now, not after this one is fixed.
+                    out.unknown_size.insert(name.clone());
+                    let mut m = e.clone();
+                    strip(&mut m.node);
+                    substitute(&mut m.node, "count.index", "0");
+                    out.tables.insert(format!("{name}[0]"), m);
                     continue;
                 }
-                // A wrong type is reported by the key table.
-                _ => continue,
             },
             (None, Some(f)) => {
                 let Value::Array(items) = &f.value else {

@@ -3,7 +3,6 @@
 //! the state lives.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use indexmap::IndexMap;
 
@@ -187,12 +186,12 @@ impl Loader {
         Provider {
             endpoints,
             profile: str_of(get(t, "profile")).map(|(s, _)| s.to_string()),
-            config_file: str_of(get(t, "config_file")).map(|(s, _)| PathBuf::from(s)),
+            config_file: str_of(get(t, "config_file")).map(|(s, _)| crate::home::expand(s)),
             region,
             endpoint,
             parallelism,
             auth: str_of(get(t, "auth")).map(|(s, _)| s.to_string()),
-            ca_bundle: str_of(get(t, "ca_bundle")).map(|(s, _)| self.dir.join(s)),
+            ca_bundle: str_of(get(t, "ca_bundle")).map(|(s, _)| crate::home::resolve(&self.dir, s)),
         }
     }
 }

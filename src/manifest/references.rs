@@ -113,7 +113,11 @@ impl Loader {
                 ResourceKind::Instance => instance_names.contains(&to.name),
                 ResourceKind::Image => image_names.contains(&to.name),
             };
-            if !exists {
+            let x = match to.kind {
+                ResourceKind::Instance => instances_x,
+                ResourceKind::Image => images_x,
+            };
+            if !exists && !x.unknown_size.contains(to.fleet()) {
                 let (names, x) = match to.kind {
                     ResourceKind::Instance => (&instance_names, &instances_x),
                     ResourceKind::Image => (&image_names, &images_x),

@@ -63,7 +63,7 @@ impl Loader {
         limit: u64,
     ) -> Option<String> {
         use crate::small_file::ReadError;
-        let path = self.dir.join(rel);
+        let path = crate::home::resolve(&self.dir, rel);
         match crate::small_file::read(&path, limit) {
             Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
             Err(ReadError::TooLarge { limit }) => {

@@ -47,21 +47,47 @@ pub struct RetryNotice<'a> {
 }
 
 impl std::fmt::Display for RetryNotice<'_> {
-    /// `retrying after 409 IncorrectState (instance … was captured recently…), next attempt in 4s`
+    /// `retrying after 409 IncorrectState (instance `ocid1.instance.…q7xa3t` was captured
+    /// recently: the next image can be made after …), next attempt in 4.0s`: OCI's message in
+    /// full — it says why — with its OCIDs shortened.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let e = self.error;
         let status = e.status.map(|s| format!("{s} ")).unwrap_or_default();
-        let mut message: String = e.message.chars().take(80).collect();
-        if e.message.chars().count() > 80 {
-            message.push('…');
-        }
         write!(
             f,
-            "retrying after {status}{} ({message}), next attempt in {:.1}s",
+            "retrying after {status}{} ({}), next attempt in {:.1}s",
             e.code,
+            shorten_ocids(&e.message),
             self.delay.as_secs_f64()
         )
     }
+}
+
+/// `text` with every OCID cut to its kind and the last 6 characters of its unique part
+/// (`ocid1.instance.…q7xa3t`): enough to tell resources apart on a progress line, where the
+/// full 80-odd characters would crowd out the reason.
+pub fn shorten_ocids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("ocid1.") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+            .unwrap_or(tail.len());
+        let ocid = tail[..end].trim_end_matches('.');
+        let parts: Vec<&str> = ocid.split('.').collect();
+        let unique = parts.last().copied().unwrap_or_default();
+        match (parts.get(1), unique.len()) {
+            (Some(kind), n) if parts.len() >= 5 && n > 6 => {
+                out.push_str(&format!("ocid1.{kind}.…{}", &unique[n - 6..]));
+            }
+            _ => out.push_str(ocid),
+        }
+        rest = &tail[ocid.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whoever watches the retries of the requests made inside [`observe_retries`] (a
@@ -823,5 +849,37 @@ mod tests {
             assert!(p.backoff(attempt) <= Duration::from_secs(30));
         }
         assert!(p.backoff(1) <= Duration::from_secs(1));
+    }
+
+    /// Issue 27: a retry line cut OCI's reason at 80 characters, most of them an OCID.
+    #[test]
+    fn a_retry_notice_shows_the_whole_reason_with_short_ocids() {
+        let id =
+            "ocid1.instance.oc1.iad.aaaaaaaa0a9d8f7e6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3q7xa3t";
+        let error = OciError {
+            kind: ErrorKind::Conflict,
+            operation: "CreateImage",
+            resource: None,
+            status: Some(409),
+            code: "IncorrectState".into(),
+            message: format!("instance `{id}` was captured recently: the next image can be made after 2026-12-06T22:41:07.123Z"),
+            opc_request_id: None,
+            attempts: 1,
+            help: None,
+        };
+        let n = RetryNotice {
+            error: &error,
+            attempt: 1,
+            delay: Duration::from_millis(4000),
+        };
+        assert_eq!(
+            n.to_string(),
+            "retrying after 409 IncorrectState (instance `ocid1.instance.…q7xa3t` was captured recently: the next image can be made after 2026-12-06T22:41:07.123Z), next attempt in 4.0s"
+        );
+        assert_eq!(
+            shorten_ocids("in ocid1.compartment.oc1..aaaaaaaakilnemulatordev."),
+            "in ocid1.compartment.…tordev."
+        );
+        assert_eq!(shorten_ocids("ocid1.x short"), "ocid1.x short");
     }
 }

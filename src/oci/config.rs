@@ -339,18 +339,11 @@ fn is_fingerprint(s: &str) -> bool {
 /// `~` expands to the home directory; a relative path is taken relative to the working directory,
 /// as the SDK does.
 fn expand(value: &str, _config: &Path) -> PathBuf {
-    if let Some(rest) = value.strip_prefix("~/") {
-        if let Some(home) = home_dir() {
-            return home.join(rest);
-        }
-    }
-    PathBuf::from(value)
+    crate::home::expand(value)
 }
 
 fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
+    crate::home::dir()
 }
 
 /// The config file to use: `--config-file`, `OCI_CLI_CONFIG_FILE`, `OCI_CONFIG_FILE`, `~/.oci/config`.

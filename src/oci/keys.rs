@@ -49,6 +49,12 @@ pub enum KeyError {
     #[error("`{path}` is not a valid RSA private key: {reason}")]
     #[diagnostic(code(kiln::oci::key_invalid))]
     Invalid { path: PathBuf, reason: String },
+    #[error("`{path}` may be written by anyone: kiln does not sign with a key others can replace")]
+    #[diagnostic(
+        code(kiln::oci::key_world_writable),
+        help("`chmod 600 {shown}` makes it yours alone (then check that it is still your key)")
+    )]
+    WorldWritable { path: PathBuf, shown: String },
 }
 
 /// The largest key file kiln reads (a 4096-bit RSA key in PEM is about 3.3 KB).
@@ -69,6 +75,12 @@ fn pem_block(text: &str) -> Option<(String, &str)> {
 
 /// Load an RSA private key from a PEM file.
 pub fn load_private_key(path: &Path, pass_phrase: Option<&str>) -> Result<RsaPrivateKey, KeyError> {
+    if super::perms::world_writable(path) {
+        return Err(KeyError::WorldWritable {
+            path: path.to_path_buf(),
+            shown: path.display().to_string(),
+        });
+    }
     let text = crate::small_file::read_to_string(path, KEY_FILE_LIMIT).map_err(|e| {
         KeyError::Unreadable {
             path: path.to_path_buf(),

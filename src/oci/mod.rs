@@ -1,6 +1,7 @@
 //! The OCI client: kiln's only way to OCI, real or emulated.
 //!
-//! - [`config`]: `~/.oci/config` profiles; [`keys`]: private keys and fingerprints;
+//! - [`config`]: `~/.oci/config` profiles; [`keys`]: private keys and fingerprints; [`perms`]:
+//!   who else may read them;
 //! - [`auth`]: the four ways to authenticate (API key, session token, resource and instance
 //!   principals) and renewing their tokens; [`net`]: proxies and a CA bundle;
 //! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod models;
 pub mod net;
 pub mod object_storage;
+pub mod perms;
 pub mod regional;
 pub mod signer;
 pub mod wait;

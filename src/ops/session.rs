@@ -11,7 +11,7 @@ use crate::oci::auth::{self, AuthMethod, Credentials};
 use crate::oci::config::{self as oci_config, ConfigFile};
 use crate::oci::net::Network;
 use crate::oci::object_storage::ObjectStorage;
-use crate::oci::{keys, Client, ClientOptions, Clients};
+use crate::oci::{keys, perms, Client, ClientOptions, Clients};
 use crate::region;
 use crate::state::{RemoteStore, StateStore};
 
@@ -263,7 +263,15 @@ pub async fn connect(manifest: &Manifest, dir: &Path, o: &Open) -> miette::Resul
         env,
         p.auth.as_deref().and_then(AuthMethod::parse),
     )?;
-    let signer = credentials(chosen.map(|c| c.0), p, config_file, profile, &network).await?;
+    let signer = credentials(
+        chosen.map(|c| c.0),
+        p,
+        config_file,
+        profile,
+        &network,
+        o.notice.as_ref(),
+    )
+    .await?;
     let region = p.region.clone().or(signer.region);
     let (name, path) = (signer.who, signer.config_path);
     tracing::debug!(target: "kiln::oci", auth = %signer.credentials.method(), network = %network.describe(), "connecting");
@@ -353,6 +361,7 @@ async fn credentials(
     config_file: Option<&Path>,
     profile: Option<&str>,
     network: &Network,
+    notice: Option<&Notice>,
 ) -> miette::Result<Signer> {
     let env = &oci_config::process_env;
     match method {
@@ -387,6 +396,18 @@ async fn credentials(
                 oci_config::resolve_config_path(config_file.or(p.config_file.as_deref()), env);
             let name = oci_config::resolve_profile_name(profile.or(p.profile.as_deref()), env);
             let profile = ConfigFile::load(&path)?.profile(&name)?;
+            if env("OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING").as_deref() != Some("True") {
+                let files = [(&path, "OCI config file"), (&profile.key_file, "API key")];
+                for w in files
+                    .iter()
+                    .filter_map(|(f, what)| perms::too_open(f, what))
+                {
+                    // A warning, shown as the CLI shows diagnostics; the connection goes on.
+                    if let Some(n) = notice {
+                        n(&format!("{:?}", miette::Report::new(w)));
+                    }
+                }
+            }
             let region = profile
                 .region
                 .as_deref()

@@ -449,6 +449,7 @@ mod tests {
             observed: vec![],
             rollouts: vec![],
             locked_by: None,
+            partial: None,
         };
         plan.graph().to_string()
     }

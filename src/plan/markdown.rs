@@ -221,6 +221,7 @@ mod tests {
             observed: vec![],
             rollouts: vec![],
             locked_by: None,
+            partial: None,
         }
     }
 

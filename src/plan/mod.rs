@@ -275,6 +275,28 @@ impl Summary {
     }
 }
 
+/// What a plan limited by `--target` / `--exclude` left out — the header and the summary say so,
+/// as Terraform's "Resource targeting is in effect" does, and `--detailed-exitcode` counts what
+/// is known to be pending outside (see [`Plan::pending`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partial {
+    /// The `--target` selectors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// The `--exclude` selectors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
+    /// Changes found outside the selection and left out of this plan, counted as the summary
+    /// counts. Known because everything not excluded is read, targeted or not; of the excluded
+    /// resources, those only the manifest or only the state has (a create, a destroy).
+    pub changes_outside: usize,
+    /// Drifted resources outside the selection (not shown).
+    pub drifted_outside: usize,
+    /// Resources `--exclude` left out (with what depends on them) that both the manifest and the
+    /// state have: not read, so what they need is not known.
+    pub not_read: usize,
+}
+
 /// The plan: everything `kiln apply` needs to execute it exactly, and everything the views show.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -339,6 +361,9 @@ pub struct Plan {
     /// stale once that kiln records more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_by: Option<crate::state::LockInfo>,
+    /// Set when `--target` or `--exclude` limited the plan: what it left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
 }
 
 /// One resource as a plan saw it: what the state recorded and what was read live.
@@ -366,9 +391,20 @@ pub struct Observed {
 }
 
 impl Plan {
-    /// True when applying would change nothing and nothing drifted (`--detailed-exitcode` 0).
+    /// True when applying would change nothing and nothing drifted.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty() && self.drift.is_empty() && self.moved.is_empty()
+    }
+
+    /// Whether anything is known to be pending (`--detailed-exitcode` 2): a change or drift in
+    /// this plan, or — in a partial plan — changes or drift found outside its selection. What
+    /// `--exclude` left unread is not known, and the plan says so instead.
+    pub fn pending(&self) -> bool {
+        !self.is_empty()
+            || self
+                .partial
+                .as_ref()
+                .is_some_and(|p| p.changes_outside > 0 || p.drifted_outside > 0)
     }
 
     /// Whether applying changes nothing at all, in OCI or in the state.

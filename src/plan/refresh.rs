@@ -21,7 +21,7 @@ use crate::state::{RawJson, ResourceKind, State};
 use super::build::{self, Inputs, LiveRead, Prior};
 use super::desired::DesiredResource;
 use super::from_manifest::{self, IMAGE_LOOKUP};
-use super::{rollout, select, Action, Kind, Plan, Summary, FORMAT_VERSION};
+use super::{rollout, select, Action, Kind, Partial, Plan, Summary, FORMAT_VERSION};
 
 /// How to plan.
 #[derive(Clone, Debug, Default)]
@@ -472,6 +472,23 @@ pub async fn make_plan(
     // Excluded resources are neither read nor planned (see `select`).
     let excluded = select::excluded(&opts.excludes, &known, &desired, &prior, opts.destroy);
     let targeted = select::targeted(&opts.targets, &known, &desired, &prior, opts.destroy);
+    // What `--exclude` leaves out is known without a read when only one side has it (a declared
+    // resource the state lacks is a create, a recorded one no longer declared a destroy); those
+    // on both sides would need a read to tell. (A destroy leaves every excluded one standing.)
+    let (excluded_pending, excluded_unread) = {
+        let declared: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
+        excluded.iter().fold((0, 0), |(pending, unread), a| {
+            match (
+                declared.contains(a.as_str()),
+                prior.contains_key(a),
+                opts.destroy,
+            ) {
+                (true, true, _) | (_, true, true) => (pending, unread + 1),
+                (true, false, false) | (false, true, false) => (pending + 1, unread),
+                _ => (pending, unread),
+            }
+        })
+    };
     desired.retain(|d| !excluded.contains(&d.address));
     prior.retain(|a, _| !excluded.contains(a));
     let selected = |a: &str| targeted.as_ref().is_none_or(|t| t.contains(a));
@@ -524,6 +541,7 @@ pub async fn make_plan(
         }
     }
     fill_observed(&mut computed.changes, &live);
+    let all_changes = Summary::of(&computed.changes, &[]).changes();
     let changes = match (&targeted, opts.refresh_only) {
         (_, true) => Vec::new(),
         (Some(t), false) => select::keep_changes(computed.changes, t),
@@ -541,7 +559,18 @@ pub async fn make_plan(
     let mut warnings = warnings;
     warnings.extend(rollout_warnings);
     let mut drift = computed.drift;
+    let all_drift = drift.len();
     drift.retain(|d| selected(&d.address));
+    let partial = (!opts.targets.is_empty() || !opts.excludes.is_empty()).then(|| Partial {
+        targets: opts.targets.clone(),
+        excludes: opts.excludes.clone(),
+        changes_outside: match opts.refresh_only {
+            true => 0,
+            false => all_changes - Summary::of(&changes, &[]).changes() + excluded_pending,
+        },
+        drifted_outside: all_drift - drift.len(),
+        not_read: excluded_unread,
+    });
     let desired_addrs: BTreeSet<&str> = desired.iter().map(|d| d.address.as_str()).collect();
     let is_gone = |id: &String| live.get(id).is_none_or(LiveRead::is_gone);
     let forget: Vec<String> = if refreshed {
@@ -641,5 +670,6 @@ pub async fn make_plan(
         read_network,
         rollouts,
         locked_by: None,
+        partial,
     })
 }

@@ -161,6 +161,14 @@ pub fn text(plan: &Plan, style: Style) -> String {
             plan.state_serial
         );
     }
+    if let Some(p) = &plan.partial {
+        let _ = writeln!(
+            out,
+            "{} partial plan ({}): only what it selects is planned; the summary says what was left out",
+            style.paint("33", "Warning:"),
+            selectors(p)
+        );
+    }
     out.push('\n');
 
     for w in &plan.warnings {
@@ -227,6 +235,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
                 plan.drift.len()
             );
         }
+        partial_note(&mut out, plan);
         network_note(&mut out, plan);
         return out;
     }
@@ -237,10 +246,19 @@ pub fn text(plan: &Plan, style: Style) -> String {
             "Plan: {} to rename in the state, nothing to change in OCI.",
             plan.moved.len()
         );
+        partial_note(&mut out, plan);
         return out;
     }
     if plan.changes.is_empty() {
-        let _ = writeln!(out, "No changes. The infrastructure matches the manifest.");
+        match plan.partial {
+            Some(_) => {
+                let _ = writeln!(out, "No changes in what this plan selects.");
+            }
+            None => {
+                let _ = writeln!(out, "No changes. The infrastructure matches the manifest.");
+            }
+        }
+        partial_note(&mut out, plan);
         network_note(&mut out, plan);
         return out;
     }
@@ -269,8 +287,16 @@ pub fn text(plan: &Plan, style: Style) -> String {
     let _ = writeln!(
         out,
         "Plan: {} to create, {} to update, {} to replace, {} to move, {} to start, {} to stop, {} to destroy.",
-        s.create, s.update, s.replace, s.move_, s.start, s.stop, s.delete
+        s.create,
+        s.update,
+        s.replace,
+        // Compartment moves and `[[moved]]` renames, as the apply's summary counts them.
+        s.move_ + plan.moved.len(),
+        s.start,
+        s.stop,
+        s.delete
     );
+    partial_note(&mut out, plan);
     network_note(&mut out, plan);
     out
 }
@@ -337,6 +363,66 @@ fn rollout_block(out: &mut String, style: Style, r: &super::rollout::Rollout) {
                 m.method.describe()
             );
         }
+    }
+}
+
+/// `--target instance.web, --exclude image.golden`.
+fn selectors(p: &super::Partial) -> String {
+    p.targets
+        .iter()
+        .map(|t| format!("--target {t}"))
+        .chain(p.excludes.iter().map(|x| format!("--exclude {x}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a partial plan left out, under its summary (see [`super::Partial`]).
+pub fn partial_summary(p: &super::Partial) -> String {
+    let plural = |n: usize, one: &str, many: &str| match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    };
+    let mut outside = Vec::new();
+    if p.changes_outside > 0 {
+        outside.push(plural(p.changes_outside, "change", "changes"));
+    }
+    if p.drifted_outside > 0 {
+        outside.push(plural(
+            p.drifted_outside,
+            "drifted resource",
+            "drifted resources",
+        ));
+    }
+    let mut text = match outside.is_empty() {
+        true => "nothing outside the selection is pending".to_string(),
+        false => format!(
+            "{} outside the selection {} not in this plan",
+            outside.join(" and "),
+            if p.changes_outside + p.drifted_outside == 1 {
+                "is"
+            } else {
+                "are"
+            }
+        ),
+    };
+    if p.not_read > 0 {
+        text.push_str(&format!(
+            "; {} left out by `--exclude` {} not read (what {} need is not known)",
+            plural(p.not_read, "resource", "resources"),
+            if p.not_read == 1 { "was" } else { "were" },
+            if p.not_read == 1 {
+                "it may"
+            } else {
+                "they may"
+            },
+        ));
+    }
+    format!("Partial plan ({}): {text}.", selectors(p))
+}
+
+fn partial_note(out: &mut String, plan: &Plan) {
+    if let Some(p) = &plan.partial {
+        let _ = writeln!(out, "{}", partial_summary(p));
     }
 }
 
@@ -441,6 +527,7 @@ mod tests {
             observed: vec![],
             rollouts: vec![],
             locked_by: None,
+            partial: None,
         };
         let t = text(&plan, Style::default());
         assert!(t.contains("-/+ instance.web"), "{t}");

@@ -483,6 +483,39 @@ async fn the_progress_says_why_an_action_waits() {
     assert_eq!(p.live_instances().await.len(), 1);
 }
 
+/// Issue 27: a retry line cut OCI's reason ("retrying after 409 IncorrectState (instance
+/// `ocid1…3t…)"). The second capture of an instance within the emulator's cooldown is refused
+/// with 409 `IncorrectState` and a reason naming the instance: the line shows all of it, the
+/// OCID shortened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_line_shows_the_whole_reason() {
+    let p = Project::new(support::config(0.002)).await;
+    let golden = "[instance.builder]\n\n[image.golden]\nfrom_instance = \"instance.builder\"\n";
+    p.write(golden);
+    assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
+    p.write(&format!(
+        "{golden}\n[image.second]\nfrom_instance = \"instance.builder\"\n"
+    ));
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let builder = p.state()["resources"]["instance.builder"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let short = format!("ocid1.instance.…{}", &builder[builder.len() - 6..]);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("retrying after 409 IncorrectState"))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(
+        line.contains(&format!(
+            "(instance `{short}` was captured recently: the next image can be made after "
+        )) && line.contains("), next attempt in"),
+        "{line}"
+    );
+}
+
 /// A pseudo-terminal pair: (master, slave).
 fn open_pty() -> (std::fs::File, std::os::fd::OwnedFd) {
     use std::os::fd::FromRawFd;

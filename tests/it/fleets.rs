@@ -255,3 +255,39 @@ async fn a_fleet_member_can_be_imported_and_state_commands_take_members() {
     assert_eq!(mv.code, 0, "{mv:?}");
     assert!(p.state()["resources"]["instance.web[\"x\"]"]["id"].is_string());
 }
+
+/// Issue 27: the apply summary said "0 moved" after four `[[moved]]` renames the plan had
+/// announced. Renames are counted with the moves, in the plan's summary and the apply's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summaries_count_moved_renames() {
+    let p = Project::new(support::config(0.0)).await;
+    p.write("[instance.a]\n[instance.b]\n[instance.c]\n[instance.d]\n");
+    apply(&p, &[]).await;
+    // Four renames (the display names stay, so nothing changes in OCI) and one new instance.
+    let mut body = String::new();
+    for n in ["a", "b", "c", "d"] {
+        body.push_str(&format!("[instance.{n}2]\ndisplay_name = \"{n}\"\n"));
+    }
+    body.push_str("[instance.e]\n");
+    for n in ["a", "b", "c", "d"] {
+        body.push_str(&format!(
+            "[[moved]]\nfrom = \"instance.{n}\"\nto = \"instance.{n}2\"\n"
+        ));
+    }
+    p.write(&body);
+    let plan = p.kiln(&["plan"]).await;
+    assert!(
+        plan.stdout.contains(
+            "Plan: 1 to create, 0 to update, 0 to replace, 4 to move, 0 to start, 0 to stop, 0 to destroy."
+        ),
+        "{plan:?}"
+    );
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(
+            "Apply complete: 1 created, 0 updated, 0 replaced, 4 moved, 0 started, 0 stopped, 0 destroyed"
+        ),
+        "{out:?}"
+    );
+}

@@ -129,6 +129,22 @@ fn all_problems_are_reported_in_one_run() {
     assert!(e.errors() >= 6, "{}", e.render_plain(80));
 }
 
+/// A fleet whose `count` is invalid is still checked (its other problems are reported in the same
+/// run, see `fleet_invalid_count_and_sizes.toml`), but what refers to its members is not judged:
+/// they are unknown until the count is fixed.
+#[test]
+fn an_invalid_count_adds_no_problem_about_references_to_its_members() {
+    let (_tmp, dir) = relative_tempdir();
+    std::fs::write(
+        dir.join("kiln.toml"),
+        format!("{DEFAULTS}[instance.web]\ncount = -1\n\n[image.golden]\nfrom_instance = \"instance.web[3]\"\n"),
+    )
+    .unwrap();
+    let e = manifest::load(&dir, None).unwrap_err();
+    assert_eq!(e.errors(), 1, "{}", e.render_plain(80));
+    assert!(e.render_plain(80).contains("`count` is -1"));
+}
+
 #[test]
 fn the_checked_in_schema_is_what_kiln_schema_prints() {
     let repo = std::fs::read_to_string(
@@ -286,4 +302,75 @@ fn rollout_is_read_from_the_table_inline_or_defaults_and_an_env_file_changes_it(
     // Without `rollout`, none.
     let m = load(&format!("{base}\n[instance.web]\n"), None);
     assert_eq!(m.instances["web"].rollout, None);
+}
+
+/// The README's "Every key, with its default" block (issue 27: it showed
+/// `assign_public_ip = false` while instances got public IPs). It is a valid manifest; every key
+/// says what its default is (or that it is required); and every value marked `(default)` is what
+/// the loader applies when the key is left out: removing that line changes nothing loaded.
+#[test]
+fn the_readme_reference_block_shows_the_defaults_applied() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let at = readme
+        .find("Every key, with its default")
+        .expect("the README has the reference block");
+    let start = readme[at..].find("```toml\n").unwrap() + at + "```toml\n".len();
+    let block = &readme[start..start + readme[start..].find("\n```").unwrap()];
+
+    let (_tmp, dir) = relative_tempdir();
+    std::fs::write(dir.join("cloud-init.yaml"), "#cloud-config\n").unwrap();
+    std::fs::write(dir.join("keys.pub"), "ssh-ed25519 AAAA t\n").unwrap();
+    let load = |text: &str| {
+        std::fs::write(dir.join("kiln.toml"), text).unwrap();
+        manifest::load(&dir, None).unwrap_or_else(|e| panic!("{}", e.render_plain(100)))
+    };
+    let full = load(block);
+
+    let mut checked = 0;
+    for (i, line) in block.lines().enumerate() {
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if line.starts_with('#') || line.starts_with(' ') || key.is_empty() || key.contains(' ') {
+            continue;
+        }
+        // The key's comment, with the comment lines that continue it.
+        let own = line.split_once(" # ").map(|(_, c)| c).unwrap_or("");
+        let more: Vec<&str> = block
+            .lines()
+            .skip(i + 1)
+            .take_while(|l| l.starts_with(' ') && l.trim_start().starts_with('#'))
+            .collect();
+        let comment = format!("{own} {}", more.join(" "));
+        assert!(
+            ["(default)", "default:", "(default:", "required", "default"]
+                .iter()
+                .any(|w| comment.contains(w))
+                || ["from", "to"].contains(&key),
+            "the README does not say what `{key}` defaults to: {line:?}"
+        );
+        if !own.starts_with("(default)") {
+            continue;
+        }
+        let without: Vec<&str> = block
+            .lines()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, l)| l)
+            .collect();
+        let m = load(&without.join("\n"));
+        assert_eq!(m.provider, full.provider, "{line}");
+        assert_eq!(
+            m.instances, full.instances,
+            "leaving out {line:?} changes the instances"
+        );
+        assert_eq!(
+            m.images, full.images,
+            "leaving out {line:?} changes the images"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 7, "only {checked} defaults checked");
 }

@@ -355,3 +355,52 @@ async fn a_failed_public_ip_list_fails_the_reads_it_was_for_and_the_next_apply_r
     assert_eq!(p.live_instances().await.len(), N);
     facts_are_the_vnics(&p, N, COMPARTMENT).await;
 }
+
+/// Issue 27: `kiln output instance.api` for a fleet said "`instance` is not a resource in the
+/// state". A fleet's name lists its members, as `--target` accepts it; with an attribute, one
+/// value per member, in member order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_of_a_fleet_name_lists_its_members() {
+    let p = Project::new(support::config(0.002)).await;
+    p.write("[instance.api]\ncount = 3\n\n[instance.web]\n");
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let members = ["instance.api[0]", "instance.api[1]", "instance.api[2]"];
+
+    let fleet = p.kiln(&["output", "instance.api"]).await;
+    assert_eq!(fleet.code, 0, "{fleet:?}");
+    let mut shown = fleet.stdout.clone();
+    for (i, m) in members.iter().enumerate() {
+        let ips = p.kiln(&["output", "--json", m]).await;
+        let j: Value = serde_json::from_str(&ips.stdout).unwrap();
+        for (key, role) in [("private_ip", "PRIVATE"), ("public_ip", "PUBLIC")] {
+            shown = shown.replace(j[key].as_str().unwrap(), &format!("[{role} IP {i}]"));
+        }
+    }
+    insta::assert_snapshot!("output_fleet", scrub(&shown, Some(&p)));
+
+    // One value per member, in member order, bare (for a shell loop) or as JSON.
+    let ips = p.kiln(&["output", "instance.api.id"]).await;
+    assert_eq!(ips.code, 0, "{ips:?}");
+    let ids: Vec<String> = members.iter().map(|m| id_of(&p, m)).collect();
+    assert_eq!(ips.stdout, format!("{}\n", ids.join("\n")));
+    let json = p.kiln(&["output", "--json", "instance.api.id"]).await;
+    let j: BTreeMap<String, String> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        j,
+        members
+            .iter()
+            .map(|m| (m.to_string(), id_of(&p, m)))
+            .collect::<BTreeMap<_, _>>()
+    );
+
+    // A name that is neither a resource nor a fleet is named whole.
+    let nope = p.kiln(&["output", "instance.apx"]).await;
+    assert_eq!(nope.code, 1, "{nope:?}");
+    assert!(
+        nope.stderr
+            .contains("`instance.apx` is not a resource in the state")
+            && nope.stderr.contains("did you mean `instance.api"),
+        "{nope:?}"
+    );
+}

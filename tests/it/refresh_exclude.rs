@@ -146,7 +146,16 @@ async fn exclude_leaves_the_resource_and_its_dependents_and_destroy_keeps_what_i
     let plan = p
         .kiln(&["plan", "--detailed-exitcode", "--exclude", "image.golden"])
         .await;
-    assert_eq!(plan.code, 0, "nothing else to do: {plan:?}");
+    // Nothing else to do in the selection; the excluded image and its instances are still to be
+    // created, which the exit code counts (issue 27) and the summary says.
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains("No changes in what this plan selects.")
+            && plan.stdout.contains(
+                "Partial plan (--exclude image.golden): 3 changes outside the selection are not in this plan."
+            ),
+        "{plan:?}"
+    );
     assert!(
         !calls_between(&before, &p.emu.stats())
             .iter()
@@ -233,7 +242,7 @@ async fn a_fleet_name_selects_every_member_for_target_and_exclude() {
     );
     let one = p.kiln(&["plan", "--exclude", "instance.web[1]"]).await;
     assert!(
-        one.stdout.contains("- instance.web[0]") && !one.stdout.contains("instance.web[1]"),
+        one.stdout.contains("- instance.web[0]") && !one.stdout.contains(" instance.web[1]\n"),
         "{one:?}"
     );
     let targeted = p.kiln(&["plan", "--target", "instance.web"]).await;
@@ -246,4 +255,83 @@ async fn a_fleet_name_selects_every_member_for_target_and_exclude() {
     // `instance.we` names no fleet: a selector matches whole names only.
     let partial = p.kiln(&["plan", "--target", "instance.we"]).await;
     assert_eq!(partial.code, 1, "{partial:?}");
+}
+
+/// Issue 27: a `--target` plan never said it was partial and exited 0 with `--detailed-exitcode`
+/// while other changes were pending. Now the header and the summary say so (as Terraform's
+/// "Resource targeting is in effect"), and the exit code counts the changes and drift found
+/// outside the selection (a `--target` plan reads everything); `--exclude`d resources are not
+/// read, and the summary says that instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_plan_says_so_and_its_exit_code_counts_what_is_pending_outside() {
+    let p = Project::new(support::config(0.002)).await;
+    p.write("[instance.web]\n\n[instance.db]\n");
+    assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
+    // `web` is updated in place and `api` created; `db` is as declared.
+    p.write(
+        "[instance.web]\nfreeform_tags = { role = \"web\" }\n\n[instance.db]\n\n[instance.api]\n",
+    );
+
+    let db = p
+        .kiln(&["plan", "--detailed-exitcode", "--target", "instance.db"])
+        .await;
+    assert_eq!(
+        db.code, 2,
+        "2 changes are pending outside the target: {db:?}"
+    );
+    insta::assert_snapshot!("plan_partial_target", scrub(&db.stdout, Some(&p)));
+
+    let web = p
+        .kiln(&["plan", "--detailed-exitcode", "--target", "instance.web"])
+        .await;
+    assert_eq!(web.code, 2, "{web:?}");
+    assert!(
+        web.stdout.contains("Plan: 0 to create, 1 to update")
+            && web.stdout.contains(
+                "Partial plan (--target instance.web): 1 change outside the selection is not in this plan."
+            ),
+        "{web:?}"
+    );
+
+    // Excluded: `api`, which only the manifest has (a create, known without a read), and `db`,
+    // which both have (not read: what it needs is not known).
+    let json = p
+        .kiln(&[
+            "plan",
+            "--json",
+            "--exclude",
+            "instance.api",
+            "--exclude",
+            "instance.db",
+        ])
+        .await;
+    let j: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        j["partial"],
+        json!({"excludes": ["instance.api", "instance.db"], "changes_outside": 1, "drifted_outside": 0, "not_read": 1})
+    );
+
+    // Applied, the target leaves the rest pending, and the summary says so.
+    let out = p
+        .kiln(&["apply", "--auto-approve", "--target", "instance.web"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(
+            "Partial plan (--target instance.web): 1 change outside the selection is not in this plan."
+        ),
+        "{out:?}"
+    );
+    // With nothing pending anywhere, a partial plan exits 0 and says why.
+    assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
+    let done = p
+        .kiln(&["plan", "--detailed-exitcode", "--target", "instance.db"])
+        .await;
+    assert_eq!(done.code, 0, "{done:?}");
+    assert!(
+        done.stdout.contains(
+            "Partial plan (--target instance.db): nothing outside the selection is pending."
+        ),
+        "{done:?}"
+    );
 }

@@ -302,6 +302,9 @@ pub async fn run_kiln_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Ou
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env("KILN_EMULATOR_TIME_SCALE", "0.002")
+        // The test keys are checked out with the umask's mode (often 0644): kiln would warn
+        // that they are too open in every test. `tests/it/paths.rs` tests the warning itself.
+        .env("OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING", "True")
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .output()
