@@ -713,7 +713,8 @@ impl Sim {
             let s = self.session()?;
             let plan = ops::plan::plan(&s, &PlanRequest::default())
                 .await
-                .map_err(|e| format!("the plan after a successful apply failed: {e:?}"))?;
+                .map_err(|e| format!("the plan after a successful apply failed: {e:?}"))?
+                .plan;
             if !plan.is_empty() {
                 bad.push(format!(
                     "the plan after a successful apply is not empty:\n{}",
