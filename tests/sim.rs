@@ -58,7 +58,7 @@ use kiln::state::{LockInfo, State, StateStore};
 const REGIONS: [&str; 2] = ["us-ashburn-1", "us-phoenix-1"];
 const STATUSES: [u16; 5] = [401, 404, 409, 429, 500];
 /// The failpoint registry is global: one history at a time in this binary.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One step of a history. Picks (`pick`) choose among what exists when the step runs (modulo
 /// its count), so a history with steps removed still means something.
@@ -181,7 +181,8 @@ impl Model {
     /// declared (the member was dropped since) are dropped with it, as a user would.
     fn toml(&mut self, fix: &[kiln::emulator::Fixtures; 2]) -> String {
         let declared = self.declared();
-        self.moved.retain(|(from, to)| declared.contains(to) && !declared.contains(from));
+        self.moved
+            .retain(|(from, to)| declared.contains(to) && !declared.contains(from));
         let mut m = String::new();
         if let Some(native) = self.image {
             let mode = if native { "NATIVE" } else { "PARAVIRTUALIZED" };
@@ -344,7 +345,8 @@ impl Sim {
         let mut clients = Clients::single(REGIONS[0], client[0].clone());
         clients.insert(REGIONS[1].to_string(), client[1].clone());
         let fixtures = [emus[0].fixtures(), emus[1].fixtures()];
-        let state_dir = tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+        let state_dir =
+            tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
         Sim {
             emus,
             clients,
@@ -381,7 +383,13 @@ impl Sim {
 
     fn session(&self) -> Result<Session, String> {
         let m = kiln::manifest::load(self.dir.path(), None).map_err(|e| format!("{e:?}"))?;
-        Ok(Session::from_parts(m, self.store(), self.clients.clone(), "emulator", 1))
+        Ok(Session::from_parts(
+            m,
+            self.store(),
+            self.clients.clone(),
+            "emulator",
+            1,
+        ))
     }
 
     async fn state(&self) -> Result<Option<State>, String> {
@@ -598,12 +606,7 @@ impl Sim {
             });
             let r = tokio::time::timeout(
                 Duration::from_secs(120),
-                ops::apply::apply_approved(
-                    &s,
-                    &req,
-                    &StopFlag::new(),
-                    Arc::new(Progress::Silent),
-                ),
+                ops::apply::apply_approved(&s, &req, &StopFlag::new(), Arc::new(Progress::Silent)),
             )
             .await
             .map_err(|_| "the apply hung".to_string())?;
@@ -685,7 +688,10 @@ impl Sim {
             let pending = st
                 .resources
                 .iter()
-                .filter(|(a, r)| r.pending_create.is_some() && (*a == address || pending_address(r).as_ref() == Some(address)))
+                .filter(|(a, r)| {
+                    r.pending_create.is_some()
+                        && (*a == address || pending_address(r).as_ref() == Some(address))
+                })
                 .count();
             let allowed = if converged { 0 } else { pending };
             if ids.len() > allowed {
@@ -704,7 +710,9 @@ impl Sim {
             let live: BTreeSet<String> = self.live().into_iter().map(|(id, _)| id).collect();
             for (a, r) in &st.resources {
                 if r.pending_create.is_some() || !r.deposed.is_empty() {
-                    bad.push(format!("`{a}` still has a pending create or deposed objects"));
+                    bad.push(format!(
+                        "`{a}` still has a pending create or deposed objects"
+                    ));
                 }
                 if let Some(id) = r.id.as_deref().filter(|id| !live.contains(*id)) {
                     bad.push(format!("`{a}` records {id}, which is not live"));
@@ -746,7 +754,10 @@ impl Sim {
         let Ok(got) = c.get_instance(id).await else {
             return Ok(());
         };
-        if matches!(got.body.lifecycle_state.as_str(), "TERMINATED" | "TERMINATING") {
+        if matches!(
+            got.body.lifecycle_state.as_str(),
+            "TERMINATED" | "TERMINATING"
+        ) {
             return Ok(());
         }
         let opts = MutationOptions::if_match(got.etag.as_deref());
@@ -767,7 +778,9 @@ impl Sim {
                 .map(|_| ()),
             Oob::Terminate => {
                 self.terminated.insert(id.clone());
-                c.terminate_instance(id, None, None, &opts).await.map(|_| ())
+                c.terminate_instance(id, None, None, &opts)
+                    .await
+                    .map(|_| ())
             }
         };
         Ok(())
@@ -923,7 +936,11 @@ fn history(seed: u64, steps: usize) -> Vec<Step> {
         // Keep the drawing model's fleet count in step (edits only; apply outcomes do not
         // change what is declared).
         match &s {
-            Step::AddFleet { region, keyed, size } => model.fleets.push(Fleet {
+            Step::AddFleet {
+                region,
+                keyed,
+                size,
+            } => model.fleets.push(Fleet {
                 name: String::new(),
                 region: *region as usize,
                 members: if *keyed {
@@ -998,9 +1015,10 @@ async fn explore(seeds: &[u64], steps: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_histories_keep_every_invariant() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     if let Ok(h) = std::env::var("KILN_SIM_HISTORY") {
-        let history: Vec<Step> = serde_json::from_str(&h).expect("KILN_SIM_HISTORY: a JSON list of steps");
+        let history: Vec<Step> =
+            serde_json::from_str(&h).expect("KILN_SIM_HISTORY: a JSON list of steps");
         if let Err(v) = run(&history).await {
             panic!("step {}: {}", v.step, v.what);
         }

@@ -4,8 +4,8 @@
 use miette::miette;
 use std::path::{Path, PathBuf};
 
-use crate::emulator::embedded::{EmbeddedCloud, Limits};
 use crate::emulator;
+use crate::emulator::embedded::{EmbeddedCloud, Limits};
 use crate::manifest::{self, Backend, Endpoint, Manifest};
 use crate::oci::auth::{self, AuthMethod, Credentials};
 use crate::oci::config::{self as oci_config, ConfigFile};

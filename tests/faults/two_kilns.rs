@@ -100,8 +100,14 @@ async fn run_one(s: &Scenario, point: &'static str, j: usize) -> Result<(), Stri
         return Err(format!("the next apply failed:\n{}", report_errors(&again)));
     }
     let st2 = s.state().await?;
-    invariants(&[s.project.emu.snapshot()], &st2, &s.expect, st.serial, true)
-        .map_err(|v| format!("after the next apply:\n  {v}"))?;
+    invariants(
+        &[s.project.emu.snapshot()],
+        &st2,
+        &s.expect,
+        st.serial,
+        true,
+    )
+    .map_err(|v| format!("after the next apply:\n  {v}"))?;
     let p = plan(s.project.path(), &s.store(), &regional(&s.client)).await?;
     if !p.changes.is_empty()
         || !p.drift.is_empty()
