@@ -35,9 +35,14 @@ impl Interrupts {
             progress: Arc::new(Mutex::new(None)),
         };
         let watcher = me.clone();
+        // Both handlers are registered here, before this returns — not when the task is first
+        // polled: a signal that arrives before then (a loaded machine) must not kill kiln.
+        let mut signals = Signals {
+            int: watch(tokio::signal::unix::SignalKind::interrupt()),
+            term: watch(tokio::signal::unix::SignalKind::terminate()),
+        };
         tokio::spawn(async move {
-            let mut term = terminate_signal();
-            if !next_signal(&mut term).await {
+            if !signals.next().await {
                 return;
             }
             watcher.note("Interrupted: no new action starts; waiting for the ones in flight (interrupt again to quit now — the state stays valid)");
@@ -45,7 +50,7 @@ impl Interrupts {
                 .interrupted
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             watcher.stop.stop();
-            if next_signal(&mut term).await {
+            if signals.next().await {
                 watcher.release();
                 // No spinner left frozen on the screen, and the terminal's echo as it was.
                 if let Some(p) = watcher.progress.lock().expect("interrupts").as_ref() {
@@ -87,17 +92,31 @@ impl Interrupts {
     }
 }
 
-/// The next SIGINT or SIGTERM (`false` if signals cannot be watched).
-async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) -> bool {
-    match term {
-        Some(t) => tokio::select! {
-            r = tokio::signal::ctrl_c() => r.is_ok(),
-            r = t.recv() => r.is_some(),
-        },
-        None => tokio::signal::ctrl_c().await.is_ok(),
+/// SIGINT and SIGTERM, each watched if it can be.
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// The next SIGINT or SIGTERM (`false` if neither can be watched).
+    async fn next(&mut self) -> bool {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> bool {
+            match s {
+                Some(s) => s.recv().await.is_some(),
+                None => std::future::pending().await,
+            }
+        }
+        if self.int.is_none() && self.term.is_none() {
+            return false;
+        }
+        tokio::select! {
+            r = recv(&mut self.int) => r,
+            r = recv(&mut self.term) => r,
+        }
     }
 }
 
-fn terminate_signal() -> Option<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
+fn watch(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).ok()
 }

@@ -1,5 +1,6 @@
 //! Judges of kiln's Terraform-shaped plan JSON: Checkov (`checkov -f plan.json --framework
-//! terraform_plan`, installed by `.ci/run` from `.ci/requirements-checkov.txt`) gives CKV_OCI_4
+//! terraform_plan`, installed in `.venv-checkov/` from `.ci/requirements-checkov.txt`: the README's
+//! test command and `.ci/run` do) gives CKV_OCI_4
 //! (in-transit encryption of the boot volume) and CKV_OCI_5 (legacy IMDS endpoints off) the same
 //! verdicts on a kiln plan as on the equivalent Terraform plan — failing without the settings,
 //! passing with them — and a conftest-style Rego policy run by `kiln plan --policy` agrees.
@@ -13,9 +14,18 @@ use crate::support::{self, Project};
 /// Two instances: one hardened, one not.
 const MANIFEST: &str = "[instance.hardened]\ninstance_options = { are_legacy_imds_endpoints_disabled = true }\nlaunch_options = { is_pv_encryption_in_transit_enabled = true }\n\n[instance.plain]\n";
 
-/// Checkov's binary: `KILN_CHECKOV` (`.ci/run` installs it in a venv), else `checkov` on PATH.
+/// Checkov's binary: `KILN_CHECKOV`, else the README's virtual environment (`.venv-checkov/`,
+/// its own: Checkov's pinned dependencies must not meet those of Oracle's CLI and SDK), else
+/// `checkov` on PATH.
 fn checkov() -> String {
-    std::env::var("KILN_CHECKOV").unwrap_or_else(|_| "checkov".into())
+    if let Ok(c) = std::env::var("KILN_CHECKOV") {
+        return c;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-checkov/bin/checkov");
+    match venv.is_file() {
+        true => venv.display().to_string(),
+        false => "checkov".into(),
+    }
 }
 
 /// `(check, resource, passed)` of CKV_OCI_4 and CKV_OCI_5 on a plan file.
@@ -27,7 +37,7 @@ fn verdicts(plan: &Path) -> BTreeSet<(String, String, bool)> {
         .args(["--skip-download", "-o", "json"])
         .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run Checkov (`{}`): {e}; `.ci/run` installs it (`pip install -r .ci/requirements-checkov.txt`)", checkov())
+            panic!("cannot run Checkov (`{}`): {e}; the README's test command installs it (`python3 -m venv .venv-checkov && .venv-checkov/bin/pip install -r .ci/requirements-checkov.txt`)", checkov())
         });
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -62,7 +72,7 @@ fn expected() -> BTreeSet<(String, String, bool)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs checkov (.ci/run installs it)"]
+#[ignore = "needs checkov (the README's test command installs it in .venv-checkov)"]
 async fn checkov_judges_a_kiln_plan_as_the_equivalent_terraform_plan() {
     let p = Project::new(support::config(0.002)).await;
     p.write(MANIFEST);

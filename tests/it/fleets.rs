@@ -263,7 +263,8 @@ async fn the_summaries_count_moved_renames() {
     let p = Project::new(support::config(0.0)).await;
     p.write("[instance.a]\n[instance.b]\n[instance.c]\n[instance.d]\n");
     apply(&p, &[]).await;
-    // Four renames (the display names stay, so nothing changes in OCI) and one new instance.
+    // Four renames (the display names stay; each instance's `kiln-address` tag is updated to its
+    // new address) and one new instance.
     let mut body = String::new();
     for n in ["a", "b", "c", "d"] {
         body.push_str(&format!("[instance.{n}2]\ndisplay_name = \"{n}\"\n"));
@@ -278,7 +279,7 @@ async fn the_summaries_count_moved_renames() {
     let plan = p.kiln(&["plan"]).await;
     assert!(
         plan.stdout.contains(
-            "Plan: 1 to create, 0 to update, 0 to replace, 4 to move, 0 to start, 0 to stop, 0 to destroy."
+            "Plan: 1 to create, 4 to update, 0 to replace, 4 to move, 0 to start, 0 to stop, 0 to destroy."
         ),
         "{plan:?}"
     );
@@ -286,7 +287,7 @@ async fn the_summaries_count_moved_renames() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout.contains(
-            "Apply complete: 1 created, 0 updated, 0 replaced, 4 moved, 0 started, 0 stopped, 0 destroyed"
+            "Apply complete: 1 created, 4 updated, 0 replaced, 4 moved, 0 started, 0 stopped, 0 destroyed"
         ),
         "{out:?}"
     );

@@ -85,14 +85,15 @@ async fn launch_settings_round_trip_update_in_place_or_replace_and_import_back()
         .to_string();
     assert_ne!(new_id, id);
 
-    // `kiln import` writes the settings back: another manifest adopting it plans clean.
+    // `kiln import` writes the settings back: another manifest adopting it (under the address it
+    // was made as: its `kiln-address` tag) plans clean.
     std::fs::remove_dir_all(p.path().join("state")).unwrap();
     std::fs::write(
         p.path().join("kiln.toml"),
         format!("{}# adopted\n", p.header()),
     )
     .unwrap();
-    let import = p.kiln(&["import", "instance.adopted", &new_id]).await;
+    let import = p.kiln(&["import", "instance.web", &new_id]).await;
     assert_eq!(import.code, 0, "{import:?}");
     let manifest = std::fs::read_to_string(p.path().join("kiln.toml")).unwrap();
     for line in [

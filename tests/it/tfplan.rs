@@ -133,7 +133,12 @@ async fn terraform_json_has_every_action_kind_in_terraforms_shape() {
     assert_eq!(batch["change"]["after"]["state"], "STOPPED");
     let frozen = change(&doc, "oci_core_instance.frozen");
     assert_eq!(frozen["previous_address"], "oci_core_instance.cold");
-    assert_eq!(frozen["change"]["actions"], json!(["no-op"]));
+    // The rename updates its `kiln-address` tag: an update, not a no-op.
+    assert_eq!(frozen["change"]["actions"], json!(["update"]));
+    assert_eq!(
+        frozen["change"]["after"]["freeform_tags"]["kiln-address"],
+        "instance.frozen"
+    );
     assert_eq!(actions(&doc, "oci_core_instance.app[0]"), json!(["no-op"]));
     // Drift: the state's record before, the live read after.
     let drift = doc["resource_drift"].as_array().unwrap();
