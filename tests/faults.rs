@@ -647,20 +647,25 @@ async fn run_one(
         s.write(true, true);
         import_newer_image(s).await;
     }
+    converge(s, st.serial).await
+}
+
+/// The next apply after a fault: it succeeds, keeps the invariants (the serial grows from
+/// `since`) and leaves an empty plan.
+async fn converge(s: &Scenario, since: u64) -> Result<(), String> {
     let again = apply(s.project.path(), &s.store(), &regional(&s.client)).await?;
     if !again.ok() {
         return Err(format!("the next apply failed:\n{}", report_errors(&again)));
     }
     let st2 = s.state().await?;
-    invariants(
-        &[s.project.emu.snapshot()],
-        &st2,
-        &s.expect,
-        st.serial,
-        true,
-    )
-    .map_err(|v| format!("after the next apply:\n  {v}"))?;
+    invariants(&[s.project.emu.snapshot()], &st2, &s.expect, since, true)
+        .map_err(|v| format!("after the next apply:\n  {v}"))?;
     let p = plan(s.project.path(), &s.store(), &regional(&s.client)).await?;
+    final_plan_is_empty(&p)
+}
+
+/// The plan after convergence changes, forgets and reads nothing, and sees no drift.
+fn final_plan_is_empty(p: &kiln::plan::Plan) -> Result<(), String> {
     if !p.changes.is_empty()
         || !p.drift.is_empty()
         || !p.forget.is_empty()
@@ -669,7 +674,7 @@ async fn run_one(
     {
         return Err(format!(
             "the final plan is not empty:\n{}",
-            kiln::plan::render::text(&p, kiln::plan::render::Style::default())
+            kiln::plan::render::text(p, kiln::plan::render::Style::default())
         ));
     }
     Ok(())

@@ -335,18 +335,7 @@ async fn run_one(
     invariants(&f.worlds(), &st2, &exp, st.serial, true)
         .map_err(|v| format!("after the next apply:\n  {v}"))?;
     let p = plan(f.project.path(), &f.store(), &f.clients).await?;
-    if !p.changes.is_empty()
-        || !p.drift.is_empty()
-        || !p.forget.is_empty()
-        || !p.forget_deposed.is_empty()
-        || !p.read_network.is_empty()
-    {
-        return Err(format!(
-            "the final plan is not empty:\n{}",
-            kiln::plan::render::text(&p, kiln::plan::render::Style::default())
-        ));
-    }
-    Ok(())
+    final_plan_is_empty(&p)
 }
 
 /// Fault every crossing of v1 → v2 (abort, and the crossing's other fault), each resumed on the

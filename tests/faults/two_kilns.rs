@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use kiln::failpoint;
 
-use super::{apply, invariants, plan, regional, report_errors, Scenario};
+use super::{apply, converge, invariants, regional, report_errors, Scenario};
 
 /// The journal boundaries.
 pub const POINTS: [&str; 4] = [
@@ -95,31 +95,7 @@ async fn run_one(s: &Scenario, point: &'static str, j: usize) -> Result<(), Stri
                 .unwrap_or_else(|e| e.clone())
         )
     })?;
-    let again = apply(s.project.path(), &s.store(), &regional(&s.client)).await?;
-    if !again.ok() {
-        return Err(format!("the next apply failed:\n{}", report_errors(&again)));
-    }
-    let st2 = s.state().await?;
-    invariants(
-        &[s.project.emu.snapshot()],
-        &st2,
-        &s.expect,
-        st.serial,
-        true,
-    )
-    .map_err(|v| format!("after the next apply:\n  {v}"))?;
-    let p = plan(s.project.path(), &s.store(), &regional(&s.client)).await?;
-    if !p.changes.is_empty()
-        || !p.drift.is_empty()
-        || !p.forget.is_empty()
-        || !p.forget_deposed.is_empty()
-    {
-        return Err(format!(
-            "the final plan is not empty:\n{}",
-            kiln::plan::render::text(&p, kiln::plan::render::Style::default())
-        ));
-    }
-    Ok(())
+    converge(s, st.serial).await
 }
 
 /// Every journal crossing of the reference apply, each with a second kiln taking over there.
