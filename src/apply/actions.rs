@@ -318,7 +318,9 @@ impl Ctx {
     }
 }
 
-fn decode_error(operation: &'static str, e: serde_json::Error) -> OciError {
+/// A planned request body that does not decode into the API's model (a bug, or a saved plan
+/// from another version): refused before anything is sent.
+pub(super) fn decode_error(operation: &'static str, e: serde_json::Error) -> OciError {
     OciError {
         kind: crate::oci::ErrorKind::Client,
         operation,

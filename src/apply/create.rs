@@ -240,7 +240,7 @@ impl Ctx {
         match c.kind {
             Kind::Instance => {
                 let details: LaunchInstanceDetails = serde_json::from_value(body.clone())
-                    .map_err(|e| invalid_request("LaunchInstance", e))?;
+                    .map_err(|e| super::actions::decode_error("LaunchInstance", e))?;
                 client
                     .launch_instance(&details, &opts)
                     .await
@@ -248,7 +248,7 @@ impl Ctx {
             }
             Kind::Image => {
                 let details: CreateImageDetails = serde_json::from_value(body.clone())
-                    .map_err(|e| invalid_request("CreateImage", e))?;
+                    .map_err(|e| super::actions::decode_error("CreateImage", e))?;
                 client
                     .create_image(&details, &opts)
                     .await
@@ -557,19 +557,5 @@ impl Ctx {
                 ),
             )),
         }
-    }
-}
-
-fn invalid_request(operation: &'static str, e: serde_json::Error) -> OciError {
-    OciError {
-        kind: crate::oci::ErrorKind::Client,
-        operation,
-        resource: None,
-        status: None,
-        code: "InvalidRequest".into(),
-        message: format!("the planned request does not fit the API: {e}"),
-        opc_request_id: None,
-        attempts: 0,
-        help: None,
     }
 }
