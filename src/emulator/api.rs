@@ -1,6 +1,6 @@
 //! The OCI API surface (Compute, Block Volume, Networking, Identity and Work Requests under
-//! `/20160918`): routing to an operation name, the handler context, and the helpers every
-//! handler shares (replies, errors, body fields, If-Match, work requests, retry tokens). The
+//! `/20160918`): the handler context and the helpers every handler shares (replies, errors, body
+//! fields, If-Match, work requests, retry tokens). The routes are in [`super::routes`]; the
 //! handlers live with their resource family: [`super::instances`], [`super::images`],
 //! [`super::volumes`], [`super::network`], [`super::identity`], [`super::shapes`],
 //! [`super::work_requests`]. Everything works on the emulator's own JSON shapes (camelCase, as
@@ -9,8 +9,8 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::{json, Map, Value};
 
+use super::identity;
 use super::store::{rfc3339, Record, Replay, WorkRequestRec, World};
-use super::{identity, images, instances, network, shapes, volumes, work_requests};
 use super::{Fixtures, Timings};
 
 /// A response before it is put on the wire.
@@ -61,58 +61,6 @@ pub fn etag_matches(if_match: &Option<String>, rec: &Record) -> Result<()> {
         )),
         _ => Ok(()),
     }
-}
-
-/// The OCI operation a request is, for stats and routing (`None`: no such route).
-pub fn operation(method: &str, segs: &[&str], query: &[(String, String)]) -> Option<&'static str> {
-    let has_action = query.iter().any(|(k, _)| k == "action");
-    Some(match (method, segs) {
-        ("POST", ["instances"]) => "LaunchInstance",
-        ("GET", ["instances"]) => "ListInstances",
-        ("GET", ["instances", _]) => "GetInstance",
-        ("PUT", ["instances", _]) => "UpdateInstance",
-        ("DELETE", ["instances", _]) => "TerminateInstance",
-        ("POST", ["instances", _]) if has_action => "InstanceAction",
-        ("POST", ["instances", _, "actions", "changeCompartment"]) => "ChangeInstanceCompartment",
-        ("POST", ["images"]) => "CreateImage",
-        ("GET", ["images"]) => "ListImages",
-        ("GET", ["images", _]) => "GetImage",
-        ("PUT", ["images", _]) => "UpdateImage",
-        ("DELETE", ["images", _]) => "DeleteImage",
-        ("POST", ["images", _, "actions", "changeCompartment"]) => "ChangeImageCompartment",
-        ("GET", ["shapes"]) => "ListShapes",
-        ("GET", ["bootVolumes"]) => "ListBootVolumes",
-        ("GET", ["bootVolumes", _]) => "GetBootVolume",
-        ("DELETE", ["bootVolumes", _]) => "DeleteBootVolume",
-        ("GET", ["bootVolumeAttachments"]) => "ListBootVolumeAttachments",
-        ("GET", ["bootVolumeAttachments", _]) => "GetBootVolumeAttachment",
-        ("GET", ["subnets"]) => "ListSubnets",
-        ("GET", ["subnets", _]) => "GetSubnet",
-        ("GET", ["vcns"]) => "ListVcns",
-        ("GET", ["vcns", _]) => "GetVcn",
-        ("GET", ["vnicAttachments"]) => "ListVnicAttachments",
-        ("GET", ["vnicAttachments", _]) => "GetVnicAttachment",
-        ("GET", ["vnics", _]) => "GetVnic",
-        ("GET", ["privateIps"]) => "ListPrivateIps",
-        ("GET", ["privateIps", _]) => "GetPrivateIp",
-        ("GET", ["ipv6"]) => "ListIpv6s",
-        ("GET", ["publicIps"]) => "ListPublicIps",
-        ("GET", ["publicIps", _]) => "GetPublicIp",
-        ("POST", ["publicIps", "actions", "getByPrivateIpId"]) => "GetPublicIpByPrivateIpId",
-        ("GET", ["availabilityDomains"]) => "ListAvailabilityDomains",
-        ("GET", ["faultDomains"]) => "ListFaultDomains",
-        ("GET", ["compartments"]) => "ListCompartments",
-        ("GET", ["compartments", _]) => "GetCompartment",
-        ("GET", ["tagNamespaces"]) => "ListTagNamespaces",
-        ("GET", ["tagNamespaces", _]) => "GetTagNamespace",
-        ("GET", ["tagNamespaces", _, "tags"]) => "ListTags",
-        ("GET", ["tagNamespaces", _, "tags", _]) => "GetTag",
-        ("GET", ["workRequests"]) => "ListWorkRequests",
-        ("GET", ["workRequests", _]) => "GetWorkRequest",
-        ("GET", ["workRequests", _, "errors"]) => "ListWorkRequestErrors",
-        ("GET", ["workRequests", _, "logs"]) => "ListWorkRequestLogs",
-        _ => return None,
-    })
 }
 
 /// Everything a handler needs.
@@ -335,68 +283,6 @@ impl Ctx<'_> {
     pub fn reply_record(rec: &Record, status: u16) -> Reply {
         Reply::json(status, &Value::Object(rec.body.clone())).header("etag", rec.etag())
     }
-}
-
-/// Dispatch one authenticated request.
-pub fn handle(
-    ctx: &mut Ctx<'_>,
-    op: &str,
-    segs: &[&str],
-    query: &[(String, String)],
-    body: &[u8],
-) -> Reply {
-    let id = segs.get(1).copied().unwrap_or("");
-    let r = match op {
-        "LaunchInstance" => instances::launch(ctx, body),
-        "ListInstances" => instances::list(ctx, query),
-        "GetInstance" => ctx.instance(id).map(|r| Ctx::reply_record(r, 200)),
-        "UpdateInstance" => instances::update(ctx, id, body),
-        "TerminateInstance" => instances::terminate(ctx, id, query),
-        "InstanceAction" => instances::action(ctx, id, query, body),
-        "ChangeInstanceCompartment" => instances::change_compartment(ctx, "instance", id, body),
-        "CreateImage" => images::create(ctx, body),
-        "ListImages" => images::list(ctx, query),
-        "GetImage" => ctx
-            .image_any(id)
-            .map(|r| Ctx::reply_record(r, 200))
-            .ok_or_else(|| not_found("image", id)),
-        "UpdateImage" => images::update(ctx, id, body),
-        "DeleteImage" => images::delete(ctx, id),
-        "ChangeImageCompartment" => instances::change_compartment(ctx, "image", id, body),
-        "ListShapes" => shapes::list(ctx, query),
-        "ListBootVolumes" => volumes::list(ctx, query),
-        "GetBootVolume" => volumes::get(ctx, id),
-        "DeleteBootVolume" => volumes::delete(ctx, id),
-        "ListBootVolumeAttachments" => volumes::list_attachments(ctx, query),
-        "GetBootVolumeAttachment" => volumes::get_attachment(ctx, id),
-        "ListSubnets" => network::list_subnets(ctx, query),
-        "GetSubnet" => network::get_subnet(ctx, id),
-        "ListVcns" => network::list_vcns(ctx, query),
-        "GetVcn" => network::get_vcn(ctx, id),
-        "ListVnicAttachments" => network::list_vnic_attachments(ctx, query),
-        "GetVnicAttachment" => network::get_vnic_attachment(ctx, id),
-        "GetVnic" => network::get_vnic(ctx, id),
-        "ListPrivateIps" => network::list_private_ips(ctx, query),
-        "GetPrivateIp" => network::get_private_ip(ctx, id),
-        "ListIpv6s" => network::list_ipv6s(ctx, query),
-        "ListPublicIps" => network::list_public_ips(ctx, query),
-        "GetPublicIp" => network::get_public_ip(ctx, id),
-        "GetPublicIpByPrivateIpId" => network::get_public_ip_by_private_ip_id(ctx, body),
-        "ListAvailabilityDomains" => identity::list_availability_domains(ctx, query),
-        "ListFaultDomains" => identity::list_fault_domains(ctx, query),
-        "ListCompartments" => identity::list_compartments(ctx, query),
-        "GetCompartment" => identity::get_compartment(ctx, id),
-        "ListTagNamespaces" => identity::list_tag_namespaces(ctx, query),
-        "GetTagNamespace" => identity::get_tag_namespace(ctx, id),
-        "ListTags" => identity::list_tags(ctx, id, query),
-        "GetTag" => identity::get_tag(ctx, id, segs.get(3).copied().unwrap_or("")),
-        "GetWorkRequest" => work_requests::get(ctx, id),
-        "ListWorkRequests" => work_requests::list(ctx, query),
-        "ListWorkRequestErrors" => work_requests::errors(ctx, id, query),
-        "ListWorkRequestLogs" => work_requests::logs(ctx, id, query),
-        _ => Err(error(404, "NotFound", "no such operation")),
-    };
-    r.unwrap_or_else(|e| e)
 }
 
 /// Store a replayable response for an `opc-retry-token`.

@@ -33,9 +33,10 @@ use x509_cert::Certificate;
 
 use super::api::{self, Reply};
 use super::auth::RequestHead;
+use super::body;
 use super::cert_chain;
+use super::server::Shared;
 use super::tokens::Principal;
-use super::{body, Shared};
 
 /// The largest federation or refresh body (a certificate chain is a few KB).
 pub const BODY_LIMIT: usize = 64 * 1024;

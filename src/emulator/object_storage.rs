@@ -1,6 +1,7 @@
 //! The Object Storage subset (for kiln's remote state), served by the same emulator: GetNamespace,
 //! GetBucket, ListObjects, GetObject, HeadObject, PutObject, DeleteObject under
-//! `/n/{namespace}/b/{bucket}/o/{object}` (no version prefix, as on OCI).
+//! `/n/{namespace}/b/{bucket}/o/{object}` (no version prefix, as on OCI). The routes are in
+//! [`super::routes`]; this module holds their handlers and the buckets' records.
 //!
 //! Choices where OCI's documentation is silent:
 //! - One namespace (`Fixtures::namespace`) and two seeded buckets (`Fixtures::bucket` for state,
@@ -80,21 +81,6 @@ pub fn object_exists(
             .is_some_and(|b| b.objects.contains_key(object))
 }
 
-/// The operation of a `/n…` request (`None`: no such route). `segs` are the decoded segments
-/// after `/n`; the object name is everything after `o`.
-pub fn operation(method: &str, segs: &[&str]) -> Option<&'static str> {
-    Some(match (method, segs) {
-        ("GET", []) => "GetNamespace",
-        ("GET", [_, "b", _]) => "GetBucket",
-        ("GET", [_, "b", _, "o"]) => "ListObjects",
-        ("GET", [_, "b", _, "o", _, ..]) => "GetObject",
-        ("HEAD", [_, "b", _, "o", _, ..]) => "HeadObject",
-        ("PUT", [_, "b", _, "o", _, ..]) => "PutObject",
-        ("DELETE", [_, "b", _, "o", _, ..]) => "DeleteObject",
-        _ => return None,
-    })
-}
-
 /// What a handler needs from the request.
 pub struct Request<'a> {
     pub segs: &'a [&'a str],
@@ -110,33 +96,19 @@ fn http_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// Handle one Object Storage operation; the reply and whether the world changed.
-pub fn handle(
-    world: &mut World,
-    fixtures: &Fixtures,
-    op: &str,
-    req: &Request<'_>,
-) -> (Reply, bool) {
-    let r = match op {
-        "GetNamespace" => Ok((Reply::json(200, &json!(fixtures.namespace)), false)),
-        "GetBucket" => bucket(world, fixtures, req.segs).map(|(name, b)| {
-            let body = json!({
-                "namespace": fixtures.namespace, "name": name, "compartmentId": b.compartment_id,
-                "metadata": {}, "createdBy": "ocid1.user.oc1..aaaaaaaakilnemulator",
-                "timeCreated": rfc3339(b.created), "etag": b.etag, "publicAccessType": "NoPublicAccess",
-                "storageTier": "Standard", "objectEventsEnabled": false, "freeformTags": {}, "definedTags": {},
-                "versioning": "Disabled", "replicationEnabled": false, "isReadOnly": false,
-                "approximateCount": b.objects.len(), "approximateSize": b.objects.values().map(|o| o.size).sum::<u64>(),
-            });
-            (Reply::json(200, &body).header("etag", b.etag.clone()), false)
-        }),
-        "ListObjects" => list(world, fixtures, req).map(|r| (r, false)),
-        "GetObject" | "HeadObject" => read(world, fixtures, req, op == "HeadObject").map(|r| (r, false)),
-        "PutObject" => put(world, fixtures, req).map(|r| (r, true)),
-        "DeleteObject" => delete(world, fixtures, req).map(|r| (r, true)),
-        _ => Err(error(404, "NotFound", "no such operation")),
-    };
-    r.unwrap_or_else(|e| (e, false))
+/// GetBucket.
+pub(super) fn get_bucket(world: &World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
+    bucket(world, fixtures, req.segs).map(|(name, b)| {
+        let body = json!({
+            "namespace": fixtures.namespace, "name": name, "compartmentId": b.compartment_id,
+            "metadata": {}, "createdBy": "ocid1.user.oc1..aaaaaaaakilnemulator",
+            "timeCreated": rfc3339(b.created), "etag": b.etag, "publicAccessType": "NoPublicAccess",
+            "storageTier": "Standard", "objectEventsEnabled": false, "freeformTags": {}, "definedTags": {},
+            "versioning": "Disabled", "replicationEnabled": false, "isReadOnly": false,
+            "approximateCount": b.objects.len(), "approximateSize": b.objects.values().map(|o| o.size).sum::<u64>(),
+        });
+        Reply::json(200, &body).header("etag", b.etag.clone())
+    })
 }
 
 fn bucket<'w>(
@@ -208,7 +180,12 @@ fn object_headers(reply: Reply, o: &ObjectRec) -> Reply {
         .header("last-modified", http_date(o.modified))
 }
 
-fn read(world: &World, fixtures: &Fixtures, req: &Request<'_>, head: bool) -> Result<Reply> {
+pub(super) fn read(
+    world: &World,
+    fixtures: &Fixtures,
+    req: &Request<'_>,
+    head: bool,
+) -> Result<Reply> {
     let (bname, b) = bucket(world, fixtures, req.segs)?;
     let name = object_name(req.segs);
     let Some(o) = b.objects.get(&name) else {
@@ -233,7 +210,7 @@ fn read(world: &World, fixtures: &Fixtures, req: &Request<'_>, head: bool) -> Re
     Ok(object_headers(reply, o))
 }
 
-fn put(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
+pub(super) fn put(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
     let name = object_name(req.segs);
     let now = req.now;
     let b = bucket_mut(world, fixtures, req.segs)?;
@@ -281,7 +258,7 @@ fn put(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Repl
     Ok(reply)
 }
 
-fn delete(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
+pub(super) fn delete(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
     let name = object_name(req.segs);
     let bname = req.segs[2].to_string();
     let b = bucket_mut(world, fixtures, req.segs)?;
@@ -293,7 +270,7 @@ fn delete(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> Result<R
     Ok(Reply::empty(204).header("last-modified", http_date(req.now)))
 }
 
-fn list(world: &World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
+pub(super) fn list(world: &World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
     let (_, b) = bucket(world, fixtures, req.segs)?;
     let prefix = q(req.query, "prefix").unwrap_or("");
     let start = q(req.query, "start");

@@ -5,7 +5,8 @@
 //! - [`auth`]: the four ways to authenticate (API key, session token, resource and instance
 //!   principals) and renewing their tokens; [`net`]: proxies and a CA bundle;
 //! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
-//! - [`client`]: HTTP with retries, timeouts, response headers surfaced; [`error`]: OCI errors;
+//! - [`client`]: HTTP with retries, timeouts, response headers surfaced (the retry policy and
+//!   its notices in `retry`); [`error`]: OCI errors;
 //! - [`budget`]: rate limits, an adaptive budget per operation family that every call shares;
 //! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters;
 //! - [`object_storage`]: the Object Storage subset behind remote state.
@@ -26,6 +27,7 @@ pub mod net;
 pub mod object_storage;
 pub mod perms;
 pub mod regional;
+mod retry;
 pub mod signer;
 pub mod wait;
 pub mod watch;
