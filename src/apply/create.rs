@@ -130,7 +130,10 @@ impl Ctx {
             }
             Resume::Fresh => {
                 let token = crate::oci::client::new_retry_token();
-                self.record_pending(c, &body, &token).await?;
+                // A test-only switch skips the record, to prove the simulation catches it.
+                if !crate::failpoint::switched_on(crate::failpoint::SKIP_PENDING_SAVE) {
+                    self.record_pending(c, &body, &token).await?;
+                }
                 (body.clone(), token, c.region.clone())
             }
         };
