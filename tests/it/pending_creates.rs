@@ -384,3 +384,34 @@ async fn a_stale_pending_create_adopted_gets_the_tags_changed_since_it_was_sent(
     assert_eq!(live[0].freeform_tags["t"], "1", "{out:?}");
     assert_converged(&p).await;
 }
+
+/// Found by the simulation (seed 234): an instance terminated outside kiln, its re-create crashed
+/// (the record holds the dead id and a pending create), then its address left the manifest: the
+/// apply must destroy what the pending create made, not only the dead id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_create_beside_a_dead_id_is_destroyed_when_its_address_leaves() {
+    let p = Project::new(support::config(0.0)).await;
+    p.write("[instance.web]\n");
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let first = p.live_instances().await.remove(0);
+    support::client(&p.emu)
+        .terminate_instance(
+            &first.id,
+            None,
+            None,
+            &kiln::oci::MutationOptions::default(),
+        )
+        .await
+        .unwrap();
+    crash_launch(&p, 0).await;
+    assert_eq!(p.live_instances().await.len(), 1, "the re-create landed");
+    p.write("[instance.web]\nenabled = false\n");
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        p.live_instances().await.is_empty(),
+        "what the pending create made is destroyed: {out:?}"
+    );
+    assert_converged(&p).await;
+}
