@@ -12,7 +12,8 @@
 //! A step is one of: a manifest edit (add, remove, resize, rename with `[[moved]]` — a member or
 //! the whole fleet —, retag, reshape, power state, compartment, region, `enabled`, the golden image
 //! pipeline added or removed, an image rebuild), an apply (with or without one fault injected at
-//! a failpoint: abort, lost answer, an error status, an I/O error), a plan, an out-of-band change
+//! a failpoint: abort, lost answer, an error status, "Out of host capacity.", an I/O error), a
+//! plan, an out-of-band change
 //! through the emulator (tags, a stop, a termination), a second kiln holding the lock (refused, or
 //! forced out), or the clocks moved past the 24-hour retry-token window. Every history ends with an
 //! apply that must converge and a destroy that must leave nothing.
@@ -26,7 +27,10 @@
 //! A failing history prints its seed and the shortest history that still fails (shrunk by
 //! dropping steps); `KILN_SIM_SEED=S KILN_SIM_STEPS=N cargo test --test sim` replays one seed and
 //! `KILN_SIM_HISTORY='[...]'` one printed history. `KILN_SIM_HISTORIES=H` sets how many seeds the
-//! main test runs (each `KILN_SIM_STEPS` long); it always adds one fresh seed, printed.
+//! main test runs (each `KILN_SIM_STEPS` long); it always adds one fresh seed, printed, and its
+//! summary counts the faults that fired per class. A second test turns on
+//! `failpoint::SKIP_PENDING_SAVE` (a deliberately broken kiln) and requires that the same budget
+//! catches it and shrinks it.
 
 // Tests print their own logs (the printing door is the CLI's).
 #![allow(clippy::disallowed_macros)]
