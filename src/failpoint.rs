@@ -60,6 +60,12 @@ pub const STATE_FOLD: &str = "state.fold";
 /// write (`state::journal`).
 pub const STATE_FOLDED: &str = "state.folded";
 
+/// Not a boundary but a switch that breaks an invariant on purpose, so a test can prove that the
+/// simulation (`tests/sim.rs`) catches a broken kiln: when on, a create is sent without its
+/// pending create recorded first (`apply::create`), so a lost answer leaves an instance the state
+/// does not know and the next apply launches it again. Never in [`POINTS`]: nothing enumerates it.
+pub const SKIP_PENDING_SAVE: &str = "apply.skip_pending_save";
+
 /// What a test makes happen at a crossing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -133,6 +139,21 @@ pub fn cross_op(name: &'static str, operation: &str) -> Option<Fault> {
     {
         let _ = (name, operation);
         None
+    }
+}
+
+/// Whether the test-only switch `name` (e.g. [`SKIP_PENDING_SAVE`]) is on: configured with any
+/// `return` action. Always false without the feature.
+#[inline]
+pub fn switched_on(name: &'static str) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        fail::eval(name, |_| ()).is_some()
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = name;
+        false
     }
 }
 

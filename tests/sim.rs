@@ -12,7 +12,8 @@
 //! A step is one of: a manifest edit (add, remove, resize, rename with `[[moved]]` — a member or
 //! the whole fleet —, retag, reshape, power state, compartment, region, `enabled`, the golden image
 //! pipeline added or removed, an image rebuild), an apply (with or without one fault injected at
-//! a failpoint: abort, lost answer, an error status, an I/O error), a plan, an out-of-band change
+//! a failpoint: abort, lost answer, an error status, "Out of host capacity.", an I/O error), a
+//! plan, an out-of-band change
 //! through the emulator (tags, a stop, a termination), a second kiln holding the lock (refused, or
 //! forced out), or the clocks moved past the 24-hour retry-token window. Every history ends with an
 //! apply that must converge and a destroy that must leave nothing.
@@ -26,7 +27,10 @@
 //! A failing history prints its seed and the shortest history that still fails (shrunk by
 //! dropping steps); `KILN_SIM_SEED=S KILN_SIM_STEPS=N cargo test --test sim` replays one seed and
 //! `KILN_SIM_HISTORY='[...]'` one printed history. `KILN_SIM_HISTORIES=H` sets how many seeds the
-//! main test runs (each `KILN_SIM_STEPS` long); it always adds one fresh seed, printed.
+//! main test runs (each `KILN_SIM_STEPS` long); it always adds one fresh seed, printed, and its
+//! summary counts the faults that fired per class. A second test turns on
+//! `failpoint::SKIP_PENDING_SAVE` (a deliberately broken kiln) and requires that the same budget
+//! catches it and shrinks it.
 
 // Tests print their own logs (the printing door is the CLI's).
 #![allow(clippy::disallowed_macros)]
@@ -35,7 +39,8 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -59,6 +64,13 @@ const REGIONS: [&str; 2] = ["us-ashburn-1", "us-phoenix-1"];
 const STATUSES: [u16; 5] = [401, 404, 409, 429, 500];
 /// The failpoint registry is global: one history at a time in this binary.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Every apply turns on `failpoint::SKIP_PENDING_SAVE` (a deliberately broken kiln).
+static BROKEN: AtomicBool = AtomicBool::new(false);
+/// Faults that fired (not merely configured), by class, since the last [`Tally::reset`].
+static FIRED: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+/// The CI budget: fixed seeds 1..=HISTORIES, each STEPS long, plus one fresh seed.
+const HISTORIES: u64 = 50;
+const STEPS: u64 = 40;
 
 /// One step of a history. Picks (`pick`) choose among what exists when the step runs (modulo
 /// its count), so a history with steps removed still means something.
@@ -280,6 +292,10 @@ fn inject(rng: &mut StdRng) -> Injected {
     let base = point.split('.').take(2).collect::<Vec<_>>().join(".");
     let fault = match rng.gen_range(0..3) {
         0 => Fault::Abort,
+        // No host has room (what a launch alone is answered).
+        _ if point.ends_with(".LaunchInstance") && base == failpoint::OCI_REQUEST => {
+            Fault::Capacity
+        }
         _ => match base.as_str() {
             failpoint::OCI_REQUEST => Fault::Status(STATUSES[rng.gen_range(0..STATUSES.len())]),
             failpoint::OCI_RESPONSE
@@ -289,10 +305,13 @@ fn inject(rng: &mut StdRng) -> Injected {
             _ => Fault::Error,
         },
     };
-    let skip = if point.contains('.') && point.matches('.').count() > 1 {
-        rng.gen_range(0..3)
-    } else {
-        rng.gen_range(0..25)
+    // Within what an apply crosses: a few launches, a few dozen requests, a save per change,
+    // one load, lock and release (a skip beyond them injects nothing: "not reached").
+    let skip = match point.as_str() {
+        failpoint::OCI_REQUEST | failpoint::OCI_RESPONSE => rng.gen_range(0..12),
+        failpoint::STATE_LOCK | failpoint::STATE_UNLOCK | failpoint::STATE_LOAD => 0,
+        p if p.starts_with("state.") => rng.gen_range(0..4),
+        _ => rng.gen_range(0..3),
     };
     Injected {
         point,
@@ -595,15 +614,18 @@ impl Sim {
             ..ApplyRequest::new(Kind::Apply)
         };
         let outcome = {
-            let _scenario = fault.map(|f| {
-                let scenario = fail::FailScenario::setup();
+            let scenario =
+                (fault.is_some() || BROKEN.load(Ordering::SeqCst)).then(fail::FailScenario::setup);
+            if let Some(f) = fault {
                 let action = match f.skip {
                     0 => format!("1*return({})", f.fault),
                     k => format!("{k}*off->1*return({})", f.fault),
                 };
                 fail::cfg(&f.point, &action).unwrap();
-                scenario
-            });
+            }
+            if BROKEN.load(Ordering::SeqCst) {
+                fail::cfg(failpoint::SKIP_PENDING_SAVE, "return").unwrap();
+            }
             let r = tokio::time::timeout(
                 Duration::from_secs(120),
                 ops::apply::apply_approved(&s, &req, &StopFlag::new(), Arc::new(Progress::Silent)),
@@ -611,6 +633,12 @@ impl Sim {
             .await
             .map_err(|_| "the apply hung".to_string())?;
             failpoint::revive();
+            if let Some(f) = fault {
+                // Fired unless the fault is still to come in the registry.
+                let unfired = (0..=f.skip).any(|_| fail::eval(&f.point, |_| ()).is_some());
+                Tally::count(if unfired { "not reached" } else { &f.fault });
+            }
+            drop(scenario);
             r
         };
         drop(s);
@@ -989,28 +1017,83 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// Run the seeds; on a violation, shrink and panic with the seed, the shrunk history and how to
-/// replay it.
-async fn explore(seeds: &[u64], steps: usize) -> usize {
+/// Counters over a run of the simulation.
+struct Tally;
+
+impl Tally {
+    fn reset() {
+        FIRED.lock().unwrap().clear();
+    }
+
+    fn count(class: &str) {
+        *FIRED.lock().unwrap().entry(class.to_string()).or_default() += 1;
+    }
+
+    /// `abort 12, lost 30, …` (and how many drawn faults the apply never reached).
+    fn line() -> String {
+        let fired = FIRED.lock().unwrap();
+        let mut parts: Vec<String> = fired
+            .iter()
+            .filter(|(k, _)| *k != "not reached")
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        parts.push(format!(
+            "not reached {}",
+            fired.get("not reached").copied().unwrap_or(0)
+        ));
+        parts.join(", ")
+    }
+}
+
+/// A violation the simulation found: where, and the shortest history that still fails.
+struct Found {
+    seed: u64,
+    steps: usize,
+    violation: Violation,
+    shrunk: Vec<Step>,
+    /// How the shrunk history fails (none if it no longer does: the shrink ran out of time).
+    last: Option<Violation>,
+}
+
+impl std::fmt::Display for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (seed, steps) = (self.seed, self.steps);
+        write!(
+            f,
+            "the simulation found a violation: seed {seed}, step {} of {steps}:\n  {}\n\nshortest failing history ({} steps{}):\n{}\n\nreplay: KILN_SIM_SEED={seed} KILN_SIM_STEPS={steps} cargo test --test sim\n   or: KILN_SIM_HISTORY='{}' cargo test --test sim",
+            self.violation.step,
+            self.violation.what,
+            self.shrunk.len(),
+            self.last.as_ref().map(|l| format!(", fails at step {}: {}", l.step, l.what)).unwrap_or_default(),
+            self.shrunk.iter().enumerate().map(|(i, s)| format!("  {i}: {s:?}")).collect::<Vec<_>>().join("\n"),
+            serde_json::to_string(&self.shrunk).unwrap(),
+        )
+    }
+}
+
+/// Run the seeds, counting steps; the first violation is shrunk (within `shrink_budget`).
+async fn explore(
+    seeds: &[u64],
+    steps: usize,
+    shrink_budget: Duration,
+) -> Result<usize, Box<Found>> {
     let mut total = 0;
     for &seed in seeds {
         let h = history(seed, steps);
         total += h.len() + 1;
-        if let Err(v) = run(&h).await {
-            let shrunk = shrink(h, Duration::from_secs(120)).await;
+        if let Err(violation) = run(&h).await {
+            let shrunk = shrink(h, shrink_budget).await;
             let last = run(&shrunk).await.err();
-            panic!(
-                "the simulation found a violation: seed {seed}, step {} of {steps}:\n  {}\n\nshortest failing history ({} steps{}):\n{}\n\nreplay: KILN_SIM_SEED={seed} KILN_SIM_STEPS={steps} cargo test --test sim\n   or: KILN_SIM_HISTORY='{}' cargo test --test sim",
-                v.step,
-                v.what,
-                shrunk.len(),
-                last.map(|l| format!(", fails at step {}: {}", l.step, l.what)).unwrap_or_default(),
-                shrunk.iter().enumerate().map(|(i, s)| format!("  {i}: {s:?}")).collect::<Vec<_>>().join("\n"),
-                serde_json::to_string(&shrunk).unwrap(),
-            );
+            return Err(Box::new(Found {
+                seed,
+                steps,
+                violation,
+                shrunk,
+                last,
+            }));
         }
     }
-    total
+    Ok(total)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1024,21 +1107,69 @@ async fn random_histories_keep_every_invariant() {
         }
         return;
     }
-    let steps = env_u64("KILN_SIM_STEPS").unwrap_or(40) as usize;
-    let seeds: Vec<u64> = match env_u64("KILN_SIM_SEED") {
-        Some(s) => vec![s],
+    let steps = env_u64("KILN_SIM_STEPS").unwrap_or(STEPS) as usize;
+    let (seeds, named) = match env_u64("KILN_SIM_SEED") {
+        Some(s) => (vec![s], format!("seed {s}")),
         None => {
-            let n = env_u64("KILN_SIM_HISTORIES").unwrap_or(50);
+            let n = env_u64("KILN_SIM_HISTORIES").unwrap_or(HISTORIES);
             let fresh: u64 = rand::random();
             println!("simulation: fresh seed {fresh} (KILN_SIM_SEED={fresh} replays it)");
-            (1..=n).chain([fresh]).collect()
+            let seeds: Vec<u64> = (1..=n).chain([fresh]).collect();
+            (seeds, format!("seeds 1..={n} and fresh {fresh}"))
         }
     };
+    Tally::reset();
     let started = Instant::now();
-    let total = explore(&seeds, steps).await;
+    let total = match explore(&seeds, steps, Duration::from_secs(120)).await {
+        Ok(total) => total,
+        Err(found) => panic!("{found}"),
+    };
     println!(
-        "simulation: {} histories, {total} steps, every invariant held, in {:.0?}",
+        "simulation: {} histories, {total} steps ({named}), every invariant held, in {:.0?}; faults fired: {}",
         seeds.len(),
-        started.elapsed()
+        started.elapsed(),
+        Tally::line(),
+    );
+}
+
+/// Turns the deliberately broken kiln off again, even when the test fails.
+struct Unbreak;
+
+impl Drop for Unbreak {
+    fn drop(&mut self) {
+        BROKEN.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The simulation is not a test that cannot fail: with a kiln that sends a create before its
+/// pending create is recorded (`failpoint::SKIP_PENDING_SAVE`), the CI budget of fixed seeds
+/// finds an instance the state does not know (the next apply would launch it twice), and shrinks
+/// the history to the few steps that still fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_sent_without_its_pending_record_is_caught() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    BROKEN.store(true, Ordering::SeqCst);
+    let _unbreak = Unbreak;
+    let seeds: Vec<u64> = (1..=HISTORIES).collect();
+    let found = match explore(&seeds, STEPS as usize, Duration::from_secs(30)).await {
+        Ok(total) => panic!("{total} steps of a broken kiln and the simulation found nothing"),
+        Err(found) => found,
+    };
+    println!("caught, as it must be:\n{found}");
+    let what = &found.violation.what;
+    assert!(
+        what.contains("not in the state"),
+        "found something else than the broken invariant: {what}"
+    );
+    let last = found.last.as_ref().expect("the shrunk history still fails");
+    assert!(
+        last.what.contains("not in the state"),
+        "the shrunk history fails otherwise: {}",
+        last.what
+    );
+    assert!(
+        found.shrunk.len() <= found.violation.step + 1 && found.shrunk.len() <= 6,
+        "not shrunk: {} steps",
+        found.shrunk.len()
     );
 }

@@ -112,8 +112,13 @@ impl Ctx {
         let (sent_body, token, region) = match resume {
             Resume::Adopt(id) => {
                 let live = self.adopt(c, &id, inputs).await?;
-                // Made under the address it had before a rename: its tag is brought up too.
-                let mut sent = body.clone();
+                // Compared with the request that made it, not the manifest of now, so names and
+                // tags changed since are brought up to date (the simulation's seed 69). Made under
+                // the address it had before a rename: its tag is brought up too.
+                let mut sent = pending
+                    .as_ref()
+                    .and_then(|p| p.request.clone())
+                    .unwrap_or_else(|| body.clone());
                 if let Some(tag) = live.pointer(&format!("/freeformTags/{ADDRESS_TAG}")) {
                     if sent.get("freeformTags").is_some() {
                         sent["freeformTags"][ADDRESS_TAG] = tag.clone();
@@ -130,7 +135,10 @@ impl Ctx {
             }
             Resume::Fresh => {
                 let token = crate::oci::client::new_retry_token();
-                self.record_pending(c, &body, &token).await?;
+                // A test-only switch skips the record, to prove the simulation catches it.
+                if !crate::failpoint::switched_on(crate::failpoint::SKIP_PENDING_SAVE) {
+                    self.record_pending(c, &body, &token).await?;
+                }
                 (body.clone(), token, c.region.clone())
             }
         };

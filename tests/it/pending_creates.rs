@@ -366,3 +366,52 @@ async fn a_stop_refused_after_kilns_own_create_does_not_blame_the_plan() {
     assert!(text.contains("since this apply read it"), "{out:?}");
     assert_eq!(p.live_instances().await.len(), 1);
 }
+
+/// Found by the simulation (seed 69): a pending create past its token window was adopted, but
+/// its tags were compared with the manifest of now instead of the request that made it, so a tag
+/// changed since stayed unapplied after an apply that reported success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_pending_create_adopted_gets_the_tags_changed_since_it_was_sent() {
+    let p = Project::new(support::config(0.0)).await;
+    p.write("[instance.web]\nfreeform_tags = { t = \"0\" }\n");
+    crash_launch(&p, 0).await;
+    age_past_the_token_window(&p, "instance.web").await;
+    p.write("[instance.web]\nfreeform_tags = { t = \"1\" }\n");
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let live = p.live_instances().await;
+    assert_eq!(names(&live), ["web"], "adopted, not duplicated: {out:?}");
+    assert_eq!(live[0].freeform_tags["t"], "1", "{out:?}");
+    assert_converged(&p).await;
+}
+
+/// Found by the simulation (seed 234): an instance terminated outside kiln, its re-create crashed
+/// (the record holds the dead id and a pending create), then its address left the manifest: the
+/// apply must destroy what the pending create made, not only the dead id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_create_beside_a_dead_id_is_destroyed_when_its_address_leaves() {
+    let p = Project::new(support::config(0.0)).await;
+    p.write("[instance.web]\n");
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let first = p.live_instances().await.remove(0);
+    support::client(&p.emu)
+        .terminate_instance(
+            &first.id,
+            None,
+            None,
+            &kiln::oci::MutationOptions::default(),
+        )
+        .await
+        .unwrap();
+    crash_launch(&p, 0).await;
+    assert_eq!(p.live_instances().await.len(), 1, "the re-create landed");
+    p.write("[instance.web]\nenabled = false\n");
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        p.live_instances().await.is_empty(),
+        "what the pending create made is destroyed: {out:?}"
+    );
+    assert_converged(&p).await;
+}

@@ -87,11 +87,17 @@ impl Graph<'_, '_> {
             })
             .collect();
         // An unfinished create of an address the manifest no longer declares (or of any, under
-        // destroy) is a resource too: its node resolves it, then destroys what it made.
+        // destroy) is a resource too: its node resolves it, then destroys what it made. Also
+        // when the address still records an object that is gone (the re-create of an instance
+        // terminated outside kiln: the simulation's seed 234).
+        let no_object = |p: &super::Prior| {
+            p.id.as_ref()
+                .is_none_or(|id| inp.refreshed && inp.live.get(id).is_none_or(LiveRead::is_gone))
+        };
         let pending: Vec<(&String, &super::Prior)> = inp
             .prior
             .iter()
-            .filter(|(addr, p)| p.pending_create && p.id.is_none() && undeclared(addr))
+            .filter(|(addr, p)| p.pending_create && no_object(p) && undeclared(addr))
             .collect();
         for (addr, p) in pending {
             self.prevent_destroy(addr)?;
