@@ -269,11 +269,17 @@ async fn a_failing_check_on_the_third_member_stops_the_rollout_and_the_next_appl
 async fn a_kill_mid_rollout_then_apply_again_resumes_within_the_limits() {
     // The process dies (a real abort) at an answer it never reads: mid-launch of the third new
     // member, after the second old one's terminate was sent, mid-replacement of the second boot
-    // volume.
+    // volume; or before a request leaves: after the second batch's launch passed its gate, before
+    // the old member's terminate.
     for (method, point, down) in [
         (
             "instance",
             "oci.response.LaunchInstance=2*off->return(abort)",
+            0,
+        ),
+        (
+            "instance",
+            "oci.request.TerminateInstance=1*off->return(abort)",
             0,
         ),
         (
