@@ -106,10 +106,6 @@ pub enum NodeError {
     },
 }
 
-/// The error of a rollout member not started because its rollout stopped (then the failed
-/// member's label): reported as skipped.
-const NOT_STARTED: &str = "\0not started: the rollout stopped at ";
-
 /// What happened, for the summary and the exit code.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -217,7 +213,7 @@ pub async fn apply(
         network_stale: std::sync::Mutex::new(BTreeSet::new()),
         rollouts: plan.rollouts.clone(),
         rollout_counts: std::sync::Mutex::new(BTreeMap::new()),
-        stopped_rollouts: std::sync::Mutex::new(BTreeMap::new()),
+        rolling_back: std::sync::Mutex::new(BTreeSet::new()),
     });
     let mut report = Report {
         refresh_only: plan.refresh_only,
@@ -347,10 +343,6 @@ pub async fn apply(
         async move {
             let c = &changes[i];
             let l = label(c);
-            // A member of a rollout that stopped: not started (reported as skipped).
-            if let Some(by) = ctx.rollout_stopped(&c.address) {
-                return Err(format!("{NOT_STARTED}{by}"));
-            }
             ctx.progress.started(&l);
             let t = Timer::start();
             // The progress line says why the action waits when a request of it is retried.
@@ -389,10 +381,7 @@ pub async fn apply(
             // Counted as the plan counted it (a replaced image's predecessor is the replacement's).
             Outcome::Done if !crate::plan::counted_alone(c, &plan.changes) => {}
             Outcome::Done => *counts.entry(c.action).or_default() += 1,
-            Outcome::Failed(e) => match e.strip_prefix(NOT_STARTED) {
-                Some(by) => report.skipped.push((label(c), by.to_string())),
-                None => report.failed.push((label(c), e)),
-            },
+            Outcome::Failed(e) => report.failed.push((label(c), e)),
             Outcome::Skipped { failed } => report
                 .skipped
                 .push((label(c), label(&plan.changes[failed]))),

@@ -15,10 +15,10 @@
 //! (empty when none), `KILN_HOSTNAME` and `KILN_REGION`, tried every `interval` until it exits 0
 //! or `timeout` passed; then after `min_healthy_time` the instance must still be RUNNING and the
 //! check pass once more. Its output goes to the log (`-v`); on failure its last 20 lines are in
-//! the error. A member that fails stops its rollout: no other member of it starts
-//! ([`Ctx::rollout_stopped`]); with `on_failure = "rollback"` the members it moved are marked
-//! to go back ([`crate::plan::rollback`]). A member that fails is marked in the state (its
-//! record's `rollout_failed` input, shown by `kiln output`) until it passes.
+//! the error. With `on_failure = "rollback"`, a failure marks the members the rollout moved to go
+//! back ([`crate::plan::rollback`]); a create-first member's untouched predecessor is the member
+//! again ([`Ctx::give_back`]). A member that fails is marked in the state (its record's `rollout_failed` input, shown
+//! by `kiln output`) until it passes.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -57,17 +57,6 @@ impl Ctx {
         self.rollouts
             .iter()
             .find(|r| r.members().any(|m| m.address == address))
-    }
-
-    /// The node label of the member whose failed gate stopped the rollout `address` is a member
-    /// of, if it stopped: no member of it starts then.
-    pub(super) fn rollout_stopped(&self, address: &str) -> Option<String> {
-        let r = self.rollout_of(address)?;
-        self.stopped_rollouts
-            .lock()
-            .expect("stopped rollouts")
-            .get(&r.fleet)
-            .cloned()
     }
 
     /// UpdateInstance with `sourceDetails` (module doc), then the gate when in a rollout.
@@ -199,12 +188,12 @@ impl Ctx {
             .and_then(|r| r.attributes.top_str("imageId"));
         // The first failure starts the rollback; a member of the batch in flight that finishes
         // after it is marked too (see `plan::rollback`).
-        let marking = {
-            let mut stopped = self.stopped_rollouts.lock().expect("stopped rollouts");
+        let marking = !previous.is_empty() && {
+            let mut back = self.rolling_back.lock().expect("rolling back");
             if failed.is_some() {
-                stopped.entry(fleet.clone()).or_insert_with(|| label(c));
+                back.insert(fleet.clone());
             }
-            !previous.is_empty() && stopped.contains_key(&fleet)
+            back.contains(&fleet)
         };
         let mut touched = vec![c.address.clone()];
         if marking {

@@ -11,10 +11,9 @@
 //!    cannot carry (subnet, availability domain, `assign_public_ip`, `user_data`, …) still
 //!    replaces, and the reason says so.
 //! 2. **batches**: the members of a fleet with `rollout` that this plan replaces (or
-//!    boot-volume-replaces) are split into batches, the order in which they take a slot of a
-//!    sliding window: a member depends on the member whose slot it takes, so it starts as soon
-//!    as that one finished, and a failed member stops the rest (the executor starts no member of
-//!    a stopped rollout) while those in flight finish. With limits `(surge, unavailable)` a batch
+//!    boot-volume-replaces) are split into batches; every node of batch k+1 depends on every node
+//!    of batch k, so the walker releases one batch at a time and a failed member skips every
+//!    later batch while the batch in flight finishes. With limits `(surge, unavailable)` a batch
 //!    of new instances has `surge` members launched before their predecessor goes (create first;
 //!    the old one goes once the new one is healthy) and `unavailable` members whose predecessor
 //!    goes first: at most `count + surge` members exist, at least `count - unavailable` are
@@ -403,24 +402,13 @@ pub fn shape(
         if !cur.is_empty() {
             batches.push(cur);
         }
-        // A sliding window, not batch barriers: a member takes the slot of its kind (a new
-        // member beside the fleet, or a member down) that the member `width` places before it in
-        // that kind's queue held, and starts as soon as that one finished — so at most `surge`
-        // members are launched beside the fleet and `unavailable` are down at once, and a slow
-        // member holds up one slot, not the next batch. The batches are the order slots are
-        // taken in. A member failing its gate stops the rest (the executor starts no member of
-        // a stopped rollout). A member's way of going is its node's `create_before_destroy`
-        // input.
-        let widths = [surge.max(1) as usize, bvr_batch.max(unavailable) as usize];
-        let mut queues: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
-        for (i, m) in batches.iter().flatten() {
-            let k = usize::from(m.method != Method::CreateFirst);
-            let q = &mut queues[k];
-            if q.len() >= widths[k] {
-                let holder = q[q.len() - widths[k]];
-                changes[*i].depends_on.push(holder);
+        // Each batch waits for the whole batch before it; a member's way of going is its
+        // node's `create_before_destroy` input.
+        for k in 1..batches.len() {
+            let before: Vec<usize> = batches[k - 1].iter().map(|(i, _)| *i).collect();
+            for (i, _) in &batches[k] {
+                changes[*i].depends_on.extend(before.iter().copied());
             }
-            q.push(*i);
         }
         for (i, m) in batches.iter().flatten() {
             if let Some(Value::Object(inputs)) = changes[*i].inputs.as_mut() {
