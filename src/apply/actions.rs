@@ -247,9 +247,17 @@ impl Ctx {
         self.progress
             .step(&label(c), "creating the replacement first");
         let new = self.create(c).await?;
-        // A rollout member: the old instance goes only once its successor is healthy.
+        // A rollout member: the old instance goes only once its successor is healthy (with
+        // `on_failure = "rollback"`, a failed successor goes and the old one stays).
         if c.kind == Kind::Instance {
-            self.gate(c, &new).await?;
+            if let Err(e) = self.gate(c, &new).await {
+                if let Some(old) = &old {
+                    if let Err(undo) = self.give_back(c, old, &new).await {
+                        tracing::warn!(address = %c.address, "rolling back: {undo}");
+                    }
+                }
+                return Err(e);
+            }
         }
         match (&old, c.kind) {
             (Some(old), Kind::Instance) => {

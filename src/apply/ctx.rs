@@ -50,6 +50,8 @@ pub(super) struct Ctx {
     /// Per fleet: members healthy on the new image, members in their health gate (the progress
     /// line).
     pub(super) rollout_counts: std::sync::Mutex<BTreeMap<String, (usize, usize)>>,
+    /// Fleets whose rollout failed in this apply with `on_failure = "rollback"`.
+    pub(super) rolling_back: std::sync::Mutex<BTreeSet<String>>,
 }
 
 pub(super) fn label(c: &Change) -> String {

@@ -135,6 +135,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The plan was limited by `--target` / `--exclude`: what it left out, under the summary.
     pub partial: Option<String>,
+    /// Rollout members moved back onto their previous image (`on_failure = "rollback"`).
+    pub rolled_back: Vec<String>,
 }
 
 impl Report {
@@ -154,10 +156,16 @@ impl Report {
                 super::progress::human(self.elapsed)
             );
         }
-        let partial = match &self.partial {
+        let mut partial = match &self.partial {
             Some(p) => format!("\n{p}"),
             None => String::new(),
         };
+        if !self.rolled_back.is_empty() {
+            partial.push_str(&format!(
+                "\nRolled back onto the previous image: {}",
+                self.rolled_back.join(", ")
+            ));
+        }
         format!(
             "Apply {}: {} created, {} updated, {} replaced, {} moved, {} started, {} stopped, {} destroyed, {} failed, {} skipped in {}{partial}",
             if self.ok() { "complete" } else { "incomplete" },
@@ -205,6 +213,7 @@ pub async fn apply(
         network_stale: std::sync::Mutex::new(BTreeSet::new()),
         rollouts: plan.rollouts.clone(),
         rollout_counts: std::sync::Mutex::new(BTreeMap::new()),
+        rolling_back: std::sync::Mutex::new(BTreeSet::new()),
     });
     let mut report = Report {
         refresh_only: plan.refresh_only,

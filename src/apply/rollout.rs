@@ -15,7 +15,9 @@
 //! (empty when none), `KILN_HOSTNAME` and `KILN_REGION`, tried every `interval` until it exits 0
 //! or `timeout` passed; then after `min_healthy_time` the instance must still be RUNNING and the
 //! check pass once more. Its output goes to the log (`-v`); on failure its last 20 lines are in
-//! the error. A member that fails is marked in the state (its record's `rollout_failed` input, shown
+//! the error. With `on_failure = "rollback"`, a failure marks the members the rollout moved to go
+//! back ([`crate::plan::rollback`]); a create-first member's untouched predecessor is the member
+//! again ([`Ctx::give_back`]). A member that fails is marked in the state (its record's `rollout_failed` input, shown
 //! by `kiln output`) until it passes.
 
 use std::collections::VecDeque;
@@ -27,6 +29,7 @@ use serde_json::{json, Value};
 use crate::oci::models::UpdateInstanceDetails;
 use crate::oci::wait::WaitOptions;
 use crate::oci::MutationOptions;
+use crate::plan::rollback::{image_of_record, MARK};
 use crate::plan::rollout::{Gate, Rollout};
 use crate::plan::Change;
 
@@ -157,6 +160,15 @@ impl Ctx {
             return Ok(());
         };
         let (fleet, g) = (r.fleet.clone(), r.gate.clone());
+        // `on_failure = "rollback"` on the way forward: where each member returns.
+        let previous: Vec<(String, String)> =
+            match r.on_failure == "rollback" && r.rollback_to.is_none() {
+                true => r
+                    .members()
+                    .filter_map(|m| Some((m.address.clone(), m.previous.clone()?)))
+                    .collect(),
+                false => Vec::new(),
+            };
         self.rollout_step(&fleet, 0, 1);
         let result = self.gate_inner(c, id, &g).await;
         match &result {
@@ -174,7 +186,23 @@ impl Ctx {
             .resources
             .get(&c.address)
             .and_then(|r| r.attributes.top_str("imageId"));
-        self.record(&c.address, |st| {
+        // The first failure starts the rollback; a member of the batch in flight that finishes
+        // after it is marked too (see `plan::rollback`).
+        let marking = !previous.is_empty() && {
+            let mut back = self.rolling_back.lock().expect("rolling back");
+            if failed.is_some() {
+                back.insert(fleet.clone());
+            }
+            back.contains(&fleet)
+        };
+        let mut touched = vec![c.address.clone()];
+        if marking {
+            touched.extend(previous.iter().map(|(a, _)| a.clone()));
+        }
+        self.record_at(&c.address, &touched, |st| {
+            if marking {
+                mark_moved(st, &c.address, &previous);
+            }
             if let Some(rec) = st.resources.get_mut(&c.address) {
                 let inputs = std::sync::Arc::make_mut(&mut rec.inputs);
                 match &failed {
@@ -192,6 +220,63 @@ impl Ctx {
         })
         .await?;
         result
+    }
+
+    /// A create-first member that failed its gate in a rollout with `on_failure = "rollback"`:
+    /// its predecessor `old` (deposed, never touched) is the member again and the failed `new`
+    /// goes. The swap is one commit (`new` deposed, so it stays tracked until it is gone);
+    /// the terminate is If-Match'ed with the version kiln recorded of `new`.
+    pub(super) async fn give_back(
+        &self,
+        c: &Change,
+        old: &str,
+        new: &str,
+    ) -> Result<(), NodeError> {
+        let Some(r) = self.rollout_of(&c.address) else {
+            return Ok(());
+        };
+        if r.on_failure != "rollback" || r.rollback_to.is_some() {
+            return Ok(());
+        }
+        self.progress.step(
+            &label(c),
+            &format!("rolling back: {old} is the member again"),
+        );
+        let (body, etag) = self
+            .read(c, old)
+            .await
+            .map_err(|e| self.oci(&c.address, e))?;
+        let (new_etag, seen) = self.recorded_version(c).await?;
+        let (old, new) = (old.to_string(), new.to_string());
+        self.record(&c.address, |st| {
+            let Some(rec) = st.resources.get_mut(&c.address) else {
+                return;
+            };
+            if rec.id.as_deref() != Some(new.as_str()) {
+                return;
+            }
+            rec.deposed.retain(|d| d.id != old);
+            rec.deposed.push(crate::state::Deposed {
+                id: new.clone(),
+                etag: rec.etag.clone(),
+                compartment: rec.compartment.clone(),
+                since: chrono::Utc::now(),
+            });
+            rec.id = Some(old.clone());
+            rec.etag = etag;
+            rec.compartment = body["compartmentId"].as_str().map(str::to_string);
+            rec.attributes = body.into();
+            rec.network = None;
+            let inputs = std::sync::Arc::make_mut(&mut rec.inputs);
+            inputs.remove(MARK);
+            inputs.remove("rollout_failed");
+            rec.updated_at = chrono::Utc::now();
+        })
+        .await?;
+        self.mark_network_stale(&c.address);
+        self.progress
+            .step(&label(c), &format!("rolling back: destroying {new}"));
+        self.destroy(c, &new, new_etag, seen).await
     }
 
     /// Count a member on the progress line: `moved` healthy on the new image, `checking` in the
@@ -349,6 +434,22 @@ impl Ctx {
                 crate::region::from_ocid(id).unwrap_or_default().to_string(),
             ),
         ])
+    }
+}
+
+/// Mark, for `on_failure = "rollback"`, `failed` and every member of `previous` that this rollout
+/// moved off its previous image (module doc of [`crate::plan::rollback`]).
+fn mark_moved(st: &mut crate::state::State, failed: &str, previous: &[(String, String)]) {
+    for (address, image) in previous {
+        let Some(rec) = st.resources.get_mut(address) else {
+            continue;
+        };
+        let attributes = rec.attributes.parse();
+        let runs = rec.id.as_ref().and(image_of_record(&attributes));
+        if address == failed || runs != Some(image.as_str()) {
+            std::sync::Arc::make_mut(&mut rec.inputs)
+                .insert(MARK.into(), json!({ "image": image }));
+        }
     }
 }
 

@@ -224,6 +224,32 @@ impl Loader {
             }
             self.problem_once(p);
         }
+        // A member being boot-volume-replaced is down (OCI stops it, swaps the volume, starts
+        // it: Oracle's docs, "Replacing a Boot Volume"), so a rollout that may take no member
+        // down cannot use it. A percentage that rounds down to zero for a small fleet is caught
+        // by the plan, which knows the size.
+        if Self::replace_method(t, defaults) == ReplaceMethod::BootVolume
+            && out.max_unavailable.is_zero()
+            && !out.max_surge.is_zero()
+        {
+            let (at, label) = match unavailable {
+                Some((_, at)) => (at, "no member may be down"),
+                None => (&node.at, "`max_unavailable` defaults to 0"),
+            };
+            let mut p = Problem::error(
+                "rollout_boot_volume_needs_unavailable",
+                "`replace_method = \"boot_volume\"` takes each member down while its boot volume is replaced, but `rollout.max_unavailable` is 0",
+            )
+            .at(at, label)
+            .help("allow one member down at a time (`max_unavailable = 1`), or replace whole instances (`replace_method = \"instance\"`) to keep every member up");
+            if let Some(m) = Self::field(t, defaults, "replace_method") {
+                if m.at != *at {
+                    p.also
+                        .push((m.at.clone(), "boot volume replacement".into()));
+                }
+            }
+            self.problem_once(p);
+        }
         if let Some(d) = self.duration(get(r, "min_healthy_time"), "rollout.min_healthy_time") {
             out.min_healthy_time = d;
         }

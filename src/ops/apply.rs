@@ -86,6 +86,8 @@ pub struct Prepared<'s> {
     pub policy: Option<crate::policy::Report>,
     kind: Kind,
     options: ApplyOptions,
+    /// For the lock a rollback pass takes again ([`super::rollback`]).
+    lock_timeout: Duration,
 }
 
 /// Lock the state (`on_lock` receives a handle that can release it from elsewhere, e.g. a signal
@@ -138,6 +140,7 @@ pub async fn prepare<'s>(
         policy,
         kind: req.kind.clone(),
         options,
+        lock_timeout: req.lock_timeout,
     })
 }
 
@@ -187,7 +190,7 @@ impl Prepared<'_> {
             "a plan a policy denied is never executed"
         );
         let s = self.session;
-        execute::apply(
+        let (mut state, mut report) = execute::apply(
             &self.plan,
             s.clients.clone(),
             s.store.clone(),
@@ -195,9 +198,46 @@ impl Prepared<'_> {
             self.state.unwrap_or_default(),
             &self.options,
             stop,
-            progress,
+            progress.clone(),
         )
-        .await
+        .await;
+        // `on_failure = "rollback"`: the failed fleets go back, in a second pass.
+        let fleets = super::rollback::failed_fleets(&self.plan, &report);
+        let mut back = None;
+        if !fleets.is_empty() && !stop.is_stopped() {
+            let pass = super::rollback::roll_back(
+                s,
+                fleets,
+                self.lock_timeout,
+                &self.options,
+                stop,
+                progress,
+            )
+            .await;
+            match pass {
+                Ok(Some((plan, st, r))) => {
+                    state = st;
+                    super::rollback::merge(&mut report, r);
+                    back = Some(plan);
+                }
+                Ok(None) => {}
+                Err(e) => report.failed.push((
+                    "roll the failed rollout back (the next `kiln apply` does)".into(),
+                    e,
+                )),
+            }
+        }
+        let untried: Vec<&str> = report
+            .skipped
+            .iter()
+            .map(|(l, _)| l.as_str())
+            .chain(report.not_started.iter().map(String::as_str))
+            .filter_map(|l| l.split_once(' ').map(|(_, a)| a))
+            .collect();
+        let tried = |a: &str| !untried.contains(&a);
+        let plans: Vec<&Plan> = std::iter::once(&self.plan).chain(back.as_ref()).collect();
+        report.rolled_back = super::rollback::rolled_back(&plans, &tried, &state);
+        (state, report)
     }
 }
 

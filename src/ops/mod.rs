@@ -12,6 +12,7 @@
 //! | [`apply`] | `apply`, `apply --refresh-only`, `apply PLANFILE`, `destroy` — prepared (locked and planned), confirmed by the caller, executed |
 //! | [`import`] | `import` |
 //! | [`fmt`] | `fmt`: the manifest files formatted, or listed with `--check` |
+//! | `rollback` | `on_failure = "rollback"`: the second pass of an apply whose rollout failed, moving the fleet back |
 //! | [`policy`] | the policy check `plan` and `apply` share (`--policy`, `[policy] dirs`) |
 //! | [`show`] | `show PLANFILE`: a saved plan read for its views |
 //! | [`state`] | `state list/show/rm/mv/migrate`, `force-unlock`, and the state `output` reads |
@@ -24,6 +25,7 @@ pub mod fmt;
 pub mod import;
 pub mod plan;
 pub mod policy;
+mod rollback;
 pub mod session;
 pub mod show;
 pub mod state;

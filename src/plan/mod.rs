@@ -17,6 +17,7 @@
 //! - [`select`]: what `--target` and `--exclude` keep;
 //! - [`tags`]: the `kiln-address` tag check (a recorded OCID tagged with another address is
 //!   refused) and the retag of a renamed resource;
+//! - [`rollback`]: `on_failure = "rollback"`: the fleets moved back onto their previous image;
 //! - [`rollout`]: boot volume replacements, and a fleet's replacements released in batches;
 //! - [`render`]: terraform-like text and the JSON format; [`saved`]: plan files (`--out`);
 //! - [`markdown`]: a pull-request comment (`--format markdown`);
@@ -38,6 +39,7 @@ pub mod markdown;
 mod observe;
 pub mod refresh;
 pub mod render;
+pub mod rollback;
 pub mod rollout;
 pub mod saved;
 pub mod select;

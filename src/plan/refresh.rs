@@ -448,6 +448,8 @@ pub async fn make_plan(
     let (moved_state, moved, warnings) = apply_moves(manifest, state)?;
     let state = moved_state.as_ref().or(state);
     let mut prior = prior_of(state);
+    // A fleet whose rollout failed with `on_failure = "rollback"` returns to its previous image.
+    super::rollback::hold(&mut desired, &prior);
     let known_owned: BTreeSet<String> = desired
         .iter()
         .map(|d| d.address.clone())

@@ -331,6 +331,14 @@ fn rollout_block(out: &mut String, style: Style, r: &super::rollout::Rollout) {
         )
     };
     out.push('\n');
+    if let Some(image) = &r.rollback_to {
+        let _ = writeln!(
+            out,
+            "  {} {}: a rollout failed its health gate (`on_failure = \"rollback\"`): {members} members go back onto {image}, a failure on the way back pauses",
+            style.paint("1", "rollback"),
+            r.fleet,
+        );
+    }
     let _ = writeln!(
         out,
         "  {} {}: {members} of {} members in {} batches (max_surge {} = {}, max_unavailable {} = {}; on failure: {})",

@@ -18,8 +18,10 @@
 //!    the old one goes once the new one is healthy) and `unavailable` members whose predecessor
 //!    goes first: at most `count + surge` members exist, at least `count - unavailable` are
 //!    healthy. A member being boot-volume-replaced is unavailable, so those batches have
-//!    `unavailable` members (one when it is zero: the plan warns that a boot volume replacement
-//!    cannot keep every member up).
+//!    `unavailable` members (the manifest refuses `max_unavailable = 0` with boot volume
+//!    replacement; a percentage that rounds down to zero for a small fleet goes one at a time,
+//!    and the plan warns). A fleet being rolled back ([`super::rollback`]) is batched the same
+//!    way, its [`Rollout::rollback_to`] set.
 //! 3. **images in use**: the delete of a previous image (deposed) waits for every node of a
 //!    member that still runs it, and is left out of the plan while a member that this plan does
 //!    not move still runs it (it stays deposed until the last member left it).
@@ -69,6 +71,9 @@ pub struct Member {
     pub method: Method,
     /// Why the member moves (the node's reason).
     pub why: String,
+    /// The image it runs before it moves: where `on_failure = "rollback"` returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
 }
 
 /// The gate a member passes before the next batch starts.
@@ -101,6 +106,10 @@ pub struct Rollout {
     pub on_failure: String,
     pub gate: Gate,
     pub batches: Vec<Vec<Member>>,
+    /// The fleet returns to this image: an earlier rollout failed with `on_failure =
+    /// "rollback"` ([`super::rollback`]). A member failing its gate on the way back pauses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<String>,
 }
 
 impl Rollout {
@@ -282,6 +291,17 @@ pub fn shape(
     }
 
     // 2. batches
+    let back = super::rollback::rolling_back(prior);
+    // The image a member runs now (read live, else recorded).
+    let runs = |addr: &str| -> Option<String> {
+        let p = prior.get(addr)?;
+        let id = p.id.as_ref()?;
+        let body = match live.get(id) {
+            Some(l) if !l.is_gone() => l.body.parse(),
+            _ => p.attributes.parse(),
+        };
+        super::rollback::image_of_record(&body).map(str::to_string)
+    };
     let mut rollouts = Vec::new();
     let mut fleets: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let size_of = |fleet: &str| {
@@ -325,7 +345,8 @@ pub fn shape(
         let bvr_batch = if unavailable == 0 {
             if any_bvr {
                 warnings.push(format!(
-                "`{fleet}`: a member being boot-volume-replaced is unavailable, and `max_unavailable` is 0: one member at a time is down during the rollout"
+                "`{fleet}`: a member being boot-volume-replaced is unavailable, and `max_unavailable` `{}` comes to 0 for {size} members: one member at a time is down during the rollout",
+                    r.max_unavailable
                 ));
             }
             1
@@ -374,6 +395,7 @@ pub fn shape(
                     address: c.address.clone(),
                     method,
                     why: c.reason.clone(),
+                    previous: runs(&c.address),
                 },
             ));
         }
@@ -418,7 +440,6 @@ pub fn shape(
             min_healthy_ms: r.min_healthy_time.as_millis() as u64,
         };
         rollouts.push(Rollout {
-            fleet,
             size,
             max_surge: r.max_surge.to_string(),
             max_unavailable: r.max_unavailable.to_string(),
@@ -430,6 +451,8 @@ pub fn shape(
                 .into_iter()
                 .map(|b| b.into_iter().map(|(_, m)| m).collect())
                 .collect(),
+            rollback_to: back.get(&fleet).cloned(),
+            fleet,
         });
     }
 

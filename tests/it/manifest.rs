@@ -256,11 +256,11 @@ fn rollout_is_read_from_the_table_inline_or_defaults_and_an_env_file_changes_it(
         manifest::load(tmp.path(), env.map(|e| e.0))
             .unwrap_or_else(|e| panic!("{}", e.render_plain(80)))
     };
-    let table = load(&format!("{base}\n[instance.web]\ncount = 2\nreplace_method = \"boot_volume\"\n\n[instance.web.rollout]\nmax_surge = \"25%\"\nmin_healthy_time = \"30s\"\nhealth_check = {{ command = [\"./healthy.sh\", \"-q\"], interval = \"2s\" }}\non_failure = \"rollback\"\n"), None);
-    let inline = load(&format!("{base}\n[instance.web]\ncount = 2\nreplace_method = \"boot_volume\"\nrollout = {{ max_surge = \"25%\", min_healthy_time = \"30s\", health_check = {{ command = [\"./healthy.sh\", \"-q\"], interval = \"2s\" }}, on_failure = \"rollback\" }}\n"), None);
+    let table = load(&format!("{base}\n[instance.web]\ncount = 2\nreplace_method = \"boot_volume\"\n\n[instance.web.rollout]\nmax_surge = \"25%\"\nmax_unavailable = 1\nmin_healthy_time = \"30s\"\nhealth_check = {{ command = [\"./healthy.sh\", \"-q\"], interval = \"2s\" }}\non_failure = \"rollback\"\n"), None);
+    let inline = load(&format!("{base}\n[instance.web]\ncount = 2\nreplace_method = \"boot_volume\"\nrollout = {{ max_surge = \"25%\", max_unavailable = 1, min_healthy_time = \"30s\", health_check = {{ command = [\"./healthy.sh\", \"-q\"], interval = \"2s\" }}, on_failure = \"rollback\" }}\n"), None);
     let want = Rollout {
         max_surge: Amount::Percent(25),
-        max_unavailable: Amount::Count(0),
+        max_unavailable: Amount::Count(1),
         min_healthy_time: Duration::from_secs(30),
         health_check: Some(kiln::manifest::rollout::HealthCheck {
             command: vec!["./healthy.sh".into(), "-q".into()],

@@ -15,7 +15,8 @@ use kiln::emulator::RunningEmulator;
 
 use crate::support::{self, Project};
 
-const CHECK: &str = "#!/bin/sh\necho \"checking $KILN_ADDRESS at $KILN_PRIVATE_IP ($KILN_INSTANCE_ID, $KILN_REGION)\"\nif [ -e \"fail/$KILN_ADDRESS\" ]; then echo \"told to fail\" >&2; exit 1; fi\n";
+/// Fails while `fail/<address>` exists, and once for `fail-once/<address>` (which it removes).
+const CHECK: &str = "#!/bin/sh\necho \"checking $KILN_ADDRESS at $KILN_PRIVATE_IP ($KILN_INSTANCE_ID, $KILN_REGION)\"\nif [ -e \"fail/$KILN_ADDRESS\" ]; then echo \"told to fail\" >&2; exit 1; fi\nif [ -e \"fail-once/$KILN_ADDRESS\" ]; then rm \"fail-once/$KILN_ADDRESS\"; echo \"told to fail once\" >&2; exit 1; fi\n";
 
 fn manifest(image: &str, surge: &str, unavailable: &str, method: &str, on_failure: &str) -> String {
     format!(
@@ -92,6 +93,7 @@ async fn setup(method: &str, surge: &str, unavailable: &str) -> (Project, String
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::create_dir(p.path().join("fail")).unwrap();
+    std::fs::create_dir(p.path().join("fail-once")).unwrap();
     let (old, new) = images(&p.emu);
     p.write(&manifest(&old, surge, unavailable, method, "pause"));
     let out = p.kiln(&["apply", "--auto-approve"]).await;
@@ -170,9 +172,32 @@ async fn private_ips(p: &Project) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_of_6_rolls_one_new_member_at_a_time_with_surge_1() {
     roll("instance", "1", "0", (1, 0)).await;
-    // A member being boot-volume-replaced is unavailable: with `max_unavailable = 0` one is down
-    // at a time (the plan warns so).
-    roll("boot_volume", "1", "0", (1, 1)).await;
+    // A member being boot-volume-replaced is down: it needs `max_unavailable` >= 1.
+    roll("boot_volume", "1", "1", (1, 1)).await;
+}
+
+/// It used to be accepted and took one member down at a time, one more than `max_unavailable`
+/// allows; now the manifest is refused at the span, before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_volume_rollout_that_allows_no_member_down_is_refused_at_its_span() {
+    let p = Project::new(support::config(0.002)).await;
+    let (old, _) = images(&p.emu);
+    p.write(&manifest(&old, "1", "0", "boot_volume", "pause"));
+    let calls = p.emu.stats().get("total").copied().unwrap_or(0);
+    let out = p.kiln(&["plan"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("kiln::manifest::rollout_boot_volume_needs_unavailable")
+            && out.stderr.contains("max_unavailable = 0")
+            && out.stderr.contains("no member may be down"),
+        "{out:?}"
+    );
+    assert_eq!(
+        p.emu.stats().get("total").copied().unwrap_or(0),
+        calls,
+        "nothing was sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,15 +215,16 @@ async fn a_fleet_of_6_rolls_three_at_a_time_with_surge_2_and_unavailable_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_of_6_rolls_with_a_surge_of_25_percent_rounded_up_to_2() {
     roll("instance", "\"25%\"", "0", (2, 0)).await;
-    roll("boot_volume", "\"25%\"", "0", (2, 1)).await;
+    roll("boot_volume", "\"25%\"", "\"25%\"", (2, 1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_check_on_the_third_member_stops_the_rollout_and_the_next_apply_moves_the_rest() {
     for method in ["instance", "boot_volume"] {
-        let (p, _old, new) = setup(method, "1", "0").await;
+        let down = if method == "boot_volume" { "1" } else { "0" };
+        let (p, _old, new) = setup(method, "1", down).await;
         std::fs::write(p.path().join("fail/instance.web[2]"), "").unwrap();
-        p.write(&manifest(&new, "1", "0", method, "pause"));
+        p.write(&manifest(&new, "1", down, method, "pause"));
         let out = p.kiln(&["apply", "--auto-approve"]).await;
         assert_eq!(out.code, 1, "{out:?}");
         let text = format!("{}{}", out.stdout, out.stderr);
@@ -243,11 +269,17 @@ async fn a_failing_check_on_the_third_member_stops_the_rollout_and_the_next_appl
 async fn a_kill_mid_rollout_then_apply_again_resumes_within_the_limits() {
     // The process dies (a real abort) at an answer it never reads: mid-launch of the third new
     // member, after the second old one's terminate was sent, mid-replacement of the second boot
-    // volume.
+    // volume; or before a request leaves: after the second batch's launch passed its gate, before
+    // the old member's terminate.
     for (method, point, down) in [
         (
             "instance",
             "oci.response.LaunchInstance=2*off->return(abort)",
+            0,
+        ),
+        (
+            "instance",
+            "oci.request.TerminateInstance=1*off->return(abort)",
             0,
         ),
         (
@@ -261,8 +293,8 @@ async fn a_kill_mid_rollout_then_apply_again_resumes_within_the_limits() {
             1,
         ),
     ] {
-        let (p, _old, new) = setup(method, "1", "0").await;
-        p.write(&manifest(&new, "1", "0", method, "pause"));
+        let (p, _old, new) = setup(method, "1", &down.to_string()).await;
+        p.write(&manifest(&new, "1", &down.to_string(), method, "pause"));
         let killed = p.kiln_faulted(point, &["apply", "--auto-approve"]).await;
         assert_ne!(killed.code, 0, "{point}: {killed:?}");
         let live = p.live_instances().await.len();
@@ -285,6 +317,110 @@ async fn a_kill_mid_rollout_then_apply_again_resumes_within_the_limits() {
         let again = p.kiln(&["plan", "--detailed-exitcode"]).await;
         assert_eq!(again.code, 0, "{point}: converged: {again:?}");
     }
+}
+
+/// The emulator's own count of members that exist (not TERMINATED), and the image of each.
+fn existing(emu: &RunningEmulator) -> Vec<String> {
+    emu.snapshot()
+        .instances
+        .values()
+        .filter(|r| r.state() != "TERMINATED")
+        .map(|r| {
+            r.body
+                .get("imageId")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// No member record of the state is marked for a rollback any more.
+fn no_rollback_marks(st: &serde_json::Value) -> bool {
+    (0..6).all(|i| st["resources"][format!("instance.web[{i}]")]["inputs"]["rollback_to"].is_null())
+}
+
+/// `on_failure = "rollback"` used to act as `pause`: the moved members stayed on the new image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_rollback_returns_the_moved_members_to_the_old_image_within_the_limits() {
+    for (method, surge, down) in [
+        ("instance", 1, 0),
+        ("instance", 0, 1),
+        ("boot_volume", 1, 1),
+    ] {
+        let (s, u) = (surge.to_string(), down.to_string());
+        let (p, old, new) = setup(method, &s, &u).await;
+        std::fs::write(p.path().join("fail-once/instance.web[2]"), "").unwrap();
+        p.write(&manifest(&new, &s, &u, method, "rollback"));
+        let (out, (most, fewest, _)) = sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
+        let what = format!("{method} ({surge}, {down})");
+        assert_eq!(out.code, 1, "{what}: {out:?}");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            text.contains("instance.web[2]") && text.contains("told to fail once"),
+            "{what}: {out:?}"
+        );
+        assert!(
+            out.stdout.contains(
+                "Rolled back onto the previous image: instance.web[0], instance.web[1], instance.web[2]"
+            ),
+            "{what}: {out:?}"
+        );
+        assert!(most <= 6 + surge, "{what}: {most} members existed at once");
+        assert!(fewest >= 6 - down, "{what}: only {fewest} RUNNING at once");
+        let live = existing(&p.emu);
+        assert_eq!(
+            live.len(),
+            6,
+            "{what}: no duplicate, nothing lost: {live:?}"
+        );
+        assert!(
+            live.iter().all(|i| *i == old),
+            "{what}: all back on the old image: {live:?}"
+        );
+        let st = p.state();
+        assert!(no_rollback_marks(&st), "{what}: the rollback is over: {st}");
+        // Nothing of the rollout is left but the move itself: the next apply tries again.
+        let plan = p.kiln(&["plan"]).await;
+        assert!(
+            plan.stdout.contains("rollout instance.web: 6 of 6 members")
+                && !plan.stdout.contains("rollback instance.web"),
+            "{what}: {plan:?}"
+        );
+    }
+}
+
+/// A kill in the middle of a rollback (the launch of the first member going back, its answer
+/// never read): the next apply finishes the rollback from the marks in the state, without a
+/// duplicate and within the limits, and then the fleet is as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_killed_half_way_resumes_at_the_next_apply() {
+    let (p, old, new) = setup("instance", "1", "0").await;
+    std::fs::write(p.path().join("fail-once/instance.web[2]"), "").unwrap();
+    p.write(&manifest(&new, "1", "0", "instance", "rollback"));
+    // Launches 1 to 3 move members 0 to 2 (the third fails its check); the fourth is the first
+    // member going back.
+    let point = "oci.response.LaunchInstance=3*off->return(abort)";
+    let killed = p.kiln_faulted(point, &["apply", "--auto-approve"]).await;
+    assert_ne!(killed.code, 0, "{killed:?}");
+    assert!(existing(&p.emu).len() <= 7);
+    let plan = p.kiln(&["plan"]).await;
+    assert!(
+        plan.stdout.contains("rollback instance.web:"),
+        "the plan says the fleet goes back: {plan:?}"
+    );
+    let (out, (most, fewest, _)) = sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("Rolled back onto the previous image:"),
+        "{out:?}"
+    );
+    assert!(most <= 7, "{most} members existed at once");
+    assert!(fewest >= 6, "only {fewest} RUNNING at once");
+    let live = existing(&p.emu);
+    assert_eq!(live.len(), 6, "no duplicate, nothing lost: {live:?}");
+    assert!(live.iter().all(|i| *i == old), "{live:?}");
+    assert!(no_rollback_marks(&p.state()));
 }
 
 /// BENCHMARKS.md, scenario 6: roll 100 members onto a new image at ("10%", 0) with a health check
