@@ -672,6 +672,12 @@ impl Sim {
                     ));
                 }
                 self.model.moved.clear();
+                if !report.behind.is_empty() {
+                    // A resumed create was made as first requested and the manifest has moved
+                    // on (the report says so and asks for another apply): that apply converges.
+                    self.check(false).await?;
+                    return Box::pin(self.apply(None)).await;
+                }
                 self.check(true).await
             }
         }

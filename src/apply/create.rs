@@ -403,6 +403,10 @@ impl Ctx {
             .map(|(k, _)| k)
             .collect();
         if !others.is_empty() {
+            self.behind
+                .lock()
+                .expect("behind")
+                .insert(c.address.clone());
             self.progress.step(
                 &label(c),
                 &format!(

@@ -45,6 +45,9 @@ pub(super) struct Ctx {
     /// Instances created, replaced or moved by this apply: their network facts are read after
     /// the walk ([`super::network`]).
     pub(super) network_stale: std::sync::Mutex<BTreeSet<String>>,
+    /// Resumed creates OCI made as first requested while the manifest has moved on in what
+    /// only an update or a replacement can bring (see [`super::create`]): the next apply does.
+    pub(super) behind: std::sync::Mutex<BTreeSet<String>>,
     /// The plan's rollouts: each member's health gate ([`super::rollout`]).
     pub(super) rollouts: Vec<crate::plan::rollout::Rollout>,
     /// Per fleet: members healthy on the new image, members in their health gate (the progress

@@ -137,6 +137,10 @@ pub struct Report {
     pub partial: Option<String>,
     /// Rollout members moved back onto their previous image (`on_failure = "rollback"`).
     pub rolled_back: Vec<String>,
+    /// Resumed creates made as first requested (the retry of a create whose answer was lost
+    /// sends the first request again) while the manifest changed what only an update or a
+    /// replacement brings: the next apply does (`kiln plan` shows it).
+    pub behind: Vec<String>,
 }
 
 impl Report {
@@ -160,6 +164,12 @@ impl Report {
             Some(p) => format!("\n{p}"),
             None => String::new(),
         };
+        if !self.behind.is_empty() {
+            partial.push_str(&format!(
+                "\nCreated as first requested (an earlier create resumed with its retry token), behind the manifest: {} — run `kiln apply` again to bring them up to it",
+                self.behind.join(", ")
+            ));
+        }
         if !self.rolled_back.is_empty() {
             partial.push_str(&format!(
                 "\nRolled back onto the previous image: {}",
@@ -211,6 +221,7 @@ pub async fn apply(
         stop: stop.clone(),
         watches: watch::Watches::new(opts.wait_reads),
         network_stale: std::sync::Mutex::new(BTreeSet::new()),
+        behind: std::sync::Mutex::new(BTreeSet::new()),
         rollouts: plan.rollouts.clone(),
         rollout_counts: std::sync::Mutex::new(BTreeMap::new()),
         rolling_back: std::sync::Mutex::new(BTreeSet::new()),
@@ -374,6 +385,7 @@ pub async fn apply(
         report.networks_read = read;
         report.failed.extend(failed);
     }
+    report.behind = ctx.behind.lock().expect("behind").iter().cloned().collect();
     let mut counts: BTreeMap<Action, usize> = BTreeMap::new();
     for (i, o) in outcomes.into_iter().enumerate() {
         let c = &plan.changes[i];
