@@ -42,6 +42,12 @@
 //! each fault on a manifest the seed picks per crossing: the same, fleets resized and re-keyed,
 //! `[[moved]]` renames of what was being created, a region change, or every pending create aged
 //! past OCI's 24-hour retry-token window. Its summary line counts each.
+//!
+//! A third ([`rollout`]) rolls a fleet of 3 onto a new image (`max_surge = 1`,
+//! `max_unavailable = 0`, a health check) and adds the rollout's limits to the invariants,
+//! sampled from the emulator's world at every OCI answer: never more than `count + max_surge`
+//! members, never fewer than `count - max_unavailable` RUNNING, no old member gone before its
+//! successor passed the check. `KILN_FAULTS_ONLY=rollout` reruns only it.
 
 // Tests and benchmarks print their own logs and tables (the printing door is the CLI's).
 #![allow(clippy::disallowed_macros)]
@@ -53,6 +59,8 @@ mod two_kilns;
 
 #[path = "faults/fleet.rs"]
 mod fleet;
+#[path = "faults/rollout.rs"]
+mod rollout;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -796,6 +804,18 @@ async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
     // with KILN_FAULTS=all. One scenario at a time: the failpoint registry is global.
     // `KILN_FAULTS_ONLY=two-kilns` reruns only that dimension (a failure names its seed).
     let only_two_kilns = std::env::var("KILN_FAULTS_ONLY").is_ok_and(|v| v == "two-kilns");
+    // `KILN_FAULTS_ONLY=rollout` reruns only the rollout scenario (`rollout`).
+    if std::env::var("KILN_FAULTS_ONLY").is_ok_and(|v| v == "rollout") {
+        let fleet = rollout::setup().await;
+        let (_, failures) = rollout::sweep(&fleet, seed, all).await;
+        assert!(
+            failures.is_empty(),
+            "{} fault runs broke an invariant:\n{}",
+            failures.len(),
+            failures.join("\n\n")
+        );
+        return;
+    }
     let local = setup(false).await;
     let (local_pairs, mut failures) = if only_two_kilns {
         Default::default()
@@ -825,6 +845,11 @@ async fn every_fault_at_every_boundary_neither_duplicates_nor_loses() {
             .filter(|(k, _)| k.starts_with("resumed "))
             .map(|(_, n)| n)
             .sum();
+        // The third: a fleet rolled onto a new image, its limits sampled (`rollout`).
+        let rolling = rollout::setup().await;
+        let (rollout_pairs, rollout_failures) = rollout::sweep(&rolling, seed, all).await;
+        failures.extend(rollout_failures);
+        fleet_runs += rollout_pairs.values().sum::<usize>();
     }
     let checked: usize = local_pairs
         .values()
