@@ -93,18 +93,8 @@ impl Ctx {
                 |etag| {
                     let (body, id) = (body.clone(), id.clone());
                     async move {
-                        let d: UpdateInstanceDetails =
-                            serde_json::from_value(body).map_err(|e| crate::oci::OciError {
-                                kind: crate::oci::ErrorKind::Client,
-                                operation: "UpdateInstance",
-                                resource: None,
-                                status: None,
-                                code: "InvalidRequest".into(),
-                                message: format!("the planned request does not fit the API: {e}"),
-                                opc_request_id: None,
-                                attempts: 0,
-                                help: None,
-                            })?;
+                        let d: UpdateInstanceDetails = serde_json::from_value(body)
+                            .map_err(|e| super::actions::decode_error("UpdateInstance", e))?;
                         self.at(&id)
                             .update_instance(&id, &d, &MutationOptions::if_match(etag.as_deref()))
                             .await

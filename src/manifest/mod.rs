@@ -608,6 +608,7 @@ impl Loader {
                 instances.insert(name.clone(), spec);
             }
         }
+        self.rollout_rounding(&instances, &instances_t, &defaults);
         let mut images = BTreeMap::new();
         for (name, e) in &images_t {
             let Ok(address) = format!("image.{name}").parse::<Address>() else {

@@ -8,6 +8,7 @@
 //! unavailable 1). Both given as zero is an error at their span, as Kubernetes' validation
 //! refuses it ("may not be 0 when `maxSurge` is 0").
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -227,7 +228,7 @@ impl Loader {
         // A member being boot-volume-replaced is down (OCI stops it, swaps the volume, starts
         // it: Oracle's docs, "Replacing a Boot Volume"), so a rollout that may take no member
         // down cannot use it. A percentage that rounds down to zero for a small fleet is caught
-        // by the plan, which knows the size.
+        // once the fleet's size is known ([`Loader::rollout_rounding`]).
         if Self::replace_method(t, defaults) == ReplaceMethod::BootVolume
             && out.max_unavailable.is_zero()
             && !out.max_surge.is_zero()
@@ -304,6 +305,56 @@ impl Loader {
     }
 
     /// One message per mistake: every member of a fleet reads the same table.
+    /// A percentage `max_unavailable` that rounds down to 0 for its fleet's size leaves boot
+    /// volume replacement (which takes each member down) no member it may take down: refused at
+    /// its span, naming the fleet, its size and the rounding. Run once every member is loaded
+    /// (`tables` by member name, as `specs`).
+    pub(super) fn rollout_rounding(
+        &mut self,
+        specs: &BTreeMap<String, super::InstanceSpec>,
+        tables: &IndexMap<String, Entry>,
+        defaults: &IndexMap<String, Entry>,
+    ) {
+        let mut sizes: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
+        for (name, spec) in specs {
+            let e = sizes.entry(spec.address.fleet()).or_insert((0, name));
+            e.0 += 1;
+        }
+        for (fleet, (size, member)) in sizes {
+            let spec = &specs[member];
+            let Some(r) = &spec.rollout else { continue };
+            let Amount::Percent(p) = r.max_unavailable else {
+                continue;
+            };
+            if spec.replace_method != ReplaceMethod::BootVolume || p == 0 || r.limits(size).1 > 0 {
+                continue;
+            }
+            let Some(t) = tables.get(member).and_then(|e| entries(&e.node)) else {
+                continue;
+            };
+            let Some(at) = Self::field(t, defaults, "rollout")
+                .and_then(entries)
+                .and_then(|r| get(r, "max_unavailable"))
+                .map(|n| n.at.clone())
+            else {
+                continue;
+            };
+            let least = 100u64.div_ceil(size);
+            self.problem_once(
+                Problem::error(
+                    "rollout_unavailable_rounds_to_zero",
+                    format!(
+                        "`rollout.max_unavailable = \"{p}%\"` of the {size} members of `instance.{fleet}` rounds down to 0, but `replace_method = \"boot_volume\"` takes each member down while its boot volume is replaced"
+                    ),
+                )
+                .at(&at, format!("{p}% of {size} = {:.2}, rounded down to 0", (size * p) as f64 / 100.0))
+                .help(format!(
+                    "allow one member down (`max_unavailable = 1`, or at least `\"{least}%\"` of {size}), or replace whole instances (`replace_method = \"instance\"`)"
+                )),
+            );
+        }
+    }
+
     fn amount<'a>(&mut self, n: &'a Node, key: &str) -> Option<(Amount, &'a At)> {
         let bad = |what: String| {
             Problem::error("invalid_rollout_limit", format!("`rollout.{key}` {what}"))

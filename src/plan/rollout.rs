@@ -19,9 +19,9 @@
 //!    goes first: at most `count + surge` members exist, at least `count - unavailable` are
 //!    healthy. A member being boot-volume-replaced is unavailable, so those batches have
 //!    `unavailable` members (the manifest refuses `max_unavailable = 0` with boot volume
-//!    replacement; a percentage that rounds down to zero for a small fleet goes one at a time,
-//!    and the plan warns). A fleet being rolled back ([`super::rollback`]) is batched the same
-//!    way, its [`Rollout::rollback_to`] set.
+//!    replacement, and a percentage that rounds down to zero for the fleet's size). A fleet
+//!    being rolled back ([`super::rollback`]) is batched the same way, its
+//!    [`Rollout::rollback_to`] set.
 //! 3. **images in use**: the delete of a previous image (deposed) waits for every node of a
 //!    member that still runs it, and is left out of the plan while a member that this plan does
 //!    not move still runs it (it stays deposed until the last member left it).
@@ -341,18 +341,9 @@ pub fn shape(
         let r = spec.rollout.clone().expect("filtered");
         let size = size_of(&fleet);
         let (surge, unavailable) = r.limits(size as u64);
-        let any_bvr = nodes.iter().any(|&i| changes[i].action == Action::Update);
-        let bvr_batch = if unavailable == 0 {
-            if any_bvr {
-                warnings.push(format!(
-                "`{fleet}`: a member being boot-volume-replaced is unavailable, and `max_unavailable` `{}` comes to 0 for {size} members: one member at a time is down during the rollout",
-                    r.max_unavailable
-                ));
-            }
-            1
-        } else {
-            unavailable
-        };
+        // The manifest refuses boot volume replacement with `max_unavailable` 0, as a count or as
+        // a percentage rounding down to 0 (`manifest::rollout`); one at a time is never reached.
+        let bvr_batch = unavailable.max(1);
         let mut batches: Vec<Vec<(usize, Member)>> = Vec::new();
         let mut cur: Vec<(usize, Member)> = Vec::new();
         let (mut used_surge, mut used_unavail) = (0u64, 0u64);

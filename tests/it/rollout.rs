@@ -200,6 +200,30 @@ async fn a_boot_volume_rollout_that_allows_no_member_down_is_refused_at_its_span
     );
 }
 
+/// Was only a warning (the plan then took one member down at a time, beyond the limit the user
+/// wrote): a percentage `max_unavailable` that rounds down to 0 for the fleet's size leaves boot
+/// volume replacement no member it may take down, so the plan is refused at its span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_volume_rollout_whose_unavailable_percentage_rounds_down_to_0_is_refused() {
+    let p = Project::new(support::config(0.002)).await;
+    let (old, _) = images(&p.emu);
+    p.write(
+        &manifest(&old, "1", "\"10%\"", "boot_volume", "pause").replace("count = 6", "count = 3"),
+    );
+    let calls = p.emu.stats().get("total").copied().unwrap_or(0);
+    let out = p.kiln(&["plan"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        p.emu.stats().get("total").copied().unwrap_or(0),
+        calls,
+        "nothing was sent"
+    );
+    insta::assert_snapshot!(
+        "boot_volume_unavailable_rounds_to_0",
+        support::scrub(&out.stderr, Some(&p))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_of_6_rolls_one_member_down_at_a_time_with_unavailable_1() {
     roll("instance", "0", "1", (0, 1)).await;
