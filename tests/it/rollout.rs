@@ -481,6 +481,11 @@ async fn bench_rollout_100_members_at_10_percent() {
     let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     write(&new);
+    // What the apply's own plan (refresh of 100 members) costs, apart: inside the wall below.
+    let planned = std::time::Instant::now();
+    let out = p.kiln(&["plan"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    println!("plan alone: {:.2} s", planned.elapsed().as_secs_f64());
     let calls_before = p.emu.stats().get("total").copied().unwrap_or(0);
     let start = std::time::Instant::now();
     let (out, (most, fewest, _)) = sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
