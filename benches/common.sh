@@ -11,14 +11,17 @@ work=$(mktemp -d)
 emu_pid=
 trap '[ -n "$emu_pid" ] && kill $emu_pid 2>/dev/null; rm -rf "$work"; true' EXIT
 
+# The key and config private to this user, as OCI's tools want them (kiln warns otherwise).
+install -m 600 tests/fixtures/signing/keys/pkcs1.pem "$work/key.pem"
 cat > "$work/config" <<CFG
 [DEFAULT]
 user=ocid1.user.oc1..aaaatest
 tenancy=ocid1.tenancy.oc1..aaaatest
 fingerprint=f7:f0:c3:be:cc:84:ea:6c:21:0a:72:40:37:bb:0d:ed
-key_file=$PWD/tests/fixtures/signing/keys/pkcs1.pem
+key_file=$work/key.pem
 region=us-ashburn-1
 CFG
+chmod 600 "$work/config"
 
 # start_emulator [EMULATOR FLAGS…]: sets emu_pid, url, and the seeded subnet and image ids.
 start_emulator() {

@@ -350,7 +350,10 @@ fn invariants(
 
 struct Scenario {
     project: support::Project,
+    /// The suite's own client, for its setup (image files, the newer image); each kiln run gets
+    /// a fresh one ([`Scenario::clients`]).
     client: Client,
+    key: kiln::oci::keys::SigningKey,
     /// The state on Object Storage (in the emulator, so rewinding the cloud rewinds it too)
     /// rather than in a local file.
     remote: bool,
@@ -365,10 +368,24 @@ impl Scenario {
         self.state_dir.path().join("default.json")
     }
 
+    /// The clients of a new kiln process: fresh, as every run of the CLI builds its own. A
+    /// client carries adaptive rate budgets ([`kiln::oci::budget`]); shared across the sweep's
+    /// runs, the 429s injected into one paced every later run (the suite's wall time grew from
+    /// minutes to ~25 minutes while its CPU time stayed under 5 minutes).
+    fn clients(&self) -> Clients {
+        Clients::single(
+            "us-ashburn-1",
+            support::client_with(&self.project.emu, self.key.clone()),
+        )
+    }
+
     /// The store, as a new kiln process would open it.
     fn store(&self) -> StateStore {
         if self.remote {
-            let os = kiln::oci::object_storage::ObjectStorage::new(self.client.clone());
+            let os = kiln::oci::object_storage::ObjectStorage::new(support::client_with(
+                &self.project.emu,
+                self.key.clone(),
+            ));
             let f = self.project.emu.fixtures();
             // No lease renewal falls inside a run (it would be a crossing of its own, at a
             // time that varies): renewals every hour.
@@ -429,9 +446,6 @@ fn session(dir: &Path, store: &StateStore, clients: &Clients) -> Result<Session,
 }
 
 /// The emulator serves one region.
-fn regional(client: &Client) -> Clients {
-    Clients::single("us-ashburn-1", client.clone())
-}
 
 /// `kiln plan`.
 async fn plan(dir: &Path, store: &StateStore, clients: &Clients) -> Result<Plan, String> {
@@ -498,7 +512,7 @@ async fn setup(remote: bool) -> Scenario {
         ..kiln::emulator::EmulatorConfig::default()
     };
     let project = support::Project::new(config).await;
-    let client = support::client_with(&project.emu, key);
+    let client = support::client_with(&project.emu, key.clone());
     // The image files the manifests import (the emulator imports only objects that exist).
     for base in ["base-v1", "base-v2"] {
         support::put_image_file(&project.emu, &client, &format!("{base}.qcow2")).await;
@@ -510,6 +524,7 @@ async fn setup(remote: bool) -> Scenario {
     let mut s = Scenario {
         project,
         client,
+        key,
         remote,
         state_dir,
         v1_world: World::default(),
@@ -520,7 +535,7 @@ async fn setup(remote: bool) -> Scenario {
         },
     };
     s.write(false, false);
-    let r = apply(s.project.path(), &s.store(), &regional(&s.client))
+    let r = apply(s.project.path(), &s.store(), &s.clients())
         .await
         .unwrap();
     assert!(r.ok(), "v1 applies: {}", report_errors(&r));
@@ -547,7 +562,7 @@ async fn reference(s: &Scenario) -> Vec<&'static str> {
         let log = log.clone();
         fail::cfg_callback(*point, move || log.lock().unwrap().push(point)).unwrap();
     }
-    let r = apply(s.project.path(), &s.store(), &regional(&s.client))
+    let r = apply(s.project.path(), &s.store(), &s.clients())
         .await
         .unwrap();
     for point in failpoint::POINTS.iter().chain([&LAUNCH]) {
@@ -604,7 +619,7 @@ async fn run_one(
         fail::cfg(point, &action).unwrap();
         let faulted = tokio::time::timeout(
             Duration::from_secs(120),
-            apply(s.project.path(), &s.store(), &regional(&s.client)),
+            apply(s.project.path(), &s.store(), &s.clients()),
         )
         .await
         .map_err(|_| "the faulted apply hung".to_string())?;
@@ -661,14 +676,14 @@ async fn run_one(
 /// The next apply after a fault: it succeeds, keeps the invariants (the serial grows from
 /// `since`) and leaves an empty plan.
 async fn converge(s: &Scenario, since: u64) -> Result<(), String> {
-    let again = apply(s.project.path(), &s.store(), &regional(&s.client)).await?;
+    let again = apply(s.project.path(), &s.store(), &s.clients()).await?;
     if !again.ok() {
         return Err(format!("the next apply failed:\n{}", report_errors(&again)));
     }
     let st2 = s.state().await?;
     invariants(&[s.project.emu.snapshot()], &st2, &s.expect, since, true)
         .map_err(|v| format!("after the next apply:\n  {v}"))?;
-    let p = plan(s.project.path(), &s.store(), &regional(&s.client)).await?;
+    let p = plan(s.project.path(), &s.store(), &s.clients()).await?;
     final_plan_is_empty(&p)
 }
 

@@ -25,6 +25,16 @@
 //! A waiter whose resource reached a failed state by the listing, or is missing from it (not
 //! visible yet, moved out of the compartment, purged), reads it with a Get, which knows.
 //!
+//! **Learned durations.** A waiter's first looks are the cheap ones to lose: a launch takes about
+//! as long as the launches before it in the same apply. The watches of an apply ([`Watches`])
+//! keep, per (kind, awaited states), the shortest time a resource was still seen on its way
+//! ([`Learned`]: a lower bound of the transition's length, from the look that last saw it
+//! pending); a later waiter for the same states makes its first look then instead of at once.
+//! A transition at least as long as the quickest one seen is noticed no later than before; a
+//! quicker one at most by the difference. Waits that end at their first look (already there)
+//! teach nothing. At 100 launches on 10 slots this took the reads from ~2.5 to under 1 per launch
+//! (BENCHMARKS.md, section 3).
+//!
 //! [`WaitReads::Get`] turns sharing off (`kiln apply --wait-reads get`): every waiter reads with
 //! its own Get each round, the way per-resource tools poll — for comparison (BENCHMARKS.md).
 
@@ -32,7 +42,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::{FutureExt, Shared};
 use serde_json::Value;
@@ -80,9 +90,34 @@ struct Inner {
     latest: Option<(Instant, Pending)>,
 }
 
+/// The shortest time a resource was still seen on its way to some states, per (kind, states):
+/// shared by the watches of one apply (module doc, "Learned durations").
+#[derive(Clone, Default)]
+pub struct Learned(Arc<Mutex<HashMap<(Kind, String), Duration>>>);
+
+impl Learned {
+    /// When a new waiter for `states` should first look (zero until something was learned).
+    fn due(&self, kind: Kind, states: &str) -> Duration {
+        self.0
+            .lock()
+            .expect("learned")
+            .get(&(kind, states.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// A resource was still on its way to `states` `pending` after its wait began.
+    fn record(&self, kind: Kind, states: &str, pending: Duration) {
+        let mut m = self.0.lock().expect("learned");
+        let e = m.entry((kind, states.to_string())).or_insert(pending);
+        *e = (*e).min(pending);
+    }
+}
+
 /// The waits on one (client, compartment, kind).
 pub struct Watch {
     client: Client,
+    learned: Learned,
     compartment: String,
     kind: Kind,
     reads: WaitReads,
@@ -139,8 +174,19 @@ impl Watch {
         kind: Kind,
         reads: WaitReads,
     ) -> Watch {
+        Watch::learning(client, compartment, kind, reads, Learned::default())
+    }
+
+    fn learning(
+        client: Client,
+        compartment: impl Into<String>,
+        kind: Kind,
+        reads: WaitReads,
+        learned: Learned,
+    ) -> Watch {
         Watch {
             client,
+            learned,
             compartment: compartment.into(),
             kind,
             reads,
@@ -304,7 +350,19 @@ impl Watch {
         };
         let what = states.join(" or ");
         let start = Instant::now();
-        let mut last = start;
+        // The first look when the quickest such transition of this apply was still under way.
+        let due = self.learned.due(self.kind, &what).min(opts.timeout);
+        if !due.is_zero() {
+            tokio::time::sleep(due).await;
+        }
+        let mut last = Instant::now();
+        // The last look that saw the resource still on its way (time since `start`).
+        let mut pending: Option<Duration> = None;
+        let learn = |pending: Option<Duration>| {
+            if let Some(p) = pending {
+                self.learned.record(self.kind, &what, p);
+            }
+        };
         loop {
             // A listing that started in the second half of this waiter's pause is fresh enough:
             // it is seen at most half a pause later than its own Get would have been.
@@ -312,7 +370,10 @@ impl Watch {
             let since = last + (now - last) / 2;
             last = now;
             let seen = match self.listed(id, since).await? {
-                Some(body) if states.contains(&lifecycle(&body)) => return Ok(listed(body)),
+                Some(body) if states.contains(&lifecycle(&body)) => {
+                    learn(pending);
+                    return Ok(listed(body));
+                }
                 // The listing says it is still on its way: keep waiting without a Get.
                 Some(body) if !failed.contains(&lifecycle(&body)) => lifecycle(&body).to_string(),
                 // Failed by the listing, or not in it: a Get says for sure.
@@ -320,6 +381,7 @@ impl Watch {
                     let r = self.get(id).await?;
                     let s = lifecycle(&r.body).to_string();
                     if states.contains(&s.as_str()) {
+                        learn(pending);
                         return Ok(r);
                     }
                     if failed.contains(&s.as_str()) {
@@ -338,6 +400,8 @@ impl Watch {
                     s
                 }
             };
+            // Still on its way as of `since` at least (a shared listing started no earlier).
+            pending = Some(since.saturating_duration_since(start));
             let waited = start.elapsed();
             if waited >= opts.timeout {
                 return Err(OciError {
@@ -379,6 +443,7 @@ impl Watch {
 #[derive(Default)]
 pub struct Watches {
     reads: WaitReads,
+    learned: Learned,
     by_key: Mutex<HashMap<(String, String, Kind), Arc<Watch>>>,
 }
 
@@ -386,6 +451,7 @@ impl Watches {
     pub fn new(reads: WaitReads) -> Watches {
         Watches {
             reads,
+            learned: Learned::default(),
             by_key: Mutex::default(),
         }
     }
@@ -397,11 +463,12 @@ impl Watches {
             .expect("watches")
             .entry(key)
             .or_insert_with(|| {
-                Arc::new(Watch::with_reads(
+                Arc::new(Watch::learning(
                     client.clone(),
                     compartment,
                     kind,
                     self.reads,
+                    self.learned.clone(),
                 ))
             })
             .clone()

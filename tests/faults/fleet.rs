@@ -67,7 +67,7 @@ enum Stage {
 pub struct Fleet {
     project: support::Project,
     phx: RunningEmulator,
-    clients: Clients,
+    key: kiln::oci::keys::SigningKey,
     state_dir: tempfile::TempDir,
     v1_worlds: [World; 2],
     v1_state: Vec<u8>,
@@ -76,6 +76,16 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// A new kiln process's clients (fresh budgets: see `Scenario::clients`).
+    fn clients(&self) -> Clients {
+        let mut clients = Clients::single(
+            "us-ashburn-1",
+            support::client_with(&self.project.emu, self.key.clone()),
+        );
+        clients.insert(PHX, support::client_with(&self.phx, self.key.clone()));
+        clients
+    }
+
     fn store(&self) -> StateStore {
         StateStore::local(self.project.path(), Some(self.state_dir.path()), "default").unwrap()
     }
@@ -237,11 +247,6 @@ pub async fn setup() -> Fleet {
     };
     let project = support::Project::new(config("us-ashburn-1")).await;
     let phx = support::start(config(PHX)).await;
-    let mut clients = Clients::single(
-        "us-ashburn-1",
-        support::client_with(&project.emu, key.clone()),
-    );
-    clients.insert(PHX, support::client_with(&phx, key));
     let state_dir = match tempfile::tempdir_in("/dev/shm") {
         Ok(d) => d,
         Err(_) => tempfile::tempdir().unwrap(),
@@ -249,14 +254,14 @@ pub async fn setup() -> Fleet {
     let mut f = Fleet {
         project,
         phx,
-        clients,
+        key,
         state_dir,
         v1_worlds: [World::default(), World::default()],
         v1_state: Vec::new(),
         v1_ids: BTreeMap::new(),
     };
     f.write(Stage::V1);
-    let r = apply(f.project.path(), &f.store(), &f.clients)
+    let r = apply(f.project.path(), &f.store(), &f.clients())
         .await
         .unwrap();
     assert!(r.ok(), "v1 applies: {}", report_errors(&r));
@@ -282,7 +287,7 @@ async fn reference(f: &Fleet) -> Vec<&'static str> {
         let log = log.clone();
         fail::cfg_callback(*point, move || log.lock().unwrap().push(point)).unwrap();
     }
-    let r = apply(f.project.path(), &f.store(), &f.clients)
+    let r = apply(f.project.path(), &f.store(), &f.clients())
         .await
         .unwrap();
     for point in failpoint::POINTS {
@@ -312,7 +317,7 @@ async fn run_one(
         fail::cfg(point, &action).unwrap();
         let faulted = tokio::time::timeout(
             Duration::from_secs(120),
-            apply(f.project.path(), &f.store(), &f.clients),
+            apply(f.project.path(), &f.store(), &f.clients()),
         )
         .await
         .map_err(|_| "the faulted apply hung".to_string())?;
@@ -326,7 +331,7 @@ async fn run_one(
     if resume == Resume::Aged {
         f.age().await?;
     }
-    let again = apply(f.project.path(), &f.store(), &f.clients).await?;
+    let again = apply(f.project.path(), &f.store(), &f.clients()).await?;
     if !again.ok() {
         return Err(format!("the next apply failed:\n{}", report_errors(&again)));
     }
@@ -334,7 +339,7 @@ async fn run_one(
     let exp = f.expect(Stage::Resume(resume));
     invariants(&f.worlds(), &st2, &exp, st.serial, true)
         .map_err(|v| format!("after the next apply:\n  {v}"))?;
-    let p = plan(f.project.path(), &f.store(), &f.clients).await?;
+    let p = plan(f.project.path(), &f.store(), &f.clients()).await?;
     final_plan_is_empty(&p)
 }
 

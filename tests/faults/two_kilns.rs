@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use kiln::failpoint;
 
-use super::{apply, converge, invariants, regional, report_errors, Scenario};
+use super::{apply, converge, invariants, report_errors, Scenario};
 
 /// The journal boundaries.
 pub const POINTS: [&str; 4] = [
@@ -34,7 +34,7 @@ async fn run_one(s: &Scenario, point: &'static str, j: usize) -> Result<(), Stri
     let first = {
         let _scenario = fail::FailScenario::setup();
         let crossed = AtomicUsize::new(0);
-        let (dir, store, client) = (s.project.path().to_path_buf(), s.store(), s.client.clone());
+        let (dir, store, client) = (s.project.path().to_path_buf(), s.store(), s.clients());
         let handle = tokio::runtime::Handle::current();
         let out = second.clone();
         fail::cfg_callback(point, move || {
@@ -48,7 +48,7 @@ async fn run_one(s: &Scenario, point: &'static str, j: usize) -> Result<(), Stri
                         .force_unlock(None, true)
                         .await
                         .map_err(|e| format!("force-unlock: {e}"))?;
-                    let r = apply(&dir, &store, &regional(&client)).await?;
+                    let r = apply(&dir, &store, &client).await?;
                     Ok(report_errors(&r))
                 })
             });
@@ -57,7 +57,7 @@ async fn run_one(s: &Scenario, point: &'static str, j: usize) -> Result<(), Stri
         .unwrap();
         let first = tokio::time::timeout(
             Duration::from_secs(120),
-            apply(s.project.path(), &s.store(), &regional(&s.client)),
+            apply(s.project.path(), &s.store(), &s.clients()),
         )
         .await
         .map_err(|_| "the first kiln hung".to_string())?;

@@ -125,3 +125,33 @@ async fn wait_reads_get_polls_each_resource_on_its_own() {
         reads(&shared)
     );
 }
+
+/// A waiter's first look comes when the quickest transition of the same kind in this apply was
+/// still under way (`kiln::oci::watch::Learned`), not at once: one launch at a time (each wait
+/// alone, reading with Gets), the first launch teaches the rest. Counted, not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_waits_look_first_when_the_transition_is_due() {
+    const M: u64 = 10;
+    // Launch 300 ms: polling from the start (50 ms pauses) reads ~7 times per launch.
+    let p = Project::new(support::config(0.005)).await;
+    let body: String = (0..M).map(|i| format!("[instance.w{i:02}]\n")).collect();
+    p.write(&body);
+    let s0 = p.emu.stats();
+    let apply = p
+        .kiln(&["apply", "--auto-approve", "--parallelism", "1"])
+        .await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let s1 = p.emu.stats();
+    let calls: BTreeMap<String, u64> = s1
+        .keys()
+        .map(|op| (op.clone(), delta(&s0, &s1, op)))
+        .collect();
+    assert_eq!(n(&calls, "LaunchInstance"), M, "{calls:?}");
+    // The first wait polls from the start (~7 reads); each later one sleeps until the first
+    // launch was last seen PROVISIONING and then reads about twice. Without learning: ~70.
+    let reads = n(&calls, "GetInstance") + n(&calls, "ListInstances");
+    assert!(
+        reads <= 4 * M,
+        "{reads} instance reads for {M} launches one at a time: {calls:?}"
+    );
+}
