@@ -30,7 +30,8 @@ const CHECK: &str = "command = [\"sh\", \"-c\", \"echo $KILN_INSTANCE_ID >> chec
 
 pub struct Rollout {
     project: Arc<support::Project>,
-    client: Client,
+    /// Each kiln run gets fresh clients, as every CLI run does (their rate budgets stay theirs).
+    key: kiln::oci::keys::SigningKey,
     state_dir: tempfile::TempDir,
     /// The fleet's image before (v1) and after (v2) the rollout.
     images: (String, String),
@@ -66,7 +67,10 @@ impl Rollout {
     }
 
     fn clients(&self) -> Clients {
-        regional(&self.client)
+        Clients::single(
+            "us-ashburn-1",
+            support::client_with(&self.project.emu, self.key.clone()),
+        )
     }
 
     fn write(&self, v2: bool) {
@@ -194,7 +198,6 @@ pub async fn setup() -> Rollout {
         ..kiln::emulator::EmulatorConfig::default()
     };
     let project = Arc::new(support::Project::new(config).await);
-    let client = support::client_with(&project.emu, key);
     let ol: Vec<String> = project
         .emu
         .fixtures()
@@ -209,7 +212,7 @@ pub async fn setup() -> Rollout {
     };
     let mut r = Rollout {
         project,
-        client,
+        key,
         state_dir,
         images: (ol[0].clone(), ol[1].clone()),
         v1_world: World::default(),
