@@ -445,8 +445,6 @@ fn session(dir: &Path, store: &StateStore, clients: &Clients) -> Result<Session,
     ))
 }
 
-/// The emulator serves one region.
-
 /// `kiln plan`.
 async fn plan(dir: &Path, store: &StateStore, clients: &Clients) -> Result<Plan, String> {
     let s = session(dir, store, clients)?;
