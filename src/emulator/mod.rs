@@ -183,6 +183,7 @@ mod server;
 pub mod shapes;
 pub mod store;
 pub mod tokens;
+pub mod vnics;
 pub mod volumes;
 pub mod work_requests;
 
