@@ -129,7 +129,8 @@ async fn primary_vnic(p: &Project, address: &str) -> (String, serde_json::Value)
 }
 
 /// `nsg_ids`, `hostname_label`, `private_ip`, `skip_source_dest_check`: sent in
-/// CreateVnicDetails, read back clean; all but `private_ip` change in place with UpdateVnic (the instance stays), a new `private_ip` replaces the instance with the
+/// CreateVnicDetails, read back clean; all but `private_ip` change in place with UpdateVnic
+/// (the instance stays), a new `private_ip` replaces the instance with the
 /// reason; the emulator refuses an address outside the subnet, the manifest a bad label.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_vnic_settings_round_trip_update_with_update_vnic_or_replace() {
