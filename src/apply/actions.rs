@@ -78,11 +78,21 @@ impl Ctx {
         let id =
             c.id.clone()
                 .ok_or_else(|| self.invalid(c, "update without an id"))?;
-        let body = self
+        let mut body = self
             .resolve(&c.address, c.request.as_ref().unwrap_or(&Value::Null))
             .await?;
-        let (etag, seen) = self.if_match(c).await?;
-        self.update_with(c, &id, body, etag, seen).await
+        // The primary VNIC's settings go to the VNIC (UpdateVnic), after the instance's own.
+        let vnic = body
+            .as_object_mut()
+            .and_then(|m| m.remove(crate::plan::diff::VNIC_UPDATE));
+        if body.as_object().is_none_or(|m| !m.is_empty()) || vnic.is_none() {
+            let (etag, seen) = self.if_match(c).await?;
+            self.update_with(c, &id, body, etag, seen).await?;
+        }
+        match vnic {
+            Some(details) => self.update_primary_vnic(c, &id, details).await,
+            None => Ok(()),
+        }
     }
 
     /// UpdateInstance / UpdateImage with `body`, guarded by `etag`; records the answer.

@@ -432,3 +432,92 @@ fn same(a: &Network, b: &Network) -> bool {
         &b.hostname_label,
     )
 }
+
+impl Ctx {
+    /// UpdateVnic of the instance `id`'s primary VNIC with the UpdateVnicDetails an update
+    /// planned ([`crate::plan::diff::VNIC_UPDATE`]), then the new values recorded as the
+    /// instance's inputs (GetInstance does not return them; plans compare with these).
+    ///
+    /// The VNIC is found with ListVnicAttachments of the instance and GetVnic (the primary one),
+    /// and updated with the If-Match of the version that GetVnic read. A VNIC that already has
+    /// the values (a lost answer, a retried apply) is not sent anything; a 412 (changed since the
+    /// read) is re-read once: done if it has the values, else the error.
+    pub(super) async fn update_primary_vnic(
+        &self,
+        c: &crate::plan::Change,
+        id: &str,
+        details: Value,
+    ) -> Result<(), NodeError> {
+        let compartment = {
+            let st = self.state.lock().await;
+            st.resources
+                .get(&c.address)
+                .and_then(|r| r.compartment.clone())
+        }
+        .ok_or_else(|| self.invalid(c, "the instance's compartment is not recorded"))?;
+        let client = self.at(id);
+        let mut attachments: Vec<VnicAttachment> = client
+            .list_vnic_attachments(&compartment, Some(id))
+            .await
+            .map_err(|e| self.oci(&c.address, e))?
+            .into_iter()
+            .filter(|a| a.lifecycle_state == "ATTACHED")
+            .collect();
+        attachments.sort_by_key(|a| a.nic_index.unwrap_or(u32::MAX));
+        let mut primary = None;
+        for a in &attachments {
+            let Some(v) = &a.vnic_id else { continue };
+            let r = client
+                .get_vnic(v)
+                .await
+                .map_err(|e| self.oci(&c.address, e))?;
+            if r.body.is_primary != Some(false) {
+                primary = Some(r);
+                break;
+            }
+        }
+        let read =
+            primary.ok_or_else(|| self.invalid(c, "the instance has no attached primary VNIC"))?;
+        let has = |vnic: &Vnic| {
+            let live = serde_json::to_value(vnic).unwrap_or(Value::Null);
+            details
+                .as_object()
+                .is_some_and(|m| m.iter().all(|(k, v)| live.get(k) == Some(v)))
+        };
+        if !has(&read.body) {
+            self.progress
+                .step(&super::ctx::label(c), "updating the primary VNIC");
+            let opts = crate::oci::client::MutationOptions::if_match(read.etag.as_deref());
+            if let Err(e) = client.update_vnic(&read.body.id, &details, &opts).await {
+                let now = client
+                    .get_vnic(&read.body.id)
+                    .await
+                    .map_err(|e| self.oci(&c.address, e))?;
+                if !(e.is_precondition_failed() && has(&now.body)) {
+                    return Err(self.oci(&c.address, e));
+                }
+            }
+        }
+        let recorded: Vec<(String, Value)> = details
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(oci, v)| {
+                crate::plan::from_manifest::VNIC_UPDATABLE
+                    .iter()
+                    .find(|(_, o)| o == oci)
+                    .map(|(k, _)| (k.to_string(), v.clone()))
+            })
+            .collect();
+        self.record(&c.address, |st| {
+            if let Some(r) = st.resources.get_mut(&c.address) {
+                let inputs = std::sync::Arc::make_mut(&mut r.inputs);
+                inputs.extend(recorded);
+                r.updated_at = Utc::now();
+            }
+        })
+        .await?;
+        self.mark_network_stale(&c.address);
+        Ok(())
+    }
+}

@@ -69,7 +69,9 @@
 //! - Etags change on every mutation of a resource, lifecycle transitions included (a resource's
 //!   version counter is hashed); If-Match mismatches on Update/Terminate/Action/ChangeCompartment/
 //!   UpdateImage/DeleteImage/DeleteBootVolume are 412 `NoEtagMatch`. `If-Match: *` matches
-//!   anything.
+//!   anything. A VNIC's etag is a digest of the VNIC, guarding UpdateVnic ([`vnics`]: NSGs,
+//!   hostname label, source/destination check, names and tags; the label unique in the subnet,
+//!   the NSGs the VCN's).
 //! - `opc-retry-token` on POST/PUT: the same token with the same operation, target and body within
 //!   24 h replays the first response (status, body, etag; a new opc-request-id); the same token with
 //!   a different operation or body is 409 `InvalidatedRetryToken` (no documented code exists).
@@ -183,6 +185,7 @@ mod server;
 pub mod shapes;
 pub mod store;
 pub mod tokens;
+pub mod vnics;
 pub mod volumes;
 pub mod work_requests;
 

@@ -81,7 +81,7 @@ pub struct VnicPlan {
     pub hostname: Option<String>,
 }
 
-fn hostname_ok(h: &str) -> bool {
+pub(super) fn hostname_ok(h: &str) -> bool {
     (1..=63).contains(&h.len())
         && h.starts_with(|c: char| c.is_ascii_alphabetic())
         && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -372,14 +372,6 @@ pub fn get_vnic_attachment(ctx: &mut Ctx<'_>, id: &str) -> Result<Reply> {
         .get(id)
         .ok_or_else(|| not_found("vnic attachment", id))?;
     Ok(Reply::json(200, &attachment_view(ctx, a)))
-}
-
-pub fn get_vnic(ctx: &mut Ctx<'_>, id: &str) -> Result<Reply> {
-    ctx.world
-        .vnics
-        .get(id)
-        .map(|v| Reply::json(200, v).header("etag", "vnic-1"))
-        .ok_or_else(|| not_found("vnic", id))
 }
 
 /// ListPrivateIps: by `vnicId`, or by `subnetId` (optionally with `ipAddress`); one of them is

@@ -17,7 +17,7 @@ use super::api::{self, Ctx, Reply};
 use super::object_storage::{self, Request};
 use super::store::World;
 use super::Fixtures;
-use super::{identity, images, instances, network, shapes, volumes, work_requests};
+use super::{identity, images, instances, network, shapes, vnics, volumes, work_requests};
 
 /// A request as a Compute-side handler sees it: the decoded segments after `/20160918`, the query
 /// and the body (already authenticated and capped).
@@ -205,7 +205,8 @@ pub static ROUTES: &[Route] = &[
     compute("GET", "/20160918/vcns/{vcnId}", "GetVcn", |c, a| network::get_vcn(c, a.id())),
     compute("GET", "/20160918/vnicAttachments", "ListVnicAttachments", |c, a| network::list_vnic_attachments(c, a.query)),
     compute("GET", "/20160918/vnicAttachments/{vnicAttachmentId}", "GetVnicAttachment", |c, a| network::get_vnic_attachment(c, a.id())),
-    compute("GET", "/20160918/vnics/{vnicId}", "GetVnic", |c, a| network::get_vnic(c, a.id())),
+    compute("GET", "/20160918/vnics/{vnicId}", "GetVnic", |c, a| vnics::get_vnic(c, a.id())),
+    compute("PUT", "/20160918/vnics/{vnicId}", "UpdateVnic", |c, a| vnics::update_vnic(c, a.id(), a.body)),
     compute("GET", "/20160918/privateIps", "ListPrivateIps", |c, a| network::list_private_ips(c, a.query)),
     compute("GET", "/20160918/privateIps/{privateIpId}", "GetPrivateIp", |c, a| network::get_private_ip(c, a.id())),
     compute("GET", "/20160918/ipv6", "ListIpv6s", |c, a| network::list_ipv6s(c, a.query)),

@@ -309,6 +309,16 @@ impl World {
             .filter_map(|id| self.instances.get(id))
     }
 
+    /// Replace the VNIC `vnic_id` with `new` (an UpdateVnic): the old hostname label is released
+    /// and the new one taken.
+    pub fn set_vnic(&mut self, vnic_id: &str, new: Value) {
+        if let Some(old) = self.vnics.get(vnic_id) {
+            take_address(&mut self.index, old, -1);
+        }
+        take_address(&mut self.index, &new, 1);
+        self.vnics.insert(vnic_id.to_string(), new);
+    }
+
     /// A VNIC of `instance` was made (the VNIC, its attachment and its private IP are in the
     /// world): its address and hostname label are taken.
     pub fn add_vnic(&mut self, instance: &str, attachment: &str, vnic_id: &str, private_ip: &str) {

@@ -133,6 +133,7 @@ impl Loader {
         let subnet = self
             .required_str(t, defaults, "subnet", &address, table_at)
             .and_then(|(s, at)| self.ocid(s, at, "subnet", &["subnet"]));
+        let vnic = self.primary_vnic(t, defaults);
         let source = match Self::field(t, defaults, "source") {
             None => {
                 self.problem(
@@ -217,6 +218,7 @@ impl Loader {
             shape_config,
             subnet: subnet?,
             assign_public_ip: bool_of(Self::field(t, defaults, "assign_public_ip")),
+            vnic,
             source: source?,
             boot_volume_size_in_gbs,
             metadata,

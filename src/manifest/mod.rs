@@ -36,6 +36,7 @@ pub mod rollout;
 pub mod schema;
 pub mod tree;
 mod vars;
+pub mod vnic;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -268,6 +269,8 @@ pub struct InstanceSpec {
     pub shape_config: Option<ShapeConfig>,
     pub subnet: String,
     pub assign_public_ip: Option<bool>,
+    /// The primary VNIC's other settings the manifest sets ([`vnic`]).
+    pub vnic: vnic::PrimaryVnic,
     pub source: InstanceSource,
     pub boot_volume_size_in_gbs: Option<u64>,
     /// Includes `user_data` (base64 of `user_data_file`) and `ssh_authorized_keys` (file contents).

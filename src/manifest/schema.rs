@@ -170,6 +170,26 @@ pub const INSTANCE: &[Field] = &[
         "Whether the primary VNIC gets a public IP",
     ),
     f(
+        "nsg_ids",
+        Ty::StrList,
+        "Network security group OCIDs of the primary VNIC (at most 5; changed in place)",
+    ),
+    f(
+        "hostname_label",
+        Ty::Str,
+        "DNS hostname label of the primary VNIC, unique in the subnet (changed in place)",
+    ),
+    f(
+        "private_ip",
+        Ty::Str,
+        "Private IPv4 address of the primary VNIC, free in the subnet (a change replaces the instance)",
+    ),
+    f(
+        "skip_source_dest_check",
+        Ty::Bool,
+        "Skip the primary VNIC's source/destination check (changed in place)",
+    ),
+    f(
         "source",
         Ty::Table(INSTANCE_SOURCE),
         "What the instance boots from: exactly one of `image`, `boot_volume`, `image_lookup`",
@@ -337,6 +357,16 @@ pub const DEFAULTS: &[Field] = &[
         "assign_public_ip",
         Ty::Bool,
         "Public IP choice for every instance",
+    ),
+    f(
+        "nsg_ids",
+        Ty::StrList,
+        "Network security groups of every instance's primary VNIC",
+    ),
+    f(
+        "skip_source_dest_check",
+        Ty::Bool,
+        "Source/destination check choice for every instance's primary VNIC",
     ),
     f(
         "source",

@@ -412,6 +412,22 @@ impl Client {
         .await
     }
 
+    /// UpdateVnic (`PUT /vnics/{vnicId}`) with UpdateVnicDetails (oci-go-sdk v65
+    /// `core.UpdateVnicDetails`: `nsgIds`, `hostnameLabel`, `skipSourceDestCheck`, names, tags),
+    /// guarded by `opts.if_match`.
+    pub async fn update_vnic(
+        &self,
+        id: &str,
+        details: &serde_json::Value,
+        opts: &MutationOptions,
+    ) -> Result<Response<Vnic>, OciError> {
+        let call = Call::new("UpdateVnic", Method::PUT, format!("/vnics/{}", enc(id)))
+            .resource(id)
+            .json(details)
+            .mutation(opts, true);
+        self.send_json(call).await
+    }
+
     /// Every private IP of a subnet (ListPrivateIps by `subnetId`, 1,000 a page): the addresses
     /// and hostname labels of all its VNICs at once.
     pub async fn list_private_ips_in_subnet(

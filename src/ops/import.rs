@@ -80,7 +80,16 @@ pub async fn import(s: &Session, req: &ImportRequest) -> miette::Result<Imported
             "`{address}` is not a member of a fleet in kiln.toml"
         ));
     }
-    let table = instance_table(&live.body, &primary.subnet_id);
+    // The primary VNIC's settings (NSGs, hostname label, private IP, source/destination check)
+    // are the VNIC's: GetInstance does not return them.
+    let vnic = match &primary.vnic_id {
+        Some(v) => client.get_vnic(v).await?.body,
+        None => crate::oci::models::Vnic {
+            subnet_id: primary.subnet_id.clone(),
+            ..Default::default()
+        },
+    };
+    let table = instance_table(&live.body, &vnic);
     let mut edit = ManifestEdit::open(&s.manifest.dir)?;
     if !member {
         edit.add_resource("instance", &address.name, table)?;
@@ -123,7 +132,7 @@ pub async fn import(s: &Session, req: &ImportRequest) -> miette::Result<Imported
     r.compartment = Some(live.body.compartment_id.clone());
     r.etag = live.etag.clone();
     r.attributes = state::RawJson::of(&live.body);
-    r.inputs = std::sync::Arc::new(instance_inputs(&primary.subnet_id));
+    r.inputs = std::sync::Arc::new(instance_inputs(&vnic));
     // Made by kiln under another address (its `kiln-address` tag): adopted on purpose, like a
     // rename — the next plan retags it, unless that address is still claimed.
     r.renamed_from = live

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::desired::{DesiredAttr, DesiredResource, DesiredValue, Lookup};
+use super::from_manifest::VNIC_UPDATABLE;
 use super::{AttrChange, AttrClass};
 
 /// The value at a path of keys in a JSON document (`Value::Null` when absent).
@@ -121,6 +122,10 @@ const PARTIAL_OBJECTS: &[&str] = &[
     "availabilityConfig",
 ];
 
+/// Key of an update body under which the primary VNIC's UpdateVnicDetails travel (the executor
+/// takes it out and sends it to the VNIC, guarded by the VNIC's own etag).
+pub const VNIC_UPDATE: &str = "$vnic";
+
 /// The UpdateInstanceDetails / UpdateImageDetails body for the updatable attributes that differ.
 ///
 /// OCI replaces whole maps (tags, metadata) on update, so a changed map key is sent together with
@@ -132,8 +137,18 @@ pub fn update_body(desired: &DesiredResource, live: &Value, changed: &[AttrDiff]
         let Some(attr) = desired.attrs.iter().find(|a| a.path == d.change.path) else {
             continue;
         };
-        let Lookup::Live(path) = &attr.lookup else {
-            continue;
+        let path = match &attr.lookup {
+            Lookup::Live(path) => path,
+            // The primary VNIC's settings: UpdateVnicDetails, under [`VNIC_UPDATE`].
+            Lookup::Input(key) => {
+                if let Some((_, oci)) = VNIC_UPDATABLE.iter().find(|(k, _)| k == key) {
+                    let vnic = body
+                        .entry(VNIC_UPDATE.to_string())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    vnic[*oci] = d.change.after.clone();
+                }
+                continue;
+            }
         };
         let top = &path[0];
         if PARTIAL_OBJECTS.contains(&top.as_str()) && path.len() > 1 {
@@ -174,7 +189,7 @@ pub fn update_applied(live: &Value, sent: &Value) -> bool {
     let Some(m) = sent.as_object() else {
         return false;
     };
-    m.iter().all(|(k, v)| {
+    m.iter().filter(|(k, _)| *k != VNIC_UPDATE).all(|(k, v)| {
         let l = live.get(k).unwrap_or(&Value::Null);
         match v.as_object() {
             Some(o) if PARTIAL_OBJECTS.contains(&k.as_str()) => o

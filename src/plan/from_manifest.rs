@@ -95,6 +95,60 @@ fn tags(
     }
 }
 
+/// The primary VNIC's settings that UpdateVnic changes in place: (manifest name = recorded
+/// input, OCI name). GetInstance does not return them, so they are compared with what kiln
+/// recorded when it launched or last updated the VNIC ([`Lookup::Input`]); the update goes to
+/// the VNIC ([`crate::apply`]'s UpdateVnic), not to UpdateInstance.
+pub const VNIC_UPDATABLE: &[(&str, &str)] = &[
+    ("nsg_ids", "nsgIds"),
+    ("hostname_label", "hostnameLabel"),
+    ("skip_source_dest_check", "skipSourceDestCheck"),
+];
+
+/// `nsg_ids`, `hostname_label`, `skip_source_dest_check` (in place) and `private_ip` (replace)
+/// into the attributes and CreateVnicDetails.
+fn primary_vnic(
+    v: &crate::manifest::vnic::PrimaryVnic,
+    attrs: &mut Vec<DesiredAttr>,
+    vnic: &mut Map<String, Value>,
+) {
+    for (key, value) in [
+        ("nsg_ids", v.nsg_ids.as_ref().map(|n| json!(n))),
+        (
+            "hostname_label",
+            v.hostname_label.as_ref().map(|h| json!(h)),
+        ),
+        (
+            "skip_source_dest_check",
+            v.skip_source_dest_check.map(|b| json!(b)),
+        ),
+    ] {
+        let Some(value) = value else { continue };
+        let oci = VNIC_UPDATABLE
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, o)| *o)
+            .expect("listed above");
+        attrs.push(DesiredAttr {
+            path: key.into(),
+            lookup: Lookup::Input(key.into()),
+            value: DesiredValue::Known(value.clone()),
+            class: AttrClass::Update,
+            why: None,
+        });
+        vnic.insert(oci.into(), value);
+    }
+    if let Some(ip) = &v.private_ip {
+        attrs.push(input(
+            "private_ip",
+            "private_ip",
+            DesiredValue::Known(json!(ip)),
+            "OCI cannot change the primary private IP of a VNIC (UpdateVnicDetails has no `privateIp`)",
+        ));
+        vnic.insert("privateIp".into(), json!(ip));
+    }
+}
+
 /// One instance.
 pub fn instance(spec: &InstanceSpec) -> DesiredResource {
     let mut attrs = vec![
@@ -183,6 +237,7 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
         ));
         vnic.insert("assignPublicIp".into(), json!(p));
     }
+    primary_vnic(&spec.vnic, &mut attrs, &mut vnic);
     body.insert("createVnicDetails".into(), Value::Object(vnic));
 
     let mut depends_on = Vec::new();

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use toml_edit::{value, InlineTable, Table};
 
-use crate::oci::models::Instance;
+use crate::oci::models::{Instance, Vnic};
 
 fn inline_strings(m: &std::collections::BTreeMap<String, String>) -> InlineTable {
     let mut t = InlineTable::new();
@@ -14,8 +14,8 @@ fn inline_strings(m: &std::collections::BTreeMap<String, String>) -> InlineTable
     t
 }
 
-/// The `[instance.NAME]` table for a live instance whose primary VNIC is in `subnet`.
-pub fn instance_table(live: &Instance, subnet: &str) -> Table {
+/// The `[instance.NAME]` table for a live instance and its primary VNIC.
+pub fn instance_table(live: &Instance, vnic: &Vnic) -> Table {
     let mut t = Table::new();
     if let Some(n) = &live.display_name {
         t.insert("display_name", value(n.as_str()));
@@ -41,7 +41,8 @@ pub fn instance_table(live: &Instance, subnet: &str) -> Table {
             t.insert("shape_config", value(sc));
         }
     }
-    t.insert("subnet", value(subnet));
+    t.insert("subnet", value(vnic.subnet_id.as_str()));
+    primary_vnic(&mut t, vnic);
     let source = live.extra.get("sourceDetails");
     let mut src = InlineTable::new();
     match source
@@ -147,10 +148,48 @@ fn launch_settings(t: &mut Table, live: &Instance) {
     }
 }
 
-/// The create-time inputs recorded for an imported instance (what a launch by kiln records).
-pub fn instance_inputs(subnet: &str) -> Map<String, Value> {
+/// The primary VNIC's settings that are not OCI's defaults: its NSGs (when any), hostname
+/// label, private IP (fixed for the VNIC's life), a skipped source/destination check.
+fn primary_vnic(t: &mut Table, vnic: &Vnic) {
+    let nsgs: Vec<&str> = vnic
+        .extra
+        .get("nsgIds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !nsgs.is_empty() {
+        t.insert("nsg_ids", value(toml_edit::Array::from_iter(nsgs)));
+    }
+    if let Some(h) = &vnic.hostname_label {
+        t.insert("hostname_label", value(h.as_str()));
+    }
+    if let Some(ip) = &vnic.private_ip {
+        t.insert("private_ip", value(ip.as_str()));
+    }
+    if vnic.extra.get("skipSourceDestCheck") == Some(&Value::Bool(true)) {
+        t.insert("skip_source_dest_check", value(true));
+    }
+}
+
+/// The create-time inputs recorded for an imported instance (what a launch by kiln records),
+/// with its primary VNIC's settings as they are.
+pub fn instance_inputs(vnic: &Vnic) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("subnet_id".into(), Value::String(subnet.to_string()));
+    m.insert("subnet_id".into(), Value::String(vnic.subnet_id.clone()));
+    for (input, oci) in crate::plan::from_manifest::VNIC_UPDATABLE {
+        let v = match *oci {
+            "hostnameLabel" => vnic.hostname_label.clone().map(Value::String),
+            _ => vnic.extra.get(*oci).cloned(),
+        };
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            m.insert(input.to_string(), v);
+        }
+    }
+    if let Some(ip) = &vnic.private_ip {
+        m.insert("private_ip".into(), Value::String(ip.clone()));
+    }
     m.insert("prevent_destroy".into(), Value::Bool(false));
     m.insert("preserve_boot_volume".into(), Value::Bool(false));
     m.insert("create_before_destroy".into(), Value::Bool(false));

@@ -107,3 +107,105 @@ async fn launch_settings_round_trip_update_in_place_or_replace_and_import_back()
     let plan = p.kiln(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(plan.code, 0, "{plan:?}");
 }
+
+/// The primary VNIC of the instance at `address`, as GetVnic returns it.
+async fn primary_vnic(p: &Project, address: &str) -> (String, serde_json::Value) {
+    let id = p.state()["resources"][address]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = p.client();
+    let attachments = c
+        .list_vnic_attachments(support::COMPARTMENT, Some(&id))
+        .await
+        .unwrap();
+    assert_eq!(attachments.len(), 1, "{attachments:?}");
+    let vnic = c
+        .get_vnic(attachments[0].vnic_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .body;
+    (id, serde_json::to_value(vnic).unwrap())
+}
+
+/// `nsg_ids`, `hostname_label`, `private_ip`, `skip_source_dest_check`: sent in
+/// CreateVnicDetails, read back clean; all but `private_ip` change in place with UpdateVnic
+/// (the instance stays), a new `private_ip` replaces the instance with the
+/// reason; the emulator refuses an address outside the subnet, the manifest a bad label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_vnic_settings_round_trip_update_with_update_vnic_or_replace() {
+    let p = Project::new(support::config(0.002)).await;
+    let nsg = p.emu.fixtures().nsg_id;
+    let manifest = format!("[instance.web]\nnsg_ids = [\"{nsg}\"]\nhostname_label = \"web-one\"\nprivate_ip = \"10.0.3.7\"\nskip_source_dest_check = true\n");
+    p.write(&manifest);
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let (id, vnic) = primary_vnic(&p, "instance.web").await;
+    assert_eq!(vnic["nsgIds"], serde_json::json!([nsg]));
+    assert_eq!(vnic["hostnameLabel"], "web-one");
+    assert_eq!(vnic["privateIp"], "10.0.3.7");
+    assert_eq!(vnic["skipSourceDestCheck"], true);
+    let clean = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(clean.code, 0, "read back as launched: {clean:?}");
+
+    // In place, on the VNIC (UpdateVnic): NSGs, hostname label, source/destination check.
+    p.write(
+        &manifest
+            .replace(&format!("[\"{nsg}\"]"), "[]")
+            .replace("web-one", "web-two")
+            .replace(
+                "skip_source_dest_check = true",
+                "skip_source_dest_check = false",
+            ),
+    );
+    let plan = p.kiln(&["plan"]).await;
+    assert!(
+        plan.stdout.contains("~ instance.web") && !plan.stdout.contains("-/+"),
+        "{plan:?}"
+    );
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let (same, vnic) = primary_vnic(&p, "instance.web").await;
+    assert_eq!(same, id, "the same instance");
+    assert_eq!(vnic["nsgIds"], serde_json::json!([]));
+    assert_eq!(vnic["hostnameLabel"], "web-two");
+    assert_eq!(vnic["skipSourceDestCheck"], false);
+    let clean = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(clean.code, 0, "{clean:?}");
+
+    // Replaced, with the reason: UpdateVnicDetails has no private IP.
+    let moved = manifest.replace("10.0.3.7", "10.0.3.8");
+    p.write(&moved);
+    let plan = p.kiln(&["plan"]).await;
+    assert!(plan.stdout.contains("-/+ instance.web"), "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("OCI cannot change the primary private IP of a VNIC"),
+        "{plan:?}"
+    );
+    assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
+    let (new_id, vnic) = primary_vnic(&p, "instance.web").await;
+    assert_ne!(new_id, id);
+    assert_eq!(vnic["privateIp"], "10.0.3.8");
+    assert_eq!(vnic["hostnameLabel"], "web-one");
+    assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
+
+    // The emulator refuses an address outside the subnet's CIDR; the manifest a bad label.
+    p.write(
+        &moved
+            .replace("[instance.web]", "[instance.other]")
+            .replace("10.0.3.8", "10.9.0.1")
+            .replace("web-one", "other"),
+    );
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_ne!(apply.code, 0, "{apply:?}");
+    assert!(apply.stderr.contains("10.9.0.1"), "{apply:?}");
+    p.write(&moved.replace("web-one", "1-bad"));
+    let plan = p.kiln(&["plan"]).await;
+    assert_ne!(plan.code, 0);
+    assert!(
+        plan.stderr
+            .contains("`hostname_label` `1-bad` is not a hostname label"),
+        "{plan:?}"
+    );
+}

@@ -108,15 +108,24 @@ fn recorded_vnic(o: &Observed) -> Option<Value> {
     if let Some(p) = o.inputs.get("assign_public_ip") {
         m.insert("assignPublicIp".into(), p.clone());
     }
+    // The primary VNIC's settings kiln launched or last updated it with.
+    for (input, oci) in crate::plan::from_manifest::VNIC_UPDATABLE
+        .iter()
+        .chain(&[("private_ip", "privateIp")])
+    {
+        if let Some(v) = o.inputs.get(*input) {
+            m.insert(oci.to_string(), v.clone());
+        }
+    }
     if let Some(n) = &o.network {
         if let Some(s) = &n.subnet_id {
             m.entry("subnetId").or_insert(json!(s));
         }
         if let Some(ip) = &n.private_ip {
-            m.insert("privateIp".into(), json!(ip));
+            m.entry("privateIp").or_insert(json!(ip));
         }
         if let Some(h) = &n.hostname_label {
-            m.insert("hostnameLabel".into(), json!(h));
+            m.entry("hostnameLabel").or_insert(json!(h));
         }
         m.entry("assignPublicIp")
             .or_insert(json!(n.public_ip.is_some()));
