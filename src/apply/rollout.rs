@@ -64,9 +64,14 @@ impl Ctx {
         let id =
             c.id.clone()
                 .ok_or_else(|| self.invalid(c, "boot volume replacement without an id"))?;
-        let body = self
+        let mut body = self
             .resolve(&c.address, c.request.as_ref().unwrap_or(&Value::Null))
             .await?;
+        // The primary VNIC's settings go to the VNIC (UpdateVnic) once the volume is replaced,
+        // as for any update (`actions::update`).
+        let vnic = body
+            .as_object_mut()
+            .and_then(|m| m.remove(crate::plan::diff::VNIC_UPDATE));
         let inputs = match &c.inputs {
             Some(i) => self.resolve(&c.address, i).await?.as_object().cloned(),
             None => None,
@@ -138,6 +143,9 @@ impl Ctx {
             .map_err(|e| self.oci(&c.address, e))?;
         self.store_read(c, &id, now, etag, inputs).await?;
         self.mark_network_stale(&c.address);
+        if let Some(details) = vnic {
+            self.update_primary_vnic(c, &id, details).await?;
+        }
         if self.rollout_of(&c.address).is_some() {
             self.gate(c, &id).await?;
         }

@@ -209,3 +209,38 @@ async fn primary_vnic_settings_round_trip_update_with_update_vnic_or_replace() {
         "{plan:?}"
     );
 }
+
+/// A boot volume replacement (`replace_method = "boot_volume"`) planned together with a primary
+/// VNIC edit: the volume is replaced with UpdateInstance and the VNIC's settings go to UpdateVnic
+/// (they were folded into the UpdateInstance body, whose model has no such field, and dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_volume_replacement_with_a_vnic_edit_updates_the_vnic_too() {
+    let p = Project::new(support::config(0.002)).await;
+    let f = p.emu.fixtures();
+    let ol: Vec<String> = f
+        .platform_images
+        .iter()
+        .filter(|i| i.operating_system == "Oracle Linux" && i.arch == "x86_64")
+        .map(|i| i.id.clone())
+        .collect();
+    let manifest = |image: &str, label: &str| {
+        format!("[instance.web]\nreplace_method = \"boot_volume\"\nsource = {{ image = \"{image}\" }}\nhostname_label = \"{label}\"\n")
+    };
+    p.write(&manifest(&ol[0], "web-one"));
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let (id, _) = primary_vnic(&p, "instance.web").await;
+    p.write(&manifest(&ol[1], "web-two"));
+    let plan = p.kiln(&["plan"]).await;
+    assert!(
+        plan.stdout.contains("boot volume replacement") && !plan.stdout.contains("-/+"),
+        "{plan:?}"
+    );
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let (same, vnic) = primary_vnic(&p, "instance.web").await;
+    assert_eq!(same, id, "the same instance");
+    assert_eq!(vnic["hostnameLabel"], "web-two", "{vnic}");
+    let clean = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(clean.code, 0, "{clean:?}");
+}
