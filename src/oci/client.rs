@@ -21,23 +21,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 use super::auth::Credentials;
 use super::budget::{Budgets, Outcome};
-use super::error::{kind_of, kind_of_answer, ErrorKind, OciError};
+use super::error::{injected, kind_of_answer, ErrorKind, OciError};
 use super::keys::SigningKey;
 use super::net::Network;
 use super::signer::{self, RequestParts};
-use crate::failpoint::{self, Fault};
+use crate::failpoint;
 
+pub use super::call::{
+    encode_query_value, new_retry_token, Call, MutationOptions, Response, API_VERSION,
+};
 pub use super::retry::{observe_retries, shorten_ocids, RetryNotice, RetryObserver, RetryPolicy};
-use super::retry::{PaceNotice, RETRY_OBSERVER};
-
-/// Compute API version path.
-pub const API_VERSION: &str = "/20160918";
+use super::retry::{retryable, PaceNotice, RETRY_OBSERVER};
 
 /// How to build a [`Client`].
 #[derive(Clone, Debug)]
@@ -67,132 +66,6 @@ impl ClientOptions {
     }
 }
 
-/// A response with the headers OCI callers need.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Response<T> {
-    pub body: T,
-    pub status: u16,
-    pub etag: Option<String>,
-    pub opc_request_id: Option<String>,
-    pub opc_work_request_id: Option<String>,
-    pub opc_next_page: Option<String>,
-}
-
-impl<T> Response<T> {
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Response<U> {
-        Response {
-            body: f(self.body),
-            status: self.status,
-            etag: self.etag,
-            opc_request_id: self.opc_request_id,
-            opc_work_request_id: self.opc_work_request_id,
-            opc_next_page: self.opc_next_page,
-        }
-    }
-}
-
-/// Headers for mutating calls.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct MutationOptions {
-    /// Sent as `If-Match`: the call fails with 412 if the resource changed since this etag.
-    pub if_match: Option<String>,
-    /// Sent as `opc-retry-token` (one is generated for POST/PUT when absent).
-    pub retry_token: Option<String>,
-}
-
-impl MutationOptions {
-    pub fn if_match(etag: Option<&str>) -> Self {
-        MutationOptions {
-            if_match: etag.map(str::to_string),
-            retry_token: None,
-        }
-    }
-}
-
-/// One call, before signing.
-#[derive(Clone, Debug)]
-pub struct Call {
-    pub operation: &'static str,
-    pub method: Method,
-    /// The service's path prefix: [`API_VERSION`] for Compute, empty for Object Storage.
-    pub prefix: &'static str,
-    /// Path below the prefix, e.g. `/instances/ocid1…`.
-    pub path: String,
-    pub query: Vec<(&'static str, String)>,
-    pub body: Option<Vec<u8>>,
-    pub resource: Option<String>,
-    pub options: MutationOptions,
-    /// Whether the operation accepts `opc-retry-token` (one is generated when retries are on).
-    pub retry_token: bool,
-    /// Extra request headers (e.g. `if-none-match`).
-    pub headers: Vec<(&'static str, String)>,
-    /// The body's content type (default `application/json`).
-    pub content_type: Option<String>,
-    /// Sign without the body headers (Object Storage PutObject, as Oracle's SDK does).
-    pub exclude_body: bool,
-}
-
-impl Call {
-    pub fn new(operation: &'static str, method: Method, path: impl Into<String>) -> Call {
-        Call {
-            operation,
-            method,
-            prefix: API_VERSION,
-            path: path.into(),
-            query: Vec::new(),
-            body: None,
-            resource: None,
-            options: MutationOptions::default(),
-            retry_token: false,
-            headers: Vec::new(),
-            content_type: None,
-            exclude_body: false,
-        }
-    }
-
-    /// A call to a service whose paths have no version prefix (Object Storage).
-    pub fn unversioned(mut self) -> Call {
-        self.prefix = "";
-        self
-    }
-
-    pub fn header(mut self, k: &'static str, v: impl Into<String>) -> Call {
-        self.headers.push((k, v.into()));
-        self
-    }
-
-    /// A raw body of `content_type`, signed without the body headers when `exclude_body`.
-    pub fn raw_body(mut self, body: Vec<u8>, content_type: &str, exclude_body: bool) -> Call {
-        self.body = Some(body);
-        self.content_type = Some(content_type.to_string());
-        self.exclude_body = exclude_body;
-        self
-    }
-
-    pub fn query(mut self, k: &'static str, v: Option<impl ToString>) -> Call {
-        if let Some(v) = v {
-            self.query.push((k, v.to_string()));
-        }
-        self
-    }
-
-    pub fn json(mut self, body: &impl serde::Serialize) -> Call {
-        self.body = Some(serde_json::to_vec(body).expect("request bodies serialise"));
-        self
-    }
-
-    pub fn resource(mut self, id: &str) -> Call {
-        self.resource = Some(id.to_string());
-        self
-    }
-
-    pub fn mutation(mut self, options: &MutationOptions, accepts_retry_token: bool) -> Call {
-        self.options = options.clone();
-        self.retry_token = accepts_retry_token;
-        self
-    }
-}
-
 /// The OCI client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -214,21 +87,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// `quote_plus` as Python's requests encodes query values: unreserved bytes kept, space as `+`.
-pub fn encode_query_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 /// The `host` header of a URL: host, with `:port` when the URL has one.
 fn host_of(endpoint: &str) -> String {
     url::Url::parse(endpoint)
@@ -244,16 +102,6 @@ fn host_of(endpoint: &str) -> String {
 
 fn opc_request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string().to_uppercase()
-}
-
-/// 30 alphanumerics, like the SDK's tokens.
-pub fn new_retry_token() -> String {
-    use rand::distributions::Alphanumeric;
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(30)
-        .map(char::from)
-        .collect()
 }
 
 impl Client {
@@ -628,53 +476,6 @@ impl Client {
     }
 }
 
-/// The error an injected fault stands for (see [`failpoint`]): an answer with that status, a
-/// dropped connection, or a process that is no longer there to see anything.
-fn injected(call: &Call, fault: Fault) -> OciError {
-    let (kind, status, code, message) = match fault {
-        Fault::Status(s) => {
-            let code = match s {
-                401 => "NotAuthenticated",
-                404 => "NotAuthorizedOrNotFound",
-                409 => "Conflict",
-                429 => "TooManyRequests",
-                500 => "InternalServerError",
-                _ => "InjectedFault",
-            };
-            (kind_of(s, code), Some(s), code, "injected answer")
-        }
-        Fault::Capacity => (
-            ErrorKind::OutOfCapacity,
-            Some(500),
-            "InternalError",
-            "Out of host capacity.",
-        ),
-        Fault::Lost | Fault::Error => (
-            ErrorKind::Transport,
-            None,
-            "Transport",
-            "connection closed before the answer (injected)",
-        ),
-        Fault::Abort => (
-            ErrorKind::Transport,
-            None,
-            "Aborted",
-            "the process was aborted (injected)",
-        ),
-    };
-    OciError {
-        kind,
-        operation: call.operation,
-        resource: call.resource.clone(),
-        status,
-        code: code.into(),
-        message: message.into(),
-        opc_request_id: None,
-        attempts: 1,
-        help: None,
-    }
-}
-
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -686,32 +487,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn retryable(e: &OciError) -> bool {
-    if failpoint::aborted() {
-        return false;
-    }
-    match e.kind {
-        // A certificate the trusted roots do not vouch for will not change on a retry.
-        ErrorKind::Transport if e.message.contains("invalid peer certificate") => false,
-        ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::Throttled => true,
-        ErrorKind::Server => matches!(e.status, Some(500 | 502 | 503 | 504)),
-        ErrorKind::Conflict => matches!(e.code.as_str(), "IncorrectState" | "LockConflict"),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_values_are_encoded_like_python_requests() {
-        assert_eq!(
-            encode_query_value("web server/ü+1"),
-            "web+server%2F%C3%BC%2B1"
-        );
-        assert_eq!(encode_query_value("Uocm:PHX-AD-1"), "Uocm%3APHX-AD-1");
-    }
 
     #[test]
     fn backoff_is_bounded_full_jitter() {

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use super::call::Call;
+use crate::failpoint::Fault;
+
 /// What kind of failure, for callers that branch on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -136,5 +139,52 @@ pub fn kind_of(status: u16, code: &str) -> ErrorKind {
         s if s >= 500 => ErrorKind::Server,
         _ if code == "NoEtagMatch" => ErrorKind::PreconditionFailed,
         _ => ErrorKind::Client,
+    }
+}
+
+/// The error an injected fault stands for (see [`failpoint`]): an answer with that status, a
+/// dropped connection, or a process that is no longer there to see anything.
+pub(super) fn injected(call: &Call, fault: Fault) -> OciError {
+    let (kind, status, code, message) = match fault {
+        Fault::Status(s) => {
+            let code = match s {
+                401 => "NotAuthenticated",
+                404 => "NotAuthorizedOrNotFound",
+                409 => "Conflict",
+                429 => "TooManyRequests",
+                500 => "InternalServerError",
+                _ => "InjectedFault",
+            };
+            (kind_of(s, code), Some(s), code, "injected answer")
+        }
+        Fault::Capacity => (
+            ErrorKind::OutOfCapacity,
+            Some(500),
+            "InternalError",
+            "Out of host capacity.",
+        ),
+        Fault::Lost | Fault::Error => (
+            ErrorKind::Transport,
+            None,
+            "Transport",
+            "connection closed before the answer (injected)",
+        ),
+        Fault::Abort => (
+            ErrorKind::Transport,
+            None,
+            "Aborted",
+            "the process was aborted (injected)",
+        ),
+    };
+    OciError {
+        kind,
+        operation: call.operation,
+        resource: call.resource.clone(),
+        status,
+        code: code.into(),
+        message: message.into(),
+        opc_request_id: None,
+        attempts: 1,
+        help: None,
     }
 }

@@ -5,6 +5,7 @@
 //! - [`auth`]: the four ways to authenticate (API key, session token, resource and instance
 //!   principals) and renewing their tokens; [`net`]: proxies and a CA bundle;
 //! - [`signer`]: draft-cavage `Signature` Authorization exactly as Oracle's Python SDK builds it;
+//! - [`call`]: one request before it is signed, and the answer's headers;
 //! - [`client`]: HTTP with retries, timeouts, response headers surfaced (the retry policy and
 //!   its notices in `retry`); [`error`]: OCI errors;
 //! - [`budget`]: rate limits, an adaptive budget per operation family that every call shares;
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod call;
 pub mod client;
 pub mod compute;
 pub mod config;

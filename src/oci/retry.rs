@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::error::OciError;
+use super::error::{ErrorKind, OciError};
+use crate::failpoint;
 
 /// A request about to wait before its next attempt: what was refused and for how long it waits.
 pub struct RetryNotice<'a> {
@@ -137,5 +138,20 @@ impl RetryPolicy {
             .saturating_mul(1u32 << (attempt - 1).min(20))
             .min(self.max_delay);
         ceiling.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
+    }
+}
+
+/// Whether a failed attempt may be tried again (what the module docs of [`super::client`] list).
+pub(super) fn retryable(e: &OciError) -> bool {
+    if failpoint::aborted() {
+        return false;
+    }
+    match e.kind {
+        // A certificate the trusted roots do not vouch for will not change on a retry.
+        ErrorKind::Transport if e.message.contains("invalid peer certificate") => false,
+        ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::Throttled => true,
+        ErrorKind::Server => matches!(e.status, Some(500 | 502 | 503 | 504)),
+        ErrorKind::Conflict => matches!(e.code.as_str(), "IncorrectState" | "LockConflict"),
+        _ => false,
     }
 }

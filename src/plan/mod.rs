@@ -6,8 +6,8 @@
 //! from this one structure ([`render`]).
 //!
 //! Stages inside this module, in the order data flows:
-//! - [`refresh`]: [`refresh::make_plan`], the entry point — `[[moved]]` renames, the live reads in
-//!   bulk (and the etags of what will change), then [`build`];
+//! - [`refresh`]: [`refresh::make_plan`], the entry point — `[[moved]]` renames, the live reads,
+//!   then [`build`]; `live`: those reads (in bulk, the etags of what will change, image lookups);
 //! - [`from_manifest`] and [`desired`]: the manifest's resources as flat lists of desired
 //!   attributes, each classed as updatable in place, a move (compartment), or forcing replacement
 //!   (with the reason);
@@ -35,6 +35,7 @@ pub mod desired;
 pub mod diff;
 pub mod from_manifest;
 pub mod import;
+mod live;
 pub mod markdown;
 mod observe;
 pub mod refresh;

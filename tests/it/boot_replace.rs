@@ -7,9 +7,7 @@
 
 use serde_json::{json, Value};
 
-use crate::emulator_fidelity::{emulator, pending, qs, Api};
-use crate::support::fast_forward;
-use crate::support::COMPARTMENT;
+use crate::support::{emulator, fast_forward, pending, qs, Api, COMPARTMENT};
 
 async fn boot_attachments(api: &Api<'_>, ad: &str, id: &str) -> Vec<Value> {
     let a = api

@@ -12,10 +12,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use kiln::emulator::RunningEmulator;
-use kiln::oci::signer::{self, RequestParts};
-
-use crate::support::{self, COMPARTMENT, OTHER_COMPARTMENT};
+use crate::support::{self, emulator, pending, qs, Api, COMPARTMENT, OTHER_COMPARTMENT};
 
 /// Every field of the SDK's `Instance` model (oci 2.189 `attribute_map`).
 const INSTANCE_FIELDS: &[&str] = &[
@@ -213,167 +210,12 @@ const SHAPE_FIELDS: &[&str] = &[
     "platformNames",
 ];
 
-/// A work request that has not finished: ACCEPTED at the instant it is made, then IN_PROGRESS.
-pub(crate) fn pending(w: &Value) -> bool {
-    matches!(w["status"].as_str(), Some("ACCEPTED" | "IN_PROGRESS"))
-}
-
 fn missing(v: &Value, fields: &[&str]) -> Vec<String> {
     fields
         .iter()
         .filter(|f| v.get(**f).is_none())
         .map(|f| f.to_string())
         .collect()
-}
-
-/// One answer: status, headers, JSON body (Null when none).
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    pub(crate) headers: reqwest::header::HeaderMap,
-    pub(crate) body: Value,
-}
-
-impl Answer {
-    pub(crate) fn header(&self, k: &str) -> Option<&str> {
-        self.headers.get(k).and_then(|v| v.to_str().ok())
-    }
-}
-
-impl std::fmt::Debug for Answer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.body)
-    }
-}
-
-/// Signed raw requests to an emulator.
-pub(crate) struct Api<'a> {
-    emu: &'a RunningEmulator,
-    http: reqwest::Client,
-}
-
-pub(crate) fn qs(pairs: &[(&str, &str)]) -> String {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
-    }
-    s.finish()
-}
-
-impl<'a> Api<'a> {
-    pub(crate) fn new(emu: &'a RunningEmulator) -> Api<'a> {
-        Api {
-            emu,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    pub(crate) async fn call(
-        &self,
-        method: &str,
-        pq: &str,
-        body: Option<&Value>,
-        extra: &[(&str, &str)],
-    ) -> Answer {
-        let pq = format!("/20160918{pq}");
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let host = self.emu.addr().to_string();
-        let signed = signer::sign(
-            &support::signing_key(),
-            &RequestParts {
-                method,
-                path_and_query: &pq,
-                host: &host,
-                date: &signer::http_date_now(),
-                body: &bytes,
-                content_type: "application/json",
-                exclude_body: false,
-            },
-        );
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{pq}", self.emu.url()));
-        for (k, v) in &signed.headers {
-            if *k != "content-length" {
-                req = req.header(*k, v);
-            }
-        }
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        if matches!(method, "POST" | "PUT") {
-            if bytes.is_empty() {
-                req = req.header("content-length", "0");
-            }
-            req = req.body(bytes);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        Answer {
-            status,
-            headers,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        }
-    }
-
-    pub(crate) async fn get(&self, pq: &str) -> Answer {
-        self.call("GET", pq, None, &[]).await
-    }
-
-    pub(crate) async fn post(&self, pq: &str, body: &Value) -> Answer {
-        self.call("POST", pq, Some(body), &[]).await
-    }
-
-    pub(crate) async fn put(&self, pq: &str, body: &Value) -> Answer {
-        self.call("PUT", pq, Some(body), &[]).await
-    }
-
-    pub(crate) async fn delete(&self, pq: &str) -> Answer {
-        self.call("DELETE", pq, None, &[]).await
-    }
-
-    /// GET that must succeed.
-    pub(crate) async fn ok(&self, pq: &str) -> Value {
-        let a = self.get(pq).await;
-        assert_eq!(a.status, 200, "GET {pq}: {a:?}");
-        a.body
-    }
-
-    /// A valid launch body, with `patch` merged over it (one level deep, nulls remove).
-    pub(crate) fn launch_body(&self, name: &str, patch: Value) -> Value {
-        let f = self.emu.fixtures();
-        let mut b = json!({
-            "availabilityDomain": f.availability_domains[0],
-            "compartmentId": COMPARTMENT,
-            "displayName": name,
-            "shape": "VM.Standard.E4.Flex",
-            "shapeConfig": {"ocpus": 1, "memoryInGBs": 16},
-            "createVnicDetails": {"subnetId": f.public_subnet_id},
-            "sourceDetails": {"sourceType": "image", "imageId": f.platform_images[0].id},
-            "metadata": {"ssh_authorized_keys": "ssh-ed25519 AAAA test"}
-        });
-        for (k, v) in patch.as_object().unwrap() {
-            if v.is_null() {
-                b.as_object_mut().unwrap().remove(k);
-            } else {
-                b[k] = v.clone();
-            }
-        }
-        b
-    }
-
-    pub(crate) async fn launch(&self, name: &str, patch: Value) -> Value {
-        let a = self
-            .post("/instances", &self.launch_body(name, patch))
-            .await;
-        assert_eq!(a.status, 200, "launch {name}: {a:?}");
-        a.body
-    }
-}
-
-pub(crate) async fn emulator() -> RunningEmulator {
-    support::start(support::config(1.0)).await
 }
 
 #[tokio::test]

@@ -8,15 +8,6 @@ use kiln::state::{LockInfo, StateStore};
 
 use crate::support::{self, Project, COMPARTMENT};
 
-fn live_names(live: &[kiln::oci::models::Instance]) -> Vec<String> {
-    let mut names: Vec<String> = live
-        .iter()
-        .map(|i| i.display_name.clone().unwrap_or_default())
-        .collect();
-    names.sort();
-    names
-}
-
 async fn assert_converged(p: &Project) {
     let plan = p.kiln(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(plan.code, 0, "{plan:?}");
@@ -74,7 +65,7 @@ async fn an_edited_manifest_after_a_crashed_create_resumes_that_create() {
     let again = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(again.code, 0, "{again:?}");
     let live = p.live_instances().await;
-    assert_eq!(live_names(&live), ["web"], "one instance, not two");
+    assert_eq!(support::live_names(&live), ["web"], "one instance, not two");
     assert_eq!(
         live[0].freeform_tags.get("added").map(String::as_str),
         Some("yes")
@@ -112,7 +103,7 @@ async fn a_401_on_a_resumed_create_keeps_its_retry_token() {
     );
     let again = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(again.code, 0, "{again:?}");
-    assert_eq!(live_names(&p.live_instances().await), ["web"]);
+    assert_eq!(support::live_names(&p.live_instances().await), ["web"]);
     assert_converged(&p).await;
 }
 
@@ -253,7 +244,7 @@ async fn destroy_of_a_target_takes_what_depends_on_it_not_what_it_depends_on() {
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
-        live_names(&p.live_instances().await),
+        support::live_names(&p.live_instances().await),
         ["builder", "web2"],
         "{out:?}"
     );
@@ -262,7 +253,7 @@ async fn destroy_of_a_target_takes_what_depends_on_it_not_what_it_depends_on() {
         .kiln(&["destroy", "--auto-approve", "--target", "image.golden"])
         .await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(live_names(&p.live_instances().await), ["builder"]);
+    assert_eq!(support::live_names(&p.live_instances().await), ["builder"]);
     assert!(p.live_images().await.is_empty());
     let out = p.kiln(&["plan", "--replace", "instance.nope"]).await;
     assert_eq!(out.code, 1, "{out:?}");
@@ -282,7 +273,7 @@ async fn a_delete_whose_answer_was_lost_is_not_someone_elses_change() {
         )
         .await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(live_names(&p.live_instances().await), ["db"]);
+    assert_eq!(support::live_names(&p.live_instances().await), ["db"]);
     assert!(p.state()["resources"].get("instance.web").is_none());
     assert_converged(&p).await;
 }

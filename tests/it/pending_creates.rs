@@ -3,7 +3,7 @@
 //! leaving the manifest, its region changing, its token going stale after a rename), the
 //! `kiln-address` tag is compared, and a power state changed outside kiln is drift.
 
-use kiln::emulator::{EmulatorConfig, RunningEmulator};
+use kiln::emulator::RunningEmulator;
 use kiln::oci::compute::ListInstances;
 use kiln::oci::models::Instance;
 
@@ -21,15 +21,6 @@ async fn live_in(emu: &RunningEmulator) -> Vec<Instance> {
         .into_iter()
         .filter(|i| !matches!(i.lifecycle_state.as_str(), "TERMINATED" | "TERMINATING"))
         .collect()
-}
-
-fn names(live: &[Instance]) -> Vec<String> {
-    let mut n: Vec<String> = live
-        .iter()
-        .map(|i| i.display_name.clone().unwrap_or_default())
-        .collect();
-    n.sort();
-    n
 }
 
 /// Apply with the `n`-th LaunchInstance (from 0) landing and its answer lost as kiln dies.
@@ -100,7 +91,11 @@ async fn a_pending_create_whose_address_left_the_manifest_is_destroyed_not_left_
         );
         let out = p.kiln(&["apply", "--auto-approve"]).await;
         assert_eq!(out.code, 0, "{out:?}");
-        assert_eq!(names(&p.live_instances().await), stays, "{after}: {out:?}");
+        assert_eq!(
+            support::live_names(&p.live_instances().await),
+            stays,
+            "{after}: {out:?}"
+        );
         assert_converged(&p).await;
     }
 }
@@ -122,19 +117,8 @@ async fn kiln_destroy_destroys_what_a_pending_create_made() {
 /// A second region (us-phoenix-1) served by its own emulator, and the manifest lines that put
 /// `instance.web` there.
 async fn phoenix(p: &Project) -> (RunningEmulator, String, String) {
-    let phx = support::start(EmulatorConfig {
-        region: "us-phoenix-1".into(),
-        ..support::config(0.0)
-    })
-    .await;
+    let (phx, header) = support::second_region(p, "us-phoenix-1").await;
     let f = phx.fixtures();
-    let header = p.header().replace(
-        "[defaults]",
-        &format!(
-            "endpoints = {{ us-phoenix-1 = \"{}\" }}\n\n[defaults]",
-            phx.url()
-        ),
-    );
     let web = format!(
         "[instance.web]\nregion = \"us-phoenix-1\"\navailability_domain = \"{}\"\nsubnet = \"{}\"\nsource = {{ image = \"{}\" }}\n",
         f.availability_domains[0], f.public_subnet_id, f.platform_images[0].id
@@ -163,7 +147,11 @@ async fn a_pending_create_moved_to_another_region_is_resolved_where_it_was_sent(
         live_in(&phx).await.is_empty(),
         "what the first create made was replaced: {out:?}"
     );
-    assert_eq!(names(&p.live_instances().await), ["web"], "{out:?}");
+    assert_eq!(
+        support::live_names(&p.live_instances().await),
+        ["web"],
+        "{out:?}"
+    );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         plan.stdout.contains("did not finish in us-phoenix-1"),
@@ -214,7 +202,11 @@ async fn a_stale_pending_create_renamed_by_moved_is_found_under_its_old_address(
     assert_eq!(plan.code, 0, "{plan:?}");
     let out = p.kiln(&["apply", "--auto-approve"]).await;
     let live = p.live_instances().await;
-    assert_eq!(names(&live), ["web"], "adopted, not duplicated: {out:?}");
+    assert_eq!(
+        support::live_names(&live),
+        ["web"],
+        "adopted, not duplicated: {out:?}"
+    );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         !plan.stdout.contains("resumed with the same retry token"),
@@ -380,7 +372,11 @@ async fn a_stale_pending_create_adopted_gets_the_tags_changed_since_it_was_sent(
     let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let live = p.live_instances().await;
-    assert_eq!(names(&live), ["web"], "adopted, not duplicated: {out:?}");
+    assert_eq!(
+        support::live_names(&live),
+        ["web"],
+        "adopted, not duplicated: {out:?}"
+    );
     assert_eq!(live[0].freeform_tags["t"], "1", "{out:?}");
     assert_converged(&p).await;
 }

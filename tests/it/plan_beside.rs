@@ -44,6 +44,18 @@ async fn plans_read_beside(p: &Project, serial: u64) {
     assert_eq!(plan["locked_by"]["pid"], std::process::id(), "{plan}");
 }
 
+/// `kiln apply beside.plan`, saved before the apply recorded more, is refused as stale and creates
+/// nothing: `live` instances stay.
+async fn assert_stale_plan_refused(p: &Project, live: usize) {
+    let out = p.kiln(&["apply", "beside.plan"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        flat(&out).contains("the state changed since this plan was made"),
+        "{out:?}"
+    );
+    assert_eq!(p.live_instances().await.len(), live, "nothing was created");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_beside_an_apply_reads_its_journal_instead_of_failing() {
     let p = Project::new(support::config(0.0)).await;
@@ -97,13 +109,7 @@ async fn a_plan_beside_an_apply_reads_its_journal_instead_of_failing() {
     st.resources.insert("instance.db".into(), later);
     commits.finish(&lock, &mut st, false).await.unwrap();
     lock.release().await.unwrap();
-    let out = p.kiln(&["apply", "beside.plan"]).await;
-    assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        flat(&out).contains("the state changed since this plan was made"),
-        "{out:?}"
-    );
-    assert_eq!(p.live_instances().await.len(), 2, "nothing was created");
+    assert_stale_plan_refused(&p, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,13 +143,7 @@ async fn a_plan_beside_an_apply_on_remote_state_reads_instead_of_failing() {
     st.resources.get_mut("instance.web").unwrap().updated_at = chrono::Utc::now();
     store.save(&lock, &mut st).await.unwrap();
     lock.release().await.unwrap();
-    let out = p.kiln(&["apply", "beside.plan"]).await;
-    assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        flat(&out).contains("the state changed since this plan was made"),
-        "{out:?}"
-    );
-    assert_eq!(p.live_instances().await.len(), 1, "nothing was created");
+    assert_stale_plan_refused(&p, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

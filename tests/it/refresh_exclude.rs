@@ -12,12 +12,6 @@ fn mutating(call: &str) -> bool {
     !(call.starts_with("Get") || call.starts_with("List") || call.starts_with("Head"))
 }
 
-fn live_names(p: &[kiln::oci::models::Instance]) -> Vec<String> {
-    let mut n: Vec<String> = p.iter().filter_map(|i| i.display_name.clone()).collect();
-    n.sort();
-    n
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_only_adopts_an_out_of_band_tag_change_without_a_mutating_call() {
     let p = Project::new(support::config(0.002)).await;
@@ -140,7 +134,10 @@ async fn exclude_leaves_the_resource_and_its_dependents_and_destroy_keeps_what_i
         .kiln(&["apply", "--auto-approve", "--exclude", "image.golden"])
         .await;
     assert_eq!(apply.code, 0, "{apply:?}");
-    assert_eq!(live_names(&p.live_instances().await), ["builder", "other"]);
+    assert_eq!(
+        support::live_names(&p.live_instances().await),
+        ["builder", "other"]
+    );
     assert!(p.live_images().await.is_empty());
     let before = p.emu.stats();
     let plan = p
@@ -164,7 +161,7 @@ async fn exclude_leaves_the_resource_and_its_dependents_and_destroy_keeps_what_i
     );
     assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
     assert_eq!(
-        live_names(&p.live_instances().await),
+        support::live_names(&p.live_instances().await),
         ["builder", "other", "web1", "web2"]
     );
 
@@ -193,7 +190,7 @@ async fn exclude_leaves_the_resource_and_its_dependents_and_destroy_keeps_what_i
         .kiln(&["destroy", "--auto-approve", "--exclude", "image.golden"])
         .await;
     assert_eq!(destroy.code, 0, "{destroy:?}");
-    assert_eq!(live_names(&p.live_instances().await), ["builder"]);
+    assert_eq!(support::live_names(&p.live_instances().await), ["builder"]);
     assert_eq!(p.live_images().await.len(), 1);
     let st = p.state();
     let left: Vec<&String> = st["resources"].as_object().unwrap().keys().collect();

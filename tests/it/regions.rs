@@ -1,28 +1,13 @@
 //! One manifest, one state, several regions: each region is its own emulator (its own ADs,
 //! subnets, images and resources), reached through `[provider] endpoints`.
 
-use kiln::emulator::EmulatorConfig;
-
-use crate::support::{self, Project, COMPARTMENT};
-
-const OTHER_COMPARTMENT: &str = "ocid1.compartment.oc1..aaaaaaaaothercompartment";
+use crate::support::{self, Project, COMPARTMENT, OTHER_COMPARTMENT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_regions_apply_and_plan_clean_with_one_list_per_region_and_compartment() {
     let p = Project::new(support::config(0.0)).await;
-    let phx = support::start(EmulatorConfig {
-        region: "us-phoenix-1".into(),
-        ..support::config(0.0)
-    })
-    .await;
+    let (phx, header) = support::second_region(&p, "us-phoenix-1").await;
     let f = phx.fixtures();
-    let header = p.header().replace(
-        "[defaults]",
-        &format!(
-            "endpoints = {{ us-phoenix-1 = \"{}\" }}\n\n[defaults]",
-            phx.url()
-        ),
-    );
     let body = format!(
         "[instance.east]\ncount = 2\n\
          [instance.west]\ncount = 2\nregion = \"phx\"\navailability_domain = \"{}\"\nsubnet = \"{}\"\nsource = {{ image = \"{}\" }}\n\

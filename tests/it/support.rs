@@ -5,8 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde_json::{json, Value};
+
 use kiln::emulator::{self, EmulatorConfig, RunningEmulator, TrustedKey};
 use kiln::oci::keys::{self, SigningKey};
+use kiln::oci::signer::{self, RequestParts};
 use kiln::oci::{Client, ClientOptions, RetryPolicy};
 
 pub const TENANCY: &str = "ocid1.tenancy.oc1..aaaatest";
@@ -396,4 +399,191 @@ pub fn pass_capture_cooldown(emu: &RunningEmulator) {
         *at -= chrono::Duration::days(1);
     }
     emu.restore(w);
+}
+
+/// The display names of `live` instances, sorted: what a test compares to what it declared.
+pub fn live_names(live: &[kiln::oci::models::Instance]) -> Vec<String> {
+    let mut names: Vec<String> = live
+        .iter()
+        .map(|i| i.display_name.clone().unwrap_or_default())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A second region served by its own emulator (its own ADs, subnets, images and resources), and
+/// `p`'s manifest header with the `[provider] endpoints` line that reaches it.
+pub async fn second_region(p: &Project, region: &str) -> (RunningEmulator, String) {
+    let emu = start(EmulatorConfig {
+        region: region.into(),
+        ..config(0.0)
+    })
+    .await;
+    let header = p.header().replace(
+        "[defaults]",
+        &format!(
+            "endpoints = {{ {region} = \"{}\" }}\n\n[defaults]",
+            emu.url()
+        ),
+    );
+    (emu, header)
+}
+
+// Raw requests (signed by kiln's signer), for tests that check the JSON on the wire: the
+// emulator-fidelity and boot-replacement tests.
+
+/// A work request that has not finished: ACCEPTED at the instant it is made, then IN_PROGRESS.
+pub fn pending(w: &Value) -> bool {
+    matches!(w["status"].as_str(), Some("ACCEPTED" | "IN_PROGRESS"))
+}
+
+/// One answer: status, headers, JSON body (Null when none).
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, k: &str) -> Option<&str> {
+        self.headers.get(k).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+/// Signed raw requests to an emulator.
+pub struct Api<'a> {
+    emu: &'a RunningEmulator,
+    http: reqwest::Client,
+}
+
+pub fn qs(pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+impl<'a> Api<'a> {
+    pub fn new(emu: &'a RunningEmulator) -> Api<'a> {
+        Api {
+            emu,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        pq: &str,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let pq = format!("/20160918{pq}");
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let host = self.emu.addr().to_string();
+        let signed = signer::sign(
+            &signing_key(),
+            &RequestParts {
+                method,
+                path_and_query: &pq,
+                host: &host,
+                date: &signer::http_date_now(),
+                body: &bytes,
+                content_type: "application/json",
+                exclude_body: false,
+            },
+        );
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{pq}", self.emu.url()));
+        for (k, v) in &signed.headers {
+            if *k != "content-length" {
+                req = req.header(*k, v);
+            }
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        if matches!(method, "POST" | "PUT") {
+            if bytes.is_empty() {
+                req = req.header("content-length", "0");
+            }
+            req = req.body(bytes);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn get(&self, pq: &str) -> Answer {
+        self.call("GET", pq, None, &[]).await
+    }
+
+    pub async fn post(&self, pq: &str, body: &Value) -> Answer {
+        self.call("POST", pq, Some(body), &[]).await
+    }
+
+    pub async fn put(&self, pq: &str, body: &Value) -> Answer {
+        self.call("PUT", pq, Some(body), &[]).await
+    }
+
+    pub async fn delete(&self, pq: &str) -> Answer {
+        self.call("DELETE", pq, None, &[]).await
+    }
+
+    /// GET that must succeed.
+    pub async fn ok(&self, pq: &str) -> Value {
+        let a = self.get(pq).await;
+        assert_eq!(a.status, 200, "GET {pq}: {a:?}");
+        a.body
+    }
+
+    /// A valid launch body, with `patch` merged over it (one level deep, nulls remove).
+    pub fn launch_body(&self, name: &str, patch: Value) -> Value {
+        let f = self.emu.fixtures();
+        let mut b = json!({
+            "availabilityDomain": f.availability_domains[0],
+            "compartmentId": COMPARTMENT,
+            "displayName": name,
+            "shape": "VM.Standard.E4.Flex",
+            "shapeConfig": {"ocpus": 1, "memoryInGBs": 16},
+            "createVnicDetails": {"subnetId": f.public_subnet_id},
+            "sourceDetails": {"sourceType": "image", "imageId": f.platform_images[0].id},
+            "metadata": {"ssh_authorized_keys": "ssh-ed25519 AAAA test"}
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                b.as_object_mut().unwrap().remove(k);
+            } else {
+                b[k] = v.clone();
+            }
+        }
+        b
+    }
+
+    pub async fn launch(&self, name: &str, patch: Value) -> Value {
+        let a = self
+            .post("/instances", &self.launch_body(name, patch))
+            .await;
+        assert_eq!(a.status, 200, "launch {name}: {a:?}");
+        a.body
+    }
+}
+
+/// An emulator whose lifecycles run at time scale 1.0 (jumped over with [`fast_forward`]).
+pub async fn emulator() -> RunningEmulator {
+    start(config(1.0)).await
 }
