@@ -609,20 +609,7 @@ async fn run_one(
     let last_serial = s.state().await?.serial;
     {
         let _scenario = fail::FailScenario::setup();
-        let faults = class.action();
-        let action = match j {
-            0 => faults,
-            j => format!("{j}*off->{faults}"),
-        };
-        fail::cfg(point, &action).unwrap();
-        let faulted = tokio::time::timeout(
-            Duration::from_secs(120),
-            apply(s.project.path(), &s.store(), &s.clients()),
-        )
-        .await
-        .map_err(|_| "the faulted apply hung".to_string())?;
-        failpoint::revive();
-        drop(faulted);
+        faulted_apply(s.project.path(), &s.store(), &s.clients(), point, j, class).await?;
     }
     // A lock is left only by a kiln that died (or failed to release it); its user then runs
     // `kiln force-unlock`, as the lock error says.
@@ -669,6 +656,54 @@ async fn run_one(
         import_newer_image(s).await;
     }
     converge(s, st.serial).await
+}
+
+/// The apply of a run: `class` injected at the `j`-th crossing of `point` (the caller holds the
+/// `FailScenario`); a hang is a failure, whatever the apply returned is not (the next one
+/// converges).
+async fn faulted_apply(
+    dir: &Path,
+    store: &StateStore,
+    clients: &Clients,
+    point: &str,
+    j: usize,
+    class: Class,
+) -> Result<(), String> {
+    let action = match j {
+        0 => class.action(),
+        j => format!("{j}*off->{}", class.action()),
+    };
+    fail::cfg(point, &action).unwrap();
+    let faulted = tokio::time::timeout(Duration::from_secs(120), apply(dir, store, clients))
+        .await
+        .map_err(|_| "the faulted apply hung".to_string())?;
+    failpoint::revive();
+    drop(faulted);
+    Ok(())
+}
+
+/// A run's outcome: logged with `KILN_FAULTS_VERBOSE`; when it broke an invariant, named in
+/// `failures` with the scenario, seed, crossing and `what` was done there (enough to replay it).
+fn tally(
+    failures: &mut Vec<String>,
+    (scenario, seed): (&str, u64),
+    (k, point, j): (usize, &str, usize),
+    what: &str,
+    result: Result<(), String>,
+    started: std::time::Instant,
+) {
+    if std::env::var_os("KILN_FAULTS_VERBOSE").is_some() {
+        eprintln!(
+            "{scenario}: crossing {k} {point} #{j} {what}: {:?} in {:?}",
+            result.as_ref().map(|_| "ok"),
+            started.elapsed()
+        );
+    }
+    if let Err(e) = result {
+        failures.push(format!(
+            "{scenario}, seed {seed}, crossing {k} ({point} #{j}), {what}: {e}"
+        ));
+    }
 }
 
 /// The next apply after a fault: it succeeds, keeps the invariants (the serial grows from
@@ -770,21 +805,19 @@ async fn sweep(
             *pairs.entry((point, fault.arg())).or_default() += 1;
             let t = std::time::Instant::now();
             let result = run_one(s, point, j, fault, edit).await;
-            if std::env::var_os("KILN_FAULTS_VERBOSE").is_some() {
-                eprintln!(
-                    "{backend}: crossing {k} {point} #{j} {}: {:?} in {:?}",
-                    fault.arg(),
-                    result.as_ref().map(|_| "ok"),
-                    t.elapsed()
-                );
-            }
-            if let Err(e) = result {
-                failures.push(format!(
-                    "{backend}, seed {seed}, crossing {k} ({point} #{j}), fault {}{}: {e}",
-                    fault.arg(),
-                    if edit { ", edited manifest" } else { "" }
-                ));
-            }
+            let what = format!(
+                "fault {}{}",
+                fault.arg(),
+                if edit { ", edited manifest" } else { "" }
+            );
+            tally(
+                &mut failures,
+                (backend, seed),
+                (k, point, j),
+                &what,
+                result,
+                t,
+            );
             if failures.len() >= 5 {
                 return (pairs, failures);
             }

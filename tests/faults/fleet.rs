@@ -310,19 +310,7 @@ async fn run_one(
     let last_serial = f.state().await?.serial;
     {
         let _scenario = fail::FailScenario::setup();
-        let action = match j {
-            0 => fault.action(),
-            j => format!("{j}*off->{}", fault.action()),
-        };
-        fail::cfg(point, &action).unwrap();
-        let faulted = tokio::time::timeout(
-            Duration::from_secs(120),
-            apply(f.project.path(), &f.store(), &f.clients()),
-        )
-        .await
-        .map_err(|_| "the faulted apply hung".to_string())?;
-        failpoint::revive();
-        drop(faulted);
+        faulted_apply(f.project.path(), &f.store(), &f.clients(), point, j, fault).await?;
     }
     let st = f.state().await?;
     invariants(&f.worlds(), &st, &f.expect(Stage::V2), last_serial, false)
@@ -372,22 +360,17 @@ pub async fn sweep(f: &Fleet, seed: u64, all: bool) -> (BTreeMap<String, usize>,
             runs += 1;
             *pairs.entry(format!("{point}×{}", fault.arg())).or_default() += 1;
             *resumes.entry(resume).or_default() += 1;
+            let t = std::time::Instant::now();
             let result = run_one(f, point, j, fault, resume).await;
-            if std::env::var_os("KILN_FAULTS_VERBOSE").is_some() {
-                eprintln!(
-                    "fleets: crossing {k} {point} #{j} {} then {}: {:?}",
-                    fault.arg(),
-                    resume.name(),
-                    result.as_ref().map(|_| "ok")
-                );
-            }
-            if let Err(e) = result {
-                failures.push(format!(
-                    "fleets in two regions, seed {seed}, crossing {k} ({point} #{j}), fault {}, resumed {}: {e}",
-                    fault.arg(),
-                    resume.name()
-                ));
-            }
+            let what = format!("fault {}, resumed {}", fault.arg(), resume.name());
+            tally(
+                &mut failures,
+                ("fleets in two regions", seed),
+                (k, point, j),
+                &what,
+                result,
+                t,
+            );
             if failures.len() >= 5 {
                 return (pairs, failures);
             }

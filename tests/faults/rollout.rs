@@ -303,19 +303,7 @@ async fn run_one(r: &Rollout, point: &'static str, j: usize, fault: Class) -> Re
         failpoint::OCI_RESPONSE
     };
     observe(r, &[watch], &seen, &on);
-    let action = match j {
-        0 => fault.action(),
-        j => format!("{j}*off->{}", fault.action()),
-    };
-    fail::cfg(point, &action).unwrap();
-    let faulted = tokio::time::timeout(
-        Duration::from_secs(120),
-        apply(r.project.path(), &r.store(), &r.clients()),
-    )
-    .await
-    .map_err(|_| "the faulted apply hung".to_string())?;
-    failpoint::revive();
-    drop(faulted);
+    faulted_apply(r.project.path(), &r.store(), &r.clients(), point, j, fault).await?;
     fail::remove(point);
     sample(&r.project, &r.v1_members, &seen);
     let exp = r.expect();
@@ -404,20 +392,15 @@ pub async fn sweep(r: &Rollout, seed: u64, all: bool) -> (BTreeMap<String, usize
             *pairs.entry(format!("{point}×{}", fault.arg())).or_default() += 1;
             let t = std::time::Instant::now();
             let result = run_one(r, point, j, fault).await;
-            if std::env::var_os("KILN_FAULTS_VERBOSE").is_some() {
-                eprintln!(
-                    "rollout: crossing {k} {point} #{j} {}: {:?} in {:?}",
-                    fault.arg(),
-                    result.as_ref().map(|_| "ok"),
-                    t.elapsed()
-                );
-            }
-            if let Err(e) = result {
-                failures.push(format!(
-                    "rollout, seed {seed}, crossing {k} ({point} #{j}), fault {}: {e}",
-                    fault.arg()
-                ));
-            }
+            let what = format!("fault {}", fault.arg());
+            tally(
+                &mut failures,
+                ("rollout", seed),
+                (k, point, j),
+                &what,
+                result,
+                t,
+            );
             if failures.len() >= 5 {
                 return (pairs, failures);
             }

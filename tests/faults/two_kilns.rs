@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use kiln::failpoint;
 
-use super::{apply, converge, invariants, report_errors, Scenario};
+use super::{apply, converge, invariants, report_errors, tally, Scenario};
 
 /// The journal boundaries.
 pub const POINTS: [&str; 4] = [
@@ -116,20 +116,16 @@ pub async fn sweep(
         *pairs.entry(point).or_default() += 1;
         let t = std::time::Instant::now();
         let result = run_one(s, point, j).await;
-        if std::env::var_os("KILN_FAULTS_VERBOSE").is_some() {
-            eprintln!(
-                "two kilns: crossing {k} {point} #{j}: {:?} in {:?}",
-                result.as_ref().map(|_| "ok"),
-                t.elapsed()
-            );
-        }
-        if let Err(e) = result {
-            failures.push(format!(
-                "two kilns on one state, seed {seed}, crossing {k} ({point} #{j}), forced unlock: {e}"
-            ));
-            if failures.len() >= 5 {
-                break;
-            }
+        tally(
+            &mut failures,
+            ("two kilns on one state", seed),
+            (k, point, j),
+            "forced unlock",
+            result,
+            t,
+        );
+        if failures.len() >= 5 {
+            break;
         }
     }
     (pairs, failures)

@@ -96,12 +96,19 @@ fn decode<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
-/// A journal as read: its header and entries (a torn last line dropped), and how many bytes of
-/// it are good.
+/// A journal as read: its header and what its entries change (a torn last line dropped).
+///
+/// The entries are collapsed as they are read: each address keeps only its last record (or its
+/// removal), which is all a fold applies. A first apply writes several entries per resource
+/// (pending, created, running, network facts): keeping every decoded entry made the fold at its
+/// end the apply's peak of memory (BENCHMARKS.md, section 6).
 #[derive(Debug)]
 pub(super) struct Parsed {
     header: Option<Header>,
-    entries: Vec<Entry>,
+    /// Address → its record after the last entry that names it (`None`: removed).
+    changes: BTreeMap<String, Option<ResourceState>>,
+    /// The serial of the last entry.
+    last: Option<u64>,
     /// Whether a last line was dropped (cut short or failing its checksum).
     pub torn: bool,
 }
@@ -110,12 +117,7 @@ impl Parsed {
     /// The serial the journal brings the state to (`None`: nothing in it).
     pub fn last_serial(&self) -> Option<u64> {
         let h = self.header.as_ref()?;
-        Some(
-            self.entries
-                .last()
-                .map(|e| e.serial)
-                .unwrap_or(h.base_serial),
-        )
+        Some(self.last.unwrap_or(h.base_serial))
     }
 }
 
@@ -144,7 +146,8 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     let Some(first) = it.next() else {
         return Ok(Parsed {
             header: None,
-            entries: Vec::new(),
+            changes: BTreeMap::new(),
+            last: None,
             torn,
         });
     };
@@ -158,7 +161,8 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     if header.lineage.trim().is_empty() {
         return Err("the header has no lineage".into());
     }
-    let mut entries = Vec::new();
+    let mut changes = BTreeMap::new();
+    let mut last = None;
     let mut serial = header.base_serial;
     for (k, j) in it.enumerate() {
         let e: Entry = decode(j).map_err(|e| format!("entry {}: {e}", k + 1))?;
@@ -173,11 +177,13 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, String> {
             ));
         }
         serial = e.serial;
-        entries.push(e);
+        last = Some(e.serial);
+        changes.extend(e.resources);
     }
     Ok(Parsed {
         header: Some(header),
-        entries,
+        changes,
+        last,
         torn,
     })
 }
@@ -231,18 +237,18 @@ pub(super) fn fold(state: Option<State>, journal: Parsed) -> Result<Option<State
         serial: 0,
         resources: BTreeMap::new(),
     });
-    for e in journal.entries {
-        for (address, r) in e.resources {
-            match r {
-                Some(r) => {
-                    s.resources.insert(address, r);
-                }
-                None => {
-                    s.resources.remove(&address);
-                }
+    for (address, r) in journal.changes {
+        match r {
+            Some(r) => {
+                s.resources.insert(address, r);
+            }
+            None => {
+                s.resources.remove(&address);
             }
         }
-        s.serial = e.serial;
+    }
+    if let Some(last) = journal.last {
+        s.serial = last;
     }
     check(&s).map_err(|e| format!("the state with the journal folded in: {e}"))?;
     Ok(Some(s))
