@@ -230,15 +230,23 @@ async fn renew(store: RemoteStore, mut record: LockInfo, renewal: Arc<Mutex<Rene
 
 /// Delete the lock object if it is still ours: the version `etag`, or — when a renewal landed
 /// after the etag was read (its answer lost in a release) — any version holding our lock id.
+/// A 404 is believed only once a read agrees: an answer that says "gone" while our lock is still
+/// there (a proxy's, or a fault the suite injects) would leave the state locked until someone
+/// runs `force-unlock` (fault suite, remote state: a 404 to the release's DELETE).
 async fn release(store: &RemoteStore, etag: &str, id: &str) -> Result<(), StateError> {
     match delete_lock(store, etag).await {
-        Err(e) if e.is_precondition_failed() => match store.lock_holder().await? {
-            Some((holder, etag)) if holder.id == id => match delete_lock(store, &etag).await {
-                Err(e) if e.is_precondition_failed() => taken_over(),
-                r => r.map_err(|e| store.err(e)),
-            },
-            _ => taken_over(),
-        },
+        Err(e) if e.is_precondition_failed() || e.status == Some(404) => {
+            let gone = e.status == Some(404);
+            match store.lock_holder().await? {
+                Some((holder, etag)) if holder.id == id => match delete_lock(store, &etag).await {
+                    Err(e) if e.is_precondition_failed() => taken_over(),
+                    Err(e) if e.status == Some(404) => Ok(()),
+                    r => r.map_err(|e| store.err(e)),
+                },
+                None if gone => Ok(()),
+                _ => taken_over(),
+            }
+        }
         r => r.map_err(|e| store.err(e)),
     }
 }
