@@ -61,7 +61,7 @@ pub const STATE_FOLD: &str = "state.fold";
 pub const STATE_FOLDED: &str = "state.folded";
 
 /// Not a boundary but a switch that breaks an invariant on purpose, so a test can prove that the
-/// simulation (`tests/sim.rs`) catches a broken kiln: when on, a create is sent without its
+/// simulation (`tests/sim/`) catches a broken kiln: when on, a create is sent without its
 /// pending create recorded first (`apply::create`), so a lost answer leaves an instance the state
 /// does not know and the next apply launches it again. Never in [`POINTS`]: nothing enumerates it.
 pub const SKIP_PENDING_SAVE: &str = "apply.skip_pending_save";

@@ -15,10 +15,14 @@
 //! (empty when none), `KILN_HOSTNAME` and `KILN_REGION`, tried every `interval` until it exits 0
 //! or `timeout` passed; then after `min_healthy_time` the instance must still be RUNNING and the
 //! check pass once more. Its output goes to the log (`-v`); on failure its last 20 lines are in
-//! the error. With `on_failure = "rollback"`, a failure marks the members the rollout moved to go
-//! back ([`crate::plan::rollback`]); a create-first member's untouched predecessor is the member
-//! again ([`Ctx::give_back`]). A member that fails is marked in the state (its record's `rollout_failed` input, shown
-//! by `kiln output`) until it passes.
+//! the error. A member of a fleet declared STOPPED passes once it launched (RUNNING, or STOPPED
+//! when a resumed rollout finds it stopped already): nothing can be checked on it, and a gate
+//! waiting for RUNNING would wait for what the manifest says must not be.
+//!
+//! With `on_failure = "rollback"`, a failure marks the members the rollout moved to go back
+//! ([`crate::plan::rollback`]); a create-first member's untouched predecessor is the member again
+//! ([`Ctx::give_back`]). A member that fails is marked in the state (its record's
+//! `rollout_failed` input, shown by `kiln output`) until it passes.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -300,6 +304,21 @@ impl Ctx {
 
     async fn gate_inner(&self, c: &Change, id: &str, g: &Gate) -> Result<(), NodeError> {
         let l = label(c);
+        if g.stopped {
+            // A fleet declared STOPPED: launched is all a member can be (module doc).
+            self.progress
+                .step(&l, "waiting for it to launch (health gate)");
+            self.wait_for(
+                c,
+                id,
+                &["RUNNING", "STOPPED"],
+                &["TERMINATING", "TERMINATED"],
+                self.timeouts.instance,
+            )
+            .await
+            .map_err(|e| self.oci(&c.address, e))?;
+            return Ok(());
+        }
         self.progress.step(&l, "waiting for RUNNING (health gate)");
         let running = self
             .wait_for(

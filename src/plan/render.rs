@@ -320,7 +320,9 @@ fn dur(ms: u64) -> String {
 /// One fleet's rollout: members, batches, limits, gate, and per member the method and why.
 fn rollout_block(out: &mut String, style: Style, r: &super::rollout::Rollout) {
     let members = r.members().count();
-    let check = if r.gate.command.is_empty() {
+    let check = if r.gate.stopped {
+        "healthy = launched (the fleet is declared STOPPED: no health check)".to_string()
+    } else if r.gate.command.is_empty() {
         "healthy = RUNNING".to_string()
     } else {
         format!(

@@ -88,6 +88,10 @@ pub struct Gate {
     pub timeout_ms: u64,
     pub interval_ms: u64,
     pub min_healthy_ms: u64,
+    /// The fleet is declared STOPPED: a member passes once it launched (RUNNING or STOPPED, as
+    /// it may already have been stopped when a rollout resumes); no check can run on it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// One fleet's rollout: its limits, its gate and its batches, in order.
@@ -429,6 +433,7 @@ pub fn shape(
                 .map(|h| h.interval.as_millis() as u64)
                 .unwrap_or(0),
             min_healthy_ms: r.min_healthy_time.as_millis() as u64,
+            stopped: spec.state == crate::manifest::PowerState::Stopped,
         };
         rollouts.push(Rollout {
             size,

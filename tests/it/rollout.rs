@@ -343,6 +343,50 @@ async fn a_kill_mid_rollout_then_apply_again_resumes_within_the_limits() {
     }
 }
 
+/// A fleet declared STOPPED rolls too. Nothing can be checked on a stopped member, so its gate
+/// is its launch: the check (failing for every member here) never runs, and a rollout killed
+/// between a launch and its predecessor's terminate resumes (found by the simulation: the resumed
+/// rollout waited for RUNNING on a member the manifest stops, and failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_fleet_rolls_without_its_check_and_resumes_after_a_kill() {
+    let (p, old, new) = setup("instance", "1", "0").await;
+    let stopped = |image: &str| {
+        manifest(image, "1", "0", "instance", "pause")
+            .replace("replace_method", "state = \"STOPPED\"\nreplace_method")
+    };
+    p.write(&stopped(&old));
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for i in 0..6 {
+        std::fs::write(p.path().join(format!("fail/instance.web[{i}]")), "").unwrap();
+    }
+    p.write(&stopped(&new));
+    let plan = p.kiln(&["plan"]).await;
+    assert!(
+        plan.stdout
+            .contains("healthy = launched (the fleet is declared STOPPED: no health check)"),
+        "{plan:?}"
+    );
+    let killed = p
+        .kiln_faulted(
+            "oci.response.LaunchInstance=1*off->return(abort)",
+            &["apply", "--auto-approve"],
+        )
+        .await;
+    assert_ne!(killed.code, 0, "{killed:?}");
+    let out = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains("told to fail"), "{out:?}");
+    let live = p.live_instances().await;
+    assert_eq!(live.len(), 6, "no duplicate, nothing lost");
+    for i in &live {
+        assert_eq!(i.image_id.as_deref(), Some(new.as_str()), "{i:?}");
+        assert_eq!(i.lifecycle_state, "STOPPED", "{i:?}");
+    }
+    let again = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(again.code, 0, "converged: {again:?}");
+}
+
 /// The emulator's own count of members that exist (not TERMINATED), and the image of each.
 fn existing(emu: &RunningEmulator) -> Vec<String> {
     emu.snapshot()

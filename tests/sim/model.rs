@@ -1,0 +1,367 @@
+//! What a history is made of: its steps, the manifest they edit (the model), and how a seed
+//! draws them.
+
+use super::*;
+
+/// One step of a history. Picks (`pick`) choose among what exists when the step runs (modulo
+/// its count), so a history with steps removed still means something.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Step {
+    AddFleet {
+        region: u8,
+        keyed: bool,
+        size: u8,
+    },
+    RemoveFleet {
+        pick: u32,
+    },
+    Resize {
+        pick: u32,
+        size: u8,
+    },
+    RenameMember {
+        pick: u32,
+    },
+    RenameFleet {
+        pick: u32,
+    },
+    Retag {
+        pick: u32,
+    },
+    Reshape {
+        pick: u32,
+    },
+    Power {
+        pick: u32,
+    },
+    Compartment {
+        pick: u32,
+    },
+    Region {
+        pick: u32,
+    },
+    Enable {
+        pick: u32,
+    },
+    Pipeline,
+    Rebuild,
+    Apply {
+        fault: Option<Injected>,
+    },
+    Plan,
+    OutOfBand {
+        what: Oob,
+        pick: u32,
+    },
+    SecondKiln {
+        forced: bool,
+    },
+    Age,
+    /// `[instance.F.rollout]` set (or removed) on a fleet; set on a fleet of the golden image's
+    /// region it also flips whether the fleet boots from `image.golden`, so the next apply rolls.
+    Rollout {
+        pick: u32,
+        roll: Option<Roll>,
+    },
+}
+
+/// A fleet's `rollout`: `max_surge`, `max_unavailable`, and `replace_method = "boot_volume"`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct Roll {
+    pub(crate) surge: u8,
+    pub(crate) unavailable: u8,
+    pub(crate) boot_volume: bool,
+}
+
+/// The health check of every rolling fleet: it passes, and leaves a trace of each member it saw
+/// healthy (what [`super::rollout`] requires of an old member's successor).
+pub(crate) const CHECK: &str = "command = [\"sh\", \"-c\", \"echo $KILN_INSTANCE_ID >> checked.log\"], timeout = \"0s\", interval = \"0s\"";
+
+/// A fault at the `skip`-th next crossing of `point` (none if the apply crosses it fewer times).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Injected {
+    pub(crate) point: String,
+    pub(crate) skip: u32,
+    pub(crate) fault: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) enum Oob {
+    Retag,
+    Stop,
+    Terminate,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Members {
+    Count(u8),
+    Keys(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Fleet {
+    pub(crate) name: String,
+    pub(crate) region: usize,
+    pub(crate) members: Members,
+    pub(crate) tag: u32,
+    pub(crate) ocpus: u32,
+    pub(crate) stopped: bool,
+    pub(crate) other_compartment: bool,
+    pub(crate) enabled: bool,
+    /// Launched from `image.golden` (region 0 only).
+    pub(crate) from_image: bool,
+    pub(crate) rollout: Option<Roll>,
+}
+
+/// What the manifest declares.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Model {
+    pub(crate) fleets: Vec<Fleet>,
+    /// `[[moved]]` renames not yet applied by a successful apply.
+    pub(crate) moved: Vec<(String, String)>,
+    /// The golden image pipeline: `Some(native launch mode)`.
+    pub(crate) image: Option<bool>,
+    /// Names are never reused (a `[[moved]]` source must not be declared again).
+    pub(crate) next: u32,
+}
+
+impl Model {
+    pub(crate) fn name(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}{}", self.next)
+    }
+
+    pub(crate) fn pick(&mut self, pick: u32) -> Option<&mut Fleet> {
+        let n = self.fleets.len();
+        (n > 0).then(|| &mut self.fleets[pick as usize % n])
+    }
+
+    /// The member addresses of a fleet.
+    pub(crate) fn members(f: &Fleet) -> Vec<String> {
+        match &f.members {
+            Members::Count(n) => (0..*n)
+                .map(|i| format!("instance.{}[{i}]", f.name))
+                .collect(),
+            Members::Keys(keys) => keys
+                .iter()
+                .map(|k| format!("instance.{}[\"{k}\"]", f.name))
+                .collect(),
+        }
+    }
+
+    /// Rename `from` to `to` with `[[moved]]` (a chain a → b → c is one move a → c).
+    pub(crate) fn rename(&mut self, from: String, to: String) {
+        match self.moved.iter_mut().find(|(_, t)| *t == from) {
+            Some(m) => m.1 = to,
+            None => self.moved.push((from, to)),
+        }
+    }
+
+    /// Every address the manifest declares.
+    pub(crate) fn declared(&self) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self
+            .fleets
+            .iter()
+            .filter(|f| f.enabled)
+            .flat_map(Model::members)
+            .collect();
+        if self.image.is_some() {
+            out.extend(["instance.builder".to_string(), "image.golden".to_string()]);
+        }
+        out
+    }
+
+    /// The manifest's text (after the emulators' header). Renames whose target is no longer
+    /// declared (the member was dropped since) are dropped with it, as a user would.
+    pub(crate) fn toml(&mut self, fix: &[kiln::emulator::Fixtures; 2]) -> String {
+        let declared = self.declared();
+        self.moved
+            .retain(|(from, to)| declared.contains(to) && !declared.contains(from));
+        let mut m = String::new();
+        if let Some(native) = self.image {
+            let mode = if native { "NATIVE" } else { "PARAVIRTUALIZED" };
+            m += &format!("[instance.builder]\nstate = \"STOPPED\"\n\n[image.golden]\nfrom_instance = \"instance.builder\"\nlaunch_mode = \"{mode}\"\n\n");
+        }
+        for f in &self.fleets {
+            m += &format!("[instance.{}]\n", f.name);
+            match &f.members {
+                Members::Count(n) => m += &format!("count = {n}\n"),
+                Members::Keys(k) => m += &format!("for_each = {k:?}\n"),
+            }
+            m += &format!(
+                "freeform_tags = {{ t = \"{}\" }}\nshape_config = {{ ocpus = {}, memory_in_gbs = 16 }}\n",
+                f.tag, f.ocpus
+            );
+            if f.stopped {
+                m += "state = \"STOPPED\"\n";
+            }
+            if f.other_compartment {
+                m += &format!("compartment = \"{}\"\n", support::OTHER_COMPARTMENT);
+            }
+            if !f.enabled {
+                m += "enabled = false\n";
+            }
+            if f.rollout.is_some_and(|r| r.boot_volume) {
+                m += "replace_method = \"boot_volume\"\n";
+            }
+            if f.region == 1 {
+                let x = &fix[1];
+                m += &format!(
+                    "region = \"{}\"\navailability_domain = \"{}\"\nsubnet = \"{}\"\nsource = {{ image = \"{}\" }}\n",
+                    REGIONS[1], x.availability_domains[0], x.public_subnet_id, x.platform_images[0].id
+                );
+            } else if f.from_image && self.image.is_some() {
+                m += "source = { image = \"image.golden\" }\n";
+            }
+            if let Some(r) = f.rollout {
+                m += &format!(
+                    "\n[instance.{}.rollout]\nmax_surge = {}\nmax_unavailable = {}\nhealth_check = {{ {CHECK} }}\n",
+                    f.name, r.surge, r.unavailable
+                );
+            }
+            m += "\n";
+        }
+        for (from, to) in &self.moved {
+            m += &format!("[[moved]]\nfrom = '{from}'\nto = '{to}'\n\n");
+        }
+        m
+    }
+}
+
+/// Draw the next step.
+pub(crate) fn draw(rng: &mut StdRng, model: &Model) -> Step {
+    let pick = rng.gen();
+    let empty = model.fleets.is_empty();
+    match rng.gen_range(0..100) {
+        _ if empty && rng.gen_bool(0.7) => Step::AddFleet {
+            region: rng.gen_range(0..2),
+            keyed: rng.gen(),
+            size: rng.gen_range(1..4),
+        },
+        0..=5 => Step::AddFleet {
+            region: rng.gen_range(0..2),
+            keyed: rng.gen(),
+            size: rng.gen_range(1..4),
+        },
+        6..=8 => Step::RemoveFleet { pick },
+        9..=14 => Step::Resize {
+            pick,
+            size: rng.gen_range(0..5),
+        },
+        15..=17 => Step::RenameMember { pick },
+        18..=19 => Step::RenameFleet { pick },
+        20..=23 => Step::Retag { pick },
+        24..=25 => Step::Reshape { pick },
+        26..=28 => Step::Power { pick },
+        29..=30 => Step::Compartment { pick },
+        31..=32 => Step::Region { pick },
+        33..=34 => Step::Enable { pick },
+        35..=36 => Step::Pipeline,
+        37..=38 => Step::Rebuild,
+        39..=59 => Step::Apply {
+            fault: Some(inject(rng)),
+        },
+        60..=74 => Step::Apply { fault: None },
+        75..=79 => Step::Plan,
+        80..=89 => Step::OutOfBand {
+            what: [Oob::Retag, Oob::Stop, Oob::Terminate][rng.gen_range(0..3)],
+            pick,
+        },
+        90..=93 => Step::SecondKiln { forced: rng.gen() },
+        94..=95 => Step::Age,
+        _ => Step::Rollout {
+            pick,
+            roll: rng.gen_bool(0.8).then(|| {
+                // Boot volume replacement takes a member down: at least one may be unavailable.
+                let boot_volume = rng.gen_bool(0.4);
+                let unavailable = rng.gen_range(u8::from(boot_volume)..3);
+                let surge = rng.gen_range(u8::from(unavailable == 0)..3);
+                Roll {
+                    surge,
+                    unavailable,
+                    boot_volume,
+                }
+            }),
+        },
+    }
+}
+
+/// A fault to inject: launches and their answers most often (where "never twice" is won or
+/// lost), then any boundary.
+pub(crate) fn inject(rng: &mut StdRng) -> Injected {
+    let point = match rng.gen_range(0..10) {
+        0..=2 => format!("{}.LaunchInstance", failpoint::OCI_RESPONSE),
+        3 => format!("{}.LaunchInstance", failpoint::OCI_REQUEST),
+        _ => failpoint::POINTS[rng.gen_range(0..failpoint::POINTS.len())].to_string(),
+    };
+    let base = point.split('.').take(2).collect::<Vec<_>>().join(".");
+    let fault = match rng.gen_range(0..3) {
+        0 => Fault::Abort,
+        // No host has room (what a launch alone is answered).
+        _ if point.ends_with(".LaunchInstance") && base == failpoint::OCI_REQUEST => {
+            Fault::Capacity
+        }
+        _ => match base.as_str() {
+            failpoint::OCI_REQUEST => Fault::Status(STATUSES[rng.gen_range(0..STATUSES.len())]),
+            failpoint::OCI_RESPONSE
+            | failpoint::STATE_SAVED
+            | failpoint::STATE_JOURNALED
+            | failpoint::STATE_FOLDED => Fault::Lost,
+            _ => Fault::Error,
+        },
+    };
+    // Within what an apply crosses: a few launches, a few dozen requests, a save per change,
+    // one load, lock and release (a skip beyond them injects nothing: "not reached").
+    let skip = match point.as_str() {
+        failpoint::OCI_REQUEST | failpoint::OCI_RESPONSE => rng.gen_range(0..12),
+        failpoint::STATE_LOCK | failpoint::STATE_UNLOCK | failpoint::STATE_LOAD => 0,
+        p if p.starts_with("state.") => rng.gen_range(0..4),
+        _ => rng.gen_range(0..3),
+    };
+    Injected {
+        point,
+        skip,
+        fault: fault.arg(),
+    }
+}
+
+/// The history of `seed`, `steps` long (the model is replayed to draw each step).
+pub(crate) fn history(seed: u64, steps: usize) -> Vec<Step> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut model = Model::default();
+    let mut out = Vec::new();
+    for _ in 0..steps {
+        let s = draw(&mut rng, &model);
+        // Keep the drawing model's fleet count in step (edits only; apply outcomes do not
+        // change what is declared).
+        match &s {
+            Step::AddFleet {
+                region,
+                keyed,
+                size,
+            } => model.fleets.push(Fleet {
+                name: String::new(),
+                region: *region as usize,
+                members: if *keyed {
+                    Members::Keys(vec![String::new(); *size as usize])
+                } else {
+                    Members::Count(*size)
+                },
+                tag: 0,
+                ocpus: 1,
+                stopped: false,
+                other_compartment: false,
+                enabled: true,
+                from_image: false,
+                rollout: None,
+            }),
+            Step::RemoveFleet { pick } if !model.fleets.is_empty() => {
+                let n = model.fleets.len();
+                model.fleets.remove(*pick as usize % n);
+            }
+            _ => {}
+        }
+        out.push(s);
+    }
+    out
+}
