@@ -1,6 +1,6 @@
 """Conformance: Oracle's Python SDK (PyPI `oci`) against `kiln emulator` (issue 14).
 
-Driven by tests/it/oci_sdk.rs: `python3 oci_sdk.py URL CONFIG_FILE`. The SDK signs the requests
+Driven by tests/it/judges/oci_sdk.rs: `python3 oci_sdk.py URL CONFIG_FILE`. The SDK signs the requests
 and parses every response with its own models, so it judges the emulator's wire format. Walks:
 launch with every modelled field and read each back (instance and VNIC); private IPs by subnet
 and the ephemeral public IPs (ListPublicIps, GetPublicIp, GetPublicIpByPrivateIpId); boot volume preserve,

@@ -361,7 +361,7 @@ async fn apply_converges_through_throttling_errors_and_resets_without_duplicates
     );
     // The faults did happen. Which requests the seeded draws hit depends on the order requests
     // arrive in (one RNG for all), so whether a LaunchInstance was among them is not asserted
-    // here: the fault suite (tests/faults.rs) injects every fault at every boundary, launches
+    // here: the fault suite (tests/faults/) injects every fault at every boundary, launches
     // included, deterministically.
     let stats = p.emu.stats();
     let faults: u64 = ["fault.429", "fault.5xx", "fault.reset"]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use kiln::oci::object_storage::ObjectStorage;
 use kiln::state::{Commits, LockInfo, RemoteStore, StateStore};
 
-use crate::remote_state::{backend, BUCKET, NS};
+use crate::state::remote::{backend, BUCKET, NS};
 use crate::support::{self, Out, Project};
 
 fn flat(out: &Out) -> String {

@@ -1,6 +1,6 @@
 //! Deterministic simulation: seeded random histories of whole estates, checked after every step.
 //!
-//! The fault-enumeration suite (`tests/faults.rs`) proves every boundary of fixed scenarios one
+//! The fault-enumeration suite (`tests/faults/`) proves every boundary of fixed scenarios one
 //! crash deep. Real estates live through long histories instead — edits, rebuilds, resizes,
 //! renames, out-of-band changes, crashes and retries in any order — and reach states no fixed
 //! scenario does: a crash, then the fleet shrunk, a key renamed, the region changed, the clock

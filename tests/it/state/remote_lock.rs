@@ -15,7 +15,7 @@ use kiln::oci::object_storage::{ObjectStorage, Precondition};
 use kiln::state::remote::{Clock, Lease, LeaseStanding};
 use kiln::state::{LockInfo, RemoteStore, State, StateError, StateStore};
 
-use crate::remote_state::{backend, object, BUCKET, NS};
+use crate::state::remote::{backend, object, BUCKET, NS};
 use crate::support::{self, Project};
 
 fn remote(p: &Project, prefix: &str) -> RemoteStore {

@@ -1,6 +1,6 @@
 //! Regressions of issue 12 ("never twice, never lost"), each named after what broke: the kiln
 //! binary against the emulator, faults injected with `FAILPOINTS` (a real process abort included;
-//! see `kiln::failpoint`). The exhaustive enumeration of faults lives in `tests/faults.rs`.
+//! see `kiln::failpoint`). The exhaustive enumeration of faults lives in `tests/faults/`.
 
 use std::time::Duration;
 

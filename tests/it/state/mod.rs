@@ -1,4 +1,8 @@
-//! The state file: locking across processes, corrupt and future files, and `kiln state`.
+//! The state file: locking across processes, corrupt and future files, and `kiln state`;
+//! [`remote`] keeps it on Object Storage, [`remote_lock`] tests the remote lock's lease.
+
+pub(crate) mod remote;
+mod remote_lock;
 
 use std::time::Duration;
 
