@@ -21,6 +21,7 @@ mod fleets;
 mod fmt;
 mod fuzz;
 mod import;
+mod import_bulk;
 mod launch;
 mod limits;
 mod manifest;
