@@ -22,7 +22,10 @@ pub struct Args {
     #[arg(required_unless_present = "compartment")]
     pub address: Option<String>,
     /// The instance's OCID
-    #[arg(required_unless_present = "compartment", conflicts_with = "compartment")]
+    #[arg(
+        required_unless_present = "compartment",
+        conflicts_with = "compartment"
+    )]
     pub ocid: Option<String>,
     #[command(flatten)]
     pub dir: Dir,

@@ -154,11 +154,7 @@ impl ManifestEdit {
 
     /// A string value at `table.key` (e.g. `defaults.region`), as written.
     pub fn str_at(&self, table: &str, key: &str) -> Option<String> {
-        self.doc
-            .get(table)?
-            .get(key)?
-            .as_str()
-            .map(str::to_string)
+        self.doc.get(table)?.get(key)?.as_str().map(str::to_string)
     }
 
     pub fn to_text(&self) -> String {

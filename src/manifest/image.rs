@@ -98,7 +98,9 @@ impl Loader {
                     self.problem(
                         Problem::error(
                             "invalid_source",
-                            format!("`{address}` `source` needs `object_storage`, `uri` or `adopted`"),
+                            format!(
+                                "`{address}` `source` needs `object_storage`, `uri` or `adopted`"
+                            ),
                         )
                         .at(table_at, "empty source"),
                     );

@@ -248,7 +248,12 @@ pub async fn import_compartment(s: &Session, req: &BulkRequest) -> miette::Resul
     let implicit = implicit_region(s, &edit);
     let region = match &req.region {
         Some(r) => crate::region::resolve(r)
-            .map_err(|e| miette!(help = "a region id such as `us-ashburn-1` or a code such as `iad`", "{e}"))?
+            .map_err(|e| {
+                miette!(
+                    help = "a region id such as `us-ashburn-1` or a code such as `iad`",
+                    "{e}"
+                )
+            })?
             .to_string(),
         None => implicit.clone(),
     };
@@ -289,7 +294,9 @@ pub async fn import_compartment(s: &Session, req: &BulkRequest) -> miette::Resul
         .filter(|i| !matches!(i.lifecycle_state.as_str(), "DELETED" | "DELETING"))
         .filter(|i| wanted(i.display_name.as_deref().unwrap_or(""), &i.freeform_tags))
         .collect();
-    images.sort_by(|a, b| (&a.display_name, &a.time_created, &a.id).cmp(&(&b.display_name, &b.time_created, &b.id)));
+    images.sort_by(|a, b| {
+        (&a.display_name, &a.time_created, &a.id).cmp(&(&b.display_name, &b.time_created, &b.id))
+    });
     let mut instances: Vec<_> = client
         .list_instances(&ListInstances {
             compartment_id: req.compartment.clone(),
@@ -300,7 +307,9 @@ pub async fn import_compartment(s: &Session, req: &BulkRequest) -> miette::Resul
         .filter(|i| !matches!(i.lifecycle_state.as_str(), "TERMINATED" | "TERMINATING"))
         .filter(|i| wanted(i.display_name.as_deref().unwrap_or(""), &i.freeform_tags))
         .collect();
-    instances.sort_by(|a, b| (&a.display_name, &a.time_created, &a.id).cmp(&(&b.display_name, &b.time_created, &b.id)));
+    instances.sort_by(|a, b| {
+        (&a.display_name, &a.time_created, &a.id).cmp(&(&b.display_name, &b.time_created, &b.id))
+    });
 
     let mut leave = |ocid: &str, name: Option<&String>, managed_as: Option<&str>, why: String| {
         left.push(Left {
@@ -313,9 +322,22 @@ pub async fn import_compartment(s: &Session, req: &BulkRequest) -> miette::Resul
     let mut image_ids = Vec::new();
     for i in &images {
         if let Some(a) = managed.get(i.id.as_str()) {
-            leave(&i.id, i.display_name.as_ref(), Some(a), "already managed".into());
+            leave(
+                &i.id,
+                i.display_name.as_ref(),
+                Some(a),
+                "already managed".into(),
+            );
         } else if i.lifecycle_state != "AVAILABLE" {
-            leave(&i.id, i.display_name.as_ref(), None, format!("it is {}: import it once it is AVAILABLE", i.lifecycle_state));
+            leave(
+                &i.id,
+                i.display_name.as_ref(),
+                None,
+                format!(
+                    "it is {}: import it once it is AVAILABLE",
+                    i.lifecycle_state
+                ),
+            );
         } else {
             image_ids.push(i.id.clone());
         }
@@ -332,11 +354,29 @@ pub async fn import_compartment(s: &Session, req: &BulkRequest) -> miette::Resul
             .filter(|a| a.instance_id == i.id && a.lifecycle_state == "ATTACHED")
             .min_by_key(|a| a.nic_index.unwrap_or(0));
         if let Some(a) = managed.get(i.id.as_str()) {
-            leave(&i.id, i.display_name.as_ref(), Some(a), "already managed".into());
+            leave(
+                &i.id,
+                i.display_name.as_ref(),
+                Some(a),
+                "already managed".into(),
+            );
         } else if !matches!(i.lifecycle_state.as_str(), "RUNNING" | "STOPPED") {
-            leave(&i.id, i.display_name.as_ref(), None, format!("it is {}: import it once it is RUNNING or STOPPED", i.lifecycle_state));
+            leave(
+                &i.id,
+                i.display_name.as_ref(),
+                None,
+                format!(
+                    "it is {}: import it once it is RUNNING or STOPPED",
+                    i.lifecycle_state
+                ),
+            );
         } else if primary.is_none() {
-            leave(&i.id, i.display_name.as_ref(), None, "it has no attached VNIC".into());
+            leave(
+                &i.id,
+                i.display_name.as_ref(),
+                None,
+                "it has no attached VNIC".into(),
+            );
         } else {
             instance_ids.push((i.id.clone(), primary.cloned()));
         }
@@ -384,7 +424,10 @@ pub async fn import_compartment(s: &Session, req: &BulkRequest) -> miette::Resul
             Some(a) if req.out.is_none() && !st.resources.contains_key(a) => (a.clone(), true),
             _ => (unique_address(c.kind, &c.display_name, &mut taken), false),
         };
-        let name = address.split_once('.').map(|(_, n)| n.to_string()).unwrap_or_default();
+        let name = address
+            .split_once('.')
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_default();
         if c.kind == "image" {
             image_address.insert(c.ocid.clone(), address.clone());
         }

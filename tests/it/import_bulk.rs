@@ -106,9 +106,14 @@ async fn bulk_import_of_20_instances_and_3_images_then_a_clean_plan() {
         running(&c, &i.id).await;
     }
     let stopped = &made[1];
-    c.instance_action(&stopped.id, InstanceAction::Stop, None, &MutationOptions::default())
-        .await
-        .unwrap();
+    c.instance_action(
+        &stopped.id,
+        InstanceAction::Stop,
+        None,
+        &MutationOptions::default(),
+    )
+    .await
+    .unwrap();
     c.wait_for_instance(&stopped.id, &["STOPPED"], &support::wait(20))
         .await
         .unwrap();
@@ -165,7 +170,12 @@ async fn bulk_import_of_20_instances_and_3_images_then_a_clean_plan() {
     ] {
         assert!(text.contains(table), "{table} in:\n{text}");
     }
-    assert_eq!(text.matches("source = { image = \"image.golden\" }").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("source = { image = \"image.golden\" }")
+            .count(),
+        2,
+        "{text}"
+    );
     assert_eq!(text.matches("state = \"STOPPED\"").count(), 1, "{text}");
     assert_eq!(
         st["resources"]["instance.from-golden-1"]["id"],
@@ -179,7 +189,11 @@ async fn bulk_import_of_20_instances_and_3_images_then_a_clean_plan() {
     let again = p.kiln(&["import", "--compartment", COMPARTMENT]).await;
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("Nothing to import"), "{again:?}");
-    assert_eq!(again.stdout.matches("already managed").count(), 24, "{again:?}");
+    assert_eq!(
+        again.stdout.matches("already managed").count(),
+        24,
+        "{again:?}"
+    );
     assert_eq!(manifest(&p), text);
 }
 
@@ -205,7 +219,14 @@ async fn bulk_import_filters_by_tag_and_name_writes_out_files_and_skips_what_it_
     let before = manifest(&p);
 
     let dry = p
-        .kiln(&["import", "--compartment", COMPARTMENT, "--tag", "team=blue", "--dry-run"])
+        .kiln(&[
+            "import",
+            "--compartment",
+            COMPARTMENT,
+            "--tag",
+            "team=blue",
+            "--dry-run",
+        ])
         .await;
     assert_eq!(dry.code, 0, "{dry:?}");
     insta::assert_snapshot!("bulk_dry_run", scrub(&dry.stdout, Some(&p)));
@@ -216,7 +237,13 @@ async fn bulk_import_filters_by_tag_and_name_writes_out_files_and_skips_what_it_
     // Tags all match.
     let both = p
         .kiln(&[
-            "import", "--compartment", COMPARTMENT, "--tag", "team=blue", "--tag", "env=prod",
+            "import",
+            "--compartment",
+            COMPARTMENT,
+            "--tag",
+            "team=blue",
+            "--tag",
+            "env=prod",
             "--dry-run",
         ])
         .await;
@@ -227,10 +254,21 @@ async fn bulk_import_filters_by_tag_and_name_writes_out_files_and_skips_what_it_
 
     // `--name` and `--out`: the tables in a new file, nothing recorded.
     let out = p
-        .kiln(&["import", "--compartment", COMPARTMENT, "--name", "^red", "--out", "red.toml"])
+        .kiln(&[
+            "import",
+            "--compartment",
+            COMPARTMENT,
+            "--name",
+            "^red",
+            "--out",
+            "red.toml",
+        ])
         .await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("nothing was recorded in the state"), "{out:?}");
+    assert!(
+        out.stdout.contains("nothing was recorded in the state"),
+        "{out:?}"
+    );
     let red_tables = std::fs::read_to_string(p.path().join("red.toml")).unwrap();
     assert!(red_tables.contains("[instance.red-1]"), "{red_tables}");
     assert!(!red_tables.contains("blue"), "{red_tables}");
@@ -238,7 +276,15 @@ async fn bulk_import_filters_by_tag_and_name_writes_out_files_and_skips_what_it_
     assert_eq!(state_text(&p), None);
     // An existing file is not overwritten.
     let exists = p
-        .kiln(&["import", "--compartment", COMPARTMENT, "--name", "^red", "--out", "red.toml"])
+        .kiln(&[
+            "import",
+            "--compartment",
+            COMPARTMENT,
+            "--name",
+            "^red",
+            "--out",
+            "red.toml",
+        ])
         .await;
     assert_eq!(exists.code, 1, "{exists:?}");
     assert!(exists.stderr.contains("exists"), "{exists:?}");
@@ -248,7 +294,10 @@ async fn bulk_import_filters_by_tag_and_name_writes_out_files_and_skips_what_it_
         .await;
     assert_eq!(blue.code, 0, "{blue:?}");
     assert!(blue.stdout.contains("Imported 3 resources"), "{blue:?}");
-    assert!(blue.stdout.contains("skipped, it is PROVISIONING"), "{blue:?}");
+    assert!(
+        blue.stdout.contains("skipped, it is PROVISIONING"),
+        "{blue:?}"
+    );
     let st = p.state();
     assert_eq!(st["resources"]["instance.blue-1"]["id"], json!(blue1.id));
     assert_eq!(st["resources"]["image.blue-image"]["id"], json!(image.id));
@@ -265,9 +314,15 @@ async fn bulk_import_filters_by_tag_and_name_writes_out_files_and_skips_what_it_
         .kiln(&["import", "--compartment", COMPARTMENT, "--name", "^red"])
         .await;
     assert_eq!(recorded.code, 0, "{recorded:?}");
-    assert!(recorded.stdout.contains("in kiln.toml already"), "{recorded:?}");
+    assert!(
+        recorded.stdout.contains("in kiln.toml already"),
+        "{recorded:?}"
+    );
     assert_eq!(manifest(&p), m, "no table added");
-    assert_eq!(p.state()["resources"]["instance.red-1"]["id"], json!(red.id));
+    assert_eq!(
+        p.state()["resources"]["instance.red-1"]["id"],
+        json!(red.id)
+    );
     let plan = p.kiln(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(plan.code, 0, "{plan:?}");
 }
