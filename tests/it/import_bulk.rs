@@ -352,3 +352,42 @@ async fn an_adopted_image_gone_from_oci_is_refused_not_rebuilt() {
     );
     assert_eq!(p.live_images().await.len(), 0, "nothing was made");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_import_of_another_region_writes_its_region_and_plans_clean() {
+    let p = Project::new(support::config(0.002)).await;
+    let (phx, header) = support::second_region(&p, "us-phoenix-1").await;
+    std::fs::write(p.path().join("kiln.toml"), format!("{header}# West.\n")).unwrap();
+    let west = support::client(&phx);
+    let mine = west
+        .launch_instance(
+            &support::launch_details(&phx, "west-1"),
+            &MutationOptions::default(),
+        )
+        .await
+        .unwrap()
+        .body;
+    running(&west, &mine.id).await;
+    // One in the default region too, which `--region phx` leaves alone.
+    let east = launch(&p, "east-1", &[], None).await;
+
+    let out = p
+        .kiln(&["import", "--compartment", COMPARTMENT, "--region", "phx"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Imported 1 resource of"), "{out:?}");
+    assert!(out.stdout.contains("in us-phoenix-1"), "{out:?}");
+    let text = manifest(&p);
+    assert!(
+        text.contains("[instance.west-1]") && text.contains("region = \"us-phoenix-1\""),
+        "{text}"
+    );
+    assert!(!text.contains("east-1"), "{text}");
+    assert_eq!(
+        p.state()["resources"]["instance.west-1"]["id"],
+        json!(mine.id)
+    );
+    assert!(!out.stdout.contains(&east.id));
+    let plan = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(plan.code, 0, "{plan:?}");
+}
