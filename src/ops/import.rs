@@ -465,6 +465,9 @@ pub async fn import_compartment(s: &Session, req: &BulkRequest) -> miette::Resul
         out_edit.save()?;
         Written::Out(path.clone())
     } else if adopted.is_empty() {
+        if let Some(lock) = lock {
+            lock.release().await?;
+        }
         Written::Nothing
     } else {
         let lock = lock.expect("locked unless a dry run or `--out`");
