@@ -44,7 +44,11 @@ pub enum Command {
     Show(show::Args),
     /// Destroy everything the state manages.
     Destroy(apply::DestroyArgs),
-    /// Adopt an existing instance: add its table to kiln.toml and record it in state.
+    /// Adopt an existing instance, or every instance and custom image of a compartment: add
+    /// their tables to kiln.toml and record them in state.
+    #[command(
+        override_usage = "kiln import [OPTIONS] <ADDRESS> <OCID> [DIR]\n       kiln import [OPTIONS] --compartment <OCID> [DIR]"
+    )]
     Import(import::Args),
     /// Print what the state knows of each resource (ids, IPs, hostnames), or one value.
     Output(output::Args),

@@ -1,5 +1,5 @@
 //! The edit model: changes to `kiln.toml` made through `toml_edit::DocumentMut`, keeping every
-//! comment and the layout, written atomically (for `kiln import`).
+//! comment and the layout, written atomically (for `kiln import`; `--out` writes a new file).
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +37,14 @@ pub enum EditError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The start of the comment above a table `kiln import --compartment` wrote: the OCID follows.
+const ADOPTED_NOTE: &str = "# adopted by `kiln import` from";
+
+/// The comment line above a table adopted from `ocid`.
+pub fn adopted_note(ocid: &str) -> String {
+    format!("{ADOPTED_NOTE} {ocid}")
 }
 
 /// `kiln.toml` opened for editing.
@@ -89,6 +97,64 @@ impl ManifestEdit {
         table.decor_mut().set_prefix("\n");
         group.insert(name, Item::Table(table));
         Ok(())
+    }
+
+    /// An empty document that [`ManifestEdit::save`] writes to `path` (`kiln import --out`).
+    pub fn empty(path: PathBuf) -> ManifestEdit {
+        ManifestEdit {
+            path,
+            doc: DocumentMut::new(),
+        }
+    }
+
+    /// [`ManifestEdit::add_resource`], the table preceded by the comment [`adopted_note`]
+    /// (`kiln import --compartment`: a later run recognises the table by it, [`Self::adopted`]).
+    pub fn add_adopted(
+        &mut self,
+        kind: &str,
+        name: &str,
+        table: Table,
+        ocid: &str,
+    ) -> Result<(), EditError> {
+        self.add_resource(kind, name, table)?;
+        if let Some(t) = self.doc[kind][name].as_table_mut() {
+            t.decor_mut()
+                .set_prefix(format!("\n{}\n", adopted_note(ocid)));
+        }
+        Ok(())
+    }
+
+    /// The `[kind.NAME]` tables of this file whose comment says which OCID they adopted
+    /// ([`Self::add_adopted`]): (NAME, OCID).
+    pub fn adopted(&self, kind: &str) -> Vec<(String, String)> {
+        let Some(group) = self.doc.get(kind).and_then(Item::as_table) else {
+            return Vec::new();
+        };
+        group
+            .iter()
+            .filter_map(|(name, item)| {
+                let prefix = item.as_table()?.decor().prefix()?.as_str()?;
+                let ocid = prefix
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix(ADOPTED_NOTE))?
+                    .trim();
+                Some((name.to_string(), ocid.to_string()))
+            })
+            .collect()
+    }
+
+    /// The names of the `[kind.NAME]` tables this file declares (enabled or not).
+    pub fn names(&self, kind: &str) -> Vec<String> {
+        self.doc
+            .get(kind)
+            .and_then(Item::as_table)
+            .map(|g| g.iter().map(|(k, _)| k.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A string value at `table.key` (e.g. `defaults.region`), as written.
+    pub fn str_at(&self, table: &str, key: &str) -> Option<String> {
+        self.doc.get(table)?.get(key)?.as_str().map(str::to_string)
     }
 
     pub fn to_text(&self) -> String {

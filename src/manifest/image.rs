@@ -1,5 +1,6 @@
 //! `[image.NAME]` → an [`ImageSpec`]: captured from an instance of the manifest (which kiln must
-//! be able to stop) or imported from Object Storage or a URI.
+//! be able to stop), imported from Object Storage or a URI, or adopted (made outside kiln,
+//! `source = { adopted = OCID }`, written by `kiln import --compartment`).
 
 use indexmap::IndexMap;
 
@@ -90,11 +91,16 @@ impl Loader {
                     }
                 } else if let Some((u, _)) = str_of(get(s, "uri")) {
                     Some(ImageSource::Uri(u.into()))
+                } else if let Some((id, at)) = str_of(get(s, "adopted")) {
+                    self.ocid(id, at, "source.adopted", &["image"])
+                        .map(ImageSource::Adopted)
                 } else {
                     self.problem(
                         Problem::error(
                             "invalid_source",
-                            format!("`{address}` `source` needs `object_storage` or `uri`"),
+                            format!(
+                                "`{address}` `source` needs `object_storage`, `uri` or `adopted`"
+                            ),
                         )
                         .at(table_at, "empty source"),
                     );

@@ -300,6 +300,11 @@ pub enum ImageSource {
         object: String,
     },
     Uri(String),
+    /// `source = { adopted = "ocid1.image…" }`: a custom image made outside kiln and adopted by
+    /// `kiln import --compartment`. Kept as it is: kiln manages its name, tags and operating
+    /// system fields, and can delete it, but cannot make it (again): a plan that would create or
+    /// replace it is refused.
+    Adopted(String),
 }
 
 /// One `[image.NAME]` with defaults applied.

@@ -304,6 +304,11 @@ pub const IMAGE_SOURCE: &[Field] = &[
         Ty::Str,
         "Import from an Object Storage URI (pre-authenticated request)",
     ),
+    f(
+        "adopted",
+        Ty::Str,
+        "An image made outside kiln, adopted by `kiln import --compartment` (its OCID): kept, never rebuilt",
+    ),
 ];
 
 pub const IMAGE: &[Field] = &[
@@ -314,7 +319,7 @@ pub const IMAGE: &[Field] = &[
     f("display_name", Ty::Str, "Display name (default: the table's NAME)"),
     f("compartment", Ty::Str, "Compartment OCID"),
     f("from_instance", Ty::Str, "`instance.NAME` to capture the image from (it is stopped first)"),
-    f("source", Ty::Table(IMAGE_SOURCE), "Import source, instead of `from_instance`"),
+    f("source", Ty::Table(IMAGE_SOURCE), "Import source (or the OCID of an adopted image), instead of `from_instance`"),
     f("launch_mode", Ty::Enum(&["NATIVE", "EMULATED", "PARAVIRTUALIZED", "CUSTOM"]), "Launch mode"),
     f("operating_system", Ty::Str, "Operating system name"),
     f("operating_system_version", Ty::Str, "Operating system version"),

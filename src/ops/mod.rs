@@ -10,7 +10,7 @@
 //! | [`session`] | opening a manifest directory: the manifest, a client per region (the embedded emulator for `endpoint = "emulator"`), the state store |
 //! | [`plan`] | `plan`, `graph` |
 //! | [`apply`] | `apply`, `apply --refresh-only`, `apply PLANFILE`, `destroy` — prepared (locked and planned), confirmed by the caller, executed |
-//! | [`import`] | `import` |
+//! | [`import`] | `import`: one instance (`ADDR OCID`), or a compartment's instances and custom images (`--compartment`) |
 //! | [`fmt`] | `fmt`: the manifest files formatted, or listed with `--check` |
 //! | `rollback` | `on_failure = "rollback"`: the second pass of an apply whose rollout failed, moving the fleet back |
 //! | [`policy`] | the policy check `plan` and `apply` share (`--policy`, `[policy] dirs`) |

@@ -126,6 +126,19 @@ pub enum BuildError {
         help("remove `prevent_destroy` from `{address}` first if you really mean to destroy it")
     )]
     PreventDestroy { address: String },
+    #[error(
+        "`{address}` would be {doing}, but it is an adopted image (`{id}`): kiln cannot make it"
+    )]
+    #[diagnostic(
+        code(kiln::plan::adopted_image),
+        help("an image made outside kiln is kept as it is: restore `{address}`'s `region` and `source`, or declare how kiln should build a new one (`from_instance` or an import `source`) and remove the old one from the state with `kiln state rm`")
+    )]
+    AdoptedImage {
+        address: String,
+        id: String,
+        /// `created (it is gone from OCI)`, `replaced (`…` cannot change in place)`.
+        doing: String,
+    },
 }
 struct Node {
     change: Change,

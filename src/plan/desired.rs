@@ -92,6 +92,17 @@ impl DesiredResource {
         })
     }
 
+    /// An image adopted by `kiln import --compartment` (`source = { adopted = OCID }`): its OCID.
+    /// kiln cannot make such an image, so a plan that would create or replace it is refused.
+    pub fn adopted(&self) -> Option<&str> {
+        self.attrs.iter().find_map(|a| match (&a.lookup, &a.value) {
+            (Lookup::Input(k), DesiredValue::Known(v)) if k == "source" => {
+                v.get("adopted").and_then(Value::as_str)
+            }
+            _ => None,
+        })
+    }
+
     /// The create-time inputs to record in state, references as `{"$ref": …}` placeholders,
     /// plus the flags kiln needs after the resource leaves the manifest.
     pub fn input_values(&self) -> Value {

@@ -377,6 +377,12 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
     }
 }
 
+/// The recorded `source` input of an image adopted by `kiln import --compartment`
+/// (`source = { adopted = OCID }`); [`DesiredResource::adopted`] reads it back.
+pub fn adopted_source(id: &str) -> Value {
+    json!({ "adopted": id })
+}
+
 /// One image.
 pub fn image(spec: &ImageSpec) -> DesiredResource {
     let mut attrs = vec![
@@ -436,6 +442,16 @@ pub fn image(spec: &ImageSpec) -> DesiredResource {
                 "an image is imported once, from its source object",
             ));
             body.insert("imageSourceDetails".into(), src);
+        }
+        ImageSource::Adopted(id) => {
+            // Made outside kiln: there is nothing to make it from. The create body stays without
+            // a source; the planner refuses to create or replace it ([`DesiredResource::adopted`]).
+            attrs.push(input(
+                "source",
+                "source",
+                DesiredValue::Known(adopted_source(id)),
+                "an adopted image was made outside kiln",
+            ));
         }
     }
     if let Some(m) = &spec.launch_mode {

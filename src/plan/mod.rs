@@ -25,7 +25,7 @@
 //!   tools that read it (conftest/OPA, Checkov, PR bots).
 //!
 //! Beside them: [`import`] (an OCI instance as a manifest table and a state record, the inverse of
-//! [`from_manifest`]) and [`synthetic`] (plan inputs of any size for the benchmark).
+//! [`from_manifest`]; [`import_image`]: a custom image made outside kiln, adopted) and [`synthetic`] (plan inputs of any size for the benchmark).
 //!
 //! The DAG itself is the generic leaf [`crate::dag`]; [`Plan::graph`] draws the changes as one
 //! (for `kiln graph --actions`).
@@ -35,6 +35,7 @@ pub mod desired;
 pub mod diff;
 pub mod from_manifest;
 pub mod import;
+pub mod import_image;
 mod live;
 pub mod markdown;
 mod observe;

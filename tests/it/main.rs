@@ -17,6 +17,7 @@ mod fleets;
 mod fmt;
 mod fuzz;
 mod import;
+mod import_bulk;
 mod judges;
 mod launch;
 mod manifest;

@@ -1,7 +1,8 @@
 //! One desired resource's nodes, decided in order: create (not in state, never created, or gone
-//! from OCI); replace (an attribute that cannot change in place differs, or `--replace`); move and
-//! update; start or stop after them; and its drift (state vs live, for what the manifest manages,
-//! an instance's power state included: [`power_drift`]).
+//! from OCI); replace (an attribute that cannot change in place differs, or `--replace`) — both
+//! refused for an adopted image, which kiln cannot make; move and update; start or stop after
+//! them; and its drift (state vs live, for what the manifest manages, an instance's power state
+//! included: [`power_drift`]).
 
 use serde_json::Value;
 
@@ -145,6 +146,16 @@ impl Graph<'_, '_> {
         // 1. create
         let gone = id.is_some() && live.is_none_or(LiveRead::is_gone);
         if id.is_none() || gone {
+            if let Some(adopted) = d.adopted() {
+                return Err(BuildError::AdoptedImage {
+                    address: d.address.clone(),
+                    id: adopted.to_string(),
+                    doing: match gone {
+                        true => "created again (it is gone from OCI)".into(),
+                        false => "created (the state does not record it)".into(),
+                    },
+                });
+            }
             if gone {
                 self.drift.push(Drift {
                     address: d.address.clone(),
@@ -322,6 +333,13 @@ impl Graph<'_, '_> {
             if d.prevent_destroy {
                 return Err(BuildError::PreventDestroy {
                     address: d.address.clone(),
+                });
+            }
+            if let Some(adopted) = d.adopted() {
+                return Err(BuildError::AdoptedImage {
+                    address: d.address.clone(),
+                    id: adopted.to_string(),
+                    doing: format!("replaced ({})", reason.join("; ")),
                 });
             }
             self.push(Change {
