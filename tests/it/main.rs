@@ -22,6 +22,7 @@ mod fmt;
 mod fuzz;
 mod import;
 mod launch;
+mod launch_extras;
 mod limits;
 mod manifest;
 mod never_twice;
