@@ -532,7 +532,11 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
         }
         Some(r) => {
             super::related::capacity_reservation(ctx, r, rec.str("availabilityDomain"))?;
-            if rec.body.get("preemptibleInstanceConfig").is_some_and(|p| !p.is_null()) {
+            if rec
+                .body
+                .get("preemptibleInstanceConfig")
+                .is_some_and(|p| !p.is_null())
+            {
                 return Err(error(
                     400,
                     "InvalidParameter",

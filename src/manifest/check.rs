@@ -124,7 +124,9 @@ impl Loader {
                     }
                 }
             }
-            (Ty::StrMap | Ty::NestedMap | Ty::EnumMap(_), _) => self.wrong_type(node, path, "a table"),
+            (Ty::StrMap | Ty::NestedMap | Ty::EnumMap(_), _) => {
+                self.wrong_type(node, path, "a table")
+            }
             (Ty::StrList, Value::Array(a)) => {
                 for (i, n) in a.iter().enumerate() {
                     if !matches!(n.value, Value::Str(_)) {

@@ -288,8 +288,10 @@ impl Loader {
                 .help("set it when the volume is made, or boot from an image"),
             );
         };
-        if let Some(Node { value: Value::Int(n), at }) =
-            Self::field(t, defaults, "boot_volume_vpus_per_gb")
+        if let Some(Node {
+            value: Value::Int(n),
+            at,
+        }) = Self::field(t, defaults, "boot_volume_vpus_per_gb")
         {
             if !(10..=120).contains(n) || n % 10 != 0 {
                 self.problem(
@@ -305,14 +307,21 @@ impl Loader {
             }
             x.boot_volume_vpus_per_gb = Some(*n as u64);
         }
-        if let Some(Node { value: Value::Str(s), at }) = Self::field(t, defaults, "kms_key_id") {
+        if let Some(Node {
+            value: Value::Str(s),
+            at,
+        }) = Self::field(t, defaults, "kms_key_id")
+        {
             if self.ocid(s, at, "kms_key_id", &["key"]).is_some() && cx.boots_from_volume {
                 from_volume(self, "kms_key_id", at);
             }
             x.kms_key_id = Some(s.clone());
         }
         let reservation = match Self::field(t, defaults, "capacity_reservation_id") {
-            Some(Node { value: Value::Str(s), at }) => {
+            Some(Node {
+                value: Value::Str(s),
+                at,
+            }) => {
                 self.ocid(s, at, "capacity_reservation_id", &["capacityreservation"]);
                 x.capacity_reservation_id = Some(s.clone());
                 Some(at)

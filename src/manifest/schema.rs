@@ -435,10 +435,18 @@ pub const DEFAULTS: &[Field] = &[
         Ty::Table(launch::AGENT_CONFIG.fields),
         launch::AGENT_CONFIG.doc,
     ),
-    f("preemptible", Ty::Table(launch::PREEMPTIBLE), launch::PREEMPTIBLE_DOC),
+    f(
+        "preemptible",
+        Ty::Table(launch::PREEMPTIBLE),
+        launch::PREEMPTIBLE_DOC,
+    ),
     f("boot_volume_vpus_per_gb", Ty::Int, launch::VPUS_DOC),
     f("kms_key_id", Ty::Str, launch::KMS_DOC),
-    f("capacity_reservation_id", Ty::Str, launch::CAPACITY_RESERVATION_DOC),
+    f(
+        "capacity_reservation_id",
+        Ty::Str,
+        launch::CAPACITY_RESERVATION_DOC,
+    ),
     f("replace_method", REPLACE_METHOD, REPLACE_METHOD_DOC),
     f("rollout", Ty::Table(ROLLOUT), ROLLOUT_DOC),
 ];

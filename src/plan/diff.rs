@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use super::desired::{DesiredAttr, DesiredResource, DesiredValue, Lookup};
 use super::from_manifest::VNIC_UPDATABLE;
-use crate::manifest::launch::PLUGINS;
 use super::{AttrChange, AttrClass};
+use crate::manifest::launch::PLUGINS;
 
 /// The value at a path of keys in a JSON document (`Value::Null` when absent). In a list of
 /// named objects (`agentConfig.pluginsConfig`: `[{name, desiredState}]`) a key is an element's
@@ -18,7 +18,9 @@ pub fn at<'a>(doc: &'a Value, path: &[String]) -> &'a Value {
     let mut v = doc;
     for k in path {
         let next = match v {
-            Value::Array(items) => items.iter().find(|i| i.get("name") == Some(&Value::String(k.clone()))),
+            Value::Array(items) => items
+                .iter()
+                .find(|i| i.get("name") == Some(&Value::String(k.clone()))),
             _ => v.get(k),
         };
         match next {

@@ -139,7 +139,9 @@ fn launch_extras(t: &mut Table, live: &Instance) {
         p.insert("preserve_boot_volume", keep.into());
         t.insert("preemptible", value(p));
     }
-    let source = x.get("sourceDetails").filter(|s| s["sourceType"] == "image");
+    let source = x
+        .get("sourceDetails")
+        .filter(|s| s["sourceType"] == "image");
     if let Some(v) = source
         .and_then(|s| s["bootVolumeVpusPerGB"].as_i64())
         .filter(|v| *v != 10)

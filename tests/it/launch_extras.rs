@@ -133,7 +133,10 @@ async fn launch_preemptible_vpus_and_kms_key_round_trip_or_replace() {
 
     // Each is set at launch: a change replaces, with the reason.
     let changed = manifest
-        .replace("preserve_boot_volume = true", "preserve_boot_volume = false")
+        .replace(
+            "preserve_boot_volume = true",
+            "preserve_boot_volume = false",
+        )
         .replace("= 20", "= 30")
         .replace(&keys[0], &keys[1]);
     p.write(&changed);
@@ -148,7 +151,10 @@ async fn launch_preemptible_vpus_and_kms_key_round_trip_or_replace() {
     let new_id = instance_id(&p).await;
     assert_ne!(new_id, id);
     let v = boot_volume(&p, &new_id).await;
-    assert_eq!((v["vpusPerGB"].clone(), v["kmsKeyId"].clone()), (json!(30), json!(keys[1])));
+    assert_eq!(
+        (v["vpusPerGB"].clone(), v["kmsKeyId"].clone()),
+        (json!(30), json!(keys[1]))
+    );
     assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
 
     let back = import_back(&p, &new_id).await;
@@ -168,7 +174,9 @@ async fn launch_preemptible_vpus_and_kms_key_round_trip_or_replace() {
     let apply = p.kiln(&["apply", "--auto-approve"]).await;
     assert_ne!(apply.code, 0, "{apply:?}");
     assert!(
-        apply.stderr.contains("RelatedResourceNotAuthorizedOrNotFound"),
+        apply
+            .stderr
+            .contains("RelatedResourceNotAuthorizedOrNotFound"),
         "{apply:?}"
     );
 }
@@ -202,10 +210,18 @@ async fn launch_capacity_reservation_changes_in_place() {
     assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
 
     // Launched in it, read back clean.
-    p.write(&format!("{manifest}[instance.two]\ncapacity_reservation_id = \"{reservation}\"\n"));
+    p.write(&format!(
+        "{manifest}[instance.two]\ncapacity_reservation_id = \"{reservation}\"\n"
+    ));
     assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
-    let two = p.state()["resources"]["instance.two"]["id"].as_str().unwrap().to_string();
-    assert_eq!(live(&p, &two).await["capacityReservationId"], reservation.as_str());
+    let two = p.state()["resources"]["instance.two"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        live(&p, &two).await["capacityReservationId"],
+        reservation.as_str()
+    );
     assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
 
     // The emulator: an unknown reservation, and preemptible capacity in one (raw requests: the
@@ -219,14 +235,26 @@ async fn launch_capacity_reservation_changes_in_place() {
             "createVnicDetails": {"subnetId": f.public_subnet_id},
             "sourceDetails": {"sourceType": "image", "imageId": f.platform_images[0].id},
         });
-        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         b
     };
     let unknown = api
-        .call("POST", "/instances", Some(&launch(json!({"capacityReservationId": reservation.replace("aaaaaaaa", "aaaaaaab")}))), &[])
+        .call(
+            "POST",
+            "/instances",
+            Some(&launch(
+                json!({"capacityReservationId": reservation.replace("aaaaaaaa", "aaaaaaab")}),
+            )),
+            &[],
+        )
         .await;
     assert_eq!(unknown.status, 400, "{unknown:?}");
-    assert_eq!(unknown.body["code"], "RelatedResourceNotAuthorizedOrNotFound");
+    assert_eq!(
+        unknown.body["code"],
+        "RelatedResourceNotAuthorizedOrNotFound"
+    );
     let both = api
         .call("POST", "/instances", Some(&launch(json!({"capacityReservationId": reservation, "preemptibleInstanceConfig": {"preemptionAction": {"type": "TERMINATE"}}}))), &[])
         .await;
