@@ -6,7 +6,8 @@
 //!   `SourceDetails UpdateInstanceSourceDetails json:"sourceDetails"`, polymorphic on
 //!   `sourceType`; `core/update_instance_source_via_image_details.go`: `imageId` (mandatory),
 //!   `isPreserveBootVolumeEnabled`, `bootVolumeSizeInGBs` ("Minimum value is 50 GB and maximum
-//!   value is 32,768 GB"), `kmsKeyId`; `core/update_instance_source_via_boot_volume_details.go`:
+//!   value is 32,768 GB"), `kmsKeyId` (a fixture Vault key, [`super::related`], kept on the new
+//!   volume); `core/update_instance_source_via_boot_volume_details.go`:
 //!   `bootVolumeId` (mandatory), `isPreserveBootVolumeEnabled`.
 //! - terraform-provider-oci `internal/service/core/core_instance_resource.go`
 //!   (`updateOptionsViaWorkRequest`): sends the UpdateInstance and waits for the response's
@@ -41,7 +42,7 @@ const VIA_IMAGE: &[F] = &[
     F("imageId", details::Kind::Str),
     F("isPreserveBootVolumeEnabled", details::Kind::Bool),
     F("bootVolumeSizeInGBs", details::Kind::Int),
-    F("kmsKeyId", details::Kind::Unmodelled),
+    F("kmsKeyId", details::Kind::Str),
 ];
 
 /// UpdateInstanceSourceViaBootVolumeDetails.
@@ -58,6 +59,8 @@ pub struct Replacement {
     volume: Option<String>,
     size_gb: u64,
     vpus: u64,
+    /// The new volume's Vault key (`kmsKeyId`, checked).
+    kms: Option<String>,
     arch: String,
     preserve: bool,
 }
@@ -159,6 +162,9 @@ pub fn check(ctx: &Ctx<'_>, rec: &Record, src: &Value) -> Result<Replacement> {
                     )?,
                 };
             let arch = image.meta_str("arch").unwrap_or("x86_64").to_string();
+            if let Some(k) = src.get("kmsKeyId").and_then(Value::as_str) {
+                super::related::kms_key(ctx, k, "sourceDetails.kmsKeyId")?;
+            }
             (Some(img.to_string()), None, size, arch)
         }
         Some("bootVolume") => {
@@ -217,6 +223,10 @@ pub fn check(ctx: &Ctx<'_>, rec: &Record, src: &Value) -> Result<Replacement> {
         volume,
         size_gb,
         vpus: old_vpus,
+        kms: src
+            .get("kmsKeyId")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         arch,
         preserve,
     })
@@ -259,13 +269,16 @@ pub fn start(ctx: &mut Ctx<'_>, rec: &mut Record, r: Replacement) -> DateTime<Ut
             swapped,
         ),
     };
+    if r.volume.is_none() {
+        volumes::set_kms_key(ctx, &volume, Some(&json!(r.kms)));
+    }
     volumes::attach(ctx, &volume, &id, &compartment, &ad, swapped);
     rec.meta.insert("bootVolumeId".into(), json!(volume));
     let details = match &r.volume {
         Some(v) => json!({ "sourceType": "bootVolume", "bootVolumeId": v }),
         None => json!({
             "sourceType": "image", "imageId": r.image_id, "bootVolumeSizeInGBs": r.size_gb,
-            "bootVolumeVpusPerGB": r.vpus, "kmsKeyId": null, "instanceSourceImageFilterDetails": null,
+            "bootVolumeVpusPerGB": r.vpus, "kmsKeyId": r.kms, "instanceSourceImageFilterDetails": null,
         }),
     };
     rec.body.insert("sourceDetails".into(), details);

@@ -59,7 +59,7 @@ pub const LAUNCH_INSTANCE: &[F] = &[
     F("isPvEncryptionInTransitEnabled", Bool),
     F("platformConfig", Any),
     F("isAIEnterpriseEnabled", Bool),
-    F("capacityReservationId", Unmodelled),
+    F("capacityReservationId", Str),
     F("dedicatedVmHostId", Unmodelled),
     F("clusterPlacementGroupId", Unmodelled),
     F("computeClusterId", Unmodelled),
@@ -156,7 +156,7 @@ pub const IMAGE_SOURCE: &[F] = &[
     F("imageId", Str),
     F("bootVolumeSizeInGBs", Int),
     F("bootVolumeVpusPerGB", Int),
-    F("kmsKeyId", Unmodelled),
+    F("kmsKeyId", Str),
     F("instanceSourceImageFilterDetails", Unmodelled),
 ];
 
@@ -187,7 +187,8 @@ pub const UPDATE_INSTANCE: &[F] = &[
     F("dedicatedVmHostId", Unmodelled),
     F("platformConfig", Unmodelled),
     F("licensingConfigs", Unmodelled),
-    F("capacityReservationId", Unmodelled),
+    // "" takes the instance out of its reservation.
+    F("capacityReservationId", Str),
 ];
 
 fn bad(path: &str, what: &str) -> Reply {

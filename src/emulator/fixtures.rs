@@ -1,6 +1,7 @@
 //! The seeded, well-known world of one region (`GET /_emulator/fixtures`): availability and fault
 //! domains, a VCN with a public and a private subnet and a network security group, platform
-//! images for x86 and Arm, the shapes, and — the same in every region, as OCI's identity is
+//! images for x86 and Arm, the shapes, two Vault keys and a compute capacity reservation (in the
+//! first availability domain; see [`super::related`]), and — the same in every region, as OCI's identity is
 //! global — the compartments and tag namespaces of the tenancy.
 //!
 //! Every id is derived from the region (and a name), so two regions never share an id and a
@@ -59,6 +60,10 @@ pub struct Fixtures {
     pub public_subnet_id: String,
     pub private_subnet_id: String,
     pub nsg_id: String,
+    /// Vault keys a boot volume can be encrypted with (`sourceDetails.kmsKeyId`); any other is 400.
+    pub kms_key_ids: Vec<String>,
+    /// A compute capacity reservation in the first availability domain (`capacityReservationId`).
+    pub capacity_reservation_id: String,
     pub platform_images: Vec<PlatformImage>,
     pub shapes: Vec<String>,
     /// The Object Storage namespace, and a seeded bucket in it (for remote state).
@@ -163,6 +168,11 @@ impl Fixtures {
             public_subnet_id: fixed_id("subnet", code, "public"),
             private_subnet_id: fixed_id("subnet", code, "private"),
             nsg_id: fixed_id("networksecuritygroup", code, "web"),
+            kms_key_ids: ["boot-a", "boot-b"]
+                .iter()
+                .map(|n| fixed_id("key", code, n))
+                .collect(),
+            capacity_reservation_id: fixed_id("capacityreservation", code, "ad-1"),
             platform_images: images
                 .iter()
                 .map(|(os, v, date, arch)| {
@@ -271,6 +281,12 @@ impl Fixtures {
             );
         }
         let _ = writeln!(out, "  network security group\n    {}", self.nsg_id);
+        let _ = writeln!(out, "  vault keys\n    {}", self.kms_key_ids.join("\n    "));
+        let _ = writeln!(
+            out,
+            "  capacity reservation\n    {}  in {}",
+            self.capacity_reservation_id, self.availability_domains[0]
+        );
         let _ = writeln!(out, "  platform images");
         for i in &self.platform_images {
             let _ = writeln!(

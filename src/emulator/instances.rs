@@ -208,21 +208,26 @@ fn source(ctx: &Ctx<'_>, b: &Map<String, Value>, ad: &str) -> Result<Source> {
                         )
                     })?,
             };
+            // 10 balanced, 20 higher, 30-120 ultra high performance ([`super::related`]).
             let vpus = match src.get("bootVolumeVpusPerGB").filter(|v| !v.is_null()) {
                 None => 10,
                 Some(v) => v
                     .as_u64()
-                    .filter(|v| *v <= 120 && v % 10 == 0)
+                    .filter(|v| (10..=120).contains(v) && v % 10 == 0)
                     .ok_or_else(|| {
                         error(
                             400,
                             "InvalidParameter",
-                            "`sourceDetails.bootVolumeVpusPerGB` must be 0 to 120 in steps of 10",
+                            "`sourceDetails.bootVolumeVpusPerGB` must be 10 to 120 in steps of 10",
                         )
                     })?,
             };
+            let kms = src.get("kmsKeyId").and_then(Value::as_str);
+            if let Some(k) = kms {
+                super::related::kms_key(ctx, k, "sourceDetails.kmsKeyId")?;
+            }
             Ok(Source {
-                details: json!({ "sourceType": "image", "imageId": img, "bootVolumeSizeInGBs": size_gb, "bootVolumeVpusPerGB": vpus, "kmsKeyId": null, "instanceSourceImageFilterDetails": null }),
+                details: json!({ "sourceType": "image", "imageId": img, "bootVolumeSizeInGBs": size_gb, "bootVolumeVpusPerGB": vpus, "kmsKeyId": kms, "instanceSourceImageFilterDetails": null }),
                 image_id: Some(img.to_string()),
                 arch: rec.meta_str("arch").unwrap_or("x86_64").to_string(),
                 size_gb,
@@ -293,6 +298,15 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
         check_fault_domain(fd)?;
     }
     let platform = platform_config(shape, b.get("platformConfig"))?;
+    let reservation = str_field(&b, "capacityReservationId")?;
+    if let Some(r) = reservation {
+        super::related::capacity_reservation(ctx, r, &ad)?;
+    }
+    super::related::preemptible(
+        &b,
+        shape.name,
+        shape_cfg["baselineOcpuUtilization"].as_str(),
+    )?;
     let src = source(ctx, &b, &ad)?;
     if src.arch != shape.arch.image_arch() {
         return Err(error(
@@ -372,7 +386,7 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
         "ipxeScript": get("ipxeScript", Value::Null),
         "isCrossNumaNode": false,
         "isAIEnterpriseEnabled": get("isAIEnterpriseEnabled", json!(false)),
-        "capacityReservationId": null,
+        "capacityReservationId": reservation,
         "clusterPlacementGroupId": null,
         "dedicatedVmHostId": null,
         "placementConstraintDetails": null,
@@ -402,6 +416,9 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
             ctx.after(ctx.timings.launch / 2),
         ),
     };
+    if src.boot_volume.is_none() {
+        volumes::set_kms_key(ctx, &volume, src.details.get("kmsKeyId"));
+    }
     volumes::attach(ctx, &volume, &id, &compartment, &ad, ready);
     rec.meta.insert("bootVolumeId".into(), json!(volume));
     let vnic_tags = Value::Object(vnic_defined.unwrap_or_default());
@@ -508,6 +525,27 @@ pub fn update(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
     if let Some(fd) = str_field(&b, "faultDomain")? {
         check_fault_domain(fd)?;
         rec.body.insert("faultDomain".into(), json!(fd));
+    }
+    match str_field(&b, "capacityReservationId")? {
+        Some("") => {
+            rec.body.insert("capacityReservationId".into(), Value::Null);
+        }
+        Some(r) => {
+            super::related::capacity_reservation(ctx, r, rec.str("availabilityDomain"))?;
+            if rec
+                .body
+                .get("preemptibleInstanceConfig")
+                .is_some_and(|p| !p.is_null())
+            {
+                return Err(error(
+                    400,
+                    "InvalidParameter",
+                    "preemptible capacity cannot be used with a capacity reservation",
+                ));
+            }
+            rec.body.insert("capacityReservationId".into(), json!(r));
+        }
+        None => {}
     }
     for k in [
         "securityAttributes",

@@ -63,9 +63,10 @@
 //!   `agentConfig`, `instanceOptions`, `availabilityConfig`, `launchOptions`, `platformConfig`,
 //!   `preemptibleInstanceConfig`, `securityAttributes`, `ipxeScript`, `extendedMetadata`; the VNIC
 //!   details `privateIp`, `hostnameLabel`, `displayName`, `skipSourceDestCheck`, `nsgIds`, tags —
-//!   GetVnic returns them). A field of the type that is not modelled (dedicated hosts, capacity
-//!   reservations, VLANs, KMS keys, launch volume attachments, dense-I/O shape options, …) or no
-//!   field of it at all is 400 `InvalidParameter` naming it.
+//!   GetVnic returns them; `capacityReservationId` and `sourceDetails.kmsKeyId`, checked against
+//!   the fixtures' reservation and Vault keys, [`related`]). A field of the type that is not
+//!   modelled (dedicated hosts, VLANs, launch volume attachments, dense-I/O shape options, …) or
+//!   no field of it at all is 400 `InvalidParameter` naming it.
 //! - Etags change on every mutation of a resource, lifecycle transitions included (a resource's
 //!   version counter is hashed); If-Match mismatches on Update/Terminate/Action/ChangeCompartment/
 //!   UpdateImage/DeleteImage/DeleteBootVolume are 412 `NoEtagMatch`. `If-Match: *` matches
@@ -180,6 +181,7 @@ pub mod list;
 pub mod network;
 pub mod object_storage;
 mod pipeline;
+pub mod related;
 pub mod routes;
 mod server;
 pub mod shapes;

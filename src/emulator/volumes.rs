@@ -107,6 +107,16 @@ pub fn create(
     id
 }
 
+/// The Vault key (`kmsKeyId`, checked) a new boot volume is encrypted with; `None` or null: Oracle's.
+pub fn set_kms_key(ctx: &mut Ctx<'_>, volume: &str, key: Option<&Value>) {
+    if let (Some(rec), Some(k)) = (
+        ctx.world.boot_volumes.get_mut(volume),
+        key.filter(|k| !k.is_null()),
+    ) {
+        rec.body.insert("kmsKeyId".into(), k.clone());
+    }
+}
+
 /// Attach `volume` to `instance` (ATTACHED at `ready`).
 pub fn attach(
     ctx: &mut Ctx<'_>,

@@ -108,6 +108,11 @@ impl Loader {
                     }
                 }
             }
+            (Ty::EnumMap(values), Value::Table(t)) => {
+                for (k, e) in t {
+                    self.check_value(&e.node, Ty::Enum(values), &format!("{path}.{k}"));
+                }
+            }
             (Ty::NestedMap, Value::Table(t)) => {
                 for (k, e) in t {
                     if !matches!(e.node.value, Value::Table(_)) {
@@ -119,7 +124,9 @@ impl Loader {
                     }
                 }
             }
-            (Ty::StrMap | Ty::NestedMap, _) => self.wrong_type(node, path, "a table"),
+            (Ty::StrMap | Ty::NestedMap | Ty::EnumMap(_), _) => {
+                self.wrong_type(node, path, "a table")
+            }
             (Ty::StrList, Value::Array(a)) => {
                 for (i, n) in a.iter().enumerate() {
                     if !matches!(n.value, Value::Str(_)) {

@@ -1,6 +1,7 @@
 //! `[instance.NAME]` → an [`InstanceSpec`] with `[defaults]` applied: availability and fault
 //! domains (given, or planned from `placement`, see [`super::placement`]), shape and shape config, subnet, source, metadata with `user_data_file` and
-//! `ssh_authorized_keys_file`, power state, boot volume size, lifecycle flags (`replace_method`
+//! `ssh_authorized_keys_file`, power state, boot volume size, the launch settings
+//! ([`super::launch`]), lifecycle flags (`replace_method`
 //! and `rollout` are read by [`super::rollout`]).
 
 use base64::Engine;
@@ -197,6 +198,23 @@ impl Loader {
             }
             _ => None,
         };
+        let extras = self.launch_extras(
+            t,
+            defaults,
+            super::launch::Context {
+                boots_from_volume: matches!(source, Some(InstanceSource::BootVolume(_))),
+                shape: shape.as_deref(),
+                burstable: shape_config.as_ref().is_some_and(|c| {
+                    c.baseline_ocpu_utilization
+                        .as_deref()
+                        .is_some_and(|b| b != "BASELINE_1_1")
+                }),
+                stopped: match str_of(get(t, "state")) {
+                    Some(("STOPPED", at)) => Some(at),
+                    _ => None,
+                },
+            },
+        );
         let replace_method = Self::replace_method(t, defaults);
         let rollout = self.rollout(t, defaults);
         if self.problems.iter().filter(|p| p.is_error()).count() > before {
@@ -231,6 +249,7 @@ impl Loader {
             prevent_destroy: bool_of(get(t, "prevent_destroy")).unwrap_or(false),
             create_before_destroy: bool_of(get(t, "create_before_destroy")).unwrap_or(false),
             launch: launch_settings(t, defaults),
+            extras,
         })
     }
 

@@ -6,10 +6,40 @@
 //! import` writes them back with it, and the JSON Schema lists them from it.
 //!
 //! In place, per OCI's API reference for UpdateInstanceDetails: `instanceOptions`,
-//! `availabilityConfig`, and of `launchOptions` only `bootVolumeType`, `networkType` and
-//! `isPvEncryptionInTransitEnabled` (UpdateLaunchOptions); `platformConfig` cannot change.
+//! `availabilityConfig`, `agentConfig` (UpdateInstanceAgentConfigDetails), and of `launchOptions`
+//! only `bootVolumeType`, `networkType` and `isPvEncryptionInTransitEnabled`
+//! (UpdateLaunchOptions); `platformConfig` cannot change.
+//!
+//! `agent_config.plugins` is a table of plugin name → `ENABLED`/`DISABLED`; OCI's is a list,
+//! `pluginsConfig = [{name, desiredState}]` (oci-go-sdk v65 `core/launch_instance_agent_config_details.go`,
+//! `instance_agent_plugin_config_details.go`, `update_instance_agent_config_details.go`): the
+//! plan compares the plugins the manifest names, by name, and leaves the others as they are.
+//!
+//! The other launch settings ([`Extras`]), checked here, are not objects of one level:
+//! - `preemptible = { preserve_boot_volume = false }` → `preemptibleInstanceConfig =
+//!   { preemptionAction = { type = "TERMINATE", preserveBootVolume } }`
+//!   (`core/preemptible_instance_config_details.go`, `terminate_preemption_action.go`); set at
+//!   launch only (UpdateInstanceDetails has no such field; the Terraform provider's
+//!   `preemptible_instance_config` is ForceNew). Per Oracle's "Preemptible Instances" page
+//!   (docs.oracle.com/iaas/Content/Compute/Concepts/preemptible.htm): not with a capacity
+//!   reservation, not on bare metal or burstable shapes, and never stopped or started.
+//! - `boot_volume_vpus_per_gb` → `sourceDetails.bootVolumeVpusPerGB`
+//!   (`core/instance_source_via_image_details.go`: 10, 20, 30–120). The boot volume could change
+//!   with Block Storage's UpdateBootVolume (`vpusPerGB`), a verb kiln does not send; like the
+//!   Terraform provider (`source_details.boot_volume_vpus_per_gb` is ForceNew in
+//!   `internal/service/core/core_instance_resource.go`) kiln replaces the instance.
+//! - `kms_key_id` → `sourceDetails.kmsKeyId`: the Terraform provider re-keys a boot volume in
+//!   place with Block Storage's UpdateBootVolumeKmsKey; kiln does not send that verb, so a new key
+//!   replaces the instance (with that reason).
+//! - `capacity_reservation_id` → `capacityReservationId`, changed in place: UpdateInstanceDetails
+//!   has `capacityReservationId` (`core/update_instance_details.go`).
 
+use indexmap::IndexMap;
+
+use super::diagnostic::{At, Problem};
 use super::schema::{Field, Ty};
+use super::tree::{bool_of, entries, get, Entry, Node, Value};
+use super::Loader;
 
 /// One setting: a manifest table that is an OCI object.
 pub struct Setting {
@@ -155,13 +185,191 @@ pub const PLATFORM_CONFIG: Setting = Setting {
     ],
 };
 
+/// `agent_config.plugins`' OCI name: a list of `{name, desiredState}`, not an object.
+pub const PLUGINS: &str = "pluginsConfig";
+
+pub const AGENT_CONFIG: Setting = Setting {
+    name: "agent_config",
+    oci: "agentConfig",
+    doc: "Oracle Cloud Agent: its monitoring and management plugins, all plugins, and the state of each plugin named, e.g. `{ plugins = { \"Vulnerability Scanning\" = \"ENABLED\" } }` (changed in place)",
+    why: "",
+    fields: &[
+        f(
+            "is_monitoring_disabled",
+            Ty::Bool,
+            "Turn off the monitoring plugins (default false)",
+        ),
+        f(
+            "is_management_disabled",
+            Ty::Bool,
+            "Turn off the management plugins (default false)",
+        ),
+        f(
+            "are_all_plugins_disabled",
+            Ty::Bool,
+            "Turn off every plugin (default false)",
+        ),
+        f(
+            "plugins",
+            Ty::EnumMap(&["ENABLED", "DISABLED"]),
+            "Plugin name → `ENABLED` or `DISABLED`; plugins not named are left as they are",
+        ),
+    ],
+    wire: &[
+        ("isMonitoringDisabled", true),
+        ("isManagementDisabled", true),
+        ("areAllPluginsDisabled", true),
+        (PLUGINS, true),
+    ],
+};
+
 /// Every setting, in the order the manifest reference lists them.
 pub const SETTINGS: &[&Setting] = &[
     &INSTANCE_OPTIONS,
     &LAUNCH_OPTIONS,
     &AVAILABILITY_CONFIG,
     &PLATFORM_CONFIG,
+    &AGENT_CONFIG,
 ];
+
+pub const PREEMPTIBLE: &[Field] = &[f(
+    "preserve_boot_volume",
+    Ty::Bool,
+    "Keep the boot volume when OCI reclaims the capacity (default false)",
+)];
+pub const PREEMPTIBLE_DOC: &str = "Launch on preemptible capacity, terminated when OCI reclaims it: `{}` or `{ preserve_boot_volume = true }` (set at launch: a change replaces the instance; not with `capacity_reservation_id`, `state = \"STOPPED\"`, bare metal or burstable shapes)";
+pub const VPUS_DOC: &str = "Boot volume performance in VPUs per GB: 10 (balanced), 20 (higher performance), 30 to 120 in steps of 10 (ultra high); a change replaces the instance";
+pub const KMS_DOC: &str = "OCID of the Vault key that encrypts the boot volume (default: Oracle-managed keys); a change replaces the instance";
+pub const CAPACITY_RESERVATION_DOC: &str =
+    "OCID of the compute capacity reservation to launch in (changed in place)";
+
+/// Why each of [`Extras`] that is set at launch forces a replacement.
+pub const PREEMPTIBLE_WHY: &str =
+    "OCI sets preemptible capacity at launch only (UpdateInstanceDetails has no `preemptibleInstanceConfig`)";
+pub const VPUS_WHY: &str =
+    "the boot volume's performance is set at launch (in place it is Block Storage's UpdateBootVolume, which kiln does not send)";
+pub const KMS_WHY: &str =
+    "the boot volume's key is set at launch (in place it is Block Storage's UpdateBootVolumeKmsKey, which kiln does not send)";
+
+/// The launch settings beyond the object tables, as the manifest sets them (its table, else
+/// `[defaults]`'s); `None`: not set, OCI's value never compared.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extras {
+    /// `preemptible`: `Some(preserve_boot_volume)`.
+    pub preemptible: Option<bool>,
+    pub boot_volume_vpus_per_gb: Option<u64>,
+    pub kms_key_id: Option<String>,
+    pub capacity_reservation_id: Option<String>,
+}
+
+/// What [`Loader::launch_extras`] checks the settings against: the rest of the instance.
+pub(super) struct Context<'a> {
+    pub boots_from_volume: bool,
+    pub shape: Option<&'a str>,
+    pub burstable: bool,
+    pub stopped: Option<&'a At>,
+}
+
+impl Loader {
+    pub(super) fn launch_extras(
+        &mut self,
+        t: &IndexMap<String, Entry>,
+        defaults: &IndexMap<String, Entry>,
+        cx: Context<'_>,
+    ) -> Extras {
+        let mut x = Extras::default();
+        let from_volume = |l: &mut Loader, key: &str, at: &At| {
+            l.problem(
+                Problem::error(
+                    "invalid_value",
+                    format!("`{key}` is a setting of a boot volume made from an image, but `source` is a `boot_volume`"),
+                )
+                .at(at, "not with `source = { boot_volume = … }`")
+                .help("set it when the volume is made, or boot from an image"),
+            );
+        };
+        if let Some(Node {
+            value: Value::Int(n),
+            at,
+        }) = Self::field(t, defaults, "boot_volume_vpus_per_gb")
+        {
+            if !(10..=120).contains(n) || n % 10 != 0 {
+                self.problem(
+                    Problem::error(
+                        "invalid_value",
+                        format!("`boot_volume_vpus_per_gb` must be 10, 20, or 30 to 120 in steps of 10, not {n}"),
+                    )
+                    .at(at, "not a boot volume performance level")
+                    .help("10 is balanced, 20 higher performance, 30 to 120 ultra high performance"),
+                );
+            } else if cx.boots_from_volume {
+                from_volume(self, "boot_volume_vpus_per_gb", at);
+            }
+            x.boot_volume_vpus_per_gb = Some(*n as u64);
+        }
+        if let Some(Node {
+            value: Value::Str(s),
+            at,
+        }) = Self::field(t, defaults, "kms_key_id")
+        {
+            if self.ocid(s, at, "kms_key_id", &["key"]).is_some() && cx.boots_from_volume {
+                from_volume(self, "kms_key_id", at);
+            }
+            x.kms_key_id = Some(s.clone());
+        }
+        let reservation = match Self::field(t, defaults, "capacity_reservation_id") {
+            Some(Node {
+                value: Value::Str(s),
+                at,
+            }) => {
+                self.ocid(s, at, "capacity_reservation_id", &["capacityreservation"]);
+                x.capacity_reservation_id = Some(s.clone());
+                Some(at)
+            }
+            _ => None,
+        };
+        if let Some(node) = Self::field(t, defaults, "preemptible") {
+            let Some(p) = entries(node) else { return x };
+            x.preemptible = Some(bool_of(get(p, "preserve_boot_volume")).unwrap_or(false));
+            let mut conflict = |what: String, label: &str, help: &str| {
+                self.problem(
+                    Problem::error("invalid_value", format!("a preemptible instance {what}"))
+                        .at(&node.at, label.to_string())
+                        .help(help.to_string()),
+                );
+            };
+            if reservation.is_some() {
+                conflict(
+                    "cannot launch in a capacity reservation".into(),
+                    "preemptible",
+                    "drop `capacity_reservation_id` or `preemptible`",
+                );
+            }
+            if cx.stopped.is_some() {
+                conflict(
+                    "cannot be stopped".into(),
+                    "preemptible",
+                    "drop `state = \"STOPPED\"` or `preemptible`",
+                );
+            }
+            if let Some(shape) = cx.shape.filter(|s| s.starts_with("BM.")) {
+                conflict(
+                    format!("cannot be bare metal (`{shape}`)"),
+                    "preemptible",
+                    "use a VM shape",
+                );
+            }
+            if cx.burstable {
+                conflict(
+                    "cannot be burstable".into(),
+                    "preemptible",
+                    "drop `shape_config.baseline_ocpu_utilization`",
+                );
+            }
+        }
+        x
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -285,6 +285,8 @@ pub struct InstanceSpec {
     /// The [`launch::SETTINGS`] the manifest sets (its table, else `[defaults]`'s), by setting
     /// name: each key it sets, by manifest name, as JSON.
     pub launch: BTreeMap<&'static str, BTreeMap<&'static str, serde_json::Value>>,
+    /// `preemptible`, `boot_volume_vpus_per_gb`, `kms_key_id`, `capacity_reservation_id`.
+    pub extras: launch::Extras,
     /// `replace_method`: how a change of `source` reaches the live instance.
     pub replace_method: rollout::ReplaceMethod,
     /// `rollout` (of the table, else of `[defaults]`): `None` replaces as before.

@@ -13,6 +13,8 @@ pub enum Ty {
     Bool,
     /// Table of strings (tags, metadata).
     StrMap,
+    /// Table whose values are each one of the strings (`agent_config.plugins`: name → state).
+    EnumMap(&'static [&'static str]),
     /// Table of tables (defined tags: namespace → key → value).
     NestedMap,
     StrList,
@@ -261,6 +263,15 @@ pub const INSTANCE: &[Field] = &[
         Ty::Table(launch::PLATFORM_CONFIG.fields),
         launch::PLATFORM_CONFIG.doc,
     ),
+    f(
+        "agent_config",
+        Ty::Table(launch::AGENT_CONFIG.fields),
+        launch::AGENT_CONFIG.doc,
+    ),
+    f("preemptible", Ty::Table(launch::PREEMPTIBLE), launch::PREEMPTIBLE_DOC),
+    f("boot_volume_vpus_per_gb", Ty::Int, launch::VPUS_DOC),
+    f("kms_key_id", Ty::Str, launch::KMS_DOC),
+    f("capacity_reservation_id", Ty::Str, launch::CAPACITY_RESERVATION_DOC),
     f("replace_method", REPLACE_METHOD, REPLACE_METHOD_DOC),
     f("rollout", Ty::Table(ROLLOUT), ROLLOUT_DOC),
 ];
@@ -424,6 +435,23 @@ pub const DEFAULTS: &[Field] = &[
         Ty::Table(launch::PLATFORM_CONFIG.fields),
         launch::PLATFORM_CONFIG.doc,
     ),
+    f(
+        "agent_config",
+        Ty::Table(launch::AGENT_CONFIG.fields),
+        launch::AGENT_CONFIG.doc,
+    ),
+    f(
+        "preemptible",
+        Ty::Table(launch::PREEMPTIBLE),
+        launch::PREEMPTIBLE_DOC,
+    ),
+    f("boot_volume_vpus_per_gb", Ty::Int, launch::VPUS_DOC),
+    f("kms_key_id", Ty::Str, launch::KMS_DOC),
+    f(
+        "capacity_reservation_id",
+        Ty::Str,
+        launch::CAPACITY_RESERVATION_DOC,
+    ),
     f("replace_method", REPLACE_METHOD, REPLACE_METHOD_DOC),
     f("rollout", Ty::Table(ROLLOUT), ROLLOUT_DOC),
 ];
@@ -490,6 +518,9 @@ fn ty_schema(ty: Ty) -> Value {
         Ty::Bool => json!({ "type": "boolean" }),
         Ty::StrMap => json!({ "type": "object", "additionalProperties": { "type": "string" } }),
         Ty::NestedMap => json!({ "type": "object", "additionalProperties": { "type": "object" } }),
+        Ty::EnumMap(values) => {
+            json!({ "type": "object", "additionalProperties": { "type": "string", "enum": values } })
+        }
         Ty::StrList => json!({ "type": "array", "items": { "type": "string" } }),
         Ty::Enum(values) => json!({ "type": "string", "enum": values }),
         Ty::EnumOrStrList(values) => json!({ "oneOf": [

@@ -235,6 +235,15 @@ pub enum InstanceSourceDetails {
             rename = "bootVolumeSizeInGBs"
         )]
         boot_volume_size_in_gbs: Option<u64>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            rename = "bootVolumeVpusPerGB"
+        )]
+        boot_volume_vpus_per_gb: Option<u64>,
+        /// The Vault key of the boot volume.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kms_key_id: Option<String>,
     },
     #[serde(rename = "bootVolume", rename_all = "camelCase")]
     BootVolume { boot_volume_id: String },
@@ -471,6 +480,8 @@ mod tests {
             source_details: Some(InstanceSourceDetails::Image {
                 image_id: "img".into(),
                 boot_volume_size_in_gbs: Some(50),
+                boot_volume_vpus_per_gb: None,
+                kms_key_id: None,
             }),
             metadata: BTreeMap::new(),
             freeform_tags: BTreeMap::new(),

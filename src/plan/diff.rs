@@ -9,17 +9,71 @@ use serde_json::{Map, Value};
 use super::desired::{DesiredAttr, DesiredResource, DesiredValue, Lookup};
 use super::from_manifest::VNIC_UPDATABLE;
 use super::{AttrChange, AttrClass};
+use crate::manifest::launch::PLUGINS;
 
-/// The value at a path of keys in a JSON document (`Value::Null` when absent).
+/// The value at a path of keys in a JSON document (`Value::Null` when absent). In a list of
+/// named objects (`agentConfig.pluginsConfig`: `[{name, desiredState}]`) a key is an element's
+/// `name`.
 pub fn at<'a>(doc: &'a Value, path: &[String]) -> &'a Value {
     let mut v = doc;
     for k in path {
-        match v.get(k) {
+        let next = match v {
+            Value::Array(items) => items
+                .iter()
+                .find(|i| i.get("name") == Some(&Value::String(k.clone()))),
+            _ => v.get(k),
+        };
+        match next {
             Some(x) => v = x,
             None => return &Value::Null,
         }
     }
     v
+}
+
+/// `agentConfig.pluginsConfig` of an update body, built as an object of plugin name →
+/// `{desiredState}`, back into OCI's list: the live list with the plugins the manifest names
+/// laid over it (whether OCI merges the list or replaces it, no plugin the manifest does not
+/// name changes).
+fn plugins_as_list(body: &mut Map<String, Value>, live: &Value) {
+    let Some(Value::Object(named)) = body
+        .get_mut("agentConfig")
+        .and_then(|a| a.get_mut(PLUGINS))
+        .map(std::mem::take)
+    else {
+        return;
+    };
+    let mut list: Vec<Value> = at(live, &["agentConfig".into(), PLUGINS.into()])
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (name, v) in named {
+        let item = serde_json::json!({ "name": name, "desiredState": v["desiredState"] });
+        match list.iter_mut().find(|i| i["name"] == name.as_str()) {
+            Some(slot) => *slot = item,
+            None => list.push(item),
+        }
+    }
+    body["agentConfig"][PLUGINS] = Value::Array(list);
+}
+
+/// Whether `live` has every key of `sent`: objects key by key, lists of named objects element by
+/// name, anything else equal.
+fn covers(live: &Value, sent: &Value) -> bool {
+    match sent {
+        Value::Object(o) => o
+            .iter()
+            .all(|(k, v)| covers(live.get(k).unwrap_or(&Value::Null), v)),
+        Value::Array(items) if items.iter().all(|i| i.get("name").is_some()) => {
+            items.iter().all(|i| {
+                live.as_array().is_some_and(|l| {
+                    l.iter()
+                        .any(|x| x.get("name") == i.get("name") && covers(x, i))
+                })
+            })
+        }
+        _ => same(live, sent),
+    }
 }
 
 /// Equality as OCI means it: numbers by value, objects key by key, missing = null.
@@ -112,7 +166,8 @@ pub fn diff(
 }
 
 /// Objects whose update details are a type of their own (UpdateInstanceShapeConfigDetails,
-/// InstanceOptions, UpdateLaunchOptions, UpdateInstanceAvailabilityConfigDetails), not
+/// InstanceOptions, UpdateLaunchOptions, UpdateInstanceAvailabilityConfigDetails,
+/// UpdateInstanceAgentConfigDetails), not
 /// a map OCI replaces: only the keys kiln manages are sent, never the server-set fields of the
 /// live object (`processorDescription`, `gpus`, …, which OCI refuses).
 const PARTIAL_OBJECTS: &[&str] = &[
@@ -120,6 +175,7 @@ const PARTIAL_OBJECTS: &[&str] = &[
     "instanceOptions",
     "launchOptions",
     "availabilityConfig",
+    "agentConfig",
 ];
 
 /// Key of an update body under which the primary VNIC's UpdateVnicDetails travel (the executor
@@ -167,6 +223,7 @@ pub fn update_body(desired: &DesiredResource, live: &Value, changed: &[AttrDiff]
             });
         set_at(entry, &path[1..], d.change.after.clone());
     }
+    plugins_as_list(&mut body, live);
     Value::Object(body)
 }
 
@@ -192,9 +249,7 @@ pub fn update_applied(live: &Value, sent: &Value) -> bool {
     m.iter().filter(|(k, _)| *k != VNIC_UPDATE).all(|(k, v)| {
         let l = live.get(k).unwrap_or(&Value::Null);
         match v.as_object() {
-            Some(o) if PARTIAL_OBJECTS.contains(&k.as_str()) => o
-                .iter()
-                .all(|(kk, vv)| same(l.get(kk).unwrap_or(&Value::Null), vv)),
+            Some(_) if PARTIAL_OBJECTS.contains(&k.as_str()) => covers(l, v),
             _ => same(l, v),
         }
     })

@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::manifest::{
-    ImageSource, ImageSpec, InstanceSource, InstanceSpec, Manifest, PowerState, Ref,
+    launch, ImageSource, ImageSpec, InstanceSource, InstanceSpec, Manifest, PowerState, Ref,
 };
 
 use super::desired::{id_ref, DesiredAttr, DesiredResource, DesiredValue, Lookup, Power};
@@ -146,6 +146,81 @@ fn primary_vnic(
             "OCI cannot change the primary private IP of a VNIC (UpdateVnicDetails has no `privateIp`)",
         ));
         vnic.insert("privateIp".into(), json!(ip));
+    }
+}
+
+/// `agent_config.plugins` (name → state): one attribute per plugin named, read from the live
+/// `pluginsConfig` list by name ([`super::diff::at`]), changed in place; OCI's list form for the
+/// launch body.
+fn plugins(v: &Value, attrs: &mut Vec<DesiredAttr>) -> Value {
+    let mut list = Vec::new();
+    for (name, state) in v.as_object().into_iter().flatten() {
+        attrs.push(DesiredAttr {
+            path: format!("agent_config.plugins.{name}"),
+            lookup: Lookup::Live(vec![
+                "agentConfig".into(),
+                launch::PLUGINS.into(),
+                name.clone(),
+                "desiredState".into(),
+            ]),
+            value: DesiredValue::Known(state.clone()),
+            class: AttrClass::Update,
+            why: None,
+        });
+        list.push(json!({ "name": name, "desiredState": state }));
+    }
+    Value::Array(list)
+}
+
+/// `preemptible`, `boot_volume_vpus_per_gb`, `kms_key_id` (set at launch: replaced) and
+/// `capacity_reservation_id` (UpdateInstance) into the attributes and the launch body.
+fn extras(x: &launch::Extras, attrs: &mut Vec<DesiredAttr>, body: &mut Map<String, Value>) {
+    if let Some(keep) = x.preemptible {
+        attrs.push(known(
+            "preemptible.preserve_boot_volume",
+            "preemptibleInstanceConfig.preemptionAction.preserveBootVolume",
+            json!(keep),
+            AttrClass::Replace,
+            Some(launch::PREEMPTIBLE_WHY),
+        ));
+        body.insert(
+            "preemptibleInstanceConfig".into(),
+            json!({ "preemptionAction": { "type": "TERMINATE", "preserveBootVolume": keep } }),
+        );
+    }
+    let source = body
+        .get_mut("sourceDetails")
+        .and_then(Value::as_object_mut)
+        .expect("the source is in the body before the launch settings");
+    if let Some(v) = x.boot_volume_vpus_per_gb {
+        attrs.push(known(
+            "boot_volume_vpus_per_gb",
+            "sourceDetails.bootVolumeVpusPerGB",
+            json!(v),
+            AttrClass::Replace,
+            Some(launch::VPUS_WHY),
+        ));
+        source.insert("bootVolumeVpusPerGB".into(), json!(v));
+    }
+    if let Some(k) = &x.kms_key_id {
+        attrs.push(known(
+            "kms_key_id",
+            "sourceDetails.kmsKeyId",
+            json!(k),
+            AttrClass::Replace,
+            Some(launch::KMS_WHY),
+        ));
+        source.insert("kmsKeyId".into(), json!(k));
+    }
+    if let Some(r) = &x.capacity_reservation_id {
+        attrs.push(known(
+            "capacity_reservation_id",
+            "capacityReservationId",
+            json!(r),
+            AttrClass::Update,
+            None,
+        ));
+        body.insert("capacityReservationId".into(), json!(r));
     }
 }
 
@@ -327,7 +402,7 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
     );
     // The launch settings that are OCI objects: only the keys the manifest sets are sent and
     // compared (OCI's defaults for the others never make a diff).
-    for s in crate::manifest::launch::SETTINGS {
+    for s in launch::SETTINGS {
         let Some(keys) = spec.launch.get(s.name) else {
             continue;
         };
@@ -336,6 +411,10 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
             let Some(v) = keys.get(field.name) else {
                 continue;
             };
+            if oci == launch::PLUGINS {
+                obj.insert(oci.into(), plugins(v, &mut attrs));
+                continue;
+            }
             attrs.push(known(
                 &format!("{}.{}", s.name, field.name),
                 &format!("{}.{oci}", s.oci),
@@ -351,6 +430,7 @@ pub fn instance(spec: &InstanceSpec) -> DesiredResource {
         }
         body.insert(s.oci.into(), Value::Object(obj));
     }
+    extras(&spec.extras, &mut attrs, &mut body);
 
     let power = match spec.state {
         PowerState::Running => Power::Running,

@@ -103,7 +103,62 @@ pub fn instance_table(live: &Instance, vnic: &Vnic) -> Table {
         t.insert("state", value("STOPPED"));
     }
     launch_settings(&mut t, live);
+    launch_extras(&mut t, live);
     t
+}
+
+/// The agent's plugins as OCI lists them, the preemptible capacity, the boot volume's
+/// performance (when not OCI's balanced 10) and Vault key, the capacity reservation
+/// ([`crate::manifest::launch::Extras`]).
+fn launch_extras(t: &mut Table, live: &Instance) {
+    let x = &live.extra;
+    let plugins = x
+        .get("agentConfig")
+        .and_then(|a| a.get(crate::manifest::launch::PLUGINS))
+        .and_then(Value::as_array);
+    let mut named = InlineTable::new();
+    for p in plugins.into_iter().flatten() {
+        if let (Some(n), Some(s)) = (p["name"].as_str(), p["desiredState"].as_str()) {
+            named.insert(n, s.into());
+        }
+    }
+    if !named.is_empty() {
+        let mut agent = match t.remove("agent_config") {
+            Some(toml_edit::Item::Value(toml_edit::Value::InlineTable(a))) => a,
+            _ => InlineTable::new(),
+        };
+        agent.insert("plugins", toml_edit::Value::InlineTable(named));
+        t.insert("agent_config", value(agent));
+    }
+    if let Some(keep) = x
+        .get("preemptibleInstanceConfig")
+        .and_then(|p| p.get("preemptionAction"))
+        .map(|a| a["preserveBootVolume"].as_bool().unwrap_or(false))
+    {
+        let mut p = InlineTable::new();
+        p.insert("preserve_boot_volume", keep.into());
+        t.insert("preemptible", value(p));
+    }
+    let source = x
+        .get("sourceDetails")
+        .filter(|s| s["sourceType"] == "image");
+    if let Some(v) = source
+        .and_then(|s| s["bootVolumeVpusPerGB"].as_i64())
+        .filter(|v| *v != 10)
+    {
+        t.insert("boot_volume_vpus_per_gb", value(v));
+    }
+    for (key, v) in [
+        ("kms_key_id", source.and_then(|s| s["kmsKeyId"].as_str())),
+        (
+            "capacity_reservation_id",
+            x.get("capacityReservationId").and_then(Value::as_str),
+        ),
+    ] {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            t.insert(key, value(v));
+        }
+    }
 }
 
 /// The launch settings of the instance that differ from OCI's defaults

@@ -227,8 +227,12 @@ pub fn shape(
             "imageId": create["sourceDetails"]["imageId"].clone(),
             "isPreserveBootVolumeEnabled": spec.preserve_boot_volume,
         });
-        if let Some(size) = create["sourceDetails"].get("bootVolumeSizeInGBs") {
-            source["bootVolumeSizeInGBs"] = size.clone();
+        // The new volume keeps the declared size and Vault key (UpdateInstanceSourceViaImageDetails
+        // has both; its performance is the old volume's).
+        for k in ["bootVolumeSizeInGBs", "kmsKeyId"] {
+            if let Some(v) = create["sourceDetails"].get(k) {
+                source[k] = v.clone();
+            }
         }
         let others: Vec<AttrDiff> = c
             .attributes

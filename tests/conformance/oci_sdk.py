@@ -2,7 +2,9 @@
 
 Driven by tests/it/judges/oci_sdk.rs: `python3 oci_sdk.py URL CONFIG_FILE`. The SDK signs the requests
 and parses every response with its own models, so it judges the emulator's wire format. Walks:
-launch with every modelled field and read each back (instance and VNIC); private IPs by subnet
+launch with every modelled field and read each back (instance and VNIC); a Vault key, boot
+volume performance, capacity reservation and preemptible capacity read back, the reservation and
+the agent's plugins changed with UpdateInstance; private IPs by subnet
 and the ephemeral public IPs (ListPublicIps, GetPublicIp, GetPublicIpByPrivateIpId); boot volume preserve,
 then relaunch from it; a boot volume replacement (UpdateInstance with sourceDetails); the shape-filtered image lookup; compartment 404; defined tag 400; a
 compartment move seen as MOVING; pagination under concurrent creates. Waits are the SDK's own
@@ -176,6 +178,54 @@ compute.terminate_instance(pub.id)
 
 check("an unmodelled field is refused, not dropped",
       status_of(lambda: launch("vlan", create_vnic_details=m.CreateVnicDetails(subnet_id=SUBNET, vlan_id="ocid1.vlan.oc1.iad.x"))) == 400)
+
+# Issue 26's launch settings: a Vault key and the boot volume's performance, a capacity
+# reservation (taken out again with UpdateInstance's ""), the agent's plugins changed in place,
+# preemptible capacity.
+KEY, RESERVATION = fx["kms_key_ids"][0], fx["capacity_reservation_id"]
+res = launch(
+    "sdk-reserved", capacity_reservation_id=RESERVATION,
+    agent_config=m.LaunchInstanceAgentConfigDetails(
+        plugins_config=[m.InstanceAgentPluginConfigDetails(name="Bastion", desired_state="DISABLED")]),
+    source_details=m.InstanceSourceViaImageDetails(image_id=X86, kms_key_id=KEY, boot_volume_vpus_per_gb=20)).data
+r = compute.get_instance(res.id).data
+rbv = storage.get_boot_volume(
+    compute.list_boot_volume_attachments(AD, COMPARTMENT, instance_id=res.id).data[0].boot_volume_id).data
+for name, got, want in [
+    ("GetInstance returns capacityReservationId", r.capacity_reservation_id, RESERVATION),
+    ("GetInstance returns sourceDetails.kmsKeyId", r.source_details.kms_key_id, KEY),
+    ("GetInstance returns sourceDetails.bootVolumeVpusPerGB", r.source_details.boot_volume_vpus_per_gb, 20),
+    ("GetBootVolume returns kmsKeyId", rbv.kms_key_id, KEY),
+    ("GetBootVolume returns vpusPerGB", rbv.vpus_per_gb, 20),
+]:
+    check(name, got == want, f"{got!r} != {want!r}")
+wait_state(lambda: compute.get_instance(res.id), "RUNNING")
+compute.update_instance(res.id, m.UpdateInstanceDetails(
+    capacity_reservation_id="",
+    agent_config=m.UpdateInstanceAgentConfigDetails(
+        is_management_disabled=True,
+        plugins_config=[m.InstanceAgentPluginConfigDetails(name="Bastion", desired_state="ENABLED")])))
+u = compute.get_instance(res.id).data
+check("UpdateInstance with capacityReservationId \"\" leaves the reservation", u.capacity_reservation_id is None,
+      u.capacity_reservation_id)
+got = (u.agent_config.is_management_disabled, [(p.name, p.desired_state) for p in u.agent_config.plugins_config or []])
+check("UpdateInstance changes agentConfig", got == (True, [("Bastion", "ENABLED")]), got)
+check("an unknown Vault key is 400",
+      status_of(lambda: launch("badkms", source_details=m.InstanceSourceViaImageDetails(
+          image_id=X86, kms_key_id=KEY[:-4] + "0000"))) == 400)
+check("an unknown capacity reservation is 400",
+      status_of(lambda: launch("badres", capacity_reservation_id=RESERVATION[:-4] + "0000")) == 400)
+compute.terminate_instance(res.id)
+preempt = m.PreemptibleInstanceConfigDetails(
+    preemption_action=m.TerminatePreemptionAction(preserve_boot_volume=True))
+pre = launch("sdk-preemptible", preemptible_instance_config=preempt).data
+pc = compute.get_instance(pre.id).data.preemptible_instance_config
+got = (pc.preemption_action.type, pc.preemption_action.preserve_boot_volume) if pc else None
+check("GetInstance returns preemptibleInstanceConfig", got == ("TERMINATE", True), got)
+check("preemptible capacity in a capacity reservation is 400",
+      status_of(lambda: launch("badpre", preemptible_instance_config=preempt,
+                               capacity_reservation_id=RESERVATION)) == 400)
+compute.terminate_instance(pre.id)
 
 # Move: MOVING until the work request succeeds.
 wait_state(lambda: compute.get_instance(iid), "RUNNING")

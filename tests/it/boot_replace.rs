@@ -110,8 +110,8 @@ async fn boot_volume_replacement_keeps_the_instance_and_swaps_its_volume_with_a_
         (
             json!({"sourceType": "image", "imageId": new_image, "kmsKeyId": "ocid1.key.oc1.iad.k"}),
             400,
-            "InvalidParameter",
-            "an unmodelled field",
+            "RelatedResourceNotAuthorizedOrNotFound",
+            "a Vault key the fixtures do not hold",
         ),
         (
             json!({"sourceType": "image", "imageId": new_image, "bogus": 1}),

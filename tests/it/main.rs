@@ -20,6 +20,8 @@ mod import;
 mod import_bulk;
 mod judges;
 mod launch;
+mod launch_extras;
+mod limits;
 mod manifest;
 mod output;
 mod paths;

@@ -221,6 +221,28 @@ fn tf_path(kind: Kind, path: &str) -> Value {
             json!(0),
             json!(&p["shape_config.".len()..]),
         ],
+        (Kind::Instance, "boot_volume_vpus_per_gb" | "kms_key_id") => {
+            vec![json!("source_details"), json!(0), json!(path)]
+        }
+        (Kind::Instance, "preemptible.preserve_boot_volume") => vec![
+            json!("preemptible_instance_config"),
+            json!(0),
+            json!("preemption_action"),
+            json!(0),
+            json!("preserve_boot_volume"),
+        ],
+        (Kind::Instance, p) if p.starts_with("agent_config.plugins.") => {
+            vec![json!("agent_config"), json!(0), json!("plugins_config")]
+        }
+        // The launch settings are blocks: a list of one object.
+        (Kind::Instance, p)
+            if crate::manifest::launch::SETTINGS
+                .iter()
+                .any(|s| p.starts_with(&format!("{}.", s.name))) =>
+        {
+            let (block, key) = p.split_once('.').expect("checked");
+            vec![json!(block), json!(0), json!(key)]
+        }
         (Kind::Image, p) if p.starts_with("source.") => vec![json!("image_source_details")],
         (_, p) => p.split('.').map(|s| json!(s)).collect(),
     };

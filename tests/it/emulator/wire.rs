@@ -348,6 +348,8 @@ async fn bad_input_gets_the_oci_error_that_names_the_field() {
     d.source_details = Some(kiln::oci::models::InstanceSourceDetails::Image {
         image_id: "ocid1.image.oc1.iad.unknown".into(),
         boot_volume_size_in_gbs: None,
+        boot_volume_vpus_per_gb: None,
+        kms_key_id: None,
     });
     assert_eq!(
         c.launch_instance(&d, &MutationOptions::default())
