@@ -21,7 +21,6 @@ mod import_bulk;
 mod judges;
 mod launch;
 mod launch_extras;
-mod limits;
 mod manifest;
 mod output;
 mod paths;
