@@ -18,12 +18,12 @@
 //! - `pipeline`: one request from arrival to reply (authentication, body cap, limits, faults,
 //!   retry tokens, the handler, persistence), in that order.
 //! - [`routes`]: the one route table — every operation, its method and path, its handler.
-//! - The handlers, by resource family: [`instances`], [`images`], [`volumes`], [`network`],
+//! - The handlers, by resource family: [`instances`] (and [`instance_changes`]), [`images`], [`volumes`], [`network`],
 //!   [`identity`], [`shapes`], [`work_requests`], [`object_storage`]; their shared helpers and
 //!   context in [`api`]; the records in [`store`].
 //!
 //! ## What it models
-//! - **Compute** ([`instances`], [`images`], [`shapes`]): LaunchInstance, Get/List/Update/
+//! - **Compute** ([`instances`], [`instance_changes`], [`images`], [`shapes`]): LaunchInstance, Get/List/Update/
 //!   TerminateInstance, InstanceAction, ChangeInstanceCompartment; Create/Get/List/Update/
 //!   DeleteImage, ChangeImageCompartment; ListShapes. Every field of Oracle's SDK `Instance` and
 //!   `Image` models is in every response (null or empty where OCI would say so).
@@ -175,6 +175,7 @@ pub mod federation;
 pub mod fixtures;
 pub mod identity;
 pub mod images;
+pub mod instance_changes;
 pub mod instances;
 pub mod limits;
 pub mod list;

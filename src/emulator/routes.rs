@@ -17,7 +17,7 @@ use super::api::{self, Ctx, Reply};
 use super::object_storage::{self, Request};
 use super::store::World;
 use super::Fixtures;
-use super::{identity, images, instances, network, shapes, vnics, volumes, work_requests};
+use super::{identity, images, instance_changes, instances, network, shapes, vnics, volumes, work_requests};
 
 /// A request as a Compute-side handler sees it: the decoded segments after `/20160918`, the query
 /// and the body (already authenticated and capped).
@@ -183,16 +183,16 @@ pub static ROUTES: &[Route] = &[
     compute("POST", "/20160918/instances", "LaunchInstance", |c, a| instances::launch(c, a.body)),
     compute("GET", "/20160918/instances", "ListInstances", |c, a| instances::list(c, a.query)),
     compute("GET", "/20160918/instances/{instanceId}", "GetInstance", get_instance),
-    compute("PUT", "/20160918/instances/{instanceId}", "UpdateInstance", |c, a| instances::update(c, a.id(), a.body)),
-    compute("DELETE", "/20160918/instances/{instanceId}", "TerminateInstance", |c, a| instances::terminate(c, a.id(), a.query)),
-    with_query(compute("POST", "/20160918/instances/{instanceId}", "InstanceAction", |c, a| instances::action(c, a.id(), a.query, a.body)), "action"),
-    compute("POST", "/20160918/instances/{instanceId}/actions/changeCompartment", "ChangeInstanceCompartment", |c, a| instances::change_compartment(c, "instance", a.id(), a.body)),
+    compute("PUT", "/20160918/instances/{instanceId}", "UpdateInstance", |c, a| instance_changes::update(c, a.id(), a.body)),
+    compute("DELETE", "/20160918/instances/{instanceId}", "TerminateInstance", |c, a| instance_changes::terminate(c, a.id(), a.query)),
+    with_query(compute("POST", "/20160918/instances/{instanceId}", "InstanceAction", |c, a| instance_changes::action(c, a.id(), a.query, a.body)), "action"),
+    compute("POST", "/20160918/instances/{instanceId}/actions/changeCompartment", "ChangeInstanceCompartment", |c, a| instance_changes::change_compartment(c, "instance", a.id(), a.body)),
     compute("POST", "/20160918/images", "CreateImage", |c, a| images::create(c, a.body)),
     compute("GET", "/20160918/images", "ListImages", |c, a| images::list(c, a.query)),
     compute("GET", "/20160918/images/{imageId}", "GetImage", get_image),
     compute("PUT", "/20160918/images/{imageId}", "UpdateImage", |c, a| images::update(c, a.id(), a.body)),
     compute("DELETE", "/20160918/images/{imageId}", "DeleteImage", |c, a| images::delete(c, a.id())),
-    compute("POST", "/20160918/images/{imageId}/actions/changeCompartment", "ChangeImageCompartment", |c, a| instances::change_compartment(c, "image", a.id(), a.body)),
+    compute("POST", "/20160918/images/{imageId}/actions/changeCompartment", "ChangeImageCompartment", |c, a| instance_changes::change_compartment(c, "image", a.id(), a.body)),
     compute("GET", "/20160918/shapes", "ListShapes", |c, a| shapes::list(c, a.query)),
     compute("GET", "/20160918/bootVolumes", "ListBootVolumes", |c, a| volumes::list(c, a.query)),
     compute("GET", "/20160918/bootVolumes/{bootVolumeId}", "GetBootVolume", |c, a| volumes::get(c, a.id())),
