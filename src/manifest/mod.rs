@@ -10,6 +10,9 @@
 //! - `provider`: `[provider]` and `[backend]` (regions, endpoints); `instance` and `image`: each
 //!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files);
 //!   [`placement`]: a fleet's members spread over availability and fault domains;
+//! - [`lookup`]: names instead of OCIDs (`compartment = { path }`, `subnet`/`nsg_ids`
+//!   `{ lookup }`), kept with their spans for the plan to resolve, and the spans of the values
+//!   the plan checks against OCI (shape, domains, image, subnet);
 //! - `references`: OCIDs and their kinds, references (dangling, across regions), cycles,
 //!   `[[moved]]`; [`rollout`]: `replace_method` and `rollout` (limits, health check).
 //!
@@ -28,6 +31,7 @@ pub mod format;
 mod image;
 mod instance;
 pub mod launch;
+pub mod lookup;
 pub mod placement;
 mod provider;
 mod references;
@@ -287,6 +291,11 @@ pub struct InstanceSpec {
     pub launch: BTreeMap<&'static str, BTreeMap<&'static str, serde_json::Value>>,
     /// `replace_method`: how a change of `source` reaches the live instance.
     pub replace_method: rollout::ReplaceMethod,
+    /// Names to resolve at plan time (`compartment`, `subnet`, entries of `nsg_ids`): until
+    /// then those fields hold placeholders ([`lookup::is_placeholder`]).
+    pub lookups: lookup::Lookups,
+    /// Where the values a plan checks against OCI were written.
+    pub spans: lookup::Spans,
     /// `rollout` (of the table, else of `[defaults]`): `None` replaces as before.
     pub rollout: Option<rollout::Rollout>,
 }
@@ -310,6 +319,9 @@ pub struct ImageSpec {
     pub region: Option<String>,
     pub display_name: String,
     pub compartment: String,
+    /// `compartment = { path = ... }`, resolved at plan time (`compartment` is a placeholder
+    /// until then).
+    pub compartment_lookup: Option<lookup::CompartmentPath>,
     pub source: ImageSource,
     pub launch_mode: Option<String>,
     pub operating_system: Option<String>,
@@ -337,6 +349,8 @@ pub struct Manifest {
     pub policy_dirs: Vec<PathBuf>,
     /// Warnings (e.g. duplicate display names): shown, not fatal.
     pub warnings: Vec<Problem>,
+    /// The files read, for problems a plan finds at a span (a lookup, a shape OCI lacks).
+    pub sources: Sources,
 }
 
 impl Manifest {
@@ -359,13 +373,58 @@ impl Manifest {
             .collect()
     }
 
-    /// Every compartment a resource names.
+    /// Every compartment a resource names by OCID (a path is resolved by the plan).
     pub fn compartments(&self) -> BTreeSet<String> {
         self.instances
             .values()
             .map(|i| i.compartment.clone())
             .chain(self.images.values().map(|i| i.compartment.clone()))
+            .filter(|c| !lookup::is_placeholder(c))
             .collect()
+    }
+
+    /// Whether a resource names something by name, to be resolved by the plan.
+    pub fn has_lookups(&self) -> bool {
+        self.instances.values().any(|i| !i.lookups.is_empty())
+            || self.images.values().any(|i| i.compartment_lookup.is_some())
+    }
+
+    /// The same manifest (warnings aside, already shown): for the plan to resolve lookups in.
+    pub fn copy(&self) -> Manifest {
+        Manifest {
+            dir: self.dir.clone(),
+            env: self.env.clone(),
+            provider: self.provider.clone(),
+            backend: self.backend.clone(),
+            instances: self.instances.clone(),
+            images: self.images.clone(),
+            moved: self.moved.clone(),
+            policy_dirs: self.policy_dirs.clone(),
+            warnings: Vec::new(),
+            sources: self.sources.clone(),
+        }
+    }
+
+    /// Problems found after loading (by the plan, against OCI), as the loader reports its own:
+    /// at their spans, all at once.
+    pub fn problems(&self, problems: Vec<Problem>) -> ManifestError {
+        let files: BTreeSet<usize> = problems
+            .iter()
+            .filter_map(|p| p.at.as_ref().map(|at| at.file))
+            .collect();
+        ManifestError {
+            dir: self.dir.clone(),
+            files: files
+                .into_iter()
+                .map(|id| self.sources.name(id).to_string())
+                .collect(),
+            missing: false,
+            live: true,
+            problems: problems
+                .into_iter()
+                .map(|p| p.attach(&self.sources))
+                .collect(),
+        }
     }
 
     /// Dependency edges `(dependent, dependency)`.
@@ -425,12 +484,14 @@ fn load_with(dir: &Path, env: Option<&str>, text: Option<&str>) -> Result<Manife
     match manifest {
         Some(mut m) if problems.iter().all(|p| !p.is_error()) => {
             m.warnings = problems;
+            m.sources = sources;
             Ok(m)
         }
         _ => Err(ManifestError {
             dir: dir.to_path_buf(),
             files,
             missing,
+            live: false,
             problems,
         }),
     }
@@ -660,6 +721,7 @@ impl Loader {
             images,
             moved,
             warnings: Vec::new(),
+            sources: Sources::default(),
         })
     }
 }
