@@ -23,6 +23,7 @@ mod fuzz;
 mod import;
 mod launch;
 mod limits;
+mod lookups;
 mod manifest;
 mod never_twice;
 mod object_storage;
