@@ -17,7 +17,9 @@ use indexmap::IndexMap;
 
 use super::diagnostic::{At, Problem};
 use super::tree::{entries, get, str_of, Entry, Node, Value};
-use super::{Address, Loader};
+use std::collections::BTreeSet;
+
+use super::{Address, Loader, Manifest, ManifestError};
 
 /// A compartment named by its path of names from the tenancy root (`prod/app`).
 #[derive(Clone, Debug, PartialEq)]
@@ -272,6 +274,52 @@ impl Loader {
                 .and_then(|s| get(s, "image"))
                 .map(|n| n.at.clone()),
             subnet: at("subnet"),
+        }
+    }
+}
+
+impl Manifest {
+    /// Whether a resource names something by name, to be resolved by the plan.
+    pub fn has_lookups(&self) -> bool {
+        self.instances.values().any(|i| !i.lookups.is_empty())
+            || self.images.values().any(|i| i.compartment_lookup.is_some())
+    }
+
+    /// The same manifest (warnings aside, already shown): for the plan to resolve lookups in.
+    pub fn copy(&self) -> Manifest {
+        Manifest {
+            dir: self.dir.clone(),
+            env: self.env.clone(),
+            provider: self.provider.clone(),
+            backend: self.backend.clone(),
+            instances: self.instances.clone(),
+            images: self.images.clone(),
+            moved: self.moved.clone(),
+            policy_dirs: self.policy_dirs.clone(),
+            warnings: Vec::new(),
+            sources: self.sources.clone(),
+        }
+    }
+
+    /// Problems found after loading (by the plan, against OCI), as the loader reports its own:
+    /// at their spans, all at once.
+    pub fn problems(&self, problems: Vec<Problem>) -> ManifestError {
+        let files: BTreeSet<usize> = problems
+            .iter()
+            .filter_map(|p| p.at.as_ref().map(|at| at.file))
+            .collect();
+        ManifestError {
+            dir: self.dir.clone(),
+            files: files
+                .into_iter()
+                .map(|id| self.sources.name(id).to_string())
+                .collect(),
+            missing: false,
+            live: true,
+            problems: problems
+                .into_iter()
+                .map(|p| p.attach(&self.sources))
+                .collect(),
         }
     }
 }
