@@ -14,6 +14,16 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// The closest of `ids` to `id` when it differs by a typo (at most 3 edits): OCIDs share long
+/// prefixes, so a similarity score would find any id of the same kind "close".
+pub fn did_you_mean_id<'a>(id: &str, ids: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    ids.into_iter()
+        .map(|c| (strsim::levenshtein(id, c), c))
+        .filter(|(d, _)| (1..=3).contains(d))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::did_you_mean;

@@ -1,8 +1,10 @@
 //! The seeded, well-known world of one region (`GET /_emulator/fixtures`): availability and fault
-//! domains, a VCN with a public and a private subnet and a network security group, platform
-//! images for x86 and Arm, the shapes, two Vault keys and a compute capacity reservation (in the
-//! first availability domain; see [`super::related`]), and — the same in every region, as OCI's identity is
-//! global — the compartments and tag namespaces of the tenancy.
+//! domains, a VCN with a public and a private subnet and network security groups (`web`, and two
+//! named `app`, for lookups that find several), platform images for x86 and Arm, the shapes, two
+//! Vault keys and a compute capacity reservation (in the first availability domain; see
+//! [`super::related`]), and — the same in every region, as OCI's identity is global — the
+//! compartments (`kiln-emulator`, `dev`, `prod`, and `app` in `prod`) and tag namespaces of the
+//! tenancy.
 //!
 //! Every id is derived from the region (and a name), so two regions never share an id and a
 //! restart gives the same ids: `Fixtures::new(region)` is all a region's listener needs.
@@ -35,6 +37,13 @@ pub struct Compartment {
     pub parent: Option<String>,
 }
 
+/// A network security group of the fixture VCN (in the default compartment).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Nsg {
+    pub id: String,
+    pub display_name: String,
+}
+
 /// A tag namespace (in the tenancy root) and the tag keys defined in it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct TagNamespace {
@@ -59,11 +68,15 @@ pub struct Fixtures {
     pub vcn_id: String,
     pub public_subnet_id: String,
     pub private_subnet_id: String,
+    /// The `web` network security group (one of `nsgs`).
     pub nsg_id: String,
     /// Vault keys a boot volume can be encrypted with (`sourceDetails.kmsKeyId`); any other is 400.
     pub kms_key_ids: Vec<String>,
     /// A compute capacity reservation in the first availability domain (`capacityReservationId`).
     pub capacity_reservation_id: String,
+    /// The VCN's network security groups: `web`, and two both named `app` (OCI does not make an
+    /// NSG's display name unique, so a lookup by name can find several).
+    pub nsgs: Vec<Nsg>,
     pub platform_images: Vec<PlatformImage>,
     pub shapes: Vec<String>,
     /// The Object Storage namespace, and a seeded bucket in it (for remote state).
@@ -156,6 +169,12 @@ impl Fixtures {
                 ),
                 compartment("dev", "ocid1.compartment.oc1..aaaaaaaakilnemulatordev"),
                 compartment("prod", "ocid1.compartment.oc1..aaaaaaaakilnemulatorprod"),
+                // Nested, for compartment paths (`prod/app`).
+                Compartment {
+                    id: "ocid1.compartment.oc1..aaaaaaaakilnemulatorprodapp".into(),
+                    name: "app".into(),
+                    parent: Some("ocid1.compartment.oc1..aaaaaaaakilnemulatorprod".into()),
+                },
             ],
             tag_namespaces: vec![
                 namespace("Oracle-Tags", &["CreatedBy", "CreatedOn"]),
@@ -173,6 +192,13 @@ impl Fixtures {
                 .map(|n| fixed_id("key", code, n))
                 .collect(),
             capacity_reservation_id: fixed_id("capacityreservation", code, "ad-1"),
+            nsgs: [("web", "web"), ("app", "app-1"), ("app", "app-2")]
+                .iter()
+                .map(|(name, key)| Nsg {
+                    id: fixed_id("networksecuritygroup", code, key),
+                    display_name: name.to_string(),
+                })
+                .collect(),
             platform_images: images
                 .iter()
                 .map(|(os, v, date, arch)| {
@@ -280,7 +306,10 @@ impl Fixtures {
                 s["cidrBlock"].as_str().unwrap_or_default()
             );
         }
-        let _ = writeln!(out, "  network security group\n    {}", self.nsg_id);
+        let _ = writeln!(out, "  network security groups");
+        for n in &self.nsgs {
+            let _ = writeln!(out, "    {}  {}", n.id, n.display_name);
+        }
         let _ = writeln!(out, "  vault keys\n    {}", self.kms_key_ids.join("\n    "));
         let _ = writeln!(
             out,
@@ -338,6 +367,21 @@ impl Fixtures {
                 json!({ "id": id, "compartmentId": self.compartment_id, "vcnId": self.vcn_id, "displayName": format!("kiln-emulator-{name}"), "cidrBlock": cidr, "ipv4CidrBlocks": [cidr], "availabilityDomain": null, "dnsLabel": name, "subnetDomainName": format!("{name}.kilnvcn.oraclevcn.com"), "lifecycleState": "AVAILABLE", "prohibitPublicIpOnVnic": private, "prohibitInternetIngress": private, "ipv6CidrBlock": null, "ipv6CidrBlocks": [], "ipv6VirtualRouterIp": null, "virtualRouterIp": cidr.replace(".0/18", ".1"), "virtualRouterMac": "00:00:17:00:00:01", "dhcpOptionsId": null, "routeTableId": null, "securityListIds": [], "timeCreated": "2026-01-01T00:00:00.000Z", "systemTags": {}, "freeformTags": {}, "definedTags": {} })
             })
             .collect()
+    }
+
+    /// The network security groups' JSON, as oci-go-sdk v65 `core/network_security_group.go`
+    /// has them (compartmentId, id, lifecycleState, timeCreated, vcnId, definedTags,
+    /// displayName, freeformTags, systemTags).
+    pub fn nsgs_json(&self) -> Vec<Value> {
+        self.nsgs
+            .iter()
+            .map(|n| json!({ "id": n.id, "compartmentId": self.compartment_id, "vcnId": self.vcn_id, "displayName": n.display_name, "lifecycleState": "AVAILABLE", "timeCreated": "2026-01-01T00:00:00.000Z", "systemTags": {}, "freeformTags": {}, "definedTags": {} }))
+            .collect()
+    }
+
+    /// Whether `id` is a network security group of the fixture VCN.
+    pub fn is_nsg(&self, id: &str) -> bool {
+        self.nsgs.iter().any(|n| n.id == id)
     }
 
     pub fn subnet_json(&self, id: &str) -> Option<Value> {

@@ -29,14 +29,16 @@
 //!   `Image` models is in every response (null or empty where OCI would say so).
 //! - **Block Volume** ([`volumes`]): a launch from an image makes a boot volume and attaches it;
 //!   Get/List/DeleteBootVolume, Get/ListBootVolumeAttachments.
-//! - **Networking** ([`network`]): one VCN with a public and a private /18 subnet and one network
-//!   security group per region; the primary VNIC of every launch, its attachment and its primary
+//! - **Networking** ([`network`]): one VCN with a public and a private /18 subnet and three network
+//!   security groups per region (`web`, and two named `app`: Get/ListNetworkSecurityGroups,
+//!   [`nsgs`]); the primary VNIC of every launch, its attachment and its primary
 //!   private IP; ListPrivateIps (by VNIC or subnet), ListIpv6s (none: the subnets have no IPv6
 //!   prefix); the ephemeral public IP of each VNIC that has one: ListPublicIps (AD scope; REGION
 //!   scope lists reserved IPs and those of NAT gateways, none here), GetPublicIp,
 //!   GetPublicIpByPrivateIpId.
 //! - **Identity** ([`identity`], Identity API paths under the same `/20160918`):
-//!   ListAvailabilityDomains, ListFaultDomains, Get/ListCompartments, tag namespaces and tags.
+//!   ListAvailabilityDomains, ListFaultDomains, Get/ListCompartments (the tenancy root, `kiln-emulator`,
+//!   `dev`, `prod` and `prod/app` below it), tag namespaces and tags.
 //! - **Work requests** ([`work_requests`]): Get, List, errors and logs, for every mutation.
 //! - **Object Storage** ([`object_storage`]), for remote state and image files to import.
 //! - **The embedded emulator** ([`embedded`]): `endpoint = "emulator"`, one emulated cloud per
@@ -180,6 +182,7 @@ pub mod instances;
 pub mod limits;
 pub mod list;
 pub mod network;
+pub mod nsgs;
 pub mod object_storage;
 mod pipeline;
 pub mod related;

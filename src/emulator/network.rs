@@ -139,7 +139,10 @@ pub fn plan_vnic(
                 "`createVnicDetails.nsgIds` takes at most 5 network security groups",
             ));
         }
-        if let Some(bad) = nsgs.iter().find(|n| **n != *ctx.fixtures.nsg_id) {
+        if let Some(bad) = nsgs
+            .iter()
+            .find(|n| !n.as_str().is_some_and(|n| ctx.fixtures.is_nsg(n)))
+        {
             return Err(error(
                 400,
                 "RelatedResourceNotAuthorizedOrNotFound",

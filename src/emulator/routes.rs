@@ -17,7 +17,10 @@ use super::api::{self, Ctx, Reply};
 use super::object_storage::{self, Request};
 use super::store::World;
 use super::Fixtures;
-use super::{identity, images, instance_changes, instances, network, shapes, vnics, volumes, work_requests};
+use super::{
+    identity, images, instance_changes, instances, network, nsgs, shapes, vnics, volumes,
+    work_requests,
+};
 
 /// A request as a Compute-side handler sees it: the decoded segments after `/20160918`, the query
 /// and the body (already authenticated and capped).
@@ -203,6 +206,8 @@ pub static ROUTES: &[Route] = &[
     compute("GET", "/20160918/subnets/{subnetId}", "GetSubnet", |c, a| network::get_subnet(c, a.id())),
     compute("GET", "/20160918/vcns", "ListVcns", |c, a| network::list_vcns(c, a.query)),
     compute("GET", "/20160918/vcns/{vcnId}", "GetVcn", |c, a| network::get_vcn(c, a.id())),
+    compute("GET", "/20160918/networkSecurityGroups", "ListNetworkSecurityGroups", |c, a| nsgs::list(c, a.query)),
+    compute("GET", "/20160918/networkSecurityGroups/{networkSecurityGroupId}", "GetNetworkSecurityGroup", |c, a| nsgs::get(c, a.id())),
     compute("GET", "/20160918/vnicAttachments", "ListVnicAttachments", |c, a| network::list_vnic_attachments(c, a.query)),
     compute("GET", "/20160918/vnicAttachments/{vnicAttachmentId}", "GetVnicAttachment", |c, a| network::get_vnic_attachment(c, a.id())),
     compute("GET", "/20160918/vnics/{vnicId}", "GetVnic", |c, a| vnics::get_vnic(c, a.id())),

@@ -87,7 +87,10 @@ pub fn update_vnic(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
                 "`nsgIds` takes at most 5 network security groups",
             ));
         }
-        if let Some(bad) = nsgs.iter().find(|n| **n != *ctx.fixtures.nsg_id) {
+        if let Some(bad) = nsgs
+            .iter()
+            .find(|n| !n.as_str().is_some_and(|n| ctx.fixtures.is_nsg(n)))
+        {
             return Err(error(
                 400,
                 "RelatedResourceNotAuthorizedOrNotFound",

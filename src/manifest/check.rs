@@ -135,6 +135,17 @@ impl Loader {
                 }
             }
             (Ty::StrList, _) => self.wrong_type(node, path, "an array of strings"),
+            (Ty::StrOrTable(_), Value::Str(_)) => {}
+            (Ty::StrOrTable(fields), Value::Table(_)) => self.check_table(node, fields, path),
+            (Ty::StrOrTable(_), _) => self.wrong_type(node, path, "a string or a table"),
+            (Ty::StrOrTableList(fields), Value::Array(a)) => {
+                for (i, n) in a.iter().enumerate() {
+                    self.check_value(n, Ty::StrOrTable(fields), &format!("{path}[{i}]"));
+                }
+            }
+            (Ty::StrOrTableList(_), _) => {
+                self.wrong_type(node, path, "an array of strings or tables")
+            }
             (Ty::Table(fields), Value::Table(_)) => self.check_table(node, fields, path),
             (Ty::Table(_), _) => self.wrong_type(node, path, "a table"),
             (Ty::Named(fields), Value::Table(t)) => {

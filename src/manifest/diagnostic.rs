@@ -53,7 +53,7 @@ impl Sources {
 }
 
 /// Where a problem is: a file and a byte range in it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct At {
     pub file: FileId,
     pub span: Range<usize>,
@@ -192,6 +192,8 @@ pub struct ManifestError {
     pub files: Vec<String>,
     /// `dir` has no `kiln.toml` (the only problem then).
     pub missing: bool,
+    /// Found by a plan against OCI's lists (reads were sent; nothing was changed).
+    pub live: bool,
     pub problems: Vec<Problem>,
 }
 
@@ -224,6 +226,7 @@ impl ManifestError {
     fn help_text(&self) -> &'static str {
         match self.missing {
             true => "run kiln in a directory with a `kiln.toml`, or pass the directory",
+            false if self.live => "fix the problems above; nothing was changed in OCI",
             false => "fix the problems above; nothing was sent to OCI",
         }
     }

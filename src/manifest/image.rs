@@ -19,9 +19,7 @@ impl Loader {
         instances: &IndexMap<String, Entry>,
     ) -> Option<ImageSpec> {
         let before = self.problems.iter().filter(|p| p.is_error()).count();
-        let compartment = self
-            .required_str(t, defaults, "compartment", &address, table_at)
-            .and_then(|(s, at)| self.ocid(s, at, "compartment", &["compartment", "tenancy"]));
+        let compartment = self.compartment_of(t, defaults, &address, table_at);
         let source = match (
             str_of(get(t, "from_instance")),
             get(t, "source").and_then(entries),
@@ -118,7 +116,8 @@ impl Loader {
                 .map(|(s, _)| s.to_string())
                 .unwrap_or_else(|| address.name.clone()),
             address,
-            compartment: compartment?,
+            compartment: compartment.as_ref()?.0.clone(),
+            compartment_lookup: compartment?.1,
             source: source?,
             launch_mode: str_of(get(t, "launch_mode")).map(|(s, _)| s.to_string()),
             operating_system: str_of(get(t, "operating_system")).map(|(s, _)| s.to_string()),

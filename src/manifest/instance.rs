@@ -76,9 +76,7 @@ impl Loader {
         // A table's own `placement` wins over a default `availability_domain`/`fault_domain`
         // (and the other way round): only the winner's keys are read.
         let explicit_ad = placement.is_none();
-        let compartment = self
-            .required_str(t, defaults, "compartment", &address, table_at)
-            .and_then(|(s, at)| self.ocid(s, at, "compartment", &["compartment", "tenancy"]));
+        let compartment = self.compartment_of(t, defaults, &address, table_at);
         let ad = match &placement {
             Some(p) => Some((p.assigned().0, table_at.clone())),
             None => self
@@ -131,10 +129,9 @@ impl Loader {
             sc.baseline_ocpu_utilization = str_of(get(c, "baseline_ocpu_utilization")).map(|(s, _)| s.to_string());
             sc
         });
-        let subnet = self
-            .required_str(t, defaults, "subnet", &address, table_at)
-            .and_then(|(s, at)| self.ocid(s, at, "subnet", &["subnet"]));
-        let vnic = self.primary_vnic(t, defaults);
+        let subnet = self.subnet_of(t, defaults, &address, table_at);
+        let (vnic, nsg_lookups) = self.primary_vnic(t, defaults);
+        let spans = Self::spans(t, defaults, placement.as_ref().map(|_| table_at));
         let source = match Self::field(t, defaults, "source") {
             None => {
                 self.problem(
@@ -220,7 +217,15 @@ impl Loader {
         if self.problems.iter().filter(|p| p.is_error()).count() > before {
             return None;
         }
+        let (compartment, compartment_lookup) = compartment?;
+        let (subnet, subnet_lookup) = subnet?;
         Some(InstanceSpec {
+            lookups: super::lookup::Lookups {
+                compartment: compartment_lookup,
+                subnet: subnet_lookup,
+                nsgs: nsg_lookups,
+            },
+            spans,
             replace_method,
             rollout,
             region: self.resource_region(t, defaults),
@@ -228,13 +233,13 @@ impl Loader {
                 .map(|(s, _)| s.to_string())
                 .unwrap_or_else(|| address.name.clone()),
             address,
-            compartment: compartment?,
+            compartment,
             availability_domain: ad?.0,
             fault_domain,
             placement,
             shape: shape?,
             shape_config,
-            subnet: subnet?,
+            subnet,
             assign_public_ip: bool_of(Self::field(t, defaults, "assign_public_ip")),
             vnic,
             source: source?,

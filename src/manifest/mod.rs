@@ -10,6 +10,9 @@
 //! - `provider`: `[provider]` and `[backend]` (regions, endpoints); `instance` and `image`: each
 //!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files);
 //!   [`placement`]: a fleet's members spread over availability and fault domains;
+//! - [`lookup`]: names instead of OCIDs (`compartment = { path }`, `subnet`/`nsg_ids`
+//!   `{ lookup }`), kept with their spans for the plan to resolve, and the spans of the values
+//!   the plan checks against OCI (shape, domains, image, subnet);
 //! - `references`: OCIDs and their kinds, references (dangling, across regions), cycles,
 //!   `[[moved]]`; [`rollout`]: `replace_method` and `rollout` (limits, health check).
 //!
@@ -28,6 +31,7 @@ pub mod format;
 mod image;
 mod instance;
 pub mod launch;
+pub mod lookup;
 pub mod placement;
 mod provider;
 mod references;
@@ -289,6 +293,11 @@ pub struct InstanceSpec {
     pub extras: launch::Extras,
     /// `replace_method`: how a change of `source` reaches the live instance.
     pub replace_method: rollout::ReplaceMethod,
+    /// Names to resolve at plan time (`compartment`, `subnet`, entries of `nsg_ids`): until
+    /// then those fields hold placeholders ([`lookup::is_placeholder`]).
+    pub lookups: lookup::Lookups,
+    /// Where the values a plan checks against OCI were written.
+    pub spans: lookup::Spans,
     /// `rollout` (of the table, else of `[defaults]`): `None` replaces as before.
     pub rollout: Option<rollout::Rollout>,
 }
@@ -317,6 +326,9 @@ pub struct ImageSpec {
     pub region: Option<String>,
     pub display_name: String,
     pub compartment: String,
+    /// `compartment = { path = ... }`, resolved at plan time (`compartment` is a placeholder
+    /// until then).
+    pub compartment_lookup: Option<lookup::CompartmentPath>,
     pub source: ImageSource,
     pub launch_mode: Option<String>,
     pub operating_system: Option<String>,
@@ -344,6 +356,8 @@ pub struct Manifest {
     pub policy_dirs: Vec<PathBuf>,
     /// Warnings (e.g. duplicate display names): shown, not fatal.
     pub warnings: Vec<Problem>,
+    /// The files read, for problems a plan finds at a span (a lookup, a shape OCI lacks).
+    pub sources: Sources,
 }
 
 impl Manifest {
@@ -366,12 +380,13 @@ impl Manifest {
             .collect()
     }
 
-    /// Every compartment a resource names.
+    /// Every compartment a resource names by OCID (a path is resolved by the plan).
     pub fn compartments(&self) -> BTreeSet<String> {
         self.instances
             .values()
             .map(|i| i.compartment.clone())
             .chain(self.images.values().map(|i| i.compartment.clone()))
+            .filter(|c| !lookup::is_placeholder(c))
             .collect()
     }
 
@@ -432,12 +447,14 @@ fn load_with(dir: &Path, env: Option<&str>, text: Option<&str>) -> Result<Manife
     match manifest {
         Some(mut m) if problems.iter().all(|p| !p.is_error()) => {
             m.warnings = problems;
+            m.sources = sources;
             Ok(m)
         }
         _ => Err(ManifestError {
             dir: dir.to_path_buf(),
             files,
             missing,
+            live: false,
             problems,
         }),
     }
@@ -667,6 +684,7 @@ impl Loader {
             images,
             moved,
             warnings: Vec::new(),
+            sources: Sources::default(),
         })
     }
 }

@@ -30,6 +30,10 @@ pub enum Ty {
     TableArray(&'static [Field]),
     /// A count (non-negative integer) or a percentage string (`"25%"`).
     CountOrPercent,
+    /// A string (an OCID) or a table of these keys (a lookup by name).
+    StrOrTable(&'static [Field]),
+    /// An array of [`Ty::StrOrTable`] (`nsg_ids`).
+    StrOrTableList(&'static [Field]),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +114,32 @@ pub const IMAGE_LOOKUP: &[Field] = &[
     ),
 ];
 
+pub const COMPARTMENT_PATH: &[Field] = &[f(
+    "path",
+    Ty::Str,
+    "Names of compartments from the tenancy root down, separated by `/`, e.g. `prod/app`",
+)];
+
+pub const NETWORK_LOOKUP: &[Field] = &[
+    f("vcn", Ty::Str, "Display name of the VCN"),
+    f(
+        "display_name",
+        Ty::Str,
+        "Display name of the subnet or network security group in that VCN",
+    ),
+    f(
+        "compartment",
+        Ty::StrOrTable(COMPARTMENT_PATH),
+        "Compartment of the VCN and of what is looked up in it, an OCID or `{ path = ... }` (default: the instance's)",
+    ),
+];
+
+pub const BY_LOOKUP: &[Field] = &[f(
+    "lookup",
+    Ty::Table(NETWORK_LOOKUP),
+    "Found by display name with list calls when planning; none or several found is an error",
+)];
+
 pub const INSTANCE_SOURCE: &[Field] = &[
     f("image", Ty::Str, "An image OCID or `image.NAME`"),
     f("boot_volume", Ty::Str, "A boot volume OCID"),
@@ -143,7 +173,7 @@ pub const INSTANCE: &[Field] = &[
         Ty::Str,
         "Display name (default: the table's NAME)",
     ),
-    f("compartment", Ty::Str, "Compartment OCID"),
+    f("compartment", Ty::StrOrTable(COMPARTMENT_PATH), "Compartment OCID, or `{ path = \"prod/app\" }` (its names from the tenancy root down, resolved at plan time)"),
     f(
         "availability_domain",
         Ty::Str,
@@ -165,7 +195,7 @@ pub const INSTANCE: &[Field] = &[
         Ty::Table(SHAPE_CONFIG),
         "Flexible shape configuration",
     ),
-    f("subnet", Ty::Str, "Subnet OCID of the primary VNIC"),
+    f("subnet", Ty::StrOrTable(BY_LOOKUP), "Subnet OCID of the primary VNIC, or `{ lookup = { vcn = \"prod\", display_name = \"app\" } }` (resolved at plan time)"),
     f(
         "assign_public_ip",
         Ty::Bool,
@@ -173,8 +203,8 @@ pub const INSTANCE: &[Field] = &[
     ),
     f(
         "nsg_ids",
-        Ty::StrList,
-        "Network security group OCIDs of the primary VNIC (at most 5; changed in place)",
+        Ty::StrOrTableList(BY_LOOKUP),
+        "Network security groups of the primary VNIC, each an OCID or `{ lookup = { vcn = \"prod\", display_name = \"web\" } }` (at most 5; changed in place)",
     ),
     f(
         "hostname_label",
@@ -328,7 +358,7 @@ pub const IMAGE: &[Field] = &[
     f("for_each", Ty::StrList, "Declare one member `NAME[\"KEY\"]` per key (`${each.key}` in any string is the member's key)"),
     f("enabled", Ty::Bool, "`false`: declare nothing (e.g. in one environment); default true"),
     f("display_name", Ty::Str, "Display name (default: the table's NAME)"),
-    f("compartment", Ty::Str, "Compartment OCID"),
+    f("compartment", Ty::StrOrTable(COMPARTMENT_PATH), "Compartment OCID, or `{ path = \"prod/app\" }` (resolved at plan time)"),
     f("from_instance", Ty::Str, "`instance.NAME` to capture the image from (it is stopped first)"),
     f("source", Ty::Table(IMAGE_SOURCE), "Import source (or the OCID of an adopted image), instead of `from_instance`"),
     f("launch_mode", Ty::Enum(&["NATIVE", "EMULATED", "PARAVIRTUALIZED", "CUSTOM"]), "Launch mode"),
@@ -348,8 +378,8 @@ pub const DEFAULTS: &[Field] = &[
     ),
     f(
         "compartment",
-        Ty::Str,
-        "Compartment OCID for every resource",
+        Ty::StrOrTable(COMPARTMENT_PATH),
+        "Compartment OCID (or `{ path = ... }`) for every resource",
     ),
     f(
         "availability_domain",
@@ -368,7 +398,11 @@ pub const DEFAULTS: &[Field] = &[
         Ty::Table(SHAPE_CONFIG),
         "Shape configuration for every instance",
     ),
-    f("subnet", Ty::Str, "Subnet OCID for every instance"),
+    f(
+        "subnet",
+        Ty::StrOrTable(BY_LOOKUP),
+        "Subnet OCID (or `{ lookup = ... }`) for every instance",
+    ),
     f(
         "assign_public_ip",
         Ty::Bool,
@@ -376,8 +410,8 @@ pub const DEFAULTS: &[Field] = &[
     ),
     f(
         "nsg_ids",
-        Ty::StrList,
-        "Network security groups of every instance's primary VNIC",
+        Ty::StrOrTableList(BY_LOOKUP),
+        "Network security groups (OCIDs or `{ lookup = ... }`) of every instance's primary VNIC",
     ),
     f(
         "skip_source_dest_check",
@@ -539,6 +573,10 @@ fn ty_schema(ty: Ty) -> Value {
         Ty::Vars => {
             json!({ "type": "object", "additionalProperties": { "type": ["string", "integer", "number", "boolean"] } })
         }
+        Ty::StrOrTable(fields) => json!({ "oneOf": [{ "type": "string" }, table_schema(fields)] }),
+        Ty::StrOrTableList(fields) => json!({ "type": "array", "items": {
+            "oneOf": [{ "type": "string" }, table_schema(fields)]
+        } }),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The primary VNIC's settings of `[instance.NAME]` beyond its subnet: `nsg_ids`,
+//! The primary VNIC's settings of `[instance.NAME]` beyond its subnet: `nsg_ids` (OCIDs, or
+//! lookups by name: [`super::lookup`]),
 //! `hostname_label`, `private_ip`, `skip_source_dest_check` (CreateVnicDetails at launch), checked
 //! here as far as the manifest alone can tell (OCID kinds, label and address syntax); the subnet's
 //! CIDR, free addresses and labels are OCI's to check at launch.
@@ -42,7 +43,8 @@ impl Loader {
         &mut self,
         t: &IndexMap<String, Entry>,
         defaults: &IndexMap<String, Entry>,
-    ) -> PrimaryVnic {
+    ) -> (PrimaryVnic, Vec<(usize, super::lookup::NetworkLookup)>) {
+        let mut lookups = Vec::new();
         let nsg_ids = match Self::field(t, defaults, "nsg_ids") {
             Some(Node {
                 value: Value::Array(a),
@@ -58,14 +60,16 @@ impl Loader {
                         .help("keep at most 5"),
                     );
                 }
-                Some(
-                    a.iter()
-                        .filter_map(|n| str_of(Some(n)))
-                        .filter_map(|(s, at)| {
-                            self.ocid(s, at, "nsg_ids", &["networksecuritygroup"])
-                        })
-                        .collect(),
-                )
+                let mut ids = Vec::new();
+                for n in a {
+                    if let Some((id, lookup)) = self.nsg_of(n) {
+                        if let Some(l) = lookup {
+                            lookups.push((ids.len(), l));
+                        }
+                        ids.push(id);
+                    }
+                }
+                Some(ids)
             }
             _ => None,
         };
@@ -98,11 +102,12 @@ impl Loader {
             }
             ip.to_string()
         });
-        PrimaryVnic {
+        let vnic = PrimaryVnic {
             nsg_ids,
             hostname_label,
             private_ip,
             skip_source_dest_check: bool_of(Self::field(t, defaults, "skip_source_dest_check")),
-        }
+        };
+        (vnic, lookups)
     }
 }

@@ -38,7 +38,7 @@ pub struct ListImages {
 }
 
 /// Follow `opc-next-page` to the end.
-async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, OciError>
+pub(super) async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, OciError>
 where
     F: FnMut(Option<String>) -> Fut,
     Fut: std::future::Future<Output = Result<Response<Vec<T>>, OciError>>,
@@ -55,7 +55,7 @@ where
     }
 }
 
-fn enc(id: &str) -> String {
+pub(super) fn enc(id: &str) -> String {
     percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
         .to_string()
         .replace("%2E", ".")

@@ -10,6 +10,8 @@
 //!   its notices in `retry`); [`error`]: OCI errors;
 //! - [`budget`]: rate limits, an adaptive budget per operation family that every call shares;
 //! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters;
+//! - [`catalog`]: the listings plan-time lookups and checks read (compartments, availability and
+//!   fault domains, shapes, VCNs, subnets, network security groups), every page;
 //! - [`object_storage`]: the Object Storage subset behind remote state.
 //!
 //! Region ids, codes, realms and endpoints are the leaf [`crate::region`], shared with `manifest`.
@@ -19,6 +21,7 @@
 pub mod auth;
 pub mod budget;
 pub mod call;
+pub mod catalog;
 pub mod client;
 pub mod compute;
 pub mod config;

@@ -16,7 +16,7 @@ use crate::apply::execute::{self, ApplyOptions, Report, Timeouts};
 use crate::apply::progress::Progress;
 use crate::apply::walk::StopFlag;
 use crate::oci::watch::WaitReads;
-use crate::plan::refresh::{make_plan, PlanOptions};
+use crate::plan::refresh::{make_plan, PlanError, PlanOptions};
 use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
 use crate::state::{LockInfo, LockReleaser, State, StateLock};
@@ -123,7 +123,9 @@ pub async fn prepare<'s>(
                 observe: policies.is_some(),
                 ..s.plan_options()
             };
-            make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &popts).await?
+            make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &popts)
+                .await
+                .map_err(PlanError::into_report)?
         }
     };
     let policy = super::policy::check(policies.as_ref(), &plan)?;

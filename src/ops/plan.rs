@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::dag::Dag;
-use crate::plan::refresh::{make_plan, PlanOptions};
+use crate::plan::refresh::{make_plan, PlanError, PlanOptions};
 use crate::plan::Plan;
 use crate::policy::Report;
 use crate::state::{LockInfo, StateError};
@@ -123,7 +123,8 @@ async fn planned(s: &Session, operation: &str, req: &PlanRequest) -> miette::Res
         Some(&s.clients),
         &req.options(s),
     )
-    .await?;
+    .await
+    .map_err(PlanError::into_report)?;
     plan.locked_by = holder;
     if let Some(lock) = lock {
         lock.release().await?;

@@ -222,6 +222,7 @@ mod tests {
             rollouts: vec![],
             locked_by: None,
             partial: None,
+            lookups: Vec::new(),
         }
     }
 

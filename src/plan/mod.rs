@@ -6,8 +6,10 @@
 //! from this one structure ([`render`]).
 //!
 //! Stages inside this module, in the order data flows:
-//! - [`refresh`]: [`refresh::make_plan`], the entry point — `[[moved]]` renames, the live reads,
-//!   then [`build`]; `live`: those reads (in bulk, the etags of what will change, image lookups);
+//! - [`refresh`]: [`refresh::make_plan`], the entry point — [`lookup`] (names resolved to OCIDs
+//!   with list calls, cached per plan), `[[moved]]` renames, the live reads, then [`build`], then
+//!   [`checks`] (what the plan creates or changes checked against OCI's lists: shape, domains,
+//!   image, subnet); `live`: those reads (in bulk, the etags of what will change, image lookups);
 //! - [`from_manifest`] and [`desired`]: the manifest's resources as flat lists of desired
 //!   attributes, each classed as updatable in place, a move (compartment), or forcing replacement
 //!   (with the reason);
@@ -31,12 +33,14 @@
 //! (for `kiln graph --actions`).
 
 pub mod build;
+pub mod checks;
 pub mod desired;
 pub mod diff;
 pub mod from_manifest;
 pub mod import;
 pub mod import_image;
 mod live;
+pub mod lookup;
 pub mod markdown;
 mod observe;
 pub mod refresh;
@@ -368,6 +372,10 @@ pub struct Plan {
     /// Set when `--target` or `--exclude` limited the plan: what it left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<Partial>,
+    /// The manifest's lookups by name and the OCIDs they resolved to (what was diffed and is
+    /// sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookups: Vec<lookup::Resolved>,
 }
 
 /// One resource as a plan saw it: what the state recorded and what was read live.

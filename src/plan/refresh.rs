@@ -1,4 +1,4 @@
-//! Making a plan: read the live state in bulk, compute, then read the etags of what will change
+//! Making a plan: resolve the manifest's lookups by name ([`super::lookup`]), read the live state in bulk, compute, then read the etags of what will change
 //! (the reads themselves are in `live`); `[[moved]]` renames before, and the observed
 //! values filled in after.
 //!
@@ -18,6 +18,7 @@ use crate::state::{ResourceKind, State};
 use super::build::{self, Inputs, LiveRead, Prior};
 use super::from_manifest;
 use super::live::{read_etags, read_live, resolve_lookups};
+use super::lookup::Catalog;
 use super::{rollout, select, Action, Kind, Partial, Plan, Summary, FORMAT_VERSION};
 
 /// How to plan.
@@ -79,12 +80,34 @@ pub enum PlanError {
         #[related]
         mismatches: Vec<super::tags::Mismatch>,
     },
+    /// Lookups that found none or several, or values OCI's lists lack: at their spans, as the
+    /// manifest's own problems are.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error("the manifest names things by name, but this plan has no OCI client to look them up")]
+    #[diagnostic(
+        code(kiln::plan::lookup_offline),
+        help("lookups (`compartment = {{ path }}`, `{{ lookup = ... }}`) are resolved with list calls; give OCIDs to plan without OCI")
+    )]
+    Offline,
     #[error("no image matches `image_lookup` {criteria} of `{address}`")]
     #[diagnostic(
         code(kiln::plan::image_lookup),
         help("check `os` and `version` against `oci compute image list`")
     )]
     NoImage { address: String, criteria: String },
+}
+
+impl PlanError {
+    /// As a report the command line shows: a manifest's problems as the loader's are (so they
+    /// render, and exit, the same).
+    pub fn into_report(self) -> miette::Report {
+        match self {
+            PlanError::Manifest(m) => m.into(),
+            e => e.into(),
+        }
+    }
 }
 
 fn prior_of(state: Option<&State>) -> BTreeMap<String, Prior> {
@@ -169,6 +192,20 @@ pub async fn make_plan(
     clients: Option<&Clients>,
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
+    // Names resolved to OCIDs first: the resolved manifest is what is diffed and sent.
+    let mut catalog = clients.map(Catalog::new);
+    let resolved_manifest;
+    let (manifest, lookups) = match (manifest.has_lookups(), catalog.as_mut()) {
+        (false, _) => (manifest, Vec::new()),
+        (true, None) => return Err(PlanError::Offline),
+        (true, Some(cat)) => match super::lookup::resolve(manifest, cat).await? {
+            Ok((m, r)) => {
+                resolved_manifest = m;
+                (&resolved_manifest, r)
+            }
+            Err(problems) => return Err(manifest.problems(problems).into()),
+        },
+    };
     let mut desired = from_manifest::desired(manifest);
     let (moved_state, moved, warnings) = apply_moves(manifest, state)?;
     let state = moved_state.as_ref().or(state);
@@ -274,6 +311,13 @@ pub async fn make_plan(
         (Some(t), false) => select::keep_changes(computed.changes, t),
         (None, false) => computed.changes,
     };
+    // What OCI would refuse at launch is a problem at its span now (only for what changes).
+    if let (Some(cat), false) = (catalog.as_mut(), opts.refresh_only) {
+        let problems = super::checks::check(manifest, &changes, cat).await?;
+        if !problems.is_empty() {
+            return Err(manifest.problems(problems).into());
+        }
+    }
     // A rollout keeps the members still planned (`--target instance.web[2]` rolls that one).
     let planned: BTreeSet<&str> = changes.iter().map(|c| c.address.as_str()).collect();
     for r in rollouts.iter_mut() {
@@ -398,5 +442,6 @@ pub async fn make_plan(
         rollouts,
         locked_by: None,
         partial,
+        lookups,
     })
 }

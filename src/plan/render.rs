@@ -171,6 +171,20 @@ pub fn text(plan: &Plan, style: Style) -> String {
     }
     out.push('\n');
 
+    if !plan.lookups.is_empty() {
+        let _ = writeln!(out, "{}", style.paint("1", "Looked up by name"));
+        for l in &plan.lookups {
+            let _ = writeln!(
+                out,
+                "  {} = {} → {}  ({})",
+                l.field,
+                l.lookup,
+                l.id,
+                l.addresses.join(", ")
+            );
+        }
+        out.push('\n');
+    }
     for w in &plan.warnings {
         let _ = writeln!(out, "{} {w}", style.paint("33", "Warning:"));
     }
@@ -538,6 +552,7 @@ mod tests {
             rollouts: vec![],
             locked_by: None,
             partial: None,
+            lookups: Vec::new(),
         };
         let t = text(&plan, Style::default());
         assert!(t.contains("-/+ instance.web"), "{t}");

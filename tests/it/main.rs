@@ -21,6 +21,7 @@ mod import_bulk;
 mod judges;
 mod launch;
 mod launch_extras;
+mod lookups;
 mod manifest;
 mod output;
 mod paths;

@@ -292,8 +292,10 @@ async fn a_change_between_plan_and_apply_is_a_412_that_overwrites_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_branch_does_not_stop_an_independent_one_and_targets_limit_the_plan() {
     let p = Project::new(support::config(0.002)).await;
-    // The emulator refuses this shape; the manifest cannot know.
-    p.write("[instance.bad]\nshape = \"VM.Standard.Z9.Flex\"\n\n[image.from_bad]\nfrom_instance = \"instance.bad\"\n\n[instance.good]\n");
+    // OCI refuses a private IP outside the subnet's CIDR at launch; neither the manifest nor the
+    // plan's checks read the subnet's free addresses (a shape OCI lacks is caught at plan time
+    // now: `lookups`).
+    p.write("[instance.bad]\nprivate_ip = \"192.168.1.10\"\n\n[image.from_bad]\nfrom_instance = \"instance.bad\"\n\n[instance.good]\n");
     let apply = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(apply.code, 1, "{apply:?}");
     assert!(

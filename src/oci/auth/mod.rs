@@ -213,6 +213,22 @@ impl Credentials {
         }
     }
 
+    /// The tenancy these credentials act in, where they name it: an API key's id
+    /// (`<tenancy>/<user>/<fingerprint>`), an instance principal's certificate. `None` for a
+    /// session token or a resource principal (their tenancy is in a token kiln does not read).
+    pub fn tenancy(&self) -> Option<String> {
+        match &*self.inner {
+            Inner::Static(k) => k
+                .key_id
+                .split('/')
+                .next()
+                .filter(|t| t.starts_with("ocid1.tenancy."))
+                .map(str::to_string),
+            Inner::Instance(i) => Some(i.tenancy().to_string()),
+            Inner::Session(_) | Inner::Resource(_) => None,
+        }
+    }
+
     /// The key to sign the next request with, renewed first when its token is about to expire.
     /// `Err` is a message naming the method (never a secret).
     pub async fn signing_key(&self) -> Result<Arc<SigningKey>, String> {

@@ -115,6 +115,7 @@ fn dag(c: &Computed) -> String {
         rollouts: vec![],
         locked_by: None,
         partial: None,
+        lookups: Vec::new(),
     };
     plan.graph().to_string()
 }
