@@ -5,10 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use super::api::{
-    error, etag_matches, new_ocid, not_found, oracle_tags, parse_body, q, required, required_query,
-    str_field, string_map, Ctx, Reply, Result,
+    error, new_ocid, oracle_tags, parse_body, q, required, required_query, str_field, string_map,
+    Ctx, Reply, Result,
 };
-use super::boot_replace;
 use super::details::{self, overlay};
 use super::identity;
 use super::list;
@@ -454,5 +453,3 @@ pub fn list(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply> {
         .collect();
     list::page_with(items, desc, query, |r| Value::Object(r.body.clone()))
 }
-
-/// Merge the object `b[k]` (already type-checked) over the record's `k`.

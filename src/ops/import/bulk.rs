@@ -5,14 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use miette::miette;
 
-
 use crate::manifest::edit::ManifestEdit;
-use crate::manifest::{Address, ResourceKind};
 use crate::oci::compute::{ListImages, ListInstances};
 use crate::oci::models::VnicAttachment;
 use crate::oci::Client;
@@ -21,10 +18,7 @@ use crate::plan::import::{instance_inputs, instance_table};
 use crate::plan::import_image::{image_inputs, image_table};
 use crate::state::{self, LockInfo, ResourceState};
 
-
 use super::super::Session;
-
-
 
 /// What `kiln import --compartment` adopts.
 #[derive(Clone, Debug)]
