@@ -454,5 +454,3 @@ pub fn list(ctx: &mut Ctx<'_>, query: &[(String, String)]) -> Result<Reply> {
         .collect();
     list::page_with(items, desc, query, |r| Value::Object(r.body.clone()))
 }
-
-/// Merge the object `b[k]` (already type-checked) over the record's `k`.

@@ -5,11 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use miette::miette;
-
 
 use crate::manifest::edit::ManifestEdit;
 use crate::manifest::{Address, ResourceKind};
@@ -21,10 +19,7 @@ use crate::plan::import::{instance_inputs, instance_table};
 use crate::plan::import_image::{image_inputs, image_table};
 use crate::state::{self, LockInfo, ResourceState};
 
-
 use super::super::Session;
-
-
 
 /// What `kiln import --compartment` adopts.
 #[derive(Clone, Debug)]
@@ -399,7 +394,9 @@ async fn read_instance(
             ..Default::default()
         },
     };
-    let mut table = instance_table(&live.body, &vnic);
+    let volume = super::boot_volume(client, &live.body).await?;
+    let (now, volume_inputs) = crate::plan::import::with_boot_volume(&live.body, volume.as_ref());
+    let mut table = instance_table(&now, &vnic);
     // kiln manages its address tag, the manifest does not.
     if let Some(tags) = table
         .get_mut("freeform_tags")
@@ -423,7 +420,9 @@ async fn read_instance(
     r.compartment = Some(live.body.compartment_id.clone());
     r.etag = live.etag.clone();
     r.attributes = state::RawJson::of(&live.body);
-    r.inputs = std::sync::Arc::new(instance_inputs(&vnic));
+    let mut inputs = instance_inputs(&vnic);
+    inputs.extend(volume_inputs);
+    r.inputs = std::sync::Arc::new(inputs);
     r.updated_at = Utc::now();
     Ok(Candidate {
         kind: "instance",

@@ -13,11 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use miette::miette;
-
 
 use crate::manifest::edit::ManifestEdit;
 use crate::manifest::{Address, ResourceKind};
@@ -29,9 +27,7 @@ use crate::plan::import::{instance_inputs, instance_table};
 use crate::plan::import_image::{image_inputs, image_table};
 use crate::state::{self, LockInfo, ResourceState};
 
-
 use super::Session;
-
 
 /// What to import.
 #[derive(Clone, Debug)]
@@ -108,7 +104,9 @@ pub async fn import(s: &Session, req: &ImportRequest) -> miette::Result<Imported
             ..Default::default()
         },
     };
-    let table = instance_table(&live.body, &vnic);
+    let volume = boot_volume(&client, &live.body).await?;
+    let (now, volume_inputs) = crate::plan::import::with_boot_volume(&live.body, volume.as_ref());
+    let table = instance_table(&now, &vnic);
     let mut edit = ManifestEdit::open(&s.manifest.dir)?;
     if !member {
         edit.add_resource("instance", &address.name, table)?;
@@ -151,7 +149,9 @@ pub async fn import(s: &Session, req: &ImportRequest) -> miette::Result<Imported
     r.compartment = Some(live.body.compartment_id.clone());
     r.etag = live.etag.clone();
     r.attributes = state::RawJson::of(&live.body);
-    r.inputs = std::sync::Arc::new(instance_inputs(&vnic));
+    let mut inputs = instance_inputs(&vnic);
+    inputs.extend(volume_inputs);
+    r.inputs = std::sync::Arc::new(inputs);
     // Made by kiln under another address (its `kiln-address` tag): adopted on purpose, like a
     // rename — the next plan retags it, unless that address is still claimed.
     r.renamed_from = live
@@ -170,4 +170,21 @@ pub async fn import(s: &Session, req: &ImportRequest) -> miette::Result<Imported
         member,
         written: true,
     })
+}
+
+/// The boot volume attached to `live` (ListBootVolumeAttachments, GetBootVolume): its performance
+/// and Vault key now ([`crate::plan::import::with_boot_volume`]); `None` when none is attached.
+pub(super) async fn boot_volume(
+    client: &crate::oci::Client,
+    live: &crate::oci::models::Instance,
+) -> Result<Option<crate::oci::block::BootVolume>, crate::oci::OciError> {
+    let attached = client
+        .list_boot_volume_attachments(&live.availability_domain, &live.compartment_id, &live.id)
+        .await?
+        .into_iter()
+        .find(|a| a.lifecycle_state == "ATTACHED");
+    match attached {
+        Some(a) => Ok(Some(client.get_boot_volume(&a.boot_volume_id).await?.body)),
+        None => Ok(None),
+    }
 }
