@@ -6,17 +6,14 @@
 use serde_json::{json, Map, Value};
 
 use super::api::{
-    error, etag_matches, new_ocid, not_found, oracle_tags, parse_body, q, required, required_query,
-    str_field, string_map, Ctx, Reply, Result,
+    error, etag_matches, not_found, parse_body, q, required, str_field, string_map, Ctx, Reply,
+    Result,
 };
 use super::boot_replace;
-use super::details::{self, overlay};
-use super::identity;
+use super::details::{self};
 use super::instances::{check_fault_domain, given_shape_config};
-use super::list;
-use super::network;
-use super::shapes::{self, Shape};
-use super::store::{rfc3339, Coll, Record, Step};
+use super::shapes::{self};
+use super::store::{Coll, Record, Step};
 use super::volumes;
 
 fn merge_object(rec: &mut Record, b: &Map<String, Value>, k: &str) {

@@ -5,10 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use super::api::{
-    error, etag_matches, new_ocid, not_found, oracle_tags, parse_body, q, required, required_query,
-    str_field, string_map, Ctx, Reply, Result,
+    error, new_ocid, oracle_tags, parse_body, q, required, required_query, str_field, string_map,
+    Ctx, Reply, Result,
 };
-use super::boot_replace;
 use super::details::{self, overlay};
 use super::identity;
 use super::list;

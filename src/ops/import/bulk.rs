@@ -10,7 +10,6 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use miette::miette;
 
 use crate::manifest::edit::ManifestEdit;
-use crate::manifest::{Address, ResourceKind};
 use crate::oci::compute::{ListImages, ListInstances};
 use crate::oci::models::VnicAttachment;
 use crate::oci::Client;

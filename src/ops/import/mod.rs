@@ -9,22 +9,14 @@ mod bulk;
 
 pub use bulk::{import_compartment, BulkImported, BulkRequest, Written};
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::stream::{self, StreamExt, TryStreamExt};
 use miette::miette;
 
 use crate::manifest::edit::ManifestEdit;
 use crate::manifest::{Address, ResourceKind};
-use crate::oci::compute::{ListImages, ListInstances};
-use crate::oci::models::VnicAttachment;
-use crate::oci::Client;
-use crate::plan::from_manifest::ADDRESS_TAG;
 use crate::plan::import::{instance_inputs, instance_table};
-use crate::plan::import_image::{image_inputs, image_table};
 use crate::state::{self, LockInfo, ResourceState};
 
 use super::Session;
@@ -104,7 +96,7 @@ pub async fn import(s: &Session, req: &ImportRequest) -> miette::Result<Imported
             ..Default::default()
         },
     };
-    let volume = boot_volume(&client, &live.body).await?;
+    let volume = boot_volume(client, &live.body).await?;
     let (now, volume_inputs) = crate::plan::import::with_boot_volume(&live.body, volume.as_ref());
     let table = instance_table(&now, &vnic);
     let mut edit = ManifestEdit::open(&s.manifest.dir)?;
