@@ -81,16 +81,23 @@ impl Ctx {
         let mut body = self
             .resolve(&c.address, c.request.as_ref().unwrap_or(&Value::Null))
             .await?;
-        // The primary VNIC's settings go to the VNIC (UpdateVnic), after the instance's own.
+        // The primary VNIC's settings go to the VNIC (UpdateVnic), the boot volume's to the
+        // volume (UpdateBootVolume, UpdateBootVolumeKmsKey), after the instance's own.
         let vnic = body
             .as_object_mut()
             .and_then(|m| m.remove(crate::plan::diff::VNIC_UPDATE));
-        if body.as_object().is_none_or(|m| !m.is_empty()) || vnic.is_none() {
+        let volume = body
+            .as_object_mut()
+            .and_then(|m| m.remove(crate::plan::diff::BOOT_VOLUME_UPDATE));
+        if body.as_object().is_none_or(|m| !m.is_empty()) || (vnic.is_none() && volume.is_none()) {
             let (etag, seen) = self.if_match(c).await?;
             self.update_with(c, &id, body, etag, seen).await?;
         }
-        match vnic {
-            Some(details) => self.update_primary_vnic(c, &id, details).await,
+        if let Some(details) = vnic {
+            self.update_primary_vnic(c, &id, details).await?;
+        }
+        match volume {
+            Some(details) => self.update_boot_volume(c, &id, details).await,
             None => Ok(()),
         }
     }

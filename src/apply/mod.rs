@@ -6,11 +6,14 @@
 //! - `create` (private): creates that are never made twice (pending creates, adoption);
 //! - `placement` (private): capacity fallback, a create tried place after place under `placement`;
 //! - `guard` (private): If-Match'ed mutations that re-read instead of guessing after a refusal;
+//! - `boot_volume` (private): an instance's boot volume performance and Vault key, changed in
+//!   place (UpdateBootVolume, UpdateBootVolumeKmsKey) with the volume's own If-Match;
 //! - `network` (private): the primary VNIC's addresses of the instances apply made or moved, read
 //!   in bulk after the actions, for `kiln output`;
 //! - [`walk`]: the generic DAG walk; [`progress`]: what the user sees while it runs.
 
 mod actions;
+mod boot_volume;
 mod create;
 mod ctx;
 pub mod execute;

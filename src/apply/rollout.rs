@@ -76,10 +76,23 @@ impl Ctx {
         let vnic = body
             .as_object_mut()
             .and_then(|m| m.remove(crate::plan::diff::VNIC_UPDATE));
-        let inputs = match &c.inputs {
+        // The new volume's performance and key, changed in place once it is there.
+        let volume = body
+            .as_object_mut()
+            .and_then(|m| m.remove(crate::plan::diff::BOOT_VOLUME_UPDATE));
+        let mut inputs = match &c.inputs {
             Some(i) => self.resolve(&c.address, i).await?.as_object().cloned(),
             None => None,
         };
+        // The boot volume settings this plan changes are recorded once the volume has them
+        // (`update_boot_volume`); until then a plan compares with the new launch's.
+        if let (Some(m), Some(v)) = (inputs.as_mut(), volume.as_ref().and_then(Value::as_object)) {
+            for (k, oci, ..) in crate::plan::from_manifest::BOOT_VOLUME_UPDATABLE {
+                if v.contains_key(*oci) {
+                    m.remove(*k);
+                }
+            }
+        }
         let image = body["sourceDetails"]["imageId"]
             .as_str()
             .map(str::to_string);
@@ -149,6 +162,9 @@ impl Ctx {
         self.mark_network_stale(&c.address);
         if let Some(details) = vnic {
             self.update_primary_vnic(c, &id, details).await?;
+        }
+        if let Some(details) = volume {
+            self.update_boot_volume(c, &id, details).await?;
         }
         if self.rollout_of(&c.address).is_some() {
             self.gate(c, &id).await?;

@@ -18,7 +18,7 @@
 //! - `pipeline`: one request from arrival to reply (authentication, body cap, limits, faults,
 //!   retry tokens, the handler, persistence), in that order.
 //! - [`routes`]: the one route table — every operation, its method and path, its handler.
-//! - The handlers, by resource family: [`instances`] (and [`instance_changes`]), [`images`], [`volumes`], [`network`],
+//! - The handlers, by resource family: [`instances`] (and [`instance_changes`]), [`images`], [`volumes`] (and [`volume_changes`]), [`network`],
 //!   [`identity`], [`shapes`], [`work_requests`], [`object_storage`]; their shared helpers and
 //!   context in [`api`]; the records in [`store`].
 //!
@@ -28,7 +28,8 @@
 //!   DeleteImage, ChangeImageCompartment; ListShapes. Every field of Oracle's SDK `Instance` and
 //!   `Image` models is in every response (null or empty where OCI would say so).
 //! - **Block Volume** ([`volumes`]): a launch from an image makes a boot volume and attaches it;
-//!   Get/List/DeleteBootVolume, Get/ListBootVolumeAttachments.
+//!   Get/List/DeleteBootVolume, Get/ListBootVolumeAttachments; UpdateBootVolume and
+//!   UpdateBootVolumeKmsKey ([`volume_changes`]: PROVISIONING a while, If-Match).
 //! - **Networking** ([`network`]): one VCN with a public and a private /18 subnet and three network
 //!   security groups per region (`web`, and two named `app`: Get/ListNetworkSecurityGroups,
 //!   [`nsgs`]); the primary VNIC of every launch, its attachment and its primary
@@ -71,7 +72,7 @@
 //!   no field of it at all is 400 `InvalidParameter` naming it.
 //! - Etags change on every mutation of a resource, lifecycle transitions included (a resource's
 //!   version counter is hashed); If-Match mismatches on Update/Terminate/Action/ChangeCompartment/
-//!   UpdateImage/DeleteImage/DeleteBootVolume are 412 `NoEtagMatch`. `If-Match: *` matches
+//!   UpdateImage/DeleteImage/DeleteBootVolume/UpdateBootVolume/UpdateBootVolumeKmsKey are 412 `NoEtagMatch`. `If-Match: *` matches
 //!   anything. A VNIC's etag is a digest of the VNIC, guarding UpdateVnic ([`vnics`]: NSGs,
 //!   hostname label, source/destination check, names and tags; the label unique in the subnet,
 //!   the NSGs the VCN's).
@@ -192,6 +193,7 @@ pub mod shapes;
 pub mod store;
 pub mod tokens;
 pub mod vnics;
+pub mod volume_changes;
 pub mod volumes;
 pub mod work_requests;
 

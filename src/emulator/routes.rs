@@ -18,8 +18,8 @@ use super::object_storage::{self, Request};
 use super::store::World;
 use super::Fixtures;
 use super::{
-    identity, images, instance_changes, instances, network, nsgs, shapes, vnics, volumes,
-    work_requests,
+    identity, images, instance_changes, instances, network, nsgs, shapes, vnics, volume_changes,
+    volumes, work_requests,
 };
 
 /// A request as a Compute-side handler sees it: the decoded segments after `/20160918`, the query
@@ -200,6 +200,8 @@ pub static ROUTES: &[Route] = &[
     compute("GET", "/20160918/bootVolumes", "ListBootVolumes", |c, a| volumes::list(c, a.query)),
     compute("GET", "/20160918/bootVolumes/{bootVolumeId}", "GetBootVolume", |c, a| volumes::get(c, a.id())),
     compute("DELETE", "/20160918/bootVolumes/{bootVolumeId}", "DeleteBootVolume", |c, a| volumes::delete(c, a.id())),
+    compute("PUT", "/20160918/bootVolumes/{bootVolumeId}", "UpdateBootVolume", |c, a| volume_changes::update(c, a.id(), a.body)),
+    compute("PUT", "/20160918/bootVolumes/{bootVolumeId}/kmsKey", "UpdateBootVolumeKmsKey", |c, a| volume_changes::update_kms_key(c, a.id(), a.body)),
     compute("GET", "/20160918/bootVolumeAttachments", "ListBootVolumeAttachments", |c, a| volumes::list_attachments(c, a.query)),
     compute("GET", "/20160918/bootVolumeAttachments/{bootVolumeAttachmentId}", "GetBootVolumeAttachment", |c, a| volumes::get_attachment(c, a.id())),
     compute("GET", "/20160918/subnets", "ListSubnets", |c, a| network::list_subnets(c, a.query)),

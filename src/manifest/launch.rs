@@ -238,18 +238,16 @@ pub const PREEMPTIBLE: &[Field] = &[f(
     "Keep the boot volume when OCI reclaims the capacity (default false)",
 )];
 pub const PREEMPTIBLE_DOC: &str = "Launch on preemptible capacity, terminated when OCI reclaims it: `{}` or `{ preserve_boot_volume = true }` (set at launch: a change replaces the instance; not with `capacity_reservation_id`, `state = \"STOPPED\"`, bare metal or burstable shapes)";
-pub const VPUS_DOC: &str = "Boot volume performance in VPUs per GB: 10 (balanced), 20 (higher performance), 30 to 120 in steps of 10 (ultra high); a change replaces the instance";
-pub const KMS_DOC: &str = "OCID of the Vault key that encrypts the boot volume (default: Oracle-managed keys); a change replaces the instance";
+pub const VPUS_DOC: &str = "Boot volume performance in VPUs per GB: 10 (balanced), 20 (higher performance), 30 to 120 in steps of 10 (ultra high); changed in place (UpdateBootVolume)";
+pub const KMS_DOC: &str = "OCID of the Vault key that encrypts the boot volume (default: Oracle-managed keys); changed in place (UpdateBootVolumeKmsKey)";
 pub const CAPACITY_RESERVATION_DOC: &str =
     "OCID of the compute capacity reservation to launch in (changed in place)";
 
-/// Why each of [`Extras`] that is set at launch forces a replacement.
+/// Why each of [`Extras`] that is set at launch forces a replacement, or how it changes in place.
 pub const PREEMPTIBLE_WHY: &str =
     "OCI sets preemptible capacity at launch only (UpdateInstanceDetails has no `preemptibleInstanceConfig`)";
-pub const VPUS_WHY: &str =
-    "the boot volume's performance is set at launch (in place it is Block Storage's UpdateBootVolume, which kiln does not send)";
-pub const KMS_WHY: &str =
-    "the boot volume's key is set at launch (in place it is Block Storage's UpdateBootVolumeKmsKey, which kiln does not send)";
+pub const VPUS_WHY: &str = "boot volume performance changes in place: UpdateBootVolume";
+pub const KMS_WHY: &str = "boot volume key changes in place: UpdateBootVolumeKmsKey";
 
 /// The launch settings beyond the object tables, as the manifest sets them (its table, else
 /// `[defaults]`'s); `None`: not set, OCI's value never compared.

@@ -10,6 +10,7 @@
 //!   its notices in `retry`); [`error`]: OCI errors;
 //! - [`budget`]: rate limits, an adaptive budget per operation family that every call shares;
 //! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters;
+//! - [`block`]: an instance's boot volume (find, read, UpdateBootVolume, UpdateBootVolumeKmsKey);
 //! - [`catalog`]: the listings plan-time lookups and checks read (compartments, availability and
 //!   fault domains, shapes, VCNs, subnets, network security groups), every page;
 //! - [`object_storage`]: the Object Storage subset behind remote state.
@@ -19,6 +20,7 @@
 //! This module knows nothing of manifests, plans or state.
 
 pub mod auth;
+pub mod block;
 pub mod budget;
 pub mod call;
 pub mod catalog;

@@ -85,7 +85,7 @@ fn wrong_state(operation: &'static str, id: &str, what: &str, state: &str) -> Oc
 
 // The one poll loop every wait shares: each argument is a different part of what is awaited.
 #[allow(clippy::too_many_arguments)]
-async fn poll<'a, T>(
+pub(super) async fn poll<'a, T>(
     opts: &WaitOptions,
     operation: &'static str,
     id: &str,

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::desired::{DesiredAttr, DesiredResource, DesiredValue, Lookup};
-use super::from_manifest::VNIC_UPDATABLE;
+use super::from_manifest::{BOOT_VOLUME_UPDATABLE, VNIC_UPDATABLE};
 use super::{AttrChange, AttrClass};
 use crate::manifest::launch::PLUGINS;
 
@@ -112,7 +112,9 @@ pub struct AttrDiff {
     pub class: AttrClass,
 }
 
-/// The current value of `attr`: from the live JSON or the recorded create-time inputs.
+/// The current value of `attr`: from the live JSON or the recorded create-time inputs. A boot
+/// volume setting kiln has not recorded ([`BOOT_VOLUME_UPDATABLE`]) is the launch-time value in
+/// `sourceDetails`.
 pub fn current<'a>(
     attr: &DesiredAttr,
     live: &'a Value,
@@ -120,7 +122,16 @@ pub fn current<'a>(
 ) -> &'a Value {
     match &attr.lookup {
         Lookup::Live(path) => at(live, path),
-        Lookup::Input(key) => inputs.get(key).unwrap_or(&Value::Null),
+        Lookup::Input(key) => match inputs.get(key) {
+            Some(v) => v,
+            None => match BOOT_VOLUME_UPDATABLE.iter().find(|(k, ..)| k == key) {
+                Some((_, _, launch, _)) => {
+                    let path: Vec<String> = launch.split('.').map(str::to_string).collect();
+                    at(live, &path)
+                }
+                None => &Value::Null,
+            },
+        },
     }
 }
 
@@ -182,6 +193,11 @@ const PARTIAL_OBJECTS: &[&str] = &[
 /// takes it out and sends it to the VNIC, guarded by the VNIC's own etag).
 pub const VNIC_UPDATE: &str = "$vnic";
 
+/// Key of an update body under which the boot volume's new `vpusPerGB` / `kmsKeyId` travel (the
+/// executor takes it out and sends UpdateBootVolume / UpdateBootVolumeKmsKey, guarded by the
+/// volume's own etag).
+pub const BOOT_VOLUME_UPDATE: &str = "$bootVolume";
+
 /// The UpdateInstanceDetails / UpdateImageDetails body for the updatable attributes that differ.
 ///
 /// OCI replaces whole maps (tags, metadata) on update, so a changed map key is sent together with
@@ -195,13 +211,24 @@ pub fn update_body(desired: &DesiredResource, live: &Value, changed: &[AttrDiff]
         };
         let path = match &attr.lookup {
             Lookup::Live(path) => path,
-            // The primary VNIC's settings: UpdateVnicDetails, under [`VNIC_UPDATE`].
+            // The primary VNIC's settings: UpdateVnicDetails, under [`VNIC_UPDATE`]; the boot
+            // volume's, under [`BOOT_VOLUME_UPDATE`].
             Lookup::Input(key) => {
-                if let Some((_, oci)) = VNIC_UPDATABLE.iter().find(|(k, _)| k == key) {
-                    let vnic = body
-                        .entry(VNIC_UPDATE.to_string())
+                let to = VNIC_UPDATABLE
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, oci)| (VNIC_UPDATE, *oci))
+                    .or_else(|| {
+                        BOOT_VOLUME_UPDATABLE
+                            .iter()
+                            .find(|(k, ..)| k == key)
+                            .map(|(_, oci, ..)| (BOOT_VOLUME_UPDATE, *oci))
+                    });
+                if let Some((under, oci)) = to {
+                    let entry = body
+                        .entry(under.to_string())
                         .or_insert_with(|| Value::Object(Map::new()));
-                    vnic[*oci] = d.change.after.clone();
+                    entry[oci] = d.change.after.clone();
                 }
                 continue;
             }
@@ -246,13 +273,15 @@ pub fn update_applied(live: &Value, sent: &Value) -> bool {
     let Some(m) = sent.as_object() else {
         return false;
     };
-    m.iter().filter(|(k, _)| *k != VNIC_UPDATE).all(|(k, v)| {
-        let l = live.get(k).unwrap_or(&Value::Null);
-        match v.as_object() {
-            Some(_) if PARTIAL_OBJECTS.contains(&k.as_str()) => covers(l, v),
-            _ => same(l, v),
-        }
-    })
+    m.iter()
+        .filter(|(k, _)| *k != VNIC_UPDATE && *k != BOOT_VOLUME_UPDATE)
+        .all(|(k, v)| {
+            let l = live.get(k).unwrap_or(&Value::Null);
+            match v.as_object() {
+                Some(_) if PARTIAL_OBJECTS.contains(&k.as_str()) => covers(l, v),
+                _ => same(l, v),
+            }
+        })
 }
 
 fn set_at(slot: &mut Value, rest: &[String], value: Value) {

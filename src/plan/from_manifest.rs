@@ -105,6 +105,29 @@ pub const VNIC_UPDATABLE: &[(&str, &str)] = &[
     ("skip_source_dest_check", "skipSourceDestCheck"),
 ];
 
+/// The boot volume's settings that Block Storage changes in place: (manifest name = recorded
+/// input, the field UpdateBootVolume / UpdateBootVolumeKmsKey sends, where the launch body and
+/// GetInstance carry it, why in place). GetInstance's `sourceDetails` keeps what the instance was
+/// launched with (see [`crate::emulator::volume_changes`]), so they are compared with what kiln
+/// recorded when it launched the instance or last changed its volume ([`Lookup::Input`]; a
+/// record without them, as an import's, falls back on `sourceDetails`: the launch-time value,
+/// the volume's until kiln changes it); the change goes to the boot volume
+/// ([`crate::apply`]'s UpdateBootVolume / UpdateBootVolumeKmsKey), not to UpdateInstance.
+pub const BOOT_VOLUME_UPDATABLE: &[(&str, &str, &str, &str)] = &[
+    (
+        "boot_volume_vpus_per_gb",
+        "vpusPerGB",
+        "sourceDetails.bootVolumeVpusPerGB",
+        launch::VPUS_WHY,
+    ),
+    (
+        "kms_key_id",
+        "kmsKeyId",
+        "sourceDetails.kmsKeyId",
+        launch::KMS_WHY,
+    ),
+];
+
 /// `nsg_ids`, `hostname_label`, `skip_source_dest_check` (in place) and `private_ip` (replace)
 /// into the attributes and CreateVnicDetails.
 fn primary_vnic(
@@ -172,8 +195,9 @@ fn plugins(v: &Value, attrs: &mut Vec<DesiredAttr>) -> Value {
     Value::Array(list)
 }
 
-/// `preemptible`, `boot_volume_vpus_per_gb`, `kms_key_id` (set at launch: replaced) and
-/// `capacity_reservation_id` (UpdateInstance) into the attributes and the launch body.
+/// `preemptible` (set at launch: replaced), `boot_volume_vpus_per_gb` and `kms_key_id` (the boot
+/// volume's, [`BOOT_VOLUME_UPDATABLE`]) and `capacity_reservation_id` (UpdateInstance) into the
+/// attributes and the launch body.
 fn extras(x: &launch::Extras, attrs: &mut Vec<DesiredAttr>, body: &mut Map<String, Value>) {
     if let Some(keep) = x.preemptible {
         attrs.push(known(
@@ -192,25 +216,29 @@ fn extras(x: &launch::Extras, attrs: &mut Vec<DesiredAttr>, body: &mut Map<Strin
         .get_mut("sourceDetails")
         .and_then(Value::as_object_mut)
         .expect("the source is in the body before the launch settings");
-    if let Some(v) = x.boot_volume_vpus_per_gb {
-        attrs.push(known(
+    for (key, value) in [
+        (
             "boot_volume_vpus_per_gb",
-            "sourceDetails.bootVolumeVpusPerGB",
-            json!(v),
-            AttrClass::Replace,
-            Some(launch::VPUS_WHY),
-        ));
-        source.insert("bootVolumeVpusPerGB".into(), json!(v));
-    }
-    if let Some(k) = &x.kms_key_id {
-        attrs.push(known(
-            "kms_key_id",
-            "sourceDetails.kmsKeyId",
-            json!(k),
-            AttrClass::Replace,
-            Some(launch::KMS_WHY),
-        ));
-        source.insert("kmsKeyId".into(), json!(k));
+            x.boot_volume_vpus_per_gb.map(|v| json!(v)),
+        ),
+        ("kms_key_id", x.kms_key_id.as_ref().map(|k| json!(k))),
+    ] {
+        let Some(value) = value else { continue };
+        let (_, _, launch, why) = BOOT_VOLUME_UPDATABLE
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .expect("listed");
+        attrs.push(DesiredAttr {
+            path: key.into(),
+            lookup: Lookup::Input(key.into()),
+            value: DesiredValue::Known(value.clone()),
+            class: AttrClass::Update,
+            why: Some(why),
+        });
+        let field = launch
+            .strip_prefix("sourceDetails.")
+            .expect("a source field");
+        source.insert(field.into(), value);
     }
     if let Some(r) = &x.capacity_reservation_id {
         attrs.push(known(

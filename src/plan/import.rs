@@ -250,3 +250,33 @@ pub fn instance_inputs(vnic: &Vnic) -> Map<String, Value> {
     m.insert("create_before_destroy".into(), Value::Bool(false));
     m
 }
+
+/// The instance as its boot volume is now: GetInstance's `sourceDetails` keeps the performance
+/// and Vault key it was launched with, the volume (`vpusPerGB`, `kmsKeyId`) what they are since
+/// an in-place change; laid over a copy of `live` for [`instance_table`], and the values to
+/// record as the instance's inputs ([`crate::plan::from_manifest::BOOT_VOLUME_UPDATABLE`]).
+pub fn with_boot_volume(
+    live: &Instance,
+    volume: Option<&crate::oci::block::BootVolume>,
+) -> (Instance, Map<String, Value>) {
+    let mut now = live.clone();
+    let mut inputs = Map::new();
+    let Some(v) = volume else {
+        return (now, inputs);
+    };
+    if let Some(Value::Object(src)) = now.extra.get_mut("sourceDetails") {
+        if src.get("sourceType").and_then(Value::as_str) == Some("image") {
+            let vpus = v.vpus_per_gb.map(Value::from).unwrap_or(Value::Null);
+            let kms = v
+                .kms_key_id
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null);
+            src.insert("bootVolumeVpusPerGB".into(), vpus.clone());
+            src.insert("kmsKeyId".into(), kms.clone());
+            inputs.insert("boot_volume_vpus_per_gb".into(), vpus);
+            inputs.insert("kms_key_id".into(), kms);
+        }
+    }
+    (now, inputs)
+}

@@ -215,6 +215,41 @@ check("an unknown Vault key is 400",
           image_id=X86, kms_key_id=KEY[:-4] + "0000"))) == 400)
 check("an unknown capacity reservation is 400",
       status_of(lambda: launch("badres", capacity_reservation_id=RESERVATION[:-4] + "0000")) == 400)
+# The boot volume's performance and key, changed in place (Block Storage), If-Match guarded.
+KEY2 = fx["kms_key_ids"][1]
+bv_id = rbv.id
+
+
+def wait_volume():
+    return oci.wait_until(storage, storage.get_boot_volume(bv_id), "lifecycle_state", "AVAILABLE",
+                          max_interval_seconds=1, max_wait_seconds=120)
+
+
+etag = wait_volume().headers["etag"]
+check("UpdateBootVolume with another version's If-Match is 412",
+      status_of(lambda: storage.update_boot_volume(bv_id, m.UpdateBootVolumeDetails(vpus_per_gb=30),
+                                                   if_match="not-this-one")) == 412)
+up = storage.update_boot_volume(bv_id, m.UpdateBootVolumeDetails(vpus_per_gb=30), if_match=etag)
+check("UpdateBootVolume returns the volume with vpusPerGB and an etag",
+      up.data.vpus_per_gb == 30 and up.headers.get("etag") not in (None, etag), (up.data.vpus_per_gb, up.headers))
+check("UpdateBootVolume of vpusPerGB 25 is 400",
+      status_of(lambda: (wait_volume(), storage.update_boot_volume(
+          bv_id, m.UpdateBootVolumeDetails(vpus_per_gb=25)))) == 400)
+etag = wait_volume().headers["etag"]
+check("UpdateBootVolumeKmsKey with another version's If-Match is 412",
+      status_of(lambda: storage.update_boot_volume_kms_key(
+          bv_id, m.UpdateBootVolumeKmsKeyDetails(kms_key_id=KEY2), if_match="not-this-one")) == 412)
+kk = storage.update_boot_volume_kms_key(bv_id, m.UpdateBootVolumeKmsKeyDetails(kms_key_id=KEY2), if_match=etag)
+check("UpdateBootVolumeKmsKey returns the key", kk.data.kms_key_id == KEY2, kk.data)
+check("UpdateBootVolumeKmsKey with an unknown key is 400",
+      status_of(lambda: (wait_volume(), storage.update_boot_volume_kms_key(
+          bv_id, m.UpdateBootVolumeKmsKeyDetails(kms_key_id=KEY[:-4] + "0000")))) == 400)
+nv = wait_volume().data
+check("GetBootVolume reads the new vpusPerGB and kmsKeyId", (nv.vpus_per_gb, nv.kms_key_id) == (30, KEY2),
+      (nv.vpus_per_gb, nv.kms_key_id))
+ri = compute.get_instance(res.id).data.source_details
+check("GetInstance keeps the launch-time sourceDetails", (ri.boot_volume_vpus_per_gb, ri.kms_key_id) == (20, KEY),
+      ri)
 compute.terminate_instance(res.id)
 preempt = m.PreemptibleInstanceConfigDetails(
     preemption_action=m.TerminatePreemptionAction(preserve_boot_volume=True))

@@ -1,8 +1,9 @@
 //! The launch settings beyond the object tables (`agent_config` with its plugins,
 //! `preemptible`, `boot_volume_vpus_per_gb`, `kms_key_id`, `capacity_reservation_id`): sent at
 //! launch, read back with GetInstance (and GetBootVolume) to a clean plan, changed in place where
-//! UpdateInstanceDetails allows it and replaced with the reason where not, written back by `kiln
-//! import`, refused by the emulator where OCI refuses them.
+//! OCI allows it (UpdateInstance; the boot volume's UpdateBootVolume and UpdateBootVolumeKmsKey)
+//! and replaced with the reason where not, written back by `kiln import`, refused by the emulator
+//! where OCI refuses them.
 
 use serde_json::{json, Value};
 
@@ -107,10 +108,12 @@ async fn launch_agent_config_round_trips_and_changes_in_place() {
 }
 
 /// `preemptible`, `boot_volume_vpus_per_gb`, `kms_key_id`: sent at launch, on the instance and its
-/// boot volume, read back clean; a change of any replaces the instance with the reason; imported
-/// back. The emulator refuses a key it does not know.
+/// boot volume, read back clean; the boot volume's performance and key change in place (the same
+/// instance, GetInstance's launch-time `sourceDetails` untouched, the volume read back), a second
+/// plan clean, imported back from the volume; a change of `preemptible` replaces the instance with
+/// the reason. The emulator refuses a key it does not know.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn launch_preemptible_vpus_and_kms_key_round_trip_or_replace() {
+async fn launch_preemptible_vpus_and_kms_key_round_trip_in_place_or_replace() {
     let p = Project::new(support::config(0.002)).await;
     let keys = p.emu.fixtures().kms_key_ids;
     let manifest = format!("[instance.web]\npreemptible = {{ preserve_boot_volume = true }}\nboot_volume_vpus_per_gb = 20\nkms_key_id = \"{}\"\n", keys[0]);
@@ -131,19 +134,63 @@ async fn launch_preemptible_vpus_and_kms_key_round_trip_or_replace() {
     let clean = p.kiln(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(clean.code, 0, "read back as launched: {clean:?}");
 
-    // Each is set at launch: a change replaces, with the reason.
-    let changed = manifest
-        .replace(
-            "preserve_boot_volume = true",
-            "preserve_boot_volume = false",
-        )
+    // The boot volume's performance and key change in place, with the reason.
+    let in_place = manifest
         .replace("= 20", "= 30")
         .replace(&keys[0], &keys[1]);
-    p.write(&changed);
+    p.write(&in_place);
+    let plan = p.kiln(&["plan"]).await;
+    assert!(
+        plan.stdout.contains("~ instance.web") && !plan.stdout.contains("-/+"),
+        "{plan:?}"
+    );
+    insta::assert_snapshot!(
+        "vpus_kms_in_place",
+        support::scrub(&plan.stdout, Some(&p))
+    );
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(instance_id(&p).await, id, "the same instance");
+    let v = boot_volume(&p, &id).await;
+    assert_eq!(
+        (v["vpusPerGB"].clone(), v["kmsKeyId"].clone(), v["lifecycleState"].clone()),
+        (json!(30), json!(keys[1]), json!("AVAILABLE")),
+        "{v}"
+    );
+    // GetInstance keeps what the instance was launched with (as OCI's does).
+    let i = live(&p, &id).await;
+    assert_eq!(i["sourceDetails"]["bootVolumeVpusPerGB"], 20);
+    assert_eq!(i["sourceDetails"]["kmsKeyId"], keys[0].as_str());
+    let clean = p.kiln(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(clean.code, 0, "{clean:?}");
+
+    // One alone: only its call.
+    p.write(&in_place.replace("= 30", "= 40"));
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(instance_id(&p).await, id, "the same instance");
+    let v = boot_volume(&p, &id).await;
+    assert_eq!((v["vpusPerGB"].clone(), v["kmsKeyId"].clone()), (json!(40), json!(keys[1])));
+    assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
+
+    // Imported back: the volume's values, not the launch's.
+    let back = import_back(&p, &id).await;
+    for line in [
+        "boot_volume_vpus_per_gb = 40".to_string(),
+        format!("kms_key_id = \"{}\"", keys[1]),
+    ] {
+        assert!(back.contains(&line), "{line}\n{back}");
+    }
+
+    // Preemptible capacity is set at launch: a change replaces, with the reason.
+    p.write(&in_place.replace("= 30", "= 40").replace(
+        "preserve_boot_volume = true",
+        "preserve_boot_volume = false",
+    ));
     let plan = p.kiln(&["plan"]).await;
     assert!(plan.stdout.contains("-/+ instance.web"), "{plan:?}");
     insta::assert_snapshot!(
-        "preemptible_vpus_kms_replace",
+        "preemptible_replace",
         support::scrub(&plan.stdout, Some(&p))
     );
     let apply = p.kiln(&["apply", "--auto-approve"]).await;
@@ -153,18 +200,9 @@ async fn launch_preemptible_vpus_and_kms_key_round_trip_or_replace() {
     let v = boot_volume(&p, &new_id).await;
     assert_eq!(
         (v["vpusPerGB"].clone(), v["kmsKeyId"].clone()),
-        (json!(30), json!(keys[1]))
+        (json!(40), json!(keys[1]))
     );
     assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
-
-    let back = import_back(&p, &new_id).await;
-    for line in [
-        "preemptible = { preserve_boot_volume = false }".to_string(),
-        "boot_volume_vpus_per_gb = 30".to_string(),
-        format!("kms_key_id = \"{}\"", keys[1]),
-    ] {
-        assert!(back.contains(&line), "{line}\n{back}");
-    }
 
     // A key the emulator does not know is refused, as OCI refuses it.
     p.write(&format!(
@@ -179,6 +217,66 @@ async fn launch_preemptible_vpus_and_kms_key_round_trip_or_replace() {
             .contains("RelatedResourceNotAuthorizedOrNotFound"),
         "{apply:?}"
     );
+}
+
+/// The emulator's UpdateBootVolume and UpdateBootVolumeKmsKey as OCI has them: If-Match of
+/// another version is 412 and changes nothing; the volume is PROVISIONING after a change, then
+/// AVAILABLE (a second change before that is 409); bad VPUs and unknown keys are 400. And kiln's
+/// apply, meeting a volume someone else is changing, waits for it to be AVAILABLE and sends its
+/// change with the If-Match of the version it then read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_volume_updates_are_guarded_by_if_match() {
+    let p = Project::new(support::config(0.002)).await;
+    let keys = p.emu.fixtures().kms_key_ids;
+    p.write("[instance.web]\nboot_volume_vpus_per_gb = 20\n");
+    assert_eq!(p.kiln(&["apply", "--auto-approve"]).await.code, 0);
+    let id = instance_id(&p).await;
+    let api = Api::new(&p.emu);
+    let v = boot_volume(&p, &id).await;
+    let vol = v["id"].as_str().unwrap().to_string();
+    let path = format!("/bootVolumes/{vol}");
+    let etag = api.get(&path).await.header("etag").unwrap().to_string();
+
+    let stale = api
+        .call("PUT", &path, Some(&json!({"vpusPerGB": 30})), &[("if-match", "not-this-one")])
+        .await;
+    assert_eq!(stale.status, 412, "{stale:?}");
+    assert_eq!(stale.body["code"], "NoEtagMatch");
+    let stale = api
+        .call("PUT", &format!("{path}/kmsKey"), Some(&json!({"kmsKeyId": keys[0]})), &[("if-match", "not-this-one")])
+        .await;
+    assert_eq!(stale.status, 412, "{stale:?}");
+    assert_eq!(boot_volume(&p, &id).await["vpusPerGB"], 20, "unchanged");
+
+    for bad in [json!({"vpusPerGB": 25}), json!({"vpusPerGB": 130}), json!({"isAutoTuneEnabled": true})] {
+        let r = api.call("PUT", &path, Some(&bad), &[]).await;
+        assert_eq!((r.status, r.body["code"].clone()), (400, json!("InvalidParameter")), "{bad}: {r:?}");
+    }
+    let unknown = api
+        .call("PUT", &format!("{path}/kmsKey"), Some(&json!({"kmsKeyId": keys[0].replace("aaaaaaaa", "aaaaaaab")})), &[])
+        .await;
+    assert_eq!(unknown.status, 400, "{unknown:?}");
+    assert_eq!(unknown.body["code"], "RelatedResourceNotAuthorizedOrNotFound");
+
+    // Someone else is changing the performance (PROVISIONING): kiln waits, then sends its
+    // change with the If-Match of the version it read.
+    p.write("[instance.web]\nboot_volume_vpus_per_gb = 30\n");
+    let ok = api
+        .call("PUT", &path, Some(&json!({"vpusPerGB": 50})), &[("if-match", etag.as_str())])
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.body["vpusPerGB"], 50);
+    assert_eq!(ok.body["lifecycleState"], "PROVISIONING");
+    let busy = api
+        .call("PUT", &path, Some(&json!({"vpusPerGB": 60})), &[])
+        .await;
+    assert_eq!((busy.status, busy.body["code"].clone()), (409, json!("IncorrectState")), "{busy:?}");
+    let apply = p.kiln(&["apply", "--auto-approve"]).await;
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let v = boot_volume(&p, &id).await;
+    assert_eq!((v["vpusPerGB"].clone(), v["lifecycleState"].clone()), (json!(30), json!("AVAILABLE")), "{v}");
+    assert_eq!(instance_id(&p).await, id);
+    assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
 }
 
 /// `capacity_reservation_id`: added to a running instance in place (UpdateInstance), read back

@@ -393,7 +393,9 @@ async fn read_instance(
             ..Default::default()
         },
     };
-    let mut table = instance_table(&live.body, &vnic);
+    let volume = super::boot_volume(client, &live.body).await?;
+    let (now, volume_inputs) = crate::plan::import::with_boot_volume(&live.body, volume.as_ref());
+    let mut table = instance_table(&now, &vnic);
     // kiln manages its address tag, the manifest does not.
     if let Some(tags) = table
         .get_mut("freeform_tags")
@@ -417,7 +419,9 @@ async fn read_instance(
     r.compartment = Some(live.body.compartment_id.clone());
     r.etag = live.etag.clone();
     r.attributes = state::RawJson::of(&live.body);
-    r.inputs = std::sync::Arc::new(instance_inputs(&vnic));
+    let mut inputs = instance_inputs(&vnic);
+    inputs.extend(volume_inputs);
+    r.inputs = std::sync::Arc::new(inputs);
     r.updated_at = Utc::now();
     Ok(Candidate {
         kind: "instance",

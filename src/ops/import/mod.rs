@@ -96,7 +96,9 @@ pub async fn import(s: &Session, req: &ImportRequest) -> miette::Result<Imported
             ..Default::default()
         },
     };
-    let table = instance_table(&live.body, &vnic);
+    let volume = boot_volume(client, &live.body).await?;
+    let (now, volume_inputs) = crate::plan::import::with_boot_volume(&live.body, volume.as_ref());
+    let table = instance_table(&now, &vnic);
     let mut edit = ManifestEdit::open(&s.manifest.dir)?;
     if !member {
         edit.add_resource("instance", &address.name, table)?;
@@ -139,7 +141,9 @@ pub async fn import(s: &Session, req: &ImportRequest) -> miette::Result<Imported
     r.compartment = Some(live.body.compartment_id.clone());
     r.etag = live.etag.clone();
     r.attributes = state::RawJson::of(&live.body);
-    r.inputs = std::sync::Arc::new(instance_inputs(&vnic));
+    let mut inputs = instance_inputs(&vnic);
+    inputs.extend(volume_inputs);
+    r.inputs = std::sync::Arc::new(inputs);
     // Made by kiln under another address (its `kiln-address` tag): adopted on purpose, like a
     // rename — the next plan retags it, unless that address is still claimed.
     r.renamed_from = live
@@ -158,4 +162,21 @@ pub async fn import(s: &Session, req: &ImportRequest) -> miette::Result<Imported
         member,
         written: true,
     })
+}
+
+/// The boot volume attached to `live` (ListBootVolumeAttachments, GetBootVolume): its performance
+/// and Vault key now ([`crate::plan::import::with_boot_volume`]); `None` when none is attached.
+pub(super) async fn boot_volume(
+    client: &crate::oci::Client,
+    live: &crate::oci::models::Instance,
+) -> Result<Option<crate::oci::block::BootVolume>, crate::oci::OciError> {
+    let attached = client
+        .list_boot_volume_attachments(&live.availability_domain, &live.compartment_id, &live.id)
+        .await?
+        .into_iter()
+        .find(|a| a.lifecycle_state == "ATTACHED");
+    match attached {
+        Some(a) => Ok(Some(client.get_boot_volume(&a.boot_volume_id).await?.body)),
+        None => Ok(None),
+    }
 }

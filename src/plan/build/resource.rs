@@ -386,7 +386,14 @@ impl Graph<'_, '_> {
             .map(|x| x.change.clone())
             .collect();
         if !updates.is_empty() {
-            let names: Vec<_> = updates.iter().map(|u| format!("`{}`", u.path)).collect();
+            // An attribute that changes elsewhere than UpdateInstance says where (`why`).
+            let names: Vec<_> = updates
+                .iter()
+                .map(|u| match &u.why {
+                    Some(why) => format!("`{}` ({why})", u.path),
+                    None => format!("`{}`", u.path),
+                })
+                .collect();
             let i = self.push(Change {
                 action: Action::Update,
                 reason: format!("{} changed", names.join(", ")),
