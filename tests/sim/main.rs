@@ -12,7 +12,9 @@
 //! A step is one of: a manifest edit (add, remove, resize, rename with `[[moved]]` — a member or
 //! the whole fleet —, retag, reshape, power state, compartment, region, `enabled`, the golden image
 //! pipeline added or removed, an image rebuild, a `rollout` set or removed — limits and replace
-//! method —, which on a fleet of the image's region also moves it onto or off `image.golden`),
+//! method —, which on a fleet of the image's region also moves it onto or off `image.golden`;
+//! a `placement` over the region's availability domains set or removed; launch settings — legacy
+//! IMDS off and an agent plugin on, or preemptible —),
 //! an apply (with or without one fault injected at a failpoint: abort, lost answer, an error
 //! status, "Out of host capacity.", an I/O error), a plan, an out-of-band change through the
 //! emulator (tags, a stop, a termination), a second kiln holding the lock (refused, or forced

@@ -63,6 +63,10 @@ pub(crate) enum Step {
         pick: u32,
         roll: Option<Roll>,
     },
+    /// `placement` set or removed on a fleet (decided at create: members already placed stay).
+    Place { pick: u32 },
+    /// A fleet's launch settings ([`Fleet::launch`]).
+    Launch { pick: u32, kind: u8 },
 }
 
 /// A fleet's `rollout`: `max_surge`, `max_unavailable`, and `replace_method = "boot_volume"`.
@@ -111,6 +115,12 @@ pub(crate) struct Fleet {
     /// Launched from `image.golden` (region 0 only).
     pub(crate) from_image: bool,
     pub(crate) rollout: Option<Roll>,
+    /// `placement` over every availability domain of its region, fault domains spread.
+    pub(crate) placed: bool,
+    /// Launch settings: 0 none; 1 legacy IMDS off and an agent plugin on (both in place); 2
+    /// preemptible (set at launch only: a change replaces; never on a fleet declared STOPPED,
+    /// which OCI refuses).
+    pub(crate) launch: u8,
 }
 
 /// What the manifest declares.
@@ -204,11 +214,30 @@ impl Model {
             if f.rollout.is_some_and(|r| r.boot_volume) {
                 m += "replace_method = \"boot_volume\"\n";
             }
+            match f.launch {
+                1 => m += "instance_options = { are_legacy_imds_endpoints_disabled = true }\nagent_config = { plugins = { \"Vulnerability Scanning\" = \"ENABLED\" } }\n",
+                2 if !f.stopped => m += "preemptible = { preserve_boot_volume = false }\n",
+                _ => {}
+            }
+            if f.placed {
+                let ads: Vec<String> = fix[f.region]
+                    .availability_domains
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect();
+                m += &format!(
+                    "placement = {{ availability_domains = [{}], fault_domains = \"spread\" }}\n",
+                    ads.join(", ")
+                );
+            }
             if f.region == 1 {
                 let x = &fix[1];
+                if !f.placed {
+                    m += &format!("availability_domain = \"{}\"\n", x.availability_domains[0]);
+                }
                 m += &format!(
-                    "region = \"{}\"\navailability_domain = \"{}\"\nsubnet = \"{}\"\nsource = {{ image = \"{}\" }}\n",
-                    REGIONS[1], x.availability_domains[0], x.public_subnet_id, x.platform_images[0].id
+                    "region = \"{}\"\nsubnet = \"{}\"\nsource = {{ image = \"{}\" }}\n",
+                    REGIONS[1], x.public_subnet_id, x.platform_images[0].id
                 );
             } else if f.from_image && self.image.is_some() {
                 m += "source = { image = \"image.golden\" }\n";
@@ -258,7 +287,12 @@ pub(crate) fn draw(rng: &mut StdRng, model: &Model) -> Step {
         33..=34 => Step::Enable { pick },
         35..=36 => Step::Pipeline,
         37..=38 => Step::Rebuild,
-        39..=59 => Step::Apply {
+        56..=57 => Step::Place { pick },
+        58..=59 => Step::Launch {
+            pick,
+            kind: rng.gen_range(0..3),
+        },
+        39..=55 => Step::Apply {
             fault: Some(inject(rng)),
         },
         60..=74 => Step::Apply { fault: None },
@@ -354,6 +388,8 @@ pub(crate) fn history(seed: u64, steps: usize) -> Vec<Step> {
                 enabled: true,
                 from_image: false,
                 rollout: None,
+                placed: false,
+                launch: 0,
             }),
             Step::RemoveFleet { pick } if !model.fleets.is_empty() => {
                 let n = model.fleets.len();

@@ -150,6 +150,8 @@ impl Sim {
                     enabled: true,
                     from_image,
                     rollout: None,
+                    placed: false,
+                    launch: 0,
                 });
             }
             Step::RemoveFleet { pick } => {
@@ -252,6 +254,16 @@ impl Sim {
                     if roll.is_some() && f.region == 0 && image {
                         f.from_image = !f.from_image;
                     }
+                }
+            }
+            Step::Place { pick } => {
+                if let Some(f) = self.model.pick(pick) {
+                    f.placed = !f.placed;
+                }
+            }
+            Step::Launch { pick, kind } => {
+                if let Some(f) = self.model.pick(pick) {
+                    f.launch = kind;
                 }
             }
             Step::Apply { fault } => return self.apply(fault.as_ref()).await,
