@@ -75,28 +75,7 @@ pub fn instance_table(live: &Instance, vnic: &Vnic) -> Table {
     if !live.freeform_tags.is_empty() {
         t.insert("freeform_tags", value(inline_strings(&live.freeform_tags)));
     }
-    // Defined tags OCI adds itself (Oracle-Tags) are not the user's to manage.
-    let defined: Vec<_> = live
-        .defined_tags
-        .iter()
-        .filter(|(ns, _)| ns.as_str() != "Oracle-Tags")
-        .collect();
-    if !defined.is_empty() {
-        let mut d = InlineTable::new();
-        for (ns, m) in defined {
-            let mut inner = InlineTable::new();
-            for (k, v) in m {
-                let item: toml_edit::Value = match v {
-                    Value::Bool(b) => (*b).into(),
-                    Value::Number(n) if n.is_i64() => n.as_i64().unwrap_or_default().into(),
-                    Value::Number(n) => n.as_f64().unwrap_or_default().into(),
-                    Value::String(s) => s.as_str().into(),
-                    other => other.to_string().into(),
-                };
-                inner.insert(k, item);
-            }
-            d.insert(ns, toml_edit::Value::InlineTable(inner));
-        }
+    if let Some(d) = super::import_image::defined_tags(&live.defined_tags) {
         t.insert("defined_tags", value(d));
     }
     if live.lifecycle_state == "STOPPED" {

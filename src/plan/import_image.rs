@@ -58,7 +58,7 @@ pub fn image_table(live: &Image) -> Table {
 
 /// Defined tags as an inline table, without those OCI adds itself (`Oracle-Tags`: not the user's
 /// to manage). `None` when nothing is left.
-fn defined_tags(tags: &crate::oci::models::DefinedTags) -> Option<InlineTable> {
+pub(super) fn defined_tags(tags: &crate::oci::models::DefinedTags) -> Option<InlineTable> {
     let mut d = InlineTable::new();
     for (ns, m) in tags.iter().filter(|(ns, _)| ns.as_str() != "Oracle-Tags") {
         let mut inner = InlineTable::new();

@@ -135,25 +135,24 @@ async fn launch_preemptible_vpus_and_kms_key_round_trip_in_place_or_replace() {
     assert_eq!(clean.code, 0, "read back as launched: {clean:?}");
 
     // The boot volume's performance and key change in place, with the reason.
-    let in_place = manifest
-        .replace("= 20", "= 30")
-        .replace(&keys[0], &keys[1]);
+    let in_place = manifest.replace("= 20", "= 30").replace(&keys[0], &keys[1]);
     p.write(&in_place);
     let plan = p.kiln(&["plan"]).await;
     assert!(
         plan.stdout.contains("~ instance.web") && !plan.stdout.contains("-/+"),
         "{plan:?}"
     );
-    insta::assert_snapshot!(
-        "vpus_kms_in_place",
-        support::scrub(&plan.stdout, Some(&p))
-    );
+    insta::assert_snapshot!("vpus_kms_in_place", support::scrub(&plan.stdout, Some(&p)));
     let apply = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(apply.code, 0, "{apply:?}");
     assert_eq!(instance_id(&p).await, id, "the same instance");
     let v = boot_volume(&p, &id).await;
     assert_eq!(
-        (v["vpusPerGB"].clone(), v["kmsKeyId"].clone(), v["lifecycleState"].clone()),
+        (
+            v["vpusPerGB"].clone(),
+            v["kmsKeyId"].clone(),
+            v["lifecycleState"].clone()
+        ),
         (json!(30), json!(keys[1]), json!("AVAILABLE")),
         "{v}"
     );
@@ -170,7 +169,10 @@ async fn launch_preemptible_vpus_and_kms_key_round_trip_in_place_or_replace() {
     assert_eq!(apply.code, 0, "{apply:?}");
     assert_eq!(instance_id(&p).await, id, "the same instance");
     let v = boot_volume(&p, &id).await;
-    assert_eq!((v["vpusPerGB"].clone(), v["kmsKeyId"].clone()), (json!(40), json!(keys[1])));
+    assert_eq!(
+        (v["vpusPerGB"].clone(), v["kmsKeyId"].clone()),
+        (json!(40), json!(keys[1]))
+    );
     assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
 
     // Imported back: the volume's values, not the launch's.
@@ -238,31 +240,62 @@ async fn boot_volume_updates_are_guarded_by_if_match() {
     let etag = api.get(&path).await.header("etag").unwrap().to_string();
 
     let stale = api
-        .call("PUT", &path, Some(&json!({"vpusPerGB": 30})), &[("if-match", "not-this-one")])
+        .call(
+            "PUT",
+            &path,
+            Some(&json!({"vpusPerGB": 30})),
+            &[("if-match", "not-this-one")],
+        )
         .await;
     assert_eq!(stale.status, 412, "{stale:?}");
     assert_eq!(stale.body["code"], "NoEtagMatch");
     let stale = api
-        .call("PUT", &format!("{path}/kmsKey"), Some(&json!({"kmsKeyId": keys[0]})), &[("if-match", "not-this-one")])
+        .call(
+            "PUT",
+            &format!("{path}/kmsKey"),
+            Some(&json!({"kmsKeyId": keys[0]})),
+            &[("if-match", "not-this-one")],
+        )
         .await;
     assert_eq!(stale.status, 412, "{stale:?}");
     assert_eq!(boot_volume(&p, &id).await["vpusPerGB"], 20, "unchanged");
 
-    for bad in [json!({"vpusPerGB": 25}), json!({"vpusPerGB": 130}), json!({"isAutoTuneEnabled": true})] {
+    for bad in [
+        json!({"vpusPerGB": 25}),
+        json!({"vpusPerGB": 130}),
+        json!({"isAutoTuneEnabled": true}),
+    ] {
         let r = api.call("PUT", &path, Some(&bad), &[]).await;
-        assert_eq!((r.status, r.body["code"].clone()), (400, json!("InvalidParameter")), "{bad}: {r:?}");
+        assert_eq!(
+            (r.status, r.body["code"].clone()),
+            (400, json!("InvalidParameter")),
+            "{bad}: {r:?}"
+        );
     }
     let unknown = api
-        .call("PUT", &format!("{path}/kmsKey"), Some(&json!({"kmsKeyId": keys[0].replace("aaaaaaaa", "aaaaaaab")})), &[])
+        .call(
+            "PUT",
+            &format!("{path}/kmsKey"),
+            Some(&json!({"kmsKeyId": keys[0].replace("aaaaaaaa", "aaaaaaab")})),
+            &[],
+        )
         .await;
     assert_eq!(unknown.status, 400, "{unknown:?}");
-    assert_eq!(unknown.body["code"], "RelatedResourceNotAuthorizedOrNotFound");
+    assert_eq!(
+        unknown.body["code"],
+        "RelatedResourceNotAuthorizedOrNotFound"
+    );
 
     // Someone else is changing the performance (PROVISIONING): kiln waits, then sends its
     // change with the If-Match of the version it read.
     p.write("[instance.web]\nboot_volume_vpus_per_gb = 30\n");
     let ok = api
-        .call("PUT", &path, Some(&json!({"vpusPerGB": 50})), &[("if-match", etag.as_str())])
+        .call(
+            "PUT",
+            &path,
+            Some(&json!({"vpusPerGB": 50})),
+            &[("if-match", etag.as_str())],
+        )
         .await;
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(ok.body["vpusPerGB"], 50);
@@ -270,11 +303,19 @@ async fn boot_volume_updates_are_guarded_by_if_match() {
     let busy = api
         .call("PUT", &path, Some(&json!({"vpusPerGB": 60})), &[])
         .await;
-    assert_eq!((busy.status, busy.body["code"].clone()), (409, json!("IncorrectState")), "{busy:?}");
+    assert_eq!(
+        (busy.status, busy.body["code"].clone()),
+        (409, json!("IncorrectState")),
+        "{busy:?}"
+    );
     let apply = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(apply.code, 0, "{apply:?}");
     let v = boot_volume(&p, &id).await;
-    assert_eq!((v["vpusPerGB"].clone(), v["lifecycleState"].clone()), (json!(30), json!("AVAILABLE")), "{v}");
+    assert_eq!(
+        (v["vpusPerGB"].clone(), v["lifecycleState"].clone()),
+        (json!(30), json!("AVAILABLE")),
+        "{v}"
+    );
     assert_eq!(instance_id(&p).await, id);
     assert_eq!(p.kiln(&["plan", "--detailed-exitcode"]).await.code, 0);
 }

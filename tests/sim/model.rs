@@ -64,9 +64,14 @@ pub(crate) enum Step {
         roll: Option<Roll>,
     },
     /// `placement` set or removed on a fleet (decided at create: members already placed stay).
-    Place { pick: u32 },
+    Place {
+        pick: u32,
+    },
     /// A fleet's launch settings ([`Fleet::launch`]).
-    Launch { pick: u32, kind: u8 },
+    Launch {
+        pick: u32,
+        kind: u8,
+    },
 }
 
 /// A fleet's `rollout`: `max_surge`, `max_unavailable`, and `replace_method = "boot_volume"`.

@@ -8,7 +8,8 @@
 //! leaves. Per rolling fleet, with its members told by OCID (those live when the apply started)
 //! and by `kiln-address` tag (followed through the history's `[[moved]]` renames):
 //! - at most `count + max_surge` members exist (not TERMINATED) — or as many as existed when the
-//!   apply started, when an earlier (faulted) apply left more;
+//!   apply started, when an earlier (faulted) apply left more — besides members whose address
+//!   the manifest no longer declares (leaving: a shrink or re-keyed fleet is not a rollout);
 //! - at least `count - max_unavailable` are RUNNING — or as many as were RUNNING when the apply
 //!   started; not checked for a fleet declared STOPPED or being reshaped (a shape change reboots
 //!   members in place: no rollout gates an update);
@@ -93,7 +94,12 @@ impl Watch {
             let (surge, unavailable) = (usize::from(roll.surge), usize::from(roll.unavailable));
             fleets.push(Watched {
                 name: f.name.clone(),
-                most: start.len().max(count + surge),
+                // Members whose address the manifest no longer declares are leaving, not surging:
+                // a shrink or a re-keyed fleet may keep them beside the new ones.
+                most: {
+                    let leaving = start.values().filter(|a| a.is_none()).count();
+                    (start.len() - leaving).max(count + surge) + leaving
+                },
                 fewest: (!f.stopped && !reshaped)
                     .then(|| running.min(count.saturating_sub(unavailable))),
                 start,
