@@ -59,7 +59,7 @@ def main():
                 critical = math.ceil(n / PAR) * LAUNCH * SCALE
                 total = calls.get("total", 0)
                 waits = sum(calls.get(k, 0) for k in WAIT_READS)
-                print(f"| {n} | {r['seconds']:.2f} | {critical:.2f} | {r['seconds'] / critical:.3f} | {total} | {total / n:.2f} | "
+                print(f"| {n} | {r['seconds']:.2f} | {critical:.2f} | {(r['seconds'] / critical) if critical else float('nan'):.3f} | {total} | {total / n:.2f} | "
                       f"{waits / n:.2f} | {r['cpu']:.2f} | {emu_cpu:.2f} | {r['rss_mib']:.0f} |")
                 ops = ", ".join(f"{k} {v}" for k, v in sorted(calls.items()) if k != "total")
                 breakdowns.append(f"- N={n} API calls by operation: {ops}")

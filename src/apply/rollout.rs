@@ -1,7 +1,18 @@
-//! The executor's side of rollouts ([`crate::plan::rollout`] decides the batches): boot volume
-//! replacement as an action, and the health gate a member of a rollout passes before the next
-//! batch starts — and, for a member launched before its predecessor goes, before that
-//! predecessor goes.
+//! The executor's side of rollouts ([`crate::plan::rollout`] decides each member's method and
+//! the batches the plan shows): the slots a rolling fleet's members take in the walk
+//! ([`slots`]), boot volume replacement as an action, and the health gate a member of a rollout
+//! passes before its slot goes to the next member — and, for a member launched before its
+//! predecessor goes, before that predecessor goes.
+//!
+//! Slots: each rolling fleet has a surge pool (`max(max_surge, 1)` slots: a member launched
+//! before its predecessor goes, or the predecessor of one launched before a crash) and an
+//! unavailable pool (`max(max_unavailable, 1)` slots: a member whose predecessor goes first, a
+//! boot volume replacement, a member started again). A member holds its slot from its first
+//! request to its last (the new one healthy and the old one gone), and the next member starts the
+//! moment any slot of its pool frees — the batches the plan shows are the schedule at its
+//! slowest, not barriers (BENCHMARKS.md section 7). So at most `count + max_surge` members exist
+//! and at least `count - max_unavailable` are healthy at every moment, as with batches; a failed
+//! member stops the fleet: nothing of it starts after, the members in flight finish.
 //!
 //! Boot volume replacement: UpdateInstance with `sourceDetails`, guarded by If-Match like every
 //! update; "done" after a lost answer means the instance runs the image asked for. kiln then waits
@@ -35,7 +46,9 @@ use crate::oci::wait::WaitOptions;
 use crate::oci::MutationOptions;
 use crate::plan::rollback::{image_of_record, MARK};
 use crate::plan::rollout::{Gate, Rollout};
-use crate::plan::Change;
+use crate::plan::{Action, Change, Kind};
+
+use super::walk::Slots;
 
 use super::ctx::{label, to_json, Ctx};
 use super::execute::NodeError;
@@ -53,6 +66,63 @@ fn replaced(live: &Value, image: Option<&str>, size: Option<u64>) -> bool {
                 .as_u64()
                 .is_some_and(|have| have >= n)
         })
+}
+
+/// The slots of `changes`'s rolling fleets (module doc): every node of a member's address (its
+/// replacement, a pending create resumed, a predecessor to destroy) is of that member, whose
+/// pool is the surge pool when one of its nodes launches before the old instance goes (or
+/// destroys a predecessor whose successor exists), the unavailable pool otherwise.
+pub(super) fn slots(rollouts: &[Rollout], changes: &[Change]) -> Slots {
+    let mut slots = Slots {
+        member: vec![None; changes.len()],
+        ..Slots::default()
+    };
+    for (g, r) in rollouts.iter().enumerate() {
+        let (surge, unavailable) = (slots.capacity.len(), slots.capacity.len() + 1);
+        slots.capacity.push(r.surge.max(1) as usize);
+        slots.capacity.push(r.unavailable.max(1) as usize);
+        slots.group.extend([g, g]);
+        // Members are numbered in the batches' order: the order they take slots in.
+        let first = slots.pool.len();
+        let mut order: Vec<&str> = Vec::new();
+        for m in r.members() {
+            if !order.contains(&m.address.as_str()) {
+                order.push(&m.address);
+            }
+        }
+        let mut members: std::collections::BTreeMap<&str, (usize, bool)> = Default::default();
+        for (i, c) in changes.iter().enumerate() {
+            let Some(rank) = order.iter().position(|a| *a == c.address) else {
+                continue;
+            };
+            if c.kind != Kind::Instance {
+                continue;
+            }
+            let create_first = match c.action {
+                Action::Delete => c.deposed,
+                Action::Replace | Action::Create => {
+                    c.inputs
+                        .as_ref()
+                        .and_then(|i| i["create_before_destroy"].as_bool())
+                        == Some(true)
+                }
+                _ => false,
+            };
+            let m = members
+                .entry(c.address.as_str())
+                .or_insert((first + rank, false));
+            m.1 |= create_first;
+            slots.member[i] = Some(m.0);
+        }
+        // Every member has at least one node (it is in the batches because of one).
+        let mut by_rank: Vec<(usize, bool)> = members.into_values().collect();
+        by_rank.sort_unstable();
+        slots.pool.resize(first + order.len(), unavailable);
+        for (id, launches_first) in by_rank {
+            slots.pool[id] = if launches_first { surge } else { unavailable };
+        }
+    }
+    slots
 }
 
 impl Ctx {

@@ -3,6 +3,16 @@
 //! A failed node fails only its dependents — each of them is reported once as skipped (naming the
 //! failed node it waited for), not as a cascade of errors — and independent branches run to the
 //! end (terraform `dag/walk.go`). After a stop request nothing new starts; nodes in flight finish.
+//!
+//! **Slots** ([`Slots`]): the nodes of one *member* (a rolling fleet's member: its replacement,
+//! and what resumes an interrupted one — a pending create, the predecessor left to destroy) share
+//! one slot of a pool (the fleet's surge or unavailable budget). The member takes it when its
+//! first node starts and gives it back when its last node is over (done, failed or skipped), so
+//! the next member (members take a pool's slots in their order) starts the moment any member of
+//! its pool is through, not when a whole batch is. A node waiting for a slot holds no place of the parallelism (a walk never deadlocks on a
+//! full pool). When a pooled node fails, every member of its group (the fleet) that holds no slot
+//! yet is skipped, naming it: a failed member stops its rollout while the members in flight
+//! finish.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,12 +69,34 @@ impl StopFlag {
     }
 }
 
+/// The slot pools of a walk (module doc): which member each node is of, each member's pool,
+/// each pool's size, and the group each pool belongs to. Members take their pool's slots in the
+/// order of their numbers.
+#[derive(Clone, Debug, Default)]
+pub struct Slots {
+    /// Node → the member it is of (`None`: no pool). Shorter than the nodes: the rest need none.
+    pub member: Vec<Option<usize>>,
+    /// Member → the pool its slot is of.
+    pub pool: Vec<usize>,
+    /// Pool → how many members may hold a slot at once (at least 1 is used).
+    pub capacity: Vec<usize>,
+    /// Pool → its group.
+    pub group: Vec<usize>,
+}
+
+impl Slots {
+    fn member(&self, i: usize) -> Option<usize> {
+        self.member.get(i).copied().flatten()
+    }
+}
+
 /// Walk `deps.len()` nodes; `deps[i]` lists the nodes `i` waits for (indexes). `run(i)` does node i.
 /// Returns one outcome per node, in index order.
 pub async fn walk<E, F, Fut>(
     deps: &[Vec<usize>],
     parallelism: usize,
     stop: &StopFlag,
+    slots: &Slots,
     run: F,
 ) -> Vec<Outcome<E>>
 where
@@ -86,10 +118,56 @@ where
     let mut ready: std::collections::BTreeSet<usize> =
         (0..n).filter(|&i| waiting[i] == 0).collect();
     let mut running: JoinSet<(usize, Result<(), E>)> = JoinSet::new();
+    // Slots taken per pool; per member: whether it holds one, and its nodes not over yet.
+    let mut taken: Vec<usize> = vec![0; slots.capacity.len()];
+    let mut holding: Vec<bool> = vec![false; slots.pool.len()];
+    let mut left: Vec<usize> = vec![0; slots.pool.len()];
+    for i in 0..n {
+        if let Some(m) = slots.member(i) {
+            left[m] += 1;
+        }
+    }
+    // Per pool, the members still to take a slot, in their order: a slot goes to the first
+    // (a predecessor left to destroy before the next member launches, as the batches say).
+    let mut turn: Vec<std::collections::VecDeque<usize>> =
+        vec![Default::default(); slots.capacity.len()];
+    for (m, &p) in slots.pool.iter().enumerate() {
+        turn[p].push_back(m);
+    }
+    // Ready nodes waiting for a slot of their member's pool.
+    let mut waiting_slot: std::collections::BTreeSet<usize> = Default::default();
+    let mut started = vec![false; n];
+    // The nodes waiting for a slot of pool `p` try again.
+    let wake = |p: usize,
+                waiting_slot: &mut std::collections::BTreeSet<usize>,
+                ready: &mut std::collections::BTreeSet<usize>| {
+        let woken: Vec<usize> = waiting_slot
+            .iter()
+            .copied()
+            .filter(|&w| slots.member(w).is_some_and(|x| slots.pool[x] == p))
+            .collect();
+        for w in woken {
+            waiting_slot.remove(&w);
+            ready.insert(w);
+        }
+    };
 
     loop {
         while running.len() < parallelism && !stop.is_stopped() {
             let Some(i) = ready.pop_first() else { break };
+            if let Some(m) = slots.member(i).filter(|&m| !holding[m]) {
+                let p = slots.pool[m];
+                if taken[p] >= slots.capacity[p].max(1) || turn[p].front() != Some(&m) {
+                    waiting_slot.insert(i);
+                    continue;
+                }
+                taken[p] += 1;
+                holding[m] = true;
+                turn[p].pop_front();
+                // The next member's turn.
+                wake(p, &mut waiting_slot, &mut ready);
+            }
+            started[i] = true;
             let fut = run(i);
             running.spawn(async move { (i, fut.await) });
         }
@@ -105,6 +183,7 @@ where
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
+        let mut over = vec![i];
         match result {
             Ok(()) => {
                 outcome[i] = Some(Outcome::Done);
@@ -117,15 +196,41 @@ where
             }
             Err(e) => {
                 outcome[i] = Some(Outcome::Failed(e));
-                // Skip everything downstream, naming this node once.
+                // Skip everything downstream, naming this node once; a pooled node also skips
+                // the members of its group that hold no slot yet.
                 let mut stack = dependents[i].clone();
+                if let Some(group) = slots.member(i).map(|m| slots.group[slots.pool[m]]) {
+                    stack.extend((0..n).filter(|&j| {
+                        slots
+                            .member(j)
+                            .is_some_and(|m| slots.group[slots.pool[m]] == group && !holding[m])
+                    }));
+                }
                 while let Some(d) = stack.pop() {
-                    if outcome[d].is_none() {
+                    if outcome[d].is_none() && !started[d] {
                         outcome[d] = Some(Outcome::Skipped { failed: i });
                         ready.remove(&d);
+                        waiting_slot.remove(&d);
+                        over.push(d);
                         stack.extend(dependents[d].iter().copied());
                     }
                 }
+            }
+        }
+        // A member whose last node is over gives its slot back: the nodes waiting for one of
+        // that pool are ready again (in index order).
+        for d in over {
+            let Some(m) = slots.member(d) else { continue };
+            left[m] -= 1;
+            let p = slots.pool[m];
+            if left[m] == 0 && holding[m] {
+                holding[m] = false;
+                taken[p] -= 1;
+                wake(p, &mut waiting_slot, &mut ready);
+            } else if left[m] == 0 {
+                // Over without a slot (skipped): it no longer has a turn.
+                turn[p].retain(|&x| x != m);
+                wake(p, &mut waiting_slot, &mut ready);
             }
         }
     }
@@ -147,7 +252,7 @@ mod tests {
         let deps = vec![vec![], vec![0], vec![1], vec![]];
         let ran = Arc::new(Mutex::new(Vec::new()));
         let r = ran.clone();
-        let out = walk(&deps, 2, &StopFlag::new(), move |i| {
+        let out = walk(&deps, 2, &StopFlag::new(), &Slots::default(), move |i| {
             let r = r.clone();
             async move {
                 r.lock().unwrap().push(i);
@@ -180,7 +285,7 @@ mod tests {
             .collect();
         let live = Arc::new(Mutex::new((0usize, 0usize)));
         let l = live.clone();
-        let out = walk(&deps, 3, &StopFlag::new(), move |_| {
+        let out = walk(&deps, 3, &StopFlag::new(), &Slots::default(), move |_| {
             let l = l.clone();
             async move {
                 {
@@ -203,7 +308,7 @@ mod tests {
         let deps = vec![vec![], vec![0], vec![]];
         let stop = StopFlag::new();
         let s = stop.clone();
-        let out = walk(&deps, 1, &stop, move |i| {
+        let out = walk(&deps, 1, &stop, &Slots::default(), move |i| {
             let s = s.clone();
             async move {
                 if i == 0 {
@@ -217,5 +322,110 @@ mod tests {
             out,
             vec![Outcome::Done, Outcome::NotStarted, Outcome::NotStarted]
         );
+    }
+
+    #[tokio::test]
+    async fn a_pool_bounds_its_nodes_hands_a_freed_slot_on_and_a_failure_stops_its_group() {
+        // Members 0..6 (a node each) in pool 0 (2 slots, group 0); node 6 in no pool.
+        let deps: Vec<Vec<usize>> = vec![vec![]; 7];
+        let slots = Slots {
+            member: (0..7).map(|i| (i < 6).then_some(i)).collect(),
+            pool: vec![0; 6],
+            capacity: vec![2],
+            group: vec![0],
+        };
+        let live = Arc::new(Mutex::new((0usize, 0usize, Vec::new())));
+        let l = live.clone();
+        let out = walk(&deps, 3, &StopFlag::new(), &slots, move |i| {
+            let l = l.clone();
+            async move {
+                {
+                    let mut g = l.lock().unwrap();
+                    if i < 6 {
+                        g.0 += 1;
+                        g.1 = g.1.max(g.0);
+                    }
+                    g.2.push(i);
+                }
+                tokio::task::yield_now().await;
+                if i < 6 {
+                    l.lock().unwrap().0 -= 1;
+                }
+                if i == 3 {
+                    Err("unhealthy")
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        let g = live.lock().unwrap();
+        assert_eq!(g.1, 2, "never more than the pool's slots at once");
+        assert_eq!(out[3], Outcome::Failed("unhealthy"));
+        assert_eq!(out[6], Outcome::Done, "a node of no pool is not stopped");
+        // Members after the failed one that had not started are skipped, naming it.
+        for (i, o) in out.iter().enumerate().take(6).skip(4) {
+            assert!(
+                matches!(o, Outcome::Skipped { failed: 3 })
+                    || (*o == Outcome::Done && g.2.contains(&i)),
+                "node {i}: {o:?}"
+            );
+        }
+        assert!(out
+            .iter()
+            .take(6)
+            .any(|o| matches!(o, Outcome::Skipped { failed: 3 })));
+    }
+
+    #[tokio::test]
+    async fn a_node_waiting_for_a_slot_holds_no_place_of_the_walk() {
+        // Parallelism 2, pool of 1: node 0 (pooled) runs until node 2 (no pool) has run. If
+        // node 1, waiting for node 0's slot, held the second place, node 2 could never start.
+        let deps = vec![vec![], vec![], vec![]];
+        let slots = Slots {
+            member: vec![Some(0), Some(1), None],
+            pool: vec![0, 0],
+            capacity: vec![1],
+            group: vec![0],
+        };
+        let two_ran = Arc::new(Notify::new());
+        let out = walk(&deps, 2, &StopFlag::new(), &slots, |i| {
+            let two_ran = two_ran.clone();
+            async move {
+                match i {
+                    0 => two_ran.notified().await,
+                    2 => two_ran.notify_one(),
+                    _ => {}
+                }
+                Ok::<(), ()>(())
+            }
+        })
+        .await;
+        assert!(out.iter().all(|o| *o == Outcome::Done));
+    }
+
+    #[tokio::test]
+    async fn a_member_holds_its_slot_from_its_first_node_to_its_last() {
+        // Member 0 is nodes 0 → 1 (a resumed create, then the predecessor's delete); member 1 is
+        // node 2. One slot: node 2 must not run between nodes 0 and 1.
+        let deps = vec![vec![], vec![0], vec![]];
+        let slots = Slots {
+            member: vec![Some(0), Some(0), Some(1)],
+            pool: vec![0, 0],
+            capacity: vec![1],
+            group: vec![0],
+        };
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let o = order.clone();
+        let out = walk(&deps, 3, &StopFlag::new(), &slots, move |i| {
+            let o = o.clone();
+            async move {
+                o.lock().unwrap().push(i);
+                Ok::<(), ()>(())
+            }
+        })
+        .await;
+        assert!(out.iter().all(|o| *o == Outcome::Done));
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
     }
 }

@@ -251,7 +251,7 @@ fn execute_cmd(r: Run<'_>, kind: Kind) -> miette::Result<ExitCode> {
         }
         let progress = Arc::new(Progress::for_stderr());
         interrupts.report_to(progress.clone());
-        let (_state, report) = prepared.execute(&stop, progress.clone()).await;
+        let report = prepared.execute(&stop, progress.clone()).await.report;
         progress.clear();
         for (label, e) in &report.failed {
             out::eprintln(&format!("\n✗ {label} failed:\n{e}"));

@@ -40,6 +40,8 @@ pub struct RunningEmulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Bumped by [`RunningEmulator::restart`]: every connection open then is dropped.
+    restarts: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -126,6 +128,21 @@ impl RunningEmulator {
         let _ = self.shutdown.send(true);
     }
 
+    /// What a restart of the emulator's process does to its clients, on the same address: every
+    /// open connection is dropped (a request in flight gets no answer, whether or not its change
+    /// was made), and the world is what its data file holds — everything it holds goes through
+    /// the data file's form and back (retry tokens and work requests included). The request
+    /// counts ([`RunningEmulator::stats`]) and rate limits go on: they are the observer's and
+    /// the tenancy's, not the process's. Used by the simulation's "emulator restart" fault.
+    pub fn restart(&self) {
+        self.restarts.send_modify(|n| *n += 1);
+        let mut held = self.shared.world.lock().expect("world lock");
+        let text = serde_json::to_vec(&*held).expect("the world serialises");
+        let mut world: World = serde_json::from_slice(&text).expect("the world reads back");
+        world.rebuild_index();
+        *held = world;
+    }
+
     /// Stop serving (connections in flight are dropped).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -189,6 +206,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         config,
     });
     let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (restarts, restarted) = tokio::sync::watch::channel(0u64);
     let s = shared.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -199,6 +217,8 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
             let Ok((stream, _)) = accepted else { continue };
             let s = s.clone();
             let mut rx2 = rx.clone();
+            let mut restarted = restarted.clone();
+            restarted.mark_unchanged();
             tokio::spawn(async move {
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let service = hyper::service::service_fn(move |req| {
@@ -211,6 +231,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
                 tokio::select! {
                     _ = conn => {}
                     _ = rx2.changed() => {}
+                    _ = restarted.changed() => {}
                 }
             });
         }
@@ -219,6 +240,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         addr,
         shared,
         shutdown: tx,
+        restarts,
         task,
     })
 }

@@ -186,14 +186,15 @@ impl Prepared<'_> {
     /// Execute the plan, saving the state after every action, and release the lock. `stop`
     /// ends it early (no new action starts; those in flight finish and are saved). The caller
     /// has passed [`Prepared::refuse_if_denied`].
-    pub async fn execute(self, stop: &StopFlag, progress: Arc<Progress>) -> (State, Report) {
+    pub async fn execute(self, stop: &StopFlag, progress: Arc<Progress>) -> Executed {
         assert!(
             super::policy::enforce(self.policy.as_ref()).is_ok(),
             "a plan a policy denied is never executed"
         );
         let s = self.session;
+        let plan = Arc::new(self.plan);
         let (mut state, mut report) = execute::apply(
-            &self.plan,
+            plan.clone(),
             s.clients.clone(),
             s.store.clone(),
             self.lock,
@@ -204,7 +205,7 @@ impl Prepared<'_> {
         )
         .await;
         // `on_failure = "rollback"`: the failed fleets go back, in a second pass.
-        let fleets = super::rollback::failed_fleets(&self.plan, &report);
+        let fleets = super::rollback::failed_fleets(&plan, &report);
         let mut back = None;
         if !fleets.is_empty() && !stop.is_stopped() {
             let pass = super::rollback::roll_back(
@@ -237,10 +238,24 @@ impl Prepared<'_> {
             .filter_map(|l| l.split_once(' ').map(|(_, a)| a))
             .collect();
         let tried = |a: &str| !untried.contains(&a);
-        let plans: Vec<&Plan> = std::iter::once(&self.plan).chain(back.as_ref()).collect();
+        let plans: Vec<&Plan> = std::iter::once(&*plan).chain(back.as_ref()).collect();
         report.rolled_back = super::rollback::rolled_back(&plans, &tried, &state);
-        (state, report)
+        drop(plans);
+        let plan = Arc::try_unwrap(plan).unwrap_or_else(|p| (*p).clone());
+        Executed {
+            plan,
+            state,
+            report,
+        }
     }
+}
+
+/// What [`Prepared::execute`] did: the plan it executed (given back, not copied), the final
+/// state and the report.
+pub struct Executed {
+    pub plan: Plan,
+    pub state: State,
+    pub report: Report,
 }
 
 /// What an apply without a question did.
@@ -264,10 +279,9 @@ pub async fn apply_approved(
         prepared.cancel().await?;
         return Ok(Applied { plan, report: None });
     }
-    let plan = prepared.plan.clone();
-    let (_, report) = prepared.execute(stop, progress).await;
+    let done = prepared.execute(stop, progress).await;
     Ok(Applied {
-        plan,
-        report: Some(report),
+        plan: done.plan,
+        report: Some(done.report),
     })
 }

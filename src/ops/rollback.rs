@@ -73,8 +73,9 @@ pub(super) async fn roll_back(
         lock.release().await.map_err(|e| err(e.into()))?;
         return Ok(None);
     }
+    let plan = std::sync::Arc::new(plan);
     let (state, report) = execute::apply(
-        &plan,
+        plan.clone(),
         s.clients.clone(),
         s.store.clone(),
         lock,
@@ -84,6 +85,7 @@ pub(super) async fn roll_back(
         progress,
     )
     .await;
+    let plan = std::sync::Arc::try_unwrap(plan).unwrap_or_else(|p| (*p).clone());
     Ok(Some((plan, state, report)))
 }
 

@@ -11,9 +11,11 @@
 //!    cannot carry (subnet, availability domain, `assign_public_ip`, `user_data`, …) still
 //!    replaces, and the reason says so.
 //! 2. **batches**: the members of a fleet with `rollout` that this plan replaces (or
-//!    boot-volume-replaces) are split into batches; every node of batch k+1 depends on every node
-//!    of batch k, so the walker releases one batch at a time and a failed member skips every
-//!    later batch while the batch in flight finishes. With limits `(surge, unavailable)` a batch
+//!    boot-volume-replaces) are split into batches, which decide each member's method and are
+//!    what the plan shows: the schedule at its slowest. The executor runs them without barriers:
+//!    each member takes a slot of its fleet's surge or unavailable pool and the next member starts
+//!    as soon as any slot frees (`apply::rollout::slots`); a failed member stops the fleet while
+//!    the members in flight finish. With limits `(surge, unavailable)` a batch
 //!    of new instances has `surge` members launched before their predecessor goes (create first;
 //!    the old one goes once the new one is healthy) and `unavailable` members whose predecessor
 //!    goes first: at most `count + surge` members exist, at least `count - unavailable` are
@@ -401,14 +403,9 @@ pub fn shape(
         if !cur.is_empty() {
             batches.push(cur);
         }
-        // Each batch waits for the whole batch before it; a member's way of going is its
-        // node's `create_before_destroy` input.
-        for k in 1..batches.len() {
-            let before: Vec<usize> = batches[k - 1].iter().map(|(i, _)| *i).collect();
-            for (i, _) in &batches[k] {
-                changes[*i].depends_on.extend(before.iter().copied());
-            }
-        }
+        // A member's way of going is its node's `create_before_destroy` input; the executor
+        // gives its members slots of the fleet's pools (`apply::rollout::slots`), so the batches
+        // are no barriers.
         for (i, m) in batches.iter().flatten() {
             if let Some(Value::Object(inputs)) = changes[*i].inputs.as_mut() {
                 if m.method != Method::BootVolume {

@@ -62,13 +62,19 @@ impl Commits {
         if !l.has_journal() {
             return Ok(());
         }
-        self.fold(l, state).map(|_| ())
+        self.fold(l, state, None).map(|_| ())
     }
 
     /// Fold the journal into the state file, compare-and-swap against (`state.lineage`,
     /// `state.serial`): the state written is the one stored (state file and journal, read
-    /// under the gate), which is `state` when nobody else wrote since.
-    fn fold(&self, l: &LocalStore, state: &State) -> Result<Option<State>, StateError> {
+    /// under the gate), which is `state` when nobody else wrote since. Returns what is stored
+    /// (`None`: nothing is, or it is `state`).
+    fn fold(
+        &self,
+        l: &LocalStore,
+        state: &State,
+        writer: Option<&journal::Writer>,
+    ) -> Result<Folded, StateError> {
         if let Some(fault) = failpoint::cross(failpoint::STATE_FOLD) {
             return Err(injected(
                 self.store.describe(),
@@ -76,7 +82,15 @@ impl Commits {
                 fault,
             ));
         }
-        let mut written = l.fold(&state.lineage, state.serial);
+        // With this kiln's own journal, nothing is read back when nobody else wrote meanwhile
+        // ([`LocalStore::fold_own`]).
+        let mut written = match writer {
+            Some(w) => l.fold_own(w, state).map(|stored| match stored {
+                None => Folded::Same,
+                Some(s) => Folded::Stored(s),
+            }),
+            None => l.fold(&state.lineage, state.serial).map(Folded::Stored),
+        };
         if written.is_ok() {
             if let Some(fault) = failpoint::cross(failpoint::STATE_FOLDED) {
                 written = Err(injected(
@@ -91,7 +105,7 @@ impl Commits {
             Err(StateError::Write { .. })
                 if !failpoint::aborted() && !l.has_journal() && l.holds(&serialise(state)) =>
             {
-                Ok(Some(state.clone()))
+                Ok(Folded::Same)
             }
             other => other,
         }
@@ -147,19 +161,28 @@ impl Commits {
         unrecorded: bool,
     ) -> Result<(), StateError> {
         match (&self.store, self.journal.take()) {
-            (StateStore::Local(l), Some(_)) if !unrecorded => {
-                let stored = self.fold(l, state)?;
+            (StateStore::Local(l), Some(writer)) if !unrecorded => {
                 // Every change was committed with the addresses it touched: the journal folds
                 // to exactly the state in memory.
-                debug_assert_eq!(
-                    stored.as_ref(),
-                    Some(&*state),
-                    "the journal does not fold to the state in memory: a change was recorded without its address"
-                );
+                if let Folded::Stored(stored) = self.fold(l, state, Some(&writer))? {
+                    debug_assert_eq!(
+                        stored.as_ref(),
+                        Some(&*state),
+                        "the journal does not fold to the state in memory: a change was recorded without its address"
+                    );
+                }
                 Ok(())
             }
             _ if unrecorded => self.store.save(lock, state).await,
             _ => Ok(()),
         }
     }
+}
+
+/// What a fold left stored.
+enum Folded {
+    /// The state the fold was given.
+    Same,
+    /// This (read under the gate: another kiln wrote meanwhile, or the fold read it back).
+    Stored(Option<State>),
 }

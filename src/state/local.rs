@@ -100,13 +100,18 @@ impl LocalStore {
     /// The journal as read (`None`: there is none).
     fn read_journal(&self) -> Result<Option<journal::Parsed>, StateError> {
         let path = self.journal_path();
-        match std::fs::read(&path) {
-            Ok(bytes) => journal::parse(&bytes)
-                .map(Some)
-                .map_err(|reason| StateError::Journal {
+        match std::fs::File::open(&path) {
+            Ok(file) => match journal::read(std::io::BufReader::with_capacity(1 << 16, file)) {
+                Ok(parsed) => Ok(Some(parsed)),
+                Err(journal::ReadError::Untrusted(reason)) => Err(StateError::Journal {
                     path: shown(&path),
                     reason,
                 }),
+                Err(journal::ReadError::Io(source)) => Err(StateError::Read {
+                    path: shown(&path),
+                    source,
+                }),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StateError::Read {
                 path: shown(&path),
@@ -272,12 +277,13 @@ impl LocalStore {
 
     /// [`LocalStore::load`], the gate held by the caller.
     fn load_unlocked(&self) -> Result<Option<State>, StateError> {
-        Ok(self.read_unlocked()?.1)
+        Ok(self.read_unlocked()?.0)
     }
 
-    /// The state file as it is, and the state with the journal folded in.
-    #[allow(clippy::type_complexity)]
-    fn read_unlocked(&self) -> Result<(Option<State>, Option<State>), StateError> {
+    /// The state with the journal folded in, and whether the journal changed anything (the
+    /// state file as it is holds less). One state in memory, the journal read line by line: the
+    /// fold at the end of a large apply is its peak of memory (BENCHMARKS.md, section 6).
+    fn read_unlocked(&self) -> Result<(Option<State>, bool), StateError> {
         let state = match std::fs::read_to_string(&self.path) {
             Ok(text) => parse(&shown(&self.path), &text).map(Some)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -289,7 +295,7 @@ impl LocalStore {
             }
         };
         match self.read_journal()? {
-            None => Ok((state.clone(), state)),
+            None => Ok((state, false)),
             Some(j) => {
                 if j.torn {
                     tracing::warn!(
@@ -297,12 +303,13 @@ impl LocalStore {
                         shown(&self.journal_path())
                     );
                 }
-                let folded =
-                    journal::fold(state.clone(), j).map_err(|reason| StateError::Journal {
-                        path: shown(&self.journal_path()),
+                let journal_path = self.journal_path();
+                let (folded, changed) =
+                    journal::fold(state, j).map_err(|reason| StateError::Journal {
+                        path: shown(&journal_path),
                         reason,
                     })?;
-                Ok((state, folded))
+                Ok((folded, changed))
             }
         }
     }
@@ -346,7 +353,7 @@ impl LocalStore {
     /// already holds (or with no commit) is only removed. Returns the state as stored.
     pub(super) fn fold(&self, lineage: &str, serial: u64) -> Result<Option<State>, StateError> {
         let _gate = self.gate()?;
-        let (file, folded) = self.read_unlocked()?;
+        let (folded, changed) = self.read_unlocked()?;
         let stored = folded.as_ref().map(|s| (s.lineage.clone(), s.serial));
         if !super::is_version(stored.as_ref(), lineage, serial) {
             return Err(self.refusal(lineage, serial, stored));
@@ -355,10 +362,41 @@ impl LocalStore {
             return Ok(folded);
         }
         match &folded {
-            Some(f) if file.as_ref() != Some(f) => self.write_unlocked(f)?,
+            Some(f) if changed => self.write_unlocked(f)?,
             _ => self.remove_journal(),
         }
         Ok(folded)
+    }
+
+    /// Fold this kiln's own journal (`writer`), whose appends made `state` of the state file: if
+    /// nobody else wrote the journal or the state since ([`journal::Writer::untouched`], under
+    /// the gate), the fold is `state` itself and is written without reading anything back — one
+    /// state in memory at the end of a large apply, not two (BENCHMARKS.md section 6); debug
+    /// builds read the fold back and compare. Otherwise (another kiln took the state over) this
+    /// is [`LocalStore::fold`]: what is stored now, read under the gate. Returns what it wrote:
+    /// `None` when that is `state`.
+    pub(super) fn fold_own(
+        &self,
+        writer: &journal::Writer,
+        state: &State,
+    ) -> Result<Option<Option<State>>, StateError> {
+        {
+            let _gate = self.gate()?;
+            if writer.untouched() {
+                #[cfg(debug_assertions)]
+                {
+                    let (folded, _) = self.read_unlocked()?;
+                    assert_eq!(
+                        folded.as_ref(),
+                        Some(state),
+                        "the journal does not fold to the state in memory: a change was recorded without its address"
+                    );
+                }
+                self.write_unlocked(state)?;
+                return Ok(None);
+            }
+        }
+        self.fold(&state.lineage, state.serial).map(Some)
     }
 
     /// Start the journal with its first commit (`first`, extending `lineage` at `serial`): a

@@ -46,23 +46,48 @@ impl Sim {
         let outcome = {
             let scenario = (fault.is_some() || BROKEN.load(Ordering::SeqCst) || watch.is_some())
                 .then(fail::FailScenario::setup);
-            if let Some(f) = fault {
-                let action = match f.skip {
-                    0 => format!("1*return({})", f.fault),
-                    k => format!("{k}*off->1*return({})", f.fault),
-                };
-                fail::cfg(&f.point, &action).unwrap();
+            // An emulator restart is the sim's own fault (kiln's failpoints know nothing of
+            // the emulator): both emulators restart at the `skip`-th crossing of the point.
+            let restarted = Arc::new(AtomicBool::new(false));
+            let restart = fault.filter(|f| f.fault == RESTART);
+            match fault {
+                Some(f) if f.fault == RESTART => {}
+                Some(f) => {
+                    let action = match f.skip {
+                        0 => format!("1*return({})", f.fault),
+                        k => format!("{k}*off->1*return({})", f.fault),
+                    };
+                    fail::cfg(&f.point, &action).unwrap();
+                }
+                None => {}
             }
             if BROKEN.load(Ordering::SeqCst) {
                 fail::cfg(failpoint::SKIP_PENDING_SAVE, "return").unwrap();
             }
             // The rollout's limits are sampled at every answer (at every request when the
             // answer is the faulted point).
+            let watched = match fault {
+                Some(f) if f.point == failpoint::OCI_RESPONSE => failpoint::OCI_REQUEST,
+                _ => failpoint::OCI_RESPONSE,
+            };
             if let Some(w) = &watch {
-                w.on(match fault {
-                    Some(f) if f.point == failpoint::OCI_RESPONSE => failpoint::OCI_REQUEST,
-                    _ => failpoint::OCI_RESPONSE,
-                });
+                w.on(watched);
+            }
+            if let Some(f) = restart {
+                let (emus, fired) = (self.emus.clone(), restarted.clone());
+                let left = std::sync::atomic::AtomicU32::new(f.skip);
+                // On the watched point, the restart samples the limits too.
+                let w = watch.clone().filter(|_| f.point == watched);
+                fail::cfg_callback(&f.point, move || {
+                    if let Some(w) = &w {
+                        w.sample();
+                    }
+                    let now = left.fetch_sub(1, Ordering::SeqCst) == 0;
+                    if now && !fired.swap(true, Ordering::SeqCst) {
+                        emus.iter().for_each(RunningEmulator::restart);
+                    }
+                })
+                .unwrap();
             }
             let r = tokio::time::timeout(
                 Duration::from_secs(120),
@@ -71,10 +96,20 @@ impl Sim {
             .await
             .map_err(|_| "the apply hung".to_string())?;
             failpoint::revive();
-            if let Some(f) = fault {
-                // Fired unless the fault is still to come in the registry.
-                let unfired = (0..=f.skip).any(|_| fail::eval(&f.point, |_| ()).is_some());
-                Tally::count(if unfired { "not reached" } else { &f.fault });
+            match fault {
+                Some(f) if f.fault == RESTART => {
+                    Tally::count(if restarted.load(Ordering::SeqCst) {
+                        RESTART
+                    } else {
+                        "not reached"
+                    })
+                }
+                Some(f) => {
+                    // Fired unless the fault is still to come in the registry.
+                    let unfired = (0..=f.skip).any(|_| fail::eval(&f.point, |_| ()).is_some());
+                    Tally::count(if unfired { "not reached" } else { &f.fault });
+                }
+                None => {}
             }
             drop(scenario);
             if let Some(w) = &watch {

@@ -16,7 +16,8 @@
 //! a `placement` over the region's availability domains set or removed; launch settings — legacy
 //! IMDS off and an agent plugin on, or preemptible —),
 //! an apply (with or without one fault injected at a failpoint: abort, lost answer, an error
-//! status, "Out of host capacity.", an I/O error), a plan, an out-of-band change through the
+//! status, "Out of host capacity.", an I/O error, or both emulators restarting — every connection
+//! dropped, the world read back from its data file's form — at a request or an answer), a plan, an out-of-band change through the
 //! emulator (tags, a stop, a termination), a second kiln holding the lock (refused, or forced
 //! out), or the clocks moved past the 24-hour retry-token window. Every history ends with an
 //! apply that must converge and a destroy that must leave nothing.

@@ -86,6 +86,9 @@ pub(crate) struct Roll {
 /// healthy (what [`super::rollout`] requires of an old member's successor).
 pub(crate) const CHECK: &str = "command = [\"sh\", \"-c\", \"echo $KILN_INSTANCE_ID >> checked.log\"], timeout = \"0s\", interval = \"0s\"";
 
+/// The sim's own fault class: the emulators restart ([`RunningEmulator::restart`]).
+pub(crate) const RESTART: &str = "emulator restart";
+
 /// A fault at the `skip`-th next crossing of `point` (none if the apply crosses it fewer times).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Injected {
@@ -334,6 +337,15 @@ pub(crate) fn inject(rng: &mut StdRng) -> Injected {
         _ => failpoint::POINTS[rng.gen_range(0..failpoint::POINTS.len())].to_string(),
     };
     let base = point.split('.').take(2).collect::<Vec<_>>().join(".");
+    let on_the_wire = [failpoint::OCI_REQUEST, failpoint::OCI_RESPONSE].contains(&base.as_str());
+    // Both emulators restart (every connection dropped, the world through its data file).
+    if on_the_wire && rng.gen_range(0..5) == 0 {
+        return Injected {
+            point,
+            skip: rng.gen_range(0..12),
+            fault: RESTART.into(),
+        };
+    }
     let fault = match rng.gen_range(0..3) {
         0 => Fault::Abort,
         // No host has room (what a launch alone is answered).

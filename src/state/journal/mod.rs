@@ -122,66 +122,99 @@ impl Parsed {
 }
 
 /// Parse a journal's bytes; `Err` says why it cannot be trusted.
+#[cfg(test)]
 pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, String> {
-    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
-    // After the last newline: an unterminated line (torn) or nothing.
-    let tail = lines.pop().unwrap_or_default();
-    let mut torn = !tail.is_empty();
-    let mut json: Vec<&[u8]> = Vec::with_capacity(lines.len());
-    let n = lines.len();
-    for (i, l) in lines.into_iter().enumerate() {
-        match verified(l) {
-            Some(j) => json.push(j),
-            // Only the very last line may be torn: nothing was acknowledged after it.
-            None if i + 1 == n && !torn => torn = true,
+    read(bytes).map_err(|e| match e {
+        ReadError::Io(e) => e.to_string(),
+        ReadError::Untrusted(reason) => reason,
+    })
+}
+
+/// Why a journal could not be read.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    Io(std::io::Error),
+    /// It was read, and cannot be trusted (the reason).
+    Untrusted(String),
+}
+
+impl From<String> for ReadError {
+    fn from(reason: String) -> Self {
+        ReadError::Untrusted(reason)
+    }
+}
+
+/// Read a journal line by line (a 10,000-launch apply writes ~50 MiB of it: holding the text
+/// whole was the peak of the fold at the apply's end, BENCHMARKS.md section 6); `Err` says why it
+/// cannot be trusted. Only the very last line may be torn (cut short, or failing its checksum):
+/// nothing was acknowledged after it.
+pub(super) fn read(mut r: impl std::io::BufRead) -> Result<Parsed, ReadError> {
+    let mut buf = Vec::new();
+    let mut torn = false;
+    // A terminated line that failed its checksum: allowed only if nothing follows it.
+    let mut damaged: Option<usize> = None;
+    let mut header: Option<Header> = None;
+    let mut changes = BTreeMap::new();
+    let mut last = None;
+    let mut serial = 0;
+    let mut n = 0usize;
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf).map_err(ReadError::Io)? == 0 {
+            break;
+        }
+        n += 1;
+        if let Some(i) = damaged {
+            return Err(format!(
+                "line {i} is damaged (its checksum does not hold) and lines after it were written"
+            )
+            .into());
+        }
+        let Some(l) = buf.strip_suffix(b"\n") else {
+            // After the last newline: an unterminated line, never acknowledged.
+            torn = true;
+            break;
+        };
+        let Some(json) = verified(l) else {
+            damaged = Some(n);
+            continue;
+        };
+        match &header {
             None => {
-                return Err(format!(
-                "line {} is damaged (its checksum does not hold) and lines after it were written",
-                i + 1
-            ))
+                let h: Header = decode(json).map_err(|e| format!("the header: {e}"))?;
+                if h.kiln_journal != JOURNAL_VERSION {
+                    return Err(format!(
+                        "journal format {} (this kiln reads {JOURNAL_VERSION})",
+                        h.kiln_journal
+                    )
+                    .into());
+                }
+                if h.lineage.trim().is_empty() {
+                    return Err("the header has no lineage".to_string().into());
+                }
+                serial = h.base_serial;
+                header = Some(h);
+            }
+            Some(_) => {
+                let k = n - 1;
+                let e: Entry = decode(json).map_err(|e| format!("entry {k}: {e}"))?;
+                let want = serial
+                    .checked_add(1)
+                    .ok_or_else(|| "the serial cannot grow any more".to_string())?;
+                if e.serial != want {
+                    return Err(
+                        format!("entry {k} has serial {}, expected {want}", e.serial).into(),
+                    );
+                }
+                serial = e.serial;
+                last = Some(e.serial);
+                changes.extend(e.resources);
             }
         }
     }
-    let mut it = json.into_iter();
-    let Some(first) = it.next() else {
-        return Ok(Parsed {
-            header: None,
-            changes: BTreeMap::new(),
-            last: None,
-            torn,
-        });
-    };
-    let header: Header = decode(first).map_err(|e| format!("the header: {e}"))?;
-    if header.kiln_journal != JOURNAL_VERSION {
-        return Err(format!(
-            "journal format {} (this kiln reads {JOURNAL_VERSION})",
-            header.kiln_journal
-        ));
-    }
-    if header.lineage.trim().is_empty() {
-        return Err("the header has no lineage".into());
-    }
-    let mut changes = BTreeMap::new();
-    let mut last = None;
-    let mut serial = header.base_serial;
-    for (k, j) in it.enumerate() {
-        let e: Entry = decode(j).map_err(|e| format!("entry {}: {e}", k + 1))?;
-        let want = serial
-            .checked_add(1)
-            .ok_or("the serial cannot grow any more")?;
-        if e.serial != want {
-            return Err(format!(
-                "entry {} has serial {}, expected {want}",
-                k + 1,
-                e.serial
-            ));
-        }
-        serial = e.serial;
-        last = Some(e.serial);
-        changes.extend(e.resources);
-    }
+    torn |= damaged.is_some();
     Ok(Parsed {
-        header: Some(header),
+        header,
         changes,
         last,
         torn,
@@ -224,13 +257,16 @@ pub(super) fn standing(state: Option<&State>, journal: &Parsed) -> Result<Standi
     }
 }
 
-/// `state` with `journal` folded in (see [`standing`]); `Err` says why not.
-pub(super) fn fold(state: Option<State>, journal: Parsed) -> Result<Option<State>, String> {
+/// `state` with `journal` folded in (see [`standing`]), and whether the journal changed it;
+/// `Err` says why not.
+pub(super) fn fold(state: Option<State>, journal: Parsed) -> Result<(Option<State>, bool), String> {
     match standing(state.as_ref(), &journal)? {
-        Standing::Empty | Standing::Folded => return Ok(state),
+        Standing::Empty | Standing::Folded => return Ok((state, false)),
         Standing::Live => {}
     }
     let h = journal.header.expect("a live journal has a header");
+    // A journal whose header alone landed changes nothing of a state that is there.
+    let changed = journal.last.is_some() || state.is_none();
     let mut s = state.unwrap_or_else(|| State {
         version: FORMAT_VERSION,
         lineage: h.lineage.clone(),
@@ -251,7 +287,7 @@ pub(super) fn fold(state: Option<State>, journal: Parsed) -> Result<Option<State
         s.serial = last;
     }
     check(&s).map_err(|e| format!("the state with the journal folded in: {e}"))?;
-    Ok(Some(s))
+    Ok((Some(s), changed))
 }
 
 #[cfg(test)]
@@ -294,7 +330,7 @@ mod tests {
     }
 
     fn folded(state: Option<State>, bytes: &[u8]) -> Result<Option<State>, String> {
-        fold(state, parse(bytes)?)
+        Ok(fold(state, parse(bytes)?)?.0)
     }
 
     #[test]
@@ -345,7 +381,7 @@ mod tests {
         ] {
             let p = parse(&j[..cut]).unwrap();
             assert!(p.torn, "cut at {cut}");
-            let s = fold(Some(state(4)), p).unwrap().unwrap();
+            let s = fold(Some(state(4)), p).unwrap().0.unwrap();
             assert_eq!(s.serial, 5, "cut at {cut}");
         }
         // A damaged (but terminated) last line: zeros where the data did not land.

@@ -172,6 +172,13 @@ impl Writer {
         Ok(w)
     }
 
+    /// Whether nobody but this kiln wrote the journal or the state since it opened the journal
+    /// (called under the gate): then the state file with the journal folded in is exactly what
+    /// this kiln's acknowledged appends made of it.
+    pub fn untouched(&self) -> bool {
+        !self.poisoned && self.check().is_ok()
+    }
+
     /// Whether the journal and the state are still the ones this kiln wrote (called under the
     /// gate).
     fn check(&self) -> Result<(), WriteError> {
