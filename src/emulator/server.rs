@@ -57,6 +57,12 @@ impl RunningEmulator {
         self.shared.fixtures.clone()
     }
 
+    /// The registry of the regions served with this one: give it to another region's
+    /// [`super::EmulatorConfig::peers`] for CopyObject to reach it.
+    pub fn peers(&self) -> super::peers::Peers {
+        self.shared.config.peers.clone()
+    }
+
     /// Request counts per operation, and `total`.
     pub fn stats(&self) -> BTreeMap<String, u64> {
         self.shared.stats.lock().expect("stats lock").clone()
@@ -188,6 +194,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         rate_limiter: limits::RateLimiter::new(config.rate_limits.clone()),
         config,
     });
+    shared.config.peers.register(&shared.config.region, &shared);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let s = shared.clone();
     let task = tokio::spawn(async move {
