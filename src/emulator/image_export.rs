@@ -19,7 +19,8 @@
 //!   of a missing object does.
 //! - The object's listed size is the image's billable size (GiB); its content is only a header
 //!   (the `.oci` file's metadata, as JSON), which is what GetObject returns — the emulator does not
-//!   keep gigabytes of disk. Get/HeadObject show the export as `opc-meta-*` metadata
+//!   keep gigabytes of disk (HeadObject says the header's length too). Get/HeadObject show the
+//!   export as `opc-meta-*` metadata
 //!   (`oci-exported-image-id`, `oci-export-format`, `oci-source-region`).
 //! - CreateImage from an object ([`import_check`]): an `OCI`-format export imports without
 //!   `sourceImageType` ("This attribute is not used for exported Oracle images with the OCI image

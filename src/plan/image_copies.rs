@@ -94,7 +94,9 @@ pub fn retarget(manifest: &Manifest, out: &mut [DesiredResource]) {
             continue;
         };
         for (of, spec) in &copied {
-            if !d.depends_on.iter().any(|a| a == of)
+            // A copy depends on the image itself, wherever it is.
+            if d.address.starts_with(&format!("{of}@"))
+                || !d.depends_on.iter().any(|a| a == of)
                 || !spec.copies.regions.iter().any(|r| *r == region)
             {
                 continue;
