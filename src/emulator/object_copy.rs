@@ -159,6 +159,10 @@ pub(super) fn create_bucket(
             created: req.now,
             etag: uuid::Uuid::new_v4().to_string(),
             objects: Default::default(),
+            given: ["metadata", "freeformTags", "definedTags", "objectEventsEnabled", "isBucketKeyEnabled", "bucketScope"]
+                .into_iter()
+                .filter_map(|k| b.get(k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone())))
+                .collect(),
         },
     );
     let get = Request {

@@ -38,6 +38,10 @@ pub struct BucketRec {
     pub created: DateTime<Utc>,
     pub etag: String,
     pub objects: BTreeMap<String, ObjectRec>,
+    /// CreateBucket's `metadata`, `freeformTags`, `definedTags` and `objectEventsEnabled`, as
+    /// given (a seeded bucket has none).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub given: Map<String, Value>,
 }
 
 /// One object: content (base64 in the data file), etag, MD5 and times.
@@ -78,6 +82,7 @@ pub fn seed(world: &mut World, fixtures: &Fixtures) {
                 created: "2026-01-01T00:00:00Z".parse().expect("valid time"),
                 etag: uuid::Uuid::new_v4().to_string(),
                 objects: BTreeMap::new(),
+                given: Map::new(),
             });
     }
 }
@@ -124,7 +129,7 @@ fn http_date(t: DateTime<Utc>) -> String {
 /// GetBucket.
 pub(super) fn get_bucket(world: &World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
     bucket(world, fixtures, req.segs).map(|(name, b)| {
-        let body = json!({
+        let mut body = json!({
             "namespace": fixtures.namespace, "name": name, "compartmentId": b.compartment_id,
             "metadata": {}, "createdBy": "ocid1.user.oc1..aaaaaaaakilnemulator",
             "timeCreated": rfc3339(b.created), "etag": b.etag, "publicAccessType": "NoPublicAccess",
@@ -133,6 +138,9 @@ pub(super) fn get_bucket(world: &World, fixtures: &Fixtures, req: &Request<'_>) 
             "approximateCount": b.objects.values().filter(|o| o.visible(req.now)).count(),
             "approximateSize": b.objects.values().filter(|o| o.visible(req.now)).map(|o| o.size).sum::<u64>(),
         });
+        for (k, v) in &b.given {
+            body[k] = v.clone();
+        }
         Reply::json(200, &body).header("etag", b.etag.clone())
     })
 }

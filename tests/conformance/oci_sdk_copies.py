@@ -92,7 +92,8 @@ check("ExportImage answers the Image, EXPORTING, with an etag and a work request
       == (image.id, "EXPORTING", True, True), (exp.data.lifecycle_state, exp.headers))
 check("a second export while EXPORTING is 409",
       status_of(lambda: compute.export_image(image.id, m.ExportImageViaObjectStorageUriDetails(
-          destination_uri=f"https://objectstorage.x.oraclecloud.com/n/{NS}/b/kiln-images/o/again.oci"))) == 409)
+          destination_uri=f"https://objectstorage.x.oraclecloud.com/n/{NS}/b/kiln-images/o/again.oci"),
+          retry_strategy=oci.retry.NoneRetryStrategy())) == 409)
 check("the object is not there before the export finishes",
       status_of(lambda: objects.head_object(NS, "kiln-images", "golden.oci")) == 404)
 wr = wait(work, work.get_work_request(exp.headers["opc-work-request-id"]), "status", "SUCCEEDED")
