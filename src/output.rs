@@ -158,7 +158,10 @@ fn block(out: &mut String, state: &State, address: &str, r: &ResourceState) {
     let m = record_in(state, address, r);
     let read = r.kind != ResourceKind::Instance || r.network.is_some();
     // `ids` is shown when the image has copies (its own region's id is `id`).
-    let copies = m.get("ids").and_then(Value::as_object).is_some_and(|i| i.len() > 1);
+    let copies = m
+        .get("ids")
+        .and_then(Value::as_object)
+        .is_some_and(|i| i.len() > 1);
     let names: Vec<&str> = attributes(r.kind)
         .filter(|a| *a != "kind" && (*a != "ids" || copies))
         .collect();
@@ -358,7 +361,9 @@ pub fn query(state: &State, q: &str) -> Result<Answer, OutputError> {
             address: address.to_string(),
         });
     }
-    Ok(Answer::Value(record_in(state, address, r)[attribute].clone()))
+    Ok(Answer::Value(
+        record_in(state, address, r)[attribute].clone(),
+    ))
 }
 
 #[cfg(test)]

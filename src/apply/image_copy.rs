@@ -66,7 +66,13 @@ fn object_name(address: &str, image: &str) -> String {
         .unwrap_or(address)
         .trim_start_matches("image.")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let tail = &image[image.len().saturating_sub(12)..];
     format!("kiln-{name}-{tail}.oci")
@@ -100,7 +106,10 @@ impl Ctx {
             image,
             namespace,
             bucket,
-            keep: spec.get("keepExports").and_then(Value::as_bool).unwrap_or(false),
+            keep: spec
+                .get("keepExports")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             compartment: body
                 .get("compartmentId")
                 .and_then(Value::as_str)
@@ -134,15 +143,21 @@ impl Ctx {
         shared
             .in_flight
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let result = self.copy_then_import(c, &plan, &region, &object, import, &shared).await;
+        let result = self
+            .copy_then_import(c, &plan, &region, &object, import, &shared)
+            .await;
         let last = shared
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
             == 1;
         let id = result?;
         if !plan.keep {
-            let home = self.home_storage(&plan.image).map_err(|e| self.oci(&c.address, e))?;
-            let there = self.storage_in(&region).map_err(|e| self.oci(&c.address, e))?;
+            let home = self
+                .home_storage(&plan.image)
+                .map_err(|e| self.oci(&c.address, e))?;
+            let there = self
+                .storage_in(&region)
+                .map_err(|e| self.oci(&c.address, e))?;
             there
                 .delete_object(&plan.namespace, &plan.bucket, &object, None)
                 .await
@@ -160,7 +175,10 @@ impl Ctx {
     }
 
     fn storage_in(&self, region: &str) -> Result<ObjectStorage, OciError> {
-        Ok(object_storage(self.clients.for_region(Some(region))?, region))
+        Ok(object_storage(
+            self.clients.for_region(Some(region))?,
+            region,
+        ))
     }
 
     fn home_storage(&self, image: &str) -> Result<ObjectStorage, OciError> {
@@ -277,7 +295,12 @@ impl Ctx {
         home.head_object(&plan.namespace, &plan.bucket, object)
             .await
             .map_err(oci)?
-            .ok_or_else(|| self.invalid(c, format!("the export of {} wrote no object `{object}`", plan.image)))
+            .ok_or_else(|| {
+                self.invalid(
+                    c,
+                    format!("the export of {} wrote no object `{object}`", plan.image),
+                )
+            })
     }
 
     /// The bucket of `export`'s name in the copy's region (made, in the home bucket's
@@ -293,7 +316,10 @@ impl Ctx {
         match there.get_bucket(&plan.namespace, &plan.bucket).await {
             Ok(_) => Ok(()),
             Err(e) if e.status == Some(404) => {
-                let b = home.get_bucket(&plan.namespace, &plan.bucket).await.map_err(oci)?;
+                let b = home
+                    .get_bucket(&plan.namespace, &plan.bucket)
+                    .await
+                    .map_err(oci)?;
                 let compartment = b.compartment_id.unwrap_or_else(|| plan.compartment.clone());
                 match there
                     .create_bucket(&plan.namespace, &plan.bucket, &compartment)

@@ -88,20 +88,21 @@ pub fn parse_object_uri(uri: &str) -> Option<(String, String, String)> {
         .decode_utf8()
         .ok()?
         .into_owned();
-    (!ns.is_empty() && !bucket.is_empty() && !object.is_empty()).then(|| {
-        (ns.to_string(), bucket.to_string(), object)
-    })
+    (!ns.is_empty() && !bucket.is_empty() && !object.is_empty())
+        .then(|| (ns.to_string(), bucket.to_string(), object))
 }
 
 fn text(b: &Map<String, Value>, k: &str) -> Result<String> {
     match b.get(k) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(error(
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(error(400, "MissingParameter", format!("`{k}` is required")))
+        }
+        Some(_) => Err(error(
             400,
-            "MissingParameter",
-            format!("`{k}` is required"),
+            "InvalidParameter",
+            format!("`{k}` must be a string"),
         )),
-        Some(_) => Err(error(400, "InvalidParameter", format!("`{k}` must be a string"))),
     }
 }
 
@@ -111,7 +112,11 @@ pub fn export(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
     let (ns, bucket, object) = match b.get("destinationType").and_then(Value::as_str) {
         Some("objectStorageTuple") => {
             details::check(&b, TUPLE, "", "ExportImageViaObjectStorageTupleDetails")?;
-            (text(&b, "namespaceName")?, text(&b, "bucketName")?, text(&b, "objectName")?)
+            (
+                text(&b, "namespaceName")?,
+                text(&b, "bucketName")?,
+                text(&b, "objectName")?,
+            )
         }
         Some("objectStorageUri") => {
             details::check(&b, URI, "", "ExportImageViaObjectStorageUriDetails")?;
@@ -124,7 +129,13 @@ pub fn export(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
                 )
             })?
         }
-        None => return Err(error(400, "MissingParameter", "`destinationType` is required")),
+        None => {
+            return Err(error(
+                400,
+                "MissingParameter",
+                "`destinationType` is required",
+            ))
+        }
         Some(t) => {
             return Err(error(
                 400,
@@ -189,9 +200,13 @@ pub fn export(ctx: &mut Ctx<'_>, id: &str, body: &[u8]) -> Result<Reply> {
     let reply = Ctx::reply_record(rec, 200);
     ctx.world.schedule(Coll::Image, id);
     let failure = if ns != ctx.fixtures.namespace {
-        Some(format!("the namespace `{ns}` does not exist or is not authorized"))
+        Some(format!(
+            "the namespace `{ns}` does not exist or is not authorized"
+        ))
     } else if !ctx.world.buckets.contains_key(&bucket) {
-        Some(format!("the bucket `{bucket}` does not exist in the namespace `{ns}`"))
+        Some(format!(
+            "the bucket `{bucket}` does not exist in the namespace `{ns}`"
+        ))
     } else {
         None
     };

@@ -10,8 +10,8 @@ use super::api::{
     str_field, string_map, Ctx, Reply, Result,
 };
 use super::details::{self, F};
-use super::list::{self, Key};
 use super::image_export;
+use super::list::{self, Key};
 use super::shapes;
 use super::store::{rfc3339, Coll, Record, Step};
 
@@ -177,7 +177,8 @@ pub fn create(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
             let ready = ctx.after(ctx.timings.import);
             // OCI accepts the request and fails the import: the work request ends FAILED
             // and the image is gone (DELETED) instead of AVAILABLE.
-            let export = match image_export::import_check(ctx, source_object(s), source_type, shown) {
+            let export = match image_export::import_check(ctx, source_object(s), source_type, shown)
+            {
                 Ok(e) => e,
                 Err(why) => {
                     failure = Some(why);
@@ -185,7 +186,12 @@ pub fn create(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
                 }
             };
             if let Some(e) = export {
-                let pick = |k: &str, v: &Value| s.get(k).filter(|x| !x.is_null()).cloned().unwrap_or_else(|| v.clone());
+                let pick = |k: &str, v: &Value| {
+                    s.get(k)
+                        .filter(|x| !x.is_null())
+                        .cloned()
+                        .unwrap_or_else(|| v.clone())
+                };
                 imported_launch_mode = Some(e.launch_mode.clone());
                 (
                     pick("operatingSystem", &e.operating_system),
@@ -196,16 +202,16 @@ pub fn create(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
                     e.arch.clone(),
                 )
             } else {
-            (
-                s.get("operatingSystem").cloned().unwrap_or(json!("Custom")),
-                s.get("operatingSystemVersion")
-                    .cloned()
-                    .unwrap_or(json!("1")),
-                Value::Null,
-                ready,
-                "IMPORTING",
-                "x86_64".to_string(),
-            )
+                (
+                    s.get("operatingSystem").cloned().unwrap_or(json!("Custom")),
+                    s.get("operatingSystemVersion")
+                        .cloned()
+                        .unwrap_or(json!("1")),
+                    Value::Null,
+                    ready,
+                    "IMPORTING",
+                    "x86_64".to_string(),
+                )
             }
         }
     };

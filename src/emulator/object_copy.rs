@@ -57,11 +57,21 @@ impl ObjectWorkRequest {
         let total = (self.finishes - self.accepted).num_milliseconds().max(1) as f64;
         let done = (now - self.accepted).num_milliseconds() as f64;
         let (status, pct) = if now >= self.finishes {
-            (if self.failed.is_some() { "FAILED" } else { "COMPLETED" }, 100.0)
+            (
+                if self.failed.is_some() {
+                    "FAILED"
+                } else {
+                    "COMPLETED"
+                },
+                100.0,
+            )
         } else if done <= 0.0 {
             ("ACCEPTED", 0.0)
         } else {
-            ("IN_PROGRESS", ((done / total) * 100.0).clamp(0.0, 99.0).floor())
+            (
+                "IN_PROGRESS",
+                ((done / total) * 100.0).clamp(0.0, 99.0).floor(),
+            )
         };
         let mut v = json!({
             "operationType": "COPY_OBJECT",
@@ -116,7 +126,11 @@ pub(super) fn create_bucket(
 ) -> Result<(Reply, bool)> {
     let ns = req.segs[0];
     if ns != fixtures.namespace {
-        return Err(error(404, "NamespaceNotFound", format!("The namespace `{ns}` does not exist or you are not authorized to access it")));
+        return Err(error(
+            404,
+            "NamespaceNotFound",
+            format!("The namespace `{ns}` does not exist or you are not authorized to access it"),
+        ));
     }
     let b = parse_body(req.body)?;
     details::check(&b, CREATE_BUCKET, "", "CreateBucketDetails")?;
@@ -125,7 +139,11 @@ pub(super) fn create_bucket(
     if !fixtures.compartments.iter().any(|c| c.id == compartment)
         && compartment != fixtures.compartment_id
     {
-        return Err(error(404, "NotAuthorizedOrNotFound", format!("compartment `{compartment}` not found or not authorized")));
+        return Err(error(
+            404,
+            "NotAuthorizedOrNotFound",
+            format!("compartment `{compartment}` not found or not authorized"),
+        ));
     }
     if !name
         .chars()
@@ -140,14 +158,26 @@ pub(super) fn create_bucket(
         ("autoTiering", "Disabled"),
     ] {
         if let Some(v) = body_str(&b, k).filter(|v| *v != allowed) {
-            return Err(error(400, "InvalidParameter", format!("`{k}` `{v}` is not modelled by the emulator (only `{allowed}`)")));
+            return Err(error(
+                400,
+                "InvalidParameter",
+                format!("`{k}` `{v}` is not modelled by the emulator (only `{allowed}`)"),
+            ));
         }
     }
     if let Some(t) = body_str(&b, "storageTier").filter(|t| *t != "Standard") {
-        return Err(error(400, "InvalidParameter", format!("`storageTier` `{t}` is not modelled by the emulator (only `Standard`)")));
+        return Err(error(
+            400,
+            "InvalidParameter",
+            format!("`storageTier` `{t}` is not modelled by the emulator (only `Standard`)"),
+        ));
     }
     if b.get("kmsKeyId").is_some_and(|v| !v.is_null()) {
-        return Err(error(400, "InvalidParameter", "`kmsKeyId` is not modelled by the emulator"));
+        return Err(error(
+            400,
+            "InvalidParameter",
+            "`kmsKeyId` is not modelled by the emulator",
+        ));
     }
     if world.buckets.contains_key(&name) {
         return Err(error(409, "BucketAlreadyExists", format!("Either the bucket '{name}' in namespace '{ns}' already exists or you are not authorized to create it")));
@@ -159,10 +189,21 @@ pub(super) fn create_bucket(
             created: req.now,
             etag: uuid::Uuid::new_v4().to_string(),
             objects: Default::default(),
-            given: ["metadata", "freeformTags", "definedTags", "objectEventsEnabled", "isBucketKeyEnabled", "bucketScope"]
-                .into_iter()
-                .filter_map(|k| b.get(k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone())))
-                .collect(),
+            given: [
+                "metadata",
+                "freeformTags",
+                "definedTags",
+                "objectEventsEnabled",
+                "isBucketKeyEnabled",
+                "bucketScope",
+            ]
+            .into_iter()
+            .filter_map(|k| {
+                b.get(k)
+                    .filter(|v| !v.is_null())
+                    .map(|v| (k.to_string(), v.clone()))
+            })
+            .collect(),
         },
     );
     let get = Request {
@@ -171,7 +212,14 @@ pub(super) fn create_bucket(
     };
     let reply = super::object_storage::get_bucket(world, fixtures, &get)?;
     let location = format!("/n/{ns}/b/{name}");
-    Ok((Reply { status: 200, ..reply }.header("location", location), true))
+    Ok((
+        Reply {
+            status: 200,
+            ..reply
+        }
+        .header("location", location),
+        true,
+    ))
 }
 
 const COPY_OBJECT: &[F] = &[
@@ -203,7 +251,11 @@ pub(super) fn copy_object(
     let dest_bucket = required(&b, "destinationBucket")?.to_string();
     let dest_object = required(&b, "destinationObjectName")?.to_string();
     if b.get("sourceVersionId").is_some_and(|v| !v.is_null()) {
-        return Err(error(400, "InvalidParameter", "`sourceVersionId`: the emulator's buckets are not versioned"));
+        return Err(error(
+            400,
+            "InvalidParameter",
+            "`sourceVersionId`: the emulator's buckets are not versioned",
+        ));
     }
     if let Some(t) = body_str(&b, "destinationObjectStorageTier").filter(|t| *t != "Standard") {
         return Err(error(400, "InvalidParameter", format!("`destinationObjectStorageTier` `{t}` is not modelled by the emulator (only `Standard`)")));
@@ -211,7 +263,13 @@ pub(super) fn copy_object(
     let if_none_match = match body_str(&b, "destinationObjectIfNoneMatchETag") {
         None => false,
         Some("*") => true,
-        Some(_) => return Err(error(400, "InvalidParameter", "`destinationObjectIfNoneMatchETag` accepts only `*`")),
+        Some(_) => {
+            return Err(error(
+                400,
+                "InvalidParameter",
+                "`destinationObjectIfNoneMatchETag` accepts only `*`",
+            ))
+        }
     };
     if crate::region::resolve(&region).ok() != Some(region.as_str()) {
         return Err(error(400, "InvalidParameter", format!("`destinationRegion` `{region}` is not a region identifier (such as `us-ashburn-1`)")));
@@ -226,7 +284,11 @@ pub(super) fn copy_object(
         return Err(error(404, "BucketNotFound", format!("Either the bucket named '{bname}' does not exist in the namespace '{ns}' or you are not authorized to access it")));
     };
     let Some(obj) = bucket.objects.get(&source).filter(|o| o.visible(req.now)) else {
-        return Err(error(404, "ObjectNotFound", format!("The object '{source}' was not found in the bucket '{bname}'")));
+        return Err(error(
+            404,
+            "ObjectNotFound",
+            format!("The object '{source}' was not found in the bucket '{bname}'"),
+        ));
     };
     if let Some(m) = body_str(&b, "sourceObjectIfMatchETag") {
         if m != obj.etag {
@@ -278,22 +340,42 @@ pub(super) fn fail(world: &mut World, work_request: &str, why: String) {
 }
 
 fn work_request_not_found(id: &str) -> Reply {
-    error(404, "NotFound", format!("The work request `{id}` does not exist"))
+    error(
+        404,
+        "NotFound",
+        format!("The work request `{id}` does not exist"),
+    )
 }
 
 /// GetWorkRequest (Object Storage).
-pub(super) fn get_work_request(world: &mut World, _: &Fixtures, req: &Request<'_>) -> Result<(Reply, bool)> {
+pub(super) fn get_work_request(
+    world: &mut World,
+    _: &Fixtures,
+    req: &Request<'_>,
+) -> Result<(Reply, bool)> {
     let id = req.segs[0];
-    let w = world.object_work_requests.get(id).ok_or_else(|| work_request_not_found(id))?;
+    let w = world
+        .object_work_requests
+        .get(id)
+        .ok_or_else(|| work_request_not_found(id))?;
     Ok((Reply::json(200, &w.to_json(req.now)), false))
 }
 
 /// ListWorkRequestErrors (Object Storage): the reason of a FAILED copy.
-pub(super) fn work_request_errors(world: &mut World, _: &Fixtures, req: &Request<'_>) -> Result<(Reply, bool)> {
+pub(super) fn work_request_errors(
+    world: &mut World,
+    _: &Fixtures,
+    req: &Request<'_>,
+) -> Result<(Reply, bool)> {
     let id = req.segs[0];
-    let w = world.object_work_requests.get(id).ok_or_else(|| work_request_not_found(id))?;
+    let w = world
+        .object_work_requests
+        .get(id)
+        .ok_or_else(|| work_request_not_found(id))?;
     let items: Vec<Value> = match &w.failed {
-        Some(why) if req.now >= w.finishes => vec![json!({ "code": "CopyFailed", "message": why, "timestamp": rfc3339(w.finishes) })],
+        Some(why) if req.now >= w.finishes => {
+            vec![json!({ "code": "CopyFailed", "message": why, "timestamp": rfc3339(w.finishes) })]
+        }
         _ => Vec::new(),
     };
     Ok((Reply::json(200, &Value::Array(items)), false))

@@ -18,8 +18,8 @@ use super::object_storage::{self, Request};
 use super::store::World;
 use super::Fixtures;
 use super::{
-    identity, image_export, images, instance_changes, object_copy, instances, network, nsgs, shapes, vnics, volume_changes,
-    volumes, work_requests,
+    identity, image_export, images, instance_changes, instances, network, nsgs, object_copy,
+    shapes, vnics, volume_changes, volumes, work_requests,
 };
 
 /// A request as a Compute-side handler sees it: the decoded segments after `/20160918`, the query

@@ -85,9 +85,12 @@ impl Loader {
                 _ => {
                     let at = get(t, "export").map(|n| &n.at).unwrap_or(table_at);
                     self.problem(
-                        Problem::error("missing_field", format!("`{address}` `export` needs `namespace` and `bucket`"))
-                            .at(at, "incomplete")
-                            .help("`export = { namespace = \"NAMESPACE\", bucket = \"BUCKET\" }`"),
+                        Problem::error(
+                            "missing_field",
+                            format!("`{address}` `export` needs `namespace` and `bucket`"),
+                        )
+                        .at(at, "incomplete")
+                        .help("`export = { namespace = \"NAMESPACE\", bucket = \"BUCKET\" }`"),
                     );
                     None
                 }

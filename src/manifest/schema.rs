@@ -375,7 +375,11 @@ pub const IMAGE: &[Field] = &[
 
 pub const IMAGE_EXPORT: &[Field] = &[
     f("namespace", Ty::Str, "Object Storage namespace"),
-    f("bucket", Ty::Str, "Bucket (created in a target region when missing)"),
+    f(
+        "bucket",
+        Ty::Str,
+        "Bucket (created in a target region when missing)",
+    ),
 ];
 
 pub const DEFAULTS: &[Field] = &[

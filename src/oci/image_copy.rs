@@ -53,7 +53,10 @@ pub struct CopyObjectDetails {
     pub destination_namespace: String,
     pub destination_bucket: String,
     pub destination_object_name: String,
-    #[serde(skip_serializing_if = "Option::is_none", rename = "sourceObjectIfMatchETag")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        rename = "sourceObjectIfMatchETag"
+    )]
     pub source_object_if_match_etag: Option<String>,
 }
 
@@ -119,13 +122,17 @@ impl ObjectStorage {
         name: &str,
         compartment_id: &str,
     ) -> Result<(), OciError> {
-        let call = Call::new("CreateBucket", Method::POST, format!("/n/{}/b", enc(namespace)))
-            .unversioned()
-            .resource(&format!("{namespace}/{name}"))
-            .json(&CreateBucketDetails {
-                name,
-                compartment_id,
-            });
+        let call = Call::new(
+            "CreateBucket",
+            Method::POST,
+            format!("/n/{}/b", enc(namespace)),
+        )
+        .unversioned()
+        .resource(&format!("{namespace}/{name}"))
+        .json(&CreateBucketDetails {
+            name,
+            compartment_id,
+        });
         self.client().send(call).await.map(|_| ())
     }
 
@@ -156,9 +163,13 @@ impl ObjectStorage {
         &self,
         id: &str,
     ) -> Result<Response<ObjectWorkRequest>, OciError> {
-        let call = Call::new("GetObjectStorageWorkRequest", Method::GET, format!("/workRequests/{}", enc(id)))
-            .unversioned()
-            .resource(id);
+        let call = Call::new(
+            "GetObjectStorageWorkRequest",
+            Method::GET,
+            format!("/workRequests/{}", enc(id)),
+        )
+        .unversioned()
+        .resource(id);
         self.client().send_json(call).await
     }
 
@@ -195,17 +206,18 @@ impl ObjectStorage {
             return Ok(());
         }
         let errors = self.list_work_request_errors(id).await.unwrap_or_default();
-        let why: Vec<String> = errors
-            .iter()
-            .filter_map(|e| e.message.clone())
-            .collect();
+        let why: Vec<String> = errors.iter().filter_map(|e| e.message.clone()).collect();
         Err(OciError {
             kind: super::error::ErrorKind::Conflict,
             operation: "CopyObject",
             resource: Some(id.to_string()),
             status: None,
             code: "CopyFailed".into(),
-            message: format!("the copy's work request is {}: {}", r.body.status, why.join("; ")),
+            message: format!(
+                "the copy's work request is {}: {}",
+                r.body.status,
+                why.join("; ")
+            ),
             opc_request_id: r.opc_request_id,
             attempts: 1,
             help: None,

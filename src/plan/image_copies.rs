@@ -10,8 +10,8 @@ use crate::manifest::image_copies::ImageCopies;
 use crate::manifest::{ImageSpec, Manifest};
 
 use super::desired::{id_ref, DesiredAttr, DesiredResource, DesiredValue, Lookup};
-use super::AttrClass;
 use super::from_manifest::{image, ADDRESS_TAG};
+use super::AttrClass;
 
 /// The key of a copy's create body (under `imageSourceDetails`) that apply turns into export →
 /// copy → an `objectStorageTuple` source.
@@ -90,7 +90,11 @@ pub fn retarget(manifest: &Manifest, out: &mut [DesiredResource]) {
         return;
     }
     for d in out.iter_mut() {
-        let Some(region) = d.region.clone().or_else(|| manifest.provider.region.clone()) else {
+        let Some(region) = d
+            .region
+            .clone()
+            .or_else(|| manifest.provider.region.clone())
+        else {
             continue;
         };
         for (of, spec) in &copied {

@@ -37,7 +37,12 @@ async fn three_regions() -> (Project, RunningEmulator, RunningEmulator, String) 
 
 /// The golden image, copied to `regions`, and a fleet of `count` in each region listed in
 /// `fleets` (besides the home region's), launched from `image.golden`.
-fn manifest(p: &Project, header: &str, regions: &[&str], fleets: &[(&str, &RunningEmulator)]) -> String {
+fn manifest(
+    p: &Project,
+    header: &str,
+    regions: &[&str],
+    fleets: &[(&str, &RunningEmulator)],
+) -> String {
     let ns = p.emu.fixtures().namespace;
     let list: Vec<String> = regions.iter().map(|r| format!("\"{r}\"")).collect();
     let mut m = format!(
@@ -102,7 +107,11 @@ async fn an_image_with_two_copies_serves_fleets_in_three_regions_and_a_second_pl
     let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let (home, west, euro) = (images(&p.emu), images(&phx), images(&fra));
-    assert_eq!((home.len(), west.len(), euro.len()), (1, 1, 1), "one image per region: {home:?} {west:?} {euro:?}");
+    assert_eq!(
+        (home.len(), west.len(), euro.len()),
+        (1, 1, 1),
+        "one image per region: {home:?} {west:?} {euro:?}"
+    );
     assert_eq!(west[0].1, "golden", "a copy keeps the display name");
     assert!(west[0].0.contains(".phx.") && euro[0].0.contains(".fra."));
     // Each region's fleet was launched from the copy in its region.
@@ -115,7 +124,12 @@ async fn an_image_with_two_copies_serves_fleets_in_three_regions_and_a_second_pl
     assert!(fra.snapshot().buckets.contains_key(BUCKET));
     // One state record per copy; `kiln output` names every region's id.
     let state = support::stored_state(p.path()).await.unwrap().unwrap();
-    assert_eq!(state.resources[&format!("image.golden@{PHX}")].id.as_deref(), Some(west[0].0.as_str()));
+    assert_eq!(
+        state.resources[&format!("image.golden@{PHX}")]
+            .id
+            .as_deref(),
+        Some(west[0].0.as_str())
+    );
     let json = p.kiln(&["output", "--json"]).await;
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let ids = &v["image.golden"]["ids"];
@@ -123,7 +137,10 @@ async fn an_image_with_two_copies_serves_fleets_in_three_regions_and_a_second_pl
     assert_eq!(ids[PHX], west[0].0.as_str(), "{ids}");
     assert_eq!(ids[FRA], euro[0].0.as_str(), "{ids}");
     let text = p.kiln(&["output", "image.golden"]).await;
-    assert!(text.stdout.contains(&format!("{PHX} {}", west[0].0)), "{text:?}");
+    assert!(
+        text.stdout.contains(&format!("{PHX} {}", west[0].0)),
+        "{text:?}"
+    );
     plan_is_clean(&p).await;
 }
 
@@ -135,12 +152,21 @@ async fn adding_a_region_copies_only_to_it_and_removing_one_deletes_only_that_co
     let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let west = images(&phx);
-    assert_eq!((images(&p.emu).len(), west.len(), images(&fra).len()), (1, 1, 0));
+    assert_eq!(
+        (images(&p.emu).len(), west.len(), images(&fra).len()),
+        (1, 1, 0)
+    );
 
     write(manifest(&p, &header, &[PHX, FRA], &[]));
     let plan = p.kiln(&["plan"]).await;
-    assert!(plan.stdout.contains(&format!("image.golden@{FRA}")), "{plan:?}");
-    assert!(!plan.stdout.contains(&format!("image.golden@{PHX}")), "the phx copy is not touched: {plan:?}");
+    assert!(
+        plan.stdout.contains(&format!("image.golden@{FRA}")),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.stdout.contains(&format!("image.golden@{PHX}")),
+        "the phx copy is not touched: {plan:?}"
+    );
     let out = p.kiln(&["apply", "--auto-approve"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(images(&phx), west, "the phx copy is the same image");
@@ -194,7 +220,11 @@ async fn a_kill_at_every_step_of_a_copy_then_an_apply_leaves_one_image_per_regio
         assert_eq!(out.code, 0, "{point}: the next apply converges: {out:?}");
         let counts = (images(&p.emu).len(), images(&phx).len(), images(&fra).len());
         assert_eq!(counts, (1, 1, 1), "{point}: exactly one image per region");
-        assert_eq!(launched_from(&phx), vec![images(&phx)[0].0.clone()], "{point}");
+        assert_eq!(
+            launched_from(&phx),
+            vec![images(&phx)[0].0.clone()],
+            "{point}"
+        );
         plan_is_clean(&p).await;
     }
 }
@@ -211,5 +241,8 @@ async fn a_reference_from_a_region_the_image_is_not_copied_to_is_refused_with_he
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("cross_region_reference"), "{out:?}");
     assert!(out.stderr.contains("add it to `regions`"), "{out:?}");
-    assert!(!out.stderr.contains("web_us"), "the phx fleet is fine: {out:?}");
+    assert!(
+        !out.stderr.contains("web_us"),
+        "the phx fleet is fine: {out:?}"
+    );
 }

@@ -85,9 +85,7 @@ fn oracles_python_sdk_walks_the_emulator() {
 #[test]
 #[ignore = "needs python3 with Oracle's Python SDK: pip install oci (the README's test command runs it)"]
 fn oracles_python_sdk_copies_an_image_across_regions() {
-    let sdk = Command::new("python3")
-        .args(["-c", "import oci"])
-        .output();
+    let sdk = Command::new("python3").args(["-c", "import oci"]).output();
     assert!(
         sdk.is_ok_and(|o| o.status.success()),
         "python3 cannot import Oracle's SDK (`oci`): `.ci/run` installs it (`pip install oci`)"
