@@ -31,8 +31,9 @@ const COMMON: &[&str] = &[
 ];
 /// An instance's, besides [`COMMON`]: its primary VNIC's.
 const INSTANCE: &[&str] = &["private_ip", "public_ip", "hostname"];
-/// An image's, besides [`COMMON`].
-const IMAGE: &[&str] = &["size_in_mbs"];
+/// An image's, besides [`COMMON`]: `ids` is its id in every region it is in, its own and
+/// those of its copies (`image.NAME@<region>`, see `plan::image_copies`): region → OCID.
+const IMAGE: &[&str] = &["size_in_mbs", "ids"];
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum OutputError {
@@ -117,6 +118,27 @@ fn record(r: &ResourceState) -> Map<String, Value> {
     m
 }
 
+/// [`record`], with an image's `ids`: its own region's and each of its copies'.
+fn record_in(state: &State, address: &str, r: &ResourceState) -> Map<String, Value> {
+    let mut m = record(r);
+    if r.kind == ResourceKind::Image {
+        let mut ids = Map::new();
+        let prefix = format!("{address}@");
+        let own = std::iter::once((address, r));
+        let copies = managed(state)
+            .filter(|(a, _)| a.starts_with(&prefix))
+            .map(|(a, r)| (a.as_str(), r));
+        for (_, rec) in own.chain(copies) {
+            let one = record(rec);
+            if let (Some(region), Some(id)) = (one["region"].as_str(), one["id"].as_str()) {
+                ids.insert(region.to_string(), json!(id));
+            }
+        }
+        m.insert("ids".into(), Value::Object(ids));
+    }
+    m
+}
+
 /// The managed resources (those with an object; a create still pending has none yet).
 fn managed(state: &State) -> impl Iterator<Item = (&String, &ResourceState)> {
     state.resources.iter().filter(|(_, r)| r.id.is_some())
@@ -126,16 +148,23 @@ fn managed(state: &State) -> impl Iterator<Item = (&String, &ResourceState)> {
 pub fn json(state: &State) -> Value {
     Value::Object(
         managed(state)
-            .map(|(addr, r)| (addr.clone(), Value::Object(record(r))))
+            .map(|(addr, r)| (addr.clone(), Value::Object(record_in(state, addr, r))))
             .collect(),
     )
 }
 
 /// The text view of one resource.
-fn block(out: &mut String, address: &str, r: &ResourceState) {
-    let m = record(r);
+fn block(out: &mut String, state: &State, address: &str, r: &ResourceState) {
+    let m = record_in(state, address, r);
     let read = r.kind != ResourceKind::Instance || r.network.is_some();
-    let names: Vec<&str> = attributes(r.kind).filter(|a| *a != "kind").collect();
+    // `ids` is shown when the image has copies (its own region's id is `id`).
+    let copies = m
+        .get("ids")
+        .and_then(Value::as_object)
+        .is_some_and(|i| i.len() > 1);
+    let names: Vec<&str> = attributes(r.kind)
+        .filter(|a| *a != "kind" && (*a != "ids" || copies))
+        .collect();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
     let _ = writeln!(out, "{address}");
     for name in names {
@@ -145,6 +174,12 @@ fn block(out: &mut String, address: &str, r: &ResourceState) {
             }
             Value::Null => "(none)".to_string(),
             Value::String(s) => s.clone(),
+            // `ids`: region and OCID, one region after the other.
+            Value::Object(ids) => ids
+                .iter()
+                .map(|(region, id)| format!("{region} {}", id.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", "),
             other => other.to_string(),
         };
         let _ = writeln!(out, "  {name:<width$} = {shown}");
@@ -158,7 +193,7 @@ pub fn text(state: &State) -> String {
         if i > 0 {
             out.push('\n');
         }
-        block(&mut out, addr, r);
+        block(&mut out, state, addr, r);
     }
     if out.is_empty() {
         out.push_str("No resources in the state.\n");
@@ -248,10 +283,10 @@ pub fn query(state: &State, q: &str) -> Result<Answer, OutputError> {
         managed(state).map(|(a, r)| (a.as_str(), r)).collect();
     if let Some(r) = records.get(q) {
         let mut text = String::new();
-        block(&mut text, q, r);
+        block(&mut text, state, q, r);
         return Ok(Answer::Resource {
             text,
-            json: Value::Object(record(r)),
+            json: Value::Object(record_in(state, q, r)),
         });
     }
     // A fleet's name, as `--target` takes it: every member.
@@ -326,7 +361,9 @@ pub fn query(state: &State, q: &str) -> Result<Answer, OutputError> {
             address: address.to_string(),
         });
     }
-    Ok(Answer::Value(record(r)[attribute].clone()))
+    Ok(Answer::Value(
+        record_in(state, address, r)[attribute].clone(),
+    ))
 }
 
 #[cfg(test)]

@@ -75,6 +75,9 @@ impl Ctx {
             .as_ref()
             .ok_or_else(|| self.invalid(c, "the plan has no request for this create"))?;
         let mut body = self.resolve(&c.address, request).await?;
+        if super::image_copy::is_copy(&body) {
+            return self.create_copy(c, body).await;
+        }
         let places = super::placement::take_places(&mut body);
         if places.is_empty() {
             return self.create_once(c, body).await;

@@ -55,6 +55,8 @@ pub(super) struct Ctx {
     pub(super) rollout_counts: std::sync::Mutex<BTreeMap<String, (usize, usize)>>,
     /// Fleets whose rollout failed in this apply with `on_failure = "rollback"`.
     pub(super) rolling_back: std::sync::Mutex<BTreeSet<String>>,
+    /// The exports image copies share ([`super::image_copy`]).
+    pub(super) exports: super::image_copy::Exports,
 }
 
 pub(super) fn label(c: &Change) -> String {

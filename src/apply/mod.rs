@@ -4,6 +4,7 @@
 //! - `ctx` (private): what every action shares — clients per region, group-committed state saves,
 //!   the If-Match to send, waits; `actions` (private): one arm per action, replacements;
 //! - `create` (private): creates that are never made twice (pending creates, adoption);
+//! - `image_copy` (private): an image's copy in another region, export → copy → import;
 //! - `placement` (private): capacity fallback, a create tried place after place under `placement`;
 //! - `guard` (private): If-Match'ed mutations that re-read instead of guessing after a refusal;
 //! - `boot_volume` (private): an instance's boot volume performance and Vault key, changed in
@@ -18,6 +19,7 @@ mod create;
 mod ctx;
 pub mod execute;
 mod guard;
+mod image_copy;
 mod network;
 mod placement;
 pub mod progress;

@@ -148,6 +148,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         );
     }
     let mut configs = Vec::new();
+    // One registry for the regions served together: a CopyObject reaches any of them.
+    let peers = emulator::peers::Peers::new();
     for (i, region) in args.regions.iter().enumerate() {
         let region = crate::region::resolve(region).unwrap_or(region);
         let mut listen = args.listen;
@@ -180,6 +182,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             token_lifetime: args.token_lifetime,
             rate_limits: args.rate_limits.clone(),
             capacity: args.capacity.clone(),
+            peers: peers.clone(),
         });
     }
     let rt = tokio::runtime::Runtime::new().into_diagnostic()?;

@@ -45,6 +45,9 @@ pub struct EmulatorConfig {
     pub rate_limits: Vec<limits::RateLimit>,
     /// Host capacity per shape and place (`--capacity`; [`limits`]).
     pub capacity: Vec<limits::CapacityRule>,
+    /// The regions served together, which CopyObject reaches ([`super::peers`]); share one
+    /// registry between the configs of emulators started together.
+    pub peers: super::peers::Peers,
 }
 
 impl Default for EmulatorConfig {
@@ -68,6 +71,7 @@ impl Default for EmulatorConfig {
             token_lifetime: tokens::DEFAULT_TOKEN_LIFETIME,
             rate_limits: Vec::new(),
             capacity: Vec::new(),
+            peers: super::peers::Peers::new(),
         }
     }
 }
@@ -107,6 +111,10 @@ pub struct Timings {
     pub terminate: Duration,
     pub capture: Duration,
     pub import: Duration,
+    /// ExportImage (the image EXPORTING, the object written at its end).
+    pub export: Duration,
+    /// CopyObject to another region.
+    pub copy: Duration,
     pub cooldown: Duration,
     pub move_: Duration,
 }
@@ -121,6 +129,8 @@ impl Timings {
             terminate: s(45.0),
             capture: s(480.0),
             import: s(600.0),
+            export: s(300.0),
+            copy: s(120.0),
             cooldown: s(1200.0),
             move_: s(5.0),
         }

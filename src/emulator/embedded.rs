@@ -332,6 +332,7 @@ impl EmbeddedCloud {
         }
         let mut emulators = Vec::new();
         let mut served = Vec::new();
+        let peers = super::peers::Peers::new();
         for region in &all {
             let data = match *region == home_region {
                 true => home.join("data.json"),
@@ -345,6 +346,7 @@ impl EmbeddedCloud {
                 compartments: compartments.to_vec(),
                 rate_limits: limits.rate_limits.clone(),
                 capacity: limits.capacity.clone(),
+                peers: peers.clone(),
                 ..EmulatorConfig::default()
             })
             .await?;

@@ -1,5 +1,5 @@
 //! Images: CreateImage (capture from an instance, or import of an Object Storage object that
-//! must exist), ListImages (platform images first, then the compartment's; `shape` keeps the
+//! must exist: an exported image, see [`super::image_export`], or an uploaded file), ListImages (platform images first, then the compartment's; `shape` keeps the
 //! images that shape can boot), UpdateImage, DeleteImage.
 
 use chrono::Duration as ChronoDuration;
@@ -10,8 +10,8 @@ use super::api::{
     str_field, string_map, Ctx, Reply, Result,
 };
 use super::details::{self, F};
+use super::image_export;
 use super::list::{self, Key};
-use super::object_storage;
 use super::shapes;
 use super::store::{rfc3339, Coll, Record, Step};
 
@@ -38,19 +38,7 @@ fn source_object(s: &serde_json::Map<String, Value>) -> Option<(String, String, 
             s.get("bucketName")?.as_str()?.to_string(),
             s.get("objectName")?.as_str()?.to_string(),
         )),
-        _ => {
-            // https://objectstorage.<region>.oraclecloud.com/n/<ns>/b/<bucket>/o/<object>
-            let uri = s.get("sourceUri")?.as_str()?;
-            let path = uri.split_once("://")?.1.split_once('/')?.1;
-            let rest = path.strip_prefix("n/")?;
-            let (ns, rest) = rest.split_once("/b/")?;
-            let (bucket, object) = rest.split_once("/o/")?;
-            let object = percent_encoding::percent_decode_str(object)
-                .decode_utf8()
-                .ok()?
-                .into_owned();
-            Some((ns.to_string(), bucket.to_string(), object))
-        }
+        _ => image_export::parse_object_uri(s.get("sourceUri")?.as_str()?),
     }
 }
 
@@ -76,6 +64,7 @@ pub fn create(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
     }
     let id = new_ocid("image", ctx.region_code);
     let mut failure = None;
+    let mut imported_launch_mode: Option<Value> = None;
     let (os, version, base, ready, state, arch) = match (&instance_id, &source) {
         (Some(_), Some(_)) => {
             return Err(error(
@@ -175,33 +164,55 @@ pub fn create(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
                     ));
                 }
             }
-            let found = source_object(s).is_some_and(|(ns, bucket, object)| {
-                object_storage::object_exists(ctx.world, ctx.fixtures, &ns, &bucket, &object)
-            });
+            let shown = s
+                .get("sourceUri")
+                .and_then(Value::as_str)
+                .map(|u| format!("`{u}`"))
+                .unwrap_or_else(|| {
+                    source_object(s)
+                        .map(|(n, b, o)| format!("`/n/{n}/b/{b}/o/{o}`"))
+                        .unwrap_or_default()
+                });
+            let source_type = s.get("sourceImageType").and_then(Value::as_str);
             let ready = ctx.after(ctx.timings.import);
-            if !found {
-                // OCI accepts the request and fails the import: the work request ends FAILED
-                // and the image is gone (DELETED) instead of AVAILABLE.
-                failure = Some(format!(
-                    "the image file {} does not exist or is not readable",
-                    s.get("sourceUri")
-                        .and_then(Value::as_str)
-                        .map(|u| format!("`{u}`"))
-                        .unwrap_or_else(|| source_object(s)
-                            .map(|(n, b, o)| format!("`/n/{n}/b/{b}/o/{o}`"))
-                            .unwrap_or_default())
-                ));
+            // OCI accepts the request and fails the import: the work request ends FAILED
+            // and the image is gone (DELETED) instead of AVAILABLE.
+            let export = match image_export::import_check(ctx, source_object(s), source_type, shown)
+            {
+                Ok(e) => e,
+                Err(why) => {
+                    failure = Some(why);
+                    None
+                }
+            };
+            if let Some(e) = export {
+                let pick = |k: &str, v: &Value| {
+                    s.get(k)
+                        .filter(|x| !x.is_null())
+                        .cloned()
+                        .unwrap_or_else(|| v.clone())
+                };
+                imported_launch_mode = Some(e.launch_mode.clone());
+                (
+                    pick("operatingSystem", &e.operating_system),
+                    pick("operatingSystemVersion", &e.operating_system_version),
+                    Value::Null,
+                    ready,
+                    "IMPORTING",
+                    e.arch.clone(),
+                )
+            } else {
+                (
+                    s.get("operatingSystem").cloned().unwrap_or(json!("Custom")),
+                    s.get("operatingSystemVersion")
+                        .cloned()
+                        .unwrap_or(json!("1")),
+                    Value::Null,
+                    ready,
+                    "IMPORTING",
+                    "x86_64".to_string(),
+                )
             }
-            (
-                s.get("operatingSystem").cloned().unwrap_or(json!("Custom")),
-                s.get("operatingSystemVersion")
-                    .cloned()
-                    .unwrap_or(json!("1")),
-                Value::Null,
-                ready,
-                "IMPORTING",
-                "x86_64".to_string(),
-            )
         }
     };
     let body = json!({
@@ -212,7 +223,10 @@ pub fn create(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
         "operatingSystem": os,
         "operatingSystemVersion": version,
         "baseImageId": base,
-        "launchMode": str_field(&b, "launchMode")?.unwrap_or("PARAVIRTUALIZED"),
+        "launchMode": match str_field(&b, "launchMode")? {
+            Some(m) => json!(m),
+            None => imported_launch_mode.unwrap_or(json!("PARAVIRTUALIZED")),
+        },
         "launchOptions": launch_options(),
         "createImageAllowed": true,
         "sizeInMBs": 47694,
@@ -343,7 +357,7 @@ pub fn delete(ctx: &mut Ctx<'_>, id: &str) -> Result<Reply> {
     etag_matches(&if_match, rec)?;
     match rec.state() {
         "DELETED" => return Err(not_found("image", id)),
-        "PROVISIONING" | "IMPORTING" => {
+        "PROVISIONING" | "IMPORTING" | "EXPORTING" => {
             return Err(error(
                 409,
                 "IncorrectState",

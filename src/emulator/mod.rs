@@ -18,14 +18,16 @@
 //! - `pipeline`: one request from arrival to reply (authentication, body cap, limits, faults,
 //!   retry tokens, the handler, persistence), in that order.
 //! - [`routes`]: the one route table — every operation, its method and path, its handler.
-//! - The handlers, by resource family: [`instances`] (and [`instance_changes`]), [`images`], [`volumes`] (and [`volume_changes`]), [`network`],
-//!   [`identity`], [`shapes`], [`work_requests`], [`object_storage`]; their shared helpers and
-//!   context in [`api`]; the records in [`store`].
+//! - The handlers, by resource family: [`instances`] (and [`instance_changes`]), [`images`] (and
+//!   [`image_export`]), [`volumes`] (and [`volume_changes`]), [`network`],
+//!   [`identity`], [`shapes`], [`work_requests`], [`object_storage`] (and [`object_copy`]); their shared helpers and
+//!   context in [`api`]; the records in [`store`]; the regions served together, which a
+//!   cross-region CopyObject reaches, in [`peers`].
 //!
 //! ## What it models
 //! - **Compute** ([`instances`], [`instance_changes`], [`images`], [`shapes`]): LaunchInstance, Get/List/Update/
 //!   TerminateInstance, InstanceAction, ChangeInstanceCompartment; Create/Get/List/Update/
-//!   DeleteImage, ChangeImageCompartment; ListShapes. Every field of Oracle's SDK `Instance` and
+//!   DeleteImage, ChangeImageCompartment, ExportImage ([`image_export`]); ListShapes. Every field of Oracle's SDK `Instance` and
 //!   `Image` models is in every response (null or empty where OCI would say so).
 //! - **Block Volume** ([`volumes`]): a launch from an image makes a boot volume and attaches it;
 //!   Get/List/DeleteBootVolume, Get/ListBootVolumeAttachments; UpdateBootVolume and
@@ -41,7 +43,9 @@
 //!   ListAvailabilityDomains, ListFaultDomains, Get/ListCompartments (the tenancy root, `kiln-emulator`,
 //!   `dev`, `prod` and `prod/app` below it), tag namespaces and tags.
 //! - **Work requests** ([`work_requests`]): Get, List, errors and logs, for every mutation.
-//! - **Object Storage** ([`object_storage`]), for remote state and image files to import.
+//! - **Object Storage** ([`object_storage`]), for remote state and image files to import;
+//!   CreateBucket, CopyObject to another region served with this one and its work request
+//!   (`/workRequests/{id}` at the endpoint's root), for image copies ([`object_copy`], [`peers`]).
 //! - **The embedded emulator** ([`embedded`]): `endpoint = "emulator"`, one emulated cloud per
 //!   state directory however many kiln runs use it at once (one serves, the others attach).
 //! - Fixtures ([`fixtures`]) are per region (`Fixtures::new(region)`); compartments and tag
@@ -124,8 +128,9 @@
 //! - Page tokens are keysets, not offsets ([`list`]): a list walked while resources are created or
 //!   deleted never repeats an item and never skips one that existed throughout.
 //! - CreateImage from Object Storage imports only an object that exists in the emulator's own
-//!   namespace (the seeded `images` bucket): any other is accepted (200, IMPORTING) and then fails —
-//!   the work request ends FAILED with an error, and the image is DELETED.
+//!   namespace (the seeded `images` bucket, or one made with CreateBucket): any other is accepted
+//!   (200, IMPORTING) and then fails — the work request ends FAILED with an error, and the image
+//!   is DELETED; so does an exported image imported as what it is not ([`image_export`]).
 //! - Work request statuses are the SDK model's: ACCEPTED (at the instant it is made), IN_PROGRESS,
 //!   SUCCEEDED, FAILED; never CANCELING or CANCELED (there is no CancelWorkRequest).
 //! - The seeded network is visible from every compartment.
@@ -163,7 +168,11 @@
 //!   IP is derived from its VNIC when read (its OCID is the VNIC's with `publicip`), not a record
 //!   of its own: no reserved public IPs, no public IP pools, no Create/Update/DeletePublicIp.
 //! - Error messages are the emulator's own; codes and statuses follow OCI's documented ones.
-//! - Images captured from an instance are of its architecture; imported ones are x86.
+//! - Images captured from an instance are of its architecture; imported ones are x86, except an
+//!   exported image, which keeps its own.
+//! - An exported image's object holds only a header (its metadata, as JSON): GetObject returns
+//!   that (and HeadObject its length), while ListObjects and GetBucket count its billable size
+//!   ([`image_export`]). Objects are written whole when the work request that writes them ends.
 //! - Lifecycle durations are fixed (× the time scale), never random.
 
 pub mod api;
@@ -177,6 +186,7 @@ pub mod embedded;
 pub mod federation;
 pub mod fixtures;
 pub mod identity;
+pub mod image_export;
 pub mod images;
 pub mod instance_changes;
 pub mod instances;
@@ -184,7 +194,9 @@ pub mod limits;
 pub mod list;
 pub mod network;
 pub mod nsgs;
+pub mod object_copy;
 pub mod object_storage;
+pub mod peers;
 mod pipeline;
 pub mod related;
 pub mod routes;

@@ -1,11 +1,13 @@
 //! The Object Storage subset (for kiln's remote state), served by the same emulator: GetNamespace,
 //! GetBucket, ListObjects, GetObject, HeadObject, PutObject, DeleteObject under
 //! `/n/{namespace}/b/{bucket}/o/{object}` (no version prefix, as on OCI). The routes are in
-//! [`super::routes`]; this module holds their handlers and the buckets' records.
+//! [`super::routes`]; this module holds their handlers and the buckets' records (CreateBucket,
+//! CopyObject and Object Storage work requests are in [`super::object_copy`]).
+//! An object written by a work request (an image export, a copy) exists once it finishes.
 //!
 //! Choices where OCI's documentation is silent:
 //! - One namespace (`Fixtures::namespace`) and two seeded buckets (`Fixtures::bucket` for state,
-//!   `Fixtures::image_bucket` for image files to import); no CreateBucket. Another namespace or bucket is 404 `BucketNotFound`; a missing object is 404
+//!   `Fixtures::image_bucket` for image files to import); more with CreateBucket. Another namespace or bucket is 404 `BucketNotFound`; a missing object is 404
 //!   `ObjectNotFound` (HEAD: 404 without a body).
 //! - Object etags are strong: a new UUID on every write. `If-Match` on Get/Head/Put/Delete must
 //!   equal the current etag (a missing object fails it too): 412 `IfMatchFailed`. `If-None-Match: *`
@@ -36,6 +38,10 @@ pub struct BucketRec {
     pub created: DateTime<Utc>,
     pub etag: String,
     pub objects: BTreeMap<String, ObjectRec>,
+    /// CreateBucket's `metadata`, `freeformTags`, `definedTags` and `objectEventsEnabled`, as
+    /// given (a seeded bucket has none).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub given: Map<String, Value>,
 }
 
 /// One object: content (base64 in the data file), etag, MD5 and times.
@@ -48,6 +54,20 @@ pub struct ObjectRec {
     pub size: u64,
     pub created: DateTime<Utc>,
     pub modified: DateTime<Utc>,
+    /// Written by a work request (an image export, a copy from another region): not there
+    /// before its work request finishes ([`ObjectRec::visible`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_from: Option<DateTime<Utc>>,
+    /// What ExportImage wrote this object from ([`super::image_export`]); kept by copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exported: Option<super::image_export::ExportedImage>,
+}
+
+impl ObjectRec {
+    /// Whether the object exists at `now` (its writing work request has finished).
+    pub fn visible(&self, now: DateTime<Utc>) -> bool {
+        self.visible_from.is_none_or(|t| t <= now)
+    }
 }
 
 /// Make sure the seeded buckets exist (a fresh world, or data from an older emulator): the one
@@ -62,23 +82,29 @@ pub fn seed(world: &mut World, fixtures: &Fixtures) {
                 created: "2026-01-01T00:00:00Z".parse().expect("valid time"),
                 etag: uuid::Uuid::new_v4().to_string(),
                 objects: BTreeMap::new(),
+                given: Map::new(),
             });
     }
 }
 
-/// Does `namespace`/`bucket`/`object` exist (an image file to import)?
-pub fn object_exists(
-    world: &World,
+/// The object `namespace`/`bucket`/`object`, if it exists at `now` (an image file to import).
+pub fn find_object<'w>(
+    world: &'w World,
     fixtures: &Fixtures,
     namespace: &str,
     bucket: &str,
     object: &str,
-) -> bool {
-    namespace == fixtures.namespace
-        && world
-            .buckets
-            .get(bucket)
-            .is_some_and(|b| b.objects.contains_key(object))
+    now: DateTime<Utc>,
+) -> Option<&'w ObjectRec> {
+    if namespace != fixtures.namespace {
+        return None;
+    }
+    world
+        .buckets
+        .get(bucket)?
+        .objects
+        .get(object)
+        .filter(|o| o.visible(now))
 }
 
 /// What a handler needs from the request.
@@ -88,6 +114,10 @@ pub struct Request<'a> {
     pub header: &'a dyn Fn(&str) -> Option<String>,
     pub body: &'a [u8],
     pub now: DateTime<Utc>,
+    /// The regions served with this one (CopyObject's destinations).
+    pub peers: &'a super::peers::Peers,
+    /// How long a copy to another region takes (`Timings::copy`).
+    pub copy_time: std::time::Duration,
 }
 
 type Result<T> = std::result::Result<T, Reply>;
@@ -99,14 +129,18 @@ fn http_date(t: DateTime<Utc>) -> String {
 /// GetBucket.
 pub(super) fn get_bucket(world: &World, fixtures: &Fixtures, req: &Request<'_>) -> Result<Reply> {
     bucket(world, fixtures, req.segs).map(|(name, b)| {
-        let body = json!({
+        let mut body = json!({
             "namespace": fixtures.namespace, "name": name, "compartmentId": b.compartment_id,
             "metadata": {}, "createdBy": "ocid1.user.oc1..aaaaaaaakilnemulator",
             "timeCreated": rfc3339(b.created), "etag": b.etag, "publicAccessType": "NoPublicAccess",
             "storageTier": "Standard", "objectEventsEnabled": false, "freeformTags": {}, "definedTags": {},
             "versioning": "Disabled", "replicationEnabled": false, "isReadOnly": false,
-            "approximateCount": b.objects.len(), "approximateSize": b.objects.values().map(|o| o.size).sum::<u64>(),
+            "approximateCount": b.objects.values().filter(|o| o.visible(req.now)).count(),
+            "approximateSize": b.objects.values().filter(|o| o.visible(req.now)).map(|o| o.size).sum::<u64>(),
         });
+        for (k, v) in &b.given {
+            body[k] = v.clone();
+        }
         Reply::json(200, &body).header("etag", b.etag.clone())
     })
 }
@@ -188,7 +222,7 @@ pub(super) fn read(
 ) -> Result<Reply> {
     let (bname, b) = bucket(world, fixtures, req.segs)?;
     let name = object_name(req.segs);
-    let Some(o) = b.objects.get(&name) else {
+    let Some(o) = b.objects.get(&name).filter(|o| o.visible(req.now)) else {
         return Err(if head {
             Reply::empty(404)
         } else {
@@ -199,14 +233,26 @@ pub(super) fn read(
         return Err(if head { Reply::empty(412) } else { e });
     }
     let data = B64.decode(&o.data_base64).unwrap_or_default();
-    let reply = Reply {
+    // An exported image keeps only its header: its stored size is what is listed, the header
+    // what is read (see the module doc of `image_export`).
+    let length = if o.exported.is_some() {
+        data.len() as u64
+    } else {
+        o.size
+    };
+    let mut reply = Reply {
         status: 200,
         headers: vec![
             ("content-type".into(), o.content_type.clone()),
-            ("content-length".into(), o.size.to_string()),
+            ("content-length".into(), length.to_string()),
         ],
         body: if head { Vec::new() } else { data },
     };
+    if let Some(e) = &o.exported {
+        for (k, v) in e.metadata() {
+            reply = reply.header(&format!("opc-meta-{k}"), v);
+        }
+    }
     Ok(object_headers(reply, o))
 }
 
@@ -214,7 +260,7 @@ pub(super) fn put(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> 
     let name = object_name(req.segs);
     let now = req.now;
     let b = bucket_mut(world, fixtures, req.segs)?;
-    let current = b.objects.get(&name);
+    let current = b.objects.get(&name).filter(|o| o.visible(now));
     check_if_match(req, current)?;
     if let Some(m) = (req.header)("if-none-match") {
         if m.trim() != "*" {
@@ -251,6 +297,8 @@ pub(super) fn put(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) -> 
         size: req.body.len() as u64,
         created: current.map(|c| c.created).unwrap_or(now),
         modified: now,
+        visible_from: None,
+        exported: None,
     };
     let reply =
         object_headers(Reply::empty(200), &obj).header("opc-content-md5", obj.md5_base64.clone());
@@ -262,7 +310,7 @@ pub(super) fn delete(world: &mut World, fixtures: &Fixtures, req: &Request<'_>) 
     let name = object_name(req.segs);
     let bname = req.segs[2].to_string();
     let b = bucket_mut(world, fixtures, req.segs)?;
-    let Some(current) = b.objects.get(&name) else {
+    let Some(current) = b.objects.get(&name).filter(|o| o.visible(req.now)) else {
         return Err(object_not_found(&name, &bname));
     };
     check_if_match(req, Some(current))?;
@@ -282,7 +330,7 @@ pub(super) fn list(world: &World, fixtures: &Fixtures, req: &Request<'_>) -> Res
     let mut matching = b
         .objects
         .iter()
-        .filter(|(n, _)| n.starts_with(prefix))
+        .filter(|(n, o)| n.starts_with(prefix) && o.visible(req.now))
         .filter(|(n, _)| start.is_none_or(|s| n.as_str() >= s))
         .filter(|(n, _)| end.is_none_or(|e| n.as_str() < e));
     let mut objects = Vec::new();

@@ -85,6 +85,12 @@ pub(super) async fn process(
         (rel, Service::Compute)
     } else if path == "/n" || path.starts_with("/n/") {
         (&path[2..], Service::Objects)
+    } else if let Some(rel) = path
+        .strip_prefix("/workRequests")
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    {
+        // Object Storage's work requests live at the root of its endpoint.
+        (rel, Service::ObjectWorkRequests)
     } else {
         return Some(api::error(
             404,
@@ -135,7 +141,9 @@ pub(super) async fn process(
         Err(reason) => return Some(not_authenticated(reason)),
     };
     let (limit, service) = match service {
-        Service::Objects => (shared.config.body_limits.object_storage, "Object Storage"),
+        Service::Objects | Service::ObjectWorkRequests => {
+            (shared.config.body_limits.object_storage, "Object Storage")
+        }
         Service::Compute => (shared.config.body_limits.compute, "Compute"),
     };
     let declared = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
@@ -206,12 +214,17 @@ pub(super) async fn process(
                 header: &header,
                 body,
                 now,
+                peers: &shared.config.peers,
+                copy_time: shared.timings.copy,
             };
             let (reply, mutated) =
                 handle(&mut world, &shared.fixtures, &req).unwrap_or_else(|e| (e, false));
             if mutated {
                 save_world(shared, &world);
             }
+            let outbox = std::mem::take(&mut world.outbox);
+            drop(world);
+            hand_over(shared, outbox);
             return reset_after(shared, method, reply);
         }
     };
@@ -281,6 +294,19 @@ pub(super) async fn process(
         save_world(shared, &world);
     }
     reset_after(shared, method, reply)
+}
+
+/// Copies to other regions ([`super::peers`]), handed over with no world lock held; a refused
+/// one fails its work request here.
+fn hand_over(shared: &Shared, outbox: Vec<super::peers::Delivery>) {
+    for d in outbox {
+        let wr = d.work_request.clone();
+        if let Err(why) = super::peers::deliver(&shared.config.peers, d) {
+            let mut world = shared.world.lock().expect("world lock");
+            super::object_copy::fail(&mut world, &wr, why);
+            save_world(shared, &world);
+        }
+    }
 }
 
 /// The `--fault-reset-after` fault: the change is made, the answer is lost.

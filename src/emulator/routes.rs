@@ -18,8 +18,8 @@ use super::object_storage::{self, Request};
 use super::store::World;
 use super::Fixtures;
 use super::{
-    identity, images, instance_changes, instances, network, nsgs, shapes, vnics, volume_changes,
-    volumes, work_requests,
+    identity, image_export, images, instance_changes, instances, network, nsgs, object_copy,
+    shapes, vnics, volume_changes, volumes, work_requests,
 };
 
 /// A request as a Compute-side handler sees it: the decoded segments after `/20160918`, the query
@@ -62,6 +62,8 @@ pub enum Service {
     Compute,
     /// Object Storage, under `/n` (no API version).
     Objects,
+    /// Object Storage's work requests, under `/workRequests` at the root of its endpoint.
+    ObjectWorkRequests,
 }
 
 /// One operation: how it is reached and what answers it.
@@ -80,6 +82,9 @@ impl Route {
     pub fn service(&self) -> Service {
         match self.handler {
             Handler::Compute(_) => Service::Compute,
+            Handler::Objects(_) if self.path.starts_with("/workRequests") => {
+                Service::ObjectWorkRequests
+            }
             Handler::Objects(_) => Service::Objects,
         }
     }
@@ -195,6 +200,7 @@ pub static ROUTES: &[Route] = &[
     compute("GET", "/20160918/images/{imageId}", "GetImage", get_image),
     compute("PUT", "/20160918/images/{imageId}", "UpdateImage", |c, a| images::update(c, a.id(), a.body)),
     compute("DELETE", "/20160918/images/{imageId}", "DeleteImage", |c, a| images::delete(c, a.id())),
+    compute("POST", "/20160918/images/{imageId}/actions/export", "ExportImage", |c, a| image_export::export(c, a.id(), a.body)),
     compute("POST", "/20160918/images/{imageId}/actions/changeCompartment", "ChangeImageCompartment", |c, a| instance_changes::change_compartment(c, "image", a.id(), a.body)),
     compute("GET", "/20160918/shapes", "ListShapes", |c, a| shapes::list(c, a.query)),
     compute("GET", "/20160918/bootVolumes", "ListBootVolumes", |c, a| volumes::list(c, a.query)),
@@ -233,6 +239,10 @@ pub static ROUTES: &[Route] = &[
     compute("GET", "/20160918/workRequests/{workRequestId}/errors", "ListWorkRequestErrors", |c, a| work_requests::errors(c, a.id(), a.query)),
     compute("GET", "/20160918/workRequests/{workRequestId}/logs", "ListWorkRequestLogs", |c, a| work_requests::logs(c, a.id(), a.query)),
     objects("GET", "/n", "GetNamespace", get_namespace),
+    objects("POST", "/n/{namespaceName}/b", "CreateBucket", object_copy::create_bucket),
+    objects("POST", "/n/{namespaceName}/b/{bucketName}/actions/copyObject", "CopyObject", object_copy::copy_object),
+    objects("GET", "/workRequests/{workRequestId}", "GetObjectStorageWorkRequest", object_copy::get_work_request),
+    objects("GET", "/workRequests/{workRequestId}/errors", "ListObjectStorageWorkRequestErrors", object_copy::work_request_errors),
     objects("GET", "/n/{namespaceName}/b/{bucketName}", "GetBucket", |w, f, r| object_storage::get_bucket(w, f, r).map(|r| (r, false))),
     objects("GET", "/n/{namespaceName}/b/{bucketName}/o", "ListObjects", |w, f, r| object_storage::list(w, f, r).map(|r| (r, false))),
     objects("GET", "/n/{namespaceName}/b/{bucketName}/o/{objectName*}", "GetObject", |w, f, r| object_storage::read(w, f, r, false).map(|r| (r, false))),

@@ -59,6 +59,12 @@ impl RunningEmulator {
         self.shared.fixtures.clone()
     }
 
+    /// The registry of the regions served with this one: give it to another region's
+    /// [`super::EmulatorConfig::peers`] for CopyObject to reach it.
+    pub fn peers(&self) -> super::peers::Peers {
+        self.shared.config.peers.clone()
+    }
+
     /// Request counts per operation, and `total`.
     pub fn stats(&self) -> BTreeMap<String, u64> {
         self.shared.stats.lock().expect("stats lock").clone()
@@ -205,6 +211,7 @@ pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorEr
         rate_limiter: limits::RateLimiter::new(config.rate_limits.clone()),
         config,
     });
+    shared.config.peers.register(&shared.config.region, &shared);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let (restarts, restarted) = tokio::sync::watch::channel(0u64);
     let s = shared.clone();

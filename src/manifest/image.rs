@@ -17,6 +17,7 @@ impl Loader {
         table_at: &At,
         refs: &mut Vec<(Address, Address, At)>,
         instances: &IndexMap<String, Entry>,
+        provider_region: Option<&str>,
     ) -> Option<ImageSpec> {
         let before = self.problems.iter().filter(|p| p.is_error()).count();
         let compartment = self.compartment_of(t, defaults, &address, table_at);
@@ -107,11 +108,14 @@ impl Loader {
             }
         };
         let (freeform_tags, defined_tags) = Self::merged_tags(t, defaults);
+        let region = self.resource_region(t, defaults);
+        let copies = self.image_copies(&address, t, table_at, region.as_deref(), provider_region);
         if self.problems.iter().filter(|p| p.is_error()).count() > before {
             return None;
         }
         Some(ImageSpec {
-            region: self.resource_region(t, defaults),
+            region,
+            copies,
             display_name: str_of(get(t, "display_name"))
                 .map(|(s, _)| s.to_string())
                 .unwrap_or_else(|| address.name.clone()),

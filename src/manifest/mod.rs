@@ -8,7 +8,8 @@
 //! - `vars`: `${vars.NAME}` substitution; `check`: keys and types against [`schema`], the one
 //!   table of keys; `fleet`: `count` / `for_each` / `enabled`;
 //! - `provider`: `[provider]` and `[backend]` (regions, endpoints); `instance` and `image`: each
-//!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files);
+//!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files;
+//!   [`image_copies`]: an image's copies in other regions);
 //!   [`placement`]: a fleet's members spread over availability and fault domains;
 //! - [`lookup`]: names instead of OCIDs (`compartment = { path }`, `subnet`/`nsg_ids`
 //!   `{ lookup }`), kept with their spans for the plan to resolve, and the spans of the values
@@ -29,6 +30,7 @@ pub mod excerpt;
 mod fleet;
 pub mod format;
 mod image;
+pub mod image_copies;
 mod instance;
 pub mod launch;
 pub mod lookup;
@@ -337,6 +339,8 @@ pub struct ImageSpec {
     pub defined_tags: DefinedTags,
     pub restart_source: bool,
     pub prevent_destroy: bool,
+    /// `regions`, `export`, `keep_exports`: its copies in other regions.
+    pub copies: image_copies::ImageCopies,
 }
 
 /// A valid manifest.
@@ -377,6 +381,7 @@ impl Manifest {
             .chain(self.images.values().map(|i| i.region.clone()))
             .chain(std::iter::once(self.provider.region.clone()))
             .flatten()
+            .chain(self.images.values().flat_map(|i| i.copies.regions.clone()))
             .collect()
     }
 
@@ -649,6 +654,7 @@ impl Loader {
                 &e.key_at,
                 &mut ref_sites,
                 &instances_t,
+                provider.region.as_deref(),
             ) {
                 images.insert(name.clone(), spec);
             }

@@ -180,7 +180,8 @@ impl Loader {
     }
 
     /// A reference from one region to another: impossible in OCI (an image is regional; it is
-    /// exported and imported, not launched across regions).
+    /// exported and imported, not launched across regions) — unless the image is copied to the
+    /// referring resource's region (`regions`), where the reference means that copy.
     pub(super) fn cross_region(
         &mut self,
         refs: &[(Address, Address, At)],
@@ -199,8 +200,16 @@ impl Loader {
             let (Some(rf), Some(rt)) = (region_of(from), region_of(to)) else {
                 continue;
             };
-            if rf != rt {
+            let copied_there = to.kind == ResourceKind::Image
+                && images
+                    .get(&to.name)
+                    .is_some_and(|i| rf.is_some_and(|r| i.copies.regions.iter().any(|c| c == r)));
+            if rf != rt && !copied_there {
                 let name = |r: Option<&str>| r.unwrap_or("the provider's region").to_string();
+                let help = match (to.kind, rf) {
+                    (ResourceKind::Image, Some(r)) => format!("add it to `regions`: `{to}` is then copied to {r} (`regions = [\"{r}\"]`), and the reference means that copy"),
+                    _ => "put both in one region (an image is regional: export it and import it in the other region)".to_string(),
+                };
                 self.problem(
                     Problem::error(
                         "cross_region_reference",
@@ -211,7 +220,7 @@ impl Loader {
                         ),
                     )
                     .at(at, "in another region")
-                    .help("put both in one region (an image is regional: export it and import it in the other region)"),
+                    .help(help),
                 );
             }
         }

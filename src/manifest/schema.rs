@@ -368,6 +368,18 @@ pub const IMAGE: &[Field] = &[
     f("defined_tags", Ty::NestedMap, "Defined tags: namespace → key → value"),
     f("restart_source", Ty::Bool, "Start the source instance again after the capture when its desired state is RUNNING (default true)"),
     f("prevent_destroy", Ty::Bool, "Refuse any plan that would destroy or replace this image"),
+    f("regions", Ty::StrList, "Regions to copy the image to besides its own (ids or 3-letter codes): exported, copied through Object Storage and imported in each"),
+    f("export", Ty::Table(IMAGE_EXPORT), "Where copies are exported to: `{ namespace, bucket }` in the image's region (the bucket of the same name in each region of `regions`)"),
+    f("keep_exports", Ty::Bool, "Keep the exported objects once every copy is AVAILABLE (default false: deleted)"),
+];
+
+pub const IMAGE_EXPORT: &[Field] = &[
+    f("namespace", Ty::Str, "Object Storage namespace"),
+    f(
+        "bucket",
+        Ty::Str,
+        "Bucket (created in a target region when missing)",
+    ),
 ];
 
 pub const DEFAULTS: &[Field] = &[

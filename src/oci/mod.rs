@@ -13,7 +13,9 @@
 //! - [`block`]: an instance's boot volume (find, read, UpdateBootVolume, UpdateBootVolumeKmsKey);
 //! - [`catalog`]: the listings plan-time lookups and checks read (compartments, availability and
 //!   fault domains, shapes, VCNs, subnets, network security groups), every page;
-//! - [`object_storage`]: the Object Storage subset behind remote state.
+//! - [`object_storage`]: the Object Storage subset behind remote state;
+//! - [`image_copy`]: what copies an image to another region (ExportImage, CreateBucket,
+//!   CopyObject and its work request).
 //!
 //! Region ids, codes, realms and endpoints are the leaf [`crate::region`], shared with `manifest`.
 //!
@@ -28,6 +30,7 @@ pub mod client;
 pub mod compute;
 pub mod config;
 pub mod error;
+pub mod image_copy;
 pub mod keys;
 pub mod models;
 pub mod net;

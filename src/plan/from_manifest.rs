@@ -623,6 +623,13 @@ pub fn image(spec: &ImageSpec) -> DesiredResource {
 pub fn desired(manifest: &Manifest) -> Vec<DesiredResource> {
     let mut out: Vec<DesiredResource> = manifest.instances.values().map(instance).collect();
     out.extend(manifest.images.values().map(image));
+    out.extend(
+        manifest
+            .images
+            .values()
+            .flat_map(super::image_copies::copies),
+    );
+    super::image_copies::retarget(manifest, &mut out);
     out.sort_by(|a, b| a.address.cmp(&b.address));
     out
 }

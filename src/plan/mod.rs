@@ -13,6 +13,8 @@
 //! - [`from_manifest`] and [`desired`]: the manifest's resources as flat lists of desired
 //!   attributes, each classed as updatable in place, a move (compartment), or forcing replacement
 //!   (with the reason);
+//!   [`image_copies`]: an image's copies in other regions (`image.NAME@<region>`), and the
+//!   references that mean them;
 //! - [`diff`]: desired vs live (what OCI says now) → attribute changes, and state vs live → drift;
 //! - [`build`]: desired resources, prior state and live reads → the plan's nodes and edges (a pure
 //!   function: per resource, image captures, deletes);
@@ -37,6 +39,7 @@ pub mod checks;
 pub mod desired;
 pub mod diff;
 pub mod from_manifest;
+pub mod image_copies;
 pub mod import;
 pub mod import_image;
 mod live;

@@ -126,8 +126,17 @@ fn kind_name(k: ResourceKind) -> &'static str {
     }
 }
 
-/// The kind of a well-formed address: `KIND.NAME`, optionally `[N]` or `["KEY"]` after it.
+/// The kind of a well-formed address: `KIND.NAME`, optionally `[N]` or `["KEY"]` after it; an
+/// image's copy in another region is the image's address and `@<region id>`
+/// (`image.golden@eu-frankfurt-1`, see `plan::image_copies`).
 pub fn address_kind(address: &str) -> Option<ResourceKind> {
+    if let Some((image, region)) = address.rsplit_once('@') {
+        let known = crate::region::resolve(region).ok() == Some(region);
+        return match address_kind(image) {
+            Some(ResourceKind::Image) if known => Some(ResourceKind::Image),
+            _ => None,
+        };
+    }
     let (kind, rest) = address.split_once('.')?;
     let kind = match kind {
         "instance" => ResourceKind::Instance,
@@ -262,6 +271,8 @@ mod tests {
             "image.golden-1",
             "instance.web[0]",
             "instance.web[\"a\"]",
+            "image.golden@eu-frankfurt-1",
+            "image.golden[0]@us-phoenix-1",
         ] {
             assert!(address_kind(ok).is_some(), "{ok}");
         }
@@ -275,6 +286,10 @@ mod tests {
             "instance.web[x]",
             "instance.web[0]x",
             "instance.../x",
+            "instance.web@us-phoenix-1",
+            "image.golden@nowhere-1",
+            "image.golden@phx",
+            "image.golden@",
         ] {
             assert!(address_kind(bad).is_none(), "{bad}");
         }

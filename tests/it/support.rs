@@ -416,6 +416,7 @@ pub fn live_names(live: &[kiln::oci::models::Instance]) -> Vec<String> {
 pub async fn second_region(p: &Project, region: &str) -> (RunningEmulator, String) {
     let emu = start(EmulatorConfig {
         region: region.into(),
+        peers: p.emu.peers(),
         ..config(0.0)
     })
     .await;

@@ -110,6 +110,13 @@ pub struct World {
     /// Object Storage buckets by name (one namespace).
     #[serde(default)]
     pub buckets: BTreeMap<String, super::object_storage::BucketRec>,
+    /// Object Storage work requests (CopyObject), by id ([`super::object_copy`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub object_work_requests: BTreeMap<String, super::object_copy::ObjectWorkRequest>,
+    /// Copies to other regions a handler made, for the pipeline to hand over once it lets go
+    /// of this world ([`super::peers`]).
+    #[serde(skip)]
+    pub outbox: Vec<super::peers::Delivery>,
     #[serde(skip)]
     pub index: Index,
 }
