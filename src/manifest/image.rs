@@ -107,6 +107,7 @@ impl Loader {
             }
         };
         let (freeform_tags, defined_tags) = Self::merged_tags(t, defaults);
+        let keep = self.image_keep(&address, t);
         if self.problems.iter().filter(|p| p.is_error()).count() > before {
             return None;
         }
@@ -127,6 +128,7 @@ impl Loader {
             defined_tags,
             restart_source: bool_of(get(t, "restart_source")).unwrap_or(true),
             prevent_destroy: bool_of(get(t, "prevent_destroy")).unwrap_or(false),
+            keep,
         })
     }
 }

@@ -30,6 +30,8 @@ pub enum Ty {
     TableArray(&'static [Field]),
     /// A count (non-negative integer) or a percentage string (`"25%"`).
     CountOrPercent,
+    /// An image version: `"previous"` or a count back from the newest.
+    Version,
     /// A string (an OCID) or a table of these keys (a lookup by name).
     StrOrTable(&'static [Field]),
     /// An array of [`Ty::StrOrTable`] (`nsg_ids`).
@@ -142,6 +144,8 @@ pub const BY_LOOKUP: &[Field] = &[f(
 
 pub const INSTANCE_SOURCE: &[Field] = &[
     f("image", Ty::Str, "An image OCID or `image.NAME`"),
+    f("version", Ty::Version, "With `image = \"image.NAME\"`: a version it keeps (`keep`), `\"previous\"` or a count back from the newest (0 = newest), resolved from the state when planning"),
+    f("env", Ty::Str, "With `image = \"image.NAME\"`: the image that environment's state records for this instance's region (promotion), read when planning"),
     f("boot_volume", Ty::Str, "A boot volume OCID"),
     f(
         "image_lookup",
@@ -368,6 +372,7 @@ pub const IMAGE: &[Field] = &[
     f("defined_tags", Ty::NestedMap, "Defined tags: namespace → key → value"),
     f("restart_source", Ty::Bool, "Start the source instance again after the capture when its desired state is RUNNING (default true)"),
     f("prevent_destroy", Ty::Bool, "Refuse any plan that would destroy or replace this image"),
+    f("keep", Ty::Int, "Versions kept when the image is rebuilt (default 1: the previous image is deleted); the oldest beyond it are deleted, never one an instance still runs"),
 ];
 
 pub const DEFAULTS: &[Field] = &[
@@ -569,6 +574,10 @@ fn ty_schema(ty: Ty) -> Value {
         Ty::CountOrPercent => json!({ "oneOf": [
             { "type": "integer", "minimum": 0 },
             { "type": "string", "pattern": "^(100|[1-9]?[0-9])%$" }
+        ] }),
+        Ty::Version => json!({ "oneOf": [
+            { "type": "integer", "minimum": 0 },
+            { "type": "string", "enum": ["previous"] }
         ] }),
         Ty::Vars => {
             json!({ "type": "object", "additionalProperties": { "type": ["string", "integer", "number", "boolean"] } })
