@@ -218,7 +218,9 @@ impl Ctx {
                 .entry(c.address.clone())
                 .or_insert_with(|| ResourceState::new(kind));
             // An image's version number goes with it (it may become a retained version).
-            let version = r.version().filter(|_| r.id.as_deref() == Some(old.as_str()));
+            let version = r
+                .version()
+                .filter(|_| r.id.as_deref() == Some(old.as_str()));
             if r.id.as_deref() == Some(old.as_str()) {
                 r.clear_object();
             }

@@ -204,9 +204,11 @@ impl Loader {
             }
             // The value is checked by `versions`.
             (Ty::Version, Value::Int(_) | Value::Str(_)) => {}
-            (Ty::Version, _) => {
-                self.wrong_type(node, path, "`\"previous\"` or a count of versions back (`1`)")
-            }
+            (Ty::Version, _) => self.wrong_type(
+                node,
+                path,
+                "`\"previous\"` or a count of versions back (`1`)",
+            ),
         }
     }
 }

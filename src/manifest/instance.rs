@@ -308,7 +308,8 @@ impl Loader {
         if let Some((s, at)) = str_of(get(t, "image")) {
             let r = self.reference(s, at, "source.image", ResourceKind::Image, &["image"])?;
             let pin = self.image_pin(address, t, matches!(r, Ref::Resource(_)));
-            let other_env = matches!(&pin, Some(p) if matches!(p.which, super::versions::Pin::Env(_)));
+            let other_env =
+                matches!(&pin, Some(p) if matches!(p.which, super::versions::Pin::Env(_)));
             if pinned && pin.is_none() {
                 return None;
             }

@@ -31,7 +31,6 @@ pub mod excerpt;
 mod fleet;
 pub mod format;
 mod image;
-pub mod versions;
 mod instance;
 pub mod launch;
 pub mod lookup;
@@ -43,6 +42,7 @@ pub mod rollout;
 pub mod schema;
 pub mod tree;
 mod vars;
+pub mod versions;
 pub mod vnic;
 
 use std::collections::{BTreeMap, BTreeSet};

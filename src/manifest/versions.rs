@@ -50,10 +50,12 @@ impl Loader {
                 value: Value::Int(n),
                 ..
             }) if (1..=MAX_KEEP).contains(n) => *n as u64,
-            Some(n @ Node {
-                value: Value::Int(k),
-                ..
-            }) => {
+            Some(
+                n @ Node {
+                    value: Value::Int(k),
+                    ..
+                },
+            ) => {
                 self.problem(
                     Problem::error(
                         "invalid_keep",
@@ -94,7 +96,8 @@ impl Loader {
             (Some(v), None) => match &v.value {
                 Value::Int(n) if *n >= 0 => (Pin::Back(*n as u64), v.at.clone()),
                 Value::Str(s) if s == "previous" => (Pin::Back(1), v.at.clone()),
-                _ => {
+                // A wrong type is reported by the key table.
+                Value::Int(_) | Value::Str(_) => {
                     self.problem(
                         Problem::error(
                             "invalid_version",
@@ -105,9 +108,12 @@ impl Loader {
                     );
                     return None;
                 }
+                _ => return None,
             },
             (None, Some(e)) => match str_of(Some(e)) {
-                Some((s, at)) if crate::env_name::is_valid(s) => (Pin::Env(s.to_string()), at.clone()),
+                Some((s, at)) if crate::env_name::is_valid(s) => {
+                    (Pin::Env(s.to_string()), at.clone())
+                }
                 Some((s, at)) => {
                     self.problem(
                         Problem::error(

@@ -122,8 +122,8 @@ async fn planned(s: &Session, operation: &str, req: &PlanRequest) -> miette::Res
         ..req.options(s)
     };
     let mut plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &opts)
-    .await
-    .map_err(PlanError::into_report)?;
+        .await
+        .map_err(PlanError::into_report)?;
     plan.locked_by = holder;
     if let Some(lock) = lock {
         lock.release().await?;

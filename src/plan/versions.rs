@@ -328,7 +328,13 @@ pub fn retention(
     // Images this plan launches an instance from, by OCID (a pin onto a retained version).
     let launched: BTreeSet<String> = changes
         .iter()
-        .filter_map(|c| c.request.as_ref()?.pointer("/sourceDetails/imageId")?.as_str().map(str::to_string))
+        .filter_map(|c| {
+            c.request
+                .as_ref()?
+                .pointer("/sourceDetails/imageId")?
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     let gone = |id: &str| refreshed && live.get(id).is_none_or(LiveRead::is_gone);
     let mut drop = BTreeSet::new();
@@ -387,13 +393,24 @@ pub fn retention(
                 .iter()
                 .filter(|u| !moving.contains(**u))
                 .map(|u| format!("`{u}`"))
-                .chain(launched.contains(&id).then(|| "an instance this plan launches".to_string()))
+                .chain(
+                    launched
+                        .contains(&id)
+                        .then(|| "an instance this plan launches".to_string()),
+                )
                 .collect();
             let doomed = n >= allowed;
             if doomed && staying.is_empty() {
                 // Deleted, after every instance leaving it moved.
+                // ... and once its address's new version exists (a successor first).
                 let after: Vec<usize> = (0..changes.len())
-                    .filter(|&j| changes[j].kind == Kind::Instance && users.contains(&changes[j].address.as_str()))
+                    .filter(|&j| {
+                        let o = &changes[j];
+                        (o.kind == Kind::Instance && users.contains(&o.address.as_str()))
+                            || (&o.address == addr
+                                && !o.deposed
+                                && matches!(o.action, Action::Create | Action::Replace))
+                    })
                     .collect();
                 match planned.first() {
                     Some(&i) => extra.push((i, after)),

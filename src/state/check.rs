@@ -97,14 +97,13 @@ pub(crate) fn check(state: &State) -> Result<(), String> {
         }
         // Retained versions (issue 24) are an image's, each with its own number.
         if !r.retained.is_empty() && kind != ResourceKind::Image {
-            return Err(format!("`{address}` retains versions, but only images have them"));
+            return Err(format!(
+                "`{address}` retains versions, but only images have them"
+            ));
         }
         let mut numbers = BTreeSet::new();
         if let Some(v) = r.retained.iter().find(|v| !numbers.insert(v.version)) {
-            return Err(format!(
-                "`{address}` retains version {} twice",
-                v.version
-            ));
+            return Err(format!("`{address}` retains version {} twice", v.version));
         }
         if let Some(n) = &r.network {
             if kind != ResourceKind::Instance {

@@ -271,8 +271,8 @@ impl ResourceState {
             return;
         };
         let d = self.deposed.remove(at);
-        let taken = self.retained.iter().any(|v| v.version == version)
-            || self.version() == Some(version);
+        let taken =
+            self.retained.iter().any(|v| v.version == version) || self.version() == Some(version);
         let version = match taken {
             false => version,
             true => {

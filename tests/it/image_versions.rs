@@ -35,7 +35,11 @@ async fn runs(p: &Project, prefix: &str) -> Vec<String> {
         .live_instances()
         .await
         .into_iter()
-        .filter(|i| i.display_name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+        .filter(|i| {
+            i.display_name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(prefix))
+        })
         .map(|i| i.image_id.unwrap_or_default())
         .collect();
     out.sort();
@@ -49,7 +53,8 @@ fn retained(state: &Value, address: &str) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-const GOLDEN: &str = "[instance.builder]\n\n[image.golden]\nfrom_instance = \"instance.builder\"\nkeep = 2\n\n";
+const GOLDEN: &str =
+    "[instance.builder]\n\n[image.golden]\nfrom_instance = \"instance.builder\"\nkeep = 2\n\n";
 
 async fn rebuild(p: &Project, extra: &[&str]) -> support::Out {
     support::pass_capture_cooldown(&p.emu);
@@ -76,7 +81,10 @@ async fn keep_2_across_three_rebuilds_keeps_two_versions_and_never_deletes_one_i
     assert_eq!(retained(&p.state(), "image.golden"), [1]);
     ok(&p, &["plan", "--detailed-exitcode"]).await;
     let shown = ok(&p, &["state", "show", "image.golden"]).await;
-    assert!(shown.stdout.contains(&v[&1]), "state show lists the retained version: {shown:?}");
+    assert!(
+        shown.stdout.contains(&v[&1]),
+        "state show lists the retained version: {shown:?}"
+    );
 
     // An instance pinned to the previous version (1) launches from it.
     p.write(&format!(
@@ -92,12 +100,18 @@ async fn keep_2_across_three_rebuilds_keeps_two_versions_and_never_deletes_one_i
         ok(&p, &["plan", "--replace", "image.golden"]).await
     };
     assert!(
-        plan.stdout.contains("version 1") && plan.stdout.contains("kept back") && plan.stdout.contains("`instance.pinned`"),
+        plan.stdout.contains("version 1")
+            && plan.stdout.contains("kept back")
+            && plan.stdout.contains("`instance.pinned`"),
         "the plan says which version is kept back and why: {plan:?}"
     );
     rebuild(&p, &[]).await;
     let v3 = versions(&p).await;
-    assert_eq!(v3.keys().copied().collect::<Vec<_>>(), [1, 2, 3], "nothing in use deleted");
+    assert_eq!(
+        v3.keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3],
+        "nothing in use deleted"
+    );
     assert_eq!(runs(&p, "pinned").await, [v[&1].clone()]);
 
     // The next plan moves the pin to version 2 and then deletes version 1, which nothing runs.
@@ -162,11 +176,7 @@ async fn version_previous_rolls_a_rolling_fleet_back_in_one_line() {
         &mut std::fs::metadata(&check).unwrap().permissions(),
         0o755,
     );
-    std::fs::set_permissions(
-        &check,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     p.write(&rolling(""));
     ok(&p, &["apply", "--auto-approve"]).await;
     rebuild(&p, &[]).await;
@@ -198,6 +208,7 @@ fn promotion(p: &Project, backend: &str) {
         "{GOLDEN}[instance.web]\nsource = {{ image = \"image.golden\" }}\ndisplay_name = \"web-${{vars.env}}\"\n\n[vars]\nenv = \"staging\"\n{backend}"
     ));
     std::fs::create_dir_all(p.path().join("envs")).unwrap();
+    std::fs::write(p.path().join("envs/staging.toml"), "").unwrap();
     std::fs::write(
         p.path().join("envs/production.toml"),
         "[vars]\nenv = \"production\"\n\n[instance.builder]\nenabled = false\n\n[image.golden]\nenabled = false\n\n[instance.web]\nsource = { image = \"image.golden\", env = \"staging\" }\n",
@@ -209,8 +220,11 @@ async fn promotes(p: &Project) {
     // Before staging has built anything, production plans nothing for `web` and says why.
     let plan = ok(p, &["plan", "--env", "production"]).await;
     assert!(
-        plan.stdout.contains("environment `staging` has no AVAILABLE `image.golden`")
-            && plan.stdout.contains("nothing is planned for `instance.web`"),
+        plan.stdout
+            .contains("environment `staging` has no AVAILABLE `image.golden`")
+            && plan
+                .stdout
+                .contains("nothing is planned for `instance.web`"),
         "{plan:?}"
     );
     assert!(plan.stdout.contains("No changes"), "{plan:?}");
@@ -218,7 +232,8 @@ async fn promotes(p: &Project) {
     ok(p, &["apply", "--auto-approve", "--env", "staging"]).await;
     let plan = ok(p, &["plan", "--env", "production"]).await;
     assert!(
-        plan.stdout.contains("images from environment `staging`: its state at serial"),
+        plan.stdout
+            .contains("images from environment `staging`: its state at serial"),
         "the header names the environment and its serial: {plan:?}"
     );
     ok(p, &["apply", "--auto-approve", "--env", "production"]).await;
@@ -231,7 +246,14 @@ async fn promotes(p: &Project) {
     support::pass_capture_cooldown(&p.emu);
     ok(
         p,
-        &["apply", "--auto-approve", "--env", "staging", "--replace", "image.golden"],
+        &[
+            "apply",
+            "--auto-approve",
+            "--env",
+            "staging",
+            "--replace",
+            "image.golden",
+        ],
     )
     .await;
     let v = versions(p).await;
@@ -257,7 +279,10 @@ async fn promotion_from_staging_to_production_with_remote_state() {
     let p = Project::new(support::config(0.0)).await;
     promotion(&p, &crate::state::remote::backend("envs/"));
     promotes(&p).await;
-    assert!(!p.path().join("state/staging.json").exists(), "no local state");
+    assert!(
+        !p.path().join("state/staging.json").exists(),
+        "no local state"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +315,11 @@ async fn a_kill_mid_rebuild_then_apply_again_keeps_each_version_once() {
             [2, 3],
             "{point}: each version once, the oldest gone: {out:?}"
         );
-        assert_eq!(p.live_images().await.len(), 2, "{point}: no duplicate image");
+        assert_eq!(
+            p.live_images().await.len(),
+            2,
+            "{point}: no duplicate image"
+        );
         assert_eq!(runs(&p, "web").await, [v[&3].clone()], "{point}");
         assert_eq!(retained(&p.state(), "image.golden"), [2], "{point}");
         ok(&p, &["plan", "--detailed-exitcode"]).await;
