@@ -82,7 +82,7 @@ pub fn versions_of(r: &ResourceState) -> Vec<(u64, String)> {
         .iter()
         .map(|v| (v.version, v.id.clone()))
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|v| std::cmp::Reverse(v.0));
     if let Some(id) = &r.id {
         let newest = r
             .version()
@@ -371,7 +371,7 @@ pub fn retention(
             }
         }
         previous.retain(|(_, id, _, _)| !gone(id));
-        previous.sort_by(|a, b| b.0.cmp(&a.0));
+        previous.sort_by_key(|v| std::cmp::Reverse(v.0));
         let allowed = keep.saturating_sub(1) as usize;
         for (n, (version, id, deposed, etag)) in previous.into_iter().enumerate() {
             // The delete nodes `build` planned for it (a deposed predecessor's).
