@@ -217,6 +217,10 @@ impl Ctx {
                 .resources
                 .entry(c.address.clone())
                 .or_insert_with(|| ResourceState::new(kind));
+            // An image's version number goes with it (it may become a retained version).
+            let version = r
+                .version()
+                .filter(|_| r.id.as_deref() == Some(old.as_str()));
             if r.id.as_deref() == Some(old.as_str()) {
                 r.clear_object();
             }
@@ -226,6 +230,7 @@ impl Ctx {
                     etag,
                     compartment: r.compartment.clone(),
                     since: Utc::now(),
+                    version,
                 });
             }
             r.updated_at = Utc::now();

@@ -314,6 +314,7 @@ pub async fn apply(
                 for (a, id) in &forget_deposed {
                     if let Some(r) = st.resources.get_mut(a) {
                         r.deposed.retain(|d| &d.id != id);
+                        r.retained.retain(|d| &d.id != id);
                     }
                 }
                 st.resources.retain(|_, r| !r.is_empty());
@@ -387,6 +388,28 @@ pub async fn apply(
         let (read, failed) = ctx.read_networks(&wanted, opts.parallelism).await;
         report.networks_read = read;
         report.failed.extend(failed);
+    }
+    // Images with `keep > 1`: the previous versions the plan keeps are retained (a predecessor
+    // this apply deposed, or one an earlier apply deposed and never retained). Safe at any
+    // point: only a deposed object is moved, and a kill before this leaves it deposed for the
+    // next plan to retain.
+    if !plan.retain.is_empty() {
+        let retain = plan.retain.clone();
+        let touched: Vec<String> = retain.iter().map(|r| r.address.clone()).collect();
+        if let Err(e) = ctx
+            .record_at("state", &touched, |st| {
+                for r in &retain {
+                    if let Some(rec) = st.resources.get_mut(&r.address) {
+                        rec.retain_version(&r.id, r.version);
+                    }
+                }
+            })
+            .await
+        {
+            report
+                .failed
+                .push(("retain image versions".into(), e.to_string()));
+        }
     }
     report.behind = ctx.behind.lock().expect("behind").iter().cloned().collect();
     let mut counts: BTreeMap<Action, usize> = BTreeMap::new();

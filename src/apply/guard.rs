@@ -204,6 +204,7 @@ impl Ctx {
                     r.clear_object();
                 }
                 r.deposed.retain(|d| d.id != id);
+                r.retained.retain(|d| d.id != id);
                 if r.is_empty() {
                     st.resources.remove(&c.address);
                 }

@@ -349,6 +349,7 @@ impl Ctx {
                 etag: rec.etag.clone(),
                 compartment: rec.compartment.clone(),
                 since: chrono::Utc::now(),
+                version: None,
             });
             rec.id = Some(old.clone());
             rec.etag = etag;

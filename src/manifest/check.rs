@@ -202,6 +202,13 @@ impl Loader {
             (Ty::CountOrPercent, _) => {
                 self.wrong_type(node, path, "a count (`1`) or a percentage (`\"25%\"`)")
             }
+            // The value is checked by `versions`.
+            (Ty::Version, Value::Int(_) | Value::Str(_)) => {}
+            (Ty::Version, _) => self.wrong_type(
+                node,
+                path,
+                "`\"previous\"` or a count of versions back (`1`)",
+            ),
         }
     }
 }

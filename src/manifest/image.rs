@@ -110,6 +110,7 @@ impl Loader {
         let (freeform_tags, defined_tags) = Self::merged_tags(t, defaults);
         let region = self.resource_region(t, defaults);
         let copies = self.image_copies(&address, t, table_at, region.as_deref(), provider_region);
+        let keep = self.image_keep(&address, t);
         if self.problems.iter().filter(|p| p.is_error()).count() > before {
             return None;
         }
@@ -131,6 +132,7 @@ impl Loader {
             defined_tags,
             restart_source: bool_of(get(t, "restart_source")).unwrap_or(true),
             prevent_destroy: bool_of(get(t, "prevent_destroy")).unwrap_or(false),
+            keep,
         })
     }
 }

@@ -132,6 +132,7 @@ impl Loader {
         let subnet = self.subnet_of(t, defaults, &address, table_at);
         let (vnic, nsg_lookups) = self.primary_vnic(t, defaults);
         let spans = Self::spans(t, defaults, placement.as_ref().map(|_| table_at));
+        let mut pin = None;
         let source = match Self::field(t, defaults, "source") {
             None => {
                 self.problem(
@@ -141,7 +142,10 @@ impl Loader {
                 );
                 None
             }
-            Some(n) => self.instance_source(&address, n, refs),
+            Some(n) => self.instance_source(&address, n, refs).map(|(s, p)| {
+                pin = p;
+                s
+            }),
         };
         let mut metadata = str_map(get(defaults, "metadata"));
         metadata.extend(str_map(get(t, "metadata")));
@@ -255,6 +259,7 @@ impl Loader {
             create_before_destroy: bool_of(get(t, "create_before_destroy")).unwrap_or(false),
             launch: launch_settings(t, defaults),
             extras,
+            pin,
         })
     }
 
@@ -284,9 +289,15 @@ impl Loader {
         address: &Address,
         n: &Node,
         refs: &mut Vec<(Address, Address, At)>,
-    ) -> Option<InstanceSource> {
+    ) -> Option<(InstanceSource, Option<super::versions::ImagePin>)> {
         let t = entries(n)?;
-        if t.len() != 1 {
+        // `version` / `env` pin which image of `image` (see `versions`).
+        let pins = ["version", "env"]
+            .iter()
+            .filter(|k| get(t, k).is_some())
+            .count();
+        let pinned = get(t, "image").is_some() && pins > 0;
+        if t.len() - if pinned { pins } else { 0 } != 1 {
             self.problem(
                 Problem::error("invalid_source", format!("`{address}` `source` must have exactly one of `image`, `boot_volume`, `image_lookup`"))
                     .at(&n.at, format!("{} given", t.len()))
@@ -296,15 +307,22 @@ impl Loader {
         }
         if let Some((s, at)) = str_of(get(t, "image")) {
             let r = self.reference(s, at, "source.image", ResourceKind::Image, &["image"])?;
-            if let Ref::Resource(a) = &r {
+            let pin = self.image_pin(address, t, matches!(r, Ref::Resource(_)));
+            let other_env =
+                matches!(&pin, Some(p) if matches!(p.which, super::versions::Pin::Env(_)));
+            if pinned && pin.is_none() {
+                return None;
+            }
+            // An image taken from another environment need not be declared in this one.
+            if let (Ref::Resource(a), false) = (&r, other_env) {
                 refs.push((address.clone(), a.clone(), at.clone()));
             }
-            return Some(InstanceSource::Image(r));
+            return Some((InstanceSource::Image(r), pin));
         }
         if let Some((s, at)) = str_of(get(t, "boot_volume")) {
             return self
                 .ocid(s, at, "source.boot_volume", &["bootvolume"])
-                .map(InstanceSource::BootVolume);
+                .map(|id| (InstanceSource::BootVolume(id), None));
         }
         if let Some(l) = get(t, "image_lookup").and_then(entries) {
             let os = str_of(get(l, "os")).map(|(s, _)| s.to_string());
@@ -320,11 +338,14 @@ impl Loader {
                 );
                 return None;
             }
-            return Some(InstanceSource::ImageLookup {
-                os: os?,
-                version: version?,
-                shape: str_of(get(l, "shape")).map(|(s, _)| s.to_string()),
-            });
+            return Some((
+                InstanceSource::ImageLookup {
+                    os: os?,
+                    version: version?,
+                    shape: str_of(get(l, "shape")).map(|(s, _)| s.to_string()),
+                },
+                None,
+            ));
         }
         None
     }

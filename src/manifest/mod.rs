@@ -15,7 +15,9 @@
 //!   `{ lookup }`), kept with their spans for the plan to resolve, and the spans of the values
 //!   the plan checks against OCI (shape, domains, image, subnet);
 //! - `references`: OCIDs and their kinds, references (dangling, across regions), cycles,
-//!   `[[moved]]`; [`rollout`]: `replace_method` and `rollout` (limits, health check).
+//!   `[[moved]]`; [`rollout`]: `replace_method` and `rollout` (limits, health check);
+//! - [`versions`]: an image's `keep`, and the `version` / `env` pins of an instance's `source`
+//!   (resolved by the plan against the states).
 //!
 //! Side files (`user_data_file`, `ssh_authorized_keys_file`) are read only if they are regular
 //! files within [`USER_DATA_FILE_LIMIT`] and [`SSH_KEYS_FILE_LIMIT`]; anything else is a
@@ -42,6 +44,7 @@ pub mod rollout;
 pub mod schema;
 pub mod tree;
 mod vars;
+pub mod versions;
 pub mod vnic;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -302,6 +305,9 @@ pub struct InstanceSpec {
     pub spans: lookup::Spans,
     /// `rollout` (of the table, else of `[defaults]`): `None` replaces as before.
     pub rollout: Option<rollout::Rollout>,
+    /// `source = { image = "image.NAME", version | env }`: which image of it to boot
+    /// ([`versions`]; resolved at plan time, when `source` becomes that image's OCID).
+    pub pin: Option<versions::ImagePin>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -341,6 +347,8 @@ pub struct ImageSpec {
     pub prevent_destroy: bool,
     /// `regions`, `export`, `keep_exports`: its copies in other regions.
     pub copies: image_copies::ImageCopies,
+    /// `keep`: how many versions a rebuild keeps (1: the previous image is deleted).
+    pub keep: u64,
 }
 
 /// A valid manifest.
@@ -399,7 +407,9 @@ impl Manifest {
     pub fn edges(&self) -> Vec<(Address, Address)> {
         let mut out = Vec::new();
         for i in self.instances.values() {
-            if let InstanceSource::Image(Ref::Resource(a)) = &i.source {
+            // An image taken from another environment is not this one's to wait for.
+            let other_env = matches!(&i.pin, Some(p) if matches!(p.which, versions::Pin::Env(_)));
+            if let (InstanceSource::Image(Ref::Resource(a)), false) = (&i.source, other_env) {
                 out.push((i.address.clone(), a.clone()));
             }
         }

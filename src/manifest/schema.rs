@@ -30,6 +30,8 @@ pub enum Ty {
     TableArray(&'static [Field]),
     /// A count (non-negative integer) or a percentage string (`"25%"`).
     CountOrPercent,
+    /// An image version: `"previous"` or a count back from the newest.
+    Version,
     /// A string (an OCID) or a table of these keys (a lookup by name).
     StrOrTable(&'static [Field]),
     /// An array of [`Ty::StrOrTable`] (`nsg_ids`).
@@ -142,6 +144,8 @@ pub const BY_LOOKUP: &[Field] = &[f(
 
 pub const INSTANCE_SOURCE: &[Field] = &[
     f("image", Ty::Str, "An image OCID or `image.NAME`"),
+    f("version", Ty::Version, "With `image = \"image.NAME\"`: a version it keeps (`keep`), `\"previous\"` or a count back from the newest (0 = newest), resolved from the state when planning"),
+    f("env", Ty::Str, "With `image = \"image.NAME\"`: the image that environment's state records for this instance's region (promotion), read when planning"),
     f("boot_volume", Ty::Str, "A boot volume OCID"),
     f(
         "image_lookup",
@@ -371,6 +375,7 @@ pub const IMAGE: &[Field] = &[
     f("regions", Ty::StrList, "Regions to copy the image to besides its own (ids or 3-letter codes): exported, copied through Object Storage and imported in each"),
     f("export", Ty::Table(IMAGE_EXPORT), "Where copies are exported to: `{ namespace, bucket }` in the image's region (the bucket of the same name in each region of `regions`)"),
     f("keep_exports", Ty::Bool, "Keep the exported objects once every copy is AVAILABLE (default false: deleted)"),
+    f("keep", Ty::Int, "Versions kept when the image is rebuilt (default 1: the previous image is deleted); the oldest beyond it are deleted, never one an instance still runs"),
 ];
 
 pub const IMAGE_EXPORT: &[Field] = &[
@@ -581,6 +586,10 @@ fn ty_schema(ty: Ty) -> Value {
         Ty::CountOrPercent => json!({ "oneOf": [
             { "type": "integer", "minimum": 0 },
             { "type": "string", "pattern": "^(100|[1-9]?[0-9])%$" }
+        ] }),
+        Ty::Version => json!({ "oneOf": [
+            { "type": "integer", "minimum": 0 },
+            { "type": "string", "enum": ["previous"] }
         ] }),
         Ty::Vars => {
             json!({ "type": "object", "additionalProperties": { "type": ["string", "integer", "number", "boolean"] } })

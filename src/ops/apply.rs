@@ -121,6 +121,7 @@ pub async fn prepare<'s>(
                 destroy: matches!(req.kind, Kind::Destroy),
                 replace: req.replace.clone(),
                 observe: policies.is_some(),
+                envs: s.env_states().await?,
                 ..s.plan_options()
             };
             make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &popts)

@@ -117,14 +117,13 @@ async fn planned(s: &Session, operation: &str, req: &PlanRequest) -> miette::Res
         None => s.store.lock_holder().await?,
     };
     let state = s.store.load().await?;
-    let mut plan = make_plan(
-        &s.manifest,
-        state.as_ref(),
-        Some(&s.clients),
-        &req.options(s),
-    )
-    .await
-    .map_err(PlanError::into_report)?;
+    let opts = PlanOptions {
+        envs: s.env_states().await?,
+        ..req.options(s)
+    };
+    let mut plan = make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &opts)
+        .await
+        .map_err(PlanError::into_report)?;
     plan.locked_by = holder;
     if let Some(lock) = lock {
         lock.release().await?;

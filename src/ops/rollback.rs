@@ -58,8 +58,16 @@ pub(super) async fn roll_back(
             return Err(err(e.into()));
         }
     };
+    let envs = match s.env_states().await {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = lock.release().await;
+            return Err(err(e));
+        }
+    };
     let opts = PlanOptions {
         targets: fleets,
+        envs,
         ..s.plan_options()
     };
     let plan = match make_plan(&s.manifest, state.as_ref(), Some(&s.clients), &opts).await {

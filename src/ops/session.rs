@@ -56,6 +56,20 @@ pub struct Session {
 }
 
 impl Session {
+    /// Snapshots of the other environments' states the manifest takes images from
+    /// (`source = { image, env }`): read beside this one's, without their locks.
+    pub async fn env_states(&self) -> miette::Result<crate::plan::versions::EnvStates> {
+        let mut out = crate::plan::versions::EnvStates::new();
+        for env in crate::plan::versions::envs_read(&self.manifest) {
+            let state = match self.store.sibling(&self.manifest.env, &env)? {
+                Some(store) => store.load().await?,
+                None => None,
+            };
+            out.insert(env, state);
+        }
+        Ok(out)
+    }
+
     /// A session over parts made elsewhere (the fault suite's and the simulation's own clients
     /// and stores): the same flows, with no provider to connect to.
     pub fn from_parts(

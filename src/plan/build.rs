@@ -54,6 +54,8 @@ pub struct Prior {
     pub pending_stale: bool,
     /// Superseded objects of this address not destroyed yet (a replacement's predecessors).
     pub deposed: Vec<String>,
+    /// Images: the previous versions `keep` retains ([`super::versions`]).
+    pub retained: Vec<String>,
 }
 
 /// One live read: the OCI JSON (as text, parsed where the plan compares it: [`RawJson`]) and,

@@ -35,7 +35,7 @@ pub(super) async fn read_live(
     let mut deposed_instances = Vec::new();
     for p in prior.values() {
         match p.kind {
-            Some(Kind::Image) => image_ids.extend(p.deposed.iter().cloned()),
+            Some(Kind::Image) => image_ids.extend(p.deposed.iter().chain(&p.retained).cloned()),
             _ => deposed_instances.extend(p.deposed.iter().cloned()),
         }
     }

@@ -213,6 +213,8 @@ mod tests {
             drift: vec![],
             forget: vec![],
             forget_deposed: vec![],
+            retain: vec![],
+            envs: vec![],
             moved: vec![],
             warnings: vec![],
             refresh_only: false,

@@ -23,6 +23,8 @@
 //!   refused) and the retag of a renamed resource;
 //! - [`rollback`]: `on_failure = "rollback"`: the fleets moved back onto their previous image;
 //! - [`rollout`]: boot volume replacements, and a fleet's replacements released in batches;
+//! - [`versions`]: image versions — `kiln-version` numbers, `keep` (retained versions, deleted
+//!   oldest first, never one in use), `version` pins and `env` promotion resolved from states;
 //! - [`render`]: terraform-like text and the JSON format; [`saved`]: plan files (`--out`);
 //! - [`markdown`]: a pull-request comment (`--format markdown`);
 //! - [`terraform`]: the plan in the shape of Terraform's JSON plan (`--json=terraform`), for the
@@ -55,6 +57,7 @@ pub mod select;
 pub mod synthetic;
 pub mod tags;
 pub mod terraform;
+pub mod versions;
 
 use std::collections::BTreeMap;
 
@@ -337,6 +340,14 @@ pub struct Plan {
     /// `[[moved]]` renames the apply makes in the state first: (from, to).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub moved: Vec<(String, String)>,
+    /// Images with `keep > 1`: previous versions the apply records as retained once its changes
+    /// ran (nothing changes in OCI; [`versions`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retain: Vec<versions::Retain>,
+    /// The other environments whose state this plan read for `source = { image, env }`, with
+    /// the serial read (the header names them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub envs: Vec<versions::EnvRead>,
     /// Things the user should know that do not stop the plan (e.g. a `[[moved]]` already done).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -427,6 +438,7 @@ impl Plan {
         self.is_empty()
             && self.forget.is_empty()
             && self.forget_deposed.is_empty()
+            && self.retain.is_empty()
             && self.refresh.is_empty()
             && self.read_network.is_empty()
     }

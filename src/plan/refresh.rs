@@ -1,6 +1,7 @@
 //! Making a plan: resolve the manifest's lookups by name ([`super::lookup`]), read the live state in bulk, compute, then read the etags of what will change
-//! (the reads themselves are in `live`); `[[moved]]` renames before, and the observed
-//! values filled in after.
+//! (the reads themselves are in `live`); `[[moved]]` renames before, then image pins and
+//! promotions resolved against the states ([`super::versions`]); `keep` applied after
+//! the rollout pass, and the observed values filled in after.
 //!
 //! API calls per plan = O(pages + changes), not O(resources): instances are read with
 //! ListInstances per compartment (the largest page size, every page), images with GetImage (a
@@ -19,7 +20,7 @@ use super::build::{self, Inputs, LiveRead, Prior};
 use super::from_manifest;
 use super::live::{read_etags, read_live, resolve_lookups};
 use super::lookup::Catalog;
-use super::{rollout, select, Action, Kind, Partial, Plan, Summary, FORMAT_VERSION};
+use super::{rollout, select, versions, Action, Kind, Partial, Plan, Summary, FORMAT_VERSION};
 
 /// How to plan.
 #[derive(Clone, Debug, Default)]
@@ -43,6 +44,9 @@ pub struct PlanOptions {
     /// Record every resource as seen ([`super::Plan::observed`]) for the views of whole
     /// resources (`--json=terraform`, policies, saved plans).
     pub observe: bool,
+    /// Snapshots of the other environments' states the manifest takes images from
+    /// (`source = { image, env }`; [`super::versions::envs_read`] names them).
+    pub envs: super::versions::EnvStates,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -133,6 +137,7 @@ fn prior_of(state: Option<&State>) -> BTreeMap<String, Prior> {
                                 !p.token_fresh(chrono::Utc::now()) || p.request.is_none()
                             }),
                             deposed: r.deposed.iter().map(|d| d.id.clone()).collect(),
+                            retained: r.retained.iter().map(|v| v.id.clone()).collect(),
                         },
                     )
                 })
@@ -206,9 +211,18 @@ pub async fn make_plan(
             Err(problems) => return Err(manifest.problems(problems).into()),
         },
     };
-    let mut desired = from_manifest::desired(manifest);
-    let (moved_state, moved, warnings) = apply_moves(manifest, state)?;
+    let (moved_state, moved, mut warnings) = apply_moves(manifest, state)?;
     let state = moved_state.as_ref().or(state);
+    // Pinned image versions and images promoted from another environment, as OCIDs.
+    let default_region = (manifest.provider.region.clone())
+        .or_else(|| clients.map(|c| c.default_region().to_string()));
+    let pins = match versions::resolve(manifest, state, &opts.envs, default_region.as_deref()) {
+        Ok(p) => p,
+        Err(problems) => return Err(manifest.problems(problems).into()),
+    };
+    let manifest = pins.manifest.as_ref().unwrap_or(manifest);
+    warnings.extend(pins.notes.iter().cloned());
+    let mut desired = from_manifest::desired(manifest);
     let mut prior = prior_of(state);
     // A fleet whose rollout failed with `on_failure = "rollback"` returns to its previous image.
     super::rollback::hold(&mut desired, &prior);
@@ -222,7 +236,10 @@ pub async fn make_plan(
     if let Some(clients) = clients {
         // Every region of the state and of the manifest must be reachable before anything is
         // read: a resource read in the wrong region would look gone.
-        for id in prior.values().flat_map(|p| p.id.iter().chain(&p.deposed)) {
+        for id in prior
+            .values()
+            .flat_map(|p| p.id.iter().chain(&p.deposed).chain(&p.retained))
+        {
             clients.for_id(id)?;
         }
         for d in &desired {
@@ -234,7 +251,9 @@ pub async fn make_plan(
         }
     }
     // Excluded resources are neither read nor planned (see `select`).
-    let excluded = select::excluded(&opts.excludes, &known, &desired, &prior, opts.destroy);
+    let mut excluded = select::excluded(&opts.excludes, &known, &desired, &prior, opts.destroy);
+    // An instance whose environment has no image for it: nothing is planned for it.
+    excluded.extend(pins.skipped.iter().cloned());
     let targeted = select::targeted(&opts.targets, &known, &desired, &prior, opts.destroy);
     // What `--exclude` leaves out is known without a read when only one side has it (a declared
     // resource the state lacks is a create, a recorded one no longer declared a destroy); those
@@ -287,17 +306,28 @@ pub async fn make_plan(
     // Boot volume replacements and rollout batches shape what `build` computed.
     let compute = |live: &HashMap<String, LiveRead>| {
         compute(live).map(|mut c| {
-            let (r, w) = rollout::shape(&mut c.changes, manifest, &desired, live, &prior);
-            (c, r, w)
+            let (r, mut w) = rollout::shape(&mut c.changes, manifest, &desired, live, &prior);
+            // Image versions: numbered, and `keep` applied.
+            versions::number_creates(&mut c.changes, state);
+            let (retain, kept) = versions::retention(
+                &mut c.changes,
+                manifest,
+                state,
+                live,
+                refreshed,
+                opts.destroy,
+            );
+            w.extend(kept);
+            (c, r, w, retain)
         })
     };
-    let (mut computed, mut rollouts, mut rollout_warnings) = compute(&live)?;
+    let (mut computed, mut rollouts, mut rollout_warnings, mut retain) = compute(&live)?;
     // A refresh-only plan executes no change: no etags, no image lookups.
     if !opts.refresh_only {
         if let (true, Some(c)) = (refreshed, clients) {
             // Planned again with what the Gets read (nothing read: the same plan).
             if read_etags(c, &computed.changes, &mut live, opts.parallelism).await? {
-                (computed, rollouts, rollout_warnings) = compute(&live)?;
+                (computed, rollouts, rollout_warnings, retain) = compute(&live)?;
             }
         }
         if let Some(c) = clients {
@@ -327,8 +357,10 @@ pub async fn make_plan(
         r.batches.retain(|b| !b.is_empty());
     }
     rollouts.retain(|r| !r.batches.is_empty() && !opts.refresh_only);
-    let mut warnings = warnings;
     warnings.extend(rollout_warnings);
+    if opts.refresh_only {
+        retain.clear();
+    }
     let mut drift = computed.drift;
     let all_drift = drift.len();
     drift.retain(|d| selected(&d.address));
@@ -363,7 +395,7 @@ pub async fn make_plan(
         prior
             .iter()
             .filter(|(a, _)| selected(a))
-            .flat_map(|(a, p)| p.deposed.iter().map(move |id| (a, id)))
+            .flat_map(|(a, p)| p.deposed.iter().chain(&p.retained).map(move |id| (a, id)))
             .filter(|(_, id)| is_gone(id))
             .map(|(a, id)| (a.clone(), id.clone()))
             .collect()
@@ -427,6 +459,8 @@ pub async fn make_plan(
         forget_deposed,
         moved,
         warnings,
+        retain,
+        envs: pins.envs,
         format_version: FORMAT_VERSION.to_string(),
         env: manifest.env.clone(),
         endpoint: opts.endpoint.clone(),

@@ -161,6 +161,16 @@ pub fn text(plan: &Plan, style: Style) -> String {
             plan.state_serial
         );
     }
+    for e in &plan.envs {
+        let _ = match e.serial {
+            Some(serial) => writeln!(
+                out,
+                "images from environment `{}`: its state at serial {serial} (a snapshot, not locked)",
+                e.env
+            ),
+            None => writeln!(out, "images from environment `{}`: it has no state", e.env),
+        };
+    }
     if let Some(p) = &plan.partial {
         let _ = writeln!(
             out,
@@ -189,6 +199,16 @@ pub fn text(plan: &Plan, style: Style) -> String {
         let _ = writeln!(out, "{} {w}", style.paint("33", "Warning:"));
     }
     if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
+    for r in &plan.retain {
+        let _ = writeln!(
+            out,
+            "  {} version {} ({}) is kept as a retained version (`keep`)",
+            r.address, r.version, r.id
+        );
+    }
+    if !plan.retain.is_empty() {
         out.push('\n');
     }
     if !plan.moved.is_empty() {
@@ -541,6 +561,8 @@ mod tests {
             summary: Summary::of(&changes, &drift),
             forget: vec![],
             forget_deposed: vec![],
+            retain: vec![],
+            envs: vec![],
             moved: vec![],
             warnings: vec![],
             changes,

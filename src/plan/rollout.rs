@@ -513,7 +513,7 @@ pub fn shape(
 }
 
 /// Remove the nodes `drop`: what depended on them no longer does.
-fn remove_nodes(changes: &mut Vec<Change>, drop: &BTreeSet<usize>) {
+pub(super) fn remove_nodes(changes: &mut Vec<Change>, drop: &BTreeSet<usize>) {
     let mut map = vec![usize::MAX; changes.len()];
     let mut n = 0;
     for (i, slot) in map.iter_mut().enumerate() {
@@ -538,7 +538,7 @@ fn remove_nodes(changes: &mut Vec<Change>, drop: &BTreeSet<usize>) {
 }
 
 /// A topological order again (dependencies first), keeping the present order where it can.
-fn reorder(changes: &mut Vec<Change>) {
+pub(super) fn reorder(changes: &mut Vec<Change>) {
     let n = changes.len();
     let mut indegree: Vec<usize> = Vec::with_capacity(n);
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];

@@ -57,6 +57,7 @@ pub fn instances(n: usize) -> Synthetic {
                 pending_region: None,
                 pending_stale: false,
                 deposed: Vec::new(),
+                retained: Vec::new(),
             },
         );
         live.insert(id, LiveRead::from_value(&live_body, None));

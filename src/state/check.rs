@@ -14,7 +14,7 @@
 //! records; network facts belong to an instance and name a VNIC OCID.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -94,6 +94,16 @@ pub(crate) fn check(state: &State) -> Result<(), String> {
                     "`{id}` is recorded for both `{other}` and `{address}`"
                 ));
             }
+        }
+        // Retained versions (issue 24) are an image's, each with its own number.
+        if !r.retained.is_empty() && kind != ResourceKind::Image {
+            return Err(format!(
+                "`{address}` retains versions, but only images have them"
+            ));
+        }
+        let mut numbers = BTreeSet::new();
+        if let Some(v) = r.retained.iter().find(|v| !numbers.insert(v.version)) {
+            return Err(format!("`{address}` retains version {} twice", v.version));
         }
         if let Some(n) = &r.network {
             if kind != ResourceKind::Instance {

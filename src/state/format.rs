@@ -119,7 +119,34 @@ pub struct Deposed {
     #[serde(default)]
     pub compartment: Option<String>,
     pub since: DateTime<Utc>,
+    /// Images: the version it was (its `kiln-version` tag, read before it was deposed), so that
+    /// it keeps its number when it becomes a retained version ([`Retained`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
+
+/// A previous version of an image that `keep = N` retains (issue 24): kiln still owns it, a
+/// plan may pin an instance to it (`source = { image, version }`), and it is deleted (oldest
+/// first, with the `If-Match` of `etag`) once more than `N` versions exist and no instance of
+/// the estate runs it. The current object's version is its `kiln-version` freeform tag, which
+/// the recorded attributes carry ([`ResourceState::version`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retained {
+    pub id: String,
+    /// The etag kiln last saw for it: the `If-Match` of its delete.
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub compartment: Option<String>,
+    /// Its `kiln-version`: 1 for an address's first image, one more for each rebuild.
+    pub version: u64,
+    /// When it stopped being the current version.
+    pub since: DateTime<Utc>,
+}
+
+/// The freeform tag that numbers an image's versions (next to `kiln-address`).
+pub const VERSION_TAG: &str = "kiln-version";
 
 /// The primary VNIC of an instance as apply last read it (ListVnicAttachments, then GetVnic):
 /// what `kiln output` prints, so that it needs no network. Recorded after an instance is created,
@@ -168,6 +195,9 @@ pub struct ResourceState {
     /// Superseded objects of this address still to be destroyed (see [`Deposed`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deposed: Vec<Deposed>,
+    /// Images with `keep > 1`: the previous versions kept (see [`Retained`]), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retained: Vec<Retained>,
     /// Instances: the primary VNIC's addresses, for `kiln output` (see [`Network`]). Cleared when
     /// the address gets another object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,15 +222,29 @@ impl ResourceState {
             inputs: Default::default(),
             pending_create: None,
             deposed: Vec::new(),
+            retained: Vec::new(),
             network: None,
             renamed_from: None,
             updated_at: Utc::now(),
         }
     }
 
-    /// Nothing left to track: no object, no pending create, nothing deposed.
+    /// Nothing left to track: no object, no pending create, nothing deposed or retained.
     pub fn is_empty(&self) -> bool {
-        self.id.is_none() && self.pending_create.is_none() && self.deposed.is_empty()
+        self.id.is_none()
+            && self.pending_create.is_none()
+            && self.deposed.is_empty()
+            && self.retained.is_empty()
+    }
+
+    /// The current object's version: its `kiln-version` tag as last read (`None`: untagged, an
+    /// image made before kiln numbered them, or no object).
+    pub fn version(&self) -> Option<u64> {
+        self.id.as_ref()?;
+        self.attributes
+            .str_at(&["freeformTags", VERSION_TAG])?
+            .parse()
+            .ok()
     }
 
     /// The address no longer has an object (destroyed, deposed or gone): drop what was read of it.
@@ -219,12 +263,45 @@ impl ResourceState {
         self
     }
 
-    /// Every OCID this address owns: its object and its deposed ones.
+    /// Record the deposed image `id` as the retained version `version` (a plan's retain step,
+    /// `plan::versions`): nothing when it is not deposed (already retained, or gone). A number
+    /// already taken (a state edited by hand) gives it the next free one.
+    pub fn retain_version(&mut self, id: &str, version: u64) {
+        let Some(at) = self.deposed.iter().position(|d| d.id == id) else {
+            return;
+        };
+        let d = self.deposed.remove(at);
+        let taken =
+            self.retained.iter().any(|v| v.version == version) || self.version() == Some(version);
+        let version = match taken {
+            false => version,
+            true => {
+                self.retained
+                    .iter()
+                    .map(|v| v.version)
+                    .chain(self.version())
+                    .max()
+                    .unwrap_or(0)
+                    + 1
+            }
+        };
+        self.retained.push(Retained {
+            id: d.id,
+            etag: d.etag,
+            compartment: d.compartment,
+            version,
+            since: d.since,
+        });
+        self.retained.sort_by_key(|v| v.version);
+    }
+
+    /// Every OCID this address owns: its object, its deposed ones and its retained versions.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.id
             .as_deref()
             .into_iter()
             .chain(self.deposed.iter().map(|d| d.id.as_str()))
+            .chain(self.retained.iter().map(|d| d.id.as_str()))
     }
 }
 

@@ -44,8 +44,8 @@ pub use commits::Commits;
 pub use error::StateError;
 pub(crate) use format::serialise;
 pub use format::{
-    Deposed, Network, PendingCreate, ResourceKind, ResourceState, State, FORMAT_VERSION,
-    OLDEST_FORMAT_VERSION, TOKEN_LIFETIME_HOURS,
+    Deposed, Network, PendingCreate, ResourceKind, ResourceState, Retained, State, FORMAT_VERSION,
+    OLDEST_FORMAT_VERSION, TOKEN_LIFETIME_HOURS, VERSION_TAG,
 };
 pub use local::LocalStore;
 pub use lock::{LockInfo, LockReleaser, StateLock};

@@ -84,6 +84,20 @@ impl StateStore {
         }))
     }
 
+    /// The store of environment `env` beside this one (of environment `own`): the same
+    /// directory, or the same bucket and prefix. Read, never written: a promotion reads another
+    /// environment's snapshot (`None`: an in-memory store has no neighbours).
+    pub fn sibling(&self, own: &str, env: &str) -> Result<Option<StateStore>, StateError> {
+        validate_env(env)?;
+        Ok(match self {
+            StateStore::Local(l) => Some(StateStore::Local(LocalStore {
+                path: l.path.with_file_name(format!("{env}.json")),
+            })),
+            StateStore::Remote(r) => Some(StateStore::Remote(r.sibling(own, env))),
+            StateStore::Memory(_) => None,
+        })
+    }
+
     pub fn memory() -> StateStore {
         StateStore::Memory(MemoryStore::default())
     }

@@ -105,6 +105,8 @@ fn dag(c: &Computed) -> String {
         drift: c.drift.clone(),
         forget: vec![],
         forget_deposed: vec![],
+        retain: vec![],
+        envs: vec![],
         moved: vec![],
         warnings: vec![],
         summary: Default::default(),
@@ -130,6 +132,7 @@ fn prior(id: &str, attrs: Value) -> Prior {
         pending_region: None,
         pending_stale: false,
         deposed: Vec::new(),
+        retained: Vec::new(),
     }
 }
 

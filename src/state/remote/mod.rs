@@ -75,6 +75,15 @@ impl RemoteStore {
         }
     }
 
+    /// The store of environment `env` under the same prefix (this one is environment `own`'s).
+    pub fn sibling(&self, own: &str, env: &str) -> RemoteStore {
+        let prefix = self
+            .key
+            .strip_suffix(&format!("{own}.json"))
+            .unwrap_or_default();
+        RemoteStore::new(self.os.clone(), &self.namespace, &self.bucket, prefix, env)
+    }
+
     /// The same store with another lease (tests: a short one).
     pub fn with_lease(mut self, lease: Lease) -> Self {
         self.lease = lease;
