@@ -110,6 +110,9 @@ pub struct World {
     /// Object Storage buckets by name (one namespace).
     #[serde(default)]
     pub buckets: BTreeMap<String, super::object_storage::BucketRec>,
+    /// Custom images' capability schemas by id ([`super::capabilities`]).
+    #[serde(default)]
+    pub capability_schemas: BTreeMap<String, Record>,
     #[serde(skip)]
     pub index: Index,
 }
