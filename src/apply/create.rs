@@ -76,6 +76,13 @@ impl Ctx {
             .ok_or_else(|| self.invalid(c, "the plan has no request for this create"))?;
         let mut body = self.resolve(&c.address, request).await?;
         let places = super::placement::take_places(&mut body);
+        // An image's shapes and capabilities are applied once it is AVAILABLE.
+        let (shapes, caps) = super::image_caps::take(&mut body);
+        if shapes.is_some() || caps.is_some() {
+            let id = self.create_once(c, body).await?;
+            self.apply_image_caps(c, &id, shapes, caps).await?;
+            return Ok(id);
+        }
         if places.is_empty() {
             return self.create_once(c, body).await;
         }

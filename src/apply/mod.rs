@@ -18,6 +18,7 @@ mod create;
 mod ctx;
 pub mod execute;
 mod guard;
+mod image_caps;
 mod network;
 mod placement;
 pub mod progress;

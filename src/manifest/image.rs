@@ -107,6 +107,8 @@ impl Loader {
             }
         };
         let (freeform_tags, defined_tags) = Self::merged_tags(t, defaults);
+        let shapes = self.image_shapes(t);
+        let capabilities = self.image_capabilities(t);
         if self.problems.iter().filter(|p| p.is_error()).count() > before {
             return None;
         }
@@ -127,6 +129,8 @@ impl Loader {
             defined_tags,
             restart_source: bool_of(get(t, "restart_source")).unwrap_or(true),
             prevent_destroy: bool_of(get(t, "prevent_destroy")).unwrap_or(false),
+            shapes,
+            capabilities,
         })
     }
 }

@@ -29,6 +29,7 @@ pub mod excerpt;
 mod fleet;
 pub mod format;
 mod image;
+pub mod image_caps;
 mod instance;
 pub mod launch;
 pub mod lookup;
@@ -337,6 +338,10 @@ pub struct ImageSpec {
     pub defined_tags: DefinedTags,
     pub restart_source: bool,
     pub prevent_destroy: bool,
+    /// `shapes`: the image's shape compatibility entries (`None`: as OCI gives them).
+    pub shapes: Option<Vec<image_caps::ImageShape>>,
+    /// `capabilities`: its capability schema's pinned values (`None`: no schema of kiln's).
+    pub capabilities: Option<Vec<image_caps::Capability>>,
 }
 
 /// A valid manifest.

@@ -368,6 +368,19 @@ pub const IMAGE: &[Field] = &[
     f("defined_tags", Ty::NestedMap, "Defined tags: namespace → key → value"),
     f("restart_source", Ty::Bool, "Start the source instance again after the capture when its desired state is RUNNING (default true)"),
     f("prevent_destroy", Ty::Bool, "Refuse any plan that would destroy or replace this image"),
+    f("shapes", Ty::StrOrTableList(IMAGE_SHAPE), "Shapes instances of this image may use (its shape compatibility entries): a shape name, or `{ shape, ocpus = { min, max }, memory_in_gbs = { min, max } }` for a flexible shape's range; an instance on another shape is a plan-time error"),
+    f("capabilities", Ty::Vars, "Capabilities the image pins (its capability schema, from OCI's global image capability schema): name → value, e.g. `{ \"Compute.Firmware\" = \"UEFI_64\" }`; names and values are checked against the global schema at plan time"),
+];
+
+const IMAGE_RANGE: &[Field] = &[
+    f("min", Ty::Int, "Smallest allowed"),
+    f("max", Ty::Int, "Largest allowed"),
+];
+
+const IMAGE_SHAPE: &[Field] = &[
+    f("shape", Ty::Str, "Shape name, e.g. `VM.Standard.E5.Flex`"),
+    f("ocpus", Ty::Table(IMAGE_RANGE), "OCPUs an instance of this image may have on the shape"),
+    f("memory_in_gbs", Ty::Table(IMAGE_RANGE), "Memory (GB) an instance of this image may have on the shape"),
 ];
 
 pub const DEFAULTS: &[Field] = &[

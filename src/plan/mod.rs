@@ -37,6 +37,8 @@ pub mod checks;
 pub mod desired;
 pub mod diff;
 pub mod from_manifest;
+pub mod image_caps;
+mod image_checks;
 pub mod import;
 pub mod import_image;
 mod live;

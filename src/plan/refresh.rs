@@ -313,7 +313,8 @@ pub async fn make_plan(
     };
     // What OCI would refuse at launch is a problem at its span now (only for what changes).
     if let (Some(cat), false) = (catalog.as_mut(), opts.refresh_only) {
-        let problems = super::checks::check(manifest, &changes, cat).await?;
+        let mut problems = super::checks::check(manifest, &changes, cat).await?;
+        problems.extend(super::image_checks::check(manifest, &changes, cat).await?);
         if !problems.is_empty() {
             return Err(manifest.problems(problems).into());
         }
