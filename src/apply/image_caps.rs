@@ -12,7 +12,9 @@
 use serde_json::{Map, Value};
 
 use crate::oci::call::MutationOptions;
-use crate::oci::image_caps::{AddShapeEntry, CreateImageSchema, MemoryConstraints, OcpuConstraints};
+use crate::oci::image_caps::{
+    AddShapeEntry, CreateImageSchema, MemoryConstraints, OcpuConstraints,
+};
 use crate::plan::image_caps::{descriptor, CAPABILITIES_UPDATE, SHAPES_UPDATE};
 use crate::plan::Change;
 
@@ -47,7 +49,8 @@ impl Ctx {
             let live = client.list_image_shapes(id).await.map_err(err)?;
             for e in &live {
                 if !want.contains_key(&e.shape) {
-                    self.progress.step(&label(c), &format!("removing shape `{}`", e.shape));
+                    self.progress
+                        .step(&label(c), &format!("removing shape `{}`", e.shape));
                     match client.remove_image_shape(id, &e.shape).await {
                         Ok(_) => {}
                         // Removed already (a lost answer).
@@ -68,7 +71,9 @@ impl Ctx {
                 };
                 let current = live.iter().find(|e| &e.shape == shape);
                 let same = current.is_some_and(|e| {
-                    e.ocpu_constraints.as_ref().filter(|c| c.min.is_some() || c.max.is_some())
+                    e.ocpu_constraints
+                        .as_ref()
+                        .filter(|c| c.min.is_some() || c.max.is_some())
                         == details.ocpu_constraints.as_ref()
                         && e.memory_constraints
                             .as_ref()
@@ -78,7 +83,8 @@ impl Ctx {
                 if same {
                     continue;
                 }
-                self.progress.step(&label(c), &format!("adding shape `{shape}`"));
+                self.progress
+                    .step(&label(c), &format!("adding shape `{shape}`"));
                 client
                     .add_image_shape(id, shape, &details)
                     .await

@@ -87,7 +87,11 @@ impl Loader {
     }
 
     /// `{ min, max }` at `key` of a `shapes` table: non-negative integers, `min <= max`.
-    fn range(&mut self, e: &IndexMap<String, Entry>, key: &str) -> Option<(Option<u64>, Option<u64>)> {
+    fn range(
+        &mut self,
+        e: &IndexMap<String, Entry>,
+        key: &str,
+    ) -> Option<(Option<u64>, Option<u64>)> {
         let r = get(e, key)?;
         let t = entries(r)?;
         let mut bound = |k: &str| -> Option<u64> {

@@ -8,7 +8,8 @@
 //! - `vars`: `${vars.NAME}` substitution; `check`: keys and types against [`schema`], the one
 //!   table of keys; `fleet`: `count` / `for_each` / `enabled`;
 //! - `provider`: `[provider]` and `[backend]` (regions, endpoints); `instance` and `image`: each
-//!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files);
+//!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files;
+//!   [`image_caps`]: an image's `shapes` and `capabilities`);
 //!   [`placement`]: a fleet's members spread over availability and fault domains;
 //! - [`lookup`]: names instead of OCIDs (`compartment = { path }`, `subnet`/`nsg_ids`
 //!   `{ lookup }`), kept with their spans for the plan to resolve, and the spans of the values

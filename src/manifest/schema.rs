@@ -379,8 +379,16 @@ const IMAGE_RANGE: &[Field] = &[
 
 const IMAGE_SHAPE: &[Field] = &[
     f("shape", Ty::Str, "Shape name, e.g. `VM.Standard.E5.Flex`"),
-    f("ocpus", Ty::Table(IMAGE_RANGE), "OCPUs an instance of this image may have on the shape"),
-    f("memory_in_gbs", Ty::Table(IMAGE_RANGE), "Memory (GB) an instance of this image may have on the shape"),
+    f(
+        "ocpus",
+        Ty::Table(IMAGE_RANGE),
+        "OCPUs an instance of this image may have on the shape",
+    ),
+    f(
+        "memory_in_gbs",
+        Ty::Table(IMAGE_RANGE),
+        "Memory (GB) an instance of this image may have on the shape",
+    ),
 ];
 
 pub const DEFAULTS: &[Field] = &[

@@ -69,9 +69,15 @@ fn entry_value(e: &ShapeEntry) -> Value {
 /// `IMAGE`, the only value, and the default).
 pub fn descriptor(v: &Value) -> Value {
     match v {
-        Value::Bool(b) => json!({ "descriptorType": "boolean", "source": "IMAGE", "defaultValue": b }),
-        Value::Number(_) => json!({ "descriptorType": "enuminteger", "source": "IMAGE", "values": [v], "defaultValue": v }),
-        _ => json!({ "descriptorType": "enumstring", "source": "IMAGE", "values": [v], "defaultValue": v }),
+        Value::Bool(b) => {
+            json!({ "descriptorType": "boolean", "source": "IMAGE", "defaultValue": b })
+        }
+        Value::Number(_) => {
+            json!({ "descriptorType": "enuminteger", "source": "IMAGE", "values": [v], "defaultValue": v })
+        }
+        _ => {
+            json!({ "descriptorType": "enumstring", "source": "IMAGE", "values": [v], "defaultValue": v })
+        }
     }
 }
 
@@ -81,7 +87,9 @@ fn descriptor_value(d: &Value) -> Value {
     match d["descriptorType"].as_str() {
         Some("boolean") => d["defaultValue"].clone(),
         _ => match d["values"].as_array() {
-            Some(v) if v.len() == 1 && (d["defaultValue"].is_null() || d["defaultValue"] == v[0]) => {
+            Some(v)
+                if v.len() == 1 && (d["defaultValue"].is_null() || d["defaultValue"] == v[0]) =>
+            {
                 v[0].clone()
             }
             _ => d.clone(),
@@ -120,7 +128,11 @@ pub fn desired(spec: &ImageSpec, attrs: &mut Vec<DesiredAttr>, body: &mut Map<St
     if let Some(caps) = &spec.capabilities {
         let mut names: Vec<&str> = caps.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
-        attrs.push(live_attr("capabilities".into(), &[CAPABILITY_NAMES], json!(names)));
+        attrs.push(live_attr(
+            "capabilities".into(),
+            &[CAPABILITY_NAMES],
+            json!(names),
+        ));
         let mut whole = Map::new();
         for Capability { name, value, .. } in caps {
             attrs.push(live_attr(
@@ -143,7 +155,10 @@ pub fn update_part(desired: &DesiredResource, top: &str) -> Option<(&'static str
         _ => return None,
     };
     let mut whole = Map::new();
-    let declared = desired.attrs.iter().any(|a| matches!(&a.lookup, Lookup::Live(p) if p[0] == names));
+    let declared = desired
+        .attrs
+        .iter()
+        .any(|a| matches!(&a.lookup, Lookup::Live(p) if p[0] == names));
     for a in &desired.attrs {
         if let (Lookup::Live(p), DesiredValue::Known(v)) = (&a.lookup, &a.value) {
             if p.len() == 2 && p[0] == values {
@@ -199,7 +214,10 @@ pub(super) async fn read(
             );
         }
         if caps {
-            let compartment = body["compartmentId"].as_str().unwrap_or_default().to_string();
+            let compartment = body["compartmentId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let schema = client.image_capability_schema(&compartment, &id).await?;
             let data = schema.map(|(s, _)| s.schema_data).unwrap_or_default();
             let mut names: Vec<&str> = data.keys().map(String::as_str).collect();

@@ -143,7 +143,10 @@ pub async fn check(
                                 ),
                             )
                             .at(&cap.at, "not a value of the global schema")
-                            .help(format!("`{}` is one of {allowed}", cap.name)),
+                            .help(match d["descriptorType"].as_str() {
+                                Some("boolean") => format!("`{}` is {allowed}", cap.name),
+                                _ => format!("`{}` is one of {allowed}", cap.name),
+                            }),
                         );
                     }
                 }
@@ -162,8 +165,7 @@ async fn instance(
 ) -> Result<Option<Problem>, OciError> {
     let (allowed, of) = match &spec.source {
         InstanceSource::Image(Ref::Resource(a)) if a.kind == ResourceKind::Image => {
-            let Some(shapes) = manifest.images.get(&a.name).and_then(|i| i.shapes.as_ref())
-            else {
+            let Some(shapes) = manifest.images.get(&a.name).and_then(|i| i.shapes.as_ref()) else {
                 return Ok(None);
             };
             let f = |r: Option<(Option<u64>, Option<u64>)>| {
@@ -190,7 +192,10 @@ async fn instance(
                                     .ocpu_constraints
                                     .map(|c| (c.min.map(|x| x as f64), c.max.map(|x| x as f64))),
                                 memory: e.memory_constraints.map(|c| {
-                                    (c.min_in_gbs.map(|x| x as f64), c.max_in_gbs.map(|x| x as f64))
+                                    (
+                                        c.min_in_gbs.map(|x| x as f64),
+                                        c.max_in_gbs.map(|x| x as f64),
+                                    )
                                 }),
                             })
                             .collect(),
@@ -229,7 +234,10 @@ async fn instance(
         if let Some(at) = &spec.spans.shape {
             p = p.at(at, "not among the image's shapes");
         }
-        let help = match (&spec.source, did_you_mean(&spec.shape, names.iter().copied())) {
+        let help = match (
+            &spec.source,
+            did_you_mean(&spec.shape, names.iter().copied()),
+        ) {
             (_, Some(s)) => format!("did you mean `{s}`?"),
             (InstanceSource::Image(Ref::Resource(_)), None) => format!(
                 "add `{}` to {of}'s `shapes`, or use one of {}",

@@ -16,6 +16,7 @@ mod examples;
 mod fleets;
 mod fmt;
 mod fuzz;
+mod image_shapes;
 mod import;
 mod import_bulk;
 mod judges;
