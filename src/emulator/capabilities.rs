@@ -351,11 +351,11 @@ pub fn create(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
     check_schema_data(&data, &version)?;
     let defined = ctx.defined_tags(&b)?;
     if ctx.platform.iter().any(|r| r.id() == image_id)
-        || !ctx
+        || ctx
             .world
             .images
             .get(&image_id)
-            .is_some_and(|r| r.state() != "DELETED")
+            .is_none_or(|r| r.state() == "DELETED")
     {
         return Err(error(
             404,
