@@ -89,9 +89,15 @@ impl Ctx {
         let volume = body
             .as_object_mut()
             .and_then(|m| m.remove(crate::plan::diff::BOOT_VOLUME_UPDATE));
-        if body.as_object().is_none_or(|m| !m.is_empty()) || (vnic.is_none() && volume.is_none()) {
+        // An image's shapes and capabilities: their own calls, after the image's own update.
+        let (shapes, caps) = super::image_caps::take(&mut body);
+        let others = vnic.is_some() || volume.is_some() || shapes.is_some() || caps.is_some();
+        if body.as_object().is_none_or(|m| !m.is_empty()) || !others {
             let (etag, seen) = self.if_match(c).await?;
             self.update_with(c, &id, body, etag, seen).await?;
+        }
+        if shapes.is_some() || caps.is_some() {
+            self.apply_image_caps(c, &id, shapes, caps).await?;
         }
         if let Some(details) = vnic {
             self.update_primary_vnic(c, &id, details).await?;

@@ -79,6 +79,13 @@ impl Ctx {
             return self.create_copy(c, body).await;
         }
         let places = super::placement::take_places(&mut body);
+        // An image's shapes and capabilities are applied once it is AVAILABLE.
+        let (shapes, caps) = super::image_caps::take(&mut body);
+        if shapes.is_some() || caps.is_some() {
+            let id = self.create_once(c, body).await?;
+            self.apply_image_caps(c, &id, shapes, caps).await?;
+            return Ok(id);
+        }
         if places.is_empty() {
             return self.create_once(c, body).await;
         }

@@ -9,6 +9,8 @@
 //! - `guard` (private): If-Match'ed mutations that re-read instead of guessing after a refusal;
 //! - `boot_volume` (private): an instance's boot volume performance and Vault key, changed in
 //!   place (UpdateBootVolume, UpdateBootVolumeKmsKey) with the volume's own If-Match;
+//! - `image_caps` (private): an image's shape compatibility entries and capability schema,
+//!   brought to the manifest in place once it is AVAILABLE;
 //! - `network` (private): the primary VNIC's addresses of the instances apply made or moved, read
 //!   in bulk after the actions, for `kiln output`;
 //! - [`walk`]: the generic DAG walk; [`progress`]: what the user sees while it runs.
@@ -19,6 +21,7 @@ mod create;
 mod ctx;
 pub mod execute;
 mod guard;
+mod image_caps;
 mod image_copy;
 mod network;
 mod placement;

@@ -204,6 +204,14 @@ pub fn check(ctx: &Ctx<'_>, rec: &Record, src: &Value) -> Result<Replacement> {
             "the new source is a {arch} image; instance `{id}` runs {own_arch}: the architecture cannot change"
         )));
     }
+    if src.get("sourceType").and_then(Value::as_str) == Some("image") {
+        // The new image must list the instance's shape (and its OCPUs and memory) among its
+        // compatible shapes, as at launch ([`super::image_shapes`]).
+        if let Some(img) = image_id.as_deref().and_then(|i| ctx.image_any(i)) {
+            let config = rec.body.get("shapeConfig").cloned().unwrap_or(Value::Null);
+            super::image_shapes::check_launch(img, rec.str("shape"), &config)?;
+        }
+    }
     let new_os = image_os(ctx, image_id.as_deref());
     if new_os.as_deref().is_some_and(|o| o.contains("Windows")) {
         return Err(bad(

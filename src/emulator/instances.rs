@@ -318,6 +318,19 @@ pub fn launch(ctx: &mut Ctx<'_>, body: &[u8]) -> Result<Reply> {
             ),
         ));
     }
+    let via_image = b
+        .get("sourceDetails")
+        .and_then(|s| s.get("sourceType"))
+        .and_then(Value::as_str)
+        == Some("image");
+    if let Some(img) = src
+        .image_id
+        .as_deref()
+        .filter(|_| via_image)
+        .and_then(|i| ctx.image_any(i))
+    {
+        super::image_shapes::check_launch(img, shape.name, &shape_cfg)?;
+    }
     let display_name = str_field(&b, "displayName")?
         .map(str::to_string)
         .unwrap_or_else(|| format!("instance{}", ctx.now.format("%Y%m%d%H%M%S")));

@@ -27,7 +27,10 @@
 //! ## What it models
 //! - **Compute** ([`instances`], [`instance_changes`], [`images`], [`shapes`]): LaunchInstance, Get/List/Update/
 //!   TerminateInstance, InstanceAction, ChangeInstanceCompartment; Create/Get/List/Update/
-//!   DeleteImage, ChangeImageCompartment, ExportImage ([`image_export`]); ListShapes. Every field of Oracle's SDK `Instance` and
+//!   DeleteImage, ChangeImageCompartment, ExportImage ([`image_export`]); ListShapes; an image's
+//!   shape compatibility entries ([`image_shapes`], which LaunchInstance and a boot volume
+//!   replacement enforce); the global image capability schema and its versions, and images'
+//!   capability schemas ([`capabilities`]). Every field of Oracle's SDK `Instance` and
 //!   `Image` models is in every response (null or empty where OCI would say so).
 //! - **Block Volume** ([`volumes`]): a launch from an image makes a boot volume and attaches it;
 //!   Get/List/DeleteBootVolume, Get/ListBootVolumeAttachments; UpdateBootVolume and
@@ -179,6 +182,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod boot_replace;
+pub mod capabilities;
 pub mod cert_chain;
 mod config;
 pub mod details;
@@ -187,6 +191,7 @@ pub mod federation;
 pub mod fixtures;
 pub mod identity;
 pub mod image_export;
+pub mod image_shapes;
 pub mod images;
 pub mod instance_changes;
 pub mod instances;

@@ -18,8 +18,8 @@ use super::object_storage::{self, Request};
 use super::store::World;
 use super::Fixtures;
 use super::{
-    identity, image_export, images, instance_changes, instances, network, nsgs, object_copy,
-    shapes, vnics, volume_changes, volumes, work_requests,
+    capabilities, identity, image_export, image_shapes, images, instance_changes, instances,
+    network, nsgs, object_copy, shapes, vnics, volume_changes, volumes, work_requests,
 };
 
 /// A request as a Compute-side handler sees it: the decoded segments after `/20160918`, the query
@@ -202,6 +202,19 @@ pub static ROUTES: &[Route] = &[
     compute("DELETE", "/20160918/images/{imageId}", "DeleteImage", |c, a| images::delete(c, a.id())),
     compute("POST", "/20160918/images/{imageId}/actions/export", "ExportImage", |c, a| image_export::export(c, a.id(), a.body)),
     compute("POST", "/20160918/images/{imageId}/actions/changeCompartment", "ChangeImageCompartment", |c, a| instance_changes::change_compartment(c, "image", a.id(), a.body)),
+    compute("PUT", "/20160918/images/{imageId}/shapes/{shapeName}", "AddImageShapeCompatibilityEntry", |c, a| image_shapes::add(c, a.id(), a.seg(3), a.body)),
+    compute("GET", "/20160918/images/{imageId}/shapes/{shapeName}", "GetImageShapeCompatibilityEntry", |c, a| image_shapes::get(c, a.id(), a.seg(3))),
+    compute("GET", "/20160918/images/{imageId}/shapes", "ListImageShapeCompatibilityEntries", |c, a| image_shapes::list(c, a.id(), a.query)),
+    compute("DELETE", "/20160918/images/{imageId}/shapes/{shapeName}", "RemoveImageShapeCompatibilityEntry", |c, a| image_shapes::remove(c, a.id(), a.seg(3))),
+    compute("GET", "/20160918/computeGlobalImageCapabilitySchemas", "ListComputeGlobalImageCapabilitySchemas", |c, a| capabilities::list_global(c, a.query)),
+    compute("GET", "/20160918/computeGlobalImageCapabilitySchemas/{computeGlobalImageCapabilitySchemaId}", "GetComputeGlobalImageCapabilitySchema", |_, a| capabilities::get_global(a.id())),
+    compute("GET", "/20160918/computeGlobalImageCapabilitySchemas/{computeGlobalImageCapabilitySchemaId}/versions", "ListComputeGlobalImageCapabilitySchemaVersions", |_, a| capabilities::list_versions(a.id(), a.query)),
+    compute("GET", "/20160918/computeGlobalImageCapabilitySchemas/{computeGlobalImageCapabilitySchemaId}/versions/{computeGlobalImageCapabilitySchemaVersionName}", "GetComputeGlobalImageCapabilitySchemaVersion", |_, a| capabilities::get_version(a.id(), a.seg(3))),
+    compute("POST", "/20160918/computeImageCapabilitySchemas", "CreateComputeImageCapabilitySchema", |c, a| capabilities::create(c, a.body)),
+    compute("GET", "/20160918/computeImageCapabilitySchemas", "ListComputeImageCapabilitySchemas", |c, a| capabilities::list(c, a.query)),
+    compute("GET", "/20160918/computeImageCapabilitySchemas/{computeImageCapabilitySchemaId}", "GetComputeImageCapabilitySchema", |c, a| capabilities::get(c, a.id(), a.query)),
+    compute("PUT", "/20160918/computeImageCapabilitySchemas/{computeImageCapabilitySchemaId}", "UpdateComputeImageCapabilitySchema", |c, a| capabilities::update(c, a.id(), a.body)),
+    compute("DELETE", "/20160918/computeImageCapabilitySchemas/{computeImageCapabilitySchemaId}", "DeleteComputeImageCapabilitySchema", |c, a| capabilities::delete(c, a.id())),
     compute("GET", "/20160918/shapes", "ListShapes", |c, a| shapes::list(c, a.query)),
     compute("GET", "/20160918/bootVolumes", "ListBootVolumes", |c, a| volumes::list(c, a.query)),
     compute("GET", "/20160918/bootVolumes/{bootVolumeId}", "GetBootVolume", |c, a| volumes::get(c, a.id())),

@@ -111,6 +111,8 @@ impl Loader {
         let region = self.resource_region(t, defaults);
         let copies = self.image_copies(&address, t, table_at, region.as_deref(), provider_region);
         let keep = self.image_keep(&address, t);
+        let shapes = self.image_shapes(t);
+        let capabilities = self.image_capabilities(t);
         if self.problems.iter().filter(|p| p.is_error()).count() > before {
             return None;
         }
@@ -133,6 +135,8 @@ impl Loader {
             restart_source: bool_of(get(t, "restart_source")).unwrap_or(true),
             prevent_destroy: bool_of(get(t, "prevent_destroy")).unwrap_or(false),
             keep,
+            shapes,
+            capabilities,
         })
     }
 }

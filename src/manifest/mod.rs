@@ -9,7 +9,8 @@
 //!   table of keys; `fleet`: `count` / `for_each` / `enabled`;
 //! - `provider`: `[provider]` and `[backend]` (regions, endpoints); `instance` and `image`: each
 //!   resource resolved with `[defaults]` applied (`resource`: what both kinds share, side files;
-//!   [`image_copies`]: an image's copies in other regions);
+//!   [`image_copies`]: an image's copies in other regions;
+//!   [`image_caps`]: an image's `shapes` and `capabilities`);
 //!   [`placement`]: a fleet's members spread over availability and fault domains;
 //! - [`lookup`]: names instead of OCIDs (`compartment = { path }`, `subnet`/`nsg_ids`
 //!   `{ lookup }`), kept with their spans for the plan to resolve, and the spans of the values
@@ -32,6 +33,7 @@ pub mod excerpt;
 mod fleet;
 pub mod format;
 mod image;
+pub mod image_caps;
 pub mod image_copies;
 mod instance;
 pub mod launch;
@@ -349,6 +351,10 @@ pub struct ImageSpec {
     pub copies: image_copies::ImageCopies,
     /// `keep`: how many versions a rebuild keeps (1: the previous image is deleted).
     pub keep: u64,
+    /// `shapes`: the image's shape compatibility entries (`None`: as OCI gives them).
+    pub shapes: Option<Vec<image_caps::ImageShape>>,
+    /// `capabilities`: its capability schema's pinned values (`None`: no schema of kiln's).
+    pub capabilities: Option<Vec<image_caps::Capability>>,
 }
 
 /// A valid manifest.

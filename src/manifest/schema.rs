@@ -376,6 +376,8 @@ pub const IMAGE: &[Field] = &[
     f("export", Ty::Table(IMAGE_EXPORT), "Where copies are exported to: `{ namespace, bucket }` in the image's region (the bucket of the same name in each region of `regions`)"),
     f("keep_exports", Ty::Bool, "Keep the exported objects once every copy is AVAILABLE (default false: deleted)"),
     f("keep", Ty::Int, "Versions kept when the image is rebuilt (default 1: the previous image is deleted); the oldest beyond it are deleted, never one an instance still runs"),
+    f("shapes", Ty::StrOrTableList(IMAGE_SHAPE), "Shapes instances of this image may use (its shape compatibility entries): a shape name, or `{ shape, ocpus = { min, max }, memory_in_gbs = { min, max } }` for a flexible shape's range; an instance on another shape is a plan-time error"),
+    f("capabilities", Ty::Vars, "Capabilities the image pins (its capability schema, from OCI's global image capability schema): name → value, e.g. `{ \"Compute.Firmware\" = \"UEFI_64\" }`; names and values are checked against the global schema at plan time"),
 ];
 
 pub const IMAGE_EXPORT: &[Field] = &[
@@ -384,6 +386,25 @@ pub const IMAGE_EXPORT: &[Field] = &[
         "bucket",
         Ty::Str,
         "Bucket (created in a target region when missing)",
+    ),
+];
+
+const IMAGE_RANGE: &[Field] = &[
+    f("min", Ty::Int, "Smallest allowed"),
+    f("max", Ty::Int, "Largest allowed"),
+];
+
+const IMAGE_SHAPE: &[Field] = &[
+    f("shape", Ty::Str, "Shape name, e.g. `VM.Standard.E5.Flex`"),
+    f(
+        "ocpus",
+        Ty::Table(IMAGE_RANGE),
+        "OCPUs an instance of this image may have on the shape",
+    ),
+    f(
+        "memory_in_gbs",
+        Ty::Table(IMAGE_RANGE),
+        "Memory (GB) an instance of this image may have on the shape",
     ),
 ];
 

@@ -10,6 +10,8 @@
 //!   its notices in `retry`); [`error`]: OCI errors;
 //! - [`budget`]: rate limits, an adaptive budget per operation family that every call shares;
 //! - [`models`]: the Compute wire models; [`compute`]: typed operations; [`wait`]: waiters;
+//! - [`image_caps`]: an image's shape compatibility entries and capability schema, the global
+//!   image capability schema;
 //! - [`block`]: an instance's boot volume (find, read, UpdateBootVolume, UpdateBootVolumeKmsKey);
 //! - [`catalog`]: the listings plan-time lookups and checks read (compartments, availability and
 //!   fault domains, shapes, VCNs, subnets, network security groups), every page;
@@ -30,6 +32,7 @@ pub mod client;
 pub mod compute;
 pub mod config;
 pub mod error;
+pub mod image_caps;
 pub mod image_copy;
 pub mod keys;
 pub mod models;

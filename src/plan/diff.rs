@@ -234,6 +234,11 @@ pub fn update_body(desired: &DesiredResource, live: &Value, changed: &[AttrDiff]
             }
         };
         let top = &path[0];
+        // An image's shapes and capabilities: their own calls, applied by the executor.
+        if let Some((key, whole)) = super::image_caps::update_part(desired, top) {
+            body.insert(key.into(), whole);
+            continue;
+        }
         if PARTIAL_OBJECTS.contains(&top.as_str()) && path.len() > 1 {
             let entry = body
                 .entry(top.clone())
@@ -305,6 +310,8 @@ pub fn drift(desired: &DesiredResource, state_attrs: &Value, live: &Value) -> Ve
         .iter()
         .filter(|a| !desired.ignores(&a.path))
         .filter_map(|a| match &a.lookup {
+            // Read live only (an image's shapes and capabilities): the state does not hold them.
+            Lookup::Live(path) if path[0].starts_with('$') => None,
             Lookup::Live(path) => {
                 let (s, l) = (at(state_attrs, path), at(live, path));
                 (!same(s, l)).then(|| AttrChange {

@@ -598,6 +598,7 @@ pub fn image(spec: &ImageSpec) -> DesiredResource {
         &spec.freeform_tags,
         &spec.defined_tags,
     );
+    super::image_caps::desired(spec, &mut attrs, &mut body);
     // Sized to fit: 10,000 resources hold their attributes for the whole plan.
     attrs.shrink_to_fit();
     DesiredResource {

@@ -128,6 +128,8 @@ pub(super) async fn read_live(
     .try_collect::<Vec<_>>()
     .await?;
     live.extend(gets.into_iter().flatten());
+    // Images that declare `shapes` / `capabilities`: their entries and schema.
+    super::image_caps::read(clients, prior, desired, &mut live).await?;
     Ok(live)
 }
 

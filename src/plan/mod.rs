@@ -9,7 +9,11 @@
 //! - [`refresh`]: [`refresh::make_plan`], the entry point — [`lookup`] (names resolved to OCIDs
 //!   with list calls, cached per plan), `[[moved]]` renames, the live reads, then [`build`], then
 //!   [`checks`] (what the plan creates or changes checked against OCI's lists: shape, domains,
-//!   image, subnet); `live`: those reads (in bulk, the etags of what will change, image lookups);
+//!   image, subnet) and `image_checks` (an instance's shape against its image's compatible
+//!   shapes, an image's capabilities against OCI's global schema); `live`: those reads (in bulk,
+//!   the etags of what will change, image lookups);
+//! - [`image_caps`]: an image's `shapes` and `capabilities` as desired attributes, read live only
+//!   for the images that declare them;
 //! - [`from_manifest`] and [`desired`]: the manifest's resources as flat lists of desired
 //!   attributes, each classed as updatable in place, a move (compartment), or forcing replacement
 //!   (with the reason);
@@ -41,6 +45,8 @@ pub mod checks;
 pub mod desired;
 pub mod diff;
 pub mod from_manifest;
+pub mod image_caps;
+mod image_checks;
 pub mod image_copies;
 pub mod import;
 pub mod import_image;

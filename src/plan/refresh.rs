@@ -343,7 +343,13 @@ pub async fn make_plan(
     };
     // What OCI would refuse at launch is a problem at its span now (only for what changes).
     if let (Some(cat), false) = (catalog.as_mut(), opts.refresh_only) {
-        let problems = super::checks::check(manifest, &changes, cat).await?;
+        let mut problems = super::checks::check(manifest, &changes, cat).await?;
+        // A value already refused (a shape OCI does not have) is not reported twice.
+        for p in super::image_checks::check(manifest, &changes, cat).await? {
+            if !problems.iter().any(|q| q.at.is_some() && q.at == p.at) {
+                problems.push(p);
+            }
+        }
         if !problems.is_empty() {
             return Err(manifest.problems(problems).into());
         }

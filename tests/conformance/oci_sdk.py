@@ -7,7 +7,9 @@ volume performance, capacity reservation and preemptible capacity read back, the
 the agent's plugins changed with UpdateInstance; private IPs by subnet
 and the ephemeral public IPs (ListPublicIps, GetPublicIp, GetPublicIpByPrivateIpId); boot volume preserve,
 then relaunch from it; a boot volume replacement (UpdateInstance with sourceDetails); the shape-filtered image lookup; compartment 404; defined tag 400; a
-compartment move seen as MOVING; pagination under concurrent creates. Waits are the SDK's own
+compartment move seen as MOVING; an image's shape compatibility entries, the global image capability
+schema and an image's capability schema (issue 24), a launch on a shape the image does not list;
+pagination under concurrent creates. Waits are the SDK's own
 waiters polling the emulator's state. Prints one line per check and `N passed, M failed`;
 exits 1 on any failure.
 """
@@ -87,6 +89,14 @@ check("a defined tag outside the tag namespaces is 400",
       status_of(lambda: launch("badtag", defined_tags={"NoSuchNamespace": {"k": "v"}})) == 400)
 check("a defined tag key that does not exist is 400",
       status_of(lambda: launch("badkey", defined_tags={"Operations": {"NoSuchKey": "v"}})) == 400)
+
+# A custom image for the shape compatibility and capability checks (captured now, read at the end).
+# (In the private subnet: the public IP and subnet listings below count the public subnet's.)
+golden_src = launch("sdk-golden-src", create_vnic_details=m.CreateVnicDetails(
+    subnet_id=fx["private_subnet_id"], assign_public_ip=False)).data
+wait_state(lambda: compute.get_instance(golden_src.id), "RUNNING")
+golden = compute.create_image(m.CreateImageDetails(compartment_id=COMPARTMENT, instance_id=golden_src.id,
+                                                   display_name="sdk-golden")).data
 
 # Launch with every modelled field, and read each back.
 full = launch(
@@ -348,6 +358,125 @@ arm = launch("sdk-arm", shape="VM.Standard.A1.Flex", shape_config=None,
              source_details=m.InstanceSourceViaImageDetails(image_id=images[0].id)).data
 check("A1 without shapeConfig gets the shape's defaults",
       (arm.shape_config.ocpus, arm.shape_config.memory_in_gbs) == (1, 6), arm.shape_config)
+
+# Image shape compatibility entries (issue 24).
+entries = compute.list_image_shape_compatibility_entries(golden.id).data
+check("a captured image is compatible with its source's shape family",
+      "VM.Standard.E4.Flex" in [e.shape for e in entries] and "VM.Standard.A1.Flex" not in [e.shape for e in entries]
+      and all(isinstance(e, m.ImageShapeCompatibilitySummary) and e.image_id == golden.id for e in entries), entries)
+for e in entries:
+    if e.shape != "VM.Standard.E4.Flex":
+        compute.remove_image_shape_compatibility_entry(golden.id, e.shape)
+added = compute.add_image_shape_compatibility_entry(
+    golden.id, "VM.Standard.E4.Flex", add_image_shape_compatibility_entry_details=m.AddImageShapeCompatibilityEntryDetails(
+        ocpu_constraints=m.ImageOcpuConstraints(min=1, max=8),
+        memory_constraints=m.ImageMemoryConstraints(min_in_gbs=1, max_in_gbs=64))).data
+check("AddImageShapeCompatibilityEntry returns the entry with its ranges",
+      (added.image_id, added.shape, added.ocpu_constraints.min, added.ocpu_constraints.max,
+       added.memory_constraints.min_in_gbs, added.memory_constraints.max_in_gbs)
+      == (golden.id, "VM.Standard.E4.Flex", 1, 8, 1, 64), added)
+got = compute.get_image_shape_compatibility_entry(golden.id, "VM.Standard.E4.Flex").data
+check("GetImageShapeCompatibilityEntry reads it back", got == added, got)
+plain = compute.add_image_shape_compatibility_entry(golden.id, "VM.Standard2.1").data
+check("an entry for a fixed shape has no ranges",
+      (plain.shape, plain.ocpu_constraints, plain.memory_constraints) == ("VM.Standard2.1", None, None), plain)
+listed = [e.shape for e in compute.list_image_shape_compatibility_entries(golden.id, limit=1).data]
+check("ListImageShapeCompatibilityEntries pages", listed == ["VM.Standard.E4.Flex"], listed)
+check("ListImageShapeCompatibilityEntries lists the entries",
+      [e.shape for e in oci.pagination.list_call_get_all_results(
+          compute.list_image_shape_compatibility_entries, golden.id).data] == ["VM.Standard.E4.Flex", "VM.Standard2.1"])
+compute.remove_image_shape_compatibility_entry(golden.id, "VM.Standard2.1")
+check("a removed entry is 404", status_of(lambda: compute.get_image_shape_compatibility_entry(golden.id, "VM.Standard2.1")) == 404)
+check("removing it again is 404", status_of(lambda: compute.remove_image_shape_compatibility_entry(golden.id, "VM.Standard2.1")) == 404)
+check("an Arm shape on an x86 image is 400",
+      status_of(lambda: compute.add_image_shape_compatibility_entry(golden.id, "VM.Standard.A1.Flex")) == 400)
+check("ocpuConstraints on a fixed shape is 400",
+      status_of(lambda: compute.add_image_shape_compatibility_entry(golden.id, "VM.Standard2.2", add_image_shape_compatibility_entry_details=m.AddImageShapeCompatibilityEntryDetails(
+          ocpu_constraints=m.ImageOcpuConstraints(min=1, max=2)))) == 400)
+check("a platform image's entries cannot be edited (404)",
+      status_of(lambda: compute.remove_image_shape_compatibility_entry(X86, "VM.Standard.E4.Flex")) == 404)
+
+# Global image capability schema and its versions.
+globals_ = compute.list_compute_global_image_capability_schemas(compartment_id=COMPARTMENT).data
+check("ListComputeGlobalImageCapabilitySchemas lists one schema with a current version",
+      len(globals_) == 1 and isinstance(globals_[0], m.ComputeGlobalImageCapabilitySchemaSummary)
+      and bool(globals_[0].current_version_name), globals_)
+gs = compute.get_compute_global_image_capability_schema(globals_[0].id)
+check("GetComputeGlobalImageCapabilitySchema reads it with an etag",
+      gs.data.id == globals_[0].id and gs.data.current_version_name == globals_[0].current_version_name
+      and bool(gs.headers.get("etag")), gs.data)
+versions = compute.list_compute_global_image_capability_schema_versions(globals_[0].id, sort_by="TIMECREATED", sort_order="ASC").data
+check("ListComputeGlobalImageCapabilitySchemaVersions ends at the current version",
+      len(versions) >= 1 and versions[-1].name == globals_[0].current_version_name
+      and all(v.compute_global_image_capability_schema_id == globals_[0].id for v in versions), versions)
+gv = compute.get_compute_global_image_capability_schema_version(globals_[0].id, globals_[0].current_version_name).data
+fw = gv.schema_data.get("Compute.Firmware")
+check("the current version describes Compute.Firmware as BIOS or UEFI_64",
+      isinstance(fw, m.EnumStringImageCapabilitySchemaDescriptor) and fw.values == ["BIOS", "UEFI_64"]
+      and fw.default_value == "UEFI_64" and fw.source == "GLOBAL", fw)
+check("and Compute.SecureBoot as a boolean, the PV attachment version as integers",
+      isinstance(gv.schema_data.get("Compute.SecureBoot"), m.BooleanImageCapabilitySchemaDescriptor)
+      and isinstance(gv.schema_data.get("Storage.ParaVirtualization.AttachmentVersion"), m.EnumIntegerImageCapabilityDescriptor)
+      and gv.schema_data["Storage.ParaVirtualization.AttachmentVersion"].values == [1, 2], gv.schema_data)
+check("an unknown global version is 404",
+      status_of(lambda: compute.get_compute_global_image_capability_schema_version(globals_[0].id, "1999-01-01")) == 404)
+
+# An image's capability schema: create, read, list, update (If-Match), delete.
+def caps(firmware):
+    return {
+        "Compute.Firmware": m.EnumStringImageCapabilitySchemaDescriptor(source="IMAGE", values=[firmware], default_value=firmware),
+        "Compute.SecureBoot": m.BooleanImageCapabilitySchemaDescriptor(source="IMAGE", default_value=False),
+    }
+
+
+made = compute.create_compute_image_capability_schema(m.CreateComputeImageCapabilitySchemaDetails(
+    compartment_id=COMPARTMENT, image_id=golden.id, display_name="sdk-golden-caps",
+    compute_global_image_capability_schema_version_name=globals_[0].current_version_name,
+    schema_data=caps("UEFI_64")))
+cs = made.data
+check("CreateComputeImageCapabilitySchema returns the schema, ACTIVE, with an etag",
+      (cs.image_id, cs.compute_global_image_capability_schema_id, cs.lifecycle_state, cs.display_name)
+      == (golden.id, globals_[0].id, "ACTIVE", "sdk-golden-caps") and bool(made.headers.get("etag"))
+      and cs.schema_data["Compute.Firmware"].values == ["UEFI_64"], cs)
+check("GetComputeImageCapabilitySchema reads it back", compute.get_compute_image_capability_schema(cs.id).data == cs)
+merged = compute.get_compute_image_capability_schema(cs.id, is_merge_enabled=True).data
+check("isMergeEnabled fills in the global descriptors",
+      "Storage.BootVolumeType" in merged.schema_data and merged.schema_data["Compute.Firmware"].values == ["UEFI_64"],
+      merged.schema_data)
+by_image = compute.list_compute_image_capability_schemas(compartment_id=COMPARTMENT, image_id=golden.id).data
+check("ListComputeImageCapabilitySchemas by image", [s.id for s in by_image] == [cs.id]
+      and isinstance(by_image[0], m.ComputeImageCapabilitySchemaSummary), by_image)
+check("a second schema for the image is 409", status_of(lambda: compute.create_compute_image_capability_schema(
+    m.CreateComputeImageCapabilitySchemaDetails(compartment_id=COMPARTMENT, image_id=golden.id,
+        compute_global_image_capability_schema_version_name=globals_[0].current_version_name, schema_data=caps("BIOS")))) == 409)
+check("a value outside the global descriptor is 400", status_of(lambda: compute.update_compute_image_capability_schema(
+    cs.id, m.UpdateComputeImageCapabilitySchemaDetails(schema_data=caps("UEFI_32")))) == 400)
+check("UpdateComputeImageCapabilitySchema with another version's If-Match is 412",
+      status_of(lambda: compute.update_compute_image_capability_schema(
+          cs.id, m.UpdateComputeImageCapabilitySchemaDetails(schema_data=caps("BIOS")), if_match="0" * 32)) == 412)
+upd = compute.update_compute_image_capability_schema(
+    cs.id, m.UpdateComputeImageCapabilitySchemaDetails(schema_data=caps("BIOS")), if_match=made.headers["etag"])
+check("UpdateComputeImageCapabilitySchema changes a value and the etag",
+      upd.data.schema_data["Compute.Firmware"].default_value == "BIOS" and upd.headers["etag"] != made.headers["etag"], upd.data)
+check("DeleteComputeImageCapabilitySchema with a stale If-Match is 412",
+      status_of(lambda: compute.delete_compute_image_capability_schema(cs.id, if_match=made.headers["etag"])) == 412)
+compute.delete_compute_image_capability_schema(cs.id, if_match=upd.headers["etag"])
+check("a deleted schema is 404", status_of(lambda: compute.get_compute_image_capability_schema(cs.id)) == 404)
+
+# A launch on a shape the image is not compatible with, as OCI answers it.
+wait_state(lambda: compute.get_image(golden.id), "AVAILABLE")
+try:
+    launch("sdk-incompatible", shape="VM.Standard2.1", shape_config=None,
+           source_details=m.InstanceSourceViaImageDetails(image_id=golden.id))
+    check("a launch on an incompatible shape is 400 InvalidParameter", False, "accepted")
+except oci.exceptions.ServiceError as e:
+    check("a launch on an incompatible shape is 400 InvalidParameter",
+          (e.status, e.code, e.message) == (400, "InvalidParameter", f"Shape VM.Standard2.1 is not valid for image {golden.id}."), e)
+check("a launch beyond the entry's OCPU range is 400",
+      status_of(lambda: launch("sdk-too-big", shape_config=m.LaunchInstanceShapeConfigDetails(ocpus=16, memory_in_gbs=64),
+                               source_details=m.InstanceSourceViaImageDetails(image_id=golden.id))) == 400)
+ok = launch("sdk-compatible", source_details=m.InstanceSourceViaImageDetails(image_id=golden.id)).data
+check("a launch within the entry is accepted", ok.image_id == golden.id, ok)
 
 # Pagination while another thread launches.
 for n in range(5):

@@ -117,6 +117,9 @@ pub struct World {
     /// of this world ([`super::peers`]).
     #[serde(skip)]
     pub outbox: Vec<super::peers::Delivery>,
+    /// Custom images' capability schemas by id ([`super::capabilities`]).
+    #[serde(default)]
+    pub capability_schemas: BTreeMap<String, Record>,
     #[serde(skip)]
     pub index: Index,
 }
