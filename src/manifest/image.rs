@@ -9,6 +9,8 @@ use super::tree::{bool_of, entries, get, str_of, Entry, Node, Value};
 use super::{Address, ImageSource, ImageSpec, Loader, ResourceKind};
 
 impl Loader {
+    // One caller (the loader's walk over `[image.*]` tables), which holds each of these apart.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn image(
         &mut self,
         address: Address,

@@ -101,7 +101,7 @@ pub fn retarget(manifest: &Manifest, out: &mut [DesiredResource]) {
             // A copy depends on the image itself, wherever it is.
             if d.address.starts_with(&format!("{of}@"))
                 || !d.depends_on.iter().any(|a| a == of)
-                || !spec.copies.regions.iter().any(|r| *r == region)
+                || !spec.copies.regions.contains(&region)
             {
                 continue;
             }
