@@ -418,11 +418,7 @@ fn label(address: &str) -> String {
 }
 
 fn created(a: &VnicAttachment) -> String {
-    a.extra
-        .get("timeCreated")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
+    a.time_created.clone().unwrap_or_default()
 }
 
 /// The same facts, whenever read.

@@ -150,8 +150,10 @@ pub struct VnicAttachment {
     pub nic_index: Option<u32>,
     #[serde(default)]
     pub availability_domain: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    #[serde(default)]
+    pub time_created: Option<String>,
+    // No `extra`: an attachment is only read, never written back, and a compartment's listing
+    // is read whole (10,000 attachments kept every field as JSON: BENCHMARKS.md section 6).
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
