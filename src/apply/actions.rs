@@ -67,7 +67,7 @@ impl Ctx {
                 &id,
                 &[target],
                 &["TERMINATING", "TERMINATED"],
-                self.timeouts.instance,
+                crate::oci::wait::WaitOptions::new(self.timeouts.instance),
             )
             .await
             .map_err(|e| self.oci(&c.address, e))?;

@@ -448,7 +448,7 @@ impl Ctx {
         self.progress
             .step(&label(c), &format!("waiting for {}", target[0]));
         let r = self
-            .wait_for(c, id, target, failed, self.wait(c).timeout)
+            .wait_for(c, id, target, failed, self.wait(c))
             .await
             .map_err(|e| self.oci(&c.address, e))?;
         self.store_read(c, id, r.body.clone(), r.etag, None).await?;

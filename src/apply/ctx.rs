@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -383,7 +382,7 @@ impl Ctx {
         id: &str,
         states: &[&str],
         failed: &[&str],
-        timeout: Duration,
+        opts: WaitOptions,
     ) -> Result<crate::oci::Response<Value>, OciError> {
         let compartment = self
             .state
@@ -406,7 +405,7 @@ impl Ctx {
         };
         self.watches
             .get(self.at(id), &compartment, kind)
-            .wait(id, states, failed, &WaitOptions::new(timeout))
+            .wait(id, states, failed, &opts)
             .await
     }
 

@@ -188,7 +188,13 @@ impl Ctx {
         if c.kind == Kind::Instance {
             self.progress.step(&label(c), "waiting for TERMINATED");
             match self
-                .wait_for(c, id, &["TERMINATED"], &[], self.timeouts.terminate)
+                .wait_for(
+                    c,
+                    id,
+                    &["TERMINATED"],
+                    &[],
+                    crate::oci::wait::WaitOptions::new(self.timeouts.terminate),
+                )
                 .await
             {
                 Ok(_) => {}

@@ -89,6 +89,9 @@ impl Progress {
     /// A step inside a node (e.g. `waiting for RUNNING`, or a retry and OCI's reason for it). On
     /// a terminal a long step is wrapped at its width, never cut; plain lines stay whole.
     pub fn step(&self, label: &str, what: &str) {
+        // With a time stamp in the log (`-vv`, or `RUST_LOG=kiln::apply=debug`): where an
+        // apply's time goes (BENCHMARKS.md section 7).
+        tracing::debug!(target: "kiln::apply::progress", "{label}: {what}");
         match self {
             Progress::Live { lines, .. } => {
                 if let Some((_, bar)) = lines

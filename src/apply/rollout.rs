@@ -400,7 +400,7 @@ impl Ctx {
                 id,
                 &["RUNNING", "STOPPED"],
                 &["TERMINATING", "TERMINATED"],
-                self.timeouts.instance,
+                WaitOptions::new(self.timeouts.instance).at_once(),
             )
             .await
             .map_err(|e| self.oci(&c.address, e))?;
@@ -413,7 +413,8 @@ impl Ctx {
                 id,
                 &["RUNNING"],
                 &["STOPPED", "TERMINATING", "TERMINATED"],
-                self.timeouts.instance,
+                // At once: the launch's own wait has just seen it RUNNING, most often.
+                WaitOptions::new(self.timeouts.instance).at_once(),
             )
             .await
             .map_err(|e| self.oci(&c.address, e))?;

@@ -28,6 +28,11 @@ pub struct WaitOptions {
     /// Each pause is this fraction of the time waited so far (within the two bounds above): the
     /// most a transition can be noticed late, relative to how long it took.
     pub lateness: f64,
+    /// Look at once, not when this apply's quickest such transition was still under way
+    /// (`watch`, "Learned durations"): for a wait whose transition began before the waiter did,
+    /// such as a health gate's wait for RUNNING right after the launch's own wait (which cost
+    /// every member of a rollout one launch's length: BENCHMARKS.md section 7).
+    pub at_once: bool,
 }
 
 impl WaitOptions {
@@ -37,6 +42,15 @@ impl WaitOptions {
             first_interval: Duration::from_millis(50),
             max_interval: Duration::from_secs(15),
             lateness: 0.1,
+            at_once: false,
+        }
+    }
+
+    /// The same, looking at once (see [`WaitOptions::at_once`]).
+    pub fn at_once(self) -> Self {
+        WaitOptions {
+            at_once: true,
+            ..self
         }
     }
 

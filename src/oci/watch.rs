@@ -351,7 +351,10 @@ impl Watch {
         let what = states.join(" or ");
         let start = Instant::now();
         // The first look when the quickest such transition of this apply was still under way.
-        let due = self.learned.due(self.kind, &what).min(opts.timeout);
+        let due = match opts.at_once {
+            true => Duration::ZERO,
+            false => self.learned.due(self.kind, &what).min(opts.timeout),
+        };
         if !due.is_zero() {
             tokio::time::sleep(due).await;
         }

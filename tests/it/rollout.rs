@@ -512,6 +512,7 @@ async fn bench_rollout_100_members_at_10_percent() {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let (old, new) = images(&p.emu);
+    let t = kiln::emulator::Timings::scaled(scale);
     let write = |img: &str| {
         let fleet = format!("[instance.web]\ncount = 100\nsource = {{ image = \"{img}\" }}\n\n[instance.web.rollout]\nmax_surge = \"10%\"\nmax_unavailable = 0\nhealth_check = {{ command = [\"./healthy.sh\"], timeout = \"1m\", interval = \"1s\" }}\n");
         let text = format!("{}{fleet}", p.header()).replacen(
@@ -532,11 +533,34 @@ async fn bench_rollout_100_members_at_10_percent() {
     println!("plan alone: {:.2} s", planned.elapsed().as_secs_f64());
     let calls_before = p.emu.stats().get("total").copied().unwrap_or(0);
     let start = std::time::Instant::now();
-    let (out, (most, fewest, _)) = sampled(&p.emu, p.kiln(&["apply", "--auto-approve"])).await;
+    let traced = Traced::default();
+    let (out, (most, fewest, _)) = sampled(
+        &p.emu,
+        traced.run(&p.emu, start, async {
+            // KILN_BENCH_LOG=FILE: the apply's request log and steps, time-stamped, to FILE.
+            match std::env::var("KILN_BENCH_LOG") {
+                Ok(file) => {
+                    let env = [("RUST_LOG", "warn,kiln::oci=debug,kiln::apply=debug")];
+                    let out =
+                        support::run_kiln_env(p.path(), &["apply", "--auto-approve"], &env).await;
+                    std::fs::write(file, &out.stderr).unwrap();
+                    out
+                }
+                Err(_) => p.kiln(&["apply", "--auto-approve"]).await,
+            }
+        }),
+    )
+    .await;
     let wall = start.elapsed().as_secs_f64();
     assert_eq!(out.code, 0, "{out:?}");
+    traced.phases(
+        &old,
+        &new,
+        wall,
+        t.launch.as_secs_f64(),
+        t.terminate.as_secs_f64(),
+    );
     let calls = p.emu.stats().get("total").copied().unwrap_or(0) - calls_before;
-    let t = kiln::emulator::Timings::scaled(scale);
     // 10 batches of 10: launch, check, terminate, one after the other.
     let batch = t.launch.as_secs_f64() + check_ms as f64 / 1000.0 + t.terminate.as_secs_f64();
     let optimal = 10.0 * batch;
@@ -548,4 +572,116 @@ async fn bench_rollout_100_members_at_10_percent() {
         calls as f64 / 100.0
     );
     assert!(most <= 110 && fewest >= 100, "{most} {fewest}");
+}
+
+/// The bench's record of each instance's lifecycle as the emulator's records show it (seconds
+/// since the apply started, first seen in each state), to say where a rollout's time goes.
+#[derive(Default)]
+struct Traced {
+    seen: std::sync::Mutex<BTreeMap<String, (String, String, Vec<(String, f64)>)>>,
+}
+
+impl Traced {
+    /// Run `fut`, recording every instance's states until it ends.
+    async fn run<F: std::future::Future>(
+        &self,
+        emu: &RunningEmulator,
+        start: std::time::Instant,
+        fut: F,
+    ) -> F::Output {
+        let done = AtomicBool::new(false);
+        let main = async {
+            let r = fut.await;
+            done.store(true, Ordering::SeqCst);
+            r
+        };
+        let observer = async {
+            while !done.load(Ordering::SeqCst) {
+                let w = emu.snapshot();
+                let now = start.elapsed().as_secs_f64();
+                let mut seen = self.seen.lock().unwrap();
+                for r in w.instances.values() {
+                    let e = seen.entry(r.id().to_string()).or_insert_with(|| {
+                        (r.str("displayName").into(), r.str("imageId").into(), vec![])
+                    });
+                    if e.2.last().map(|(s, _)| s.as_str()) != Some(r.state()) {
+                        e.2.push((r.state().to_string(), now));
+                    }
+                }
+                drop(seen);
+                // A sampling period (an observer, not a synchronisation).
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        };
+        tokio::join!(main, observer).0
+    }
+
+    /// Print where the time went: each phase's mean and the largest, per member.
+    fn phases(&self, old: &str, new: &str, wall: f64, launch: f64, terminate: f64) {
+        let seen = self.seen.lock().unwrap();
+        let at = |id: &str, state: &str| {
+            seen.get(id)
+                .and_then(|e| e.2.iter().find(|(s, _)| s == state).map(|(_, t)| *t))
+        };
+        let by_name = |image: &str| -> BTreeMap<String, String> {
+            seen.iter()
+                .filter(|(_, e)| e.1 == image)
+                .map(|(id, e)| (e.0.clone(), id.clone()))
+                .collect()
+        };
+        let (olds, news) = (by_name(old), by_name(new));
+        let mut gate = vec![];
+        let mut launched = vec![];
+        let mut ended = vec![];
+        let (mut up, mut down) = (vec![], vec![]);
+        for (name, n) in &news {
+            let (Some(p), Some(r)) = (at(n, "PROVISIONING"), at(n, "RUNNING")) else {
+                continue;
+            };
+            launched.push(p);
+            up.push(r - p);
+            if let Some(o) = olds.get(name) {
+                if let (Some(ti), Some(td)) = (at(o, "TERMINATING"), at(o, "TERMINATED")) {
+                    gate.push(ti - r);
+                    down.push(td - ti);
+                    ended.push(td);
+                }
+            }
+        }
+        launched.sort_by(f64::total_cmp);
+        ended.sort_by(f64::total_cmp);
+        // The k-th launch after the first ten takes the slot the (k-10)-th end freed.
+        let handoff: Vec<f64> = launched
+            .iter()
+            .skip(10)
+            .zip(&ended)
+            .map(|(l, e)| l - e)
+            .collect();
+        let stat = |v: &[f64]| {
+            let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let max = v.iter().copied().fold(0.0, f64::max);
+            format!("mean {mean:.3} s, max {max:.3} s ({} members)", v.len())
+        };
+        println!(
+            "where the time goes (seconds since the apply started, from the emulator's records):"
+        );
+        println!(
+            "- first launch at {:.3} s (the plan, refresh and start before it)",
+            launched.first().copied().unwrap_or(0.0)
+        );
+        println!(
+            "- launch → RUNNING: {} (the emulator's {launch:.3} s)",
+            stat(&up)
+        );
+        println!("- RUNNING → old member TERMINATING (gate: the wait's lateness, reads, the check, commits): {}", stat(&gate));
+        println!(
+            "- TERMINATING → TERMINATED: {} (the emulator's {terminate:.3} s)",
+            stat(&down)
+        );
+        println!("- old TERMINATED → the next launch in its slot (the wait's lateness, commits, the walk): {}", stat(&handoff));
+        println!(
+            "- last TERMINATED → the apply's end: {:.3} s",
+            wall - ended.last().copied().unwrap_or(wall)
+        );
+    }
 }
