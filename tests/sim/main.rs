@@ -45,11 +45,13 @@ mod support;
 
 mod apply;
 mod explore;
+mod images;
 mod model;
 mod rollout;
 mod world;
 
 use explore::{env_u64, explore, run, Tally};
+use images::*;
 use model::*;
 use rollout::Watch;
 use world::*;
