@@ -26,7 +26,8 @@
 //!    [`Rollout::rollback_to`] set.
 //! 3. **images in use**: the delete of a previous image (deposed) waits for every node of a
 //!    member that still runs it, and is left out of the plan while a member that this plan does
-//!    not move still runs it (it stays deposed until the last member left it).
+//!    not move (replace, update or destroy) still runs it (it stays deposed until the last
+//!    member left it).
 //!
 //! The health gate itself (RUNNING, the check, `min_healthy_time`) runs in the executor
 //! ([`crate::apply`]'s `rollout`), which finds each member's gate here ([`Rollout`]).
@@ -453,11 +454,12 @@ pub fn shape(
         });
     }
 
-    // 3. images in use
+    // 3. images in use (a member this plan destroys leaves its image too: the delete waits)
     let moving: BTreeSet<&str> = changes
         .iter()
         .filter(|c| {
-            c.kind == Kind::Instance && matches!(c.action, Action::Replace | Action::Update)
+            c.kind == Kind::Instance
+                && matches!(c.action, Action::Replace | Action::Update | Action::Delete)
         })
         .map(|c| c.address.as_str())
         .collect();

@@ -325,3 +325,22 @@ async fn a_kill_mid_rebuild_then_apply_again_keeps_each_version_once() {
         ok(&p, &["plan", "--detailed-exitcode"]).await;
     }
 }
+
+/// Found by the simulation (a rebuild while the fleet on the old image left the manifest): the
+/// old image's delete was left out of the plan as "still run" by members the same plan destroys,
+/// so a successful apply left it deposed and the next plan not empty. Now it waits for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_deletes_the_old_image_after_the_members_it_destroys() {
+    let p = Project::new(support::config(0.0)).await;
+    let golden = "[instance.builder]\n\n[image.golden]\nfrom_instance = \"instance.builder\"\n\n";
+    p.write(&format!(
+        "{golden}[instance.web]\ncount = 2\nsource = {{ image = \"image.golden\" }}\n"
+    ));
+    ok(&p, &["apply", "--auto-approve"]).await;
+    p.write(golden);
+    let out = rebuild(&p, &[]).await;
+    let v = versions(&p).await;
+    assert_eq!(v.keys().copied().collect::<Vec<_>>(), [2], "{out:?}");
+    assert!(runs(&p, "web").await.is_empty());
+    ok(&p, &["plan", "--detailed-exitcode"]).await;
+}

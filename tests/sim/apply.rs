@@ -6,6 +6,11 @@ impl Sim {
     /// An apply, with `fault` injected; then the invariants (and, without a fault, convergence).
     pub(crate) async fn apply(&mut self, fault: Option<&Injected>) -> Result<(), String> {
         self.write();
+        let stale = self.stale_pins().await?;
+        if !stale.is_empty() {
+            return self.refused_pin(fault, stale).await;
+        }
+        self.golden_mark();
         let s = self.session()?;
         // What is declared and live now, by OCID: only a planned replace or destroy may end it.
         let declared: BTreeSet<String> = s.manifest.resources().map(|a| a.to_string()).collect();
@@ -149,6 +154,22 @@ impl Sim {
                     ));
                 }
                 self.model.moved.clear();
+                // A pin counts versions back from the newest the state held when planning: after
+                // a rebuild, the next plan moves it onto the version it now names (by design,
+                // `tests/it/image_versions.rs`): that apply converges.
+                let rebuilt = a.plan.changes.iter().any(|c| {
+                    c.address.starts_with("image.golden")
+                        && !c.deposed
+                        && matches!(c.action, Action::Create | Action::Replace)
+                });
+                let pinned = self.model.fleets.iter().any(|f| {
+                    self.model.pin_of(f).is_some_and(|n| n > 0) && !Model::members(f).is_empty()
+                });
+                if rebuilt && pinned {
+                    Tally::count(PIN_MOVED);
+                    self.check(false).await?;
+                    return Box::pin(self.apply(None)).await;
+                }
                 if !report.behind.is_empty() {
                     // A resumed create was made as first requested and the manifest has moved
                     // on (the report says so and asks for another apply): that apply converges.
@@ -241,6 +262,7 @@ impl Sim {
                 ));
             }
         }
+        bad.extend(self.image_invariants(&st, converged));
         match bad.is_empty() {
             true => Ok(()),
             false => Err(bad.join("\n  ")),

@@ -62,21 +62,31 @@ impl Tally {
             .collect();
         parts.push(format!("not reached {}", n("not reached")));
         format!(
-            "{}; rollout limits sampled {} times in {} applies with a rolling fleet, {} members launched into one",
+            "{}; rollout limits sampled {} times in {} applies with a rolling fleet, {} members launched into one; image versions: {} converged applies with retained versions, {} with an instance on an older one, {} with a copy, {} pins refused, {} moved by a rebuild",
             parts.join(", "),
             n("rollout samples"),
             n("rolling applies"),
-            n("rolled in")
+            n("rolled in"),
+            n(RETAINED),
+            n(OLDER),
+            n(COPIED),
+            n(PIN_REFUSED),
+            n(PIN_MOVED),
         )
     }
 }
 
 /// Counts that are not faults.
-const WATCHED: [&str; 4] = [
+const WATCHED: [&str; 9] = [
     "not reached",
     "rollout samples",
     "rolling applies",
     "rolled in",
+    RETAINED,
+    OLDER,
+    COPIED,
+    PIN_REFUSED,
+    PIN_MOVED,
 ];
 
 /// A violation the simulation found: where, and the shortest history that still fails.

@@ -11,7 +11,8 @@
 //!
 //! A step is one of: a manifest edit (add, remove, resize, rename with `[[moved]]` — a member or
 //! the whole fleet —, retag, reshape, power state, compartment, region, `enabled`, the golden image
-//! pipeline added or removed, an image rebuild, a `rollout` set or removed — limits and replace
+//! pipeline added or removed, an image rebuild, its `keep` set or removed, its copy to the other
+//! region added or removed, a fleet pinned to one of its versions or unpinned, a `rollout` set or removed — limits and replace
 //! method —, which on a fleet of the image's region also moves it onto or off `image.golden`;
 //! a `placement` over the region's availability domains set or removed; launch settings — legacy
 //! IMDS off and an agent plugin on, or preemptible —),
@@ -26,7 +27,9 @@
 //! emulators' own records, not kiln's state: the state loads and its serial never goes back; no
 //! live resource kiln made is missing from the state (its object, a deposed one, or a pending
 //! create's); nothing declared and kept by the plan was destroyed; after an apply without a fault:
-//! it succeeded, nothing is pending or deposed, and the next plan is empty. During every apply
+//! it succeeded, nothing is pending or deposed, and the next plan is empty; and the image
+//! versions' own ([`images`]: no instance runs a deleted image, one version per apply at most,
+//! after a successful apply exactly the `keep` newest and those in use, as the state records). During every apply
 //! with a rolling fleet, [`rollout::Watch`] samples the rollout's limits at every OCI answer.
 //!
 //! A failing history prints its seed and the shortest history that still fails (shrunk by
@@ -45,11 +48,13 @@ mod support;
 
 mod apply;
 mod explore;
+mod images;
 mod model;
 mod rollout;
 mod world;
 
 use explore::{env_u64, explore, run, Tally};
+use images::*;
 use model::*;
 use rollout::Watch;
 use world::*;

@@ -72,6 +72,22 @@ pub(crate) enum Step {
         pick: u32,
         kind: u8,
     },
+    /// `keep` on `[image.golden]`: 0 removes it (the default, 1), N sets it (and declares the
+    /// pipeline when there is none).
+    Keep {
+        keep: u8,
+    },
+    /// A fleet of the golden image's region pinned to a version of `image.golden` (it boots
+    /// from the image from then on), or unpinned (`back: None`). The version is `back` modulo
+    /// one more than the versions the state holds when the step runs: mostly one it holds, now
+    /// and then one it does not (a plan error [`Model::stale_pins`] predicts).
+    Pin {
+        pick: u32,
+        back: Option<u8>,
+    },
+    /// `regions = ["us-phoenix-1"]` (with `export`) added to the golden image, or removed: its
+    /// copy there, which fleets of that region may then boot from ([`Step::Pin`]).
+    Copy,
 }
 
 /// A fleet's `rollout`: `max_surge`, `max_unavailable`, and `replace_method = "boot_volume"`.
@@ -88,6 +104,9 @@ pub(crate) const CHECK: &str = "command = [\"sh\", \"-c\", \"echo $KILN_INSTANCE
 
 /// The sim's own fault class: the emulators restart ([`RunningEmulator::restart`]).
 pub(crate) const RESTART: &str = "emulator restart";
+
+/// The bucket (in the image's region) the golden image's copies are exported through.
+pub(crate) const BUCKET: &str = "kiln-images";
 
 /// A fault at the `skip`-th next crossing of `point` (none if the apply crosses it fewer times).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -129,6 +148,9 @@ pub(crate) struct Fleet {
     /// preemptible (set at launch only: a change replaces; never on a fleet declared STOPPED,
     /// which OCI refuses).
     pub(crate) launch: u8,
+    /// `source = { image = "image.golden", version = N }` (1 is written `"previous"`), when the
+    /// fleet boots from the golden image (or, in the other region, its copy there).
+    pub(crate) pin: Option<u8>,
 }
 
 /// What the manifest declares.
@@ -139,6 +161,10 @@ pub(crate) struct Model {
     pub(crate) moved: Vec<(String, String)>,
     /// The golden image pipeline: `Some(native launch mode)`.
     pub(crate) image: Option<bool>,
+    /// `keep` on `[image.golden]` (`None`: not written, the default 1).
+    pub(crate) keep: Option<u8>,
+    /// The golden image copied to the second region (`regions`, `export`).
+    pub(crate) copy: bool,
     /// Names are never reused (a `[[moved]]` source must not be declared again).
     pub(crate) next: u32,
 }
@@ -175,6 +201,43 @@ impl Model {
         }
     }
 
+    /// The fleets whose pin the plan must refuse: a version back that the state's `versions`
+    /// (its current image and the retained ones) do not reach. Only a declared member carries a
+    /// pin (a fleet of none, or switched off, pins nothing); version 0 (the newest) is always
+    /// there.
+    /// `versions` is per region: the image's own record, then its copy's.
+    pub(crate) fn stale_pins(&self, versions: [usize; 2]) -> Vec<usize> {
+        (0..self.fleets.len())
+            .filter(|&i| {
+                let f = &self.fleets[i];
+                let back = self.pin_of(f).unwrap_or(0) as usize;
+                back >= 1
+                    && back >= versions[f.region]
+                    && f.enabled
+                    && !Model::members(f).is_empty()
+            })
+            .collect()
+    }
+
+    /// Whether a fleet boots from `image.golden` (in the second region, from its copy).
+    pub(crate) fn golden(&self, f: &Fleet) -> bool {
+        f.from_image && self.image.is_some() && (f.region == 0 || self.copy)
+    }
+
+    /// The pin a fleet's manifest table carries.
+    pub(crate) fn pin_of(&self, f: &Fleet) -> Option<u8> {
+        f.pin.filter(|_| self.golden(f))
+    }
+
+    /// How many versions an image record of the golden image keeps: `image.golden`, or its copy
+    /// `image.golden@<region>` (the image's `keep`; none once the image or the copy is gone).
+    pub(crate) fn keep_of(&self, address: &str) -> usize {
+        match self.image {
+            Some(_) if address == "image.golden" || self.copy => self.keep.unwrap_or(1) as usize,
+            _ => 0,
+        }
+    }
+
     /// Every address the manifest declares.
     pub(crate) fn declared(&self) -> BTreeSet<String> {
         let mut out: BTreeSet<String> = self
@@ -198,7 +261,17 @@ impl Model {
         let mut m = String::new();
         if let Some(native) = self.image {
             let mode = if native { "NATIVE" } else { "PARAVIRTUALIZED" };
-            m += &format!("[instance.builder]\nstate = \"STOPPED\"\n\n[image.golden]\nfrom_instance = \"instance.builder\"\nlaunch_mode = \"{mode}\"\n\n");
+            m += &format!("[instance.builder]\nstate = \"STOPPED\"\n\n[image.golden]\nfrom_instance = \"instance.builder\"\nlaunch_mode = \"{mode}\"\n");
+            if let Some(k) = self.keep {
+                m += &format!("keep = {k}\n");
+            }
+            if self.copy {
+                m += &format!(
+                    "regions = [\"{}\"]\nexport = {{ namespace = \"{}\", bucket = \"{BUCKET}\" }}\n",
+                    REGIONS[1], fix[0].namespace
+                );
+            }
+            m += "\n";
         }
         for f in &self.fleets {
             m += &format!("[instance.{}]\n", f.name);
@@ -244,11 +317,22 @@ impl Model {
                     m += &format!("availability_domain = \"{}\"\n", x.availability_domains[0]);
                 }
                 m += &format!(
-                    "region = \"{}\"\nsubnet = \"{}\"\nsource = {{ image = \"{}\" }}\n",
-                    REGIONS[1], x.public_subnet_id, x.platform_images[0].id
+                    "region = \"{}\"\nsubnet = \"{}\"\n",
+                    REGIONS[1], x.public_subnet_id
                 );
-            } else if f.from_image && self.image.is_some() {
-                m += "source = { image = \"image.golden\" }\n";
+            }
+            if f.region == 1 && !self.golden(f) {
+                m += &format!(
+                    "source = {{ image = \"{}\" }}\n",
+                    fix[1].platform_images[0].id
+                );
+            } else if self.golden(f) {
+                let pin = match self.pin_of(f) {
+                    None => String::new(),
+                    Some(1) => ", version = \"previous\"".into(),
+                    Some(n) => format!(", version = {n}"),
+                };
+                m += &format!("source = {{ image = \"image.golden\"{pin} }}\n");
             }
             if let Some(r) = f.rollout {
                 m += &format!(
@@ -269,7 +353,7 @@ impl Model {
 pub(crate) fn draw(rng: &mut StdRng, model: &Model) -> Step {
     let pick = rng.gen();
     let empty = model.fleets.is_empty();
-    match rng.gen_range(0..100) {
+    match rng.gen_range(0..109) {
         _ if empty && rng.gen_bool(0.7) => Step::AddFleet {
             region: rng.gen_range(0..2),
             keyed: rng.gen(),
@@ -311,6 +395,14 @@ pub(crate) fn draw(rng: &mut StdRng, model: &Model) -> Step {
         },
         90..=93 => Step::SecondKiln { forced: rng.gen() },
         94..=95 => Step::Age,
+        100..=102 => Step::Keep {
+            keep: rng.gen_range(0..4),
+        },
+        103..=106 => Step::Pin {
+            pick,
+            back: rng.gen_bool(0.8).then(|| rng.gen_range(0..4)),
+        },
+        107..=108 => Step::Copy,
         _ => Step::Rollout {
             pick,
             roll: rng.gen_bool(0.8).then(|| {
@@ -407,6 +499,7 @@ pub(crate) fn history(seed: u64, steps: usize) -> Vec<Step> {
                 rollout: None,
                 placed: false,
                 launch: 0,
+                pin: None,
             }),
             Step::RemoveFleet { pick } if !model.fleets.is_empty() => {
                 let n = model.fleets.len();

@@ -16,6 +16,12 @@ pub(crate) struct Sim {
     pub(crate) last_serial: u64,
     /// Resources the sim terminated itself (out of band).
     pub(crate) terminated: BTreeSet<String>,
+    /// The images of `image.golden` live when the last apply started: address → id → version.
+    pub(crate) golden_before: BTreeMap<String, BTreeMap<String, u64>>,
+    /// How many were live after the last converged apply, by address.
+    pub(crate) golden_cap: BTreeMap<String, usize>,
+    /// Applies since the last converged one.
+    pub(crate) applies_since: usize,
 }
 
 /// A violated invariant (or an unexpected error), with where it happened.
@@ -28,8 +34,11 @@ pub(crate) struct Violation {
 impl Sim {
     pub(crate) async fn new() -> Sim {
         let key = fast_key();
+        // Served together: CopyObject reaches the other region (the golden image's copy).
+        let peers = kiln::emulator::peers::Peers::new();
         let config = |region: &str| EmulatorConfig {
             region: region.into(),
+            peers: peers.clone(),
             trusted_keys: vec![TrustedKey {
                 key_id: key.key_id.clone(),
                 public_key: key.key.to_public_key(),
@@ -48,6 +57,10 @@ impl Sim {
         let mut clients = Clients::single(REGIONS[0], client[0].clone());
         clients.insert(REGIONS[1].to_string(), client[1].clone());
         let fixtures = [emus[0].fixtures(), emus[1].fixtures()];
+        kiln::oci::object_storage::ObjectStorage::new(client[0].clone())
+            .create_bucket(&fixtures[0].namespace, BUCKET, support::COMPARTMENT)
+            .await
+            .expect("the export bucket is made");
         let state_dir =
             tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
         Sim {
@@ -60,6 +73,9 @@ impl Sim {
             model: Model::default(),
             last_serial: 0,
             terminated: BTreeSet::new(),
+            golden_before: BTreeMap::new(),
+            golden_cap: BTreeMap::new(),
+            applies_since: 0,
         }
     }
 
@@ -152,6 +168,7 @@ impl Sim {
                     rollout: None,
                     placed: false,
                     launch: 0,
+                    pin: None,
                 });
             }
             Step::RemoveFleet { pick } => {
@@ -266,13 +283,52 @@ impl Sim {
                     f.launch = kind;
                 }
             }
+            Step::Keep { keep } => {
+                self.model.keep = (keep > 0).then_some(keep);
+                if keep > 0 && self.model.image.is_none() {
+                    self.model.image = Some(false);
+                }
+            }
+            Step::Pin { pick, back } => {
+                let versions = golden_versions(self.state().await?.as_ref());
+                let (image, copy) = (self.model.image.is_some(), self.model.copy);
+                let can: Vec<usize> = (0..self.model.fleets.len())
+                    .filter(|&i| self.model.fleets[i].region == 0 || copy)
+                    .collect();
+                if image && !can.is_empty() {
+                    let f = &mut self.model.fleets[can[pick as usize % can.len()]];
+                    match back {
+                        None => f.pin = None,
+                        Some(b) => {
+                            f.from_image = true;
+                            f.pin = Some(b % (versions[f.region] as u8 + 1));
+                        }
+                    }
+                }
+            }
+            Step::Copy => match self.model.image {
+                Some(_) => self.model.copy = !self.model.copy,
+                None => {
+                    self.model.image = Some(false);
+                    self.model.copy = true;
+                }
+            },
             Step::Apply { fault } => return self.apply(fault.as_ref()).await,
             Step::Plan => {
                 self.write();
+                let stale = self.stale_pins().await?;
                 let s = self.session()?;
-                ops::plan::plan(&s, &PlanRequest::default())
-                    .await
-                    .map_err(|e| format!("a plan failed: {e:?}"))?;
+                let r = ops::plan::plan(&s, &PlanRequest::default()).await;
+                match (r, stale.is_empty()) {
+                    (Err(e), true) => return Err(format!("a plan failed: {e:?}")),
+                    (Ok(_), false) => {
+                        return Err(format!(
+                            "a plan took a pin to a version the state does not keep ({stale:?})"
+                        ))
+                    }
+                    (Err(e), false) => refused_for_pin(&format!("{e:?}"))?,
+                    (Ok(_), true) => {}
+                }
             }
             Step::OutOfBand { what, pick } => self.out_of_band(what, pick).await?,
             Step::SecondKiln { forced } => self.second_kiln(forced).await?,
