@@ -158,7 +158,8 @@ impl Loader {
     ) {
         let mut seen: Vec<At> = Vec::new();
         for spec in instances.values() {
-            let (Some(pin), InstanceSource::Image(Ref::Resource(image))) = (&spec.pin, &spec.source)
+            let (Some(pin), InstanceSource::Image(Ref::Resource(image))) =
+                (&spec.pin, &spec.source)
             else {
                 continue;
             };
