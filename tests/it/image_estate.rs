@@ -38,6 +38,9 @@ fn versions(emu: &RunningEmulator) -> BTreeMap<u64, String> {
         .collect()
 }
 
+/// A compatibility entry as listed: shape and OCPU range.
+type Entry = (String, Option<(Option<u64>, Option<u64>)>);
+
 fn numbers(v: &BTreeMap<u64, String>) -> Vec<u64> {
     v.keys().copied().collect()
 }
@@ -249,7 +252,7 @@ async fn a_copy_has_the_images_shapes_and_capabilities_and_an_e5_fleet_launches_
     ok(&p, &["apply", "--auto-approve"]).await;
     let copy = images(&phx)[0].0.clone();
     let client = support::client(&phx);
-    let mut entries: Vec<(String, Option<(Option<u64>, Option<u64>)>)> = client
+    let mut entries: Vec<Entry> = client
         .list_image_shapes(&copy)
         .await
         .unwrap()
