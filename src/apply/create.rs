@@ -75,12 +75,17 @@ impl Ctx {
             .as_ref()
             .ok_or_else(|| self.invalid(c, "the plan has no request for this create"))?;
         let mut body = self.resolve(&c.address, request).await?;
+        // An image's shapes and capabilities are applied once it is AVAILABLE — a copy in
+        // another region too: it is an image of its own there, with its own entries and schema.
+        let (shapes, caps) = super::image_caps::take(&mut body);
         if super::image_copy::is_copy(&body) {
-            return self.create_copy(c, body).await;
+            let id = self.create_copy(c, body).await?;
+            if shapes.is_some() || caps.is_some() {
+                self.apply_image_caps(c, &id, shapes, caps).await?;
+            }
+            return Ok(id);
         }
         let places = super::placement::take_places(&mut body);
-        // An image's shapes and capabilities are applied once it is AVAILABLE.
-        let (shapes, caps) = super::image_caps::take(&mut body);
         if shapes.is_some() || caps.is_some() {
             let id = self.create_once(c, body).await?;
             self.apply_image_caps(c, &id, shapes, caps).await?;

@@ -681,6 +681,7 @@ impl Loader {
             self.region(&defaults);
         }
         self.cross_region(&ref_sites, &provider, &instances, &images);
+        self.pins_within_keep(&instances, &images);
         self.cycles(&ref_sites);
         self.duplicate_names(&instances, &images, &instances_t, &images_t);
         let moved = self.moved(get(top, "moved"), &instance_names, &image_names);

@@ -4,11 +4,13 @@
 //! environment's state records: promotion). Both are resolved against a state at plan time
 //! (`plan::versions`): the manifest only checks what it can on its own, at the span.
 
+use std::collections::BTreeMap;
+
 use indexmap::IndexMap;
 
 use super::diagnostic::{At, Problem};
 use super::tree::{get, str_of, Entry, Node, Value};
-use super::{Address, Loader};
+use super::{Address, ImageSpec, InstanceSource, InstanceSpec, Loader, Ref};
 
 /// At most this many versions of one image (each is a custom image in OCI, which counts them
 /// against the tenancy's custom image limit).
@@ -144,5 +146,46 @@ impl Loader {
             which: pin.0,
             at: pin.1,
         })
+    }
+
+    /// A pin `version = N` needs `keep` > N on the image it pins (the newest is 0): a version
+    /// beyond `keep` is deleted at the next rebuild, so such a pin could never hold. Reported
+    /// once per pin (a fleet's members share it), at the `version` span.
+    pub(super) fn pins_within_keep(
+        &mut self,
+        instances: &BTreeMap<String, InstanceSpec>,
+        images: &BTreeMap<String, ImageSpec>,
+    ) {
+        let mut seen: Vec<At> = Vec::new();
+        for spec in instances.values() {
+            let (Some(pin), InstanceSource::Image(Ref::Resource(image))) =
+                (&spec.pin, &spec.source)
+            else {
+                continue;
+            };
+            let Pin::Back(n) = pin.which else { continue };
+            let Some(keep) = images.get(&image.name).map(|i| i.keep) else {
+                continue;
+            };
+            if n < keep || seen.contains(&pin.at) {
+                continue;
+            }
+            seen.push(pin.at.clone());
+            self.problem(
+                Problem::error(
+                    "version_beyond_keep",
+                    format!(
+                        "`instance.{}` pins {} of `{image}`, which keeps {keep} version(s)",
+                        spec.address.fleet(),
+                        pin.which
+                    ),
+                )
+                .at(&pin.at, format!("needs `keep = {}` or more", n + 1))
+                .help(format!(
+                    "set `keep = {}` on `{image}` (the newest is `version = 0`), or pin a newer version",
+                    n + 1
+                )),
+            );
+        }
     }
 }

@@ -429,10 +429,14 @@ impl Plan {
     }
 
     /// Whether anything is known to be pending (`--detailed-exitcode` 2): a change or drift in
-    /// this plan, or — in a partial plan — changes or drift found outside its selection. What
-    /// `--exclude` left unread is not known, and the plan says so instead.
+    /// this plan, an image version to record as retained or a previous version gone from OCI
+    /// to drop from the state (the apply changes the state), or — in a partial plan — changes or
+    /// drift found outside its selection. What `--exclude` left unread is not known, and the
+    /// plan says so instead.
     pub fn pending(&self) -> bool {
         !self.is_empty()
+            || !self.retain.is_empty()
+            || !self.forget_deposed.is_empty()
             || self
                 .partial
                 .as_ref()

@@ -208,7 +208,13 @@ pub fn text(plan: &Plan, style: Style) -> String {
             r.address, r.version, r.id
         );
     }
-    if !plan.retain.is_empty() {
+    for (address, id) in &plan.forget_deposed {
+        let _ = writeln!(
+            out,
+            "  {address} previous version {id} is gone from OCI: dropped from the state"
+        );
+    }
+    if !plan.retain.is_empty() || !plan.forget_deposed.is_empty() {
         out.push('\n');
     }
     if !plan.moved.is_empty() {
@@ -287,6 +293,12 @@ pub fn text(plan: &Plan, style: Style) -> String {
         match plan.partial {
             Some(_) => {
                 let _ = writeln!(out, "No changes in what this plan selects.");
+            }
+            None if !plan.retain.is_empty() || !plan.forget_deposed.is_empty() => {
+                let _ = writeln!(
+                    out,
+                    "No changes in OCI. Applying records the image versions above in the state."
+                );
             }
             None => {
                 let _ = writeln!(out, "No changes. The infrastructure matches the manifest.");

@@ -340,6 +340,8 @@ pub fn retention(
     let mut drop = BTreeSet::new();
     let mut extra: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut added: Vec<Change> = Vec::new();
+    // Each record's deletes, newest first (`previous` is sorted so): chained oldest first.
+    let mut chains: Vec<Vec<usize>> = Vec::new();
     for (addr, r) in state
         .resources
         .iter()
@@ -373,6 +375,7 @@ pub fn retention(
         previous.retain(|(_, id, _, _)| !gone(id));
         previous.sort_by_key(|v| std::cmp::Reverse(v.0));
         let allowed = keep.saturating_sub(1) as usize;
+        let mut chain = Vec::new();
         for (n, (version, id, deposed, etag)) in previous.into_iter().enumerate() {
             // The delete nodes `build` planned for it (a deposed predecessor's).
             let planned: Vec<usize> = (0..changes.len())
@@ -413,8 +416,12 @@ pub fn retention(
                     })
                     .collect();
                 match planned.first() {
-                    Some(&i) => extra.push((i, after)),
+                    Some(&i) => {
+                        chain.push(i);
+                        extra.push((i, after));
+                    }
                     None => {
+                        chain.push(changes.len() + added.len());
                         extra.push((changes.len() + added.len(), after));
                         added.push(Change {
                             address: addr.clone(),
@@ -441,8 +448,12 @@ pub fn retention(
             }
             if doomed {
                 warnings.push(format!(
-                    "`{addr}` version {version} ({id}) is kept back beyond `keep = {keep}`: {} still run it",
-                    staying.join(", ")
+                    "`{addr}` version {version} ({id}) is kept back beyond `keep = {keep}`: {} {} it (launched from it or its boot volume replaced onto it); a later plan deletes it once nothing runs it",
+                    staying.join(", "),
+                    match staying.len() {
+                        1 => "still runs",
+                        _ => "still run",
+                    }
                 ));
             }
             // Kept: no delete; a deposed one becomes a retained version.
@@ -455,12 +466,22 @@ pub fn retention(
                 });
             }
         }
+        chains.push(chain);
     }
     let base = changes.len();
     changes.extend(added);
     for (i, after) in extra {
         let after: Vec<usize> = after.into_iter().filter(|&j| j != i && j < base).collect();
         changes[i].depends_on.extend(after);
+    }
+    // Oldest first: each version's delete waits for the delete of the version before it.
+    for chain in chains {
+        for pair in chain.windows(2) {
+            let (newer, older) = (pair[0], pair[1]);
+            if !changes[newer].depends_on.contains(&older) {
+                changes[newer].depends_on.push(older);
+            }
+        }
     }
     if !drop.is_empty() {
         super::rollout::remove_nodes(changes, &drop);

@@ -9,13 +9,13 @@ use kiln::oci::object_storage::ObjectStorage;
 
 use crate::support::{self, Project, COMPARTMENT};
 
-const PHX: &str = "us-phoenix-1";
-const FRA: &str = "eu-frankfurt-1";
+pub(crate) const PHX: &str = "us-phoenix-1";
+pub(crate) const FRA: &str = "eu-frankfurt-1";
 const BUCKET: &str = "kiln-images";
 
 /// Three regions served together (the home region is `p`'s, us-ashburn-1) and the manifest
 /// header reaching them; the export bucket made in the home region only.
-async fn three_regions() -> (Project, RunningEmulator, RunningEmulator, String) {
+pub(crate) async fn three_regions() -> (Project, RunningEmulator, RunningEmulator, String) {
     let p = Project::new(support::config(0.0)).await;
     let (phx, _) = support::second_region(&p, PHX).await;
     let (fra, _) = support::second_region(&p, FRA).await;
@@ -37,7 +37,7 @@ async fn three_regions() -> (Project, RunningEmulator, RunningEmulator, String) 
 
 /// The golden image, copied to `regions`, and a fleet of `count` in each region listed in
 /// `fleets` (besides the home region's), launched from `image.golden`.
-fn manifest(
+pub(crate) fn manifest(
     p: &Project,
     header: &str,
     regions: &[&str],
@@ -64,7 +64,7 @@ fn manifest(
 }
 
 /// The custom images an emulator holds that are not DELETED: (id, display name).
-fn images(emu: &RunningEmulator) -> Vec<(String, String)> {
+pub(crate) fn images(emu: &RunningEmulator) -> Vec<(String, String)> {
     emu.snapshot()
         .images
         .values()
@@ -74,7 +74,7 @@ fn images(emu: &RunningEmulator) -> Vec<(String, String)> {
 }
 
 /// The image ids the emulator's live instances were launched from.
-fn launched_from(emu: &RunningEmulator) -> Vec<String> {
+pub(crate) fn launched_from(emu: &RunningEmulator) -> Vec<String> {
     emu.snapshot()
         .instances
         .values()
@@ -91,7 +91,7 @@ fn objects(emu: &RunningEmulator) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn plan_is_clean(p: &Project) {
+pub(crate) async fn plan_is_clean(p: &Project) {
     let plan = p.kiln(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(plan.code, 0, "a second plan is clean: {plan:?}");
 }

@@ -105,6 +105,12 @@ async fn keep_2_across_three_rebuilds_keeps_two_versions_and_never_deletes_one_i
             && plan.stdout.contains("`instance.pinned`"),
         "the plan says which version is kept back and why: {plan:?}"
     );
+    let said: String = support::scrub(&plan.stdout, Some(&p))
+        .lines()
+        .filter(|l| l.contains("kept back") || l.contains("retained version"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    insta::assert_snapshot!("version_kept_back", said);
     rebuild(&p, &[]).await;
     let v3 = versions(&p).await;
     assert_eq!(
@@ -149,7 +155,7 @@ async fn a_version_not_retained_is_refused_at_its_span() {
     ));
     ok(&p, &["apply", "--auto-approve"]).await;
     p.write(&format!(
-        "{GOLDEN}[instance.web]\nsource = {{ image = \"image.golden\", version = 2 }}\n"
+        "{GOLDEN}[instance.web]\nsource = {{ image = \"image.golden\", version = \"previous\" }}\n"
     ));
     let out = p.kiln(&["plan"]).await;
     assert_eq!(out.code, 1, "{out:?}");

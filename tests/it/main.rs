@@ -17,6 +17,7 @@ mod fleets;
 mod fmt;
 mod fuzz;
 mod image_copies;
+mod image_estate;
 mod image_shapes;
 mod image_versions;
 mod import;
