@@ -37,7 +37,7 @@ pub(crate) fn golden_versions(st: Option<&State>) -> [usize; 2] {
 
 /// The error of a plan that refused a pin, or why it is not that.
 pub(crate) fn refused_for_pin(error: &str) -> Result<(), String> {
-    match error.contains("does not keep") {
+    match error.contains("does not keep") || error.contains("version_beyond_keep") {
         true => Ok(()),
         false => Err(format!(
             "a pin to a version the state does not keep failed otherwise: {error}"
@@ -69,21 +69,32 @@ impl Sim {
         stale: Vec<usize>,
     ) -> Result<(), String> {
         let live = self.live();
-        let s = self.session()?;
-        let req = ApplyRequest {
-            lock_timeout: Duration::ZERO,
-            ..ApplyRequest::new(Kind::Apply)
-        };
-        let r = ops::apply::apply_approved(&s, &req, &StopFlag::new(), Arc::new(Progress::Silent))
-            .await;
-        drop(s);
-        match r {
-            Ok(_) => {
-                return Err(format!(
-                    "an apply took a pin to a version the state does not keep (fleets {stale:?})"
-                ))
+        // A pin beyond `keep` is refused with the manifest; one beyond what the state holds, by
+        // the plan.
+        match self.session() {
+            Err(e) => refused_for_pin(&e)?,
+            Ok(s) => {
+                let req = ApplyRequest {
+                    lock_timeout: Duration::ZERO,
+                    ..ApplyRequest::new(Kind::Apply)
+                };
+                let r = ops::apply::apply_approved(
+                    &s,
+                    &req,
+                    &StopFlag::new(),
+                    Arc::new(Progress::Silent),
+                )
+                .await;
+                drop(s);
+                match r {
+                    Ok(_) => {
+                        return Err(format!(
+                            "an apply took a pin to a version the state does not keep (fleets {stale:?})"
+                        ))
+                    }
+                    Err(e) => refused_for_pin(&format!("{e:?}"))?,
+                }
             }
-            Err(e) => refused_for_pin(&format!("{e:?}"))?,
         }
         if self.live() != live {
             return Err("an apply refused for a pin changed OCI".into());

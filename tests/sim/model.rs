@@ -211,8 +211,10 @@ impl Model {
             .filter(|&i| {
                 let f = &self.fleets[i];
                 let back = self.pin_of(f).unwrap_or(0) as usize;
+                // Beyond what the state holds (a plan error), or beyond `keep` (a manifest
+                // error: such a pin could never hold, `manifest::versions`).
                 back >= 1
-                    && back >= versions[f.region]
+                    && (back >= versions[f.region] || back >= self.keep.unwrap_or(1) as usize)
                     && f.enabled
                     && !Model::members(f).is_empty()
             })

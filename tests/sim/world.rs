@@ -317,7 +317,11 @@ impl Sim {
             Step::Plan => {
                 self.write();
                 let stale = self.stale_pins().await?;
-                let s = self.session()?;
+                // A pin beyond `keep` is refused with the manifest (before any plan).
+                let s = match self.session() {
+                    Err(e) if !stale.is_empty() => return refused_for_pin(&e),
+                    s => s?,
+                };
                 let r = ops::plan::plan(&s, &PlanRequest::default()).await;
                 match (r, stale.is_empty()) {
                     (Err(e), true) => return Err(format!("a plan failed: {e:?}")),
@@ -413,7 +417,11 @@ impl Sim {
             return r;
         }
         let live_before = self.live();
-        let s = self.session()?;
+        // A pin beyond `keep` is refused with the manifest, before the lock is asked for.
+        let s = match self.session() {
+            Err(e) if !self.stale_pins().await?.is_empty() => return refused_for_pin(&e),
+            s => s?,
+        };
         let r = ops::apply::apply_approved(
             &s,
             &ApplyRequest::new(Kind::Apply),
