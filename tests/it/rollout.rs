@@ -574,11 +574,14 @@ async fn bench_rollout_100_members_at_10_percent() {
     assert!(most <= 110 && fewest >= 100, "{most} {fewest}");
 }
 
+/// An instance's display name, image, and each state with when it was first seen.
+type Lifecycle = (String, String, Vec<(String, f64)>);
+
 /// The bench's record of each instance's lifecycle as the emulator's records show it (seconds
 /// since the apply started, first seen in each state), to say where a rollout's time goes.
 #[derive(Default)]
 struct Traced {
-    seen: std::sync::Mutex<BTreeMap<String, (String, String, Vec<(String, f64)>)>>,
+    seen: std::sync::Mutex<BTreeMap<String, Lifecycle>>,
 }
 
 impl Traced {
@@ -599,16 +602,17 @@ impl Traced {
             while !done.load(Ordering::SeqCst) {
                 let w = emu.snapshot();
                 let now = start.elapsed().as_secs_f64();
-                let mut seen = self.seen.lock().unwrap();
-                for r in w.instances.values() {
-                    let e = seen.entry(r.id().to_string()).or_insert_with(|| {
-                        (r.str("displayName").into(), r.str("imageId").into(), vec![])
-                    });
-                    if e.2.last().map(|(s, _)| s.as_str()) != Some(r.state()) {
-                        e.2.push((r.state().to_string(), now));
+                {
+                    let mut seen = self.seen.lock().unwrap();
+                    for r in w.instances.values() {
+                        let e = seen.entry(r.id().to_string()).or_insert_with(|| {
+                            (r.str("displayName").into(), r.str("imageId").into(), vec![])
+                        });
+                        if e.2.last().map(|(s, _)| s.as_str()) != Some(r.state()) {
+                            e.2.push((r.state().to_string(), now));
+                        }
                     }
                 }
-                drop(seen);
                 // A sampling period (an observer, not a synchronisation).
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             }
