@@ -157,8 +157,15 @@ pub fn resolve(
         match &pin.which {
             Pin::Back(0) => {}
             Pin::Back(n) => {
+                // In a region the image is copied to, the copy's versions (`image@<region>`),
+                // as an unpinned reference resolves to the copy there.
+                let region = spec.region.as_deref().or(default_region);
                 let versions = state
-                    .and_then(|s| s.resources.get(&image))
+                    .and_then(|s| {
+                        region
+                            .and_then(|r| s.resources.get(&format!("{image}@{r}")))
+                            .or_else(|| s.resources.get(&image))
+                    })
                     .map(versions_of)
                     .unwrap_or_default();
                 match versions.get(*n as usize) {

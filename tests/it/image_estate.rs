@@ -130,6 +130,36 @@ async fn a_rebuild_re_copies_to_every_region_and_keep_2_retains_the_previous_cop
     }
     assert_eq!(launched_from(&phx), vec![versions(&phx)[&3].clone()]);
     plan_is_clean(&p).await;
+
+    // The Phoenix fleet pinned to the previous version: the Phoenix copy's version 2, not the
+    // home region's.
+    let pinned = pin_phx(&with_keep(
+        manifest(&p, &header, &[PHX, FRA], &[(PHX, &phx)]),
+        2,
+    ));
+    std::fs::write(p.path().join("kiln.toml"), pinned).unwrap();
+    ok(&p, &["apply", "--auto-approve"]).await;
+    assert_eq!(
+        launched_from(&phx),
+        vec![versions(&phx)[&2].clone()],
+        "phx runs its own copy of version 2"
+    );
+    plan_is_clean(&p).await;
+}
+
+/// `version = "previous"` on the Phoenix fleet of [`manifest`].
+fn pin_phx(m: &str) -> String {
+    let (head, tail) = m
+        .split_once(&format!("region = \"{PHX}\"\n"))
+        .expect("a Phoenix fleet");
+    format!(
+        "{head}region = \"{PHX}\"\n{}",
+        tail.replacen(
+            "source = { image = \"image.golden\" }",
+            "source = { image = \"image.golden\", version = \"previous\" }",
+            1
+        )
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
