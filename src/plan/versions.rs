@@ -284,15 +284,20 @@ pub fn number_creates(changes: &mut [Change], state: Option<&State>) {
 }
 
 /// The `keep` of an image record's address (`image.NAME`, or a copy `image.NAME@<region>`):
-/// 0 when the manifest no longer declares it (or under destroy).
+/// 0 when the manifest no longer declares it — the image, or the copy's region in its `regions`
+/// (so a removed region's retained copies go with it) — or under destroy.
 fn keep_of(manifest: &Manifest, address: &str, destroy: bool) -> u64 {
-    let base = address.split('@').next().unwrap_or(address);
+    let (base, region) = match address.split_once('@') {
+        Some((base, region)) => (base, Some(region)),
+        None => (address, None),
+    };
     match destroy {
         true => 0,
         false => manifest
             .images
             .values()
             .find(|i| i.address.to_string() == base)
+            .filter(|i| region.is_none_or(|r| i.copies.regions.iter().any(|c| c == r)))
             .map(|i| i.keep)
             .unwrap_or(0),
     }

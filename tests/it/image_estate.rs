@@ -264,6 +264,36 @@ async fn removing_a_region_with_its_fleet_deletes_the_instance_then_the_copy() {
     plan_is_clean(&p).await;
 }
 
+/// A region removed from an image with `keep = 2`: its copy goes with every retained version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_region_deletes_its_retained_copies_too() {
+    let (p, phx, fra, header) = three_regions().await;
+    let write = |regions: &[&str]| {
+        let m = with_keep(manifest(&p, &header, regions, &[]), 2);
+        std::fs::write(p.path().join("kiln.toml"), m).unwrap();
+    };
+    write(&[PHX, FRA]);
+    ok(&p, &["apply", "--auto-approve"]).await;
+    rebuild(&p).await;
+    assert_eq!(numbers(&versions(&fra)), [1, 2]);
+    write(&[PHX]);
+    ok(&p, &["apply", "--auto-approve"]).await;
+    assert_eq!(
+        images(&fra),
+        Vec::new(),
+        "no version of the fra copy is left"
+    );
+    assert_eq!(numbers(&versions(&phx)), [1, 2], "phx keeps both");
+    let state = p.state();
+    assert!(
+        state["resources"]
+            .get(format!("image.golden@{FRA}"))
+            .is_none(),
+        "{state:#}"
+    );
+    plan_is_clean(&p).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_has_the_images_shapes_and_capabilities_and_an_e5_fleet_launches_from_it() {
     let (p, phx, _fra, header) = three_regions().await;
