@@ -10,8 +10,9 @@
 //! - at most `count + max_surge` members exist (not TERMINATED) — or as many as existed when the
 //!   apply started, when an earlier (faulted) apply left more — besides members whose address
 //!   the manifest no longer declares (leaving: a shrink or re-keyed fleet is not a rollout);
-//! - at least `count - max_unavailable` are RUNNING — or as many as were RUNNING when the apply
-//!   started; not checked for a fleet declared STOPPED or being reshaped (a shape change reboots
+//! - at least `count - max_unavailable` are RUNNING — or as many declared members as were RUNNING
+//!   when the apply started (a member leaving the manifest does not raise the floor: a grown and
+//!   re-keyed fleet starts from the members it keeps); not checked for a fleet declared STOPPED or being reshaped (a shape change reboots
 //!   members in place: no rollout gates an update);
 //! - with `max_unavailable = 0`, a member that was live at the start, is still declared, and is
 //!   gone (TERMINATING or TERMINATED) has a successor of its address that the health check saw
@@ -85,9 +86,10 @@ impl Watch {
                     if address.as_deref().and_then(fleet_of) != Some(f.name.as_str()) {
                         continue;
                     }
-                    running += usize::from(r.state() == "RUNNING");
                     reshaped |= r.body["shapeConfig"]["ocpus"].as_f64() != Some(f64::from(f.ocpus));
                     let address = address.filter(|a| declared.contains(a));
+                    // Leaving members are not the fleet's: they neither surge nor hold the floor.
+                    running += usize::from(r.state() == "RUNNING" && address.is_some());
                     start.insert(r.id().to_string(), address);
                 }
             }
