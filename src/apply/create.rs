@@ -457,6 +457,12 @@ impl Ctx {
             .await
             .map_err(|e| self.oci(&c.address, e))?;
         self.store_read(c, id, r.body.clone(), r.etag, None).await?;
+        if c.kind == Kind::Instance && self.rollout_of(&c.address).is_some() {
+            self.seen_running
+                .lock()
+                .expect("seen running")
+                .insert(id.to_string(), r.body.clone());
+        }
         Ok(r.body)
     }
 

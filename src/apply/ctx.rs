@@ -54,6 +54,10 @@ pub(super) struct Ctx {
     pub(super) rollout_counts: std::sync::Mutex<BTreeMap<String, (usize, usize)>>,
     /// Fleets whose rollout failed in this apply with `on_failure = "rollback"`.
     pub(super) rolling_back: std::sync::Mutex<BTreeSet<String>>,
+    /// Rollout members' new instances that their create's wait has just seen RUNNING, with
+    /// that read: the health gate that follows takes it instead of reading again
+    /// ([`super::rollout`]).
+    pub(super) seen_running: std::sync::Mutex<std::collections::HashMap<String, Value>>,
     /// The exports image copies share ([`super::image_copy`]).
     pub(super) exports: super::image_copy::Exports,
 }

@@ -225,6 +225,7 @@ pub async fn apply(
         rollouts: plan.rollouts.clone(),
         rollout_counts: std::sync::Mutex::new(BTreeMap::new()),
         rolling_back: std::sync::Mutex::new(BTreeSet::new()),
+        seen_running: Default::default(),
         exports: Default::default(),
     });
     let mut report = Report {

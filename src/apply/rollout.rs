@@ -267,13 +267,14 @@ impl Ctx {
             Ok(()) => None,
             Err(e) => Some(e.to_string()),
         };
-        let image = self
-            .state
-            .lock()
-            .await
-            .resources
-            .get(&c.address)
-            .and_then(|r| r.attributes.top_str("imageId"));
+        let (image, marked_failed) = {
+            let st = self.state.lock().await;
+            let rec = st.resources.get(&c.address);
+            (
+                rec.and_then(|r| r.attributes.top_str("imageId")),
+                rec.is_some_and(|r| r.inputs.contains_key("rollout_failed")),
+            )
+        };
         // The first failure starts the rollback; a member of the batch in flight that finishes
         // after it is marked too (see `plan::rollback`).
         let marking = !previous.is_empty() && {
@@ -283,6 +284,11 @@ impl Ctx {
             }
             back.contains(&fleet)
         };
+        // A member that passed, was not marked failed before and marks nothing: its record
+        // stays as it is, and a commit would only cost the slot's time.
+        if failed.is_none() && !marking && !marked_failed {
+            return result;
+        }
         let mut touched = vec![c.address.clone()];
         if marking {
             touched.extend(previous.iter().map(|(a, _)| a.clone()));
@@ -391,6 +397,11 @@ impl Ctx {
 
     async fn gate_inner(&self, c: &Change, id: &str, g: &Gate) -> Result<(), NodeError> {
         let l = label(c);
+        // The create's wait has just seen the new instance RUNNING: that read is the gate's.
+        let seen = self.seen_running.lock().expect("seen running").remove(id);
+        if g.stopped && seen.is_some() {
+            return Ok(());
+        }
         if g.stopped {
             // A fleet declared STOPPED: launched is all a member can be (module doc).
             self.progress
@@ -406,22 +417,28 @@ impl Ctx {
             .map_err(|e| self.oci(&c.address, e))?;
             return Ok(());
         }
-        self.progress.step(&l, "waiting for RUNNING (health gate)");
-        let running = self
-            .wait_for(
-                c,
-                id,
-                &["RUNNING"],
-                &["STOPPED", "TERMINATING", "TERMINATED"],
-                // At once: the launch's own wait has just seen it RUNNING, most often.
-                WaitOptions::new(self.timeouts.instance).at_once(),
-            )
-            .await
-            .map_err(|e| self.oci(&c.address, e))?;
+        let running = match seen {
+            Some(body) => body,
+            None => {
+                self.progress.step(&l, "waiting for RUNNING (health gate)");
+                self.wait_for(
+                    c,
+                    id,
+                    &["RUNNING"],
+                    &["STOPPED", "TERMINATING", "TERMINATED"],
+                    // At once: a member found launched (a resumed or restarted one) is most
+                    // often RUNNING already.
+                    WaitOptions::new(self.timeouts.instance).at_once(),
+                )
+                .await
+                .map_err(|e| self.oci(&c.address, e))?
+                .body
+            }
+        };
         if g.command.is_empty() && g.min_healthy_ms == 0 {
             return Ok(());
         }
-        let env = self.member_env(c, id, &running.body).await?;
+        let env = self.member_env(c, id, &running).await?;
         if !g.command.is_empty() {
             self.progress.step(&l, "health check");
             self.check_until(c, g, &env).await?;

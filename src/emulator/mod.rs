@@ -220,7 +220,7 @@ pub use auth::{TrustedKey, Verifier};
 pub use body::BodyLimits;
 pub use config::{EmulatorConfig, EmulatorError, Timings};
 pub use fixtures::{Compartment, Fixtures, PlatformImage, TagNamespace};
-pub use server::{start, RunningEmulator};
+pub use server::{start, InstanceState, RunningEmulator};
 pub use store::World;
 pub use tokens::Principal;
 

@@ -35,6 +35,15 @@ pub(super) struct Shared {
     pub(super) rate_limiter: limits::RateLimiter,
 }
 
+/// One instance as [`RunningEmulator::instance_states`] shows it.
+#[derive(Clone, Debug)]
+pub struct InstanceState {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub state: String,
+}
+
 /// A running emulator.
 pub struct RunningEmulator {
     addr: SocketAddr,
@@ -76,6 +85,24 @@ impl RunningEmulator {
         let mut world = self.shared.world.lock().expect("world lock");
         world.settle(Utc::now());
         world.clone()
+    }
+
+    /// Every instance's id, display name, image and lifecycle state, settled to now: a light
+    /// observer for tests that sample the emulator while kiln runs (a
+    /// [`RunningEmulator::snapshot`] copies everything, and holds the world's lock meanwhile).
+    pub fn instance_states(&self) -> Vec<InstanceState> {
+        let mut world = self.shared.world.lock().expect("world lock");
+        world.settle(Utc::now());
+        world
+            .instances
+            .values()
+            .map(|r| InstanceState {
+                id: r.id().to_string(),
+                name: r.str("displayName").to_string(),
+                image: r.str("imageId").to_string(),
+                state: r.state().to_string(),
+            })
+            .collect()
     }
 
     /// Replace everything the emulator holds with `world` (a [`RunningEmulator::snapshot`]).

@@ -16,7 +16,8 @@
 //! A listing walks the compartment newest first and stops at the page that showed every
 //! resource waited for when it started: resources being created are the newest, so a round of
 //! launches costs one small page however large the compartment is. Its first page is sized for
-//! the waiters (twice their number, at least 50), later pages are the largest (1,000).
+//! the waiters (twice their number, at least 50) or for how far the watch's last listing had to
+//! walk (and a quarter more), whichever is larger; later pages are the largest (1,000).
 //!
 //! Listings carry each resource's whole JSON (as a Get does) but no etag. A wait that ends on a
 //! listing returns that body without an etag — no Get at the end — and the caller records it so:
@@ -24,6 +25,12 @@
 //! (`apply::execute::Ctx::recorded_version`), so every If-Match still names a version kiln read.
 //! A waiter whose resource reached a failed state by the listing, or is missing from it (not
 //! visible yet, moved out of the compartment, purged), reads it with a Get, which knows.
+//!
+//! **Rides.** A waiter in its pause looks at every shared listing that finishes meanwhile (one
+//! started after its wait began): another waiter's look shows its resource too, at no cost, so
+//! while several wait, each notices its transition within a listing of it, not a pause. Only a
+//! listing that shows the resource in an awaited state ends the pause early; anything else waits
+//! for the waiter's own look, which reads it with a Get when the listing lacks it.
 //!
 //! **Learned durations.** A waiter's first looks are the cheap ones to lose: a launch takes about
 //! as long as the launches before it in the same apply. The watches of an apply ([`Watches`])
@@ -124,6 +131,13 @@ pub struct Watch {
     inner: Mutex<Inner>,
     /// Held while a listing runs: one at a time.
     slot: tokio::sync::Mutex<()>,
+    /// How far the last listing walked (items, newest first) before it had seen every resource
+    /// waited for: the next listing's first page covers that much, so that waiting for old
+    /// resources (the predecessors a rollout terminates) costs one page, not a small one first.
+    walked: Arc<std::sync::atomic::AtomicU32>,
+    /// The last listing finished, and when it started: a waiter in its pause looks at each
+    /// (module doc, "Rides").
+    finished: tokio::sync::watch::Sender<Option<(Instant, Listing)>>,
 }
 
 /// A registered waiter (unregisters on drop).
@@ -192,6 +206,8 @@ impl Watch {
             reads,
             inner: Mutex::new(Inner::default()),
             slot: tokio::sync::Mutex::new(()),
+            walked: Arc::default(),
+            finished: tokio::sync::watch::channel(None).0,
         }
     }
 
@@ -203,13 +219,18 @@ impl Watch {
         let client = self.client.clone();
         let compartment = self.compartment.clone();
         let kind = self.kind;
+        let walked = self.walked.clone();
         Box::pin(async move {
+            use std::sync::atomic::Ordering::Relaxed;
             let mut found: HashMap<String, Value> = HashMap::new();
             let mut missing = wanted.len();
             let mut page: Option<String> = None;
+            let last = walked.load(Relaxed);
             let mut limit = (wanted.len() as u32)
                 .saturating_mul(2)
+                .max(last.saturating_add(last / 4))
                 .clamp(FIRST_PAGE_MIN, PAGE_MAX);
+            let mut seen = 0u32;
             loop {
                 let (items, next): (Vec<(String, Value)>, Option<String>) = match kind {
                     Kind::Instance => {
@@ -246,6 +267,9 @@ impl Watch {
                     }
                 };
                 for (id, body) in items {
+                    if missing > 0 {
+                        seen += 1;
+                    }
                     if wanted.contains(&id) && !found.contains_key(&id) {
                         missing -= 1;
                     }
@@ -257,6 +281,7 @@ impl Watch {
                 }
                 limit = PAGE_MAX;
             }
+            walked.store(seen, Relaxed);
             Ok(Arc::new(found))
         })
     }
@@ -280,16 +305,57 @@ impl Watch {
             drop(slot);
             return p.await;
         }
-        let p = {
+        let (started, p) = {
             let mut inner = self.inner.lock().expect("watch");
             let wanted: HashSet<String> = inner.wanted.keys().cloned().collect();
             let p = self.list(wanted).shared();
-            inner.latest = Some((Instant::now(), p.clone()));
-            p
+            let started = Instant::now();
+            inner.latest = Some((started, p.clone()));
+            (started, p)
         };
         let r = p.await;
+        if let Ok(listing) = &r {
+            self.finished.send_replace(Some((started, listing.clone())));
+        }
         drop(slot);
         r
+    }
+
+    /// Sleep `pause`, unless a listing that started since `start` finishes meanwhile and shows
+    /// `id` in one of `states`: then that body (module doc, "Rides").
+    async fn pause_or_ride(
+        &self,
+        finished: &mut tokio::sync::watch::Receiver<Option<(Instant, Listing)>>,
+        pause: Duration,
+        id: &str,
+        states: &[&str],
+        start: Instant,
+    ) -> Option<Value> {
+        let sleep = tokio::time::sleep(pause);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return None,
+                changed = finished.changed() => {
+                    if changed.is_err() {
+                        (&mut sleep).await;
+                        return None;
+                    }
+                    let Some((started, listing)) = finished.borrow_and_update().clone() else {
+                        continue;
+                    };
+                    // A listing from before the wait began may show the state it leaves.
+                    if started < start {
+                        continue;
+                    }
+                    if let Some(body) = listing.get(id) {
+                        if states.contains(&lifecycle(body)) {
+                            return Some(body.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Whether waits read by listings now: several waiters of one compartment, in list mode.
@@ -358,6 +424,7 @@ impl Watch {
         if !due.is_zero() {
             tokio::time::sleep(due).await;
         }
+        let mut finished = self.finished.subscribe();
         let mut last = Instant::now();
         // The last look that saw the resource still on its way (time since `start`).
         let mut pending: Option<Duration> = None;
@@ -422,7 +489,16 @@ impl Watch {
                     help: Some("raise the wait timeout (see `kiln apply --help`) or look at the resource in the console".into()),
                 });
             }
-            tokio::time::sleep(self.pause(opts, waited).min(opts.timeout - waited)).await;
+            let pause = self.pause(opts, waited).min(opts.timeout - waited);
+            if !self.shares() {
+                tokio::time::sleep(pause).await;
+            } else if let Some(body) = self
+                .pause_or_ride(&mut finished, pause, id, states, start)
+                .await
+            {
+                learn(pending);
+                return Ok(listed(body));
+            }
         }
     }
 

@@ -42,6 +42,15 @@ async fn sampled<F: std::future::Future>(
     emu: &RunningEmulator,
     fut: F,
 ) -> (F::Output, (usize, usize, usize)) {
+    observed(emu, fut, None).await
+}
+
+/// [`sampled`], and each sample also given to `trace` (with its time).
+async fn observed<F: std::future::Future>(
+    emu: &RunningEmulator,
+    fut: F,
+    trace: Option<(&Traced, std::time::Instant)>,
+) -> (F::Output, (usize, usize, usize)) {
     let done = AtomicBool::new(false);
     let main = async {
         let r = fut.await;
@@ -51,18 +60,15 @@ async fn sampled<F: std::future::Future>(
     let sampler = async {
         let mut seen = (0, usize::MAX, 0);
         while !done.load(Ordering::SeqCst) {
-            let w = emu.snapshot();
-            let exist = w
-                .instances
-                .values()
-                .filter(|r| r.state() != "TERMINATED")
-                .count();
-            let running = w
-                .instances
-                .values()
-                .filter(|r| r.state() == "RUNNING")
-                .count();
+            // The instances' states alone: a copy of the whole world each time would take the
+            // emulator's lock and CPU from the apply being observed.
+            let states = emu.instance_states();
+            let exist = states.iter().filter(|r| r.state != "TERMINATED").count();
+            let running = states.iter().filter(|r| r.state == "RUNNING").count();
             seen = (seen.0.max(exist), seen.1.min(running), seen.2 + 1);
+            if let Some((traced, start)) = trace {
+                traced.record(states, start.elapsed().as_secs_f64());
+            }
             // A sampling period (an observer, not a synchronisation).
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
@@ -534,9 +540,9 @@ async fn bench_rollout_100_members_at_10_percent() {
     let calls_before = p.emu.stats().get("total").copied().unwrap_or(0);
     let start = std::time::Instant::now();
     let traced = Traced::default();
-    let (out, (most, fewest, _)) = sampled(
+    let (out, (most, fewest, _)) = observed(
         &p.emu,
-        traced.run(&p.emu, start, async {
+        async {
             // KILN_BENCH_LOG=FILE: the apply's request log and steps, time-stamped, to FILE.
             match std::env::var("KILN_BENCH_LOG") {
                 Ok(file) => {
@@ -548,7 +554,8 @@ async fn bench_rollout_100_members_at_10_percent() {
                 }
                 Err(_) => p.kiln(&["apply", "--auto-approve"]).await,
             }
-        }),
+        },
+        Some((&traced, start)),
     )
     .await;
     let wall = start.elapsed().as_secs_f64();
@@ -585,39 +592,17 @@ struct Traced {
 }
 
 impl Traced {
-    /// Run `fut`, recording every instance's states until it ends.
-    async fn run<F: std::future::Future>(
-        &self,
-        emu: &RunningEmulator,
-        start: std::time::Instant,
-        fut: F,
-    ) -> F::Output {
-        let done = AtomicBool::new(false);
-        let main = async {
-            let r = fut.await;
-            done.store(true, Ordering::SeqCst);
-            r
-        };
-        let observer = async {
-            while !done.load(Ordering::SeqCst) {
-                let w = emu.snapshot();
-                let now = start.elapsed().as_secs_f64();
-                {
-                    let mut seen = self.seen.lock().unwrap();
-                    for r in w.instances.values() {
-                        let e = seen.entry(r.id().to_string()).or_insert_with(|| {
-                            (r.str("displayName").into(), r.str("imageId").into(), vec![])
-                        });
-                        if e.2.last().map(|(s, _)| s.as_str()) != Some(r.state()) {
-                            e.2.push((r.state().to_string(), now));
-                        }
-                    }
-                }
-                // A sampling period (an observer, not a synchronisation).
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    /// One sample of every instance's state, taken `now` seconds after the apply started.
+    fn record(&self, states: Vec<kiln::emulator::InstanceState>, now: f64) {
+        let mut seen = self.seen.lock().unwrap();
+        for r in states {
+            let e = seen
+                .entry(r.id)
+                .or_insert_with(|| (r.name, r.image, vec![]));
+            if e.2.last().map(|(s, _)| s.as_str()) != Some(r.state.as_str()) {
+                e.2.push((r.state, now));
             }
-        };
-        tokio::join!(main, observer).0
+        }
     }
 
     /// Print where the time went: each phase's mean and the largest, per member.
