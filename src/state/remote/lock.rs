@@ -234,20 +234,23 @@ async fn renew(store: RemoteStore, mut record: LockInfo, renewal: Arc<Mutex<Rene
 /// there (a proxy's, or a fault the suite injects) would leave the state locked until someone
 /// runs `force-unlock` (fault suite, remote state: a 404 to the release's DELETE).
 async fn release(store: &RemoteStore, etag: &str, id: &str) -> Result<(), StateError> {
-    match delete_lock(store, etag).await {
-        Err(e) if e.is_precondition_failed() || e.status == Some(404) => {
-            let gone = e.status == Some(404);
-            match store.lock_holder().await? {
-                Some((holder, etag)) if holder.id == id => match delete_lock(store, &etag).await {
-                    Err(e) if e.is_precondition_failed() => taken_over(),
-                    Err(e) if e.status == Some(404) => Ok(()),
-                    r => r.map_err(|e| store.err(e)),
-                },
-                None if gone => Ok(()),
-                _ => taken_over(),
-            }
-        }
-        r => r.map_err(|e| store.err(e)),
+    let Err(e) = delete_lock(store, etag).await else {
+        return Ok(());
+    };
+    // Not released as asked — a changed etag (412), a lock already gone (404), or a refusal that
+    // need not last (a 409 Conflict, a 401 before the token's refresh): the lock is read again.
+    // Still ours: deleted with the etag it has now (a second failure is the answer). Gone: there
+    // is nothing left to release, unless the etag had changed (someone took it meanwhile).
+    // Another's: it was taken over. (The fault suite's remote scenario, a 409 at the release.)
+    let changed = e.is_precondition_failed();
+    match store.lock_holder().await? {
+        Some((holder, etag)) if holder.id == id => match delete_lock(store, &etag).await {
+            Err(e) if e.is_precondition_failed() => taken_over(),
+            Err(e) if e.status == Some(404) => Ok(()),
+            r => r.map_err(|e| store.err(e)),
+        },
+        None if !changed => Ok(()),
+        _ => taken_over(),
     }
 }
 
