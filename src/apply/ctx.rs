@@ -186,6 +186,16 @@ impl Ctx {
             .and_then(|r| r.id.clone())
     }
 
+    /// [`Ctx::resolve`] of a plan's request or inputs, kept as text (`None`: `null`).
+    pub(super) async fn resolve_text(
+        &self,
+        address: &str,
+        v: Option<&crate::raw_json::RawJson>,
+    ) -> Result<Value, NodeError> {
+        let v = v.map(|r| r.parse()).unwrap_or(Value::Null);
+        self.resolve(address, &v).await
+    }
+
     pub(super) async fn resolve(&self, address: &str, v: &Value) -> Result<Value, NodeError> {
         let st = self.state.lock().await;
         let id_of = |a: &str| st.resources.get(a).and_then(|r| r.id.clone());
@@ -415,4 +425,12 @@ impl Ctx {
             Kind::Image => self.timeouts.image,
         })
     }
+}
+
+/// The `create_before_destroy` of a plan's create-time inputs (`None`: not recorded).
+pub(super) fn create_before_destroy(inputs: &crate::raw_json::RawJson) -> Option<bool> {
+    inputs
+        .parse_keys(&["create_before_destroy"])
+        .get("create_before_destroy")
+        .and_then(Value::as_bool)
 }
