@@ -78,9 +78,7 @@ impl Ctx {
         let id =
             c.id.clone()
                 .ok_or_else(|| self.invalid(c, "update without an id"))?;
-        let mut body = self
-            .resolve_text(&c.address, c.request.as_ref())
-            .await?;
+        let mut body = self.resolve_text(&c.address, c.request.as_ref()).await?;
         // The primary VNIC's settings go to the VNIC (UpdateVnic), the boot volume's to the
         // volume (UpdateBootVolume, UpdateBootVolumeKmsKey), after the instance's own.
         let vnic = body

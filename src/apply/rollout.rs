@@ -137,9 +137,7 @@ impl Ctx {
         let id =
             c.id.clone()
                 .ok_or_else(|| self.invalid(c, "boot volume replacement without an id"))?;
-        let mut body = self
-            .resolve_text(&c.address, c.request.as_ref())
-            .await?;
+        let mut body = self.resolve_text(&c.address, c.request.as_ref()).await?;
         // The primary VNIC's settings go to the VNIC (UpdateVnic) once the volume is replaced,
         // as for any update (`actions::update`).
         let vnic = body
@@ -150,7 +148,11 @@ impl Ctx {
             .as_object_mut()
             .and_then(|m| m.remove(crate::plan::diff::BOOT_VOLUME_UPDATE));
         let mut inputs = match &c.inputs {
-            Some(i) => self.resolve_text(&c.address, Some(i)).await?.as_object().cloned(),
+            Some(i) => self
+                .resolve_text(&c.address, Some(i))
+                .await?
+                .as_object()
+                .cloned(),
             None => None,
         };
         // The boot volume settings this plan changes are recorded once the volume has them

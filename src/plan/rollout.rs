@@ -329,9 +329,11 @@ pub fn shape(
             continue;
         }
         let bvr = c.action == Action::Update
-            && c.request
-                .as_ref()
-                .is_some_and(|r| r.parse_keys(&["sourceDetails"]).get("sourceDetails").is_some());
+            && c.request.as_ref().is_some_and(|r| {
+                r.parse_keys(&["sourceDetails"])
+                    .get("sourceDetails")
+                    .is_some()
+            });
         // A predecessor left by an interrupted create-first replacement: it goes once its
         // successor passed the gate (it was never seen healthy).
         let finish = c.action == Action::Delete && c.deposed && c.kind == Kind::Instance;

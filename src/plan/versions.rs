@@ -344,11 +344,7 @@ pub fn retention(
     // Images this plan launches an instance from, by OCID (a pin onto a retained version).
     let launched: BTreeSet<String> = changes
         .iter()
-        .filter_map(|c| {
-            c.request
-                .as_ref()?
-                .str_at(&["sourceDetails", "imageId"])
-        })
+        .filter_map(|c| c.request.as_ref()?.str_at(&["sourceDetails", "imageId"]))
         .collect();
     let gone = |id: &str| refreshed && live.get(id).is_none_or(LiveRead::is_gone);
     let mut drop = BTreeSet::new();

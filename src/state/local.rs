@@ -16,9 +16,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use super::format::serialise_to;
 use super::gate::{self, Gate};
 use super::journal::{self, FileId};
-use super::format::serialise_to;
 use super::{parse, LockInfo, State, StateError};
 
 /// The local file store.

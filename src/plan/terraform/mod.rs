@@ -366,7 +366,11 @@ fn planned(plan: &Plan) -> Vec<Planned> {
             let first_create = c
                 .inputs
                 .as_ref()
-                .and_then(|i| i.parse_keys(&["create_before_destroy"]).get("create_before_destroy").and_then(Value::as_bool))
+                .and_then(|i| {
+                    i.parse_keys(&["create_before_destroy"])
+                        .get("create_before_destroy")
+                        .and_then(Value::as_bool)
+                })
                 .unwrap_or(false)
                 || !deposed.is_empty();
             let actions = match (c.action, first_create) {
