@@ -97,6 +97,14 @@ impl RawJson {
         }
     }
 
+    /// Change the document through its value (parsed, edited, written back as text).
+    pub fn edit<R>(&mut self, f: impl FnOnce(&mut Value) -> R) -> R {
+        let mut v = self.parse();
+        let r = f(&mut v);
+        *self = RawJson::from_value(&v);
+        r
+    }
+
     pub fn is_null(&self) -> bool {
         &*self.0 == "null"
     }
@@ -216,6 +224,21 @@ impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawJson, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
         Ok(RawJson(Arc::from(raw.get())))
+    }
+}
+
+/// `#[serde(with = "crate::raw_json::option_as_value")]`: an `Option<RawJson>` field written and
+/// read as the value it holds, with any serializer (a pretty printer indents it as it would a
+/// value; a value deserializer is accepted).
+pub mod option_as_value {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &Option<RawJson>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(RawJson::parse).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RawJson>, D::Error> {
+        Ok(Option::<Value>::deserialize(d)?.map(RawJson::from))
     }
 }
 

@@ -78,9 +78,7 @@ impl Ctx {
         let id =
             c.id.clone()
                 .ok_or_else(|| self.invalid(c, "update without an id"))?;
-        let mut body = self
-            .resolve(&c.address, c.request.as_ref().unwrap_or(&Value::Null))
-            .await?;
+        let mut body = self.resolve_text(&c.address, c.request.as_ref()).await?;
         // The primary VNIC's settings go to the VNIC (UpdateVnic), the boot volume's to the
         // volume (UpdateBootVolume, UpdateBootVolumeKmsKey), after the instance's own.
         let vnic = body
@@ -165,8 +163,7 @@ impl Ctx {
         let target = c
             .request
             .as_ref()
-            .and_then(|r| r.get("compartmentId"))
-            .and_then(Value::as_str)
+            .and_then(|r| r.top_str("compartmentId"))
             .unwrap_or_default()
             .to_string();
         let (etag, seen) = self.if_match(c).await?;
@@ -254,8 +251,7 @@ impl Ctx {
         let create_first = c.kind == Kind::Image
             || c.inputs
                 .as_ref()
-                .and_then(|i| i.get("create_before_destroy"))
-                .and_then(Value::as_bool)
+                .and_then(super::ctx::create_before_destroy)
                 == Some(true);
         if !create_first {
             if let Some(old) = &old {
@@ -304,9 +300,11 @@ impl Ctx {
             Action::Create => self.create(c).await.map(|_| ()),
             Action::Update
                 if c.kind == Kind::Instance
-                    && c.request
-                        .as_ref()
-                        .is_some_and(|r| r.get("sourceDetails").is_some()) =>
+                    && c.request.as_ref().is_some_and(|r| {
+                        r.parse_keys(&["sourceDetails"])
+                            .get("sourceDetails")
+                            .is_some()
+                    }) =>
             {
                 self.boot_volume_replace(c).await
             }

@@ -74,7 +74,7 @@ impl Ctx {
             .request
             .as_ref()
             .ok_or_else(|| self.invalid(c, "the plan has no request for this create"))?;
-        let mut body = self.resolve(&c.address, request).await?;
+        let mut body = self.resolve_text(&c.address, Some(request)).await?;
         // An image's shapes and capabilities are applied once it is AVAILABLE — a copy in
         // another region too: it is an image of its own there, with its own entries and schema.
         let (shapes, caps) = super::image_caps::take(&mut body);
@@ -107,7 +107,7 @@ impl Ctx {
     /// One create of `body` (module doc).
     pub(super) async fn create_once(&self, c: &Change, body: Value) -> Result<String, NodeError> {
         let inputs = match &c.inputs {
-            Some(i) => match self.resolve(&c.address, i).await? {
+            Some(i) => match self.resolve_text(&c.address, Some(i)).await? {
                 Value::Object(m) => Some(m),
                 _ => None,
             },

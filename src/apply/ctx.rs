@@ -60,6 +60,9 @@ pub(super) struct Ctx {
     pub(super) seen_running: std::sync::Mutex<std::collections::HashMap<String, Value>>,
     /// The exports image copies share ([`super::image_copy`]).
     pub(super) exports: super::image_copy::Exports,
+    /// The create-time inputs this apply recorded lately, each once: records with equal inputs
+    /// (a fleet's members) share one map ([`Ctx::shared_inputs`]).
+    pub(super) inputs_seen: std::sync::Mutex<Vec<std::sync::Arc<Map<String, Value>>>>,
 }
 
 pub(super) fn label(c: &Change) -> String {
@@ -190,6 +193,16 @@ impl Ctx {
             .and_then(|r| r.id.clone())
     }
 
+    /// [`Ctx::resolve`] of a plan's request or inputs, kept as text (`None`: `null`).
+    pub(super) async fn resolve_text(
+        &self,
+        address: &str,
+        v: Option<&crate::raw_json::RawJson>,
+    ) -> Result<Value, NodeError> {
+        let v = v.map(|r| r.parse()).unwrap_or(Value::Null);
+        self.resolve(address, &v).await
+    }
+
     pub(super) async fn resolve(&self, address: &str, v: &Value) -> Result<Value, NodeError> {
         let st = self.state.lock().await;
         let id_of = |a: &str| st.resources.get(a).and_then(|r| r.id.clone());
@@ -251,6 +264,24 @@ impl Ctx {
         Ok((etag, Some(now)))
     }
 
+    /// `inputs` as a shared map: one this apply recorded lately if equal (a fleet's members have
+    /// the same), else a new one. (Shared maps are copied on write: `Arc::make_mut`.)
+    fn shared_inputs(&self, inputs: Map<String, Value>) -> std::sync::Arc<Map<String, Value>> {
+        const KEPT: usize = 16;
+        let mut seen = self.inputs_seen.lock().expect("inputs seen");
+        if let Some(i) = seen.iter().position(|s| **s == inputs) {
+            let shared = seen.remove(i);
+            seen.push(shared.clone());
+            return shared;
+        }
+        let shared = std::sync::Arc::new(inputs);
+        if seen.len() == KEPT {
+            seen.remove(0);
+        }
+        seen.push(shared.clone());
+        shared
+    }
+
     /// Mark an address as mutated by this apply without sending anything yet.
     pub(super) async fn touch(&self, address: &str) {
         self.touched.lock().await.insert(address.to_string());
@@ -288,7 +319,7 @@ impl Ctx {
             r.etag = etag;
             r.attributes = body.into();
             if let Some(i) = inputs {
-                r.inputs = std::sync::Arc::new(i);
+                r.inputs = self.shared_inputs(i);
             }
             r.pending_create = None;
             // Retagged (or never tagged): nothing carries the address it was renamed from.
@@ -419,4 +450,12 @@ impl Ctx {
             Kind::Image => self.timeouts.image,
         })
     }
+}
+
+/// The `create_before_destroy` of a plan's create-time inputs (`None`: not recorded).
+pub(super) fn create_before_destroy(inputs: &crate::raw_json::RawJson) -> Option<bool> {
+    inputs
+        .parse_keys(&["create_before_destroy"])
+        .get("create_before_destroy")
+        .and_then(Value::as_bool)
 }

@@ -194,11 +194,12 @@ impl Report {
 }
 
 /// Execute `plan`. The state must be the one the plan was made from (the caller checked it and
-/// holds `lock`). Returns the final state and a report; the lock is released.
+/// holds `lock`). Returns the plan (without its requests, each dropped once its node sent it, nor
+/// the attribute lists it showed), the final state and a report; the lock is released.
 // Called from one place (`ops::apply`), which holds each of these apart.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
-    plan: Arc<Plan>,
+    mut plan: Plan,
     clients: Clients,
     store: StateStore,
     lock: StateLock,
@@ -206,8 +207,12 @@ pub async fn apply(
     opts: &ApplyOptions,
     stop: &StopFlag,
     progress: Arc<Progress>,
-) -> (State, Report) {
+) -> (Plan, State, Report) {
     let timer = Timer::start();
+    // Each node's request goes to its node (dropped once sent), and the attributes the plan
+    // showed are not kept: the plan is shared with the nodes, not copied.
+    let requests = Requests::take(&mut plan);
+    let plan = Arc::new(plan);
     let ctx = Arc::new(Ctx {
         clients,
         lock,
@@ -227,6 +232,7 @@ pub async fn apply(
         rolling_back: std::sync::Mutex::new(BTreeSet::new()),
         seen_running: Default::default(),
         exports: Default::default(),
+        inputs_seen: Default::default(),
     });
     let mut report = Report {
         refresh_only: plan.refresh_only,
@@ -352,12 +358,12 @@ pub async fn apply(
     let deps: Vec<Vec<usize>> = plan.changes.iter().map(|c| c.depends_on.clone()).collect();
     let slots = super::rollout::slots(&plan.rollouts, &plan.changes);
     // The plan is shared with the nodes, not copied (a copy of 10,000 launches' requests was a
-    // fifth of the apply's peak of memory: BENCHMARKS.md section 6).
+    // fifth of the apply's peak of memory: BENCHMARKS.md section 6); each node takes its request.
     let outcomes = walk::walk(&deps, opts.parallelism, stop, &slots, |i| {
         let ctx = ctx.clone();
-        let plan = plan.clone();
+        let c = requests.give(&plan.changes[i], i);
         async move {
-            let c = &plan.changes[i];
+            let c = &c;
             let l = label(c);
             ctx.progress.started(&l);
             let t = Timer::start();
@@ -469,5 +475,35 @@ pub async fn apply(
             format!("{:?}", miette::Report::new(e)),
         ));
     }
-    (ctx.state.into_inner(), report)
+    drop(requests);
+    let plan = Arc::try_unwrap(plan).unwrap_or_else(|p| (*p).clone());
+    (plan, ctx.state.into_inner(), report)
+}
+
+/// The plan's requests, one per node, each taken by its node when it runs (a node runs once).
+struct Requests(Vec<std::sync::Mutex<Option<crate::raw_json::RawJson>>>);
+
+impl Requests {
+    /// Move every request out of `plan`, and drop the attributes it showed (no action reads
+    /// them; a plan of 10,000 launches holds ~15 MB of them).
+    fn take(plan: &mut Plan) -> Requests {
+        Requests(
+            plan.changes
+                .iter_mut()
+                .map(|c| {
+                    c.attributes = Vec::new();
+                    std::sync::Mutex::new(c.request.take())
+                })
+                .collect(),
+        )
+    }
+
+    /// Node `i`'s change with its request (the request leaves this table).
+    fn give(&self, c: &crate::plan::Change, i: usize) -> crate::plan::Change {
+        let request = self.0[i].lock().expect("requests").take();
+        crate::plan::Change {
+            request,
+            ..c.clone()
+        }
+    }
 }

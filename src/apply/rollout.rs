@@ -48,6 +48,8 @@ use crate::plan::rollback::{image_of_record, MARK};
 use crate::plan::rollout::{Gate, Rollout};
 use crate::plan::{Action, Change, Kind};
 
+use super::ctx::create_before_destroy;
+
 use super::walk::Slots;
 
 use super::ctx::{label, to_json, Ctx};
@@ -101,10 +103,7 @@ pub(super) fn slots(rollouts: &[Rollout], changes: &[Change]) -> Slots {
             let create_first = match c.action {
                 Action::Delete => c.deposed,
                 Action::Replace | Action::Create => {
-                    c.inputs
-                        .as_ref()
-                        .and_then(|i| i["create_before_destroy"].as_bool())
-                        == Some(true)
+                    c.inputs.as_ref().and_then(create_before_destroy) == Some(true)
                 }
                 _ => false,
             };
@@ -138,9 +137,7 @@ impl Ctx {
         let id =
             c.id.clone()
                 .ok_or_else(|| self.invalid(c, "boot volume replacement without an id"))?;
-        let mut body = self
-            .resolve(&c.address, c.request.as_ref().unwrap_or(&Value::Null))
-            .await?;
+        let mut body = self.resolve_text(&c.address, c.request.as_ref()).await?;
         // The primary VNIC's settings go to the VNIC (UpdateVnic) once the volume is replaced,
         // as for any update (`actions::update`).
         let vnic = body
@@ -151,7 +148,11 @@ impl Ctx {
             .as_object_mut()
             .and_then(|m| m.remove(crate::plan::diff::BOOT_VOLUME_UPDATE));
         let mut inputs = match &c.inputs {
-            Some(i) => self.resolve(&c.address, i).await?.as_object().cloned(),
+            Some(i) => self
+                .resolve_text(&c.address, Some(i))
+                .await?
+                .as_object()
+                .cloned(),
             None => None,
         };
         // The boot volume settings this plan changes are recorded once the volume has them

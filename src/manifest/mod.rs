@@ -642,7 +642,9 @@ impl Loader {
         let instance_names: BTreeSet<String> = instances_t.keys().cloned().collect();
         let image_names: BTreeSet<String> = images_t.keys().cloned().collect();
 
-        let mut instances = BTreeMap::new();
+        // Gathered, then built in one pass: a map built from sorted entries has full nodes (one
+        // filled an insert at a time keeps a third of a fleet's specs' room empty).
+        let mut instances = Vec::new();
         let mut ref_sites: Vec<(Address, Address, At)> = Vec::new();
         for (name, e) in &instances_t {
             let Ok(address) = format!("instance.{name}").parse::<Address>() else {
@@ -653,9 +655,10 @@ impl Loader {
             if let Some(spec) =
                 self.instance(address, t, &defaults, &e.key_at, &mut ref_sites, index)
             {
-                instances.insert(name.clone(), spec);
+                instances.push((name.clone(), spec));
             }
         }
+        let instances: BTreeMap<String, InstanceSpec> = instances.into_iter().collect();
         self.rollout_rounding(&instances, &instances_t, &defaults);
         let mut images = BTreeMap::new();
         for (name, e) in &images_t {

@@ -196,8 +196,7 @@ pub struct PrivateIp {
     pub compartment_id: Option<String>,
     #[serde(default)]
     pub availability_domain: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    // No `extra` (as `VnicAttachment`): only read, and a subnet's listing is read whole.
 }
 
 /// A public IP (ListPublicIps): an ephemeral one assigned to a private IP names it in
@@ -220,8 +219,7 @@ pub struct PublicIp {
     pub lifetime: Option<String>,
     #[serde(default)]
     pub scope: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    // No `extra`: only read, and a compartment's listing per AD is read whole.
 }
 
 /// Where a launched instance boots from (`sourceType`: `image` or `bootVolume`).

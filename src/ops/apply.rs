@@ -193,9 +193,8 @@ impl Prepared<'_> {
             "a plan a policy denied is never executed"
         );
         let s = self.session;
-        let plan = Arc::new(self.plan);
-        let (mut state, mut report) = execute::apply(
-            plan.clone(),
+        let (plan, mut state, mut report) = execute::apply(
+            self.plan,
             s.clients.clone(),
             s.store.clone(),
             self.lock,
@@ -239,10 +238,9 @@ impl Prepared<'_> {
             .filter_map(|l| l.split_once(' ').map(|(_, a)| a))
             .collect();
         let tried = |a: &str| !untried.contains(&a);
-        let plans: Vec<&Plan> = std::iter::once(&*plan).chain(back.as_ref()).collect();
+        let plans: Vec<&Plan> = std::iter::once(&plan).chain(back.as_ref()).collect();
         report.rolled_back = super::rollback::rolled_back(&plans, &tried, &state);
         drop(plans);
-        let plan = Arc::try_unwrap(plan).unwrap_or_else(|p| (*p).clone());
         Executed {
             plan,
             state,
@@ -251,8 +249,9 @@ impl Prepared<'_> {
     }
 }
 
-/// What [`Prepared::execute`] did: the plan it executed (given back, not copied), the final
-/// state and the report.
+/// What [`Prepared::execute`] did: the plan it executed (given back, not copied, without the
+/// requests and attribute lists its nodes no longer need: [`execute::apply`]), the final state
+/// and the report.
 pub struct Executed {
     pub plan: Plan,
     pub state: State,

@@ -81,9 +81,8 @@ pub(super) async fn roll_back(
         lock.release().await.map_err(|e| err(e.into()))?;
         return Ok(None);
     }
-    let plan = std::sync::Arc::new(plan);
-    let (state, report) = execute::apply(
-        plan.clone(),
+    let (plan, state, report) = execute::apply(
+        plan,
         s.clients.clone(),
         s.store.clone(),
         lock,
@@ -93,7 +92,6 @@ pub(super) async fn roll_back(
         progress,
     )
     .await;
-    let plan = std::sync::Arc::try_unwrap(plan).unwrap_or_else(|p| (*p).clone());
     Ok(Some((plan, state, report)))
 }
 

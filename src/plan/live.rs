@@ -232,7 +232,13 @@ pub(super) async fn resolve_lookups(
         .iter_mut()
         .filter(|c| matches!(c.action, Action::Create | Action::Replace))
     {
-        let Some(req) = c.request.as_mut() else {
+        // (Only a request that names a lookup is parsed.)
+        let Some(mut req) = c
+            .request
+            .as_ref()
+            .filter(|r| r.text().contains(IMAGE_LOOKUP))
+            .map(|r| r.parse())
+        else {
             continue;
         };
         let Some(criteria) = req
@@ -282,6 +288,7 @@ pub(super) async fn resolve_lookups(
             }
         };
         req["sourceDetails"]["imageId"] = json!(id);
+        c.request = Some(req.into());
         if let Some(attr) = c
             .attributes
             .iter_mut()

@@ -70,6 +70,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::raw_json::RawJson;
+
 /// Version of the `--json` and saved-plan formats.
 pub const FORMAT_VERSION: &str = "1";
 
@@ -191,11 +193,20 @@ pub struct Change {
     /// The request body the executor sends (LaunchInstanceDetails, CreateImageDetails,
     /// UpdateInstanceDetails, …), exactly as planned. A reference to another managed resource's
     /// id is written `{"$ref": "image.golden"}` and resolved from state when the node runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<Value>,
-    /// Create-time inputs to record in state once created (same `$ref` placeholders).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inputs: Option<Value>,
+    /// Kept as text (a plan of 10,000 launches holds 10,000), parsed where it is sent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::raw_json::option_as_value"
+    )]
+    pub request: Option<RawJson>,
+    /// Create-time inputs to record in state once created (same `$ref` placeholders), as text.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::raw_json::option_as_value"
+    )]
+    pub inputs: Option<RawJson>,
     /// Indexes into [`Plan::changes`] of the nodes that must finish first.
     #[serde(default)]
     pub depends_on: Vec<usize>,

@@ -224,7 +224,7 @@ pub fn shape(
         }
         let id = c.id.clone().expect("checked");
         let live_body = live.get(&id).map(|l| l.body.parse()).unwrap_or(Value::Null);
-        let create = c.request.clone().unwrap_or(Value::Null);
+        let create = c.request.as_ref().map(|r| r.parse()).unwrap_or(Value::Null);
         let mut source = json!({
             "sourceType": "image",
             "imageId": create["sourceDetails"]["imageId"].clone(),
@@ -261,8 +261,8 @@ pub fn shape(
         for a in c.attributes.iter_mut() {
             a.forces_replacement = false;
         }
-        c.request = Some(body);
-        c.inputs = Some(d.input_values());
+        c.request = Some(body.into());
+        c.inputs = Some(d.input_values().into());
     }
 
     // A predecessor still TERMINATING (an apply died after its terminate was sent) still
@@ -329,9 +329,11 @@ pub fn shape(
             continue;
         }
         let bvr = c.action == Action::Update
-            && c.request
-                .as_ref()
-                .is_some_and(|r| r.get("sourceDetails").is_some());
+            && c.request.as_ref().is_some_and(|r| {
+                r.parse_keys(&["sourceDetails"])
+                    .get("sourceDetails")
+                    .is_some()
+            });
         // A predecessor left by an interrupted create-first replacement: it goes once its
         // successor passed the gate (it was never seen healthy).
         let finish = c.action == Action::Delete && c.deposed && c.kind == Kind::Instance;
@@ -408,13 +410,17 @@ pub fn shape(
         // gives its members slots of the fleet's pools (`apply::rollout::slots`), so the batches
         // are no barriers.
         for (i, m) in batches.iter().flatten() {
-            if let Some(Value::Object(inputs)) = changes[*i].inputs.as_mut() {
-                if m.method != Method::BootVolume {
-                    inputs.insert(
-                        "create_before_destroy".into(),
-                        Value::Bool(m.method == Method::CreateFirst),
-                    );
-                }
+            if let (Some(inputs), true) =
+                (changes[*i].inputs.as_mut(), m.method != Method::BootVolume)
+            {
+                inputs.edit(|inputs| {
+                    if let Value::Object(inputs) = inputs {
+                        inputs.insert(
+                            "create_before_destroy".into(),
+                            Value::Bool(m.method == Method::CreateFirst),
+                        );
+                    }
+                });
             }
         }
         let gate = Gate {

@@ -274,11 +274,15 @@ pub fn number_creates(changes: &mut [Change], state: Option<&State>) {
             .map(highest)
             .unwrap_or(0)
             + 1;
-        if let Some(Value::Object(body)) = c.request.as_mut() {
-            let tags = body.entry("freeformTags").or_insert_with(|| json!({}));
-            if let Value::Object(t) = tags {
-                t.insert(VERSION_TAG.into(), json!(next.to_string()));
-            }
+        if let Some(request) = c.request.as_mut() {
+            request.edit(|body| {
+                if let Value::Object(body) = body {
+                    let tags = body.entry("freeformTags").or_insert_with(|| json!({}));
+                    if let Value::Object(t) = tags {
+                        t.insert(VERSION_TAG.into(), json!(next.to_string()));
+                    }
+                }
+            });
         }
     }
 }
@@ -340,13 +344,7 @@ pub fn retention(
     // Images this plan launches an instance from, by OCID (a pin onto a retained version).
     let launched: BTreeSet<String> = changes
         .iter()
-        .filter_map(|c| {
-            c.request
-                .as_ref()?
-                .pointer("/sourceDetails/imageId")?
-                .as_str()
-                .map(str::to_string)
-        })
+        .filter_map(|c| c.request.as_ref()?.str_at(&["sourceDetails", "imageId"]))
         .collect();
     let gone = |id: &str| refreshed && live.get(id).is_none_or(LiveRead::is_gone);
     let mut drop = BTreeSet::new();

@@ -16,9 +16,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use super::format::serialise_to;
 use super::gate::{self, Gate};
 use super::journal::{self, FileId};
-use super::{parse, serialise, LockInfo, State, StateError};
+use super::{parse, LockInfo, State, StateError};
 
 /// The local file store.
 #[derive(Clone, Debug)]
@@ -456,7 +457,7 @@ impl LocalStore {
                 .set_permissions(std::fs::Permissions::from_mode(0o600))
                 .map_err(err)?;
         }
-        tmp.write_all(&serialise(state)).map_err(err)?;
+        serialise_to(state, std::io::BufWriter::new(tmp.as_file_mut())).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
         if path.exists() {
             // Hard-link the old version as the backup so the rename below replaces only `path`.

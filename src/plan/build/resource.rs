@@ -239,8 +239,8 @@ impl Graph<'_, '_> {
                 attributes: attrs,
                 id: None,
                 etag: None,
-                request: Some(d.create_body.parse()),
-                inputs: Some(d.input_values()),
+                request: Some(d.create_body.clone()),
+                inputs: Some(d.input_values().into()),
                 pending: moved_from.is_some(),
                 ..base
             });
@@ -346,8 +346,8 @@ impl Graph<'_, '_> {
                 action: Action::Replace,
                 reason: reason.join("; "),
                 attributes: diffs.iter().map(|x| x.change.clone()).collect(),
-                request: Some(d.create_body.parse()),
-                inputs: Some(d.input_values()),
+                request: Some(d.create_body.clone()),
+                inputs: Some(d.input_values().into()),
                 ..base.clone()
             });
             self.recreated.insert(d.address.clone(), Action::Replace);
@@ -376,7 +376,7 @@ impl Graph<'_, '_> {
                 action: Action::Move,
                 reason: "the compartment changed".into(),
                 attributes: moves,
-                request: Some(serde_json::json!({ "compartmentId": d.compartment })),
+                request: Some(serde_json::json!({ "compartmentId": d.compartment }).into()),
                 ..base.clone()
             }));
         }
@@ -404,7 +404,7 @@ impl Graph<'_, '_> {
                         let now = body.get("freeformTags").unwrap_or(tags).clone();
                         body["freeformTags"] = super::super::tags::retag(&now, &d.address);
                     }
-                    body
+                    body.into()
                 }),
                 ..base.clone()
             });

@@ -169,7 +169,7 @@ const MERGED: &[&str] = &[
 fn updated(base: &Value, changes: &[&Change]) -> Value {
     let mut body = base.clone();
     for c in changes {
-        match (c.action, &c.request, &mut body) {
+        match (c.action, c.request.as_ref().map(|r| r.parse()), &mut body) {
             (Action::Start, _, Value::Object(m)) => {
                 m.insert("lifecycleState".into(), json!("RUNNING"));
             }
@@ -177,7 +177,7 @@ fn updated(base: &Value, changes: &[&Change]) -> Value {
                 m.insert("lifecycleState".into(), json!("STOPPED"));
             }
             (Action::Update | Action::Move, Some(Value::Object(req)), Value::Object(m)) => {
-                for (k, v) in req {
+                for (k, v) in &req {
                     match (MERGED.contains(&k.as_str()), m.get_mut(k), v) {
                         (true, Some(Value::Object(old)), Value::Object(new)) => {
                             old.extend(new.clone());
@@ -355,7 +355,7 @@ fn planned(plan: &Plan) -> Vec<Planned> {
         let create = main.iter().find(|c| c.action == Action::Create);
         let delete = main.iter().find(|c| c.action == Action::Delete);
         let (actions, after, after_unknown, paths, reason) = if let Some(c) = replace.or(create) {
-            let request = c.request.clone().unwrap_or(Value::Null);
+            let request = c.request.as_ref().map(|r| r.parse()).unwrap_or(Value::Null);
             let (after, unknown) = schema::split_unknown(&attributes(kind, &request, None));
             let mut unknown = unknown;
             if let Value::Object(u) = &mut unknown {
@@ -366,8 +366,11 @@ fn planned(plan: &Plan) -> Vec<Planned> {
             let first_create = c
                 .inputs
                 .as_ref()
-                .and_then(|i| i.get("create_before_destroy"))
-                .and_then(Value::as_bool)
+                .and_then(|i| {
+                    i.parse_keys(&["create_before_destroy"])
+                        .get("create_before_destroy")
+                        .and_then(Value::as_bool)
+                })
                 .unwrap_or(false)
                 || !deposed.is_empty();
             let actions = match (c.action, first_create) {
