@@ -179,10 +179,15 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             out::diagnostic(&denied);
             return Ok(ExitCode::FAILURE);
         }
-        Ok(if args.detailed_exitcode && plan.pending() {
+        let code = if args.detailed_exitcode && plan.pending() {
             ExitCode::from(2)
         } else {
             ExitCode::SUCCESS
-        })
+        };
+        // The process exits now: the plan and the manifest go back to the system with it, not
+        // freed one allocation at a time (~5 % of a no-change plan of 10,000 instances).
+        std::mem::forget(plan);
+        s.end_of_process();
+        Ok(code)
     })
 }

@@ -150,17 +150,23 @@ pub fn expand(
             out.index.insert(m.to_string(), i);
         }
         let mut names = Vec::with_capacity(members.len());
+        let mut template = e.clone();
+        strip(&mut template.node);
+        // Without a placeholder, every member is the table itself (a fleet of 1,000 is then
+        // 1,000 copies, not 1,000 walks of substitution and checks).
+        let placeholders = any_str(&template.node, &|s| s.contains("${"));
         for (member, index, var) in members {
-            let mut m = e.clone();
-            strip(&mut m.node);
-            let other = if var == "count.index" {
-                "each.key"
-            } else {
-                "count.index"
-            };
-            substitute(&mut m.node, var, &index);
-            if let Some(p) = stray(&m.node, other, kind, name) {
-                problems.push(p);
+            let mut m = template.clone();
+            if placeholders {
+                let other = if var == "count.index" {
+                    "each.key"
+                } else {
+                    "count.index"
+                };
+                substitute(&mut m.node, var, &index);
+                if let Some(p) = stray(&m.node, other, kind, name) {
+                    problems.push(p);
+                }
             }
             if let Value::Table(t) = &mut m.node.value {
                 if !t.contains_key("display_name") {
@@ -203,6 +209,16 @@ fn substitute(node: &mut Node, var: &str, value: &str) {
         Value::Array(a) => a.iter_mut().for_each(|n| substitute(n, var, value)),
         Value::Str(s) if s.contains(&pattern) => *s = s.replace(&pattern, value),
         _ => {}
+    }
+}
+
+/// Whether any string in `node` satisfies `f`.
+fn any_str(node: &Node, f: &dyn Fn(&str) -> bool) -> bool {
+    match &node.value {
+        Value::Table(t) => t.values().any(|e| any_str(&e.node, f)),
+        Value::Array(a) => a.iter().any(|n| any_str(n, f)),
+        Value::Str(s) => f(s),
+        _ => false,
     }
 }
 

@@ -516,6 +516,17 @@ pub fn state_store(
     )))
 }
 
+impl Session {
+    /// End the session as its process ends: the manifest (a large fleet's members, tens of
+    /// MiB in many small allocations) is left to the operating system, which takes it back
+    /// with the process at once; everything else (the embedded emulator's hand-over among it)
+    /// is dropped as usual. Only for a command about to exit.
+    pub fn end_of_process(self) {
+        let Session { manifest, .. } = self;
+        std::mem::forget(manifest);
+    }
+}
+
 /// Open the manifest in `dir`: load it, connect to its provider, find its state store.
 pub async fn open(dir: &Path, o: &Open) -> miette::Result<Session> {
     let manifest = load_manifest(dir, o.env.as_deref())?;

@@ -17,7 +17,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
 
 use super::{ResourceKind, State, StateError, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 
@@ -27,18 +26,18 @@ pub fn parse(path: &str, text: &str) -> Result<State, StateError> {
         path: path.to_string(),
         reason,
     };
-    serde_json::from_str::<NoDuplicateKeys>(text).map_err(|e| corrupt(e.to_string()))?;
-    // The version first (every other field skipped), then the state itself straight from the
-    // text: no intermediate value of the whole document.
-    #[derive(serde::Deserialize)]
-    struct Head {
-        version: Option<Value>,
-    }
-    let head: Head = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    // Two passes over the text, side by side on two threads: the distrustful one (every key
+    // at any depth checked against its siblings, and the version read on the way) and the
+    // state itself, straight from the text. The first pass's verdict comes first: a state with
+    // a key twice or another version is refused for that, whatever the second made of it.
+    let (head, state) = std::thread::scope(|s| {
+        let head = s.spawn(|| serde_json::from_str::<Document>(text));
+        let state = serde_json::from_str::<State>(text);
+        (head.join().expect("checking keys does not panic"), state)
+    });
     let version = head
+        .map_err(|e| corrupt(e.to_string()))?
         .version
-        .as_ref()
-        .and_then(Value::as_u64)
         .ok_or_else(|| corrupt("no `version`".into()))?;
     if !(OLDEST_FORMAT_VERSION as u64..=FORMAT_VERSION as u64).contains(&version) {
         return Err(StateError::Version {
@@ -46,7 +45,7 @@ pub fn parse(path: &str, text: &str) -> Result<State, StateError> {
             found: version.min(u32::MAX as u64) as u32,
         });
     }
-    let mut state: State = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    let mut state = state.map_err(|e| corrupt(e.to_string()))?;
     check(&state).map_err(corrupt)?;
     // An older format is read as the current one (its records are a subset of it): whatever
     // kiln writes next is the current format, which older kilns refuse rather than misread.
@@ -221,30 +220,111 @@ impl<'de> Visitor<'de> for NoDuplicateKeys {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        // Keys borrowed from the text where they can be; a state's objects are mostly small, so
-        // they are compared in a list, and only a large object (`resources`) gets a set.
-        const SMALL: usize = 16;
-        let mut few: Vec<Cow<'de, str>> = Vec::new();
-        let mut many: HashSet<Cow<'de, str>> = HashSet::new();
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let twice = if many.is_empty() && few.len() < SMALL {
-                let twice = few.contains(&key);
-                few.push(key.clone());
-                twice
-            } else {
-                if many.is_empty() {
-                    many.extend(few.drain(..));
-                }
-                !many.insert(key.clone())
-            };
-            if twice {
-                return Err(de::Error::custom(format!(
-                    "the key `{key}` appears twice in one object"
-                )));
-            }
-            map.next_value::<NoDuplicateKeys>()?;
-        }
+        check_keys(&mut map, |_, map| {
+            map.next_value::<NoDuplicateKeys>().map(drop)
+        })?;
         Ok(self)
+    }
+}
+
+/// Walk an object's entries, failing on a key seen before in it; `value` reads each key's value.
+fn check_keys<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    mut value: impl FnMut(&str, &mut A) -> Result<(), A::Error>,
+) -> Result<(), A::Error> {
+    // Keys borrowed from the text where they can be; a state's objects are mostly small, so
+    // they are compared in a list, and only a large object (`resources`) gets a set.
+    const SMALL: usize = 16;
+    let mut few: Vec<Cow<'de, str>> = Vec::new();
+    let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        let twice = if many.is_empty() && few.len() < SMALL {
+            let twice = few.contains(&key);
+            few.push(key.clone());
+            twice
+        } else {
+            if many.is_empty() {
+                many.extend(few.drain(..));
+            }
+            !many.insert(key.clone())
+        };
+        if twice {
+            return Err(de::Error::custom(format!(
+                "the key `{key}` appears twice in one object"
+            )));
+        }
+        value(&key, map)?;
+    }
+    Ok(())
+}
+
+/// The whole document through [`NoDuplicateKeys`], with its top-level `version` when that is a
+/// whole number (read in the same pass).
+struct Document {
+    version: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Document;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a state document")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+                let mut version = None;
+                let keys = check_keys(&mut map, |key, map| match key {
+                    "version" => {
+                        version = map.next_value::<Version>()?.0;
+                        Ok(())
+                    }
+                    _ => map.next_value::<NoDuplicateKeys>().map(drop),
+                });
+                keys.map(|()| Document { version })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A value that is a whole number, or anything else (checked for keys twice, read as `None`).
+struct Version(Option<u64>);
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Version;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a version")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Version, E> {
+                Ok(Version(Some(v)))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Version, E> {
+                Ok(Version(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Version, E> {
+                Ok(Version(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Version, E> {
+                Ok(Version(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Version, E> {
+                Ok(Version(None))
+            }
+            fn visit_unit<E>(self) -> Result<Version, E> {
+                Ok(Version(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Version, A::Error> {
+                NoDuplicateKeys.visit_seq(seq).map(|_| Version(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Version, A::Error> {
+                NoDuplicateKeys.visit_map(map).map(|_| Version(None))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -332,6 +412,32 @@ mod tests {
             r#"{{{},"k17":0,"z":1}}"#,
             keys[..20].join(",")
         )));
+    }
+
+    #[test]
+    fn the_version_is_read_in_the_key_check() {
+        let with =
+            |v: &str| format!(r#"{{"lineage":"l","version":{v},"serial":1,"resources":{{}}}}"#);
+        assert!(parse("s", &with("2")).is_ok());
+        let future = parse("s", &with("99")).unwrap_err();
+        assert!(
+            matches!(future, StateError::Version { found: 99, .. }),
+            "{future}"
+        );
+        for (v, why) in [
+            ("\"2\"", "no `version`"),
+            ("-1", "no `version`"),
+            ("2.5", "no `version`"),
+            (r#"{"a":1,"a":2}"#, "appears twice"),
+            (r#"[{"a":1,"a":2}]"#, "appears twice"),
+        ] {
+            let e = parse("s", &with(v)).unwrap_err().to_string();
+            assert!(e.contains(why), "{v}: {e}");
+        }
+        let e = parse("s", r#"{"lineage":"l","serial":1,"resources":{}}"#).unwrap_err();
+        assert!(e.to_string().contains("no `version`"), "{e}");
+        let e = parse("s", "[1]").unwrap_err();
+        assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
     }
 
     #[test]

@@ -94,9 +94,17 @@ impl Graph<'_, '_> {
         } else {
             Vec::new()
         };
-        let renamed = raw
-            .str_at(&["freeformTags", ADDRESS_TAG])
-            .filter(|t| *t != d.address && inp.refreshed)
+        // Only a live read can say it was renamed; the tags are in `live` when the manifest
+        // manages some, else found in the text.
+        let address_tag = match keys.contains(&"freeformTags") {
+            _ if !inp.refreshed => None,
+            true => live["freeformTags"][ADDRESS_TAG]
+                .as_str()
+                .map(str::to_string),
+            false => raw.str_at(&["freeformTags", ADDRESS_TAG]),
+        };
+        let renamed = address_tag
+            .filter(|t| *t != d.address)
             .map(|t| (t, raw.parse_keys(&["freeformTags"])["freeformTags"].take()));
         Some(Read {
             live,
