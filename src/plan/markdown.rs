@@ -39,11 +39,19 @@ pub fn markdown(plan: &Plan, policy: Option<&Report>) -> String {
         plan.env
     );
     let denied = policy.is_some_and(Report::is_denied);
+    let versions_only = !plan.retain.is_empty() || !plan.forget_deposed.is_empty();
     if plan.changes.is_empty() && plan.drift.is_empty() && plan.moved.is_empty() {
-        let _ = writeln!(
-            head,
-            "**No changes.** The infrastructure matches the manifest.\n"
-        );
+        let _ = match versions_only {
+            // As the text plan says it: the apply still writes the state.
+            true => writeln!(
+                head,
+                "**No changes in OCI.** Applying records these image versions in the state:\n"
+            ),
+            false => writeln!(
+                head,
+                "**No changes.** The infrastructure matches the manifest.\n"
+            ),
+        };
     } else {
         let _ = writeln!(
             head,
@@ -83,6 +91,22 @@ pub fn markdown(plan: &Plan, policy: Option<&Report>) -> String {
                 c.action.symbol(),
                 c.action.as_str(),
                 cell(&c.reason)
+            );
+        }
+        head.push('\n');
+    }
+    if versions_only {
+        for r in &plan.retain {
+            let _ = writeln!(
+                head,
+                "- `{}` version {} (`{}`) is kept as a retained version (`keep`)",
+                r.address, r.version, r.id
+            );
+        }
+        for (address, id) in &plan.forget_deposed {
+            let _ = writeln!(
+                head,
+                "- `{address}` previous version `{id}` is gone from OCI: dropped from the state"
             );
         }
         head.push('\n');
@@ -240,5 +264,26 @@ mod tests {
             assert!(big.contains("The text plan was cut"), "{n}");
             assert!(big.contains("**Plan: "), "{n}");
         }
+    }
+
+    #[test]
+    fn a_plan_that_only_records_image_versions_says_so() {
+        let mut plan = plan_of(0);
+        assert!(markdown(&plan, None).contains("**No changes.**"));
+        plan.retain.push(crate::plan::versions::Retain {
+            address: "image.golden".into(),
+            id: "ocid1.image.oc1.iad.old".into(),
+            version: 3,
+        });
+        plan.forget_deposed
+            .push(("image.golden".into(), "ocid1.image.oc1.iad.gone".into()));
+        let md = markdown(&plan, None);
+        assert!(!md.contains("**No changes.**"), "{md}");
+        assert!(
+            md.contains("**No changes in OCI.** Applying records"),
+            "{md}"
+        );
+        assert!(md.contains("- `image.golden` version 3 (`ocid1.image.oc1.iad.old`) is kept"));
+        assert!(md.contains("- `image.golden` previous version `ocid1.image.oc1.iad.gone` is gone"));
     }
 }
