@@ -96,18 +96,8 @@ pub fn markdown(plan: &Plan, policy: Option<&Report>) -> String {
         head.push('\n');
     }
     if versions_only {
-        for r in &plan.retain {
-            let _ = writeln!(
-                head,
-                "- `{}` version {} (`{}`) is kept as a retained version (`keep`)",
-                r.address, r.version, r.id
-            );
-        }
-        for (address, id) in &plan.forget_deposed {
-            let _ = writeln!(
-                head,
-                "- `{address}` previous version `{id}` is gone from OCI: dropped from the state"
-            );
+        for note in render::version_notes(plan, |s| format!("`{}`", cell(s))) {
+            let _ = writeln!(head, "- {note}");
         }
         head.push('\n');
     }

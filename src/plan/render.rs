@@ -201,18 +201,8 @@ pub fn text(plan: &Plan, style: Style) -> String {
     if !plan.warnings.is_empty() {
         out.push('\n');
     }
-    for r in &plan.retain {
-        let _ = writeln!(
-            out,
-            "  {} version {} ({}) is kept as a retained version (`keep`)",
-            r.address, r.version, r.id
-        );
-    }
-    for (address, id) in &plan.forget_deposed {
-        let _ = writeln!(
-            out,
-            "  {address} previous version {id} is gone from OCI: dropped from the state"
-        );
+    for note in version_notes(plan, str::to_string) {
+        let _ = writeln!(out, "  {note}");
     }
     if !plan.retain.is_empty() || !plan.forget_deposed.is_empty() {
         out.push('\n');
@@ -483,6 +473,30 @@ fn partial_note(out: &mut String, plan: &Plan) {
 }
 
 /// Which instances' network facts apply reads without a change (none: nothing is said).
+/// What an apply of `plan` records of image versions without changing OCI, a sentence each,
+/// with addresses and OCIDs shown by `code`.
+pub(super) fn version_notes(
+    plan: &Plan,
+    code: fn(&str) -> String,
+) -> impl Iterator<Item = String> + '_ {
+    let retained = plan.retain.iter().map(move |r| {
+        format!(
+            "{} version {} ({}) is kept as a retained version (`keep`)",
+            code(&r.address),
+            r.version,
+            code(&r.id)
+        )
+    });
+    let gone = plan.forget_deposed.iter().map(move |(address, id)| {
+        format!(
+            "{} previous version {} is gone from OCI: dropped from the state",
+            code(address),
+            code(id)
+        )
+    });
+    retained.chain(gone)
+}
+
 fn network_note(out: &mut String, plan: &Plan) {
     if plan.read_network.is_empty() || plan.refresh_only {
         return;
